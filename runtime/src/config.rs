@@ -1,0 +1,159 @@
+//! Runtime configuration: shard count, pinning, batching and credits.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// How a runtime runs its jobs. Built with chained setters; checked by [`Config::validate`]
+/// when a [`Runtime`](crate::Runtime) is created.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = rill_runtime::Config::default()
+///     .shards(2)
+///     .pin(false)
+///     .flush_delay(Duration::from_micros(50));
+/// assert_eq!(config.shard_count(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) shards: Option<usize>,
+    pub(crate) pin: bool,
+    pub(crate) batch_bytes: usize,
+    pub(crate) batch_records: usize,
+    pub(crate) credits: usize,
+    pub(crate) flush_delay: Duration,
+    pub(crate) spin_before_park: Duration,
+    pub(crate) io_memory: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shards: None,
+            pin: true,
+            batch_bytes: 32 * 1024,
+            batch_records: 1024,
+            credits: 4,
+            flush_delay: Duration::from_micros(100),
+            spin_before_park: Duration::from_micros(50),
+            io_memory: 256 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Number of shards; default: every core this process may run on.
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
+    /// Pin each shard to its own core (default true). Without pinning, more shards than
+    /// cores are allowed (useful in tests).
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// A batch on an exchange channel is sent once its serialized records reach this many
+    /// bytes (default 32 KiB).
+    pub fn batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes;
+        self
+    }
+
+    /// Records per batch handed from one chained operator to the next, and per source poll
+    /// (default 1024).
+    pub fn batch_records(mut self, records: usize) -> Self {
+        self.batch_records = records;
+        self
+    }
+
+    /// Batches a producer may have in flight on one channel before it must wait for the
+    /// consumer to hand one back (default 4).
+    pub fn credits(mut self, credits: usize) -> Self {
+        self.credits = credits;
+        self
+    }
+
+    /// A partly filled batch is sent at the latest this long after its first record
+    /// (default 100 µs); a shard with nothing else to do sends it at once.
+    pub fn flush_delay(mut self, delay: Duration) -> Self {
+        self.flush_delay = delay;
+        self
+    }
+
+    /// How long an idle shard keeps polling before it parks its thread (default 50 µs).
+    pub fn spin_before_park(mut self, spin: Duration) -> Self {
+        self.spin_before_park = spin;
+        self
+    }
+
+    /// Memory each shard's glommio executor registers with io_uring (default 256 KiB;
+    /// counts against RLIMIT_MEMLOCK).
+    pub fn io_memory(mut self, bytes: usize) -> Self {
+        self.io_memory = bytes;
+        self
+    }
+
+    /// The shard count this configuration runs with.
+    pub fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(available_cores)
+    }
+
+    /// Whether shards are pinned to cores.
+    pub fn pinned(&self) -> bool {
+        self.pin
+    }
+
+    /// Checks every value; the runtime calls this before starting.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |field: &'static str, v: usize| {
+            if v == 0 {
+                Err(Error::Config {
+                    field,
+                    problem: "must be at least 1".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("shards", self.shard_count())?;
+        positive("batch_bytes", self.batch_bytes)?;
+        positive("batch_records", self.batch_records)?;
+        positive("credits", self.credits)?;
+        if self.batch_bytes > u32::MAX as usize / 2 {
+            return Err(Error::Config {
+                field: "batch_bytes",
+                problem: format!("{} is larger than 2 GiB", self.batch_bytes),
+            });
+        }
+        if self.pin {
+            let available = available_cores();
+            if self.shard_count() > available {
+                return Err(Error::TooManyShards {
+                    requested: self.shard_count(),
+                    available,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cores this process may run on (its affinity mask), at least 1.
+pub fn available_cores() -> usize {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.len())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The core ids shards are pinned to, in shard order.
+pub(crate) fn core_ids() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .filter(|ids: &Vec<usize>| !ids.is_empty())
+        .unwrap_or_else(|| (0..available_cores()).collect())
+}

@@ -1,0 +1,307 @@
+//! One channel of an exchange: a producer shard sending batches to a consumer shard over a
+//! lock-free SPSC ring, with a second ring carrying emptied buffers back.
+//!
+//! **Credits.** A producer may have at most `credits` batches in flight on a channel; the
+//! consumer returns each buffer after reading it, which gives the credit back. Without
+//! credit the producer keeps filling its current buffer, and the chain that writes to it is
+//! no longer scheduled, so pressure travels back to the sources. Progress messages ride the
+//! same ring behind the data, so they stay in order with it.
+//!
+//! **Waking.** A shard with work polls its rings in its loop: no syscall, no wake-up. A
+//! shard that ran out of work parks its thread; whoever pushes to one of its rings unparks
+//! it (a Dekker-style handshake on [`ShardWaker::parked`] with SeqCst fences on both sides).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use crate::data::ExchangeData;
+use crate::error::OpResult;
+use crate::exchange::batch::BatchBuf;
+use crate::push::Progress;
+
+/// What travels on a channel's ring.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Data(BatchBuf),
+    Progress(Progress),
+}
+
+/// Parking state of one shard, shared with every shard that sends to it.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct ShardWaker {
+    parked: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl ShardWaker {
+    /// Registers the calling thread as the shard's thread.
+    pub(crate) fn register_current(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Wakes the shard if it is parked. Call after publishing to one of its rings.
+    #[inline]
+    pub(crate) fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::SeqCst) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Parks the calling shard for at most `timeout`, unless `has_work` (checked after the
+    /// shard announced it is parking) finds something to do.
+    pub(crate) fn park(&self, timeout: Duration, has_work: impl FnOnce() -> bool) {
+        self.parked.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !has_work() {
+            std::thread::park_timeout(timeout);
+        }
+        self.parked.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Counters of one channel, written by the producer and readable while the job runs.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct ChannelMetrics {
+    pub(crate) batches: AtomicU64,
+    pub(crate) records: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) backpressured_ns: AtomicU64,
+}
+
+impl ChannelMetrics {
+    /// Batches sent.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+    /// Records sent.
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+    /// Serialized bytes sent.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    /// Time the producer spent without credit on this channel.
+    pub fn backpressured(&self) -> Duration {
+        Duration::from_nanos(self.backpressured_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// Batch sizing shared by every channel of a job.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChannelLimits {
+    pub batch_bytes: usize,
+    pub batch_records: usize,
+    pub credits: usize,
+    pub flush_delay: Duration,
+}
+
+/// Creates the two ends of one channel.
+pub(crate) fn channel(
+    limits: ChannelLimits,
+    metrics: Arc<ChannelMetrics>,
+    producer_waker: Arc<ShardWaker>,
+    consumer_waker: Arc<ShardWaker>,
+) -> (ChannelTx, ChannelRx) {
+    // Data uses at most `credits` slots; progress messages are coalesced, so a few more
+    // slots always suffice for them.
+    let (ring_tx, ring_rx) = RingBuffer::new(limits.credits + 4);
+    let (ret_tx, ret_rx) = RingBuffer::new(limits.credits + 1);
+    (
+        ChannelTx {
+            ring: ring_tx,
+            returns: ret_rx,
+            cur: BatchBuf::default(),
+            cur_since: None,
+            queue: VecDeque::new(),
+            spare: Vec::new(),
+            in_flight: 0,
+            blocked_since: None,
+            metrics,
+            consumer: consumer_waker,
+            limits,
+        },
+        ChannelRx {
+            ring: ring_rx,
+            returns: ret_tx,
+            producer: producer_waker,
+        },
+    )
+}
+
+/// The producer's end of a channel.
+pub(crate) struct ChannelTx {
+    ring: Producer<Msg>,
+    returns: Consumer<BatchBuf>,
+    /// The batch being filled.
+    cur: BatchBuf,
+    cur_since: Option<Instant>,
+    /// Full batches and progress waiting, in order, for credit or a ring slot.
+    queue: VecDeque<Msg>,
+    spare: Vec<BatchBuf>,
+    in_flight: usize,
+    blocked_since: Option<Instant>,
+    metrics: Arc<ChannelMetrics>,
+    consumer: Arc<ShardWaker>,
+    limits: ChannelLimits,
+}
+
+impl ChannelTx {
+    /// Serializes `record` into the current batch; sends the batch when it is full and
+    /// credit allows.
+    #[inline]
+    pub(crate) fn write<T: ExchangeData>(&mut self, record: &T) -> OpResult {
+        if self.cur.is_empty() {
+            self.cur_since = Some(Instant::now());
+        }
+        self.cur.write(record)?;
+        if self.cur.byte_len() >= self.limits.batch_bytes
+            || self.cur.len() >= self.limits.batch_records
+        {
+            self.seal_cur();
+            self.drain();
+        }
+        Ok(())
+    }
+
+    fn new_buffer(&self) -> BatchBuf {
+        BatchBuf::with_capacity(
+            self.limits.batch_bytes + self.limits.batch_bytes / 4,
+            self.limits.batch_records,
+        )
+    }
+
+    /// Moves the current batch, if any, to the end of the queue.
+    fn seal_cur(&mut self) {
+        if self.cur.is_empty() {
+            return;
+        }
+        let next = match self.spare.pop() {
+            Some(buf) => buf,
+            None => self.new_buffer(),
+        };
+        let full = std::mem::replace(&mut self.cur, next);
+        self.cur_since = None;
+        self.queue.push_back(Msg::Data(full));
+    }
+
+    /// Sends queued messages in order while credit and ring slots allow.
+    fn drain(&mut self) {
+        let mut sent = false;
+        while let Some(front) = self.queue.front() {
+            if let Msg::Data(_) = front {
+                while let Ok(buf) = self.returns.pop() {
+                    self.in_flight -= 1;
+                    self.spare.push(buf);
+                }
+                if self.in_flight >= self.limits.credits {
+                    break;
+                }
+            }
+            if self.ring.is_full() {
+                break;
+            }
+            let msg = self.queue.pop_front().expect("front exists");
+            if let Msg::Data(buf) = &msg {
+                self.in_flight += 1;
+                self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .records
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                self.metrics
+                    .bytes
+                    .fetch_add(buf.byte_len() as u64, Ordering::Relaxed);
+            }
+            if self.ring.push(msg).is_err() {
+                unreachable!("the ring had a free slot and only this producer pushes");
+            }
+            sent = true;
+        }
+        if sent {
+            self.consumer.wake();
+        }
+        if self.queue.is_empty() {
+            if let Some(since) = self.blocked_since.take() {
+                self.metrics
+                    .backpressured_ns
+                    .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            }
+        } else {
+            self.blocked_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Sends `progress` behind every record written so far.
+    pub(crate) fn send_progress(&mut self, progress: Progress) {
+        self.seal_cur();
+        match (self.queue.back_mut(), progress) {
+            (Some(Msg::Progress(Progress::Watermark(w))), Progress::Watermark(n)) => *w = n,
+            _ => self.queue.push_back(Msg::Progress(progress)),
+        }
+        self.drain();
+    }
+
+    /// Seals a partly filled batch if it is older than the flush delay (or at once with
+    /// `force`) and sends what credit allows. Returns true while something is unsent.
+    pub(crate) fn poll(&mut self, now: Instant, force: bool) -> bool {
+        let due = force
+            || self
+                .cur_since
+                .is_some_and(|t| now.duration_since(t) >= self.limits.flush_delay);
+        if due {
+            self.seal_cur();
+        }
+        if !self.queue.is_empty() {
+            self.drain();
+        }
+        !self.cur.is_empty() || !self.queue.is_empty()
+    }
+
+    /// True while the channel holds messages it has no credit or room to send.
+    #[inline]
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.blocked_since.is_some()
+    }
+
+    /// True if the consumer has handed buffers back that the producer has not reclaimed.
+    pub(crate) fn has_returns(&self) -> bool {
+        !self.returns.is_empty()
+    }
+}
+
+/// The consumer's end of a channel.
+pub(crate) struct ChannelRx {
+    ring: Consumer<Msg>,
+    returns: Producer<BatchBuf>,
+    producer: Arc<ShardWaker>,
+}
+
+impl ChannelRx {
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<Msg> {
+        self.ring.pop().ok()
+    }
+
+    pub(crate) fn has_input(&self) -> bool {
+        !self.ring.is_empty()
+    }
+
+    /// Hands a read buffer back to the producer, returning its credit.
+    pub(crate) fn give_back(&mut self, mut buf: BatchBuf) {
+        buf.clear();
+        // A full return ring cannot happen (at most `credits` buffers are out); a producer
+        // that has finished may have dropped its end, and then the buffer is just freed.
+        let _ = self.returns.push(buf);
+        self.producer.wake();
+    }
+}

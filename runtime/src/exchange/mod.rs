@@ -1,0 +1,88 @@
+//! Exchanges: moving records between shards.
+//!
+//! An exchange edge between N shards is an N x N mesh of channels, each a lock-free
+//! single-producer single-consumer ring (rtrb) of batches. Records are serialized with rkyv
+//! into pooled, 64-byte aligned [`batch::BatchBuf`]s; the receiver validates and reads them
+//! in place and hands the buffer back to the producer through a second ring, which is also
+//! how credit returns. See [`route`] for how destinations are chosen, and
+//! `docs/exchange.md` for the measured choice of ring.
+
+pub mod batch;
+pub(crate) mod channel;
+pub(crate) mod receiver;
+pub mod route;
+pub(crate) mod sender;
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use crate::data::ExchangeData;
+use crate::exchange::channel::{ChannelRx, ChannelTx};
+use crate::exchange::receiver::ExchangeReceiver;
+use crate::exchange::route::Partitioning;
+use crate::exchange::sender::{ExchangeSender, Route, SharedSender};
+use crate::push::Push;
+use crate::shard::head::{BlockedFlag, Head, SenderDriver};
+
+/// The pieces one exchange edge becomes on one shard.
+pub(crate) struct ShardExchange {
+    /// A `Box<dyn Push<T>>` for the producing stream's output.
+    pub sender_push: Box<dyn Any>,
+    pub driver: Rc<RefCell<dyn SenderDriver>>,
+    pub blocked: BlockedFlag,
+    pub head: Box<dyn Head>,
+}
+
+/// An exchange edge with its record type erased, so the job description can hold it.
+pub(crate) trait ErasedExchange: Send + Sync {
+    /// Builds the sender and receiver on shard `shard`; `downstream` is the consuming
+    /// input's `Box<dyn Push<T>>`.
+    fn build(
+        &self,
+        name: String,
+        shard: usize,
+        downstream: Box<dyn Any>,
+        tx: Vec<ChannelTx>,
+        rx: Vec<ChannelRx>,
+    ) -> ShardExchange;
+}
+
+pub(crate) struct TypedExchange<T> {
+    pub partitioning: Partitioning<T>,
+}
+
+impl<T: ExchangeData> ErasedExchange for TypedExchange<T> {
+    fn build(
+        &self,
+        name: String,
+        shard: usize,
+        downstream: Box<dyn Any>,
+        tx: Vec<ChannelTx>,
+        rx: Vec<ChannelRx>,
+    ) -> ShardExchange {
+        let downstream = *downstream
+            .downcast::<Box<dyn Push<T>>>()
+            .expect("exchange input built with its own record type");
+        let route = match &self.partitioning {
+            Partitioning::KeyHash(f) => Route::KeyHash(f.clone()),
+            Partitioning::Broadcast => Route::Broadcast,
+            Partitioning::Rebalance | Partitioning::Forward => Route::RoundRobin {
+                next: shard % tx.len(),
+            },
+        };
+        let blocked: BlockedFlag = Rc::new(Cell::new(false));
+        let sender = Rc::new(RefCell::new(ExchangeSender::new(
+            tx,
+            route,
+            blocked.clone(),
+        )));
+        let push: Box<dyn Push<T>> = Box::new(SharedSender(sender.clone()));
+        ShardExchange {
+            sender_push: Box::new(push),
+            driver: sender,
+            blocked,
+            head: Box::new(ExchangeReceiver::new(name, rx, downstream)),
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Describing a dataflow.
+//!
+//! A [`Dataflow`] is built once, on any thread, from typed [`Stream`] handles: sources,
+//! operators and sinks. Each operator is given as a factory that runs on every shard and
+//! returns that shard's instance (which need not be `Send`), so the description itself is
+//! `Send` and the instances own their state on their pinned core (timely's builder ->
+//! worker pattern). Consecutive operators are chained into direct calls; an
+//! [`Stream::exchange`] edge moves records between shards.
+//!
+//! ```
+//! use rill_runtime::{Config, Dataflow, Partitioning, Runtime};
+//!
+//! let mut df = Dataflow::new();
+//! let out = df
+//!     .vec_source("numbers", (0u64..100).collect())
+//!     .exchange(Partitioning::by_key(|n: &u64| n % 10))
+//!     .collect("out");
+//! let report = Runtime::new(Config::default().shards(2).pin(false))
+//!     .unwrap()
+//!     .run(df)
+//!     .unwrap();
+//! let mut got = out.take();
+//! got.sort();
+//! assert_eq!(got, (0..100).collect::<Vec<_>>());
+//! assert_eq!(report.operator("out").unwrap().total(), 100);
+//! ```
+
+mod node;
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::data::{Data, ExchangeData};
+use crate::exchange::route::Partitioning;
+use crate::exchange::TypedExchange;
+use crate::operator::{
+    BinaryOperator, BinaryState, LeftInput, Operator, RightInput, UnaryInput, UnionInput,
+    UnionState,
+};
+use crate::progress::Frontier;
+use crate::push::{Output, Progress, Push};
+use crate::sink::{CollectSink, Collected, DiscardSink, Sink, SinkOperator};
+use crate::source::{strided, IterSource, Source};
+
+pub(crate) use node::{Built, ExchangeDesc, GraphDesc, InputDesc, NodeBuilder, NodeDesc, StreamId};
+
+/// Where an operator instance runs: its shard's index and the shard count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// This shard, `0..shards`.
+    pub index: usize,
+    /// How many shards run the job.
+    pub shards: usize,
+}
+
+/// A dataflow under construction. Hand it to [`Runtime::run`](crate::Runtime::run).
+#[derive(Default)]
+pub struct Dataflow {
+    graph: Rc<RefCell<GraphDesc>>,
+}
+
+/// A typed stream of records in a [`Dataflow`]: the output of a source or operator.
+pub struct Stream<T> {
+    graph: Rc<RefCell<GraphDesc>>,
+    id: StreamId,
+    _records: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Stream<T> {
+    fn clone(&self) -> Self {
+        Stream {
+            graph: self.graph.clone(),
+            id: self.id,
+            _records: PhantomData,
+        }
+    }
+}
+
+impl Dataflow {
+    /// An empty dataflow.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn into_graph(self) -> GraphDesc {
+        std::mem::take(&mut *self.graph.borrow_mut())
+    }
+
+    fn stream<T>(&self, node: usize, port: usize) -> Stream<T> {
+        Stream {
+            graph: self.graph.clone(),
+            id: StreamId { node, port },
+            _records: PhantomData,
+        }
+    }
+
+    /// A source: `make` runs on every shard and returns that shard's [`Source`].
+    pub fn source<T, S, F>(&mut self, name: &str, make: F) -> Stream<T>
+    where
+        T: Data,
+        S: Source<T> + 'static,
+        F: Fn(crate::ShardInfo) -> S + Send + Sync + 'static,
+    {
+        let node = self.graph.borrow_mut().add(NodeDesc {
+            name: name.to_string(),
+            inputs: Vec::new(),
+            build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let out = b.output::<T>(0);
+                Built::Source(b.source_head(make(b.shard), out))
+            }),
+        });
+        self.stream(node, 0)
+    }
+
+    /// A source that drains an iterator on every shard: `make` gets the shard and returns
+    /// that shard's part of the input.
+    pub fn iter_source<T, I, F>(&mut self, name: &str, make: F) -> Stream<T>
+    where
+        T: Data,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+        F: Fn(crate::ShardInfo) -> I + Send + Sync + 'static,
+    {
+        self.source(name, move |shard| IterSource(make(shard).into_iter()))
+    }
+
+    /// A source over a vector, split across shards (shard `i` of `n` emits elements
+    /// `i, i+n, i+2n, ...`).
+    pub fn vec_source<T>(&mut self, name: &str, data: Vec<T>) -> Stream<T>
+    where
+        T: Data + Send + Sync,
+    {
+        let data = Arc::new(data);
+        self.iter_source(name, move |s: crate::ShardInfo| {
+            strided(data.clone(), s.index, s.shards)
+        })
+    }
+}
+
+impl<T: Data> Stream<T> {
+    fn add_node(&self, desc: NodeDesc) -> usize {
+        self.graph.borrow_mut().add(desc)
+    }
+
+    fn derived<U>(&self, node: usize, port: usize) -> Stream<U> {
+        Stream {
+            graph: self.graph.clone(),
+            id: StreamId { node, port },
+            _records: PhantomData,
+        }
+    }
+
+    /// A one-input, one-output operator chained to this stream: `make` builds the
+    /// instance of each shard.
+    pub fn unary<U, Op, F>(&self, name: &str, make: F) -> Stream<U>
+    where
+        U: Data,
+        Op: Operator<T, Out = Output<U>> + 'static,
+        F: Fn(crate::ShardInfo) -> Op + Send + Sync + 'static,
+    {
+        let node = self.add_node(NodeDesc {
+            name: name.to_string(),
+            inputs: vec![InputDesc::forward(self.id)],
+            build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let out = b.output::<U>(0);
+                let input = UnaryInput::new(make(b.shard), out);
+                Built::Inputs(vec![b.input::<T>(input)])
+            }),
+        });
+        self.derived(node, 0)
+    }
+
+    /// A one-input operator with a main and a side output (e.g. a split, or late data).
+    pub fn unary_split<A, B, Op, F>(&self, name: &str, make: F) -> (Stream<A>, Stream<B>)
+    where
+        A: Data,
+        B: Data,
+        Op: Operator<T, Out = (Output<A>, Output<B>)> + 'static,
+        F: Fn(crate::ShardInfo) -> Op + Send + Sync + 'static,
+    {
+        let node = self.add_node(NodeDesc {
+            name: name.to_string(),
+            inputs: vec![InputDesc::forward(self.id)],
+            build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let outs = (b.output::<A>(0), b.output::<B>(1));
+                let input = UnaryInput::new(make(b.shard), outs);
+                Built::Inputs(vec![b.input::<T>(input)])
+            }),
+        });
+        (self.derived(node, 0), self.derived(node, 1))
+    }
+
+    /// A two-input operator over this stream (left) and `other` (right).
+    pub fn binary<B, U, Op, F>(&self, other: &Stream<B>, name: &str, make: F) -> Stream<U>
+    where
+        B: Data,
+        U: Data,
+        Op: BinaryOperator<T, B, Out = Output<U>> + 'static,
+        F: Fn(crate::ShardInfo) -> Op + Send + Sync + 'static,
+    {
+        let node = self.add_node(NodeDesc {
+            name: name.to_string(),
+            inputs: vec![InputDesc::forward(self.id), InputDesc::forward(other.id)],
+            build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let out = b.output::<U>(0);
+                let state = BinaryState::new(make(b.shard), out);
+                Built::Inputs(vec![
+                    b.input::<T>(LeftInput(state.clone())),
+                    b.input::<B>(RightInput(state)),
+                ])
+            }),
+        });
+        self.derived(node, 0)
+    }
+
+    /// Merges this stream with `others` into one stream; its watermark is the minimum
+    /// over the merged streams that are not idle.
+    pub fn union(&self, others: &[Stream<T>]) -> Stream<T> {
+        let mut inputs = vec![InputDesc::forward(self.id)];
+        inputs.extend(others.iter().map(|s| InputDesc::forward(s.id)));
+        let n = inputs.len();
+        let node = self.add_node(NodeDesc {
+            name: "union".to_string(),
+            inputs,
+            build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let state = Rc::new(RefCell::new(UnionState {
+                    out: b.output::<T>(0),
+                    frontier: Frontier::new(n),
+                }));
+                Built::Inputs(
+                    (0..n)
+                        .map(|input| {
+                            b.input::<T>(UnionInput {
+                                state: state.clone(),
+                                input,
+                            })
+                        })
+                        .collect(),
+                )
+            }),
+        });
+        self.derived(node, 0)
+    }
+
+    /// A sink: `make` builds each shard's [`Sink`].
+    pub fn sink<S, F>(&self, name: &str, make: F)
+    where
+        S: Sink<T> + 'static,
+        F: Fn(crate::ShardInfo) -> S + Send + Sync + 'static,
+    {
+        self.add_node(NodeDesc {
+            name: name.to_string(),
+            inputs: vec![InputDesc::forward(self.id)],
+            build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let input = UnaryInput::new(SinkOperator(make(b.shard)), ());
+                Built::Inputs(vec![b.input::<T>(input)])
+            }),
+        });
+    }
+
+    /// A sink that collects every record; read them from the handle after the job ends.
+    pub fn collect(&self, name: &str) -> Collected<T>
+    where
+        T: Send,
+    {
+        let collected = Collected::new(0);
+        let target = collected.clone();
+        self.sink(name, move |shard| CollectSink {
+            target: target.clone(),
+            shard: shard.index,
+        });
+        collected
+    }
+
+    /// A sink that drops every record; the job report counts them.
+    pub fn discard(&self, name: &str) {
+        self.sink(name, |_| DiscardSink);
+    }
+}
+
+impl<T: ExchangeData> Stream<T> {
+    /// Moves records between shards as `partitioning` says (forward keeps them in place).
+    pub fn exchange(&self, partitioning: Partitioning<T>) -> Stream<T> {
+        if let Partitioning::Forward = partitioning {
+            return self.clone();
+        }
+        let name = format!("exchange({})", partitioning.name());
+        let exchange = self.graph.borrow_mut().add_exchange(ExchangeDesc {
+            name: name.clone(),
+            edge: Box::new(TypedExchange { partitioning }),
+        });
+        let node = self.add_node(NodeDesc {
+            name,
+            inputs: vec![InputDesc {
+                stream: self.id,
+                exchange: Some(exchange),
+            }],
+            build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let out = b.output::<T>(0);
+                Built::Inputs(vec![b.input::<T>(PassThrough(out))])
+            }),
+        });
+        self.derived(node, 0)
+    }
+}
+
+/// The operator behind an exchange node: hands records and progress on unchanged.
+struct PassThrough<T: Clone>(Output<T>);
+
+impl<T: Clone> Push<T> for PassThrough<T> {
+    fn push(&mut self, batch: &mut Vec<T>) -> crate::OpResult {
+        self.0.give_vec(batch);
+        self.0.flush()
+    }
+    fn progress(&mut self, progress: Progress) -> crate::OpResult {
+        self.0.progress(progress)
+    }
+}

@@ -1,0 +1,129 @@
+//! The job description's nodes, and the context that turns one into its instance on a
+//! shard.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::data::Data;
+use crate::exchange::ErasedExchange;
+use crate::graph::ShardInfo;
+use crate::push::{Output, Push};
+use crate::shard::head::Head;
+use crate::shard::instrument::{Instrumented, SourceHead};
+use crate::source::Source;
+
+/// One output port of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct StreamId {
+    pub node: usize,
+    pub port: usize,
+}
+
+/// Where a node's input comes from, and whether through an exchange.
+pub(crate) struct InputDesc {
+    pub stream: StreamId,
+    pub exchange: Option<usize>,
+}
+
+impl InputDesc {
+    pub fn forward(stream: StreamId) -> Self {
+        InputDesc {
+            stream,
+            exchange: None,
+        }
+    }
+}
+
+/// What building a node on a shard gives: one `Box<dyn Push<I>>` per input (as `Any`), or
+/// a source's chain head.
+pub(crate) enum Built {
+    Inputs(Vec<Box<dyn Any>>),
+    Source(Box<dyn Head>),
+}
+
+pub(crate) type BuildFn = Box<dyn Fn(&mut NodeBuilder<'_>) -> Built + Send + Sync>;
+
+pub(crate) struct NodeDesc {
+    pub name: String,
+    pub inputs: Vec<InputDesc>,
+    pub build: BuildFn,
+}
+
+pub(crate) struct ExchangeDesc {
+    pub name: String,
+    pub edge: Box<dyn ErasedExchange>,
+}
+
+/// The logical graph: nodes in creation order, which is a topological order (a node's
+/// inputs always come from earlier nodes).
+#[derive(Default)]
+pub(crate) struct GraphDesc {
+    pub nodes: Vec<NodeDesc>,
+    pub exchanges: Vec<ExchangeDesc>,
+}
+
+impl GraphDesc {
+    pub fn add(&mut self, node: NodeDesc) -> usize {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    pub fn add_exchange(&mut self, exchange: ExchangeDesc) -> usize {
+        self.exchanges.push(exchange);
+        self.exchanges.len() - 1
+    }
+}
+
+/// Builds one node's instance on a shard. Consumers are built before producers, so a
+/// node's outputs can be wired to the already built inputs of its consumers.
+pub(crate) struct NodeBuilder<'a> {
+    pub shard: ShardInfo,
+    pub node: usize,
+    pub batch_records: usize,
+    pub consumers: &'a mut HashMap<StreamId, Vec<Box<dyn Any>>>,
+    pub counter: Rc<Cell<u64>>,
+}
+
+impl NodeBuilder<'_> {
+    /// The output for port `port`, pushing to every consumer built so far.
+    pub fn output<U: Data>(&mut self, port: usize) -> Output<U> {
+        let consumers = self
+            .consumers
+            .remove(&StreamId {
+                node: self.node,
+                port,
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| {
+                *c.downcast::<Box<dyn Push<U>>>()
+                    .expect("a consumer's input has its stream's record type")
+            })
+            .collect();
+        Output::new(consumers, self.batch_records)
+    }
+
+    /// Wraps an input so that its records are counted and failures name this node.
+    pub fn input<I: 'static>(&self, push: impl Push<I> + 'static) -> Box<dyn Any> {
+        let push: Box<dyn Push<I>> =
+            Box::new(Instrumented::new(push, self.node, self.counter.clone()));
+        Box::new(push)
+    }
+
+    /// A chain head polling `source`.
+    pub fn source_head<T: Data>(
+        &self,
+        source: impl Source<T> + 'static,
+        out: Output<T>,
+    ) -> Box<dyn Head> {
+        Box::new(SourceHead::new(
+            source,
+            out,
+            self.node,
+            self.counter.clone(),
+            self.batch_records,
+        ))
+    }
+}
