@@ -1,0 +1,146 @@
+//! `key_by`: partitions a stream by key, so that all records of a key reach the shard that
+//! owns the key's state, and rolling (per-record) aggregates over it.
+//!
+//! A rolling aggregate emits `(key, aggregate so far)` for every input record. The state
+//! of a key lives on exactly one shard, so no combining across shards is needed; a user
+//! [`KeyedStream::reduce`] function is nevertheless expected to be associative and
+//! commutative, because records of one key from different producer shards interleave in
+//! an unspecified order.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use rill_runtime::{Data, ExchangeData, OpResult, Operator, Output, Partitioning, Stream};
+
+/// Groups a stream by key.
+pub trait KeyBy<T> {
+    /// Sends every record to the shard owning `key(record)` (see
+    /// `rill_runtime::exchange::route` for the placement rule).
+    fn key_by<K, F>(&self, key: F) -> KeyedStream<T, K>
+    where
+        K: Data + Hash + Eq,
+        F: Fn(&T) -> K + Send + Sync + 'static;
+}
+
+/// A stream partitioned by key.
+pub struct KeyedStream<T, K> {
+    stream: Stream<T>,
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+}
+
+impl<T: ExchangeData> KeyBy<T> for Stream<T> {
+    fn key_by<K, F>(&self, key: F) -> KeyedStream<T, K>
+    where
+        K: Data + Hash + Eq,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        let key: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key);
+        let route = key.clone();
+        let stream = self.exchange(Partitioning::by_key(move |r: &T| route(r)));
+        KeyedStream { stream, key }
+    }
+}
+
+struct RollingOp<T, K, A, F> {
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    fold: F,
+    state: HashMap<K, A>,
+}
+
+impl<T, K, A, F> Operator<T> for RollingOp<T, K, A, F>
+where
+    K: Data + Hash + Eq,
+    A: Data,
+    F: Fn(Option<&A>, T) -> A,
+{
+    type Out = Output<(K, A)>;
+    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<(K, A)>) -> OpResult {
+        for r in batch.drain(..) {
+            let k = (self.key)(&r);
+            let next = (self.fold)(self.state.get(&k), r);
+            self.state.insert(k.clone(), next.clone());
+            out.give((k, next));
+        }
+        Ok(())
+    }
+}
+
+impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
+    /// The partitioned records.
+    pub fn stream(&self) -> &Stream<T> {
+        &self.stream
+    }
+
+    /// The key of a record.
+    pub fn key_of(&self, record: &T) -> K {
+        (self.key)(record)
+    }
+
+    /// A rolling fold: for every record, `f(previous aggregate of its key, record)`
+    /// becomes the key's aggregate and is emitted with the key.
+    pub fn fold<A, F>(&self, name: &str, f: F) -> Stream<(K, A)>
+    where
+        A: Data,
+        F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,
+    {
+        let key = self.key.clone();
+        self.stream.unary(name, move |_| RollingOp {
+            key: key.clone(),
+            fold: f.clone(),
+            state: HashMap::new(),
+        })
+    }
+
+    /// Rolling reduce with an associative, commutative `f`.
+    pub fn reduce<F>(&self, name: &str, f: F) -> Stream<(K, T)>
+    where
+        F: Fn(&T, T) -> T + Clone + Send + Sync + 'static,
+    {
+        self.fold(name, move |acc: Option<&T>, r| match acc {
+            Some(a) => f(a, r),
+            None => r,
+        })
+    }
+
+    /// Rolling count of records per key.
+    pub fn count(&self, name: &str) -> Stream<(K, u64)> {
+        self.fold(name, |acc: Option<&u64>, _| acc.copied().unwrap_or(0) + 1)
+    }
+
+    /// Rolling sum of `value(record)` per key.
+    pub fn sum<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
+    where
+        V: Data + std::ops::Add<Output = V> + Copy,
+        F: Fn(&T) -> V + Clone + Send + Sync + 'static,
+    {
+        self.fold(name, move |acc: Option<&V>, r| match acc {
+            Some(a) => *a + value(&r),
+            None => value(&r),
+        })
+    }
+
+    /// Rolling minimum of `value(record)` per key.
+    pub fn min<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
+    where
+        V: Data + Ord + Copy,
+        F: Fn(&T) -> V + Clone + Send + Sync + 'static,
+    {
+        self.fold(name, move |acc: Option<&V>, r| {
+            let v = value(&r);
+            acc.map_or(v, |a| v.min(*a))
+        })
+    }
+
+    /// Rolling maximum of `value(record)` per key.
+    pub fn max<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
+    where
+        V: Data + Ord + Copy,
+        F: Fn(&T) -> V + Clone + Send + Sync + 'static,
+    {
+        self.fold(name, move |acc: Option<&V>, r| {
+            let v = value(&r);
+            acc.map_or(v, |a| v.max(*a))
+        })
+    }
+}

@@ -1,0 +1,39 @@
+//! # rill-operators
+//!
+//! Operators for rill dataflows, as extension traits on [`Stream`](rill_runtime::Stream),
+//! each named after its verb: [`Map`], [`Filter`], [`FlatMap`], [`Inspect`], [`KeyBy`]
+//! (which yields a [`KeyedStream`] with rolling aggregates).
+//!
+//! ```
+//! use rill_operators::prelude::*;
+//! use rill_runtime::{Config, Dataflow, Runtime};
+//!
+//! let mut df = Dataflow::new();
+//! let out = df
+//!     .vec_source("words", vec!["a".to_string(), "b".into(), "a".into()])
+//!     .key_by(|w: &String| w.clone())
+//!     .count("count")
+//!     .collect("out");
+//! Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
+//! let mut counts = out.take();
+//! counts.sort();
+//! assert_eq!(counts, vec![("a".to_string(), 1), ("a".to_string(), 2), ("b".to_string(), 1)]);
+//! ```
+#![warn(missing_docs)]
+
+mod filter;
+mod flat_map;
+mod inspect;
+mod key_by;
+mod map;
+
+pub use filter::Filter;
+pub use flat_map::FlatMap;
+pub use inspect::Inspect;
+pub use key_by::{KeyBy, KeyedStream};
+pub use map::Map;
+
+/// Every operator trait, for `use rill_operators::prelude::*`.
+pub mod prelude {
+    pub use crate::{Filter, FlatMap, Inspect, KeyBy, KeyedStream, Map};
+}

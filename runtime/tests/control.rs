@@ -1,0 +1,256 @@
+//! In-band control: watermarks stay in order with the data across exchanges, bounded
+//! inputs end with the final watermark, and failures end the job with a clear error.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::{map, runtime, Rec};
+use rill_runtime::{
+    shard_of_key, Config, Dataflow, Error, Failure, OpResult, Operator, Output, Partitioning,
+    Runtime, Source, SourceStatus, Timestamp, MAX_WATERMARK,
+};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Emits records with ascending event times (`seq` doubles as the time) and, after every
+/// batch, a watermark one past the last time emitted.
+struct Ascending {
+    shard: u32,
+    next: u64,
+    end: u64,
+}
+
+impl Source<Rec> for Ascending {
+    fn poll(&mut self, out: &mut Output<Rec>, max: usize) -> Result<SourceStatus, Failure> {
+        if self.next == self.end {
+            return Ok(SourceStatus::Done);
+        }
+        let stop = (self.next + max.min(37) as u64).min(self.end);
+        for seq in self.next..stop {
+            out.give(Rec {
+                src: self.shard,
+                seq,
+                key: seq % 13,
+            });
+        }
+        self.next = stop;
+        out.watermark(stop as Timestamp)?;
+        Ok(SourceStatus::Emitted)
+    }
+}
+
+/// Checks every record against the current input watermark and counts what it saw.
+struct WatermarkCheck {
+    watermark: Timestamp,
+    violations: Arc<AtomicU64>,
+    final_seen: Arc<AtomicU64>,
+    ended: Arc<AtomicU64>,
+}
+
+impl Operator<Rec> for WatermarkCheck {
+    type Out = Output<Rec>;
+    fn on_batch(&mut self, batch: &mut Vec<Rec>, out: &mut Output<Rec>) -> OpResult {
+        for r in batch.drain(..) {
+            if (r.seq as Timestamp) < self.watermark {
+                self.violations.fetch_add(1, Ordering::Relaxed);
+            }
+            out.give(r);
+        }
+        Ok(())
+    }
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Rec>) -> OpResult {
+        assert!(watermark > self.watermark, "watermarks only move forward");
+        self.watermark = watermark;
+        if watermark == MAX_WATERMARK {
+            self.final_seen.fetch_add(1, Ordering::Relaxed);
+        }
+        out.watermark(watermark)
+    }
+    fn on_end(&mut self, _out: &mut Output<Rec>) -> OpResult {
+        assert_eq!(
+            self.watermark, MAX_WATERMARK,
+            "end comes after the final watermark"
+        );
+        self.ended.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[test]
+fn watermarks_travel_in_order_with_the_data() {
+    for shards in [1, 2, 4] {
+        let violations = Arc::new(AtomicU64::new(0));
+        let final_seen = Arc::new(AtomicU64::new(0));
+        let ended = Arc::new(AtomicU64::new(0));
+        let mut df = Dataflow::new();
+        let (v, f, e) = (violations.clone(), final_seen.clone(), ended.clone());
+        let out = df
+            .source("ascending", |s| Ascending {
+                shard: s.index as u32,
+                next: 0,
+                end: 3_000 + s.index as u64 * 500,
+            })
+            .exchange(Partitioning::by_key(|r: &Rec| r.key))
+            .unary("check", move |_| WatermarkCheck {
+                watermark: Timestamp::MIN,
+                violations: v.clone(),
+                final_seen: f.clone(),
+                ended: e.clone(),
+            })
+            .exchange(Partitioning::Rebalance)
+            .collect("out");
+        runtime(shards).run(df).expect("job succeeds");
+        assert_eq!(violations.load(Ordering::Relaxed), 0);
+        assert_eq!(final_seen.load(Ordering::Relaxed), shards as u64);
+        assert_eq!(ended.load(Ordering::Relaxed), shards as u64);
+        let expect: usize = (0..shards).map(|s| 3_000 + s * 500).sum();
+        assert_eq!(out.take().len(), expect);
+    }
+}
+
+#[test]
+fn a_panicking_user_function_names_its_operator_and_shard() {
+    let mut df = Dataflow::new();
+    let s = df
+        .vec_source("numbers", (0u64..10_000).collect())
+        .exchange(Partitioning::by_key(|n: &u64| *n));
+    map(&s, "explode", |n: u64| {
+        assert!(n != 777, "record 777 is cursed");
+        n
+    })
+    .discard("sink");
+    let err = runtime(2).run(df).expect_err("the job fails");
+    match err {
+        Error::OperatorPanicked {
+            operator,
+            shard,
+            message,
+        } => {
+            assert_eq!(operator, "explode");
+            assert_eq!(shard, shard_of_key(&777u64, 2));
+            assert!(message.contains("cursed"), "{message}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+}
+
+struct Fallible;
+impl Operator<u64> for Fallible {
+    type Out = Output<u64>;
+    fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Output<u64>) -> OpResult {
+        for n in batch.drain(..) {
+            if n == 4_242 {
+                return Err(Failure::new(format!("cannot handle {n}")));
+            }
+            out.give(n);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn an_error_from_a_user_function_ends_the_job() {
+    let mut df = Dataflow::new();
+    df.vec_source("numbers", (0u64..100_000).collect())
+        .exchange(Partitioning::Rebalance)
+        .unary("validate", |_| Fallible)
+        .exchange(Partitioning::by_key(|n: &u64| *n))
+        .discard("sink");
+    let err = runtime(4).run(df).expect_err("the job fails");
+    match err {
+        Error::OperatorFailed {
+            operator, message, ..
+        } => {
+            assert_eq!(operator, "validate");
+            assert_eq!(message, "cannot handle 4242");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+}
+
+#[test]
+fn a_failing_source_ends_the_job() {
+    struct Broken;
+    impl Source<u64> for Broken {
+        fn poll(&mut self, _: &mut Output<u64>, _: usize) -> Result<SourceStatus, Failure> {
+            Err(Failure::new("disk on fire"))
+        }
+    }
+    let mut df = Dataflow::new();
+    df.source("broken", |_| Broken)
+        .exchange(Partitioning::Broadcast)
+        .discard("sink");
+    let err = runtime(2).run(df).expect_err("the job fails");
+    assert!(
+        matches!(&err, Error::OperatorFailed { operator, .. } if operator == "broken"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("disk on fire"));
+}
+
+#[test]
+fn bad_configuration_is_rejected_with_a_clear_error() {
+    let cores = rill_runtime::available_cores();
+    let err = Runtime::new(Config::default().shards(cores + 1)).expect_err("too many");
+    assert!(
+        matches!(err, Error::TooManyShards { requested, available } if requested == cores + 1 && available == cores)
+    );
+    assert!(err.to_string().contains("pin(false)"));
+    // Without pinning, more shards than cores are fine.
+    Runtime::new(Config::default().shards(cores + 1).pin(false)).expect("unpinned");
+    for (config, field) in [
+        (Config::default().shards(0), "shards"),
+        (Config::default().credits(0), "credits"),
+        (Config::default().batch_bytes(0), "batch_bytes"),
+        (Config::default().batch_records(0), "batch_records"),
+    ] {
+        let err = Runtime::new(config).expect_err("invalid");
+        assert!(
+            matches!(err, Error::Config { field: f, .. } if f == field),
+            "{err}"
+        );
+    }
+    let err = runtime(1).run(Dataflow::new()).expect_err("empty dataflow");
+    assert!(matches!(err, Error::Graph(_)));
+}
+
+#[test]
+fn pinned_shards_run() {
+    let shards = rill_runtime::available_cores().min(2);
+    let mut df = Dataflow::new();
+    let out = df
+        .vec_source("numbers", (0u64..1_000).collect())
+        .exchange(Partitioning::by_key(|n: &u64| *n))
+        .collect("out");
+    Runtime::new(Config::default().shards(shards))
+        .expect("pinned runtime")
+        .run(df)
+        .expect("job succeeds");
+    assert_eq!(out.take().len(), 1_000);
+}
+
+#[test]
+fn no_hang_when_a_consumer_dies_while_producers_are_blocked() {
+    // Shard of key 0 dies while the others keep sending to it with little credit.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut df = Dataflow::new();
+    let s = df
+        .iter_source("gen", |_| 0u64..200_000)
+        .exchange(Partitioning::by_key(|n: &u64| n % 4));
+    let st = stop.clone();
+    map(&s, "dies", move |n: u64| {
+        if n == 150_000 {
+            st.store(true, Ordering::Relaxed);
+            panic!("gone");
+        }
+        n
+    })
+    .discard("sink");
+    let rt = Runtime::new(Config::default().shards(4).pin(false).credits(1)).unwrap();
+    let err = rt.run(df).expect_err("the job fails");
+    assert!(matches!(err, Error::OperatorPanicked { .. }), "{err:?}");
+    assert!(stop.load(Ordering::Relaxed));
+}
