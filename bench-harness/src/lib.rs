@@ -1,0 +1,9 @@
+//! # rill-bench
+//!
+//! Workloads and measurement for rill: a synthetic keyed workload of 40-byte records run
+//! unthrottled (maximum throughput) or open loop at a target rate (latency, with
+//! HdrHistogram). NEXMark and the sustainable-throughput search build on these pieces.
+#![warn(missing_docs)]
+
+pub mod latency;
+pub mod synthetic;

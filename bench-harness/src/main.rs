@@ -1,0 +1,145 @@
+//! `rill-bench`: rill's benchmark driver. With no arguments it runs the default
+//! benchmark: the synthetic keyed workload through a key-hash exchange on every core,
+//! first unthrottled (maximum throughput), then open loop at a moderate rate (latency).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rill_bench::latency::fmt_ns;
+use rill_bench::synthetic::{run_exchange, Workload};
+use rill_runtime::Config;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "rill-bench",
+    about = "Benchmarks for the rill streaming runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Synthetic 40-byte records through one key-hash exchange.
+    Exchange(ExchangeArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct ExchangeArgs {
+    /// Shards (default: every core).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Events for the throughput run.
+    #[arg(long, default_value_t = 50_000_000)]
+    events: u64,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// Open-loop rate for the latency run, events/s over all shards (0: skip it).
+    #[arg(long, default_value_t = 1_000_000)]
+    rate: u64,
+    /// Seconds of the latency run.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Run shards unpinned.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+impl Default for ExchangeArgs {
+    fn default() -> Self {
+        ExchangeArgs {
+            shards: None,
+            events: 50_000_000,
+            keys: 10_000,
+            rate: 1_000_000,
+            seconds: 5,
+            no_pin: false,
+        }
+    }
+}
+
+fn exchange(args: &ExchangeArgs) -> Result<(), rill_runtime::Error> {
+    let mut config = Config::default().pin(!args.no_pin);
+    if let Some(n) = args.shards {
+        config = config.shards(n);
+    }
+    let shards = config.shard_count();
+    println!(
+        "key-hash exchange, 40-byte records, {} keys, {shards} shard(s){}",
+        args.keys,
+        if args.no_pin {
+            ", unpinned"
+        } else {
+            ", pinned"
+        }
+    );
+    let max = run_exchange(
+        config.clone(),
+        &Workload {
+            events: args.events,
+            keys: args.keys,
+            rate: None,
+        },
+    )?;
+    println!(
+        "  throughput (unthrottled): {:>8.1} M events/s  ({} events in {:.3?})",
+        max.throughput / 1e6,
+        args.events,
+        max.report.elapsed
+    );
+    let backpressured: std::time::Duration =
+        max.report.channels.iter().map(|c| c.backpressured).sum();
+    println!("  time producers waited for credit: {backpressured:.3?}");
+    if args.rate > 0 {
+        let events = args.rate * args.seconds;
+        let run = run_exchange(
+            config,
+            &Workload {
+                events,
+                keys: args.keys,
+                rate: Some(args.rate),
+            },
+        )?;
+        let l = run.latency.expect("open-loop runs measure latency");
+        println!(
+            "  latency at {:.2} M events/s open loop ({} samples): p50 {}  p95 {}  p99 {}  p99.9 {}  max {}",
+            args.rate as f64 / 1e6,
+            l.count,
+            fmt_ns(l.p50),
+            fmt_ns(l.p95),
+            fmt_ns(l.p99),
+            fmt_ns(l.p999),
+            fmt_ns(l.max)
+        );
+        println!(
+            "  generator {} its schedule (ended {:.3?} late)",
+            if run.behind.as_millis() > 10 {
+                "fell behind"
+            } else {
+                "kept"
+            },
+            run.behind
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => exchange(&ExchangeArgs::default()),
+        Some(Command::Exchange(args)) => exchange(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rill-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
