@@ -25,8 +25,12 @@ pub type BatchBytes = AlignedVec<BATCH_ALIGN>;
 /// A record that can cross shards: serialized with rkyv into a batch buffer and validated
 /// when read back. Implemented for every rkyv-serializable [`Data`] type.
 pub trait ExchangeData: Data {
-    /// Appends this record's archive to `bytes`.
-    fn write_archive(&self, bytes: BatchBytes) -> Result<BatchBytes, rancor::Error>;
+    /// Appends this record's archive to `bytes`, using `arena` for scratch space.
+    fn write_archive(
+        &self,
+        bytes: BatchBytes,
+        arena: ArenaHandle<'_>,
+    ) -> Result<BatchBytes, rancor::Error>;
     /// Validates the archive of one record (its root at the end of `bytes`) and
     /// deserializes it.
     fn read_archive(bytes: &[u8]) -> Result<Self, rancor::Error>;
@@ -41,8 +45,12 @@ where
         + Deserialize<T, HighDeserializer<rancor::Error>>,
 {
     #[inline]
-    fn write_archive(&self, bytes: BatchBytes) -> Result<BatchBytes, rancor::Error> {
-        rkyv::api::high::to_bytes_in::<_, rancor::Error>(self, bytes)
+    fn write_archive(
+        &self,
+        bytes: BatchBytes,
+        arena: ArenaHandle<'_>,
+    ) -> Result<BatchBytes, rancor::Error> {
+        rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(self, bytes, arena)
     }
 
     #[inline]

@@ -6,6 +6,8 @@
 //! memcpy case noted in DESIGN.md) and is recycled: a consumer hands it back to the
 //! producer's pool instead of freeing it, so steady-state exchange allocates nothing.
 
+use rkyv::ser::allocator::Arena;
+
 use crate::data::{BatchBytes, ExchangeData};
 use crate::error::Failure;
 
@@ -28,11 +30,14 @@ impl BatchBuf {
         }
     }
 
-    /// Serializes `record` at the end of the buffer.
+    /// Serializes `record` at the end of the buffer (`arena`: rkyv's scratch space,
+    /// reused from record to record).
     #[inline]
-    pub fn write<T: ExchangeData>(&mut self, record: &T) -> Result<(), Failure> {
+    pub fn write<T: ExchangeData>(&mut self, record: &T, arena: &mut Arena) -> Result<(), Failure> {
         let bytes = std::mem::take(&mut self.bytes);
-        let bytes = record.write_archive(bytes).map_err(crate::data::corrupt)?;
+        let bytes = record
+            .write_archive(bytes, arena.acquire())
+            .map_err(crate::data::corrupt)?;
         let end = u32::try_from(bytes.len())
             .map_err(|_| Failure::corrupt("batch buffer grew past 4 GiB"))?;
         self.bytes = bytes;
@@ -106,8 +111,9 @@ mod tests {
             })
             .collect();
         let mut buf = BatchBuf::with_capacity(64, 4);
+        let mut arena = Arena::new();
         for r in &recs {
-            buf.write(r).unwrap();
+            buf.write(r, &mut arena).unwrap();
         }
         assert_eq!(buf.len(), 100);
         let mut out: Vec<Rec> = Vec::new();
@@ -115,7 +121,7 @@ mod tests {
         assert_eq!(out, recs);
         buf.clear();
         assert!(buf.is_empty());
-        buf.write(&recs[3]).unwrap();
+        buf.write(&recs[3], &mut arena).unwrap();
         let mut out = Vec::new();
         buf.read_into::<Rec>(&mut out).unwrap();
         assert_eq!(out, vec![recs[3].clone()]);
@@ -124,17 +130,19 @@ mod tests {
     #[test]
     fn corrupt_bytes_are_an_error_not_ub() {
         let mut buf = BatchBuf::with_capacity(64, 4);
-        buf.write(&Rec {
-            id: 1,
-            name: "hello".into(),
-            tags: vec![1, 2],
-        })
+        buf.write(
+            &Rec {
+                id: 1,
+                name: "hello".into(),
+                tags: vec![1, 2],
+            },
+            &mut Arena::new(),
+        )
         .unwrap();
-        // Point the string at a length far past the buffer.
+        // The root ends with `tags`: a 4-byte relative pointer and a 4-byte length. Point
+        // it far past the buffer.
         let n = buf.bytes.len();
-        for b in &mut buf.bytes[n - 16..n - 8] {
-            *b = 0xff;
-        }
+        buf.bytes[n - 8..n - 4].copy_from_slice(&0x3fff_ffffi32.to_le_bytes());
         let mut out: Vec<Rec> = Vec::new();
         assert!(buf.read_into(&mut out).is_err());
     }

@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use rkyv::ser::allocator::Arena;
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::data::ExchangeData;
@@ -123,6 +124,7 @@ pub(crate) fn channel(
             returns: ret_rx,
             cur: BatchBuf::default(),
             cur_since: None,
+            arena: Arena::new(),
             queue: VecDeque::new(),
             spare: Vec::new(),
             in_flight: 0,
@@ -146,6 +148,8 @@ pub(crate) struct ChannelTx {
     /// The batch being filled.
     cur: BatchBuf,
     cur_since: Option<Instant>,
+    /// rkyv's scratch space, reused for every record.
+    arena: Arena,
     /// Full batches and progress waiting, in order, for credit or a ring slot.
     queue: VecDeque<Msg>,
     spare: Vec<BatchBuf>,
@@ -164,7 +168,7 @@ impl ChannelTx {
         if self.cur.is_empty() {
             self.cur_since = Some(Instant::now());
         }
-        self.cur.write(record)?;
+        self.cur.write(record, &mut self.arena)?;
         if self.cur.byte_len() >= self.limits.batch_bytes
             || self.cur.len() >= self.limits.batch_records
         {
