@@ -28,6 +28,7 @@ mod runtime;
 mod shard;
 mod sink;
 mod source;
+mod sync;
 mod time;
 
 pub use config::{available_cores, Config};

@@ -12,9 +12,8 @@
 //! it (a Dekker-style handshake on [`ShardWaker::parked`] with SeqCst fences on both sides).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use rkyv::ser::allocator::Arena;
@@ -24,6 +23,7 @@ use crate::data::ExchangeData;
 use crate::error::OpResult;
 use crate::exchange::batch::BatchBuf;
 use crate::push::Progress;
+use crate::sync::{current, fence, park, AtomicBool, Ordering, Thread};
 
 /// What travels on a channel's ring.
 #[derive(Debug)]
@@ -36,6 +36,7 @@ pub(crate) enum Msg {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct ShardWaker {
+    /// True while the shard is parked or about to park.
     parked: AtomicBool,
     thread: OnceLock<Thread>,
 }
@@ -43,7 +44,7 @@ pub(crate) struct ShardWaker {
 impl ShardWaker {
     /// Registers the calling thread as the shard's thread.
     pub(crate) fn register_current(&self) {
-        let _ = self.thread.set(std::thread::current());
+        let _ = self.thread.set(current());
     }
 
     /// Wakes the shard if it is parked. Call after publishing to one of its rings.
@@ -63,7 +64,7 @@ impl ShardWaker {
         self.parked.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if !has_work() {
-            std::thread::park_timeout(timeout);
+            park(timeout);
         }
         self.parked.store(false, Ordering::SeqCst);
     }
@@ -307,5 +308,34 @@ impl ChannelRx {
         // that has finished may have dropped its end, and then the buffer is just freed.
         let _ = self.returns.push(buf);
         self.producer.wake();
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::ShardWaker;
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::sync::Arc;
+    use std::time::Duration;
+
+    /// A producer publishes work and wakes; the consumer checks for work after announcing
+    /// that it parks. In every interleaving the consumer sees the work or gets unparked
+    /// (a lost wake-up would leave it parked forever: loom reports that as a deadlock).
+    #[test]
+    fn no_lost_wakeup() {
+        loom::model(|| {
+            let waker = Arc::new(ShardWaker::default());
+            waker.register_current();
+            let work = Arc::new(AtomicBool::new(false));
+            let (w, p) = (waker.clone(), work.clone());
+            let producer = loom::thread::spawn(move || {
+                p.store(true, Ordering::Release);
+                w.wake();
+            });
+            while !work.load(Ordering::Acquire) {
+                waker.park(Duration::from_millis(1), || work.load(Ordering::Acquire));
+            }
+            producer.join().unwrap();
+        });
     }
 }
