@@ -10,6 +10,7 @@ use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 use rkyv::ser::allocator::ArenaHandle;
 use rkyv::util::AlignedVec;
+use rkyv::vec::ArchivedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::error::Failure;
@@ -22,40 +23,48 @@ impl<T: Clone + 'static> Data for T {}
 /// The writer records are serialized into.
 pub type BatchBytes = AlignedVec<BATCH_ALIGN>;
 
-/// A record that can cross shards: serialized with rkyv into a batch buffer and validated
-/// when read back. Implemented for every rkyv-serializable [`Data`] type.
+/// A record that can cross shards: a batch of them is serialized with rkyv as one
+/// archived vector into an aligned buffer, and validated and read in place by the
+/// receiver. Implemented for every rkyv-serializable [`Data`] type.
 pub trait ExchangeData: Data {
-    /// Appends this record's archive to `bytes`, using `arena` for scratch space.
-    fn write_archive(
-        &self,
+    /// Appends the archive of `records` (an archived `Vec<Self>`) to `bytes`, using
+    /// `arena` for scratch space.
+    fn write_batch(
+        records: &Vec<Self>,
         bytes: BatchBytes,
         arena: ArenaHandle<'_>,
     ) -> Result<BatchBytes, rancor::Error>;
-    /// Validates the archive of one record (its root at the end of `bytes`) and
-    /// deserializes it.
-    fn read_archive(bytes: &[u8]) -> Result<Self, rancor::Error>;
+
+    /// Validates the archive in `bytes` (as written by [`ExchangeData::write_batch`]) and
+    /// appends its records to `out`.
+    fn read_batch(bytes: &[u8], out: &mut Vec<Self>) -> Result<(), rancor::Error>;
 }
 
 impl<T> ExchangeData for T
 where
-    T: Data
-        + Archive
-        + for<'a> Serialize<HighSerializer<BatchBytes, ArenaHandle<'a>, rancor::Error>>,
-    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-        + Deserialize<T, HighDeserializer<rancor::Error>>,
+    T: Data + Archive,
+    Vec<T>: for<'a> Serialize<HighSerializer<BatchBytes, ArenaHandle<'a>, rancor::Error>>
+        + Archive<Archived = ArchivedVec<T::Archived>>,
+    ArchivedVec<T::Archived>: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+    T::Archived: Deserialize<T, HighDeserializer<rancor::Error>>,
 {
     #[inline]
-    fn write_archive(
-        &self,
+    fn write_batch(
+        records: &Vec<Self>,
         bytes: BatchBytes,
         arena: ArenaHandle<'_>,
     ) -> Result<BatchBytes, rancor::Error> {
-        rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(self, bytes, arena)
+        rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(records, bytes, arena)
     }
 
     #[inline]
-    fn read_archive(bytes: &[u8]) -> Result<Self, rancor::Error> {
-        rkyv::from_bytes::<T, rancor::Error>(bytes)
+    fn read_batch(bytes: &[u8], out: &mut Vec<Self>) -> Result<(), rancor::Error> {
+        let archived = rkyv::access::<ArchivedVec<T::Archived>, rancor::Error>(bytes)?;
+        out.reserve(archived.len());
+        for record in archived.iter() {
+            out.push(rkyv::deserialize::<T, rancor::Error>(record)?);
+        }
+        Ok(())
     }
 }
 

@@ -139,6 +139,7 @@ impl Runtime {
                     executor.run(async move {
                         waker.register_current();
                         let settings = ShardSettings {
+                            limits,
                             batch_records: config.batch_records,
                             spin_before_park: config.spin_before_park,
                         };

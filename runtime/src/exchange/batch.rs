@@ -1,10 +1,11 @@
-//! Batch buffers: records serialized back to back with rkyv into one aligned buffer.
+//! Batch buffers: a batch of records serialized with rkyv, as one archived vector, into an
+//! aligned buffer.
 //!
-//! A [`BatchBuf`] holds the bytes and the end offset of every record. Each record's archive
-//! ends with its root object, so record `i` is the slice `ends[i-1]..ends[i]`, which rkyv
-//! validates and reads in place. The buffer is 64-byte aligned (avoiding the slow glibc
-//! memcpy case noted in DESIGN.md) and is recycled: a consumer hands it back to the
-//! producer's pool instead of freeing it, so steady-state exchange allocates nothing.
+//! The receiver validates the archive (bounds, alignment, and for plain-data records
+//! nothing more: O(1) per record) and reads each record in place. Buffers are 64-byte
+//! aligned (avoiding the slow glibc memcpy case noted in DESIGN.md) and recycled: the
+//! consumer hands a read buffer back to the producer's pool instead of freeing it, so
+//! steady-state exchange allocates nothing.
 
 use rkyv::ser::allocator::Arena;
 
@@ -14,47 +15,47 @@ use crate::error::Failure;
 /// Alignment of batch buffers, in bytes.
 pub const BATCH_ALIGN: usize = 64;
 
-/// A reusable buffer of serialized records.
+/// A reusable buffer holding one serialized batch.
 #[derive(Debug, Default)]
 pub struct BatchBuf {
     bytes: BatchBytes,
-    ends: Vec<u32>,
+    records: usize,
 }
 
 impl BatchBuf {
-    /// An empty buffer with room for `bytes` bytes and `records` records.
-    pub fn with_capacity(bytes: usize, records: usize) -> Self {
+    /// An empty buffer with room for `bytes` bytes.
+    pub fn with_capacity(bytes: usize) -> Self {
         BatchBuf {
             bytes: BatchBytes::with_capacity(bytes),
-            ends: Vec::with_capacity(records),
+            records: 0,
         }
     }
 
-    /// Serializes `record` at the end of the buffer (`arena`: rkyv's scratch space,
-    /// reused from record to record).
-    #[inline]
-    pub fn write<T: ExchangeData>(&mut self, record: &T, arena: &mut Arena) -> Result<(), Failure> {
+    /// Replaces the buffer's contents with the archive of `records` (`arena`: rkyv's
+    /// scratch space, reused from batch to batch).
+    pub fn write_all<T: ExchangeData>(
+        &mut self,
+        records: &Vec<T>,
+        arena: &mut Arena,
+    ) -> Result<(), Failure> {
+        self.clear();
         let bytes = std::mem::take(&mut self.bytes);
-        let bytes = record
-            .write_archive(bytes, arena.acquire())
-            .map_err(crate::data::corrupt)?;
-        let end = u32::try_from(bytes.len())
-            .map_err(|_| Failure::corrupt("batch buffer grew past 4 GiB"))?;
-        self.bytes = bytes;
-        self.ends.push(end);
+        self.bytes =
+            T::write_batch(records, bytes, arena.acquire()).map_err(crate::data::corrupt)?;
+        self.records = records.len();
         Ok(())
     }
 
     /// Number of records.
     #[inline]
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.records
     }
 
     /// True if the buffer holds no record.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.records == 0
     }
 
     /// Serialized size in bytes.
@@ -67,26 +68,18 @@ impl BatchBuf {
     #[inline]
     pub fn clear(&mut self) {
         self.bytes.clear();
-        self.ends.clear();
+        self.records = 0;
     }
 
-    /// The archived bytes of each record, in order; each slice ends with its root.
-    pub fn records(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let mut start = 0usize;
-        self.ends.iter().map(move |&end| {
-            let slice = &self.bytes[start..end as usize];
-            start = end as usize;
-            slice
-        })
-    }
-
-    /// Validates and deserializes every record, appending them to `out`.
+    /// Validates the archive and appends its records to `out`.
     pub fn read_into<T: ExchangeData>(&self, out: &mut Vec<T>) -> Result<(), Failure> {
-        out.reserve(self.len());
-        for slice in self.records() {
-            out.push(T::read_archive(slice).map_err(crate::data::corrupt)?);
-        }
-        Ok(())
+        T::read_batch(&self.bytes, out).map_err(crate::data::corrupt)
+    }
+
+    /// The raw bytes, for tests that corrupt them.
+    #[cfg(test)]
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
     }
 }
 
@@ -101,49 +94,51 @@ mod tests {
         tags: Vec<u32>,
     }
 
-    #[test]
-    fn round_trips_variable_size_records_in_order() {
-        let recs: Vec<Rec> = (0..100)
+    fn recs(n: u64) -> Vec<Rec> {
+        (0..n)
             .map(|i| Rec {
                 id: i,
-                name: "x".repeat(i as usize % 7),
+                name: "x".repeat(i as usize % 11),
                 tags: (0..(i as u32 % 5)).collect(),
             })
-            .collect();
-        let mut buf = BatchBuf::with_capacity(64, 4);
+            .collect()
+    }
+
+    #[test]
+    fn round_trips_variable_size_records_in_order() {
+        let recs = recs(100);
         let mut arena = Arena::new();
-        for r in &recs {
-            buf.write(r, &mut arena).unwrap();
-        }
+        let mut buf = BatchBuf::with_capacity(64);
+        buf.write_all(&recs, &mut arena).unwrap();
         assert_eq!(buf.len(), 100);
         let mut out: Vec<Rec> = Vec::new();
         buf.read_into(&mut out).unwrap();
         assert_eq!(out, recs);
+        // Reuse: the second batch replaces the first.
+        let few = vec![recs[3].clone()];
+        buf.write_all(&few, &mut arena).unwrap();
+        let mut out: Vec<Rec> = Vec::new();
+        buf.read_into(&mut out).unwrap();
+        assert_eq!(out, few);
         buf.clear();
         assert!(buf.is_empty());
-        buf.write(&recs[3], &mut arena).unwrap();
-        let mut out = Vec::new();
-        buf.read_into::<Rec>(&mut out).unwrap();
-        assert_eq!(out, vec![recs[3].clone()]);
     }
 
     #[test]
     fn corrupt_bytes_are_an_error_not_ub() {
-        let mut buf = BatchBuf::with_capacity(64, 4);
-        buf.write(
-            &Rec {
-                id: 1,
-                name: "hello".into(),
-                tags: vec![1, 2],
-            },
-            &mut Arena::new(),
-        )
-        .unwrap();
-        // The root ends with `tags`: a 4-byte relative pointer and a 4-byte length. Point
-        // it far past the buffer.
-        let n = buf.bytes.len();
-        buf.bytes[n - 8..n - 4].copy_from_slice(&0x3fff_ffffi32.to_le_bytes());
+        let mut buf = BatchBuf::with_capacity(64);
+        buf.write_all(&recs(10), &mut Arena::new()).unwrap();
+        // The root is the archived vector: a 4-byte relative pointer, then the length.
+        // Point it far past the buffer.
+        let bytes = buf.bytes_mut();
+        let n = bytes.len();
+        bytes[n - 8..n - 4].copy_from_slice(&0x3fff_ffffi32.to_le_bytes());
         let mut out: Vec<Rec> = Vec::new();
         assert!(buf.read_into(&mut out).is_err());
+        // A truncated buffer is an error too.
+        let mut short = BatchBuf::with_capacity(64);
+        short.write_all(&recs(10), &mut Arena::new()).unwrap();
+        let len = short.byte_len();
+        assert!(Rec::read_batch(&short.bytes[..len - 3], &mut out).is_err());
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! **Credits.** A producer may have at most `credits` batches in flight on a channel; the
 //! consumer returns each buffer after reading it, which gives the credit back. Without
-//! credit the producer keeps filling its current buffer, and the chain that writes to it is
-//! no longer scheduled, so pressure travels back to the sources. Progress messages ride the
+//! credit the producer queues the sealed batch, and the chain that writes to it is no
+//! longer scheduled, so pressure travels back to the sources. Progress messages ride the
 //! same ring behind the data, so they stay in order with it.
 //!
 //! **Waking.** A shard with work polls its rings in its loop: no syscall, no wake-up. A
@@ -16,11 +16,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use rkyv::ser::allocator::Arena;
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::data::ExchangeData;
-use crate::error::OpResult;
 use crate::exchange::batch::BatchBuf;
 use crate::push::Progress;
 use crate::sync::{current, fence, park, AtomicBool, Ordering, Thread};
@@ -123,9 +120,6 @@ pub(crate) fn channel(
         ChannelTx {
             ring: ring_tx,
             returns: ret_rx,
-            cur: BatchBuf::default(),
-            cur_since: None,
-            arena: Arena::new(),
             queue: VecDeque::new(),
             spare: Vec::new(),
             in_flight: 0,
@@ -146,12 +140,7 @@ pub(crate) fn channel(
 pub(crate) struct ChannelTx {
     ring: Producer<Msg>,
     returns: Consumer<BatchBuf>,
-    /// The batch being filled.
-    cur: BatchBuf,
-    cur_since: Option<Instant>,
-    /// rkyv's scratch space, reused for every record.
-    arena: Arena,
-    /// Full batches and progress waiting, in order, for credit or a ring slot.
+    /// Sealed batches and progress waiting, in order, for credit or a ring slot.
     queue: VecDeque<Msg>,
     spare: Vec<BatchBuf>,
     in_flight: usize,
@@ -162,42 +151,34 @@ pub(crate) struct ChannelTx {
 }
 
 impl ChannelTx {
-    /// Serializes `record` into the current batch; sends the batch when it is full and
-    /// credit allows.
-    #[inline]
-    pub(crate) fn write<T: ExchangeData>(&mut self, record: &T) -> OpResult {
-        if self.cur.is_empty() {
-            self.cur_since = Some(Instant::now());
-        }
-        self.cur.write(record, &mut self.arena)?;
-        if self.cur.byte_len() >= self.limits.batch_bytes
-            || self.cur.len() >= self.limits.batch_records
-        {
-            self.seal_cur();
-            self.drain();
-        }
-        Ok(())
+    /// An empty buffer to serialize the next batch into: a returned one if any.
+    pub(crate) fn take_buffer(&mut self) -> BatchBuf {
+        self.reclaim();
+        self.spare
+            .pop()
+            .unwrap_or_else(|| BatchBuf::with_capacity(self.limits.batch_bytes * 2))
     }
 
-    fn new_buffer(&self) -> BatchBuf {
-        BatchBuf::with_capacity(
-            self.limits.batch_bytes + self.limits.batch_bytes / 4,
-            self.limits.batch_records,
-        )
+    fn reclaim(&mut self) {
+        while let Ok(buf) = self.returns.pop() {
+            self.in_flight -= 1;
+            self.spare.push(buf);
+        }
     }
 
-    /// Moves the current batch, if any, to the end of the queue.
-    fn seal_cur(&mut self) {
-        if self.cur.is_empty() {
-            return;
+    /// Sends a sealed batch behind everything queued, as far as credit allows.
+    pub(crate) fn send_data(&mut self, batch: BatchBuf) {
+        self.queue.push_back(Msg::Data(batch));
+        self.drain();
+    }
+
+    /// Sends `progress` behind every batch sent so far.
+    pub(crate) fn send_progress(&mut self, progress: Progress) {
+        match (self.queue.back_mut(), progress) {
+            (Some(Msg::Progress(Progress::Watermark(w))), Progress::Watermark(n)) => *w = n,
+            _ => self.queue.push_back(Msg::Progress(progress)),
         }
-        let next = match self.spare.pop() {
-            Some(buf) => buf,
-            None => self.new_buffer(),
-        };
-        let full = std::mem::replace(&mut self.cur, next);
-        self.cur_since = None;
-        self.queue.push_back(Msg::Data(full));
+        self.drain();
     }
 
     /// Sends queued messages in order while credit and ring slots allow.
@@ -205,10 +186,7 @@ impl ChannelTx {
         let mut sent = false;
         while let Some(front) = self.queue.front() {
             if let Msg::Data(_) = front {
-                while let Ok(buf) = self.returns.pop() {
-                    self.in_flight -= 1;
-                    self.spare.push(buf);
-                }
+                self.reclaim();
                 if self.in_flight >= self.limits.credits {
                     break;
                 }
@@ -246,30 +224,12 @@ impl ChannelTx {
         }
     }
 
-    /// Sends `progress` behind every record written so far.
-    pub(crate) fn send_progress(&mut self, progress: Progress) {
-        self.seal_cur();
-        match (self.queue.back_mut(), progress) {
-            (Some(Msg::Progress(Progress::Watermark(w))), Progress::Watermark(n)) => *w = n,
-            _ => self.queue.push_back(Msg::Progress(progress)),
-        }
-        self.drain();
-    }
-
-    /// Seals a partly filled batch if it is older than the flush delay (or at once with
-    /// `force`) and sends what credit allows. Returns true while something is unsent.
-    pub(crate) fn poll(&mut self, now: Instant, force: bool) -> bool {
-        let due = force
-            || self
-                .cur_since
-                .is_some_and(|t| now.duration_since(t) >= self.limits.flush_delay);
-        if due {
-            self.seal_cur();
-        }
+    /// Sends what credit allows. Returns true while something is queued.
+    pub(crate) fn poll(&mut self) -> bool {
         if !self.queue.is_empty() {
             self.drain();
         }
-        !self.cur.is_empty() || !self.queue.is_empty()
+        !self.queue.is_empty()
     }
 
     /// True while the channel holds messages it has no credit or room to send.

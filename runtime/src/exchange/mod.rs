@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::data::ExchangeData;
-use crate::exchange::channel::{ChannelRx, ChannelTx};
+use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
 use crate::exchange::receiver::ExchangeReceiver;
 use crate::exchange::route::Partitioning;
 use crate::exchange::sender::{ExchangeSender, Route, SharedSender};
@@ -45,6 +45,7 @@ pub(crate) trait ErasedExchange: Send + Sync {
         downstream: Box<dyn Any>,
         tx: Vec<ChannelTx>,
         rx: Vec<ChannelRx>,
+        limits: ChannelLimits,
     ) -> ShardExchange;
 }
 
@@ -60,6 +61,7 @@ impl<T: ExchangeData> ErasedExchange for TypedExchange<T> {
         downstream: Box<dyn Any>,
         tx: Vec<ChannelTx>,
         rx: Vec<ChannelRx>,
+        limits: ChannelLimits,
     ) -> ShardExchange {
         let downstream = *downstream
             .downcast::<Box<dyn Push<T>>>()
@@ -76,6 +78,7 @@ impl<T: ExchangeData> ErasedExchange for TypedExchange<T> {
             tx,
             route,
             blocked.clone(),
+            limits,
         )));
         let push: Box<dyn Push<T>> = Box::new(SharedSender(sender.clone()));
         ShardExchange {

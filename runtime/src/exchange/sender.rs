@@ -1,13 +1,17 @@
-//! The producing side of an exchange on one shard: partitions records over its channels.
+//! The producing side of an exchange on one shard: partitions records over its channels,
+//! stages them per destination, and seals a staged batch into an rkyv buffer when it is
+//! full or its flush delay has passed.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rkyv::ser::allocator::Arena;
+
 use crate::data::ExchangeData;
 use crate::error::OpResult;
-use crate::exchange::channel::ChannelTx;
+use crate::exchange::channel::{ChannelLimits, ChannelTx};
 use crate::exchange::route::{key_group, shard_of_key_group};
 use crate::push::{Progress, Push};
 use crate::shard::head::{BlockedFlag, SenderDriver};
@@ -18,19 +22,77 @@ pub(crate) enum Route<T> {
     RoundRobin { next: usize },
 }
 
+/// Records waiting for one destination.
+struct Staged<T> {
+    records: Vec<T>,
+    since: Option<Instant>,
+    /// Records per batch: `batch_records`, lowered once the serialized size of a record is
+    /// known so that a batch stays near `batch_bytes`.
+    limit: usize,
+}
+
 pub(crate) struct ExchangeSender<T> {
     channels: Vec<ChannelTx>,
+    staged: Vec<Staged<T>>,
+    arena: Arena,
     route: Route<T>,
     blocked: BlockedFlag,
+    limits: ChannelLimits,
 }
 
 impl<T: ExchangeData> ExchangeSender<T> {
-    pub(crate) fn new(channels: Vec<ChannelTx>, route: Route<T>, blocked: BlockedFlag) -> Self {
+    pub(crate) fn new(
+        channels: Vec<ChannelTx>,
+        route: Route<T>,
+        blocked: BlockedFlag,
+        limits: ChannelLimits,
+    ) -> Self {
+        let staged = channels
+            .iter()
+            .map(|_| Staged {
+                records: Vec::with_capacity(limits.batch_records),
+                since: None,
+                limit: limits.batch_records,
+            })
+            .collect();
         ExchangeSender {
             channels,
+            staged,
+            arena: Arena::new(),
             route,
             blocked,
+            limits,
         }
+    }
+
+    #[inline]
+    fn stage(&mut self, dest: usize, record: T) -> OpResult {
+        let staged = &mut self.staged[dest];
+        if staged.records.is_empty() {
+            staged.since = Some(Instant::now());
+        }
+        staged.records.push(record);
+        if staged.records.len() >= staged.limit {
+            self.seal(dest)?;
+        }
+        Ok(())
+    }
+
+    /// Serializes the records staged for `dest` into a buffer and sends it.
+    fn seal(&mut self, dest: usize) -> OpResult {
+        let staged = &mut self.staged[dest];
+        if staged.records.is_empty() {
+            return Ok(());
+        }
+        let channel = &mut self.channels[dest];
+        let mut buf = channel.take_buffer();
+        buf.write_all(&staged.records, &mut self.arena)?;
+        let per_record = (buf.byte_len() / staged.records.len()).max(1);
+        staged.limit = (self.limits.batch_bytes / per_record).clamp(1, self.limits.batch_records);
+        staged.records.clear();
+        staged.since = None;
+        channel.send_data(buf);
+        Ok(())
     }
 
     fn update_blocked(&self) {
@@ -44,33 +106,39 @@ impl<T: ExchangeData> Push<T> for ExchangeSender<T> {
         let shards = self.channels.len();
         match &mut self.route {
             Route::KeyHash(hash) => {
-                for r in batch.iter() {
-                    let dest = shard_of_key_group(key_group(hash(r)), shards);
-                    self.channels[dest].write(r)?;
+                let hash = hash.clone();
+                for r in batch.drain(..) {
+                    let dest = shard_of_key_group(key_group(hash(&r)), shards);
+                    self.stage(dest, r)?;
                 }
             }
             Route::Broadcast => {
-                for r in batch.iter() {
-                    for ch in &mut self.channels {
-                        ch.write(r)?;
+                for r in batch.drain(..) {
+                    for dest in 0..shards - 1 {
+                        self.stage(dest, r.clone())?;
                     }
+                    self.stage(shards - 1, r)?;
                 }
             }
             Route::RoundRobin { next } => {
-                for r in batch.iter() {
-                    self.channels[*next].write(r)?;
-                    *next = if *next + 1 == shards { 0 } else { *next + 1 };
+                let mut dest = *next;
+                for r in batch.drain(..) {
+                    self.stage(dest, r)?;
+                    dest = if dest + 1 == shards { 0 } else { dest + 1 };
+                }
+                if let Route::RoundRobin { next } = &mut self.route {
+                    *next = dest;
                 }
             }
         }
-        batch.clear();
         self.update_blocked();
         Ok(())
     }
 
     fn progress(&mut self, progress: Progress) -> OpResult {
-        for ch in &mut self.channels {
-            ch.send_progress(progress);
+        for dest in 0..self.channels.len() {
+            self.seal(dest)?;
+            self.channels[dest].send_progress(progress);
         }
         self.update_blocked();
         Ok(())
@@ -78,13 +146,19 @@ impl<T: ExchangeData> Push<T> for ExchangeSender<T> {
 }
 
 impl<T: ExchangeData> SenderDriver for ExchangeSender<T> {
-    fn poll(&mut self, now: Instant, force: bool) -> bool {
+    fn poll(&mut self, now: Instant, force: bool) -> Result<bool, crate::Failure> {
         let mut unsent = false;
-        for ch in &mut self.channels {
-            unsent |= ch.poll(now, force);
+        for dest in 0..self.channels.len() {
+            let due = self.staged[dest]
+                .since
+                .is_some_and(|since| force || now.duration_since(since) >= self.limits.flush_delay);
+            if due {
+                self.seal(dest)?;
+            }
+            unsent |= self.channels[dest].poll() || !self.staged[dest].records.is_empty();
         }
         self.update_blocked();
-        unsent
+        Ok(unsent)
     }
 
     fn has_returns(&self) -> bool {

@@ -26,7 +26,7 @@ pub(crate) trait Head {
 /// The shard loop's view of an exchange sender.
 pub(crate) trait SenderDriver {
     /// Flushes what is due (everything with `force`); true while something is unsent.
-    fn poll(&mut self, now: Instant, force: bool) -> bool;
+    fn poll(&mut self, now: Instant, force: bool) -> Result<bool, Failure>;
     /// True if a consumer handed buffers back (so a blocked send may now proceed).
     fn has_returns(&self) -> bool;
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Failure, FailureKind};
-use crate::exchange::channel::{ChannelRx, ChannelTx, ShardWaker};
+use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx, ShardWaker};
 use crate::graph::{Built, GraphDesc, NodeBuilder, ShardInfo, StreamId};
 use crate::shard::head::{BlockedFlag, Head, SenderDriver};
 
@@ -33,6 +33,7 @@ pub(crate) struct ShardEndpoints {
 }
 
 pub(crate) struct ShardSettings {
+    pub limits: ChannelLimits,
     pub batch_records: usize,
     pub spin_before_park: Duration,
 }
@@ -113,6 +114,7 @@ impl Shard {
                                     push,
                                     std::mem::take(&mut endpoints.tx[x]),
                                     std::mem::take(&mut endpoints.rx[x]),
+                                    settings.limits,
                                 );
                                 heads.push(HeadSlot {
                                     head: built.head,
@@ -214,7 +216,10 @@ impl Shard {
         let now = Instant::now();
         let mut unsent = false;
         for sender in &self.senders {
-            unsent |= sender.borrow_mut().poll(now, !worked);
+            unsent |= sender
+                .borrow_mut()
+                .poll(now, !worked)
+                .map_err(|f| (f, None))?;
         }
         Ok((worked, all_done && !unsent))
     }
