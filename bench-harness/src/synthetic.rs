@@ -1,7 +1,7 @@
 //! The synthetic workload: 40-byte records with a key, an intended emission time and
 //! payload, sent through a key-hash exchange to a sink.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rill_runtime::rkyv;
@@ -66,17 +66,20 @@ pub struct EventSource {
     step: u64,
     end: u64,
     keys: u64,
-    epoch: Instant,
+    /// The run's start: set by the first source to poll, so that executor start-up does
+    /// not count as latency.
+    epoch: Arc<OnceLock<Instant>>,
     ns_per_event: Option<f64>,
     behind: Arc<Mutex<Duration>>,
 }
 
 impl Source<Event> for EventSource {
     fn poll(&mut self, out: &mut Output<Event>, max: usize) -> Result<SourceStatus, Failure> {
+        let epoch = *self.epoch.get_or_init(Instant::now);
         if self.next >= self.end {
             if let Some(ns) = self.ns_per_event {
                 let last_due = Duration::from_nanos((self.end as f64 * ns) as u64);
-                let late = self.epoch.elapsed().saturating_sub(last_due);
+                let late = epoch.elapsed().saturating_sub(last_due);
                 let mut b = self.behind.lock().unwrap_or_else(|e| e.into_inner());
                 *b = (*b).max(late);
             }
@@ -84,7 +87,7 @@ impl Source<Event> for EventSource {
         }
         let due_until = match self.ns_per_event {
             None => u64::MAX,
-            Some(ns) => (self.epoch.elapsed().as_nanos() as f64 / ns) as u64 + 1,
+            Some(ns) => (epoch.elapsed().as_nanos() as f64 / ns) as u64 + 1,
         };
         let mut emitted = 0;
         while emitted < max && self.next < self.end && self.next < due_until {
@@ -109,13 +112,15 @@ impl Source<Event> for EventSource {
 }
 
 struct LatencySink {
-    epoch: Instant,
+    epoch: Arc<OnceLock<Instant>>,
     recorder: Recorder,
 }
 
 impl Sink<Event> for LatencySink {
     fn on_batch(&mut self, batch: &mut Vec<Event>) -> OpResult {
-        let now = self.epoch.elapsed().as_nanos() as u64;
+        // Records exist only after a source set the epoch.
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        let now = epoch.elapsed().as_nanos() as u64;
         for e in batch.drain(..) {
             self.recorder.record(now.saturating_sub(e.intended_ns));
         }
@@ -136,19 +141,20 @@ pub fn run_exchange(config: Config, workload: &Workload) -> rill_runtime::Result
         config = config.spin_before_park(Duration::from_secs(3600));
     }
     let runtime = Runtime::new(config)?;
-    let epoch = Instant::now();
+    let epoch: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let behind = Arc::new(Mutex::new(Duration::ZERO));
     let histogram = Recorder::shared();
     let per_shard_rate = workload.rate.map(|r| r as f64 / shards as f64);
     let mut df = Dataflow::new();
     let (events, keys, b) = (workload.events, workload.keys.max(1), behind.clone());
+    let e = epoch.clone();
     let stream = df
         .source("events", move |s| EventSource {
             next: s.index as u64,
             step: s.shards as u64,
             end: events,
             keys,
-            epoch,
+            epoch: e.clone(),
             // Shard i emits events i, i + n, ...: event k is due at k / rate overall.
             ns_per_event: per_shard_rate.map(|r| 1e9 / (r * s.shards as f64)),
             behind: b.clone(),
@@ -157,7 +163,7 @@ pub fn run_exchange(config: Config, workload: &Workload) -> rill_runtime::Result
     if workload.rate.is_some() {
         let h = histogram.clone();
         stream.sink("latency sink", move |_| LatencySink {
-            epoch,
+            epoch: epoch.clone(),
             recorder: Recorder::new(h.clone()),
         });
     } else {

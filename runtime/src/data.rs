@@ -28,7 +28,8 @@ pub type BatchBytes = AlignedVec<BATCH_ALIGN>;
 /// receiver. Implemented for every rkyv-serializable [`Data`] type.
 pub trait ExchangeData: Data {
     /// Appends the archive of `records` (an archived `Vec<Self>`) to `bytes`, using
-    /// `arena` for scratch space.
+    /// `arena` for scratch space. (A `&Vec` because rkyv archives the sized `Vec<T>`.)
+    #[allow(clippy::ptr_arg)]
     fn write_batch(
         records: &Vec<Self>,
         bytes: BatchBytes,
@@ -49,6 +50,7 @@ where
     T::Archived: Deserialize<T, HighDeserializer<rancor::Error>>,
 {
     #[inline]
+    #[allow(clippy::ptr_arg)]
     fn write_batch(
         records: &Vec<Self>,
         bytes: BatchBytes,

@@ -33,6 +33,7 @@ impl BatchBuf {
 
     /// Replaces the buffer's contents with the archive of `records` (`arena`: rkyv's
     /// scratch space, reused from batch to batch).
+    #[allow(clippy::ptr_arg)] // rkyv archives the sized `Vec<T>`
     pub fn write_all<T: ExchangeData>(
         &mut self,
         records: &Vec<T>,
