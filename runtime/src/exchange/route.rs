@@ -106,18 +106,17 @@ mod tests {
 
     #[test]
     fn placement_is_fixed_and_documented() {
-        // These values are part of rill's contract: changing them moves keys between
-        // shards and invalidates keyed state in existing checkpoints.
-        assert_eq!(hash_key(&42u64), hash_key(&42u64));
+        // Golden values: part of rill's contract. Changing them moves keys between shards
+        // and invalidates keyed state in existing checkpoints.
+        assert_eq!(hash_key(&42u64), 0x7d81_41de_dcd6_3d7d);
+        assert_eq!(hash_key(&1u64), 0x5b01_c098_6128_f248);
         let groups: Vec<u32> = ["a", "b", "hello", ""]
             .iter()
             .map(|k| key_group(hash_key(*k)))
             .collect();
-        let again: Vec<u32> = ["a", "b", "hello", ""]
-            .iter()
-            .map(|k| key_group(hash_key(*k)))
-            .collect();
-        assert_eq!(groups, again);
+        assert_eq!(groups, vec![1784, 3347, 25143, 1164]);
+        assert_eq!(shard_of_key("hello", 4), 3);
+        assert_eq!(shard_of_key(&42u64, 2), 0);
         assert_eq!(shard_of_key_group(0, 4), 0);
         assert_eq!(shard_of_key_group(KEY_GROUPS - 1, 4), 3);
         assert_eq!(shard_of_key_group(KEY_GROUPS / 2, 2), 1);
