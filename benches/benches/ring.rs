@@ -75,28 +75,36 @@ fn rtrb_chunks() -> Duration {
     start.elapsed()
 }
 
-fn crossbeam_transfer() -> Duration {
-    let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
+/// Moves N items through a blocking channel: `send` on this thread, `drain` on another.
+fn blocking_transfer<S, R: Send + 'static>(
+    (tx, rx): (S, R),
+    send: impl Fn(&S, u64),
+    drain: fn(R) -> u64,
+) -> Duration {
     let start = Instant::now();
-    let consumer = thread::spawn(move || rx.iter().fold(0u64, |s, v| s.wrapping_add(v)));
+    let consumer = thread::spawn(move || drain(rx));
     for i in 0..N {
-        tx.send(i).unwrap();
+        send(&tx, i);
     }
     drop(tx);
     criterion::black_box(consumer.join().unwrap());
     start.elapsed()
 }
 
+fn crossbeam_transfer() -> Duration {
+    blocking_transfer(
+        crossbeam_channel::bounded::<u64>(CAPACITY),
+        |tx, i| tx.send(i).unwrap(),
+        |rx| rx.iter().fold(0u64, |s, v| s.wrapping_add(v)),
+    )
+}
+
 fn std_transfer() -> Duration {
-    let (tx, rx) = mpsc::sync_channel::<u64>(CAPACITY);
-    let start = Instant::now();
-    let consumer = thread::spawn(move || rx.iter().fold(0u64, |s, v| s.wrapping_add(v)));
-    for i in 0..N {
-        tx.send(i).unwrap();
-    }
-    drop(tx);
-    criterion::black_box(consumer.join().unwrap());
-    start.elapsed()
+    blocking_transfer(
+        mpsc::sync_channel::<u64>(CAPACITY),
+        |tx, i| tx.send(i).unwrap(),
+        |rx| rx.iter().fold(0u64, |s, v| s.wrapping_add(v)),
+    )
 }
 
 fn rings(c: &mut Criterion) {

@@ -194,18 +194,7 @@ fn make_executor(shard: usize, placement: Placement, config: &Config) -> Result<
 impl JobHandle {
     /// The per-channel counters now (they keep changing while the job runs).
     pub fn channel_stats(&self) -> Vec<ChannelReport> {
-        self.channels
-            .iter()
-            .map(|c| ChannelReport {
-                exchange: c.exchange.clone(),
-                from: c.from,
-                to: c.to,
-                batches: c.metrics.batches(),
-                records: c.metrics.records(),
-                bytes: c.metrics.bytes(),
-                backpressured: c.metrics.backpressured(),
-            })
-            .collect()
+        channel_reports(&self.channels)
     }
 
     /// True once every shard has stopped.
@@ -257,23 +246,26 @@ impl JobHandle {
                 records: counts.iter().map(|c| c[node]).collect(),
             })
             .collect();
-        let channels = self
-            .channels
-            .iter()
-            .map(|c| ChannelReport {
-                exchange: c.exchange.clone(),
-                from: c.from,
-                to: c.to,
-                batches: c.metrics.batches(),
-                records: c.metrics.records(),
-                bytes: c.metrics.bytes(),
-                backpressured: c.metrics.backpressured(),
-            })
-            .collect();
+        let channels = channel_reports(&self.channels);
         Ok(JobReport {
             elapsed,
             operators,
             channels,
         })
     }
+}
+
+fn channel_reports(channels: &[ChannelMeta]) -> Vec<ChannelReport> {
+    channels
+        .iter()
+        .map(|c| ChannelReport {
+            exchange: c.exchange.clone(),
+            from: c.from,
+            to: c.to,
+            batches: c.metrics.batches(),
+            records: c.metrics.records(),
+            bytes: c.metrics.bytes(),
+            backpressured: c.metrics.backpressured(),
+        })
+        .collect()
 }
