@@ -114,10 +114,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         V: Data + std::ops::Add<Output = V> + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
     {
-        self.fold(name, move |acc: Option<&V>, r| match acc {
-            Some(a) => *a + value(&r),
-            None => value(&r),
-        })
+        self.rolling_value(name, value, |acc, v| acc + v)
     }
 
     /// Rolling minimum of `value(record)` per key.
@@ -126,10 +123,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         V: Data + Ord + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
     {
-        self.fold(name, move |acc: Option<&V>, r| {
-            let v = value(&r);
-            acc.map_or(v, |a| v.min(*a))
-        })
+        self.rolling_value(name, value, Ord::min)
     }
 
     /// Rolling maximum of `value(record)` per key.
@@ -138,9 +132,18 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         V: Data + Ord + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
     {
+        self.rolling_value(name, value, Ord::max)
+    }
+
+    /// A rolling fold of `value(record)` with `combine(aggregate, value)`.
+    fn rolling_value<V, F>(&self, name: &str, value: F, combine: fn(V, V) -> V) -> Stream<(K, V)>
+    where
+        V: Data + Copy,
+        F: Fn(&T) -> V + Clone + Send + Sync + 'static,
+    {
         self.fold(name, move |acc: Option<&V>, r| {
             let v = value(&r);
-            acc.map_or(v, |a| v.max(*a))
+            acc.map_or(v, |a| combine(*a, v))
         })
     }
 }

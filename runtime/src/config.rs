@@ -56,15 +56,16 @@ impl Config {
         self
     }
 
-    /// A batch on an exchange channel is sent once its serialized records reach this many
-    /// bytes (default 32 KiB).
+    /// Target size of a batch on an exchange channel (default 32 KiB): after each batch, the
+    /// records per batch are set so that the next one serializes to about this many bytes
+    /// (at most `batch_records`).
     pub fn batch_bytes(mut self, bytes: usize) -> Self {
         self.batch_bytes = bytes;
         self
     }
 
-    /// Records per batch handed from one chained operator to the next, and per source poll
-    /// (default 1024).
+    /// Records per batch handed from one chained operator to the next, per source poll, and
+    /// at most per exchange batch (default 1024).
     pub fn batch_records(mut self, records: usize) -> Self {
         self.batch_records = records;
         self

@@ -140,7 +140,6 @@ impl Runtime {
                         waker.register_current();
                         let settings = ShardSettings {
                             limits,
-                            batch_records: config.batch_records,
                             spin_before_park: config.spin_before_park,
                         };
                         let info = ShardInfo { index, shards };

@@ -34,7 +34,6 @@ pub(crate) struct ShardEndpoints {
 
 pub(crate) struct ShardSettings {
     pub limits: ChannelLimits,
-    pub batch_records: usize,
     pub spin_before_park: Duration,
 }
 
@@ -76,7 +75,7 @@ impl Shard {
             let mut builder = NodeBuilder {
                 shard: info,
                 node,
-                batch_records: settings.batch_records,
+                batch_records: settings.limits.batch_records,
                 consumers: &mut consumers,
                 counter: counters[node].clone(),
             };
