@@ -26,7 +26,19 @@ pub trait KeyBy<T> {
 /// A stream partitioned by key.
 pub struct KeyedStream<T, K> {
     stream: Stream<T>,
-    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    key: KeyFn<T, K>,
+}
+
+/// A key extractor, shared by an operator's instances.
+pub(crate) type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+impl<T, K> Clone for KeyedStream<T, K> {
+    fn clone(&self) -> Self {
+        KeyedStream {
+            stream: self.stream.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 impl<T: ExchangeData> KeyBy<T> for Stream<T> {
@@ -75,6 +87,10 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// The key of a record.
     pub fn key_of(&self, record: &T) -> K {
         (self.key)(record)
+    }
+
+    pub(crate) fn key_fn(&self) -> KeyFn<T, K> {
+        self.key.clone()
     }
 
     /// A rolling fold: for every record, `f(previous aggregate of its key, record)`

@@ -26,6 +26,7 @@ mod flat_map;
 mod inspect;
 mod key_by;
 mod map;
+pub mod window;
 
 pub use filter::Filter;
 pub use flat_map::FlatMap;
@@ -35,5 +36,6 @@ pub use map::Map;
 
 /// Every operator trait, for `use rill_operators::prelude::*`.
 pub mod prelude {
+    pub use crate::window::{Accumulation, Trigger, WindowSpec, Windows};
     pub use crate::{Filter, FlatMap, Inspect, KeyBy, KeyedStream, Map};
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 
 /// How a runtime runs its jobs. Built with chained setters; checked by [`Config::validate`]
@@ -25,6 +26,7 @@ pub struct Config {
     pub(crate) flush_delay: Duration,
     pub(crate) spin_before_park: Duration,
     pub(crate) io_memory: usize,
+    pub(crate) clock: Clock,
 }
 
 impl Default for Config {
@@ -38,11 +40,19 @@ impl Default for Config {
             flush_delay: Duration::from_micros(100),
             spin_before_park: Duration::from_micros(50),
             io_memory: 256 * 1024,
+            clock: Clock::System,
         }
     }
 }
 
 impl Config {
+    /// Where processing time comes from (default [`Clock::System`]); see
+    /// [`clock`](crate::clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Number of shards; default: every core this process may run on.
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = Some(n);

@@ -14,6 +14,7 @@
 //! when a buffer allocated on one thread is freed on another).
 #![warn(missing_docs)]
 
+pub mod clock;
 mod config;
 mod data;
 mod error;
@@ -31,6 +32,7 @@ mod source;
 mod sync;
 mod time;
 
+pub use clock::Clock;
 pub use config::{available_cores, Config};
 pub use data::{BatchBytes, Data, ExchangeData};
 pub use error::{Error, Failure, OpResult, Result};

@@ -27,6 +27,12 @@ pub trait Operator<I> {
         out.progress_all(Progress::Watermark(watermark))
     }
 
+    /// Processing time advanced to `now` (see [`crate::clock`]): fire due processing-time
+    /// timers. Forwards it by default.
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        out.progress_all(Progress::ProcessingTime(now))
+    }
+
     /// The input ended (after the final watermark). Anything still held can be emitted.
     fn on_end(&mut self, _out: &mut Self::Out) -> OpResult {
         Ok(())
@@ -44,6 +50,10 @@ pub trait BinaryOperator<A, B> {
     /// The combined watermark (minimum of both active inputs) advanced.
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
         out.progress_all(Progress::Watermark(watermark))
+    }
+    /// The combined processing time (minimum of the inputs not ended) advanced.
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        out.progress_all(Progress::ProcessingTime(now))
     }
     /// Both inputs ended.
     fn on_end(&mut self, _out: &mut Self::Out) -> OpResult {
@@ -83,6 +93,10 @@ impl<Op: Operator<I>, I> Push<I> for UnaryInput<Op, I> {
                 self.out.flush_all()
             }
             Progress::Idle => self.out.progress_all(Progress::Idle),
+            Progress::ProcessingTime(t) => {
+                self.op.on_processing_time(t, &mut self.out)?;
+                self.out.flush_all()
+            }
             Progress::End => {
                 self.op.on_end(&mut self.out)?;
                 self.out.progress_all(Progress::End)
@@ -119,6 +133,10 @@ impl<Op: BinaryOperator<A, B>, A, B> BinaryState<Op, A, B> {
                 out.flush_all()
             }
             Progress::Idle => out.progress_all(Progress::Idle),
+            Progress::ProcessingTime(t) => {
+                op.on_processing_time(t, out)?;
+                out.flush_all()
+            }
             Progress::End => {
                 op.on_end(out)?;
                 out.progress_all(Progress::End)

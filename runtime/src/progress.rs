@@ -3,6 +3,8 @@
 //! An operator's input watermark is the minimum over its inputs that are neither idle nor
 //! ended; it only ever moves forward. When every input is idle the operator is idle; when
 //! every input has ended, it sees the final watermark and then the end of its input.
+//! Processing time combines the same way, as the minimum over the inputs that have not
+//! ended (an idle input still moves processing time).
 
 use crate::error::OpResult;
 use crate::push::Progress;
@@ -19,7 +21,9 @@ enum InputState {
 #[derive(Debug, Clone)]
 pub struct Frontier {
     inputs: Vec<InputState>,
+    clocks: Vec<Timestamp>,
     watermark: Timestamp,
+    processing_time: Timestamp,
     idle: bool,
     ended: bool,
 }
@@ -29,7 +33,9 @@ impl Frontier {
     pub fn new(inputs: usize) -> Self {
         Frontier {
             inputs: vec![InputState::Active(MIN_WATERMARK); inputs],
+            clocks: vec![MIN_WATERMARK; inputs],
             watermark: MIN_WATERMARK,
+            processing_time: MIN_WATERMARK,
             idle: false,
             ended: inputs == 0,
         }
@@ -38,6 +44,11 @@ impl Frontier {
     /// The combined watermark.
     pub fn watermark(&self) -> Timestamp {
         self.watermark
+    }
+
+    /// The combined processing time (`MIN_WATERMARK` before any input reported one).
+    pub fn processing_time(&self) -> Timestamp {
+        self.processing_time
     }
 
     /// True once every input has ended.
@@ -58,10 +69,15 @@ impl Frontier {
         progress: Progress,
         mut emit: impl FnMut(Progress) -> OpResult,
     ) -> OpResult {
+        if let Progress::ProcessingTime(t) = progress {
+            self.clocks[input] = self.clocks[input].max(t);
+            return self.advance_clock(&mut emit);
+        }
         let state = &mut self.inputs[input];
+        let was_ended = *state == InputState::Ended;
         *state = match (*state, progress) {
             (InputState::Ended, _) => InputState::Ended,
-            (_, Progress::End) => InputState::Ended,
+            (_, Progress::End | Progress::ProcessingTime(_)) => InputState::Ended,
             (InputState::Active(w) | InputState::Idle(w), Progress::Watermark(n)) => {
                 InputState::Active(w.max(n))
             }
@@ -77,6 +93,9 @@ impl Frontier {
             }
             self.ended = true;
             return emit(Progress::End);
+        }
+        if !was_ended && self.inputs[input] == InputState::Ended {
+            self.advance_clock(&mut emit)?;
         }
         let min_active = self
             .inputs
@@ -109,6 +128,27 @@ impl Frontier {
             }
         }
         Ok(())
+    }
+
+    /// Emits the combined processing time if it moved forward.
+    fn advance_clock(&mut self, emit: &mut impl FnMut(Progress) -> OpResult) -> OpResult {
+        if self.ended {
+            return Ok(());
+        }
+        let min = self
+            .inputs
+            .iter()
+            .zip(&self.clocks)
+            .filter(|(s, _)| **s != InputState::Ended)
+            .map(|(_, t)| *t)
+            .min();
+        match min {
+            Some(t) if t > self.processing_time => {
+                self.processing_time = t;
+                emit(Progress::ProcessingTime(t))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -155,6 +195,29 @@ mod tests {
             run(&mut f, 1, Progress::Watermark(4)),
             vec![Progress::Watermark(10)]
         );
+    }
+
+    #[test]
+    fn processing_time_is_the_minimum_over_inputs_not_ended() {
+        let mut f = Frontier::new(2);
+        assert_eq!(run(&mut f, 0, Progress::ProcessingTime(10)), vec![]);
+        assert_eq!(
+            run(&mut f, 1, Progress::ProcessingTime(7)),
+            vec![Progress::ProcessingTime(7)]
+        );
+        // An idle input still moves processing time.
+        run(&mut f, 1, Progress::Idle);
+        assert_eq!(
+            run(&mut f, 1, Progress::ProcessingTime(12)),
+            vec![Progress::ProcessingTime(10)]
+        );
+        // Once input 0 ends, input 1 alone decides.
+        assert_eq!(
+            run(&mut f, 0, Progress::End),
+            vec![Progress::ProcessingTime(12)]
+        );
+        assert_eq!(run(&mut f, 1, Progress::ProcessingTime(11)), vec![]);
+        assert_eq!(f.processing_time(), 12);
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum Progress {
     Idle,
     /// The input has ended; a `Watermark(MAX_WATERMARK)` precedes it.
     End,
+    /// Processing time advanced to this many milliseconds (see [`crate::clock`]); due
+    /// processing-time timers fire.
+    ProcessingTime(Timestamp),
 }
 
 /// The receiving side of a chained edge.

@@ -141,6 +141,7 @@ impl Runtime {
                         let settings = ShardSettings {
                             limits,
                             spin_before_park: config.spin_before_park,
+                            clock: config.clock,
                         };
                         let info = ShardInfo { index, shards };
                         let shard =

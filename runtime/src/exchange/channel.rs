@@ -176,6 +176,9 @@ impl ChannelTx {
     pub(crate) fn send_progress(&mut self, progress: Progress) {
         match (self.queue.back_mut(), progress) {
             (Some(Msg::Progress(Progress::Watermark(w))), Progress::Watermark(n)) => *w = n,
+            (Some(Msg::Progress(Progress::ProcessingTime(t))), Progress::ProcessingTime(n)) => {
+                *t = n
+            }
             _ => self.queue.push_back(Msg::Progress(progress)),
         }
         self.drain();

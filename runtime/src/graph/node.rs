@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::clock::Clock;
 use crate::data::Data;
 use crate::exchange::ErasedExchange;
 use crate::graph::ShardInfo;
@@ -84,6 +85,7 @@ pub(crate) struct NodeBuilder<'a> {
     pub batch_records: usize,
     pub consumers: &'a mut HashMap<StreamId, Vec<Box<dyn Any>>>,
     pub counter: Rc<Cell<u64>>,
+    pub clock: Clock,
 }
 
 impl NodeBuilder<'_> {
@@ -124,6 +126,7 @@ impl NodeBuilder<'_> {
             self.node,
             self.counter.clone(),
             self.batch_records,
+            self.clock,
         ))
     }
 }

@@ -4,11 +4,12 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use crate::clock::{system_now, Clock};
 use crate::error::{Failure, OpResult};
 use crate::push::{Output, Progress, Push};
 use crate::shard::head::Head;
 use crate::source::{Source, SourceStatus};
-use crate::time::MAX_WATERMARK;
+use crate::time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
 
 thread_local! {
     /// The node whose code runs now on this shard's thread (`usize::MAX`: none).
@@ -81,6 +82,8 @@ pub(crate) struct SourceHead<S, T: Clone> {
     counter: Rc<Cell<u64>>,
     budget: usize,
     done: bool,
+    clock: Clock,
+    stamped: Timestamp,
 }
 
 impl<S, T: Clone> SourceHead<S, T> {
@@ -90,6 +93,7 @@ impl<S, T: Clone> SourceHead<S, T> {
         node: usize,
         counter: Rc<Cell<u64>>,
         budget: usize,
+        clock: Clock,
     ) -> Self {
         SourceHead {
             source,
@@ -98,6 +102,8 @@ impl<S, T: Clone> SourceHead<S, T> {
             counter,
             budget,
             done: false,
+            clock,
+            stamped: MIN_WATERMARK,
         }
     }
 }
@@ -109,6 +115,13 @@ impl<T: Clone, S: Source<T>> Head for SourceHead<S, T> {
         }
         let previous = enter(self.node);
         let result = (|| {
+            if self.clock == Clock::System {
+                let now = system_now();
+                if now > self.stamped {
+                    self.stamped = now;
+                    self.out.progress(Progress::ProcessingTime(now))?;
+                }
+            }
             let status = self.source.poll(&mut self.out, self.budget)?;
             self.out.flush()?;
             if status == SourceStatus::Done {

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::error::{Error, Failure, FailureKind};
 use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx, ShardWaker};
 use crate::graph::{Built, GraphDesc, NodeBuilder, ShardInfo, StreamId};
@@ -35,6 +36,7 @@ pub(crate) struct ShardEndpoints {
 pub(crate) struct ShardSettings {
     pub limits: ChannelLimits,
     pub spin_before_park: Duration,
+    pub clock: Clock,
 }
 
 struct HeadSlot {
@@ -76,6 +78,7 @@ impl Shard {
                 shard: info,
                 node,
                 batch_records: settings.limits.batch_records,
+                clock: settings.clock,
                 consumers: &mut consumers,
                 counter: counters[node].clone(),
             };

@@ -1,0 +1,576 @@
+//! The window operator: per-key window state, timers, firing and garbage collection.
+//!
+//! State lives in a hash map from key to the key's live windows (a short vector: one or
+//! two tumbling windows, `size / period` sliding ones, a few sessions). Two timer queues,
+//! ordered by time, say when to look at a window again: one in the window's time domain
+//! (end of window and garbage collection) and one in processing time (deadlines set by
+//! processing-time triggers). Timers are not cancelled: a timer whose window is gone or
+//! has nothing to do is skipped when it comes due.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use rill_runtime::{OpResult, Operator, Output, Progress, Timestamp, MAX_WATERMARK, MIN_WATERMARK};
+use rustc_hash::FxHashMap;
+
+use crate::key_by::KeyFn;
+use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
+use crate::window::{
+    Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec, Windows,
+};
+
+struct WinState<A, V> {
+    window: Window,
+    acc: A,
+    /// Records arrived since the previous firing.
+    nonempty: bool,
+    holding: bool,
+    index: u64,
+    /// The value of the previous pane (retracting mode).
+    last: Option<V>,
+    /// Values of windows merged into this one, to retract before its first pane.
+    retract: Vec<(Window, V)>,
+    trigger: Vec<NodeState>,
+    /// The trigger finished: the window takes no more records.
+    closed: bool,
+}
+
+struct KeyState<A, V> {
+    windows: Vec<WinState<A, V>>,
+    /// Records seen (count windows).
+    ordinal: u64,
+    /// The key's windows are count windows, measured in ordinals.
+    count: bool,
+}
+
+impl<A, V> KeyState<A, V> {
+    fn find(&self, w: Window) -> Option<usize> {
+        self.windows.iter().position(|e| e.window == w)
+    }
+}
+
+type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
+
+pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
+    keys: FxHashMap<K, KeyState<G::Acc, G::Out>>,
+    core: Core<T, K, G>,
+}
+
+struct Core<T, K, G: Aggregate<T, K>> {
+    spec: WindowSpec<T, K>,
+    key: KeyFn<T, K>,
+    agg: G,
+    program: TriggerProgram,
+    timers: Timers<K>,
+    proc_timers: Timers<K>,
+    watermark: Timestamp,
+    now: Timestamp,
+    assigned: Vec<Window>,
+    deadlines: Vec<Timestamp>,
+}
+
+type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
+
+impl<T, K, G> WindowOperator<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    pub(crate) fn new(spec: WindowSpec<T, K>, key: KeyFn<T, K>, agg: G) -> Self {
+        let program = TriggerProgram::new(&spec.trigger);
+        WindowOperator {
+            keys: FxHashMap::default(),
+            core: Core {
+                spec,
+                key,
+                agg,
+                program,
+                timers: BTreeMap::new(),
+                proc_timers: BTreeMap::new(),
+                watermark: MIN_WATERMARK,
+                now: MIN_WATERMARK,
+                assigned: Vec::new(),
+                deadlines: Vec::new(),
+            },
+        }
+    }
+
+    fn process(&mut self, record: T, out: &mut Outs<K, G::Out, T>) {
+        let core = &mut self.core;
+        let key = (core.key)(&record);
+        let policy = (core.spec.windows)(&key);
+        let ks = match self.keys.get_mut(&key) {
+            Some(ks) => ks,
+            None => self.keys.entry(key.clone()).or_insert(KeyState {
+                windows: Vec::new(),
+                ordinal: 0,
+                count: policy.is_count(),
+            }),
+        };
+        let (kept, late) = if let Windows::Session { gap } = policy {
+            core.add_to_session(ks, &key, &record, gap, out)
+        } else {
+            core.add_to_windows(ks, &key, &record, policy, out)
+        };
+        if kept == 0 {
+            if late {
+                core.spec.metrics.add_late(1);
+                out.1.give(record);
+            } else {
+                core.spec.metrics.add_closed(1);
+            }
+        }
+        if ks.windows.is_empty() && !policy.is_count() {
+            self.keys.remove(&key);
+        }
+    }
+
+    /// Fires the domain-time timers that are due, in time order; at the end of time also
+    /// closes every count window.
+    fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
+        let core = &mut self.core;
+        let dt = core.domain_time();
+        while let Some(entry) = core.timers.first_entry() {
+            if *entry.key() > dt {
+                break;
+            }
+            for (key, w) in entry.remove() {
+                let Some(ks) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.find(w) {
+                    core.on_timer(ks, &key, i, out);
+                }
+                if ks.windows.is_empty() && !ks.count {
+                    self.keys.remove(&key);
+                }
+            }
+        }
+        if dt == MAX_WATERMARK {
+            for (key, ks) in self.keys.iter_mut() {
+                ks.windows.sort_by_key(|e| (e.window.end, e.window.start));
+                while !ks.windows.is_empty() {
+                    core.garbage_collect(ks, key, 0, out);
+                }
+            }
+        }
+    }
+
+    fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
+        let core = &mut self.core;
+        while let Some(entry) = core.proc_timers.first_entry() {
+            if *entry.key() > core.now {
+                break;
+            }
+            for (key, w) in entry.remove() {
+                let Some(ks) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                let Some(i) = ks.find(w) else {
+                    continue;
+                };
+                let cx = core.context(ks, w);
+                if !ks.windows[i].closed && core.program.should_fire(&ks.windows[i].trigger, cx) {
+                    core.fire(ks, &key, i, cx, out);
+                }
+            }
+        }
+    }
+}
+
+impl<T, K, G> Core<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    /// The time windows are measured against: the watermark, or processing time (which
+    /// jumps to the end of time when the input ends).
+    fn domain_time(&self) -> Timestamp {
+        match self.spec.domain {
+            TimeDomain::EventTime => self.watermark,
+            TimeDomain::ProcessingTime if self.watermark == MAX_WATERMARK => MAX_WATERMARK,
+            TimeDomain::ProcessingTime => self.now,
+        }
+    }
+
+    fn past_end(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
+        let dt = self.domain_time();
+        if dt == MAX_WATERMARK {
+            return true;
+        }
+        if ks.count {
+            ks.ordinal >= w.end as u64
+        } else {
+            dt >= w.end
+        }
+    }
+
+    fn gc_time(&self, w: Window) -> Timestamp {
+        w.end.saturating_add(self.spec.lateness)
+    }
+
+    fn is_expired(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
+        if ks.count {
+            self.past_end(ks, w)
+        } else {
+            self.domain_time() >= self.gc_time(w)
+        }
+    }
+
+    fn context(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> TriggerContext {
+        TriggerContext {
+            past_end: self.past_end(ks, w),
+            now: self.now,
+        }
+    }
+
+    fn element_time(&self, record: &T) -> Timestamp {
+        match self.spec.domain {
+            TimeDomain::EventTime => (self.spec.timestamp)(record),
+            TimeDomain::ProcessingTime => self.now,
+        }
+    }
+
+    /// A new window's state, with its timers registered.
+    fn open(&mut self, key: &K, w: Window, count: bool) -> WinState<G::Acc, G::Out> {
+        if !count {
+            let dt = self.domain_time();
+            if w.end > dt {
+                self.timers.entry(w.end).or_default().push((key.clone(), w));
+            }
+            let gc = self.gc_time(w);
+            if gc != w.end {
+                self.timers.entry(gc).or_default().push((key.clone(), w));
+            }
+        }
+        self.spec.metrics.window_created();
+        WinState {
+            window: w,
+            acc: self.agg.create(),
+            nonempty: false,
+            holding: false,
+            index: 0,
+            last: None,
+            retract: Vec::new(),
+            trigger: self.program.fresh(),
+            closed: false,
+        }
+    }
+
+    /// Adds a record to the windows of a non-merging policy. Returns how many windows
+    /// took it, and whether it was dropped as late (rather than for closed windows).
+    fn add_to_windows(
+        &mut self,
+        ks: &mut KeyState<G::Acc, G::Out>,
+        key: &K,
+        record: &T,
+        policy: Windows,
+        out: &mut Outs<K, G::Out, T>,
+    ) -> (usize, bool) {
+        let count = policy.is_count();
+        let t = if count {
+            ks.ordinal as Timestamp
+        } else {
+            self.element_time(record)
+        };
+        let mut assigned = std::mem::take(&mut self.assigned);
+        assigned.clear();
+        policy.assign(t, &mut assigned);
+        if count {
+            ks.ordinal += 1;
+        }
+        let (mut kept, mut late) = (0, false);
+        for &w in &assigned {
+            if !count && self.is_expired(ks, w) {
+                late = true;
+                continue;
+            }
+            let i = match ks.find(w) {
+                Some(i) => i,
+                None => {
+                    let state = self.open(key, w, count);
+                    ks.windows.push(state);
+                    ks.windows.len() - 1
+                }
+            };
+            if self.add(ks, key, i, record, out) {
+                kept += 1;
+            }
+        }
+        self.assigned = assigned;
+        (kept, late && kept == 0)
+    }
+
+    /// Adds a record to its key's sessions, merging the ones it bridges.
+    fn add_to_session(
+        &mut self,
+        ks: &mut KeyState<G::Acc, G::Out>,
+        key: &K,
+        record: &T,
+        gap: i64,
+        out: &mut Outs<K, G::Out, T>,
+    ) -> (usize, bool) {
+        let t = self.element_time(record);
+        let proto = Window::new(t, t.saturating_add(gap));
+        let mut span = proto;
+        let mut overlapping = Vec::new();
+        for (i, e) in ks.windows.iter().enumerate() {
+            if e.window.overlaps(&proto) {
+                span = span.span(&e.window);
+                overlapping.push(i);
+            }
+        }
+        if self.is_expired(ks, span) {
+            return (0, true);
+        }
+        if overlapping.iter().any(|&i| ks.windows[i].closed) {
+            return (0, false);
+        }
+        let i = match overlapping[..] {
+            [i] if ks.windows[i].window == span => i,
+            [] => {
+                let state = self.open(key, span, false);
+                ks.windows.push(state);
+                ks.windows.len() - 1
+            }
+            _ => self.merge(ks, key, &overlapping, span),
+        };
+        let kept = usize::from(self.add(ks, key, i, record, out));
+        (kept, false)
+    }
+
+    /// Replaces the windows at `parts` (ascending indices) by one window `span`.
+    fn merge(
+        &mut self,
+        ks: &mut KeyState<G::Acc, G::Out>,
+        key: &K,
+        parts: &[usize],
+        span: Window,
+    ) -> usize {
+        let parts: Vec<WinState<G::Acc, G::Out>> = parts
+            .iter()
+            .rev()
+            .map(|&i| ks.windows.remove(i))
+            .rev()
+            .collect();
+        let mut merged = self.open(key, span, false);
+        let cx = self.context(ks, span);
+        merged.trigger = self.program.merge(parts.iter().map(|p| &p.trigger[..]), cx);
+        for d in self.program.deadlines(&merged.trigger) {
+            self.proc_timers
+                .entry(d)
+                .or_default()
+                .push((key.clone(), span));
+        }
+        let retracting = self.spec.accumulation == Accumulation::Retracting;
+        for p in parts {
+            self.spec.metrics.window_removed();
+            self.agg.merge(&mut merged.acc, p.acc);
+            merged.nonempty |= p.nonempty;
+            merged.holding |= p.holding;
+            if retracting {
+                merged.retract.extend(p.retract);
+                merged.retract.extend(p.last.map(|v| (p.window, v)));
+            }
+        }
+        ks.windows.push(merged);
+        ks.windows.len() - 1
+    }
+
+    /// Adds a record to window `i` and fires it if its trigger says so. False if the
+    /// window is closed.
+    fn add(
+        &mut self,
+        ks: &mut KeyState<G::Acc, G::Out>,
+        key: &K,
+        i: usize,
+        record: &T,
+        out: &mut Outs<K, G::Out, T>,
+    ) -> bool {
+        let w = ks.windows[i].window;
+        let cx = self.context(ks, w);
+        if ks.windows[i].closed {
+            if ks.count && cx.past_end {
+                self.garbage_collect(ks, key, i, out);
+            }
+            return false;
+        }
+        let punctuation = self.spec.punctuation.as_ref().is_some_and(|p| p(record));
+        let e = &mut ks.windows[i];
+        self.agg.add(&mut e.acc, record);
+        e.nonempty = true;
+        e.holding |= !cx.past_end;
+        self.deadlines.clear();
+        self.program
+            .on_element(&mut e.trigger, cx, punctuation, &mut self.deadlines);
+        for &d in &self.deadlines {
+            self.proc_timers
+                .entry(d)
+                .or_default()
+                .push((key.clone(), w));
+        }
+        if ks.count && cx.past_end {
+            // The record completed a count window.
+            self.garbage_collect(ks, key, i, out);
+        } else if self.program.should_fire(&ks.windows[i].trigger, cx) {
+            self.fire(ks, key, i, cx, out);
+        }
+        true
+    }
+
+    /// A domain-time timer of window `i` came due.
+    fn on_timer(
+        &mut self,
+        ks: &mut KeyState<G::Acc, G::Out>,
+        key: &K,
+        i: usize,
+        out: &mut Outs<K, G::Out, T>,
+    ) {
+        let w = ks.windows[i].window;
+        if self.is_expired(ks, w) {
+            self.garbage_collect(ks, key, i, out);
+            return;
+        }
+        let cx = self.context(ks, w);
+        if !ks.windows[i].closed && self.program.should_fire(&ks.windows[i].trigger, cx) {
+            self.fire(ks, key, i, cx, out);
+        }
+    }
+
+    /// The trigger of window `i` fired.
+    fn fire(
+        &mut self,
+        ks: &mut KeyState<G::Acc, G::Out>,
+        key: &K,
+        i: usize,
+        cx: TriggerContext,
+        out: &mut Outs<K, G::Out, T>,
+    ) {
+        let e = &mut ks.windows[i];
+        self.program.on_fire(&mut e.trigger, cx);
+        let finished = self.program.is_finished(&e.trigger);
+        self.emit(key, e, cx, finished, &mut out.0);
+        if finished {
+            e.closed = true;
+            e.acc = self.agg.create();
+            e.last = None;
+            e.retract = Vec::new();
+        }
+    }
+
+    /// Window `i` is garbage-collected: its final pane fires if records arrived since the
+    /// previous firing, or if its trigger is ready (the on-time pane); then it is removed.
+    fn garbage_collect(
+        &mut self,
+        ks: &mut KeyState<G::Acc, G::Out>,
+        key: &K,
+        i: usize,
+        out: &mut Outs<K, G::Out, T>,
+    ) {
+        let w = ks.windows[i].window;
+        let cx = self.context(ks, w);
+        let mut e = ks.windows.remove(i);
+        self.spec.metrics.window_removed();
+        if e.closed {
+            return;
+        }
+        if e.nonempty || self.program.should_fire(&e.trigger, cx) {
+            self.emit(key, &mut e, cx, true, &mut out.0);
+        }
+    }
+
+    /// Emits a pane of `e` (and retractions before it), unless it is empty and not the
+    /// on-time pane; then resets the pane's contents as the accumulation mode says.
+    fn emit(
+        &mut self,
+        key: &K,
+        e: &mut WinState<G::Acc, G::Out>,
+        cx: TriggerContext,
+        is_last: bool,
+        out: &mut Output<Pane<K, G::Out>>,
+    ) {
+        let timing = if !cx.past_end {
+            Timing::Early
+        } else if e.holding {
+            Timing::OnTime
+        } else {
+            Timing::Late
+        };
+        if e.nonempty || timing == Timing::OnTime {
+            let value = self.agg.result(key, &e.window, &e.acc);
+            let pane = |window, value, retraction| Pane {
+                key: key.clone(),
+                window,
+                value,
+                timing,
+                index: e.index,
+                is_last,
+                retraction,
+                emit_time: self.now,
+            };
+            let mut panes = 1;
+            if self.spec.accumulation == Accumulation::Retracting {
+                for (w, v) in std::mem::take(&mut e.retract) {
+                    out.give(pane(w, v, true));
+                    panes += 1;
+                }
+                if let Some(previous) = e.last.take() {
+                    out.give(pane(e.window, previous, true));
+                    panes += 1;
+                }
+                e.last = Some(value.clone());
+            }
+            out.give(pane(e.window, value, false));
+            self.spec.metrics.add_panes(panes);
+            e.index += 1;
+            if timing != Timing::Early {
+                e.holding = false;
+            }
+        }
+        e.nonempty = false;
+        if self.spec.accumulation == Accumulation::Discarding {
+            e.acc = self.agg.create();
+        }
+    }
+}
+
+impl<T, K, G> Operator<T> for WindowOperator<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    type Out = Outs<K, G::Out, T>;
+
+    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
+        for record in batch.drain(..) {
+            self.process(record, out);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        if watermark > self.core.watermark {
+            self.core.watermark = watermark;
+            if self.core.spec.domain == TimeDomain::EventTime || watermark == MAX_WATERMARK {
+                self.advance(out);
+            }
+        }
+        out.0.progress(Progress::Watermark(watermark))?;
+        out.1.progress(Progress::Watermark(watermark))
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        if now > self.core.now {
+            self.core.now = now;
+            self.fire_processing_timers(out);
+            if self.core.spec.domain == TimeDomain::ProcessingTime {
+                self.advance(out);
+            }
+        }
+        out.0.progress(Progress::ProcessingTime(now))?;
+        out.1.progress(Progress::ProcessingTime(now))
+    }
+}
