@@ -6,4 +6,5 @@
 #![warn(missing_docs)]
 
 pub mod latency;
+pub mod replay;
 pub mod synthetic;

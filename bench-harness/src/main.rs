@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Synthetic 40-byte records through one key-hash exchange.
     Exchange(ExchangeArgs),
+    /// Replays an event log through a keyed windowed aggregation on a simulated clock.
+    Replay(rill_bench::replay::cli::ReplayArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -134,6 +136,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => exchange(&ExchangeArgs::default()),
         Some(Command::Exchange(args)) => exchange(&args),
+        Some(Command::Replay(args)) => return rill_bench::replay::cli::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

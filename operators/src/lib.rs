@@ -26,6 +26,7 @@ mod flat_map;
 mod inspect;
 mod key_by;
 mod map;
+mod watermark;
 pub mod window;
 
 pub use filter::Filter;
@@ -33,9 +34,12 @@ pub use flat_map::FlatMap;
 pub use inspect::Inspect;
 pub use key_by::{KeyBy, KeyedStream};
 pub use map::Map;
+pub use watermark::{AssignWatermarks, WatermarkStrategy};
 
 /// Every operator trait, for `use rill_operators::prelude::*`.
 pub mod prelude {
     pub use crate::window::{Accumulation, Trigger, WindowSpec, Windows};
-    pub use crate::{Filter, FlatMap, Inspect, KeyBy, KeyedStream, Map};
+    pub use crate::{
+        AssignWatermarks, Filter, FlatMap, Inspect, KeyBy, KeyedStream, Map, WatermarkStrategy,
+    };
 }

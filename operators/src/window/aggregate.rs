@@ -133,9 +133,12 @@ impl<T: 'static, K> Aggregate<T, K> for Count<T> {
     }
 }
 
+/// A full-window function.
+type ProcessFn<T, K, O> = Arc<dyn Fn(&K, &Window, &[T]) -> O + Send + Sync>;
+
 /// Full-window processing: keeps the pane's records and calls `f(key, window, records)`.
 pub struct Collect<T, K, O> {
-    f: Arc<dyn Fn(&K, &Window, &[T]) -> O + Send + Sync>,
+    f: ProcessFn<T, K, O>,
 }
 
 impl<T, K, O> Collect<T, K, O> {

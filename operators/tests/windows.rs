@@ -1,0 +1,316 @@
+//! Window operator against a from-scratch reference, over random inputs: 1 vs N shards,
+//! arrival-order permutations under a perfect watermark, accumulation modes, retractions,
+//! and bounded state after the allowed lateness.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rill_operators::prelude::*;
+use rill_operators::window::{Pane, Sum, Timing, WindowMetrics};
+use rill_runtime::{
+    Config, Dataflow, Failure, Output, Runtime, Source, SourceStatus, Timestamp, MAX_WATERMARK,
+};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// (key, value, event time)
+type Ev = (u32, i64, i64);
+
+/// Emits the events in the given order on shard 0, each followed by the perfect watermark
+/// (the smallest event time still to come).
+struct PerfectSource {
+    events: Arc<Vec<Ev>>,
+    next: usize,
+}
+
+impl Source<Ev> for PerfectSource {
+    fn poll(&mut self, out: &mut Output<Ev>, max: usize) -> Result<SourceStatus, Failure> {
+        for _ in 0..max {
+            let Some(&e) = self.events.get(self.next) else {
+                return Ok(SourceStatus::Done);
+            };
+            self.next += 1;
+            out.give(e);
+            let w = self.events[self.next..]
+                .iter()
+                .map(|e| e.2)
+                .min()
+                .unwrap_or(MAX_WATERMARK);
+            out.watermark(w)?;
+        }
+        Ok(SourceStatus::Emitted)
+    }
+}
+
+fn run(
+    events: &[Ev],
+    shards: usize,
+    spec: WindowSpec<Ev, u32>,
+) -> (Vec<Pane<u32, i64>>, WindowMetrics) {
+    let metrics = spec.metrics();
+    let mut df = Dataflow::new();
+    let events = Arc::new(events.to_vec());
+    let panes = df
+        .source("events", move |s| PerfectSource {
+            events: if s.index == 0 {
+                events.clone()
+            } else {
+                Arc::new(Vec::new())
+            },
+            next: 0,
+        })
+        .key_by(|e: &Ev| e.0)
+        .window(spec)
+        .aggregate("sum", Sum::new(|e: &Ev| e.1))
+        .collect("panes");
+    Runtime::new(Config::default().shards(shards).pin(false))
+        .unwrap()
+        .run(df)
+        .unwrap();
+    (panes.take(), metrics)
+}
+
+/// The reference: every window's total per key, computed from scratch.
+fn reference(events: &[Ev], windows: Windows) -> BTreeMap<(u32, i64, i64), i64> {
+    let mut out = BTreeMap::new();
+    match windows {
+        Windows::Session { gap } => {
+            let mut by_key: BTreeMap<u32, Vec<(i64, i64)>> = BTreeMap::new();
+            for &(k, v, t) in events {
+                by_key.entry(k).or_default().push((t, v));
+            }
+            for (k, mut list) in by_key {
+                list.sort();
+                let mut current: Option<(i64, i64, i64)> = None;
+                for (t, v) in list {
+                    current = match current {
+                        Some((s, e, sum)) if t < e => Some((s, e.max(t + gap), sum + v)),
+                        Some((s, e, sum)) => {
+                            out.insert((k, s, e), sum);
+                            Some((t, t + gap, v))
+                        }
+                        None => Some((t, t + gap, v)),
+                    };
+                }
+                if let Some((s, e, sum)) = current {
+                    out.insert((k, s, e), sum);
+                }
+            }
+        }
+        _ => {
+            for &(k, v, t) in events {
+                let mut ws = Vec::new();
+                windows.assign(t, &mut ws);
+                for w in ws {
+                    *out.entry((k, w.start, w.end)).or_insert(0) += v;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn final_values(panes: &[Pane<u32, i64>]) -> BTreeMap<(u32, i64, i64), i64> {
+    let mut out = BTreeMap::new();
+    for p in panes.iter().filter(|p| p.is_last && !p.retraction) {
+        let old = out.insert((p.key, p.window.start, p.window.end), p.value);
+        assert!(old.is_none(), "two last panes for {p:?}");
+    }
+    out
+}
+
+fn windows_strategy() -> impl Strategy<Value = Windows> {
+    prop_oneof![
+        (1i64..50).prop_map(Windows::tumbling),
+        (1i64..8, 1i64..40).prop_map(|(p, k)| Windows::sliding(p * k.max(1), p)),
+        (1i64..30).prop_map(Windows::session),
+    ]
+}
+
+fn events_strategy() -> impl Strategy<Value = Vec<Ev>> {
+    prop::collection::vec((0u32..6, -20i64..20, 0i64..300), 0..120)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// With the default trigger and a perfect watermark, every window emits exactly one
+    /// on-time, last pane holding its total; any arrival order and any shard count agree.
+    #[test]
+    fn on_time_panes_match_the_reference(
+        events in events_strategy(),
+        windows in windows_strategy(),
+        seed in any::<u64>(),
+        shards in 1usize..4,
+    ) {
+        let expected = reference(&events, windows);
+        let mut shuffled = events.clone();
+        shuffle(&mut shuffled, seed);
+        for (input, n) in [(&events, 1), (&shuffled, shards)] {
+            let (panes, metrics) = run(input, n, WindowSpec::event_time(windows, |e: &Ev| e.2));
+            prop_assert!(panes.iter().all(|p| p.timing == Timing::OnTime && p.index == 0));
+            prop_assert_eq!(panes.len(), expected.len());
+            prop_assert_eq!(final_values(&panes), expected.clone());
+            prop_assert_eq!(metrics.live_windows(), 0);
+            prop_assert_eq!(metrics.dropped_late(), 0);
+        }
+    }
+
+    /// Early firings every few records: discarding panes add up to the window total,
+    /// accumulating panes end at it, and a downstream sum over retracting panes ends at it.
+    #[test]
+    fn accumulation_modes_agree(
+        events in events_strategy(),
+        windows in windows_strategy(),
+        every in 1u64..4,
+        seed in any::<u64>(),
+    ) {
+        let expected = reference(&events, windows);
+        let mut shuffled = events.clone();
+        shuffle(&mut shuffled, seed);
+        let trigger = Trigger::after_watermark_with(Some(Trigger::AfterCount(every)), None);
+        let spec = |acc| WindowSpec::event_time(windows, |e: &Ev| e.2)
+            .trigger(trigger.clone())
+            .accumulation(acc);
+
+        let (discarding, _) = run(&shuffled, 2, spec(Accumulation::Discarding));
+        let mut sums = BTreeMap::new();
+        for p in &discarding {
+            *sums.entry((p.key, p.window.start, p.window.end)).or_insert(0) += p.value;
+        }
+        // Sessions: early panes of windows later merged away are not in the reference.
+        if !windows.is_merging() {
+            prop_assert_eq!(&sums, &expected);
+        }
+
+        let (accumulating, _) = run(&shuffled, 2, spec(Accumulation::Accumulating));
+        prop_assert_eq!(final_values(&accumulating), expected.clone());
+
+        let (retracting, _) = run(&shuffled, 3, spec(Accumulation::Retracting));
+        prop_assert_eq!(final_values(&retracting), expected.clone());
+        let mut per_key: BTreeMap<u32, i64> = BTreeMap::new();
+        for p in &retracting {
+            let v = if p.retraction { -p.value } else { p.value };
+            *per_key.entry(p.key).or_insert(0) += v;
+        }
+        let mut totals: BTreeMap<u32, i64> = BTreeMap::new();
+        for ((k, ..), v) in &expected {
+            *totals.entry(*k).or_insert(0) += v;
+        }
+        per_key.retain(|_, v| *v != 0);
+        totals.retain(|_, v| *v != 0);
+        prop_assert_eq!(per_key, totals);
+    }
+}
+
+/// A deterministic Fisher-Yates shuffle.
+fn shuffle<T>(v: &mut [T], mut seed: u64) {
+    for i in (1..v.len()).rev() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        v.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+}
+
+/// An endless-looking input: window state stays bounded by the allowed lateness, and
+/// records beyond it are dropped and counted.
+#[test]
+fn state_is_bounded_by_allowed_lateness() {
+    // 200,000 records, 100 keys, event time rising by 1 ms per record, with every 50th
+    // record 5 s late. 100 ms windows, 1 s lateness.
+    let events: Vec<Ev> = (0..200_000i64)
+        .map(|i| {
+            let late = if i % 50 == 0 { 5_000 } else { 0 };
+            ((i % 100) as u32, 1, i - late)
+        })
+        .collect();
+    let spec = WindowSpec::event_time(Windows::tumbling(100), |e: &Ev| e.2).allowed_lateness(1_000);
+    let metrics = spec.metrics();
+    let mut df = Dataflow::new();
+    df.vec_source("events", events)
+        .assign_watermarks("wm", WatermarkStrategy::ascending(|e: &Ev| e.2))
+        .key_by(|e: &Ev| e.0)
+        .window(spec)
+        .aggregate("sum", Sum::new(|e: &Ev| e.1))
+        .discard("out");
+    Runtime::new(Config::default().shards(2).pin(false))
+        .unwrap()
+        .run(df)
+        .unwrap();
+    // Live windows at any time: 100 keys x (1 s lateness / 100 ms + slack) windows.
+    let bound = 100 * (1_000 / 100 + 3);
+    assert!(
+        metrics.max_live_windows() <= bound,
+        "{} live windows, bound {bound}",
+        metrics.max_live_windows()
+    );
+    assert_eq!(metrics.live_windows(), 0);
+    // Every 50th record is 5 s behind a watermark that trails by at most a batch.
+    assert!(metrics.dropped_late() > 3_000, "{}", metrics.dropped_late());
+}
+
+/// A late record that bridges two live sessions merges them (Flink's rule); one whose
+/// merged window is past the lateness is dropped to the side output.
+#[test]
+fn late_records_and_session_merging() {
+    struct Script(Vec<Result<Ev, Timestamp>>, usize);
+    impl Source<Ev> for Script {
+        fn poll(&mut self, out: &mut Output<Ev>, _: usize) -> Result<SourceStatus, Failure> {
+            match self.0.get(self.1) {
+                None => return Ok(SourceStatus::Done),
+                Some(Ok(e)) => out.give(*e),
+                Some(Err(w)) => out.watermark(*w)?,
+            }
+            self.1 += 1;
+            Ok(SourceStatus::Emitted)
+        }
+    }
+    let script = vec![
+        Ok((1, 1, 0)),  // session [0, 10)
+        Ok((1, 2, 15)), // session [15, 25)
+        Err(12),        // [0, 10) is late, lateness 5 keeps it until 15
+        Ok((1, 4, 8)),  // late, bridges into [0, 25)? [8,18) overlaps both
+        Err(40),        // closes [0, 25)
+        Ok((1, 8, 1)),  // [1, 11): expired -> side output
+    ];
+    let mut df = Dataflow::new();
+    let spec = WindowSpec::event_time(Windows::session(10), |e: &Ev| e.2).allowed_lateness(5);
+    let script = Arc::new(script);
+    let (panes, late) = df
+        .source("script", move |s| {
+            Script(
+                if s.index == 0 {
+                    (*script).clone()
+                } else {
+                    Vec::new()
+                },
+                0,
+            )
+        })
+        .key_by(|e: &Ev| e.0)
+        .window(spec)
+        .aggregate_with_late("sum", Sum::new(|e: &Ev| e.1));
+    let (panes, late) = (panes.collect("panes"), late.collect("late"));
+    Runtime::new(Config::default().shards(1).pin(false))
+        .unwrap()
+        .run(df)
+        .unwrap();
+    let panes: Vec<_> = panes
+        .take()
+        .into_iter()
+        .map(|p| (p.window.start, p.window.end, p.value, p.timing, p.is_last))
+        .collect();
+    // The watermark at 12 passed [0, 10): its on-time pane (1). The bridging record makes
+    // a new window [0, 25), which fires when the watermark passes 25.
+    assert_eq!(
+        panes,
+        vec![
+            (0, 10, 1, Timing::OnTime, true),
+            (0, 25, 7, Timing::OnTime, true)
+        ]
+    );
+    assert_eq!(late.take(), vec![(1, 8, 1)]);
+}
