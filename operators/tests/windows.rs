@@ -230,18 +230,27 @@ fn state_is_bounded_by_allowed_lateness() {
     let spec = WindowSpec::event_time(Windows::tumbling(100), |e: &Ev| e.2).allowed_lateness(1_000);
     let metrics = spec.metrics();
     let mut df = Dataflow::new();
-    df.vec_source("events", events)
-        .assign_watermarks("wm", WatermarkStrategy::ascending(|e: &Ev| e.2))
-        .key_by(|e: &Ev| e.0)
-        .window(spec)
-        .aggregate("sum", Sum::new(|e: &Ev| e.1))
-        .discard("out");
+    // One source (on shard 0), so the watermark trails the records by at most a batch.
+    df.iter_source("events", move |s| {
+        if s.index == 0 {
+            events.clone()
+        } else {
+            Vec::new()
+        }
+    })
+    .assign_watermarks("wm", WatermarkStrategy::ascending(|e: &Ev| e.2))
+    .key_by(|e: &Ev| e.0)
+    .window(spec)
+    .aggregate("sum", Sum::new(|e: &Ev| e.1))
+    .discard("out");
     Runtime::new(Config::default().shards(2).pin(false))
         .unwrap()
         .run(df)
         .unwrap();
-    // Live windows at any time: 100 keys x (1 s lateness / 100 ms + slack) windows.
-    let bound = 100 * (1_000 / 100 + 3);
+    // Live windows at any time: 100 keys x (1 s lateness + the 1,024 ms of event time a
+    // source batch spans before its watermark) / 100 ms, plus slack; the input makes
+    // 200,000 windows in all.
+    let bound = 100 * ((1_000 + 1_024) / 100 + 3);
     assert!(
         metrics.max_live_windows() <= bound,
         "{} live windows, bound {bound}",
@@ -277,7 +286,13 @@ fn late_records_and_session_merging() {
         Ok((1, 8, 1)),  // [1, 11): expired -> side output
     ];
     let mut df = Dataflow::new();
-    let spec = WindowSpec::event_time(Windows::session(10), |e: &Ev| e.2).allowed_lateness(5);
+    let spec = WindowSpec::event_time(Windows::session(10), |e: &Ev| e.2)
+        .allowed_lateness(5)
+        .trigger(Trigger::after_watermark_with(
+            None,
+            Some(Trigger::AfterCount(1)),
+        ))
+        .accumulation(Accumulation::Accumulating);
     let script = Arc::new(script);
     let (panes, late) = df
         .source("script", move |s| {
@@ -303,12 +318,13 @@ fn late_records_and_session_merging() {
         .into_iter()
         .map(|p| (p.window.start, p.window.end, p.value, p.timing, p.is_last))
         .collect();
-    // The watermark at 12 passed [0, 10): its on-time pane (1). The bridging record makes
-    // a new window [0, 25), which fires when the watermark passes 25.
+    // The watermark at 12 passed [0, 10): its on-time pane (1), not last (lateness 5).
+    // The bridging record makes a new window [0, 25) holding everything, which fires
+    // once when the watermark jumps past both its end and its garbage-collection time.
     assert_eq!(
         panes,
         vec![
-            (0, 10, 1, Timing::OnTime, true),
+            (0, 10, 1, Timing::OnTime, false),
             (0, 25, 7, Timing::OnTime, true)
         ]
     );

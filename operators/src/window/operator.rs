@@ -349,12 +349,9 @@ where
         parts: &[usize],
         span: Window,
     ) -> usize {
-        let parts: Vec<WinState<G::Acc, G::Out>> = parts
-            .iter()
-            .rev()
-            .map(|&i| ks.windows.remove(i))
-            .rev()
-            .collect();
+        let mut parts: Vec<WinState<G::Acc, G::Out>> =
+            parts.iter().rev().map(|&i| ks.windows.remove(i)).collect();
+        parts.reverse();
         let mut merged = self.open(key, span, false);
         let cx = self.context(ks, span);
         merged.trigger = self.program.merge(parts.iter().map(|p| &p.trigger[..]), cx);
