@@ -24,8 +24,10 @@
 mod filter;
 mod flat_map;
 mod inspect;
+mod join;
 mod key_by;
 mod map;
+mod process;
 mod watermark;
 pub mod window;
 
@@ -34,6 +36,7 @@ pub use flat_map::FlatMap;
 pub use inspect::Inspect;
 pub use key_by::{KeyBy, KeyedStream};
 pub use map::Map;
+pub use process::{ProcessContext, ProcessFunction};
 pub use watermark::{AssignWatermarks, WatermarkStrategy};
 
 /// Every operator trait, for `use rill_operators::prelude::*`.

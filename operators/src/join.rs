@@ -1,0 +1,237 @@
+//! Joins of two keyed streams in event time.
+//!
+//! Both inputs are partitioned by the same key, so matching records meet on one shard.
+//! - [`KeyedStream::window_join`]: every pair of records with equal keys that fall in the
+//!   same window (tumbling or sliding) is joined when the watermark passes the window's
+//!   end; the window's records are then dropped. Records for windows already past their
+//!   end are dropped (as Flink does).
+//! - [`KeyedStream::interval_join`]: a left record at `t` joins every right record with an
+//!   equal key and a time in `[t + lower, t + upper]`, as soon as both are in. Records are
+//!   kept only while a match may still arrive: a left record until the watermark passes
+//!   `t + upper`, a right record until it passes `t - lower`. Records behind the watermark
+//!   are dropped.
+//!
+//! The operator's output watermark is its input watermark (the minimum of both inputs).
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use rill_runtime::{BinaryOperator, Data, OpResult, Output, Progress, Stream, Timestamp};
+use rustc_hash::FxHashMap;
+
+use crate::key_by::{KeyFn, KeyedStream};
+use crate::window::{Window, Windows};
+
+type TsFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
+
+struct WindowJoin<A, B, K, O> {
+    key_a: KeyFn<A, K>,
+    key_b: KeyFn<B, K>,
+    ts_a: TsFn<A>,
+    ts_b: TsFn<B>,
+    windows: Windows,
+    join: Arc<dyn Fn(&K, &Window, &A, &B) -> O + Send + Sync>,
+    /// Per window end: per key, both sides' records.
+    state: BTreeMap<Timestamp, FxHashMap<(K, Window), (Vec<A>, Vec<B>)>>,
+    watermark: Timestamp,
+    scratch: Vec<Window>,
+}
+
+impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
+    fn insert(&mut self, key: K, t: Timestamp, mut put: impl FnMut(&mut (Vec<A>, Vec<B>))) {
+        self.scratch.clear();
+        self.windows.assign(t, &mut self.scratch);
+        for &w in &self.scratch {
+            if w.end <= self.watermark {
+                continue;
+            }
+            let slot = self
+                .state
+                .entry(w.end)
+                .or_default()
+                .entry((key.clone(), w))
+                .or_default();
+            put(slot);
+        }
+    }
+}
+
+impl<A, B, K, O> BinaryOperator<A, B> for WindowJoin<A, B, K, O>
+where
+    A: Clone + 'static,
+    B: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    O: Data,
+{
+    type Out = Output<O>;
+
+    fn on_left(&mut self, batch: &mut Vec<A>, _out: &mut Output<O>) -> OpResult {
+        for a in batch.drain(..) {
+            let (k, t) = ((self.key_a)(&a), (self.ts_a)(&a));
+            self.insert(k, t, |slot| slot.0.push(a.clone()));
+        }
+        Ok(())
+    }
+
+    fn on_right(&mut self, batch: &mut Vec<B>, _out: &mut Output<O>) -> OpResult {
+        for b in batch.drain(..) {
+            let (k, t) = ((self.key_b)(&b), (self.ts_b)(&b));
+            self.insert(k, t, |slot| slot.1.push(b.clone()));
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> OpResult {
+        self.watermark = self.watermark.max(watermark);
+        while let Some(entry) = self.state.first_entry() {
+            if *entry.key() > self.watermark {
+                break;
+            }
+            for ((k, w), (left, right)) in entry.remove() {
+                for a in &left {
+                    for b in &right {
+                        out.give((self.join)(&k, &w, a, b));
+                    }
+                }
+            }
+        }
+        out.progress(Progress::Watermark(watermark))
+    }
+}
+
+struct IntervalJoin<A, B, K, O> {
+    key_a: KeyFn<A, K>,
+    key_b: KeyFn<B, K>,
+    ts_a: TsFn<A>,
+    ts_b: TsFn<B>,
+    lower: i64,
+    upper: i64,
+    join: Arc<dyn Fn(&K, &A, &B) -> O + Send + Sync>,
+    left: FxHashMap<K, Vec<(Timestamp, A)>>,
+    right: FxHashMap<K, Vec<(Timestamp, B)>>,
+    watermark: Timestamp,
+}
+
+impl<A, B, K, O> BinaryOperator<A, B> for IntervalJoin<A, B, K, O>
+where
+    A: Clone + 'static,
+    B: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    O: Data,
+{
+    type Out = Output<O>;
+
+    fn on_left(&mut self, batch: &mut Vec<A>, out: &mut Output<O>) -> OpResult {
+        for a in batch.drain(..) {
+            let (k, t) = ((self.key_a)(&a), (self.ts_a)(&a));
+            if t < self.watermark {
+                continue;
+            }
+            let (lo, hi) = (t.saturating_add(self.lower), t.saturating_add(self.upper));
+            for (tb, b) in self.right.get(&k).into_iter().flatten() {
+                if (lo..=hi).contains(tb) {
+                    out.give((self.join)(&k, &a, b));
+                }
+            }
+            self.left.entry(k).or_default().push((t, a));
+        }
+        Ok(())
+    }
+
+    fn on_right(&mut self, batch: &mut Vec<B>, out: &mut Output<O>) -> OpResult {
+        for b in batch.drain(..) {
+            let (k, t) = ((self.key_b)(&b), (self.ts_b)(&b));
+            if t < self.watermark {
+                continue;
+            }
+            for (ta, a) in self.left.get(&k).into_iter().flatten() {
+                let (lo, hi) = (ta.saturating_add(self.lower), ta.saturating_add(self.upper));
+                if (lo..=hi).contains(&t) {
+                    out.give((self.join)(&k, a, &b));
+                }
+            }
+            self.right.entry(k).or_default().push((t, b));
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> OpResult {
+        self.watermark = self.watermark.max(watermark);
+        let (w, lower, upper) = (self.watermark, self.lower, self.upper);
+        self.left.retain(|_, v| {
+            v.retain(|(t, _)| t.saturating_add(upper) >= w);
+            !v.is_empty()
+        });
+        self.right.retain(|_, v| {
+            v.retain(|(t, _)| t.saturating_sub(lower) >= w);
+            !v.is_empty()
+        });
+        out.progress(Progress::Watermark(watermark))
+    }
+}
+
+impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
+    /// Joins records of equal keys in the same window (tumbling or sliding) of event time.
+    pub fn window_join<B: Data, O: Data>(
+        &self,
+        other: &KeyedStream<B, K>,
+        name: &str,
+        windows: Windows,
+        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
+        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
+        join: impl Fn(&K, &Window, &A, &B) -> O + Send + Sync + 'static,
+    ) -> Stream<O> {
+        assert!(
+            !windows.is_merging() && !windows.is_count(),
+            "window_join takes tumbling, sliding or global windows"
+        );
+        let (key_a, key_b) = (self.key_fn(), other.key_fn());
+        let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
+        let join: Arc<dyn Fn(&K, &Window, &A, &B) -> O + Send + Sync> = Arc::new(join);
+        self.stream()
+            .binary(other.stream(), name, move |_| WindowJoin {
+                key_a: key_a.clone(),
+                key_b: key_b.clone(),
+                ts_a: ts_a.clone(),
+                ts_b: ts_b.clone(),
+                windows,
+                join: join.clone(),
+                state: BTreeMap::new(),
+                watermark: Timestamp::MIN,
+                scratch: Vec::new(),
+            })
+    }
+
+    /// Joins a left record at `t` with every right record of its key in
+    /// `[t + lower, t + upper]` (inclusive, in ms).
+    #[allow(clippy::too_many_arguments)]
+    pub fn interval_join<B: Data, O: Data>(
+        &self,
+        other: &KeyedStream<B, K>,
+        name: &str,
+        lower: i64,
+        upper: i64,
+        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
+        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
+        join: impl Fn(&K, &A, &B) -> O + Send + Sync + 'static,
+    ) -> Stream<O> {
+        assert!(lower <= upper, "interval_join needs lower <= upper");
+        let (key_a, key_b) = (self.key_fn(), other.key_fn());
+        let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
+        let join: Arc<dyn Fn(&K, &A, &B) -> O + Send + Sync> = Arc::new(join);
+        self.stream()
+            .binary(other.stream(), name, move |_| IntervalJoin {
+                key_a: key_a.clone(),
+                key_b: key_b.clone(),
+                ts_a: ts_a.clone(),
+                ts_b: ts_b.clone(),
+                lower,
+                upper,
+                join: join.clone(),
+                left: FxHashMap::default(),
+                right: FxHashMap::default(),
+                watermark: Timestamp::MIN,
+            })
+    }
+}

@@ -1,0 +1,239 @@
+//! Keyed process functions: per-key state and timers, for what the built-in operators do
+//! not cover (Flink's `KeyedProcessFunction`).
+//!
+//! For every record the function gets its key's state (created with `Default`) and a
+//! context to emit records and to set event-time timers (fired when the watermark reaches
+//! them) and processing-time timers (fired when processing time does). A timer is set at
+//! most once per key and time. Timers fire in time order, before the watermark or
+//! processing time moves on downstream; at the end of the input every event-time timer
+//! fires (the final watermark is +infinity).
+//!
+//! ```
+//! use rill_operators::prelude::*;
+//! use rill_operators::{ProcessContext, ProcessFunction};
+//! use rill_runtime::{Config, Dataflow, Runtime, Timestamp};
+//!
+//! /// Emits a key's count 100 ms (event time) after its first record.
+//! struct CountThenFlush;
+//! impl ProcessFunction<u32, (u32, i64)> for CountThenFlush {
+//!     type State = u64;
+//!     type Out = (u32, u64);
+//!     fn process(&mut self, r: (u32, i64), cx: &mut ProcessContext<'_, u32, u64, (u32, u64)>) {
+//!         if *cx.state() == 0 {
+//!             cx.set_event_timer(r.1 + 100);
+//!         }
+//!         *cx.state() += 1;
+//!     }
+//!     fn on_timer(&mut self, _t: Timestamp, cx: &mut ProcessContext<'_, u32, u64, (u32, u64)>) {
+//!         let n = *cx.state();
+//!         cx.emit((*cx.key(), n));
+//!         cx.clear_state();
+//!     }
+//! }
+//!
+//! let mut df = Dataflow::new();
+//! let out = df
+//!     .vec_source("in", vec![(1u32, 0i64), (1, 50), (2, 10), (1, 500)])
+//!     .key_by(|r: &(u32, i64)| r.0)
+//!     .process("count", |_| CountThenFlush)
+//!     .collect("out");
+//! Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
+//! let mut got = out.take();
+//! got.sort();
+//! // No watermark before the final one: every record is in before the timers fire.
+//! assert_eq!(got, vec![(1, 3), (2, 1)]);
+//! ```
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use rill_runtime::{
+    Data, OpResult, Operator, Output, Progress, ShardInfo, Stream, Timestamp, MIN_WATERMARK,
+};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::key_by::{KeyFn, KeyedStream};
+
+/// A keyed process function over records `T` with key `K`.
+pub trait ProcessFunction<K, T>: 'static {
+    /// Per-key state.
+    type State: Default + 'static;
+    /// Emitted records.
+    type Out: Data;
+    /// Handles a record of the context's key.
+    fn process(&mut self, record: T, cx: &mut ProcessContext<'_, K, Self::State, Self::Out>);
+    /// A timer of the context's key fired at `time`.
+    fn on_timer(&mut self, time: Timestamp, cx: &mut ProcessContext<'_, K, Self::State, Self::Out>);
+}
+
+/// What a process function sees for one key.
+pub struct ProcessContext<'a, K, S, O> {
+    key: &'a K,
+    state: &'a mut Option<S>,
+    out: &'a mut Output<O>,
+    timers: &'a mut Timers<K>,
+    watermark: Timestamp,
+    now: Timestamp,
+}
+
+struct Timers<K> {
+    event: BTreeMap<Timestamp, Vec<K>>,
+    processing: BTreeMap<Timestamp, Vec<K>>,
+    set: FxHashSet<(bool, Timestamp, K)>,
+}
+
+impl<K: Clone + Hash + Eq> Timers<K> {
+    fn add(&mut self, processing: bool, time: Timestamp, key: &K) {
+        if self.set.insert((processing, time, key.clone())) {
+            let queue = if processing {
+                &mut self.processing
+            } else {
+                &mut self.event
+            };
+            queue.entry(time).or_default().push(key.clone());
+        }
+    }
+}
+
+impl<K: Clone + Hash + Eq, S: Default, O: Clone> ProcessContext<'_, K, S, O> {
+    /// The key.
+    pub fn key(&self) -> &K {
+        self.key
+    }
+    /// The key's state (created on first use).
+    pub fn state(&mut self) -> &mut S {
+        self.state.get_or_insert_with(S::default)
+    }
+    /// Drops the key's state.
+    pub fn clear_state(&mut self) {
+        *self.state = None;
+    }
+    /// Emits a record.
+    pub fn emit(&mut self, record: O) {
+        self.out.give(record);
+    }
+    /// The current input watermark.
+    pub fn watermark(&self) -> Timestamp {
+        self.watermark
+    }
+    /// The current processing time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+    /// Calls `on_timer` once the watermark reaches `time`.
+    pub fn set_event_timer(&mut self, time: Timestamp) {
+        self.timers.add(false, time, self.key);
+    }
+    /// Calls `on_timer` once processing time reaches `time`.
+    pub fn set_processing_timer(&mut self, time: Timestamp) {
+        self.timers.add(true, time, self.key);
+    }
+}
+
+struct ProcessOp<T, K, F: ProcessFunction<K, T>> {
+    f: F,
+    key: KeyFn<T, K>,
+    state: FxHashMap<K, F::State>,
+    timers: Timers<K>,
+    watermark: Timestamp,
+    now: Timestamp,
+}
+
+impl<T, K, F> ProcessOp<T, K, F>
+where
+    K: Clone + Hash + Eq + 'static,
+    F: ProcessFunction<K, T>,
+{
+    fn call(
+        &mut self,
+        key: &K,
+        out: &mut Output<F::Out>,
+        body: impl FnOnce(&mut F, &mut ProcessContext<'_, K, F::State, F::Out>),
+    ) {
+        let mut state = self.state.remove(key);
+        let mut cx = ProcessContext {
+            key,
+            state: &mut state,
+            out,
+            timers: &mut self.timers,
+            watermark: self.watermark,
+            now: self.now,
+        };
+        body(&mut self.f, &mut cx);
+        if let Some(s) = state {
+            self.state.insert(key.clone(), s);
+        }
+    }
+
+    fn fire(&mut self, processing: bool, upto: Timestamp, out: &mut Output<F::Out>) {
+        loop {
+            let queue = if processing {
+                &mut self.timers.processing
+            } else {
+                &mut self.timers.event
+            };
+            let Some(entry) = queue.first_entry() else {
+                return;
+            };
+            if *entry.key() > upto {
+                return;
+            }
+            let time = *entry.key();
+            for key in entry.remove() {
+                self.timers.set.remove(&(processing, time, key.clone()));
+                self.call(&key, out, |f, cx| f.on_timer(time, cx));
+            }
+        }
+    }
+}
+
+impl<T, K, F> Operator<T> for ProcessOp<T, K, F>
+where
+    K: Clone + Hash + Eq + 'static,
+    F: ProcessFunction<K, T>,
+{
+    type Out = Output<F::Out>;
+
+    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<F::Out>) -> OpResult {
+        for record in batch.drain(..) {
+            let key = (self.key)(&record);
+            self.call(&key, out, |f, cx| f.process(record, cx));
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<F::Out>) -> OpResult {
+        self.watermark = self.watermark.max(watermark);
+        self.fire(false, self.watermark, out);
+        out.progress(Progress::Watermark(watermark))
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<F::Out>) -> OpResult {
+        self.now = self.now.max(now);
+        self.fire(true, self.now, out);
+        out.progress(Progress::ProcessingTime(now))
+    }
+}
+
+impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
+    /// Runs a keyed process function; `make` builds one instance per shard.
+    pub fn process<F, M>(&self, name: &str, make: M) -> Stream<F::Out>
+    where
+        F: ProcessFunction<K, T>,
+        M: Fn(ShardInfo) -> F + Send + Sync + 'static,
+    {
+        let key = self.key_fn();
+        self.stream().unary(name, move |shard| ProcessOp {
+            f: make(shard),
+            key: key.clone(),
+            state: FxHashMap::default(),
+            timers: Timers {
+                event: BTreeMap::new(),
+                processing: BTreeMap::new(),
+                set: FxHashSet::default(),
+            },
+            watermark: MIN_WATERMARK,
+            now: MIN_WATERMARK,
+        })
+    }
+}
