@@ -24,6 +24,10 @@ use crate::key_by::{KeyFn, KeyedStream};
 use crate::window::{Window, Windows};
 
 type TsFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
+type WindowJoinFn<K, A, B, O> = Arc<dyn Fn(&K, &Window, &A, &B) -> O + Send + Sync>;
+type IntervalJoinFn<K, A, B, O> = Arc<dyn Fn(&K, &A, &B) -> O + Send + Sync>;
+/// One window's records of one key, from both sides.
+type WindowSides<K, A, B> = FxHashMap<(K, Window), (Vec<A>, Vec<B>)>;
 
 struct WindowJoin<A, B, K, O> {
     key_a: KeyFn<A, K>,
@@ -31,9 +35,9 @@ struct WindowJoin<A, B, K, O> {
     ts_a: TsFn<A>,
     ts_b: TsFn<B>,
     windows: Windows,
-    join: Arc<dyn Fn(&K, &Window, &A, &B) -> O + Send + Sync>,
+    join: WindowJoinFn<K, A, B, O>,
     /// Per window end: per key, both sides' records.
-    state: BTreeMap<Timestamp, FxHashMap<(K, Window), (Vec<A>, Vec<B>)>>,
+    state: BTreeMap<Timestamp, WindowSides<K, A, B>>,
     watermark: Timestamp,
     scratch: Vec<Window>,
 }
@@ -107,7 +111,7 @@ struct IntervalJoin<A, B, K, O> {
     ts_b: TsFn<B>,
     lower: i64,
     upper: i64,
-    join: Arc<dyn Fn(&K, &A, &B) -> O + Send + Sync>,
+    join: IntervalJoinFn<K, A, B, O>,
     left: FxHashMap<K, Vec<(Timestamp, A)>>,
     right: FxHashMap<K, Vec<(Timestamp, B)>>,
     watermark: Timestamp,
@@ -188,7 +192,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         );
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
-        let join: Arc<dyn Fn(&K, &Window, &A, &B) -> O + Send + Sync> = Arc::new(join);
+        let join: WindowJoinFn<K, A, B, O> = Arc::new(join);
         self.stream()
             .binary(other.stream(), name, move |_| WindowJoin {
                 key_a: key_a.clone(),
@@ -219,7 +223,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         assert!(lower <= upper, "interval_join needs lower <= upper");
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
-        let join: Arc<dyn Fn(&K, &A, &B) -> O + Send + Sync> = Arc::new(join);
+        let join: IntervalJoinFn<K, A, B, O> = Arc::new(join);
         self.stream()
             .binary(other.stream(), name, move |_| IntervalJoin {
                 key_a: key_a.clone(),
