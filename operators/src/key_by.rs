@@ -21,6 +21,16 @@ pub trait KeyBy<T> {
     where
         K: Data + Hash + Eq,
         F: Fn(&T) -> K + Send + Sync + 'static;
+
+    /// Declares that the stream is already partitioned as [`KeyBy::key_by`] would place
+    /// it (every record is on the shard that `rill_runtime::shard_of_key(&key(record),
+    /// shards)` names, e.g. a source that reads its own partition), so no exchange is
+    /// needed (Flink's `reinterpretAsKeyedStream`). A record on the wrong shard would
+    /// split its key's state, so only use this when the placement is guaranteed.
+    fn assume_keyed_by<K, F>(&self, key: F) -> KeyedStream<T, K>
+    where
+        K: Data + Hash + Eq,
+        F: Fn(&T) -> K + Send + Sync + 'static;
 }
 
 /// A stream partitioned by key.
@@ -51,6 +61,17 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
         let route = key.clone();
         let stream = self.exchange(Partitioning::by_key(move |r: &T| route(r)));
         KeyedStream { stream, key }
+    }
+
+    fn assume_keyed_by<K, F>(&self, key: F) -> KeyedStream<T, K>
+    where
+        K: Data + Hash + Eq,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        KeyedStream {
+            stream: self.clone(),
+            key: Arc::new(key),
+        }
     }
 }
 

@@ -1,9 +1,13 @@
 //! Running a replay: the recorded rows go through a rill dataflow on a simulated clock.
 //!
-//! The job is the library's: a source on shard 0 emits the rows in arrival order, moving
-//! processing time to each row's arrival time first (in band, so that every shard sees
-//! it after the rows before it); the records are partitioned by key and aggregated by the
-//! window operator of `rill-operators`. Watermarks come from `watermark` rows
+//! The job is the library's: a source on every shard reads the rows in arrival order,
+//! moving processing time to each row's arrival time first (in band). Each shard keeps the
+//! events of the keys it owns (placed exactly as `key_by` would place them), so every
+//! window operator has one input whose records, watermarks and clock ticks come in the
+//! log's order, and the output does not depend on how fast the shards run. (With one
+//! reader and a key exchange, a record behind a watermark on one channel could reach the
+//! operator before the other channels let that watermark through, and be judged on
+//! time.) The events are aggregated by the window operator of `rill-operators`. Watermarks come from `watermark` rows
 //! (explicit), from the whole input (perfect: the smallest event time still to arrive),
 //! or from the library's bounded-out-of-orderness generator. When the input ends the
 //! runtime sends the final watermark, which closes every window.
@@ -16,8 +20,8 @@ use rill_operators::window::{
 };
 use rill_runtime::rkyv;
 use rill_runtime::{
-    Clock, Config, Dataflow, Failure, Output, Progress, Runtime, Source, SourceStatus, Stream,
-    Timestamp, MAX_WATERMARK,
+    shard_of_key, Clock, Config, Dataflow, Failure, Output, Progress, Runtime, Source,
+    SourceStatus, Stream, Timestamp, MAX_WATERMARK,
 };
 
 use crate::replay::parse::{
@@ -40,6 +44,8 @@ pub struct ReplayEvent {
     pub punct: bool,
     /// Position of the row in the input, to write late records back in order.
     pub row: u64,
+    /// The key belongs to the shard that read the record.
+    pub own: bool,
 }
 
 /// What to replay and how.
@@ -111,9 +117,11 @@ pub fn windows_of(spec: Win) -> Windows {
     }
 }
 
-/// Emits the rows on shard 0, each after moving processing time to its arrival.
+/// Emits the rows, each after moving processing time to its arrival.
 struct ReplaySource {
     rows: Arc<Vec<Row>>,
+    shard: usize,
+    shards: usize,
     /// Perfect watermark after row i: the smallest event time of the events after it.
     perfect: Option<Arc<Vec<Timestamp>>>,
     explicit: bool,
@@ -148,6 +156,7 @@ impl Source<ReplayEvent> for ReplaySource {
                         arrival: *arrival,
                         punct: *punct,
                         row: i as u64,
+                        own: shard_of_key(key, self.shards) == self.shard,
                     });
                     // One record per batch, so a generator downstream sees each alone.
                     out.flush()?;
@@ -185,11 +194,9 @@ pub fn replay(job: &ReplayJob) -> Result<ReplayOutput, rill_runtime::Error> {
         (job.watermark == WatermarkSpec::Perfect).then(|| Arc::new(suffix_minimum(&rows)));
     let explicit = job.watermark == WatermarkSpec::Explicit;
     let mut events: Stream<ReplayEvent> = df.source("replay", move |shard| ReplaySource {
-        rows: if shard.index == 0 {
-            rows.clone()
-        } else {
-            Arc::new(Vec::new())
-        },
+        rows: rows.clone(),
+        shard: shard.index,
+        shards: shard.shards,
         perfect: perfect.clone(),
         explicit,
         next: 0,
@@ -211,7 +218,10 @@ pub fn replay(job: &ReplayJob) -> Result<ReplayOutput, rill_runtime::Error> {
         .allowed_lateness(job.lateness)
         .punctuation(|e: &ReplayEvent| e.punct);
     let metrics = spec.metrics();
-    let windowed = events.key_by(|e: &ReplayEvent| e.key.clone()).window(spec);
+    let windowed = events
+        .filter("own-keys", |e: &ReplayEvent| e.own)
+        .assume_keyed_by(|e: &ReplayEvent| e.key.clone())
+        .window(spec);
     let value = |e: &ReplayEvent| e.value;
     let (panes, late) = match job.aggregate {
         AggregateSpec::Sum => run_with(&windowed, Sum::new(value)),
