@@ -211,10 +211,10 @@ mod tests {
             run(&mut f, 1, Progress::ProcessingTime(12)),
             vec![Progress::ProcessingTime(10)]
         );
-        // Once input 0 ends, input 1 alone decides.
+        // Once input 0 ends, input 1 alone decides (and it is idle).
         assert_eq!(
             run(&mut f, 0, Progress::End),
-            vec![Progress::ProcessingTime(12)]
+            vec![Progress::ProcessingTime(12), Progress::Idle]
         );
         assert_eq!(run(&mut f, 1, Progress::ProcessingTime(11)), vec![]);
         assert_eq!(f.processing_time(), 12);
