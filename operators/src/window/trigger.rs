@@ -508,6 +508,31 @@ mod tests {
     }
 
     #[test]
+    fn punctuation_fires_on_the_flagged_record() {
+        let p = TriggerProgram::new(&Trigger::Punctuation.repeatedly());
+        let mut s = p.fresh();
+        let mut d = Vec::new();
+        let mut fired = Vec::new();
+        for (i, punct) in [false, false, true, false, true, true]
+            .into_iter()
+            .enumerate()
+        {
+            p.on_element(&mut s, cx(false, 0), punct, &mut d);
+            if p.should_fire(&s, cx(false, 0)) {
+                p.on_fire(&mut s, cx(false, 0));
+                fired.push(i);
+            }
+        }
+        assert_eq!(fired, vec![2, 4, 5]);
+        // Without repeat it fires once and finishes the window.
+        let once = TriggerProgram::new(&Trigger::Punctuation);
+        let mut s = once.fresh();
+        once.on_element(&mut s, cx(false, 0), true, &mut d);
+        once.on_fire(&mut s, cx(false, 0));
+        assert!(once.is_finished(&s));
+    }
+
+    #[test]
     fn processing_time_deadlines() {
         let t = Trigger::AfterProcessingTime(ProcessingDelay::Delay(5)).repeatedly();
         let p = TriggerProgram::new(&t);
