@@ -278,9 +278,6 @@ where
         let mut assigned = std::mem::take(&mut self.assigned);
         assigned.clear();
         policy.assign(t, &mut assigned);
-        if count {
-            ks.ordinal += 1;
-        }
         let (mut kept, mut late) = (0, false);
         for &w in &assigned {
             if !count && self.is_expired(ks, w) {
@@ -297,6 +294,18 @@ where
             };
             if self.add(ks, key, i, record, out) {
                 kept += 1;
+            }
+        }
+        if count {
+            // The record was added before its window ended; counting it ends the windows
+            // it completes.
+            ks.ordinal += 1;
+            for &w in &assigned {
+                if w.end as u64 == ks.ordinal {
+                    if let Some(i) = ks.find(w) {
+                        self.garbage_collect(ks, key, i, out);
+                    }
+                }
             }
         }
         self.assigned = assigned;
@@ -389,9 +398,6 @@ where
         let w = ks.windows[i].window;
         let cx = self.context(ks, w);
         if ks.windows[i].closed {
-            if ks.count && cx.past_end {
-                self.garbage_collect(ks, key, i, out);
-            }
             return false;
         }
         let punctuation = self.spec.punctuation.as_ref().is_some_and(|p| p(record));
@@ -408,10 +414,7 @@ where
                 .or_default()
                 .push((key.clone(), w));
         }
-        if ks.count && cx.past_end {
-            // The record completed a count window.
-            self.garbage_collect(ks, key, i, out);
-        } else if self.program.should_fire(&ks.windows[i].trigger, cx) {
+        if self.program.should_fire(&ks.windows[i].trigger, cx) {
             self.fire(ks, key, i, cx, out);
         }
         true
