@@ -167,12 +167,8 @@ where
                 let Some(ks) = self.keys.get_mut(&key) else {
                     continue;
                 };
-                let Some(i) = ks.find(w) else {
-                    continue;
-                };
-                let cx = core.context(ks, w);
-                if !ks.windows[i].closed && core.program.should_fire(&ks.windows[i].trigger, cx) {
-                    core.fire(ks, &key, i, cx, out);
+                if let Some(i) = ks.find(w) {
+                    core.fire_if_ready(ks, &key, i, out);
                 }
             }
         }
@@ -395,11 +391,11 @@ where
         record: &T,
         out: &mut Outs<K, G::Out, T>,
     ) -> bool {
-        let w = ks.windows[i].window;
-        let cx = self.context(ks, w);
         if ks.windows[i].closed {
             return false;
         }
+        let w = ks.windows[i].window;
+        let cx = self.context(ks, w);
         let punctuation = self.spec.punctuation.as_ref().is_some_and(|p| p(record));
         let e = &mut ks.windows[i];
         self.agg.add(&mut e.acc, record);
@@ -414,9 +410,7 @@ where
                 .or_default()
                 .push((key.clone(), w));
         }
-        if self.program.should_fire(&ks.windows[i].trigger, cx) {
-            self.fire(ks, key, i, cx, out);
-        }
+        self.fire_if_ready(ks, key, i, out);
         true
     }
 
@@ -431,9 +425,20 @@ where
         let w = ks.windows[i].window;
         if self.is_expired(ks, w) {
             self.garbage_collect(ks, key, i, out);
-            return;
+        } else {
+            self.fire_if_ready(ks, key, i, out);
         }
-        let cx = self.context(ks, w);
+    }
+
+    /// Fires window `i` if it is open and its trigger is ready.
+    fn fire_if_ready(
+        &mut self,
+        ks: &mut KeyState<G::Acc, G::Out>,
+        key: &K,
+        i: usize,
+        out: &mut Outs<K, G::Out, T>,
+    ) {
+        let cx = self.context(ks, ks.windows[i].window);
         if !ks.windows[i].closed && self.program.should_fire(&ks.windows[i].trigger, cx) {
             self.fire(ks, key, i, cx, out);
         }

@@ -424,12 +424,10 @@ impl TriggerProgram {
     }
 
     /// Every processing-time deadline set in `s` (to re-register after a merge).
-    pub fn deadlines(&self, s: &[NodeState]) -> impl Iterator<Item = Timestamp> + '_ {
+    pub fn deadlines<'a>(&self, s: &'a [NodeState]) -> impl Iterator<Item = Timestamp> + 'a {
         s.iter()
             .filter(|n| n.deadline != Timestamp::MAX)
             .map(|n| n.deadline)
-            .collect::<Vec<_>>()
-            .into_iter()
     }
 }
 
