@@ -7,7 +7,8 @@ use hdrhistogram::Histogram;
 /// Highest latency tracked: 60 s in ns.
 const MAX_NS: u64 = 60_000_000_000;
 
-fn histogram() -> Histogram<u64> {
+/// An empty latency histogram: 1 ns to 60 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_NS, 3).expect("static bounds are valid")
 }
 
@@ -20,13 +21,13 @@ pub struct Recorder {
 impl Recorder {
     /// A shared histogram to merge into.
     pub fn shared() -> Arc<Mutex<Histogram<u64>>> {
-        Arc::new(Mutex::new(histogram()))
+        Arc::new(Mutex::new(new_histogram()))
     }
 
     /// A shard-local recorder publishing into `shared`.
     pub fn new(shared: Arc<Mutex<Histogram<u64>>>) -> Self {
         Recorder {
-            local: histogram(),
+            local: new_histogram(),
             shared,
         }
     }
@@ -67,7 +68,11 @@ pub struct LatencySummary {
 impl LatencySummary {
     /// Summarizes a shared histogram.
     pub fn of(h: &Arc<Mutex<Histogram<u64>>>) -> Self {
-        let h = h.lock().unwrap_or_else(|e| e.into_inner());
+        Self::from_histogram(&h.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Summarizes a histogram.
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
         LatencySummary {
             count: h.len(),
             p50: h.value_at_quantile(0.50),

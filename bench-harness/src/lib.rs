@@ -6,5 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod latency;
+pub mod nexmark;
+pub mod plot;
 pub mod replay;
 pub mod synthetic;

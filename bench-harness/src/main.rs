@@ -1,6 +1,6 @@
 //! `rill-bench`: rill's benchmark driver. With no arguments it runs the default
-//! benchmark: the synthetic keyed workload through a key-hash exchange on every core,
-//! first unthrottled (maximum throughput), then open loop at a moderate rate (latency).
+//! benchmark: NEXMark q0, q5 and q7 on every core, each unthrottled (maximum throughput)
+//! and then open loop at 1M events/s (latency).
 
 use std::process::ExitCode;
 
@@ -28,6 +28,12 @@ enum Command {
     Exchange(ExchangeArgs),
     /// Replays an event log through a keyed windowed aggregation on a simulated clock.
     Replay(rill_bench::replay::cli::ReplayArgs),
+    /// Writes NEXMark events as CSV, one per line.
+    Generate(rill_bench::nexmark::generate::GenerateArgs),
+    /// Runs one NEXMark query, unthrottled or open loop at a target rate.
+    Run(rill_bench::nexmark::cli::RunArgs),
+    /// Finds a NEXMark query's maximum sustainable rate and its latency at 25-100 % of it.
+    Sweep(rill_bench::nexmark::cli::SweepArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -50,19 +56,6 @@ struct ExchangeArgs {
     /// Run shards unpinned.
     #[arg(long)]
     no_pin: bool,
-}
-
-impl Default for ExchangeArgs {
-    fn default() -> Self {
-        ExchangeArgs {
-            shards: None,
-            events: 50_000_000,
-            keys: 10_000,
-            rate: 1_000_000,
-            seconds: 5,
-            no_pin: false,
-        }
-    }
 }
 
 fn exchange(args: &ExchangeArgs) -> Result<(), rill_runtime::Error> {
@@ -134,9 +127,12 @@ fn exchange(args: &ExchangeArgs) -> Result<(), rill_runtime::Error> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => exchange(&ExchangeArgs::default()),
+        None => return rill_bench::nexmark::cli::default_benchmark(),
+        Some(Command::Run(args)) => return rill_bench::nexmark::cli::run_command(&args),
+        Some(Command::Sweep(args)) => return rill_bench::nexmark::cli::sweep_command(&args),
         Some(Command::Exchange(args)) => exchange(&args),
         Some(Command::Replay(args)) => return rill_bench::replay::cli::run(&args),
+        Some(Command::Generate(args)) => return rill_bench::nexmark::generate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

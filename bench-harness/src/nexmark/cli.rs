@@ -1,0 +1,680 @@
+//! `rill-bench run`, `rill-bench sweep` and the default benchmark: flags, progress bar and
+//! reports (terminal table, JSON, CSV, charts).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rill_runtime::Config;
+use serde::Serialize;
+
+use super::queries::Query;
+use super::run::{run, Live, RunError, RunOutcome, RunSpec};
+use super::sweep::{judge, search, SweepPlan, Verdict};
+use super::GeneratorConfig;
+use crate::latency::{fmt_ns, new_histogram, LatencySummary};
+use crate::plot::{self, RatePoint};
+
+/// Parses a rate: `250000`, `250k`, `1.5M`, `2G` (events/s).
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1e6),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a rate (e.g. 500000, 500k, 2.5M)"))?;
+    let rate = v * mult;
+    if !(1.0..=1e12).contains(&rate) {
+        return Err(format!("rate '{s}' must be between 1 and 10^12 events/s"));
+    }
+    Ok(rate.round() as u64)
+}
+
+/// Parses a duration in ms: `200ms`, `10s`, `2m`, or a plain number of ms.
+pub fn parse_ms(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1e3)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60e3)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 200ms, 10s, 2m)"))?;
+    let ms = (v * mult).round();
+    if !(1.0..=1e12).contains(&ms) {
+        return Err(format!("duration '{s}' must be at least 1 ms"));
+    }
+    Ok(ms as i64)
+}
+
+fn parse_query(s: &str) -> Result<Query, String> {
+    s.parse()
+}
+
+/// Flags shared by `run` and `sweep`.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// The query: q0-q8, q11 or q12.
+    #[arg(long, value_parser = parse_query)]
+    pub query: Query,
+    /// Generator seed.
+    #[arg(long, default_value_t = GeneratorConfig::default().seed)]
+    pub seed: u64,
+    /// Shuffle events within groups of this many (1: in order).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub out_of_order: u64,
+    /// Shards (default: every core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub shards: Option<u64>,
+    /// Do not pin shards to cores (needed for more shards than cores).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Window size (q5, q7, q8, q12) and session gap (q11), e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_ms)]
+    pub window_size: i64,
+    /// Slide of q5's windows, e.g. 2s.
+    #[arg(long, default_value = "2s", value_parser = parse_ms)]
+    pub window_slide: i64,
+    /// Print the result as JSON instead of a table.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print the result as CSV instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+    /// Write charts (SVG and PNG) into this directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Common {
+    fn config(&self) -> Config {
+        let mut config = Config::default().pin(!self.no_pin);
+        if let Some(n) = self.shards {
+            config = config.shards(n as usize);
+        }
+        config
+    }
+
+    fn spec(&self, events: u64, rate: Option<u64>, output: Option<PathBuf>) -> RunSpec {
+        RunSpec {
+            query: self.query,
+            events,
+            generator: GeneratorConfig {
+                seed: self.seed,
+                out_of_order_group: self.out_of_order,
+                ..GeneratorConfig::default()
+            },
+            rate,
+            output,
+            window_ms: self.window_size,
+            slide_ms: self.window_slide,
+            config: self.config(),
+        }
+    }
+}
+
+/// `rill-bench run`.
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Events to process (default: rate x seconds open loop, 10 million unthrottled).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    events: Option<u64>,
+    /// Open loop at this many events/s over all shards (e.g. 2M); default: unthrottled.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<u64>,
+    /// Length of an open-loop run when --events is not given.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Write the result rows as CSV (with a header) into this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// `rill-bench sweep`.
+#[derive(Args, Clone, Debug)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Seconds per trial.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// First rate tried (events/s).
+    #[arg(long, default_value = "500k", value_parser = parse_rate)]
+    start_rate: u64,
+    /// Highest rate tried (events/s).
+    #[arg(long, default_value = "256M", value_parser = parse_rate)]
+    max_rate: u64,
+    /// Bisection steps after doubling.
+    #[arg(long, default_value_t = 4)]
+    bisections: u32,
+}
+
+/// One run, as reported in JSON and CSV.
+#[derive(Serialize, Clone, Debug)]
+pub struct RunSummary {
+    /// Query name.
+    pub query: String,
+    /// Shards.
+    pub shards: usize,
+    /// Events processed.
+    pub events: u64,
+    /// Open-loop rate (events/s), or null when unthrottled.
+    pub rate: Option<u64>,
+    /// Seconds from the first event to the end of the job.
+    pub elapsed_s: f64,
+    /// Events per second.
+    pub throughput: f64,
+    /// Result rows.
+    pub rows: u64,
+    /// `event` (sink time minus the event's intended time) or `window` (minus the moment
+    /// the window could ideally close); null when unthrottled.
+    pub latency_kind: Option<&'static str>,
+    /// Latency percentiles in µs (open loop only).
+    pub p50_us: Option<f64>,
+    /// 95th percentile.
+    pub p95_us: Option<f64>,
+    /// 99th percentile.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile.
+    pub p999_us: Option<f64>,
+    /// Largest.
+    pub max_us: Option<f64>,
+    /// How late the slowest source emitted its last event, in ms.
+    pub end_lag_ms: f64,
+    /// Whether the generator kept its schedule and latency did not grow (open loop).
+    pub sustainable: Option<bool>,
+    /// Why (open loop).
+    pub verdict: Option<String>,
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1e3
+}
+
+impl RunSummary {
+    fn of(o: &RunOutcome, verdict: Option<&Verdict>) -> Self {
+        let l = o.latency();
+        RunSummary {
+            query: o.query.to_string(),
+            shards: o.shards,
+            events: o.events,
+            rate: o.rate,
+            elapsed_s: o.elapsed.as_secs_f64(),
+            throughput: o.throughput,
+            rows: o.rows,
+            latency_kind: o.rate.map(|_| {
+                if o.query.is_windowed() {
+                    "window"
+                } else {
+                    "event"
+                }
+            }),
+            p50_us: l.map(|l| us(l.p50)),
+            p95_us: l.map(|l| us(l.p95)),
+            p99_us: l.map(|l| us(l.p99)),
+            p999_us: l.map(|l| us(l.p999)),
+            max_us: l.map(|l| us(l.max)),
+            end_lag_ms: o.end_lag.as_secs_f64() * 1e3,
+            sustainable: verdict.map(|v| v.sustainable),
+            verdict: verdict.map(|v| v.reason.clone()),
+        }
+    }
+
+    const CSV_HEADER: &'static str = "query,shards,events,rate,elapsed_s,throughput,rows,latency_kind,p50_us,p95_us,p99_us,p999_us,max_us,end_lag_ms,sustainable";
+
+    fn csv(&self) -> String {
+        fn opt<T: ToString>(v: &Option<T>) -> String {
+            v.as_ref().map(T::to_string).unwrap_or_default()
+        }
+        format!(
+            "{},{},{},{},{:.3},{:.0},{},{},{},{},{},{},{},{:.3},{}",
+            self.query,
+            self.shards,
+            self.events,
+            opt(&self.rate),
+            self.elapsed_s,
+            self.throughput,
+            self.rows,
+            opt(&self.latency_kind),
+            opt(&self.p50_us),
+            opt(&self.p95_us),
+            opt(&self.p99_us),
+            opt(&self.p999_us),
+            opt(&self.max_us),
+            self.end_lag_ms,
+            opt(&self.sustainable)
+        )
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2}M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.0}k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+fn opt_ns(l: Option<LatencySummary>, f: impl Fn(LatencySummary) -> u64) -> String {
+    l.map_or("-".to_string(), |l| fmt_ns(f(l)))
+}
+
+/// The terminal table's header.
+const TABLE_HEADER: &str = "query shards      mode   events/s       rows  latency      p50      p95      p99    p99.9      max   end lag";
+
+fn table_row(o: &RunOutcome) -> String {
+    let l = o.latency();
+    let mode = o.rate.map_or("max".to_string(), |r| fmt_rate(r as f64));
+    let kind = match (o.rate, o.query.is_windowed()) {
+        (None, _) => "-",
+        (Some(_), true) => "window",
+        (Some(_), false) => "event",
+    };
+    format!(
+        "{:<5} {:>6} {:>9} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        o.query.to_string(),
+        o.shards,
+        mode,
+        fmt_rate(o.throughput),
+        o.rows,
+        kind,
+        opt_ns(l, |l| l.p50),
+        opt_ns(l, |l| l.p95),
+        opt_ns(l, |l| l.p99),
+        opt_ns(l, |l| l.p999),
+        opt_ns(l, |l| l.max),
+        if o.rate.is_some() {
+            format!("{:.1?}", o.end_lag)
+        } else {
+            "-".to_string()
+        }
+    )
+}
+
+/// Runs one spec with a progress bar on long interactive runs.
+fn run_with_progress(spec: &RunSpec, quiet: bool, label: &str) -> Result<RunOutcome, RunError> {
+    let live = Live::default();
+    let expected = spec
+        .rate
+        .map(|r| spec.events as f64 / r as f64)
+        .unwrap_or(spec.events as f64 / 5e6);
+    let show = !quiet && std::io::stderr().is_terminal() && expected >= 2.0;
+    let bar = if show {
+        let bar = ProgressBar::new(spec.events);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_string());
+        Some(bar)
+    } else {
+        None
+    };
+    let started = Instant::now();
+    let mut last = (started, 0u64);
+    let outcome = run(spec, &live, || {
+        let Some(bar) = &bar else { return };
+        let emitted = live.sources.emitted.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let dt = now.duration_since(last.0).as_secs_f64();
+        if dt < 0.25 {
+            return;
+        }
+        let rate = (emitted - last.1) as f64 / dt;
+        last = (now, emitted);
+        let p95 = live
+            .latency
+            .lock()
+            .ok()
+            .and_then(|h| {
+                let h = h.as_ref()?;
+                let mut all = new_histogram();
+                for p in h.iter() {
+                    all.add(p).ok()?;
+                }
+                (!all.is_empty()).then(|| all.value_at_quantile(0.95))
+            })
+            .map_or(String::new(), |p| format!(", p95 {}", fmt_ns(p)));
+        bar.set_position(emitted);
+        bar.set_message(format!("{} events/s{p95}", fmt_rate(rate)));
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    outcome
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("rill-bench: {e}");
+    ExitCode::FAILURE
+}
+
+fn write_plots(
+    dir: &PathBuf,
+    stem: &str,
+    series: &[(String, &hdrhistogram::Histogram<u64>)],
+    points: &[RatePoint],
+    title: &str,
+) -> Result<Vec<PathBuf>, plot::PlotError> {
+    std::fs::create_dir_all(dir).map_err(|source| plot::PlotError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    if !series.is_empty() {
+        files.extend(plot::latency_cdf(
+            series,
+            &format!("{title}: latency distribution"),
+            dir,
+            &format!("{stem}-cdf"),
+        )?);
+    }
+    if !points.is_empty() {
+        files.extend(plot::latency_vs_rate(
+            points,
+            &format!("{title}: latency against rate"),
+            dir,
+            &format!("{stem}-rate"),
+        )?);
+    }
+    Ok(files)
+}
+
+/// `rill-bench run`: one query, unthrottled or open loop.
+pub fn run_command(args: &RunArgs) -> ExitCode {
+    if args.common.shards.is_none() && args.output.is_some() {
+        // Fine: results do not depend on the shard count.
+    }
+    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
+        return fail("--seconds must be positive");
+    }
+    let events = args.events.unwrap_or_else(|| match args.rate {
+        Some(rate) => ((rate as f64 * args.seconds) as u64).max(1),
+        None => 10_000_000,
+    });
+    let spec = args.common.spec(events, args.rate, args.output.clone());
+    let outcome = match run_with_progress(&spec, args.common.quiet, &args.common.query.to_string())
+    {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let scheduled = args
+        .rate
+        .map(|r| Duration::from_secs_f64(events as f64 / r as f64));
+    let verdict = scheduled.map(|s| judge(&outcome, s));
+    let summary = RunSummary::of(&outcome, verdict.as_ref());
+    if args.common.json {
+        match serde_json::to_string_pretty(&summary) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(e),
+        }
+    } else if args.common.csv {
+        println!("{}", RunSummary::CSV_HEADER);
+        println!("{}", summary.csv());
+    } else {
+        println!("{TABLE_HEADER}");
+        println!("{}", table_row(&outcome));
+        if let Some(v) = &verdict {
+            println!(
+                "{}: {}",
+                if v.sustainable {
+                    "sustainable"
+                } else {
+                    "NOT sustainable"
+                },
+                v.reason
+            );
+        }
+    }
+    if let Some(dir) = &args.common.plot {
+        let h = outcome.latency_histogram();
+        let series: Vec<(String, &hdrhistogram::Histogram<u64>)> = h
+            .iter()
+            .filter(|h| !h.is_empty())
+            .map(|h| (fmt_rate(outcome.rate.unwrap_or(0) as f64) + " events/s", h))
+            .collect();
+        if series.is_empty() {
+            eprintln!("rill-bench: no latency samples to plot (use --rate for an open-loop run)");
+        } else {
+            match write_plots(
+                dir,
+                &args.common.query.to_string(),
+                &series,
+                &[],
+                &args.common.query.to_string(),
+            ) {
+                Ok(files) => files
+                    .iter()
+                    .for_each(|f| eprintln!("wrote {}", f.display())),
+                Err(e) => return fail(e),
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// What a sweep found, for JSON.
+#[derive(Serialize)]
+struct SweepReport {
+    query: String,
+    shards: usize,
+    seconds_per_trial: f64,
+    max_sustainable_rate: u64,
+    trials: Vec<RunSummary>,
+    levels: Vec<Level>,
+}
+
+#[derive(Serialize)]
+struct Level {
+    percent: u32,
+    run: RunSummary,
+}
+
+/// `rill-bench sweep`: the maximum sustainable rate and latency at 25-100 % of it.
+pub fn sweep_command(args: &SweepArgs) -> ExitCode {
+    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
+        return fail("--seconds must be positive");
+    }
+    if args.start_rate > args.max_rate {
+        return fail("--start-rate is above --max-rate");
+    }
+    let c = &args.common;
+    let text = !c.json && !c.csv;
+    let trial = |rate: u64, label: &str| -> Result<(RunOutcome, Verdict), RunError> {
+        let events = ((rate as f64 * args.seconds) as u64).max(1);
+        let spec = c.spec(events, Some(rate), None);
+        let o = run_with_progress(&spec, c.quiet, label)?;
+        let v = judge(&o, Duration::from_secs_f64(args.seconds));
+        Ok((o, v))
+    };
+    if text {
+        println!(
+            "sweep {} ({} s per trial): doubling from {}, then {} bisections",
+            c.query,
+            args.seconds,
+            fmt_rate(args.start_rate as f64),
+            args.bisections
+        );
+        println!("{TABLE_HEADER}  verdict");
+    }
+    let plan = SweepPlan {
+        start_rate: args.start_rate,
+        max_rate: args.max_rate,
+        bisections: args.bisections,
+    };
+    let searched = search(&plan, |rate| {
+        let (o, v) = trial(rate, &format!("{} @ {}", c.query, fmt_rate(rate as f64)))?;
+        if text {
+            println!("{}  {}", table_row(&o), v.reason);
+        }
+        Ok::<_, RunError>((v.sustainable, (o, v)))
+    });
+    let (max, trials) = match searched {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let mut levels = Vec::new();
+    if max > 0 {
+        if text {
+            println!(
+                "maximum sustainable rate: {} events/s",
+                fmt_rate(max as f64)
+            );
+            println!("latency at 25/50/75/100 % of it:");
+            println!("{TABLE_HEADER}  verdict");
+        }
+        for pct in [25u32, 50, 75, 100] {
+            let rate = (max as u128 * pct as u128 / 100).max(1) as u64;
+            match trial(rate, &format!("{} @ {pct}%", c.query)) {
+                Ok((o, v)) => {
+                    if text {
+                        println!("{}  {}", table_row(&o), v.reason);
+                    }
+                    levels.push((pct, o, v));
+                }
+                Err(e) => return fail(e),
+            }
+        }
+    } else if text {
+        println!(
+            "no sustainable rate at or above {} events/s",
+            fmt_rate(args.start_rate as f64)
+        );
+    }
+    let shards = trials
+        .first()
+        .map_or(0, |(o, _): &(RunOutcome, Verdict)| o.shards);
+    if c.json {
+        let report = SweepReport {
+            query: c.query.to_string(),
+            shards,
+            seconds_per_trial: args.seconds,
+            max_sustainable_rate: max,
+            trials: trials
+                .iter()
+                .map(|(o, v)| RunSummary::of(o, Some(v)))
+                .collect(),
+            levels: levels
+                .iter()
+                .map(|(p, o, v)| Level {
+                    percent: *p,
+                    run: RunSummary::of(o, Some(v)),
+                })
+                .collect(),
+        };
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(e),
+        }
+    } else if c.csv {
+        println!("phase,percent,{}", RunSummary::CSV_HEADER);
+        for (o, v) in &trials {
+            println!("search,,{}", RunSummary::of(o, Some(v)).csv());
+        }
+        for (p, o, v) in &levels {
+            println!("level,{p},{}", RunSummary::of(o, Some(v)).csv());
+        }
+    }
+    if let Some(dir) = &c.plot {
+        let mut points: Vec<RatePoint> = trials
+            .iter()
+            .map(|(o, v)| (o, v))
+            .chain(levels.iter().map(|(_, o, v)| (o, v)))
+            .filter_map(|(o, v)| {
+                let l = o.latency()?;
+                Some(RatePoint {
+                    rate: o.rate? as f64,
+                    p50_ns: l.p50,
+                    p95_ns: l.p95,
+                    p99_ns: l.p99,
+                    p999_ns: l.p999,
+                    sustainable: v.sustainable,
+                })
+            })
+            .collect();
+        points.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let hists: Vec<(u32, hdrhistogram::Histogram<u64>)> = levels
+            .iter()
+            .filter_map(|(p, o, _)| Some((*p, o.latency_histogram().filter(|h| !h.is_empty())?)))
+            .collect();
+        let series: Vec<(String, &hdrhistogram::Histogram<u64>)> = hists
+            .iter()
+            .map(|(p, h)| (format!("{p} % of max"), h))
+            .collect();
+        match write_plots(
+            dir,
+            &c.query.to_string(),
+            &series,
+            &points,
+            &c.query.to_string(),
+        ) {
+            Ok(files) => files
+                .iter()
+                .for_each(|f| eprintln!("wrote {}", f.display())),
+            Err(e) => return fail(e),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The default benchmark (no arguments): q0, q5 and q7, each unthrottled for throughput
+/// and open loop at 1M events/s for latency, on every core.
+pub fn default_benchmark() -> ExitCode {
+    let plan: [(Query, u64); 3] = [
+        (Query::Q0, 20_000_000),
+        (Query::Q5, 10_000_000),
+        (Query::Q7, 10_000_000),
+    ];
+    let rate = 1_000_000;
+    let seconds = 4;
+    println!(
+        "NEXMark q0, q5 and q7 on every core: unthrottled (max), then open loop at {} events/s for {seconds} s",
+        fmt_rate(rate as f64)
+    );
+    println!("(latency: event = sink time - the event's intended time; window = sink time - the moment the window could close)");
+    println!("{TABLE_HEADER}");
+    for (query, events) in plan {
+        let common = Common {
+            query,
+            seed: GeneratorConfig::default().seed,
+            out_of_order: 1,
+            shards: None,
+            no_pin: false,
+            window_size: 10_000,
+            window_slide: 2_000,
+            json: false,
+            csv: false,
+            plot: None,
+            quiet: false,
+        };
+        for (events, rate) in [(events, None), (rate * seconds, Some(rate))] {
+            let spec = common.spec(events, rate, None);
+            match run_with_progress(&spec, false, &query.to_string()) {
+                Ok(o) => println!("{}", table_row(&o)),
+                Err(e) => return fail(e),
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,510 @@
+//! The NEXMark event model: people register, open auctions and bid on them.
+//!
+//! An [`Event`] is one of a [`Person`], an [`Auction`] or a [`Bid`]. Events travel between
+//! shards as rkyv archives and are written one per line as CSV (the format of
+//! `docs/nexmark.md`; no field ever contains a comma or a line break, so no quoting is
+//! needed):
+//!
+//! ```text
+//! person,<id>,<name>,<email>,<credit_card>,<city>,<state>,<date_time_ms>,<extra>
+//! auction,<id>,<item_name>,<description>,<initial_bid>,<reserve>,<date_time_ms>,<expires_ms>,<seller>,<category>,<extra>
+//! bid,<auction>,<bidder>,<price>,<date_time_ms>,<channel>,<url>,<extra>
+//! ```
+//!
+//! [`Display`](fmt::Display) writes that line; [`Event::write_csv`] appends it (and a
+//! newline) to a byte buffer without allocating; [`Event::parse_csv`] reads it back.
+//!
+//! ```
+//! use rill_bench::nexmark::{Bid, Event};
+//!
+//! let bid = Event::Bid(Bid {
+//!     auction: 1000,
+//!     bidder: 1001,
+//!     price: 250,
+//!     date_time: 1436918400000,
+//!     channel: "Google".into(),
+//!     url: "https://nexmark.com/google".into(),
+//!     extra: String::new(),
+//! });
+//! let line = bid.to_string();
+//! assert_eq!(line, "bid,1000,1001,250,1436918400000,Google,https://nexmark.com/google,");
+//! assert_eq!(Event::parse_csv(&line), Ok(bid));
+//! ```
+
+use std::fmt;
+
+use rill_runtime::rkyv;
+
+/// A person registering to buy or sell.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(crate = rkyv)]
+pub struct Person {
+    /// Person id (the first is 1000).
+    pub id: u64,
+    /// First and last name.
+    pub name: String,
+    /// Email address.
+    pub email: String,
+    /// Credit card number, four groups of four digits.
+    pub credit_card: String,
+    /// City.
+    pub city: String,
+    /// US state, two letters.
+    pub state: String,
+    /// Event time, ms since the Unix epoch.
+    pub date_time: u64,
+    /// Padding to the average person size.
+    pub extra: String,
+}
+
+/// An item put up for auction.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(crate = rkyv)]
+pub struct Auction {
+    /// Auction id (the first is 1000).
+    pub id: u64,
+    /// Item name.
+    pub item_name: String,
+    /// Item description.
+    pub description: String,
+    /// Initial bid, cents.
+    pub initial_bid: u64,
+    /// Reserve price, cents: bids below it cannot win.
+    pub reserve: u64,
+    /// Event time (when the auction opens), ms since the Unix epoch.
+    pub date_time: u64,
+    /// When the auction closes, ms since the Unix epoch; always after `date_time`.
+    pub expires: u64,
+    /// The seller's person id.
+    pub seller: u64,
+    /// Category, 10..=14.
+    pub category: u64,
+    /// Padding to the average auction size.
+    pub extra: String,
+}
+
+/// A bid on an auction.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(crate = rkyv)]
+pub struct Bid {
+    /// The auction's id.
+    pub auction: u64,
+    /// The bidder's person id.
+    pub bidder: u64,
+    /// Price, cents.
+    pub price: u64,
+    /// Event time, ms since the Unix epoch.
+    pub date_time: u64,
+    /// Where the bid came from (e.g. `Google`, `channel-1234`).
+    pub channel: String,
+    /// The page the bid was made on.
+    pub url: String,
+    /// Padding to the average bid size.
+    pub extra: String,
+}
+
+/// One NEXMark event.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(crate = rkyv)]
+pub enum Event {
+    /// A new person.
+    Person(Person),
+    /// A new auction.
+    Auction(Auction),
+    /// A bid.
+    Bid(Bid),
+}
+
+/// Why a CSV line is not an [`Event`].
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum ParseEventError {
+    /// The first field is not `person`, `auction` or `bid`.
+    #[error("unknown event kind `{kind}` (expected person, auction or bid)")]
+    UnknownKind {
+        /// The first field as found.
+        kind: String,
+    },
+    /// The line has the wrong number of fields for its kind.
+    #[error("a {kind} line has {expected} fields, found {found}")]
+    FieldCount {
+        /// The event kind.
+        kind: &'static str,
+        /// Fields a line of this kind has, the kind included.
+        expected: usize,
+        /// Fields found.
+        found: usize,
+    },
+    /// A numeric field is not an unsigned decimal integer that fits in 64 bits.
+    #[error("field `{field}`: `{value}` is not an unsigned integer")]
+    BadInteger {
+        /// The field's name, as in `docs/nexmark.md`.
+        field: &'static str,
+        /// The field as found.
+        value: String,
+    },
+}
+
+const PERSON_FIELDS: usize = 9;
+const AUCTION_FIELDS: usize = 11;
+const BID_FIELDS: usize = 8;
+
+impl Event {
+    /// The event time, ms since the Unix epoch.
+    #[inline]
+    pub fn date_time(&self) -> u64 {
+        match self {
+            Event::Person(p) => p.date_time,
+            Event::Auction(a) => a.date_time,
+            Event::Bid(b) => b.date_time,
+        }
+    }
+
+    /// Appends the event's CSV line and a `'\n'` to `out`. Allocates only if `out` must
+    /// grow; the bytes are exactly those of [`Display`](fmt::Display) plus the newline.
+    pub fn write_csv(&self, out: &mut Vec<u8>) {
+        match self {
+            Event::Person(p) => {
+                out.extend_from_slice(b"person,");
+                push_u64(out, p.id);
+                push_field(out, &p.name);
+                push_field(out, &p.email);
+                push_field(out, &p.credit_card);
+                push_field(out, &p.city);
+                push_field(out, &p.state);
+                out.push(b',');
+                push_u64(out, p.date_time);
+                push_field(out, &p.extra);
+            }
+            Event::Auction(a) => {
+                out.extend_from_slice(b"auction,");
+                push_u64(out, a.id);
+                push_field(out, &a.item_name);
+                push_field(out, &a.description);
+                for n in [
+                    a.initial_bid,
+                    a.reserve,
+                    a.date_time,
+                    a.expires,
+                    a.seller,
+                    a.category,
+                ] {
+                    out.push(b',');
+                    push_u64(out, n);
+                }
+                push_field(out, &a.extra);
+            }
+            Event::Bid(b) => {
+                out.extend_from_slice(b"bid,");
+                push_u64(out, b.auction);
+                for n in [b.bidder, b.price, b.date_time] {
+                    out.push(b',');
+                    push_u64(out, n);
+                }
+                push_field(out, &b.channel);
+                push_field(out, &b.url);
+                push_field(out, &b.extra);
+            }
+        }
+        out.push(b'\n');
+    }
+
+    /// Parses one CSV line as written by [`Display`](fmt::Display) or
+    /// [`write_csv`](Event::write_csv) (a trailing `\n` or `\r\n` is ignored).
+    pub fn parse_csv(line: &str) -> Result<Event, ParseEventError> {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let mut fields = [""; AUCTION_FIELDS];
+        let mut found = 0;
+        for field in line.split(',') {
+            if let Some(slot) = fields.get_mut(found) {
+                *slot = field;
+            }
+            found += 1;
+        }
+        let (kind, expected) = match fields[0] {
+            "person" => ("person", PERSON_FIELDS),
+            "auction" => ("auction", AUCTION_FIELDS),
+            "bid" => ("bid", BID_FIELDS),
+            other => {
+                return Err(ParseEventError::UnknownKind {
+                    kind: other.to_owned(),
+                })
+            }
+        };
+        if found != expected {
+            return Err(ParseEventError::FieldCount {
+                kind,
+                expected,
+                found,
+            });
+        }
+        let f = &fields;
+        Ok(match kind {
+            "person" => Event::Person(Person {
+                id: int("id", f[1])?,
+                name: f[2].to_owned(),
+                email: f[3].to_owned(),
+                credit_card: f[4].to_owned(),
+                city: f[5].to_owned(),
+                state: f[6].to_owned(),
+                date_time: int("date_time", f[7])?,
+                extra: f[8].to_owned(),
+            }),
+            "auction" => Event::Auction(Auction {
+                id: int("id", f[1])?,
+                item_name: f[2].to_owned(),
+                description: f[3].to_owned(),
+                initial_bid: int("initial_bid", f[4])?,
+                reserve: int("reserve", f[5])?,
+                date_time: int("date_time", f[6])?,
+                expires: int("expires", f[7])?,
+                seller: int("seller", f[8])?,
+                category: int("category", f[9])?,
+                extra: f[10].to_owned(),
+            }),
+            _ => Event::Bid(Bid {
+                auction: int("auction", f[1])?,
+                bidder: int("bidder", f[2])?,
+                price: int("price", f[3])?,
+                date_time: int("date_time", f[4])?,
+                channel: f[5].to_owned(),
+                url: f[6].to_owned(),
+                extra: f[7].to_owned(),
+            }),
+        })
+    }
+}
+
+impl fmt::Display for Event {
+    /// The event's CSV line, without a newline.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Person(p) => write!(
+                f,
+                "person,{},{},{},{},{},{},{},{}",
+                p.id, p.name, p.email, p.credit_card, p.city, p.state, p.date_time, p.extra
+            ),
+            Event::Auction(a) => write!(
+                f,
+                "auction,{},{},{},{},{},{},{},{},{},{}",
+                a.id,
+                a.item_name,
+                a.description,
+                a.initial_bid,
+                a.reserve,
+                a.date_time,
+                a.expires,
+                a.seller,
+                a.category,
+                a.extra
+            ),
+            Event::Bid(b) => write!(
+                f,
+                "bid,{},{},{},{},{},{},{}",
+                b.auction, b.bidder, b.price, b.date_time, b.channel, b.url, b.extra
+            ),
+        }
+    }
+}
+
+/// Parses an unsigned decimal integer (digits only: no sign, no spaces).
+fn int(field: &'static str, value: &str) -> Result<u64, ParseEventError> {
+    let bad = || ParseEventError::BadInteger {
+        field,
+        value: value.to_owned(),
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    value.parse().map_err(|_| bad())
+}
+
+/// Appends `,` and `s`.
+#[inline]
+fn push_field(out: &mut Vec<u8>, s: &str) {
+    out.push(b',');
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends `n` in decimal.
+#[inline]
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Number of decimal digits of `n`.
+#[inline]
+pub(crate) fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person() -> Event {
+        Event::Person(Person {
+            id: 1000,
+            name: "Peter Jones".into(),
+            email: "abc@xyz.com".into(),
+            credit_card: "1234 0005 0000 9999".into(),
+            city: "Boise".into(),
+            state: "ID".into(),
+            date_time: 1_436_918_400_000,
+            extra: "padding padding".into(),
+        })
+    }
+
+    fn auction() -> Event {
+        Event::Auction(Auction {
+            id: 1001,
+            item_name: "a thing".into(),
+            description: "a thing to sell".into(),
+            initial_bid: 100,
+            reserve: 0,
+            date_time: 1_436_918_400_001,
+            expires: 1_436_918_400_099,
+            seller: 1000,
+            category: 10,
+            extra: String::new(),
+        })
+    }
+
+    fn bid() -> Event {
+        Event::Bid(Bid {
+            auction: 1001,
+            bidder: 1000,
+            price: u64::MAX,
+            date_time: 0,
+            channel: "channel-42".into(),
+            url: "https://nexmark.com/item?channel=42".into(),
+            extra: "x".into(),
+        })
+    }
+
+    #[test]
+    fn display_is_the_documented_line() {
+        assert_eq!(
+            person().to_string(),
+            "person,1000,Peter Jones,abc@xyz.com,1234 0005 0000 9999,Boise,ID,1436918400000,padding padding"
+        );
+        assert_eq!(
+            auction().to_string(),
+            "auction,1001,a thing,a thing to sell,100,0,1436918400001,1436918400099,1000,10,"
+        );
+        assert_eq!(
+            bid().to_string(),
+            "bid,1001,1000,18446744073709551615,0,channel-42,https://nexmark.com/item?channel=42,x"
+        );
+    }
+
+    #[test]
+    fn round_trip() {
+        for e in [person(), auction(), bid()] {
+            let mut out = Vec::new();
+            e.write_csv(&mut out);
+            assert_eq!(out, format!("{e}\n").into_bytes());
+            let line = String::from_utf8(out).unwrap();
+            assert_eq!(Event::parse_csv(&line), Ok(e.clone()));
+            assert_eq!(Event::parse_csv(&e.to_string()), Ok(e.clone()));
+            assert_eq!(Event::parse_csv(&format!("{e}\r\n")), Ok(e));
+        }
+    }
+
+    #[test]
+    fn date_time() {
+        assert_eq!(person().date_time(), 1_436_918_400_000);
+        assert_eq!(auction().date_time(), 1_436_918_400_001);
+        assert_eq!(bid().date_time(), 0);
+    }
+
+    #[test]
+    fn integers() {
+        let mut out = Vec::new();
+        for n in [0, 1, 9, 10, 99, 100, 12345, u64::MAX / 7, u64::MAX] {
+            out.clear();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+            assert_eq!(decimal_len(n), n.to_string().len());
+        }
+    }
+
+    #[test]
+    fn errors() {
+        use ParseEventError::*;
+        assert_eq!(Event::parse_csv(""), Err(UnknownKind { kind: "".into() }));
+        assert_eq!(
+            Event::parse_csv("sale,1,2"),
+            Err(UnknownKind {
+                kind: "sale".into()
+            })
+        );
+        assert_eq!(
+            Event::parse_csv("bid,1,2,3,4,c,u"),
+            Err(FieldCount {
+                kind: "bid",
+                expected: 8,
+                found: 7
+            })
+        );
+        assert_eq!(
+            Event::parse_csv("bid,1,2,3,4,c,u,e,f,g,h,i,j"),
+            Err(FieldCount {
+                kind: "bid",
+                expected: 8,
+                found: 13
+            })
+        );
+        assert_eq!(
+            Event::parse_csv("person,1,n,e,c,c,s,t"),
+            Err(FieldCount {
+                kind: "person",
+                expected: 9,
+                found: 8
+            })
+        );
+        assert_eq!(
+            Event::parse_csv("bid,1,2,-3,4,c,u,e"),
+            Err(BadInteger {
+                field: "price",
+                value: "-3".into()
+            })
+        );
+        assert_eq!(
+            Event::parse_csv("bid,1,2,3,+4,c,u,e"),
+            Err(BadInteger {
+                field: "date_time",
+                value: "+4".into()
+            })
+        );
+        assert_eq!(
+            Event::parse_csv("auction,1,n,d,1,2,3,4,5,18446744073709551616,e"),
+            Err(BadInteger {
+                field: "category",
+                value: "18446744073709551616".into()
+            })
+        );
+        assert_eq!(
+            Event::parse_csv("person,,n,e,c,c,s,1,x"),
+            Err(BadInteger {
+                field: "id",
+                value: "".into()
+            })
+        );
+        let e = Event::parse_csv("bid,1,2,x,4,c,u,e").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "field `price`: `x` is not an unsigned integer"
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! Query result rows: what each query emits, how it is written as CSV, and the moment it
+//! could ideally have been produced (for latency; see docs/nexmark.md).
+
+use std::io::Write;
+
+use rill_runtime::rkyv;
+use rill_runtime::Data;
+
+use super::source::Timed;
+
+/// A query result row.
+pub trait Row: Data {
+    /// The CSV header line (without the line break).
+    fn header() -> String;
+    /// The moment the row could ideally have been produced, in ns after the run's epoch.
+    fn ideal_ns(&self) -> u64;
+    /// Appends the row as one CSV line, with its line break.
+    fn write_csv(&self, out: &mut Vec<u8>);
+}
+
+/// q0's row is the event itself, written as `generate` writes it.
+impl Row for Timed {
+    fn header() -> String {
+        "event".to_string()
+    }
+    fn ideal_ns(&self) -> u64 {
+        self.due_ns
+    }
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        self.event.write_csv(out);
+    }
+}
+
+/// Defines a row struct whose CSV columns are its fields in order, plus the hidden
+/// `ideal_ns`.
+macro_rules! row {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+        #[rkyv(crate = rkyv)]
+        pub struct $name {
+            $(
+                $(#[$fdoc])*
+                #[doc = concat!("Column `", stringify!($field), "`.")]
+                pub $field: $ty,
+            )+
+            /// When the row could ideally have been produced, in ns after the epoch.
+            pub ideal_ns: u64,
+        }
+
+        impl Row for $name {
+            fn header() -> String {
+                [$(stringify!($field)),+].join(",")
+            }
+            fn ideal_ns(&self) -> u64 {
+                self.ideal_ns
+            }
+            fn write_csv(&self, out: &mut Vec<u8>) {
+                let mut sep = "";
+                $(
+                    // Writing to a Vec cannot fail.
+                    let _ = write!(out, "{sep}{}", self.$field);
+                    sep = ",";
+                )+
+                let _ = sep;
+                out.push(b'\n');
+            }
+        }
+    };
+}
+
+row! {
+    /// q1: a bid with its price converted (`price * 908 / 1000`).
+    Q1Row { auction: u64, bidder: u64, price: u64, date_time: u64 }
+}
+
+row! {
+    /// q2: a bid on a selected auction.
+    Q2Row { auction: u64, price: u64 }
+}
+
+row! {
+    /// q3: a seller in OR, ID or CA and one of their auctions in category 10.
+    Q3Row { name: String, city: String, state: String, auction: u64 }
+}
+
+row! {
+    /// q4: a category's average closing price after a sale.
+    Q4Row { category: u64, avg_price: u64 }
+}
+
+row! {
+    /// q5: an auction with the most bids in a sliding window.
+    Q5Row { window_start: i64, window_end: i64, auction: u64, count: u64 }
+}
+
+row! {
+    /// q6: a seller's average selling price over their last 10 sales, after a sale.
+    Q6Row { seller: u64, avg_price: u64 }
+}
+
+row! {
+    /// q7: a bid with the highest price of its tumbling window.
+    Q7Row { window_start: i64, window_end: i64, auction: u64, bidder: u64, price: u64 }
+}
+
+row! {
+    /// q8: a person who registered and created an auction in the same window.
+    Q8Row { window_start: i64, window_end: i64, person: u64, name: String }
+}
+
+row! {
+    /// q11 and q12: a bidder's number of bids in a window.
+    BidderCount { bidder: u64, bid_count: u64, window_start: i64, window_end: i64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_and_line_follow_the_fields() {
+        assert_eq!(
+            Q7Row::header(),
+            "window_start,window_end,auction,bidder,price"
+        );
+        let mut line = Vec::new();
+        Q7Row {
+            window_start: 0,
+            window_end: 10_000,
+            auction: 1007,
+            bidder: 1001,
+            price: 55,
+            ideal_ns: 9,
+        }
+        .write_csv(&mut line);
+        assert_eq!(line, b"0,10000,1007,1001,55\n");
+        assert_eq!(
+            BidderCount::header(),
+            "bidder,bid_count,window_start,window_end"
+        );
+    }
+}

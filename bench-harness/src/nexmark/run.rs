@@ -1,0 +1,370 @@
+//! Running one NEXMark query: the sources, the query, a sink that writes rows and
+//! measures latency, and what the run measured.
+//!
+//! Latency samples go into per-shard HdrHistograms, one per quarter of the run (by the
+//! row's ideal time), merged at the end; the quarters show whether latency grows through
+//! the run. Sinks also publish every 100 ms so that a progress bar can show live figures.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use rill_runtime::{Config, Dataflow, Failure, JobReport, OpResult, Runtime, Sink, Stream};
+
+use super::queries::{self, Query, QueryContext};
+use super::rows::Row;
+use super::source::{Epoch, NexmarkSource, SourceStats, Timed};
+use super::GeneratorConfig;
+use crate::latency::{new_histogram, LatencySummary};
+
+/// Quarters of a run, for the latency-growth check.
+pub const PHASES: usize = 4;
+
+/// Latency histograms of a run, one per quarter.
+pub type PhaseHistograms = [Histogram<u64>; PHASES];
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    /// The query.
+    pub query: Query,
+    /// Events in total.
+    pub events: u64,
+    /// Generator settings (seed, out-of-order groups; `inter_event_ns` is set from `rate`).
+    pub generator: GeneratorConfig,
+    /// Target rate in events/s over all shards; `None` runs unthrottled.
+    pub rate: Option<u64>,
+    /// Where to write the result rows as CSV.
+    pub output: Option<PathBuf>,
+    /// Window size in ms (q5, q7, q8, q12; q11's gap).
+    pub window_ms: i64,
+    /// q5's slide in ms.
+    pub slide_ms: i64,
+    /// The runtime's configuration.
+    pub config: Config,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// The query.
+    pub query: Query,
+    /// Shards.
+    pub shards: usize,
+    /// Events in total.
+    pub events: u64,
+    /// The open-loop rate, if any (events/s).
+    pub rate: Option<u64>,
+    /// Result rows.
+    pub rows: u64,
+    /// From the first source's first poll to the end of the job.
+    pub elapsed: Duration,
+    /// Events per second over `elapsed`.
+    pub throughput: f64,
+    /// Latency per quarter of the run (open loop only).
+    pub phases: Option<Box<PhaseHistograms>>,
+    /// How late the slowest source emitted its last event.
+    pub end_lag: Duration,
+    /// The largest lag behind schedule a source saw.
+    pub max_lag: Duration,
+    /// The runtime's report.
+    pub report: JobReport,
+}
+
+impl RunOutcome {
+    /// All latency samples of the run.
+    pub fn latency_histogram(&self) -> Option<Histogram<u64>> {
+        let phases = self.phases.as_ref()?;
+        let mut all = new_histogram();
+        for h in phases.iter() {
+            all.add(h).ok()?;
+        }
+        Some(all)
+    }
+
+    /// Percentiles over the whole run.
+    pub fn latency(&self) -> Option<LatencySummary> {
+        self.latency_histogram()
+            .filter(|h| !h.is_empty())
+            .map(|h| LatencySummary::from_histogram(&h))
+    }
+}
+
+/// Live figures a watcher can read while the job runs.
+#[derive(Default)]
+pub struct Live {
+    /// Source counters.
+    pub sources: Arc<SourceStats>,
+    /// Latency published by the sinks so far, per quarter.
+    pub latency: Arc<Mutex<Option<Box<PhaseHistograms>>>>,
+    /// Rows written so far.
+    pub rows: Arc<AtomicU64>,
+}
+
+fn phases() -> Box<PhaseHistograms> {
+    Box::new(std::array::from_fn(|_| new_histogram()))
+}
+
+/// Writes rows (optionally) and records their latency.
+struct RowSink {
+    epoch: Epoch,
+    file: Option<Arc<Mutex<BufWriter<File>>>>,
+    buffer: Vec<u8>,
+    measure: bool,
+    run_ns: u64,
+    local: Box<PhaseHistograms>,
+    live: Arc<Mutex<Option<Box<PhaseHistograms>>>>,
+    rows: Arc<AtomicU64>,
+    unpublished_rows: u64,
+    last_publish: u64,
+}
+
+const PUBLISH_NS: u64 = 100_000_000;
+const FLUSH_BYTES: usize = 1 << 20;
+
+impl RowSink {
+    fn publish(&mut self) -> OpResult {
+        if self.measure {
+            let mut shared = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let shared = shared.get_or_insert_with(phases);
+            for (s, l) in shared.iter_mut().zip(self.local.iter_mut()) {
+                s.add(&*l)
+                    .map_err(|e| Failure::new(format!("merging histograms: {e:?}")))?;
+                l.reset();
+            }
+        }
+        self.rows.fetch_add(
+            std::mem::take(&mut self.unpublished_rows),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    fn write_out(&mut self) -> OpResult {
+        if let Some(file) = &self.file {
+            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            file.write_all(&self.buffer)
+                .map_err(|e| Failure::new(format!("writing the output: {e}")))?;
+        }
+        self.buffer.clear();
+        Ok(())
+    }
+}
+
+impl<R: Row> Sink<R> for RowSink {
+    fn on_batch(&mut self, batch: &mut Vec<R>) -> OpResult {
+        let now = self.epoch.now_ns();
+        self.unpublished_rows += batch.len() as u64;
+        if self.measure {
+            for row in batch.iter() {
+                let ideal = row.ideal_ns();
+                if ideal > self.run_ns {
+                    // A window that closes after the last event: the end of the input
+                    // flushed it early, so it has no meaningful latency.
+                    continue;
+                }
+                let phase = ((ideal as u128 * PHASES as u128) / self.run_ns.max(1) as u128)
+                    .min(PHASES as u128 - 1) as usize;
+                self.local[phase].saturating_record(now.saturating_sub(ideal).max(1));
+            }
+        }
+        if self.file.is_some() {
+            for row in batch.iter() {
+                row.write_csv(&mut self.buffer);
+            }
+            if self.buffer.len() >= FLUSH_BYTES {
+                self.write_out()?;
+            }
+        }
+        batch.clear();
+        if now.saturating_sub(self.last_publish) >= PUBLISH_NS {
+            self.last_publish = now;
+            self.publish()?;
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self) -> OpResult {
+        self.write_out()?;
+        self.publish()
+    }
+}
+
+/// Failures of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The output file could not be created or written.
+    #[error("{path}: {source}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] rill_runtime::Error),
+}
+
+/// Runs `spec`, calling `watch` every 200 ms while the job runs.
+pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOutcome, RunError> {
+    let mut generator = spec.generator.clone();
+    let mut config = spec.config.clone();
+    if let Some(rate) = spec.rate {
+        generator.inter_event_ns = (1_000_000_000 / rate.max(1)).max(1);
+        // Open loop: never park, so a due event is picked up at once.
+        config = config.spin_before_park(Duration::from_secs(3600));
+    }
+    let shards = config.shard_count();
+    let generator = Arc::new(generator);
+    let epoch = Epoch::default();
+    let cx = QueryContext {
+        window_ms: spec.window_ms,
+        slide_ms: spec.slide_ms,
+        ..QueryContext::new(generator.base_time_ms, epoch.clone())
+    };
+    let file = match &spec.output {
+        Some(path) => {
+            let mut w =
+                File::create(path)
+                    .map(BufWriter::new)
+                    .map_err(|source| RunError::Output {
+                        path: path.clone(),
+                        source,
+                    })?;
+            let header = header_of(spec.query);
+            writeln!(w, "{header}").map_err(|source| RunError::Output {
+                path: path.clone(),
+                source,
+            })?;
+            Some(Arc::new(Mutex::new(w)))
+        }
+        None => None,
+    };
+    let mut df = Dataflow::new();
+    let (events, open_loop) = (spec.events, spec.rate.is_some());
+    let (g, e, s) = (generator.clone(), epoch.clone(), live.sources.clone());
+    let input = df.source("nexmark", move |shard| {
+        NexmarkSource::new(
+            g.clone(),
+            shard.index,
+            shard.shards,
+            events,
+            open_loop,
+            e.clone(),
+            s.clone(),
+        )
+    });
+    let sink = SinkParts {
+        epoch: epoch.clone(),
+        file: file.clone(),
+        measure: open_loop,
+        run_ns: events.saturating_mul(generator.inter_event_ns),
+        live: live.latency.clone(),
+        rows: live.rows.clone(),
+    };
+    match spec.query {
+        Query::Q0 => sink.attach(&queries::q0(&input, &cx)),
+        Query::Q1 => sink.attach(&queries::q1(&input, &cx)),
+        Query::Q2 => sink.attach(&queries::q2(&input, &cx)),
+        Query::Q3 => sink.attach(&queries::q3(&input, &cx)),
+        Query::Q4 => sink.attach(&queries::q4(&input, &cx)),
+        Query::Q5 => sink.attach(&queries::q5(&input, &cx)),
+        Query::Q6 => sink.attach(&queries::q6(&input, &cx)),
+        Query::Q7 => sink.attach(&queries::q7(&input, &cx)),
+        Query::Q8 => sink.attach(&queries::q8(&input, &cx)),
+        Query::Q11 => sink.attach(&queries::q11(&input, &cx)),
+        Query::Q12 => sink.attach(&queries::q12(&input, &cx)),
+    }
+    let handle = Runtime::new(config)?.spawn(df)?;
+    while !handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+        watch();
+    }
+    let report = handle.join()?;
+    let elapsed = Duration::from_nanos(epoch.now_ns());
+    if let (Some(file), Some(path)) = (file, &spec.output) {
+        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+        file.flush().map_err(|source| RunError::Output {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let phases = if open_loop {
+        live.latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .or_else(|| Some(phases()))
+    } else {
+        None
+    };
+    Ok(RunOutcome {
+        query: spec.query,
+        shards,
+        events,
+        rate: spec.rate,
+        rows: live.rows.load(Ordering::Relaxed),
+        elapsed,
+        throughput: events as f64 / elapsed.as_secs_f64().max(1e-9),
+        phases,
+        end_lag: Duration::from_nanos(live.sources.end_lag_ns.load(Ordering::Relaxed)),
+        max_lag: Duration::from_nanos(live.sources.max_lag_ns.load(Ordering::Relaxed)),
+        report,
+    })
+}
+
+/// The CSV header of a query's output.
+pub fn header_of(query: Query) -> String {
+    use super::rows::*;
+    match query {
+        Query::Q0 => Timed::header(),
+        Query::Q1 => Q1Row::header(),
+        Query::Q2 => Q2Row::header(),
+        Query::Q3 => Q3Row::header(),
+        Query::Q4 => Q4Row::header(),
+        Query::Q5 => Q5Row::header(),
+        Query::Q6 => Q6Row::header(),
+        Query::Q7 => Q7Row::header(),
+        Query::Q8 => Q8Row::header(),
+        Query::Q11 | Query::Q12 => BidderCount::header(),
+    }
+}
+
+/// Everything a row sink needs, to attach one to a query's output.
+struct SinkParts {
+    epoch: Epoch,
+    file: Option<Arc<Mutex<BufWriter<File>>>>,
+    measure: bool,
+    run_ns: u64,
+    live: Arc<Mutex<Option<Box<PhaseHistograms>>>>,
+    rows: Arc<AtomicU64>,
+}
+
+impl SinkParts {
+    fn attach<R: Row>(&self, stream: &Stream<R>) {
+        let (epoch, file, measure, run_ns) = (
+            self.epoch.clone(),
+            self.file.clone(),
+            self.measure,
+            self.run_ns,
+        );
+        let (live, rows) = (self.live.clone(), self.rows.clone());
+        stream.sink("sink", move |_| RowSink {
+            epoch: epoch.clone(),
+            file: file.clone(),
+            buffer: Vec::with_capacity(FLUSH_BYTES + 4096),
+            measure,
+            run_ns,
+            local: phases(),
+            live: live.clone(),
+            rows: rows.clone(),
+            unpublished_rows: 0,
+            last_publish: 0,
+        });
+    }
+}

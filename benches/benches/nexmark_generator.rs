@@ -1,0 +1,56 @@
+//! The NEXMark generator alone: building events from their positions (`GeneratorConfig::event`,
+//! the per-event cost every NEXMark source pays before rill sees the event) and encoding
+//! them as CSV lines (`Event::write_csv`, the cost of `rill-bench generate` and of q0's
+//! sink). Throughput is in events; the mix is NEXMark's 1 person : 3 auctions : 46 bids.
+//!
+//! `cargo bench -p rill-benches --bench nexmark_generator`
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use rill_bench::nexmark::{Event, GeneratorConfig};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Events per iteration: 200 epochs of 50.
+const EVENTS: u64 = 10_000;
+
+fn generator(c: &mut Criterion) {
+    let config = GeneratorConfig::default();
+    let mut g = c.benchmark_group("nexmark_generator");
+    g.throughput(Throughput::Elements(EVENTS));
+    let mut start = 0u64;
+    g.bench_function("event", |b| {
+        b.iter(|| {
+            for position in start..start + EVENTS {
+                black_box(config.event(position));
+            }
+            start += EVENTS;
+        })
+    });
+    let bids: Vec<u64> = (0..EVENTS * 2)
+        .filter(|n| n % 50 >= 4)
+        .take(EVENTS as usize)
+        .collect();
+    g.bench_function("bid", |b| {
+        b.iter(|| {
+            for &n in &bids {
+                black_box(config.event_for_number(n));
+            }
+        })
+    });
+    let events: Vec<Event> = (0..EVENTS).map(|p| config.event(p)).collect();
+    let mut out = Vec::with_capacity(4 << 20);
+    g.bench_function("write_csv", |b| {
+        b.iter(|| {
+            out.clear();
+            for e in &events {
+                e.write_csv(&mut out);
+            }
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, generator);
+criterion_main!(benches);

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs the sustainable-throughput sweep for each NEXMark query and writes docs/results.md:
+# per query, the maximum sustainable events/s and p50/p95/p99 latency at 50 % of it.
+#   scripts/bench.sh                          # every query, 10 s trials, every core
+#   QUERIES="q0 q5" TRIAL_SECONDS=5 scripts/bench.sh
+#   SHARDS=2 OUT=docs/results-2.md scripts/bench.sh
+# Raw sweep output (CSV per query) goes to target/bench/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for tool in cargo awk git; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "bench.sh needs $tool on PATH" >&2
+    exit 1
+  fi
+done
+QUERIES=${QUERIES:-"q0 q1 q2 q3 q4 q5 q6 q7 q8 q11 q12"}
+TRIAL_SECONDS=${TRIAL_SECONDS:-10}
+OUT=${OUT:-docs/results.md}
+shard_flag=()
+if [[ -n "${SHARDS:-}" ]]; then shard_flag=(--shards "$SHARDS"); fi
+cargo build --release -p rill-bench
+mkdir -p target/bench "$(dirname "$OUT")"
+bin=target/release/rill-bench
+rows=()
+for q in $QUERIES; do
+  echo "sweeping $q ($TRIAL_SECONDS s per trial)..." >&2
+  csv=target/bench/sweep-$q.csv
+  "$bin" sweep --query "$q" --seconds "$TRIAL_SECONDS" "${shard_flag[@]}" --csv --quiet \
+    --plot target/bench/plots >"$csv"
+  # Columns: phase,percent,query,shards,events,rate,elapsed_s,throughput,rows,latency_kind,
+  #          p50_us,p95_us,p99_us,p999_us,max_us,end_lag_ms,sustainable
+  rows+=("$(awk -F, '
+    $1 == "search" && $17 == "true" && $6 + 0 > max { max = $6 + 0 }
+    $1 == "level" && $2 == "50" { shards = $4; kind = $10; p50 = $11; p95 = $12; p99 = $13 }
+    END {
+      if (max == 0) { printf "| %s | - | none found | | | | |\n", q; exit }
+      printf "| %s | %s | %.2f M | %s | %.1f | %.1f | %.1f |\n", q, shards, max / 1e6, kind, p50, p95, p99
+    }' q="$q" "$csv")")
+done
+{
+  echo "# Measured results"
+  echo
+  echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)"
+  echo "($(nproc) cores: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo))."
+  echo "Command: \`QUERIES=\"$QUERIES\" TRIAL_SECONDS=$TRIAL_SECONDS scripts/bench.sh\`; each query:"
+  echo "\`rill-bench sweep --query qN --seconds $TRIAL_SECONDS --csv\` (raw output in target/bench/)."
+  echo
+  echo "Maximum sustainable rate: the highest open-loop rate at which the generator kept its"
+  echo "schedule (ended at most max(50 ms, 1 %) late) and p95 latency did not grow from the"
+  echo "first to the last quarter of the run (doubling from 500k events/s, then 4 bisections)."
+  echo "Latency at 50 % of it, in µs: *event* = sink time minus the event's intended time;"
+  echo "*window* = sink time minus the moment the window could ideally close."
+  echo
+  echo "| query | shards | max sustainable events/s | latency | p50 µs | p95 µs | p99 µs |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+} >"$OUT"
+echo "wrote $OUT" >&2
