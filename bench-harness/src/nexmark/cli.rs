@@ -60,6 +60,14 @@ pub fn parse_ms(s: &str) -> Result<i64, String> {
     Ok(ms as i64)
 }
 
+fn parse_warmup(s: &str) -> Result<i64, String> {
+    if s.trim().trim_end_matches(['m', 's']) == "0" {
+        Ok(0)
+    } else {
+        parse_ms(s)
+    }
+}
+
 fn parse_query(s: &str) -> Result<Query, String> {
     s.parse()
 }
@@ -88,6 +96,10 @@ pub struct Common {
     /// Slide of q5's windows, e.g. 2s.
     #[arg(long, default_value = "2s", value_parser = parse_ms)]
     pub window_slide: i64,
+    /// Leave rows due in the first DURATION of an open-loop run out of the latency figures
+    /// (e.g. 10s: q5's first windows build their state), and run that much longer.
+    #[arg(long, default_value = "0s", value_parser = parse_warmup)]
+    pub warmup: i64,
     /// Print the result as JSON instead of a table.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
@@ -124,6 +136,7 @@ impl Common {
             output,
             window_ms: self.window_size,
             slide_ms: self.window_slide,
+            warmup: Duration::from_millis(self.warmup as u64),
             config: self.config(),
         }
     }
@@ -410,7 +423,10 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
         return fail("--seconds must be positive");
     }
     let events = args.events.unwrap_or_else(|| match args.rate {
-        Some(rate) => ((rate as f64 * args.seconds) as u64).max(1),
+        Some(rate) => {
+            let seconds = args.seconds + args.common.warmup as f64 / 1e3;
+            ((rate as f64 * seconds) as u64).max(1)
+        }
         None => 10_000_000,
     });
     let spec = args.common.spec(events, args.rate, args.output.clone());
@@ -502,10 +518,11 @@ pub fn sweep_command(args: &SweepArgs) -> ExitCode {
     let c = &args.common;
     let text = !c.json && !c.csv;
     let trial = |rate: u64, label: &str| -> Result<(RunOutcome, Verdict), RunError> {
-        let events = ((rate as f64 * args.seconds) as u64).max(1);
+        let seconds = args.seconds + c.warmup as f64 / 1e3;
+        let events = ((rate as f64 * seconds) as u64).max(1);
         let spec = c.spec(events, Some(rate), None);
         let o = run_with_progress(&spec, c.quiet, label)?;
-        let v = judge(&o, Duration::from_secs_f64(args.seconds));
+        let v = judge(&o, Duration::from_secs_f64(seconds));
         Ok((o, v))
     };
     if text {
@@ -639,22 +656,23 @@ pub fn sweep_command(args: &SweepArgs) -> ExitCode {
 }
 
 /// The default benchmark (no arguments): q0, q5 and q7, each unthrottled for throughput
-/// and open loop at 1M events/s for latency, on every core.
+/// and then open loop at 1M events/s for latency, on every core. The open-loop runs last
+/// long enough for windows to close: q5's slide is 2 s, q7's windows 10 s.
 pub fn default_benchmark() -> ExitCode {
-    let plan: [(Query, u64); 3] = [
-        (Query::Q0, 20_000_000),
-        (Query::Q5, 10_000_000),
-        (Query::Q7, 10_000_000),
+    // (query, events unthrottled, seconds open loop)
+    let plan: [(Query, u64, u64); 3] = [
+        (Query::Q0, 20_000_000, 3),
+        (Query::Q5, 10_000_000, 6),
+        (Query::Q7, 10_000_000, 11),
     ];
     let rate = 1_000_000;
-    let seconds = 4;
     println!(
-        "NEXMark q0, q5 and q7 on every core: unthrottled (max), then open loop at {} events/s for {seconds} s",
+        "NEXMark q0, q5 and q7 on every core: unthrottled (mode max), then open loop at {} events/s",
         fmt_rate(rate as f64)
     );
     println!("(latency: event = sink time - the event's intended time; window = sink time - the moment the window could close)");
     println!("{TABLE_HEADER}");
-    for (query, events) in plan {
+    for (query, events, seconds) in plan {
         let common = Common {
             query,
             seed: GeneratorConfig::default().seed,
@@ -663,6 +681,7 @@ pub fn default_benchmark() -> ExitCode {
             no_pin: false,
             window_size: 10_000,
             window_slide: 2_000,
+            warmup: 0,
             json: false,
             csv: false,
             plot: None,

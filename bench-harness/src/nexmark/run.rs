@@ -44,6 +44,9 @@ pub struct RunSpec {
     pub window_ms: i64,
     /// q5's slide in ms.
     pub slide_ms: i64,
+    /// Rows that could ideally have been produced within this long after the start are
+    /// left out of the latency figures (state building up, e.g. q5's first windows).
+    pub warmup: Duration,
     /// The runtime's configuration.
     pub config: Config,
 }
@@ -116,6 +119,7 @@ struct RowSink {
     buffer: Vec<u8>,
     measure: bool,
     run_ns: u64,
+    warmup_ns: u64,
     local: Box<PhaseHistograms>,
     live: Arc<Mutex<Option<Box<PhaseHistograms>>>>,
     rows: Arc<AtomicU64>,
@@ -162,12 +166,13 @@ impl<R: Row> Sink<R> for RowSink {
         if self.measure {
             for row in batch.iter() {
                 let ideal = row.ideal_ns();
-                if ideal > self.run_ns {
-                    // A window that closes after the last event: the end of the input
-                    // flushed it early, so it has no meaningful latency.
+                if ideal > self.run_ns || ideal < self.warmup_ns {
+                    // Warm-up, or a window that closes after the last event (the end of
+                    // the input flushed it early, so it has no meaningful latency).
                     continue;
                 }
-                let phase = ((ideal as u128 * PHASES as u128) / self.run_ns.max(1) as u128)
+                let measured = (self.run_ns - self.warmup_ns).max(1) as u128;
+                let phase = (((ideal - self.warmup_ns) as u128 * PHASES as u128) / measured)
                     .min(PHASES as u128 - 1) as usize;
                 self.local[phase].saturating_record(now.saturating_sub(ideal).max(1));
             }
@@ -264,6 +269,7 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         file: file.clone(),
         measure: open_loop,
         run_ns: events.saturating_mul(generator.inter_event_ns),
+        warmup_ns: spec.warmup.as_nanos() as u64,
         live: live.latency.clone(),
         rows: live.rows.clone(),
     };
@@ -341,12 +347,14 @@ struct SinkParts {
     file: Option<Arc<Mutex<BufWriter<File>>>>,
     measure: bool,
     run_ns: u64,
+    warmup_ns: u64,
     live: Arc<Mutex<Option<Box<PhaseHistograms>>>>,
     rows: Arc<AtomicU64>,
 }
 
 impl SinkParts {
     fn attach<R: Row>(&self, stream: &Stream<R>) {
+        let warmup_ns = self.warmup_ns;
         let (epoch, file, measure, run_ns) = (
             self.epoch.clone(),
             self.file.clone(),
@@ -360,6 +368,7 @@ impl SinkParts {
             buffer: Vec::with_capacity(FLUSH_BYTES + 4096),
             measure,
             run_ns,
+            warmup_ns,
             local: phases(),
             live: live.clone(),
             rows: rows.clone(),

@@ -88,24 +88,48 @@ struct SlidingCounts {
     size: i64,
     slide: i64,
     windows: BTreeMap<Timestamp, WindowCounts>,
+    /// Tables of closed windows, cleared, for the next windows: a new window's table then
+    /// never grows (and rehashes millions of entries) while windows are closing.
+    spare: Vec<WindowCounts>,
+    closed: Vec<WindowCounts>,
 }
 
 impl SlidingCounts {
+    fn new(size: i64, slide: i64) -> Self {
+        SlidingCounts {
+            size,
+            slide,
+            windows: BTreeMap::new(),
+            spare: Vec::new(),
+            closed: Vec::new(),
+        }
+    }
+
     fn release(&mut self, up_to: Timestamp, out: &mut Output<HotItem>) {
         while let Some(entry) = self.windows.first_entry() {
             let end = *entry.key();
             if end > up_to {
                 break;
             }
-            let w = entry.remove();
+            let mut w = entry.remove();
             let window = Window::new(end - self.size, end);
-            for auction in w.top {
+            for auction in w.top.drain(..) {
                 out.give(HotItem {
                     window,
                     auction,
                     count: w.max,
                 });
             }
+            self.closed.push(w);
+        }
+    }
+
+    /// Clears the closed windows' tables for reuse (after their results went out).
+    fn recycle(&mut self) {
+        for mut w in self.closed.drain(..) {
+            w.counts.clear();
+            w.max = 0;
+            self.spare.push(w);
         }
     }
 }
@@ -118,7 +142,11 @@ impl Operator<BidSummary> for SlidingCounts {
             // Windows [s, s + size) with s a multiple of slide and s <= t < s + size.
             let mut start = b.time - b.time.rem_euclid(self.slide);
             while start > b.time - self.size {
-                let w = self.windows.entry(start + self.size).or_default();
+                let spare = &mut self.spare;
+                let w = self
+                    .windows
+                    .entry(start + self.size)
+                    .or_insert_with(|| spare.pop().unwrap_or_default());
                 let c = w.counts.entry(b.auction).or_insert(0);
                 *c += 1;
                 if *c > w.max {
@@ -136,7 +164,9 @@ impl Operator<BidSummary> for SlidingCounts {
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
         self.release(watermark, out);
-        out.progress(Progress::Watermark(watermark))
+        out.progress(Progress::Watermark(watermark))?;
+        self.recycle();
+        Ok(())
     }
 
     fn on_end(&mut self, out: &mut Self::Out) -> OpResult {
@@ -150,10 +180,8 @@ pub fn q5(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q5Row> {
     let (size, slide) = (cx.window_ms, cx.slide_ms);
     let candidates = bid_summaries(events, "q5 bids")
         .exchange(Partitioning::by_key(|b: &BidSummary| b.auction))
-        .unary("q5 bids per auction", move |_| SlidingCounts {
-            size,
-            slide,
-            windows: BTreeMap::new(),
+        .unary("q5 bids per auction", move |_| {
+            SlidingCounts::new(size, slide)
         });
     let by_window = candidates.exchange(Partitioning::by_key(|h: &HotItem| h.window));
     let cx = cx.clone();
