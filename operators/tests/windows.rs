@@ -331,3 +331,29 @@ fn late_records_and_session_merging() {
     );
     assert_eq!(late.take(), vec![(1, 8, 1)]);
 }
+
+/// Processing-time windows over records that arrive before any processing time does (a
+/// manual clock that never moves): they are held, not assigned at the minimum timestamp
+/// (which overflowed), and counted at time 0 when the input ends.
+#[test]
+fn processing_time_windows_before_any_processing_time() {
+    let mut df = Dataflow::new();
+    let out = df
+        .vec_source("in", (0..100u32).collect::<Vec<_>>())
+        .key_by(|r: &u32| r % 3)
+        .window(WindowSpec::processing_time(Windows::tumbling(10)))
+        .count("count")
+        .collect("out");
+    let config = Config::default()
+        .shards(2)
+        .pin(false)
+        .clock(rill_runtime::Clock::Manual);
+    Runtime::new(config).unwrap().run(df).unwrap();
+    let mut got: Vec<(u32, i64, i64, i64)> = out
+        .take()
+        .into_iter()
+        .map(|p: Pane<u32, i64>| (p.key, p.window.start, p.window.end, p.value))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(0, 0, 10, 34), (1, 0, 10, 33), (2, 0, 10, 33)]);
+}

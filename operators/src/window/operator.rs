@@ -54,6 +54,10 @@ type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
 pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     keys: FxHashMap<K, KeyState<G::Acc, G::Out>>,
     core: Core<T, K, G>,
+    /// Processing-time windows: records that arrived before any processing time did (an
+    /// input that has not ticked yet holds the operator's clock at its minimum). They are
+    /// assigned with the first processing time, or at the end of the input.
+    unclocked: Vec<T>,
 }
 
 struct Core<T, K, G: Aggregate<T, K>> {
@@ -93,6 +97,19 @@ where
                 assigned: Vec::new(),
                 deadlines: Vec::new(),
             },
+            unclocked: Vec::new(),
+        }
+    }
+
+    /// Assigns the records held for want of a processing time, at the current one.
+    fn clock_held(&mut self, out: &mut Outs<K, G::Out, T>) {
+        if self.core.now == MIN_WATERMARK {
+            // The input ended before any processing time arrived (a manual clock that never
+            // moved): count the records at time 0.
+            self.core.now = 0;
+        }
+        for record in std::mem::take(&mut self.unclocked) {
+            self.process(record, out);
         }
     }
 
@@ -550,6 +567,10 @@ where
     type Out = Outs<K, G::Out, T>;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
+        if self.core.spec.domain == TimeDomain::ProcessingTime && self.core.now == MIN_WATERMARK {
+            self.unclocked.append(batch);
+            return Ok(());
+        }
         for record in batch.drain(..) {
             self.process(record, out);
         }
@@ -558,6 +579,9 @@ where
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
         if watermark > self.core.watermark {
+            if watermark == MAX_WATERMARK && !self.unclocked.is_empty() {
+                self.clock_held(out);
+            }
             self.core.watermark = watermark;
             if self.core.spec.domain == TimeDomain::EventTime || watermark == MAX_WATERMARK {
                 self.advance(out);
@@ -570,6 +594,9 @@ where
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
         if now > self.core.now {
             self.core.now = now;
+            if !self.unclocked.is_empty() {
+                self.clock_held(out);
+            }
             self.fire_processing_timers(out);
             if self.core.spec.domain == TimeDomain::ProcessingTime {
                 self.advance(out);
