@@ -4,6 +4,8 @@
 #   scripts/bench.sh                          # every query, 10 s trials, every core
 #   QUERIES="q0 q5" TRIAL_SECONDS=5 scripts/bench.sh
 #   SHARDS=2 OUT=docs/results-2.md scripts/bench.sh
+# Windowed queries (q5 q7 q8 q11 q12) get WINDOWED_TRIAL_SECONDS (default 12) per trial plus
+# WARMUP (default 10s) left out of latency, so that several windows close in each trial.
 # Raw sweep output (CSV per query) goes to target/bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,8 @@ for tool in cargo awk git; do
 done
 QUERIES=${QUERIES:-"q0 q1 q2 q3 q4 q5 q6 q7 q8 q11 q12"}
 TRIAL_SECONDS=${TRIAL_SECONDS:-10}
+WINDOWED_TRIAL_SECONDS=${WINDOWED_TRIAL_SECONDS:-12}
+WARMUP=${WARMUP:-10s}
 OUT=${OUT:-docs/results.md}
 shard_flag=()
 if [[ -n "${SHARDS:-}" ]]; then shard_flag=(--shards "$SHARDS"); fi
@@ -23,9 +27,13 @@ mkdir -p target/bench "$(dirname "$OUT")"
 bin=target/release/rill-bench
 rows=()
 for q in $QUERIES; do
-  echo "sweeping $q ($TRIAL_SECONDS s per trial)..." >&2
+  case $q in
+    q5 | q7 | q8 | q11 | q12) trial=(--seconds "$WINDOWED_TRIAL_SECONDS" --warmup "$WARMUP") ;;
+    *) trial=(--seconds "$TRIAL_SECONDS") ;;
+  esac
+  echo "sweeping $q (${trial[*]})..." >&2
   csv=target/bench/sweep-$q.csv
-  "$bin" sweep --query "$q" --seconds "$TRIAL_SECONDS" "${shard_flag[@]}" --csv --quiet \
+  "$bin" sweep --query "$q" "${trial[@]}" "${shard_flag[@]}" --csv --quiet \
     --plot target/bench/plots >"$csv"
   # Columns: phase,percent,query,shards,events,rate,elapsed_s,throughput,rows,latency_kind,
   #          p50_us,p95_us,p99_us,p999_us,max_us,end_lag_ms,sustainable
@@ -42,8 +50,9 @@ done
   echo
   echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)"
   echo "($(nproc) cores: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo))."
-  echo "Command: \`QUERIES=\"$QUERIES\" TRIAL_SECONDS=$TRIAL_SECONDS scripts/bench.sh\`; each query:"
-  echo "\`rill-bench sweep --query qN --seconds $TRIAL_SECONDS --csv\` (raw output in target/bench/)."
+  echo "Command: \`QUERIES=\"$QUERIES\" TRIAL_SECONDS=$TRIAL_SECONDS WINDOWED_TRIAL_SECONDS=$WINDOWED_TRIAL_SECONDS WARMUP=$WARMUP scripts/bench.sh\`;"
+  echo "each query runs \`rill-bench sweep --query qN --seconds $TRIAL_SECONDS --csv\`, windowed ones"
+  echo "\`--seconds $WINDOWED_TRIAL_SECONDS --warmup $WARMUP\`. Raw output and charts: target/bench/."
   echo
   echo "Maximum sustainable rate: the highest open-loop rate at which the generator kept its"
   echo "schedule (ended at most max(50 ms, 1 %) late) and p95 latency did not grow from the"

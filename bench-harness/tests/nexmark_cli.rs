@@ -1,0 +1,176 @@
+//! `rill-bench run` and `sweep` through the binary: reports in every format, charts,
+//! open-loop figures and clear errors for bad flags.
+
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rill-bench");
+
+fn rill_bench(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("rill-bench runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+#[test]
+fn bad_flags_get_a_message_not_a_panic() {
+    for (args, expect) in [
+        (vec!["run", "--query", "q9"], "unknown query 'q9'"),
+        (
+            vec!["run", "--query", "q1", "--rate", "fast"],
+            "is not a rate",
+        ),
+        (vec!["run", "--query", "q1", "--rate", "0"], "between 1 and"),
+        (
+            vec!["run", "--query", "q1", "--window-size", "0s"],
+            "at least 1 ms",
+        ),
+        (vec!["run", "--query", "q1", "--events", "0"], "--events"),
+        (
+            vec!["run", "--query", "q1", "--out-of-order", "0"],
+            "--out-of-order",
+        ),
+        (
+            vec!["run", "--query", "q1", "--json", "--csv"],
+            "cannot be used with",
+        ),
+        (
+            vec![
+                "sweep",
+                "--query",
+                "q1",
+                "--start-rate",
+                "2M",
+                "--max-rate",
+                "1M",
+            ],
+            "--start-rate is above --max-rate",
+        ),
+        (
+            vec![
+                "run",
+                "--query",
+                "q1",
+                "--events",
+                "10",
+                "--output",
+                "/nonexistent/dir/x.csv",
+            ],
+            "/nonexistent/dir/x.csv",
+        ),
+    ] {
+        let o = rill_bench(&args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let err = stderr(&o);
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn unthrottled_run_reports_json_and_csv() {
+    let o = rill_bench(&[
+        "run", "--query", "q1", "--events", "50000", "--shards", "2", "--no-pin", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["query"], "q1");
+    assert_eq!(v["events"], 50_000);
+    assert_eq!(v["shards"], 2);
+    // Every 50 events hold 46 bids; q1 keeps every bid.
+    assert_eq!(v["rows"], 46_000);
+    assert!(v["throughput"].as_f64().unwrap() > 0.0);
+    assert!(v["p95_us"].is_null(), "unthrottled runs measure no latency");
+
+    let o = rill_bench(&[
+        "run", "--query", "q2", "--events", "50000", "--no-pin", "--csv",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with("query,shards,events,rate,"));
+    assert!(lines[1].starts_with("q2,"));
+    assert_eq!(lines[0].split(',').count(), lines[1].split(',').count());
+}
+
+#[test]
+fn open_loop_run_measures_latency_and_plots() {
+    let dir = std::env::temp_dir().join(format!("rill-cli-plot-{}", std::process::id()));
+    let o = rill_bench(&[
+        "run",
+        "--query",
+        "q0",
+        "--rate",
+        "200k",
+        "--seconds",
+        "0.5",
+        "--no-pin",
+        "--json",
+        "--plot",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["events"], 100_000);
+    assert_eq!(v["rate"], 200_000);
+    assert_eq!(v["latency_kind"], "event");
+    let (p50, p99, max) = (
+        v["p50_us"].as_f64().unwrap(),
+        v["p99_us"].as_f64().unwrap(),
+        v["max_us"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{v}");
+    // Open loop: the run cannot finish before its schedule.
+    assert!(v["elapsed_s"].as_f64().unwrap() >= 0.49, "{v}");
+    for file in ["q0-cdf.svg", "q0-cdf.png"] {
+        let len = std::fs::metadata(dir.join(file))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 0, "{file} missing");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sweep_finds_a_rate_and_reports_levels() {
+    let o = rill_bench(&[
+        "sweep",
+        "--query",
+        "q1",
+        "--seconds",
+        "0.5",
+        "--start-rate",
+        "10k",
+        "--max-rate",
+        "20k",
+        "--bisections",
+        "1",
+        "--no-pin",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    // 10k/s and 20k/s are far below what q1 sustains even in a debug build.
+    assert_eq!(v["max_sustainable_rate"], 20_000, "{v}");
+    assert_eq!(v["trials"].as_array().unwrap().len(), 2);
+    let levels = v["levels"].as_array().unwrap();
+    let percents: Vec<u64> = levels
+        .iter()
+        .map(|l| l["percent"].as_u64().unwrap())
+        .collect();
+    assert_eq!(percents, [25, 50, 75, 100]);
+    assert_eq!(levels[1]["run"]["rate"], 10_000);
+}
