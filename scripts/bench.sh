@@ -6,7 +6,8 @@
 #   SHARDS=2 OUT=docs/results-2.md scripts/bench.sh
 # Windowed queries (q5 q7 q8 q11 q12) get WINDOWED_TRIAL_SECONDS (default 12) per trial plus
 # WARMUP (default 10s) left out of latency, so that several windows close in each trial.
-# Raw sweep output (CSV per query) goes to target/bench/.
+# Raw sweep output (CSV per query) goes to target/bench/. RESUME=1 reuses the CSV of a query
+# swept before (an interrupted run goes on where it stopped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in cargo awk git; do
@@ -31,10 +32,15 @@ for q in $QUERIES; do
     q5 | q7 | q8 | q11 | q12) trial=(--seconds "$WINDOWED_TRIAL_SECONDS" --warmup "$WARMUP") ;;
     *) trial=(--seconds "$TRIAL_SECONDS") ;;
   esac
-  echo "sweeping $q (${trial[*]})..." >&2
   csv=target/bench/sweep-$q.csv
-  "$bin" sweep --query "$q" "${trial[@]}" "${shard_flag[@]}" --csv --quiet \
-    --plot target/bench/plots >"$csv"
+  if [[ "${RESUME:-0}" == 1 && -s "$csv" ]]; then
+    echo "reusing $csv" >&2
+  else
+    echo "sweeping $q (${trial[*]})..." >&2
+    "$bin" sweep --query "$q" "${trial[@]}" "${shard_flag[@]}" --csv --quiet \
+      --plot target/bench/plots >"$csv.tmp"
+    mv "$csv.tmp" "$csv"
+  fi
   # Columns: phase,percent,query,shards,events,rate,elapsed_s,throughput,rows,latency_kind,
   #          p50_us,p95_us,p99_us,p999_us,max_us,end_lag_ms,sustainable
   rows+=("$(awk -F, '

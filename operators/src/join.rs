@@ -68,6 +68,14 @@ where
     K: Clone + Hash + Eq + 'static,
     O: Data,
 {
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        _state: &mut rill_runtime::checkpoint::StateWriter,
+    ) -> rill_runtime::OpResult {
+        Err(crate::unsupported_checkpoint())
+    }
+
     type Out = Output<O>;
 
     fn on_left(&mut self, batch: &mut Vec<A>, _out: &mut Output<O>) -> OpResult {
@@ -124,6 +132,14 @@ where
     K: Clone + Hash + Eq + 'static,
     O: Data,
 {
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        _state: &mut rill_runtime::checkpoint::StateWriter,
+    ) -> rill_runtime::OpResult {
+        Err(crate::unsupported_checkpoint())
+    }
+
     type Out = Output<O>;
 
     fn on_left(&mut self, batch: &mut Vec<A>, out: &mut Output<O>) -> OpResult {

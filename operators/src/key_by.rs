@@ -87,6 +87,14 @@ where
     A: Data,
     F: Fn(Option<&A>, T) -> A,
 {
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        _state: &mut rill_runtime::checkpoint::StateWriter,
+    ) -> rill_runtime::OpResult {
+        Err(crate::unsupported_checkpoint())
+    }
+
     type Out = Output<(K, A)>;
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<(K, A)>) -> OpResult {
         for r in batch.drain(..) {

@@ -21,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod file_sink;
 mod filter;
 mod flat_map;
 mod inspect;
@@ -38,6 +39,15 @@ pub use key_by::{KeyBy, KeyedStream};
 pub use map::Map;
 pub use process::{ProcessContext, ProcessFunction};
 pub use watermark::{AssignWatermarks, WatermarkStrategy};
+
+/// The failure of a stateful operator that cannot take part in checkpoints yet: better a
+/// clear error than a checkpoint that silently misses its state.
+pub(crate) fn unsupported_checkpoint() -> rill_runtime::Failure {
+    rill_runtime::Failure::new(
+        "this operator keeps state but does not support checkpoints yet; run the job without \
+         checkpointing",
+    )
+}
 
 /// Every operator trait, for `use rill_operators::prelude::*`.
 pub mod prelude {

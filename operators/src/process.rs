@@ -192,6 +192,14 @@ where
     K: Clone + Hash + Eq + 'static,
     F: ProcessFunction<K, T>,
 {
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        _state: &mut rill_runtime::checkpoint::StateWriter,
+    ) -> rill_runtime::OpResult {
+        Err(crate::unsupported_checkpoint())
+    }
+
     type Out = Output<F::Out>;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<F::Out>) -> OpResult {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::checkpoint::Checkpointing;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 
@@ -27,6 +28,7 @@ pub struct Config {
     pub(crate) spin_before_park: Duration,
     pub(crate) io_memory: usize,
     pub(crate) clock: Clock,
+    pub(crate) checkpointing: Option<Checkpointing>,
 }
 
 impl Default for Config {
@@ -41,11 +43,24 @@ impl Default for Config {
             spin_before_park: Duration::from_micros(50),
             io_memory: 256 * 1024,
             clock: Clock::System,
+            checkpointing: None,
         }
     }
 }
 
 impl Config {
+    /// Takes checkpoints as `checkpointing` says, and restores from the latest complete
+    /// one in its directory when the job starts (see [`crate::checkpoint`]).
+    pub fn checkpointing(mut self, checkpointing: Checkpointing) -> Self {
+        self.checkpointing = Some(checkpointing);
+        self
+    }
+
+    /// The checkpoint settings, if any.
+    pub fn checkpoint_settings(&self) -> Option<&Checkpointing> {
+        self.checkpointing.as_ref()
+    }
+
     /// Where processing time comes from (default [`Clock::System`]); see
     /// [`clock`](crate::clock).
     pub fn clock(mut self, clock: Clock) -> Self {
@@ -139,6 +154,20 @@ impl Config {
                 field: "batch_bytes",
                 problem: format!("{} is larger than 2 GiB", self.batch_bytes),
             });
+        }
+        if let Some(c) = &self.checkpointing {
+            if c.interval.is_some_and(|i| i.is_zero()) {
+                return Err(Error::Config {
+                    field: "checkpoint interval",
+                    problem: "must be positive".into(),
+                });
+            }
+            if c.retain == 0 {
+                return Err(Error::Config {
+                    field: "checkpoint retain",
+                    problem: "must keep at least 1 checkpoint".into(),
+                });
+            }
         }
         if self.pin {
             let available = available_cores();

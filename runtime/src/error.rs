@@ -89,6 +89,12 @@ pub enum Error {
         /// The shard that stopped.
         shard: usize,
     },
+    /// A checkpoint could not be restored or taken.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Restoring an operator or source from a checkpoint failed.
+    #[error("restore failed: {0}")]
+    Restore(String),
     /// A record could not be read back from an exchange buffer.
     #[error("shard {shard}: corrupt record in exchange '{exchange}': {message}")]
     CorruptBatch {

@@ -14,6 +14,7 @@
 //! when a buffer allocated on one thread is freed on another).
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod clock;
 mod config;
 mod data;

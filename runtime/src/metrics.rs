@@ -48,6 +48,8 @@ pub struct JobReport {
     pub operators: Vec<OperatorReport>,
     /// Per-channel counters of every exchange.
     pub channels: Vec<ChannelReport>,
+    /// Checkpoints taken and restored, when the job ran with checkpointing.
+    pub checkpoints: Option<crate::checkpoint::CheckpointStats>,
 }
 
 impl JobReport {

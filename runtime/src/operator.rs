@@ -9,6 +9,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use std::collections::VecDeque;
+
+use crate::checkpoint::{local, StateReader, StateWriter};
 use crate::error::OpResult;
 use crate::progress::Frontier;
 use crate::push::{Outputs, Progress, Push};
@@ -37,6 +40,31 @@ pub trait Operator<I> {
     fn on_end(&mut self, _out: &mut Self::Out) -> OpResult {
         Ok(())
     }
+
+    /// Checkpoint `checkpoint`'s barrier arrived: write the operator's state (keyed state
+    /// per key, with [`StateWriter::put_keyed`]; anything else per split). The default
+    /// writes nothing, which is right for stateless operators only: a stateful operator
+    /// that does not support checkpoints must return an error here.
+    fn snapshot(&mut self, _checkpoint: u64, _state: &mut StateWriter) -> OpResult {
+        Ok(())
+    }
+
+    /// Restores the state written by [`Operator::snapshot`]: on a restore onto a different
+    /// shard count the entries come from several shards of the earlier run, each key's
+    /// on the shard that now owns it.
+    fn restore(&mut self, _state: &StateReader) -> OpResult {
+        Ok(())
+    }
+}
+
+/// Runs an operator's snapshot and hands the state to the shard's checkpoint.
+fn take_snapshot(checkpoint: u64, snapshot: impl FnOnce(&mut StateWriter) -> OpResult) -> OpResult {
+    let mut state = StateWriter::default();
+    snapshot(&mut state)?;
+    if let Some(node) = crate::shard::instrument::current_node() {
+        local::submit(node, checkpoint, state);
+    }
+    Ok(())
 }
 
 /// A two-input operator instance (e.g. a join or a connected co-process function).
@@ -57,6 +85,14 @@ pub trait BinaryOperator<A, B> {
     }
     /// Both inputs ended.
     fn on_end(&mut self, _out: &mut Self::Out) -> OpResult {
+        Ok(())
+    }
+    /// Writes the operator's state at a barrier (see [`Operator::snapshot`]).
+    fn snapshot(&mut self, _checkpoint: u64, _state: &mut StateWriter) -> OpResult {
+        Ok(())
+    }
+    /// Restores it (see [`Operator::restore`]).
+    fn restore(&mut self, _state: &StateReader) -> OpResult {
         Ok(())
     }
 }
@@ -101,8 +137,24 @@ impl<Op: Operator<I>, I> Push<I> for UnaryInput<Op, I> {
                 self.op.on_end(&mut self.out)?;
                 self.out.progress_all(Progress::End)
             }
+            Progress::Barrier(id) => {
+                let op = &mut self.op;
+                take_snapshot(id, |w| op.snapshot(id, w))?;
+                self.out.progress_all(Progress::Barrier(id))
+            }
         }
     }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        self.op.restore(state)
+    }
+}
+
+/// What an input that delivered a barrier sends while exactly-once alignment holds it back.
+enum Held<A, B> {
+    Left(Vec<A>),
+    Right(Vec<B>),
+    Progress(usize, Progress),
 }
 
 /// The state two input handles of a binary operator share.
@@ -110,6 +162,8 @@ pub(crate) struct BinaryState<Op: BinaryOperator<A, B>, A, B> {
     op: Op,
     out: Op::Out,
     frontier: Frontier,
+    aligned: bool,
+    held: VecDeque<Held<A, B>>,
     _in: std::marker::PhantomData<fn(A, B)>,
 }
 
@@ -119,11 +173,68 @@ impl<Op: BinaryOperator<A, B>, A, B> BinaryState<Op, A, B> {
             op,
             out,
             frontier: Frontier::new(2),
+            aligned: local::aligned(),
+            held: VecDeque::new(),
             _in: std::marker::PhantomData,
         }))
     }
 
+    fn left(&mut self, batch: &mut Vec<A>) -> OpResult {
+        if self.aligned && self.frontier.holds(0) {
+            self.held.push_back(Held::Left(std::mem::take(batch)));
+            return Ok(());
+        }
+        let result = self.op.on_left(batch, &mut self.out);
+        batch.clear();
+        result?;
+        self.out.flush_all()
+    }
+
+    fn right(&mut self, batch: &mut Vec<B>) -> OpResult {
+        if self.aligned && self.frontier.holds(1) {
+            self.held.push_back(Held::Right(std::mem::take(batch)));
+            return Ok(());
+        }
+        let result = self.op.on_right(batch, &mut self.out);
+        batch.clear();
+        result?;
+        self.out.flush_all()
+    }
+
     fn progress(&mut self, input: usize, progress: Progress) -> OpResult {
+        if self.aligned && self.frontier.holds(input) {
+            self.held.push_back(Held::Progress(input, progress));
+            return Ok(());
+        }
+        let was_aligning = self.frontier.aligning();
+        self.update(input, progress)?;
+        if let Progress::Barrier(id) = progress {
+            if self.aligned && !was_aligning && self.frontier.aligning() {
+                local::holding(id, true);
+            }
+        }
+        if was_aligning && !self.frontier.aligning() {
+            if self.aligned {
+                if let Some(c) = local::coordinator() {
+                    local::holding(
+                        c.requested.load(std::sync::atomic::Ordering::Relaxed),
+                        false,
+                    );
+                }
+            }
+            // Replay what alignment held back, in arrival order.
+            while let Some(h) = self.held.pop_front() {
+                match h {
+                    Held::Left(mut b) => self.left(&mut b)?,
+                    Held::Right(mut b) => self.right(&mut b)?,
+                    Held::Progress(i, p) => self.progress(i, p)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, input: usize, progress: Progress) -> OpResult {
         let BinaryState {
             op, out, frontier, ..
         } = self;
@@ -141,6 +252,10 @@ impl<Op: BinaryOperator<A, B>, A, B> BinaryState<Op, A, B> {
                 op.on_end(out)?;
                 out.progress_all(Progress::End)
             }
+            Progress::Barrier(id) => {
+                take_snapshot(id, |w| op.snapshot(id, w))?;
+                out.progress_all(Progress::Barrier(id))
+            }
         })
     }
 }
@@ -154,26 +269,20 @@ pub(crate) struct RightInput<Op: BinaryOperator<A, B>, A, B>(
 
 impl<Op: BinaryOperator<A, B>, A, B> Push<A> for LeftInput<Op, A, B> {
     fn push(&mut self, batch: &mut Vec<A>) -> OpResult {
-        let mut s = self.0.borrow_mut();
-        let BinaryState { op, out, .. } = &mut *s;
-        let result = op.on_left(batch, out);
-        batch.clear();
-        result?;
-        out.flush_all()
+        self.0.borrow_mut().left(batch)
     }
     fn progress(&mut self, progress: Progress) -> OpResult {
         self.0.borrow_mut().progress(0, progress)
+    }
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        // Both inputs share one operator: the left input restores it.
+        self.0.borrow_mut().op.restore(state)
     }
 }
 
 impl<Op: BinaryOperator<A, B>, A, B> Push<B> for RightInput<Op, A, B> {
     fn push(&mut self, batch: &mut Vec<B>) -> OpResult {
-        let mut s = self.0.borrow_mut();
-        let BinaryState { op, out, .. } = &mut *s;
-        let result = op.on_right(batch, out);
-        batch.clear();
-        result?;
-        out.flush_all()
+        self.0.borrow_mut().right(batch)
     }
     fn progress(&mut self, progress: Progress) -> OpResult {
         self.0.borrow_mut().progress(1, progress)
@@ -184,6 +293,48 @@ impl<Op: BinaryOperator<A, B>, A, B> Push<B> for RightInput<Op, A, B> {
 pub(crate) struct UnionState<T: Clone> {
     pub(crate) out: crate::push::Output<T>,
     pub(crate) frontier: Frontier,
+    pub(crate) aligned: bool,
+    /// What inputs held back by alignment sent: (input, records or progress).
+    pub(crate) held: VecDeque<(usize, Result<Vec<T>, Progress>)>,
+}
+
+impl<T: Clone> UnionState<T> {
+    pub(crate) fn new(out: crate::push::Output<T>, inputs: usize) -> Self {
+        UnionState {
+            out,
+            frontier: Frontier::new(inputs),
+            aligned: local::aligned(),
+            held: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, input: usize, batch: &mut Vec<T>) -> OpResult {
+        if self.aligned && self.frontier.holds(input) {
+            self.held.push_back((input, Ok(std::mem::take(batch))));
+            return Ok(());
+        }
+        self.out.give_vec(batch);
+        self.out.flush()
+    }
+
+    fn progress(&mut self, input: usize, progress: Progress) -> OpResult {
+        if self.aligned && self.frontier.holds(input) {
+            self.held.push_back((input, Err(progress)));
+            return Ok(());
+        }
+        let was_aligning = self.frontier.aligning();
+        let UnionState { out, frontier, .. } = self;
+        frontier.update(input, progress, |p| out.progress(p))?;
+        if was_aligning && !self.frontier.aligning() {
+            while let Some((i, item)) = self.held.pop_front() {
+                match item {
+                    Ok(mut batch) => self.push(i, &mut batch)?,
+                    Err(p) => self.progress(i, p)?,
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One input of a union.
@@ -194,13 +345,9 @@ pub(crate) struct UnionInput<T: Clone> {
 
 impl<T: Clone> Push<T> for UnionInput<T> {
     fn push(&mut self, batch: &mut Vec<T>) -> OpResult {
-        let mut s = self.state.borrow_mut();
-        s.out.give_vec(batch);
-        s.out.flush()
+        self.state.borrow_mut().push(self.input, batch)
     }
     fn progress(&mut self, progress: Progress) -> OpResult {
-        let mut s = self.state.borrow_mut();
-        let UnionState { out, frontier } = &mut *s;
-        frontier.update(self.input, progress, |p| out.progress(p))
+        self.state.borrow_mut().progress(self.input, progress)
     }
 }

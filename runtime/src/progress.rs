@@ -5,6 +5,10 @@
 //! every input has ended, it sees the final watermark and then the end of its input.
 //! Processing time combines the same way, as the minimum over the inputs that have not
 //! ended (an idle input still moves processing time).
+//!
+//! Checkpoint barriers combine by alignment: barrier `n` goes on once every input that has
+//! not ended delivered it. Until then [`Frontier::holds`] tells which inputs already
+//! delivered it (an exactly-once operator holds those back).
 
 use crate::error::OpResult;
 use crate::push::Progress;
@@ -26,6 +30,11 @@ pub struct Frontier {
     processing_time: Timestamp,
     idle: bool,
     ended: bool,
+    /// The barrier being aligned (0: none), and which inputs delivered it.
+    barrier: u64,
+    barrier_seen: Vec<bool>,
+    /// The last barrier passed on.
+    last_barrier: u64,
 }
 
 impl Frontier {
@@ -38,7 +47,40 @@ impl Frontier {
             processing_time: MIN_WATERMARK,
             idle: false,
             ended: inputs == 0,
+            barrier: 0,
+            barrier_seen: vec![false; inputs],
+            last_barrier: 0,
         }
+    }
+
+    /// True if input `i` delivered the barrier being aligned while others have not yet:
+    /// under exactly-once its records must wait.
+    pub fn holds(&self, i: usize) -> bool {
+        self.barrier != 0 && self.barrier_seen[i]
+    }
+
+    /// True while a barrier is being aligned.
+    pub fn aligning(&self) -> bool {
+        self.barrier != 0
+    }
+
+    /// Passes the barrier on once every input that has not ended delivered it.
+    fn complete_barrier(&mut self, emit: &mut impl FnMut(Progress) -> OpResult) -> OpResult {
+        if self.barrier == 0 {
+            return Ok(());
+        }
+        let all = self
+            .inputs
+            .iter()
+            .zip(&self.barrier_seen)
+            .all(|(s, seen)| *seen || *s == InputState::Ended);
+        if !all {
+            return Ok(());
+        }
+        let id = std::mem::replace(&mut self.barrier, 0);
+        self.barrier_seen.iter_mut().for_each(|s| *s = false);
+        self.last_barrier = id;
+        emit(Progress::Barrier(id))
     }
 
     /// The combined watermark.
@@ -73,11 +115,31 @@ impl Frontier {
             self.clocks[input] = self.clocks[input].max(t);
             return self.advance_clock(&mut emit);
         }
+        if let Progress::Barrier(id) = progress {
+            if id <= self.last_barrier {
+                return Ok(());
+            }
+            if self.ended {
+                // Every input ended: a barrier that still comes (sources send barriers
+                // after their end, so that finished operators take part in checkpoints)
+                // passes at once.
+                self.last_barrier = id;
+                return emit(Progress::Barrier(id));
+            }
+            if self.inputs[input] == InputState::Ended {
+                return Ok(());
+            }
+            self.barrier = self.barrier.max(id);
+            self.barrier_seen[input] = true;
+            return self.complete_barrier(&mut emit);
+        }
         let state = &mut self.inputs[input];
         let was_ended = *state == InputState::Ended;
         *state = match (*state, progress) {
             (InputState::Ended, _) => InputState::Ended,
-            (_, Progress::End | Progress::ProcessingTime(_)) => InputState::Ended,
+            (_, Progress::End | Progress::ProcessingTime(_) | Progress::Barrier(_)) => {
+                InputState::Ended
+            }
             (InputState::Active(w) | InputState::Idle(w), Progress::Watermark(n)) => {
                 InputState::Active(w.max(n))
             }
@@ -85,6 +147,10 @@ impl Frontier {
         };
         if self.ended {
             return Ok(());
+        }
+        if !was_ended && self.inputs[input] == InputState::Ended {
+            // An input that ended no longer holds a barrier back.
+            self.complete_barrier(&mut emit)?;
         }
         if self.inputs.iter().all(|s| *s == InputState::Ended) {
             if self.watermark < MAX_WATERMARK {
@@ -218,6 +284,32 @@ mod tests {
         );
         assert_eq!(run(&mut f, 1, Progress::ProcessingTime(11)), vec![]);
         assert_eq!(f.processing_time(), 12);
+    }
+
+    #[test]
+    fn barriers_align_over_inputs_not_ended() {
+        let mut f = Frontier::new(3);
+        assert_eq!(run(&mut f, 0, Progress::Barrier(1)), vec![]);
+        assert!(f.holds(0) && !f.holds(1));
+        assert_eq!(run(&mut f, 1, Progress::Barrier(1)), vec![]);
+        // Input 2 ends: it no longer holds the barrier back.
+        assert_eq!(run(&mut f, 2, Progress::End), vec![Progress::Barrier(1)]);
+        assert!(!f.aligning() && !f.holds(0));
+        // A repeated or late barrier is ignored.
+        assert_eq!(run(&mut f, 0, Progress::Barrier(1)), vec![]);
+        assert_eq!(run(&mut f, 0, Progress::Barrier(2)), vec![]);
+        assert_eq!(
+            run(&mut f, 1, Progress::Barrier(2)),
+            vec![Progress::Barrier(2)]
+        );
+        // Once every input ended, a late barrier passes at once, once.
+        run(&mut f, 0, Progress::End);
+        run(&mut f, 1, Progress::End);
+        assert_eq!(
+            run(&mut f, 1, Progress::Barrier(3)),
+            vec![Progress::Barrier(3)]
+        );
+        assert_eq!(run(&mut f, 0, Progress::Barrier(3)), vec![]);
     }
 
     #[test]

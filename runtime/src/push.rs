@@ -21,6 +21,9 @@ pub enum Progress {
     /// Processing time advanced to this many milliseconds (see [`crate::clock`]); due
     /// processing-time timers fire.
     ProcessingTime(Timestamp),
+    /// Checkpoint barrier `n` (see [`crate::checkpoint`]): everything before it belongs to
+    /// checkpoint `n`. Operators snapshot when it arrived on all their inputs.
+    Barrier(u64),
 }
 
 /// The receiving side of a chained edge.
@@ -29,6 +32,11 @@ pub trait Push<T> {
     fn push(&mut self, batch: &mut Vec<T>) -> OpResult;
     /// Delivers a progress message.
     fn progress(&mut self, progress: Progress) -> OpResult;
+    /// Restores the operator behind this input from a checkpoint, before any record
+    /// arrives. Does nothing by default.
+    fn restore(&mut self, _state: &crate::checkpoint::StateReader) -> OpResult {
+        Ok(())
+    }
 }
 
 /// An operator's output: records given to it are staged and pushed in batches to every

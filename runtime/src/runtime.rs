@@ -7,6 +7,12 @@ use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 
+use rkyv::util::AlignedVec;
+
+use crate::checkpoint::{
+    find_latest, local, CheckpointStats, Checkpointing, Coordinator, CoordinatorThread, Guarantee,
+    JobHook,
+};
 use crate::config::{core_ids, Config};
 use crate::error::{Error, Result};
 use crate::exchange::channel::{channel, ChannelLimits, ChannelMetrics, ShardWaker};
@@ -38,6 +44,110 @@ pub struct JobHandle {
     channels: Vec<ChannelMeta>,
     node_names: Vec<String>,
     started: Instant,
+    checkpoints: Option<JobCheckpoints>,
+}
+
+struct JobCheckpoints {
+    coordinator: CoordinatorThread,
+    hooks: Vec<Arc<dyn JobHook>>,
+    /// The job had already completed (its directory holds the final manifest): nothing ran.
+    already_finished: Option<u64>,
+}
+
+/// What the checkpoint directory gives a starting job.
+struct Start {
+    coord: Arc<Coordinator>,
+    restore: Option<(u64, Arc<Vec<AlignedVec<16>>>)>,
+    first_epoch: u64,
+    already_finished: Option<u64>,
+    stats: CheckpointStats,
+}
+
+/// Reads the checkpoint directory: the checkpoint (or, at-most-once, the leases) to
+/// restore, after validating it; runs the job hooks' `before_start`.
+fn prepare_checkpoints(
+    c: &Checkpointing,
+    shards: usize,
+    node_names: &[String],
+    hooks: &[Arc<dyn JobHook>],
+) -> Result<Start> {
+    let fail = |m: String| Error::Checkpoint(m);
+    std::fs::create_dir_all(&c.dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", c.dir.display())))?;
+    let t0 = Instant::now();
+    let mut stats = CheckpointStats::default();
+    let (base, first_epoch, restore, restored, finished) = if c.guarantee == Guarantee::AtMostOnce {
+        let (run, files) = crate::checkpoint::store_leases(&c.dir).map_err(fail)?;
+        let restore = if files.is_empty() {
+            None
+        } else {
+            let merged = crate::checkpoint::merge_leases(&files, run).map_err(fail)?;
+            Some((run, Arc::new(vec![merged])))
+        };
+        let restored = restore.as_ref().map(|_| run);
+        (run + 1, run + 1, restore, restored, None)
+    } else {
+        let recovery = find_latest(&c.dir);
+        stats.skipped = recovery.skipped.clone();
+        match recovery.loaded {
+            None if !recovery.skipped.is_empty() => {
+                let reasons: Vec<String> = recovery
+                    .skipped
+                    .iter()
+                    .map(|(d, r)| format!("{}: {r}", d.display()))
+                    .collect();
+                return Err(fail(format!(
+                    "no usable checkpoint in {}: {}. Starting over would repeat committed \
+                     output; delete the directory (and the job's output) to start from scratch",
+                    c.dir.display(),
+                    reasons.join("; ")
+                )));
+            }
+            None => (0, 1, None, None, None),
+            Some(loaded) => {
+                let m = &loaded.manifest;
+                if m.nodes != node_names {
+                    return Err(fail(format!(
+                        "checkpoint {} in {} was taken by a different dataflow (operators {:?}, \
+                         this job has {:?})",
+                        m.id,
+                        c.dir.display(),
+                        m.nodes,
+                        node_names
+                    )));
+                }
+                let id = m.id;
+                let finished = m.finished.then_some(id);
+                crate::checkpoint::remove_after(&c.dir, id);
+                (
+                    id,
+                    id + 1,
+                    Some((id, Arc::new(loaded.files))),
+                    Some(id),
+                    finished,
+                )
+            }
+        }
+    };
+    stats.restored_from = restored;
+    stats.restore_load = t0.elapsed();
+    for hook in hooks {
+        hook.before_start(restored, c.guarantee).map_err(fail)?;
+    }
+    let coord = Arc::new(Coordinator::new(
+        shards,
+        c.guarantee,
+        c.dir.clone(),
+        node_names.to_vec(),
+        base,
+    ));
+    Ok(Start {
+        coord,
+        restore,
+        first_epoch,
+        already_finished: finished,
+        stats,
+    })
 }
 
 impl Runtime {
@@ -110,9 +220,36 @@ impl Runtime {
                 }
             }
         }
-        let node_names = graph.nodes.iter().map(|n| n.name.clone()).collect();
-        let graph = Arc::new(graph);
+        let node_names: Vec<String> = graph.nodes.iter().map(|n| n.name.clone()).collect();
+        let start = match &self.config.checkpointing {
+            Some(c) => Some(prepare_checkpoints(c, shards, &node_names, &graph.hooks)?),
+            None => None,
+        };
         let abort = Arc::new(AtomicBool::new(false));
+        if let Some(Start {
+            already_finished: Some(id),
+            coord,
+            stats,
+            ..
+        }) = &start
+        {
+            *coord.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats.clone();
+            let coordinator = CoordinatorThread::start(coord.clone(), Vec::new(), abort, None, 1)
+                .map_err(|e| Error::Checkpoint(e.to_string()))?;
+            return Ok(JobHandle {
+                threads: Vec::new(),
+                channels,
+                node_names,
+                started: Instant::now(),
+                checkpoints: Some(JobCheckpoints {
+                    coordinator,
+                    hooks: graph.hooks.clone(),
+                    already_finished: Some(*id),
+                }),
+            });
+        }
+        let hooks = graph.hooks.clone();
+        let graph = Arc::new(graph);
         let cores = core_ids();
         let started = Instant::now();
         let mut threads = Vec::with_capacity(shards);
@@ -121,6 +258,9 @@ impl Runtime {
             let waker = wakers[index].clone();
             let abort = abort.clone();
             let config = self.config.clone();
+            let checkpoint = start
+                .as_ref()
+                .map(|s| (s.coord.clone(), s.first_epoch, s.restore.clone()));
             let placement = if config.pin {
                 Placement::Fixed(cores[index % cores.len()])
             } else {
@@ -144,9 +284,28 @@ impl Runtime {
                             clock: config.clock,
                         };
                         let info = ShardInfo { index, shards };
-                        let shard =
-                            Shard::build(&graph, info, shard_endpoints, &settings, waker, abort);
-                        shard.run().await
+                        if let Some((coord, first_epoch, restore)) = checkpoint {
+                            let restore = restore.map(|(id, files)| {
+                                crate::checkpoint::assign(&files, id, index, shards)
+                            });
+                            local::install(index, shards, coord, first_epoch, restore);
+                        }
+                        let result = match Shard::build(
+                            &graph,
+                            info,
+                            shard_endpoints,
+                            &settings,
+                            waker,
+                            abort.clone(),
+                        ) {
+                            Ok(shard) => shard.run().await,
+                            Err(e) => {
+                                abort.store(true, std::sync::atomic::Ordering::SeqCst);
+                                Err(e)
+                            }
+                        };
+                        local::uninstall();
+                        result
                     })
                 })
                 .map_err(|e| Error::ExecutorStart {
@@ -155,11 +314,34 @@ impl Runtime {
                 })?;
             threads.push(thread);
         }
+        let checkpoints = match start {
+            Some(s) => {
+                *s.coord.stats.lock().unwrap_or_else(|e| e.into_inner()) = s.stats;
+                let interval = self.config.checkpointing.as_ref().and_then(|c| c.interval);
+                let retain = self.config.checkpointing.as_ref().map_or(1, |c| c.retain);
+                let coordinator =
+                    CoordinatorThread::start(s.coord, wakers, abort.clone(), interval, retain)
+                        .map_err(|e| Error::Checkpoint(format!("cannot start its thread: {e}")));
+                match coordinator {
+                    Ok(coordinator) => Some(JobCheckpoints {
+                        coordinator,
+                        hooks,
+                        already_finished: None,
+                    }),
+                    Err(e) => {
+                        abort.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(JobHandle {
             threads,
             channels,
             node_names,
             started,
+            checkpoints,
         })
     }
 }
@@ -202,6 +384,23 @@ impl JobHandle {
         self.threads.iter().all(|t| t.is_finished())
     }
 
+    /// Asks for a checkpoint now (with checkpointing on; otherwise does nothing).
+    pub fn checkpoint_now(&self) {
+        if let Some(c) = &self.checkpoints {
+            crate::checkpoint::request_now(&c.coordinator.coord);
+        }
+    }
+
+    /// The latest completed checkpoint (0: none yet; `None` without checkpointing).
+    pub fn latest_checkpoint(&self) -> Option<u64> {
+        self.checkpoints.as_ref().map(|c| {
+            c.coordinator
+                .coord
+                .completed
+                .load(std::sync::atomic::Ordering::SeqCst)
+        })
+    }
+
     /// Waits for the job to end. If any shard failed, returns that failure (the other
     /// shards stop as soon as they notice).
     pub fn join(self) -> Result<JobReport> {
@@ -233,6 +432,10 @@ impl JobHandle {
                 }
             }
         }
+        let checkpoints = match self.checkpoints {
+            Some(c) => Some(finish_checkpoints(c, first_error.is_none())?),
+            None => None,
+        };
         if let Some(e) = first_error {
             return Err(e);
         }
@@ -251,8 +454,48 @@ impl JobHandle {
             elapsed,
             operators,
             channels,
+            checkpoints,
         })
     }
+}
+
+/// Stops the coordinator; after a clean end writes the final manifest and runs the
+/// hooks' `after_finish`.
+fn finish_checkpoints(c: JobCheckpoints, clean: bool) -> Result<CheckpointStats> {
+    let coord = c.coordinator.coord.clone();
+    c.coordinator.stop();
+    if let Some(message) = coord
+        .failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        return Err(Error::Checkpoint(message));
+    }
+    let stats = coord
+        .stats
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if !clean {
+        return Ok(stats);
+    }
+    let last = match c.already_finished {
+        Some(id) => id,
+        None if coord.guarantee == Guarantee::AtMostOnce => {
+            coord.completed.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        None => coord.finish().map_err(|e| {
+            Error::Checkpoint(format!(
+                "could not write the final manifest in {}: {e}",
+                coord.dir.display()
+            ))
+        })?,
+    };
+    for hook in &c.hooks {
+        hook.after_finish(last).map_err(Error::Checkpoint)?;
+    }
+    Ok(stats)
 }
 
 fn channel_reports(channels: &[ChannelMeta]) -> Vec<ChannelReport> {

@@ -1,8 +1,11 @@
 //! Sinks: where records leave a dataflow. [`Collected`] gathers them for tests and
 //! embedders; a discarding sink only counts them.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::OpResult;
 use crate::operator::Operator;
 use crate::time::Timestamp;
@@ -19,21 +22,60 @@ pub trait Sink<T> {
     fn on_end(&mut self) -> OpResult {
         Ok(())
     }
+    /// Checkpoint `checkpoint`'s barrier arrived: a two-phase-commit sink *pre-commits*
+    /// here (makes what it received since the previous barrier durable, uncommitted) and
+    /// may write state. Default: nothing.
+    fn snapshot(&mut self, _checkpoint: u64, _state: &mut StateWriter) -> OpResult {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint` is complete (every shard's state is durable): *commit*
+    /// everything pre-committed up to it. Runs on the sink's shard. Default: nothing.
+    fn on_checkpoint_complete(&mut self, _checkpoint: u64) -> OpResult {
+        Ok(())
+    }
+    /// The job restores from a checkpoint: the sink's state, and the checkpoint's id
+    /// ([`StateReader::checkpoint`]).
+    fn restore(&mut self, _state: &StateReader) -> OpResult {
+        Ok(())
+    }
 }
 
-/// Adapts a [`Sink`] to the operator interface.
-pub(crate) struct SinkOperator<S>(pub S);
+/// Adapts a [`Sink`] to the operator interface. The sink is shared with the shard's
+/// checkpoint-complete hook.
+pub(crate) struct SinkOperator<S>(pub Rc<RefCell<S>>);
+
+impl<S> SinkOperator<S> {
+    pub(crate) fn new<T>(sink: S) -> Self
+    where
+        S: Sink<T> + 'static,
+    {
+        let sink = Rc::new(RefCell::new(sink));
+        if crate::checkpoint::context().is_some() {
+            let hook = sink.clone();
+            crate::checkpoint::on_complete(Box::new(move |id| {
+                hook.borrow_mut().on_checkpoint_complete(id)
+            }));
+        }
+        SinkOperator(sink)
+    }
+}
 
 impl<T, S: Sink<T>> Operator<T> for SinkOperator<S> {
     type Out = ();
     fn on_batch(&mut self, batch: &mut Vec<T>, _out: &mut ()) -> OpResult {
-        self.0.on_batch(batch)
+        self.0.borrow_mut().on_batch(batch)
     }
     fn on_watermark(&mut self, watermark: Timestamp, _out: &mut ()) -> OpResult {
-        self.0.on_watermark(watermark)
+        self.0.borrow_mut().on_watermark(watermark)
     }
     fn on_end(&mut self, _out: &mut ()) -> OpResult {
-        self.0.on_end()
+        self.0.borrow_mut().on_end()
+    }
+    fn snapshot(&mut self, checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        self.0.borrow_mut().snapshot(checkpoint, state)
+    }
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        self.0.borrow_mut().restore(state)
     }
 }
 

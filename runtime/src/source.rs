@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::checkpoint::{SplitPosition, AT_MOST_ONCE_LEASE};
 use crate::error::Failure;
+use crate::graph::ShardInfo;
 use crate::push::Output;
 
 /// What a source's poll did.
@@ -19,23 +21,102 @@ pub enum SourceStatus {
 }
 
 /// A source instance on one shard.
+///
+/// A *replayable* source (one a job with checkpoints can use) reports the positions of its
+/// splits with [`Source::checkpoint`] and can be rewound to them with [`Source::restore`].
+/// A split is a part of the input with its own position (a generator's stride, a file's
+/// byte range); on a restore onto a different shard count, split `s` goes to shard
+/// `s % shards`, so one instance may receive several splits, or none (then it ends).
 pub trait Source<T> {
     /// Emits at most `max` records to `out` (and any watermarks it generates).
     fn poll(&mut self, out: &mut Output<T>, max: usize) -> Result<SourceStatus, Failure>;
+
+    /// The position of every split this instance reads, or `None` if the source cannot be
+    /// replayed (the default).
+    fn checkpoint(&self) -> Option<Vec<SplitPosition>> {
+        None
+    }
+
+    /// Rewinds the source to `splits` (the splits this shard now owns) before it is
+    /// first polled.
+    fn restore(&mut self, _splits: Vec<SplitPosition>) -> Result<(), Failure> {
+        Err(Failure::new("this source is not replayable"))
+    }
+
+    /// At-most-once: how far ahead of its position (in its own units) the source leases.
+    /// At least twice what one poll can advance a split; what a crash skips at most.
+    fn lease_ahead(&self) -> u64 {
+        AT_MOST_ONCE_LEASE
+    }
 }
 
-/// A source that drains an iterator.
-pub struct IterSource<I>(pub I);
+/// A source that drains an iterator. It is replayable as long as the iterator yields the
+/// same records each run: its position is the number of records taken, and a restore
+/// skips that many (onto the same shard count only).
+pub struct IterSource<I> {
+    iter: I,
+    taken: u64,
+    shard: ShardInfo,
+}
+
+impl<I> IterSource<I> {
+    /// Drains `iter` as shard `shard`'s part of the input.
+    pub fn new(iter: I, shard: ShardInfo) -> Self {
+        IterSource {
+            iter,
+            taken: 0,
+            shard,
+        }
+    }
+}
 
 impl<T: Clone, I: Iterator<Item = T>> Source<T> for IterSource<I> {
     fn poll(&mut self, out: &mut Output<T>, max: usize) -> Result<SourceStatus, Failure> {
         for _ in 0..max {
-            match self.0.next() {
-                Some(r) => out.give(r),
+            match self.iter.next() {
+                Some(r) => {
+                    self.taken += 1;
+                    out.give(r)
+                }
                 None => return Ok(SourceStatus::Done),
             }
         }
         Ok(SourceStatus::Emitted)
+    }
+
+    fn checkpoint(&self) -> Option<Vec<SplitPosition>> {
+        Some(vec![SplitPosition {
+            split: self.shard.index as u32,
+            of: self.shard.shards as u32,
+            position: self.taken,
+        }])
+    }
+
+    fn restore(&mut self, splits: Vec<SplitPosition>) -> Result<(), Failure> {
+        match splits.as_slice() {
+            [] => {
+                // This shard owns no split of the earlier run: it emits nothing.
+                self.iter.by_ref().for_each(drop);
+                Ok(())
+            }
+            [p] if p.split as usize == self.shard.index && p.of as usize == self.shard.shards => {
+                for _ in 0..p.position {
+                    if self.iter.next().is_none() {
+                        return Err(Failure::new(format!(
+                            "the checkpoint says split {} had taken {} records, but its \
+                             iterator ends earlier: the input changed",
+                            p.split, p.position
+                        )));
+                    }
+                }
+                self.taken = p.position;
+                Ok(())
+            }
+            _ => Err(Failure::new(
+                "an iterator source restores only onto the shard count it was checkpointed \
+                 with",
+            )),
+        }
     }
 }
 

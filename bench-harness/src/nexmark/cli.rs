@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use rill_runtime::checkpoint::{CheckpointStats, Checkpointing, Guarantee};
 use rill_runtime::Config;
 use serde::Serialize;
 
@@ -112,7 +113,25 @@ pub struct Common {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Take checkpoints into this directory, and resume from the latest complete one in it
+    /// (q0, q1, q2, q5, q7).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, e.g. 200ms or 1s.
+    #[arg(long, default_value = "1s", value_parser = parse_ms)]
+    pub checkpoint_interval: i64,
+    /// exactly-once, at-least-once or at-most-once (with --checkpoint-dir).
+    #[arg(long, default_value = "exactly-once", value_parser = parse_guarantee)]
+    pub guarantee: Guarantee,
 }
+
+fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
+    s.parse()
+}
+
+/// Queries whose operators support checkpoints.
+pub const CHECKPOINTED_QUERIES: [Query; 5] =
+    [Query::Q0, Query::Q1, Query::Q2, Query::Q5, Query::Q7];
 
 impl Common {
     fn config(&self) -> Config {
@@ -123,8 +142,39 @@ impl Common {
         config
     }
 
+    /// Checks the checkpoint flags.
+    fn check_checkpoints(&self, explicit_guarantee: bool) -> Result<(), String> {
+        if self.checkpoint_dir.is_none() {
+            if explicit_guarantee {
+                return Err("--guarantee needs --checkpoint-dir".into());
+            }
+            return Ok(());
+        }
+        if !CHECKPOINTED_QUERIES.contains(&self.query) {
+            let names: Vec<String> = CHECKPOINTED_QUERIES.iter().map(|q| q.to_string()).collect();
+            return Err(format!(
+                "{} does not support checkpoints yet (its operators cannot snapshot their \
+                 state); queries with checkpoints: {}",
+                self.query,
+                names.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn checkpointing(&self) -> Option<Checkpointing> {
+        self.checkpoint_dir.as_ref().map(|dir| {
+            Checkpointing::new(dir.clone())
+                .interval(Some(Duration::from_millis(self.checkpoint_interval as u64)))
+                .guarantee(self.guarantee)
+        })
+    }
+
     fn spec(&self, events: u64, rate: Option<u64>, output: Option<PathBuf>) -> RunSpec {
         RunSpec {
+            checkpointing: self.checkpointing(),
+            output_dir: None,
+            fresh_checkpoints: false,
             query: self.query,
             events,
             generator: GeneratorConfig {
@@ -159,6 +209,10 @@ pub struct RunArgs {
     /// Write the result rows as CSV (with a header) into this file.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Write the result rows through the transactional file sink into this directory:
+    /// part-<epoch>-<shard>.csv files, each with the header, committed per checkpoint.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
 }
 
 /// `rill-bench sweep`.
@@ -414,6 +468,49 @@ fn write_plots(
     Ok(files)
 }
 
+/// A line on the checkpoints of a run.
+fn checkpoint_line(c: &CheckpointStats) -> String {
+    let mut line = String::new();
+    for (dir, reason) in &c.skipped {
+        line.push_str(&format!(
+            "skipped unusable checkpoint {}: {reason}\n",
+            dir.display()
+        ));
+    }
+    if let Some(id) = c.restored_from {
+        line.push_str(&format!(
+            "restored from checkpoint {id} (read and validated in {})\n",
+            fmt_ns(c.restore_load.as_nanos() as u64)
+        ));
+    }
+    let n = c.completed.len();
+    if n == 0 {
+        line.push_str("checkpoints: none completed");
+        return line;
+    }
+    let mut durations: Vec<u64> = c
+        .completed
+        .iter()
+        .map(|r| r.duration.as_nanos() as u64)
+        .collect();
+    durations.sort_unstable();
+    let bytes: u64 = c.completed.iter().map(|r| r.bytes).sum();
+    let align = c
+        .completed
+        .iter()
+        .map(|r| r.alignment)
+        .max()
+        .unwrap_or_default();
+    line.push_str(&format!(
+        "checkpoints: {n} completed, duration p50 {} max {}, {:.1} MiB average, alignment max {}",
+        fmt_ns(durations[n / 2]),
+        fmt_ns(durations[n - 1]),
+        bytes as f64 / n as f64 / (1 << 20) as f64,
+        fmt_ns(align.as_nanos() as u64)
+    ));
+    line
+}
+
 /// `rill-bench run`: one query, unthrottled or open loop.
 pub fn run_command(args: &RunArgs) -> ExitCode {
     if args.common.shards.is_none() && args.output.is_some() {
@@ -429,7 +526,12 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
         }
         None => 10_000_000,
     });
-    let spec = args.common.spec(events, args.rate, args.output.clone());
+    let explicit_guarantee = std::env::args().any(|a| a.starts_with("--guarantee"));
+    if let Err(e) = args.common.check_checkpoints(explicit_guarantee) {
+        return fail(e);
+    }
+    let mut spec = args.common.spec(events, args.rate, args.output.clone());
+    spec.output_dir = args.output_dir.clone();
     let outcome = match run_with_progress(&spec, args.common.quiet, &args.common.query.to_string())
     {
         Ok(o) => o,
@@ -451,6 +553,9 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
     } else {
         println!("{TABLE_HEADER}");
         println!("{}", table_row(&outcome));
+        if let Some(c) = &outcome.report.checkpoints {
+            println!("{}", checkpoint_line(c));
+        }
         if let Some(v) = &verdict {
             println!(
                 "{}: {}",
@@ -516,11 +621,17 @@ pub fn sweep_command(args: &SweepArgs) -> ExitCode {
         return fail("--start-rate is above --max-rate");
     }
     let c = &args.common;
+    let explicit_guarantee = std::env::args().any(|a| a.starts_with("--guarantee"));
+    if let Err(e) = c.check_checkpoints(explicit_guarantee) {
+        return fail(e);
+    }
     let text = !c.json && !c.csv;
     let trial = |rate: u64, label: &str| -> Result<(RunOutcome, Verdict), RunError> {
         let seconds = args.seconds + c.warmup as f64 / 1e3;
         let events = ((rate as f64 * seconds) as u64).max(1);
-        let spec = c.spec(events, Some(rate), None);
+        let mut spec = c.spec(events, Some(rate), None);
+        // Every trial starts from scratch, not from the previous trial's checkpoints.
+        spec.fresh_checkpoints = true;
         let o = run_with_progress(&spec, c.quiet, label)?;
         let v = judge(&o, Duration::from_secs_f64(seconds));
         Ok((o, v))
@@ -686,6 +797,9 @@ pub fn default_benchmark() -> ExitCode {
             csv: false,
             plot: None,
             quiet: false,
+            checkpoint_dir: None,
+            checkpoint_interval: 1000,
+            guarantee: Guarantee::ExactlyOnce,
         };
         for (events, rate) in [(events, None), (rate * seconds, Some(rate))] {
             let spec = common.spec(events, rate, None);

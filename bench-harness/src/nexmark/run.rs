@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use rill_operators::file_sink::{PartFiles, PartWriter};
+use rill_runtime::checkpoint::{Checkpointing, StateWriter};
 use rill_runtime::{Config, Dataflow, Failure, JobReport, OpResult, Runtime, Sink, Stream};
 
 use super::queries::{self, Query, QueryContext};
@@ -49,6 +51,12 @@ pub struct RunSpec {
     pub warmup: Duration,
     /// The runtime's configuration.
     pub config: Config,
+    /// Checkpoints, and recovery from the latest one in the directory.
+    pub checkpointing: Option<Checkpointing>,
+    /// Delete the checkpoint directory first (a sweep's trials start from scratch).
+    pub fresh_checkpoints: bool,
+    /// Write the rows through the transactional file sink into this directory.
+    pub output_dir: Option<PathBuf>,
 }
 
 /// What a run measured.
@@ -116,6 +124,7 @@ fn phases() -> Box<PhaseHistograms> {
 struct RowSink {
     epoch: Epoch,
     file: Option<Arc<Mutex<BufWriter<File>>>>,
+    parts: Option<PartWriter>,
     buffer: Vec<u8>,
     measure: bool,
     run_ns: u64,
@@ -185,6 +194,13 @@ impl<R: Row> Sink<R> for RowSink {
                 self.write_out()?;
             }
         }
+        if let Some(parts) = &mut self.parts {
+            let buffer = parts.buffer();
+            for row in batch.iter() {
+                row.write_csv(buffer);
+            }
+            parts.written()?;
+        }
         batch.clear();
         if now.saturating_sub(self.last_publish) >= PUBLISH_NS {
             self.last_publish = now;
@@ -195,7 +211,24 @@ impl<R: Row> Sink<R> for RowSink {
 
     fn on_end(&mut self) -> OpResult {
         self.write_out()?;
+        if let Some(parts) = &mut self.parts {
+            parts.end()?;
+        }
         self.publish()
+    }
+
+    fn snapshot(&mut self, checkpoint: u64, _state: &mut StateWriter) -> OpResult {
+        match &mut self.parts {
+            Some(parts) => parts.pre_commit(checkpoint),
+            None => Ok(()),
+        }
+    }
+
+    fn on_checkpoint_complete(&mut self, checkpoint: u64) -> OpResult {
+        match &mut self.parts {
+            Some(parts) => parts.commit(checkpoint),
+            None => Ok(()),
+        }
     }
 }
 
@@ -223,6 +256,20 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         generator.inter_event_ns = (1_000_000_000 / rate.max(1)).max(1);
         // Open loop: never park, so a due event is picked up at once.
         config = config.spin_before_park(Duration::from_secs(3600));
+    }
+    if let Some(c) = &spec.checkpointing {
+        if spec.fresh_checkpoints {
+            match std::fs::remove_dir_all(c.dir()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RunError::Output {
+                        path: c.dir().to_path_buf(),
+                        source: e,
+                    })
+                }
+                _ => {}
+            }
+        }
+        config = config.checkpointing(c.clone());
     }
     let shards = config.shard_count();
     let generator = Arc::new(generator);
@@ -264,9 +311,16 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
             s.clone(),
         )
     });
+    if let Some(dir) = &spec.output_dir {
+        df.on_job(Arc::new(PartFiles::new(dir.clone())));
+    }
     let sink = SinkParts {
         epoch: epoch.clone(),
         file: file.clone(),
+        parts: spec
+            .output_dir
+            .clone()
+            .map(|dir| (dir, header_of(spec.query))),
         measure: open_loop,
         run_ns: events.saturating_mul(generator.inter_event_ns),
         warmup_ns: spec.warmup.as_nanos() as u64,
@@ -345,6 +399,7 @@ pub fn header_of(query: Query) -> String {
 struct SinkParts {
     epoch: Epoch,
     file: Option<Arc<Mutex<BufWriter<File>>>>,
+    parts: Option<(PathBuf, String)>,
     measure: bool,
     run_ns: u64,
     warmup_ns: u64,
@@ -362,9 +417,13 @@ impl SinkParts {
             self.run_ns,
         );
         let (live, rows) = (self.live.clone(), self.rows.clone());
-        stream.sink("sink", move |_| RowSink {
+        let parts = self.parts.clone();
+        stream.sink("sink", move |shard| RowSink {
             epoch: epoch.clone(),
             file: file.clone(),
+            parts: parts.as_ref().map(|(dir, header)| {
+                PartWriter::new(dir.clone(), shard.index, Some(header.clone()))
+            }),
             buffer: Vec::with_capacity(FLUSH_BYTES + 4096),
             measure,
             run_ns,

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use rill_runtime::checkpoint::SplitPosition;
 use rill_runtime::rkyv;
 use rill_runtime::{Failure, Output, Source, SourceStatus, Timestamp};
 
@@ -75,16 +76,26 @@ pub struct SourceStats {
     pub end_lag_ns: AtomicU64,
 }
 
+/// One split of the event sequence: positions `id, id + of, id + 2 * of, ...` (a fresh
+/// run has one split per shard; a restore onto another shard count moves whole splits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Split {
+    id: u32,
+    of: u32,
+    next: u64,
+}
+
 /// One shard's NEXMark source.
 pub struct NexmarkSource {
     config: Arc<GeneratorConfig>,
-    next: u64,
-    step: u64,
+    splits: Vec<Split>,
     end: u64,
     open_loop: bool,
     epoch: Epoch,
     stats: Arc<SourceStats>,
     watermark: Timestamp,
+    /// The last position emitted, if any.
+    last: Option<u64>,
 }
 
 impl NexmarkSource {
@@ -101,13 +112,17 @@ impl NexmarkSource {
     ) -> Self {
         NexmarkSource {
             config,
-            next: shard as u64,
-            step: shards.max(1) as u64,
+            splits: vec![Split {
+                id: shard as u32,
+                of: shards.max(1) as u32,
+                next: shard as u64,
+            }],
             end: events,
             open_loop,
             epoch,
             stats,
             watermark: Timestamp::MIN,
+            last: None,
         }
     }
 
@@ -115,22 +130,34 @@ impl NexmarkSource {
     fn due_ns(&self, position: u64) -> u64 {
         position.saturating_mul(self.config.inter_event_ns)
     }
+
+    /// The split with the lowest next position (events leave in about event-time order).
+    #[inline]
+    fn lowest(&self) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, s) in self.splits.iter().enumerate() {
+            if s.next < self.end && best.map_or(true, |b| s.next < self.splits[b].next) {
+                best = Some(i);
+            }
+        }
+        best
+    }
 }
 
 impl Source<Timed> for NexmarkSource {
     fn poll(&mut self, out: &mut Output<Timed>, max: usize) -> Result<SourceStatus, Failure> {
         let now = self.epoch.now_ns();
-        if self.next >= self.end {
-            if self.open_loop && self.end > 0 {
-                // The last position this shard emitted.
-                let last = self.next - self.step;
-                let lag = now.saturating_sub(self.due_ns(last));
-                self.stats.end_lag_ns.fetch_max(lag, Ordering::Relaxed);
+        let Some(mut current) = self.lowest() else {
+            if self.open_loop {
+                if let Some(last) = self.last {
+                    let lag = now.saturating_sub(self.due_ns(last));
+                    self.stats.end_lag_ns.fetch_max(lag, Ordering::Relaxed);
+                }
             }
             return Ok(SourceStatus::Done);
-        }
+        };
         let due_until = if self.open_loop {
-            let due = self.due_ns(self.next);
+            let due = self.due_ns(self.splits[current].next);
             if due > now {
                 return Ok(SourceStatus::Idle);
             }
@@ -143,23 +170,77 @@ impl Source<Timed> for NexmarkSource {
             u64::MAX
         };
         let mut emitted = 0u64;
-        while (emitted as usize) < max && self.next < self.end && self.next < due_until {
-            let position = self.next;
+        let single = self.splits.len() == 1;
+        while (emitted as usize) < max {
+            let split = &mut self.splits[current];
+            let position = split.next;
+            if position >= self.end || position >= due_until {
+                break;
+            }
+            split.next += split.of as u64;
             out.give(Timed {
-                due_ns: self.due_ns(position),
+                due_ns: position.saturating_mul(self.config.inter_event_ns),
                 event: self.config.event(position),
             });
-            self.next += self.step;
+            self.last = Some(position);
             emitted += 1;
+            if !single {
+                match self.lowest() {
+                    Some(i) => current = i,
+                    None => break,
+                }
+            }
         }
         self.stats.emitted.fetch_add(emitted, Ordering::Relaxed);
-        if self.next < self.end {
-            let watermark = self.config.watermark_ms(self.next) as Timestamp;
+        if let Some(next) = self.lowest().map(|i| self.splits[i].next) {
+            let watermark = self.config.watermark_ms(next) as Timestamp;
             if watermark > self.watermark {
                 self.watermark = watermark;
                 out.watermark(watermark)?;
             }
         }
         Ok(SourceStatus::Emitted)
+    }
+
+    fn checkpoint(&self) -> Option<Vec<SplitPosition>> {
+        Some(
+            self.splits
+                .iter()
+                .map(|s| SplitPosition {
+                    split: s.id,
+                    of: s.of,
+                    position: s.next,
+                })
+                .collect(),
+        )
+    }
+
+    fn restore(&mut self, splits: Vec<SplitPosition>) -> Result<(), Failure> {
+        let mut restored = Vec::with_capacity(splits.len());
+        for p in splits {
+            if p.of == 0 || p.split >= p.of {
+                return Err(Failure::new(format!(
+                    "NEXMark split {} of {} is not a valid split",
+                    p.split, p.of
+                )));
+            }
+            // The first position of the split's stride at or after the recorded one (an
+            // at-most-once lease need not lie on the stride).
+            let (of, id) = (p.of as u64, p.split as u64);
+            let next = p.position + (id + of - p.position % of) % of;
+            restored.push(Split {
+                id: p.split,
+                of: p.of,
+                next,
+            });
+        }
+        restored.sort_by_key(|s| s.next);
+        self.splits = restored;
+        Ok(())
+    }
+
+    fn lease_ahead(&self) -> u64 {
+        // 16,384 events per split: far more than one poll emits, little to lose.
+        self.splits.iter().map(|s| s.of as u64).max().unwrap_or(1) << 14
     }
 }

@@ -564,6 +564,14 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        _state: &mut rill_runtime::checkpoint::StateWriter,
+    ) -> rill_runtime::OpResult {
+        Err(crate::unsupported_checkpoint())
+    }
+
     type Out = Outs<K, G::Out, T>;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {

@@ -1,11 +1,15 @@
 //! The consuming side of an exchange on one shard: reads batches from every producer's
 //! channel in place, hands the buffers back, and pushes the records down its chain.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::checkpoint::{local, Coordinator};
 use crate::data::ExchangeData;
 use crate::error::Failure;
 use crate::exchange::channel::{ChannelRx, Msg};
 use crate::progress::Frontier;
-use crate::push::Push;
+use crate::push::{Progress, Push};
 use crate::shard::head::Head;
 
 /// Batches a receiver reads per poll before the shard turns to its other work.
@@ -18,6 +22,11 @@ pub(crate) struct ExchangeReceiver<T> {
     downstream: Box<dyn Push<T>>,
     staging: Vec<T>,
     next: usize,
+    /// Exactly-once: a channel that delivered the barrier being aligned is not read.
+    aligned: bool,
+    coord: Option<Arc<Coordinator>>,
+    /// The last barrier passed downstream.
+    forwarded: u64,
 }
 
 impl<T: ExchangeData> ExchangeReceiver<T> {
@@ -34,6 +43,9 @@ impl<T: ExchangeData> ExchangeReceiver<T> {
             downstream,
             staging: Vec::new(),
             next: 0,
+            aligned: local::aligned(),
+            coord: local::coordinator(),
+            forwarded: 0,
         }
     }
 }
@@ -47,6 +59,9 @@ impl<T: ExchangeData> Head for ExchangeReceiver<T> {
         for step in 0..n {
             let i = (self.next + step) % n;
             while batches < BATCHES_PER_POLL {
+                if self.aligned && self.frontier.holds(i) {
+                    break;
+                }
                 let Some(msg) = self.channels[i].pop() else {
                     break;
                 };
@@ -65,8 +80,21 @@ impl<T: ExchangeData> Head for ExchangeReceiver<T> {
                         }
                     }
                     Msg::Progress(p) => {
-                        let downstream = &mut self.downstream;
-                        self.frontier.update(i, p, |q| downstream.progress(q))?;
+                        let was_aligning = self.frontier.aligning();
+                        let (downstream, forwarded) = (&mut self.downstream, &mut self.forwarded);
+                        self.frontier.update(i, p, |q| {
+                            if let Progress::Barrier(id) = q {
+                                *forwarded = id;
+                            }
+                            downstream.progress(q)
+                        })?;
+                        if self.aligned {
+                            match (was_aligning, self.frontier.aligning(), p) {
+                                (false, true, Progress::Barrier(id)) => local::holding(id, true),
+                                (true, false, _) => local::holding(self.forwarded, false),
+                                _ => {}
+                            }
+                        }
                     }
                 }
             }
@@ -85,5 +113,17 @@ impl<T: ExchangeData> Head for ExchangeReceiver<T> {
 
     fn exchange_name(&self) -> Option<&str> {
         Some(&self.name)
+    }
+
+    fn late_barrier(&mut self) -> Result<(), Failure> {
+        let Some(coord) = &self.coord else {
+            return Ok(());
+        };
+        let requested = coord.requested.load(Ordering::Acquire);
+        if requested > self.forwarded && self.frontier.is_ended() {
+            self.forwarded = requested;
+            self.downstream.progress(Progress::Barrier(requested))?;
+        }
+        Ok(())
     }
 }

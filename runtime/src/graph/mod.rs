@@ -39,7 +39,6 @@ use crate::operator::{
     BinaryOperator, BinaryState, LeftInput, Operator, RightInput, UnaryInput, UnionInput,
     UnionState,
 };
-use crate::progress::Frontier;
 use crate::push::{Output, Progress, Push};
 use crate::sink::{CollectSink, Collected, DiscardSink, Sink, SinkOperator};
 use crate::source::{strided, IterSource, Source};
@@ -123,7 +122,14 @@ impl Dataflow {
         I::IntoIter: 'static,
         F: Fn(crate::ShardInfo) -> I + Send + Sync + 'static,
     {
-        self.source(name, move |shard| IterSource(make(shard).into_iter()))
+        self.source(name, move |shard| {
+            IterSource::new(make(shard).into_iter(), shard)
+        })
+    }
+
+    /// Adds a job-level checkpoint hook (see [`JobHook`](crate::checkpoint::JobHook)).
+    pub fn on_job(&mut self, hook: Arc<dyn crate::checkpoint::JobHook>) {
+        self.graph.borrow_mut().hooks.push(hook);
     }
 
     /// A source over a vector, split across shards (shard `i` of `n` emits elements
@@ -225,10 +231,7 @@ impl<T: Data> Stream<T> {
             name: "union".to_string(),
             inputs,
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
-                let state = Rc::new(RefCell::new(UnionState {
-                    out: b.output::<T>(0),
-                    frontier: Frontier::new(n),
-                }));
+                let state = Rc::new(RefCell::new(UnionState::new(b.output::<T>(0), n)));
                 Built::Inputs(
                     (0..n)
                         .map(|input| {
@@ -244,6 +247,12 @@ impl<T: Data> Stream<T> {
         self.derived(node, 0)
     }
 
+    /// Adds a job-level checkpoint hook (see [`JobHook`](crate::checkpoint::JobHook)), e.g.
+    /// from a sink's builder, which has only the stream.
+    pub fn on_job(&self, hook: Arc<dyn crate::checkpoint::JobHook>) {
+        self.graph.borrow_mut().hooks.push(hook);
+    }
+
     /// A sink: `make` builds each shard's [`Sink`].
     pub fn sink<S, F>(&self, name: &str, make: F)
     where
@@ -254,7 +263,7 @@ impl<T: Data> Stream<T> {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
-                let input = UnaryInput::new(SinkOperator(make(b.shard)), ());
+                let input = UnaryInput::new(SinkOperator::new(make(b.shard)), ());
                 Built::Inputs(vec![b.input::<T>(input)])
             }),
         });

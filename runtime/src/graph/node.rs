@@ -63,6 +63,7 @@ pub(crate) struct ExchangeDesc {
 pub(crate) struct GraphDesc {
     pub nodes: Vec<NodeDesc>,
     pub exchanges: Vec<ExchangeDesc>,
+    pub hooks: Vec<std::sync::Arc<dyn crate::checkpoint::JobHook>>,
 }
 
 impl GraphDesc {
@@ -86,6 +87,8 @@ pub(crate) struct NodeBuilder<'a> {
     pub consumers: &'a mut HashMap<StreamId, Vec<Box<dyn Any>>>,
     pub counter: Rc<Cell<u64>>,
     pub clock: Clock,
+    /// The first failure met while building (a restore that failed).
+    pub failure: Option<crate::error::Failure>,
 }
 
 impl NodeBuilder<'_> {
@@ -107,19 +110,36 @@ impl NodeBuilder<'_> {
         Output::new(consumers, self.batch_records)
     }
 
-    /// Wraps an input so that its records are counted and failures name this node.
-    pub fn input<I: 'static>(&self, push: impl Push<I> + 'static) -> Box<dyn Any> {
-        let push: Box<dyn Push<I>> =
-            Box::new(Instrumented::new(push, self.node, self.counter.clone()));
+    /// Wraps an input so that its records are counted and failures name this node; when
+    /// the job restores from a checkpoint, restores the node's state through its first
+    /// input.
+    pub fn input<I: 'static>(&mut self, push: impl Push<I> + 'static) -> Box<dyn Any> {
+        let mut push = Instrumented::new(push, self.node, self.counter.clone());
+        if let Some(state) = crate::checkpoint::local::restored(self.node) {
+            if let Err(e) = push.restore(&state) {
+                self.failure.get_or_insert(e);
+            }
+        }
+        let push: Box<dyn Push<I>> = Box::new(push);
         Box::new(push)
     }
 
-    /// A chain head polling `source`.
+    /// A chain head polling `source`, rewound to its checkpointed splits if the job
+    /// restores.
     pub fn source_head<T: Data>(
-        &self,
-        source: impl Source<T> + 'static,
+        &mut self,
+        mut source: impl Source<T> + 'static,
         out: Output<T>,
     ) -> Box<dyn Head> {
+        if let Some(state) = crate::checkpoint::local::restored(self.node) {
+            let restored = state
+                .values::<crate::checkpoint::SplitPosition>()
+                .and_then(|splits| source.restore(splits));
+            if let Err(mut e) = restored {
+                e.operator.get_or_insert(self.node);
+                self.failure.get_or_insert(e);
+            }
+        }
         Box::new(SourceHead::new(
             source,
             out,
@@ -127,6 +147,7 @@ impl NodeBuilder<'_> {
             self.counter.clone(),
             self.batch_records,
             self.clock,
+            self.shard.index,
         ))
     }
 }

@@ -21,6 +21,12 @@ pub(crate) trait Head {
     fn exchange_name(&self) -> Option<&str> {
         None
     }
+    /// Called on a head that is done whenever the shard services checkpoints: passes a
+    /// newly requested barrier down its chain, so that operators whose inputs ended still
+    /// take part in checkpoints.
+    fn late_barrier(&mut self) -> Result<(), Failure> {
+        Ok(())
+    }
 }
 
 /// The shard loop's view of an exchange sender.

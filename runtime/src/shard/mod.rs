@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::checkpoint;
 use crate::clock::Clock;
 use crate::error::{Error, Failure, FailureKind};
 use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx, ShardWaker};
@@ -54,6 +55,7 @@ pub(crate) struct Shard {
     waker: Arc<ShardWaker>,
     abort: Arc<AtomicBool>,
     spin_before_park: Duration,
+    checkpointing: bool,
 }
 
 impl Shard {
@@ -65,7 +67,7 @@ impl Shard {
         settings: &ShardSettings,
         waker: Arc<ShardWaker>,
         abort: Arc<AtomicBool>,
-    ) -> Shard {
+    ) -> Result<Shard, Error> {
         let n = graph.nodes.len();
         let counters: Vec<Rc<Cell<u64>>> = (0..n).map(|_| Rc::new(Cell::new(0))).collect();
         let mut consumers: HashMap<StreamId, Vec<Box<dyn Any>>> = HashMap::new();
@@ -81,8 +83,15 @@ impl Shard {
                 clock: settings.clock,
                 consumers: &mut consumers,
                 counter: counters[node].clone(),
+                failure: None,
             };
             let built = (desc.build)(&mut builder);
+            if let Some(f) = builder.failure.take() {
+                return Err(Error::Restore(format!(
+                    "operator '{}' on shard {}: {}",
+                    desc.name, info.index, f.message
+                )));
+            }
             // Every sender this node's outputs reach through chained calls.
             let mut reach: Vec<BlockedFlag> = Vec::new();
             consumer_reach.retain(|id, flags| {
@@ -137,7 +146,7 @@ impl Shard {
                 }
             }
         }
-        Shard {
+        Ok(Shard {
             info,
             heads,
             senders,
@@ -146,7 +155,8 @@ impl Shard {
             waker,
             abort,
             spin_before_park: settings.spin_before_park,
-        }
+            checkpointing: crate::checkpoint::local::coordinator().is_some(),
+        })
     }
 
     /// Runs the shard to completion. Returns the per-node record counts.
@@ -172,7 +182,7 @@ impl Shard {
                 Ok(Err((failure, exchange))) => return Err(self.error(failure, exchange)),
                 Err(panic) => return Err(self.panic_error(panic)),
             };
-            if finished {
+            if finished && (!self.checkpointing || checkpoint::local::may_stop()) {
                 return Ok(());
             }
             if worked {
@@ -222,6 +232,16 @@ impl Shard {
                 .borrow_mut()
                 .poll(now, !worked)
                 .map_err(|f| (f, None))?;
+        }
+        if self.checkpointing {
+            for slot in &mut self.heads {
+                if slot.head.is_done() {
+                    slot.head
+                        .late_barrier()
+                        .map_err(|f| (f, slot.head.exchange_name().map(str::to_string)))?;
+                }
+            }
+            checkpoint::local::service().map_err(|f| (f, None))?;
         }
         Ok((worked, all_done && !unsent))
     }

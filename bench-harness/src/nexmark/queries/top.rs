@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rill_operators::window::Window;
-use rill_runtime::{Data, OpResult, Operator, Output, Progress, Stream, Timestamp};
+use rill_runtime::checkpoint::{StateReader, StateWriter};
+use rill_runtime::{
+    hash_key, ExchangeData, OpResult, Operator, Output, Progress, Stream, Timestamp,
+};
 
 type WindowOf<T> = Arc<dyn Fn(&T) -> Window + Send + Sync>;
 type ScoreOf<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
@@ -20,7 +23,7 @@ pub struct TopPerWindow<T> {
     best: BTreeMap<(Timestamp, Timestamp), (u64, Vec<T>)>,
 }
 
-impl<T: Data> TopPerWindow<T> {
+impl<T: ExchangeData> TopPerWindow<T> {
     /// Adds `top_per_window` after `stream`: on each shard, the records with the highest
     /// `score` per `window`, emitted when the watermark reaches the window's end.
     pub fn apply(
@@ -37,22 +40,8 @@ impl<T: Data> TopPerWindow<T> {
         })
     }
 
-    fn release(&mut self, up_to: Timestamp, out: &mut Output<T>) {
-        while let Some(entry) = self.best.first_entry() {
-            if entry.key().0 > up_to {
-                break;
-            }
-            for record in entry.remove().1 {
-                out.give(record);
-            }
-        }
-    }
-}
-
-impl<T: Data> Operator<T> for TopPerWindow<T> {
-    type Out = Output<T>;
-
-    fn on_batch(&mut self, batch: &mut Vec<T>, _out: &mut Output<T>) -> OpResult {
+    /// Adds records, keeping those at their window's maximum.
+    fn add(&mut self, batch: &mut Vec<T>) {
         for record in batch.drain(..) {
             let w = (self.window)(&record);
             let score = (self.score)(&record);
@@ -68,6 +57,25 @@ impl<T: Data> Operator<T> for TopPerWindow<T> {
                 records.push(record);
             }
         }
+    }
+
+    fn release(&mut self, up_to: Timestamp, out: &mut Output<T>) {
+        while let Some(entry) = self.best.first_entry() {
+            if entry.key().0 > up_to {
+                break;
+            }
+            for record in entry.remove().1 {
+                out.give(record);
+            }
+        }
+    }
+}
+
+impl<T: ExchangeData> Operator<T> for TopPerWindow<T> {
+    type Out = Output<T>;
+
+    fn on_batch(&mut self, batch: &mut Vec<T>, _out: &mut Output<T>) -> OpResult {
+        self.add(batch);
         Ok(())
     }
 
@@ -78,6 +86,24 @@ impl<T: Data> Operator<T> for TopPerWindow<T> {
 
     fn on_end(&mut self, out: &mut Output<T>) -> OpResult {
         self.release(Timestamp::MAX, out);
+        Ok(())
+    }
+
+    /// The kept records, keyed by their window: restored onto any shard count, each
+    /// window's records meet again on one shard, and re-adding them keeps the maximum.
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        let window = self.window.clone();
+        state.put_keyed_all(
+            self.best
+                .values()
+                .flat_map(|(_, records)| records.iter())
+                .map(|r| (hash_key(&window(r)), r.clone())),
+        )
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        let mut records = state.values::<T>()?;
+        self.add(&mut records);
         Ok(())
     }
 }

@@ -6,7 +6,10 @@ use rill_operators::window::{Pane, Window};
 use rill_runtime::rkyv;
 use std::collections::BTreeMap;
 
-use rill_runtime::{OpResult, Operator, Output, Partitioning, Progress, Stream, Timestamp};
+use rill_runtime::checkpoint::{StateReader, StateWriter};
+use rill_runtime::{
+    hash_key, OpResult, Operator, Output, Partitioning, Progress, Stream, Timestamp,
+};
 use rustc_hash::FxHashMap;
 
 use super::{QueryContext, TopPerWindow};
@@ -171,6 +174,34 @@ impl Operator<BidSummary> for SlidingCounts {
 
     fn on_end(&mut self, out: &mut Self::Out) -> OpResult {
         self.release(Timestamp::MAX, out);
+        Ok(())
+    }
+
+    /// Every (window end, auction, count), keyed by auction like the input.
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        state.put_keyed_all(self.windows.iter().flat_map(|(&end, w)| {
+            w.counts
+                .iter()
+                .map(move |(&auction, &count)| (hash_key(&auction), (end, auction, count)))
+        }))
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        for (end, auction, count) in state.values::<(Timestamp, u64, u64)>()? {
+            let spare = &mut self.spare;
+            let w = self
+                .windows
+                .entry(end)
+                .or_insert_with(|| spare.pop().unwrap_or_default());
+            w.counts.insert(auction, count);
+            if count > w.max {
+                w.max = count;
+                w.top.clear();
+            }
+            if count == w.max {
+                w.top.push(auction);
+            }
+        }
         Ok(())
     }
 }

@@ -1,0 +1,443 @@
+//! Fault tolerance: checkpoint barriers, snapshots of operator state and source positions,
+//! recovery, and the hooks two-phase-commit sinks need.
+//!
+//! **Barriers.** A coordinator thread asks every source for checkpoint `n` at a fixed
+//! interval (or on demand, [`JobHandle::checkpoint_now`](crate::JobHandle::checkpoint_now)).
+//! Each source records its position and sends [`Progress::Barrier(n)`](crate::Progress)
+//! down its chain, in band with the data. An operator snapshots its state once the barrier
+//! arrived on all of its inputs and then forwards it. With [`Guarantee::ExactlyOnce`] the
+//! barriers are *aligned*: an input that delivered barrier `n` is held back (an exchange
+//! stops reading that channel; a two-input operator or a union buffers it) until every
+//! other input delivered it too, so the snapshot holds exactly the effect of the records
+//! before the barrier (asynchronous barrier snapshots, as in Flink). With
+//! [`Guarantee::AtLeastOnce`] inputs are not held back, so a snapshot may include records
+//! after the barrier, which are replayed (and counted twice) after a recovery.
+//! [`Guarantee::AtMostOnce`] takes no snapshots: sources record *leases* (positions a bit
+//! ahead of what they emitted) and a restarted job resumes after them, with fresh state.
+//!
+//! **Files.** Each shard serializes the state its operators handed over (rkyv, checksummed)
+//! into `DIR/chk-<n>/shard-<i>.bin`, written with glommio's file I/O while the shard keeps
+//! processing. When every shard wrote its file the coordinator writes `DIR/chk-<n>/MANIFEST`
+//! (temporary file, fsync, rename, fsync of the directory): only then is checkpoint `n`
+//! complete. The last [`Checkpointing::retain`] complete checkpoints are kept.
+//!
+//! **Rescaling.** Keyed state is written per key group ([`StateWriter::put_keyed`]); on a
+//! restore onto `M` shards each shard takes the key groups it owns under `M`. Non-keyed
+//! state and source positions are written per *split* ([`StateWriter::put_split`]), and
+//! split `s` goes to shard `s % M`.
+//!
+//! **Recovery.** Starting a job with a checkpoint directory restores the latest complete
+//! checkpoint. Every file is validated (checksum, then rkyv validation); a corrupt or
+//! truncated checkpoint is reported in [`Recovery::skipped`] and the previous complete one
+//! is used.
+
+mod coordinator;
+pub(crate) mod local;
+mod store;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use rkyv::util::AlignedVec;
+
+use crate::data::ExchangeData;
+use crate::error::Failure;
+use crate::exchange::route::key_group;
+
+pub use coordinator::{CheckpointRecord, CheckpointStats};
+pub(crate) use coordinator::{Coordinator, CoordinatorThread};
+pub use store::{find_latest, Recovery};
+pub(crate) use store::{load_leases as store_leases, remove_after, ShardFile, StateEntry};
+
+/// The result guarantee a job runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Guarantee {
+    /// Aligned barriers and replayable sources: after a failure, every record affects the
+    /// state exactly once.
+    ExactlyOnce,
+    /// Snapshots without barrier alignment: after a failure nothing is lost, but records
+    /// may be counted twice.
+    AtLeastOnce,
+    /// No snapshots and no replay: after a failure the job resumes after the input it had
+    /// already read, with empty state; records may be lost, never duplicated.
+    AtMostOnce,
+}
+
+impl Guarantee {
+    /// The name used on the command line and in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::ExactlyOnce => "exactly-once",
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::AtMostOnce => "at-most-once",
+        }
+    }
+
+    /// True if barriers are aligned.
+    pub fn aligned(self) -> bool {
+        self == Guarantee::ExactlyOnce
+    }
+}
+
+impl fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exactly-once" => Ok(Guarantee::ExactlyOnce),
+            "at-least-once" => Ok(Guarantee::AtLeastOnce),
+            "at-most-once" => Ok(Guarantee::AtMostOnce),
+            _ => Err(format!(
+                "unknown guarantee '{s}': use exactly-once, at-least-once or at-most-once"
+            )),
+        }
+    }
+}
+
+/// How a job takes checkpoints. Give it to [`Config::checkpointing`](crate::Config::checkpointing).
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    pub(crate) dir: PathBuf,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) guarantee: Guarantee,
+    pub(crate) retain: usize,
+}
+
+impl Checkpointing {
+    /// Checkpoints in `dir` (created if missing), exactly-once, every second, keeping 3.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Checkpointing {
+            dir: dir.into(),
+            interval: Some(Duration::from_secs(1)),
+            guarantee: Guarantee::ExactlyOnce,
+            retain: 3,
+        }
+    }
+
+    /// Time between the start of one checkpoint and the next (`None`: only on demand).
+    pub fn interval(mut self, interval: Option<Duration>) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// The result guarantee.
+    pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
+        self.guarantee = guarantee;
+        self
+    }
+
+    /// How many complete checkpoints to keep (at least 1; default 3).
+    pub fn retain(mut self, retain: usize) -> Self {
+        self.retain = retain;
+        self
+    }
+
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The guarantee.
+    pub fn guarantee_of(&self) -> Guarantee {
+        self.guarantee
+    }
+}
+
+/// The position of one split of a replayable source: `position` is the source's own unit
+/// (an event number, a byte offset) of the next record the split will emit.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(crate = rkyv)]
+pub struct SplitPosition {
+    /// The split's id, unique in the source (split `s` is restored onto shard `s % M`).
+    pub split: u32,
+    /// How many splits the source had when it started (e.g. the shard count of the first
+    /// run, for a generator that strides over shards).
+    pub of: u32,
+    /// The next position the split emits.
+    pub position: u64,
+}
+
+/// How far ahead of its position an at-most-once source leases (in the source's units):
+/// after a crash it resumes there, skipping at most this much input per split.
+pub const AT_MOST_ONCE_LEASE: u64 = 1 << 22;
+
+/// Where an operator writes its state at a barrier.
+pub struct StateWriter {
+    pub(crate) entries: Vec<StateEntry>,
+    arena: rkyv::ser::allocator::Arena,
+}
+
+impl Default for StateWriter {
+    fn default() -> Self {
+        StateWriter {
+            entries: Vec::new(),
+            arena: rkyv::ser::allocator::Arena::new(),
+        }
+    }
+}
+
+impl StateWriter {
+    fn put<T: ExchangeData>(&mut self, split: bool, scope: u32, value: T) -> Result<(), Failure> {
+        let records = vec![value];
+        let bytes = T::write_batch(
+            &records,
+            crate::data::BatchBytes::new(),
+            self.arena.acquire(),
+        )
+        .map_err(crate::data::corrupt)?;
+        self.entries.push(StateEntry {
+            split,
+            scope,
+            bytes: bytes.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// Writes `value`, state of the key whose hash is `key_hash` (as
+    /// [`hash_key`](crate::hash_key) computes it): on a restore it goes to the shard that
+    /// owns the key's group.
+    pub fn put_keyed<T: ExchangeData>(&mut self, key_hash: u64, value: T) -> Result<(), Failure> {
+        self.put(false, key_group(key_hash), value)
+    }
+
+    /// Writes many keyed values at once, `(key hash, value)`: one entry per key group, so
+    /// that large keyed state costs one archive per group rather than per key. Read them
+    /// back with [`StateReader::values`] like single values.
+    pub fn put_keyed_all<T: ExchangeData>(
+        &mut self,
+        values: impl IntoIterator<Item = (u64, T)>,
+    ) -> Result<(), Failure> {
+        let mut groups: std::collections::BTreeMap<u32, Vec<T>> = Default::default();
+        for (hash, value) in values {
+            groups.entry(key_group(hash)).or_default().push(value);
+        }
+        for (group, records) in groups {
+            let bytes = T::write_batch(
+                &records,
+                crate::data::BatchBytes::new(),
+                self.arena.acquire(),
+            )
+            .map_err(crate::data::corrupt)?;
+            self.entries.push(StateEntry {
+                split: false,
+                scope: group,
+                bytes: bytes.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `value` as part of split `split` (non-keyed state): on a restore onto `M`
+    /// shards it goes to shard `split % M`.
+    pub fn put_split<T: ExchangeData>(&mut self, split: u32, value: T) -> Result<(), Failure> {
+        self.put(true, split, value)
+    }
+
+    /// Entries written so far.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The state a restored operator receives: every entry of its node that belongs to this
+/// shard, over all the checkpoint's shard files.
+pub struct StateReader {
+    pub(crate) checkpoint: u64,
+    pub(crate) entries: Vec<AlignedVec<16>>,
+}
+
+impl StateReader {
+    /// The checkpoint restored from.
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Validates and reads every entry as a `T` (the type the operator wrote).
+    pub fn values<T: ExchangeData>(&self) -> Result<Vec<T>, Failure> {
+        let mut out = Vec::with_capacity(self.entries.len());
+        for bytes in &self.entries {
+            T::read_batch(bytes, &mut out).map_err(|e| {
+                Failure::corrupt(format!("state entry does not match its operator: {e}"))
+            })?;
+        }
+        Ok(out)
+    }
+}
+
+/// What a shard's operators can learn about checkpointing while they are built (from
+/// [`context`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointContext {
+    /// The guarantee the job runs with.
+    pub guarantee: Guarantee,
+    /// The first epoch this run writes: one past the checkpoint it restored (exactly- and
+    /// at-least-once), or one past the previous run (at-most-once). Epoch `e` holds the
+    /// output between barriers `e - 1` and `e`.
+    pub first_epoch: u64,
+}
+
+/// The checkpoint settings of the job being built on this shard, or `None` when it runs
+/// without checkpoints. Meant for sink and operator factories, which run on the shard.
+pub fn context() -> Option<CheckpointContext> {
+    local::context()
+}
+
+/// Registers `hook` to run on this shard after every completed checkpoint, with its id:
+/// where a two-phase-commit sink commits. Only valid while the job is being built on a
+/// shard with checkpointing on (otherwise it does nothing).
+pub fn on_complete(hook: Box<dyn FnMut(u64) -> crate::OpResult>) {
+    local::on_complete(hook);
+}
+
+/// At-most-once: writes the lease of `node`'s source on `shard` (temporary file, rename:
+/// it survives the process being killed, not a power cut).
+pub(crate) fn write_lease(
+    coord: &Coordinator,
+    shard: usize,
+    node: usize,
+    lease: &[SplitPosition],
+) -> Result<(), Failure> {
+    let mut state = StateWriter::default();
+    for p in lease {
+        state.put_split(p.split, *p)?;
+    }
+    let file = ShardFile {
+        checkpoint: coord.completed.load(std::sync::atomic::Ordering::Relaxed),
+        shard: shard as u32,
+        shards: coord.shards as u32,
+        nodes: vec![store::NodeState {
+            node: node as u32,
+            entries: state.entries,
+        }],
+    };
+    let path = store::lease_path(&coord.dir, shard, node);
+    let write = || -> Result<(), String> {
+        let bytes = store::encode(&file)?;
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| e.to_string())?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+    };
+    write().map_err(|e| Failure::new(format!("could not write lease {}: {e}", path.display())))
+}
+
+/// Picks, from the shard files of a checkpoint, the entries shard `shard` of `shards`
+/// restores: keyed entries of the key groups it owns, split entries `s` with
+/// `s % shards == shard`.
+pub(crate) fn assign(
+    files: &[AlignedVec<16>],
+    checkpoint: u64,
+    shard: usize,
+    shards: usize,
+) -> local::Restore {
+    let mut nodes: std::collections::HashMap<usize, Vec<AlignedVec<16>>> = Default::default();
+    for payload in files {
+        let file = store::archived(payload);
+        for node in file.nodes.iter() {
+            for e in node.entries.iter() {
+                let scope = e.scope.to_native();
+                let mine = if e.split {
+                    scope as usize % shards == shard
+                } else {
+                    crate::exchange::route::shard_of_key_group(scope, shards) == shard
+                };
+                if mine {
+                    let mut bytes = AlignedVec::<16>::with_capacity(e.bytes.len());
+                    bytes.extend_from_slice(&e.bytes);
+                    nodes
+                        .entry(node.node.to_native() as usize)
+                        .or_default()
+                        .push(bytes);
+                }
+            }
+        }
+    }
+    local::Restore { checkpoint, nodes }
+}
+
+/// At-most-once: merges lease files (the furthest position of each split wins, so a
+/// lease left behind by a run with another shard count does no harm) into one payload.
+pub(crate) fn merge_leases(files: &[AlignedVec<16>], run: u64) -> Result<AlignedVec<16>, String> {
+    let mut splits: std::collections::BTreeMap<(u32, u32), SplitPosition> = Default::default();
+    for payload in files {
+        for node in store::archived(payload).nodes.iter() {
+            for e in node.entries.iter() {
+                let mut bytes = AlignedVec::<16>::with_capacity(e.bytes.len());
+                bytes.extend_from_slice(&e.bytes);
+                let mut values: Vec<SplitPosition> = Vec::new();
+                SplitPosition::read_batch(&bytes, &mut values)
+                    .map_err(|err| format!("lease entry: {err}"))?;
+                for p in values {
+                    let slot = splits.entry((node.node.to_native(), p.split)).or_insert(p);
+                    if p.position > slot.position {
+                        *slot = p;
+                    }
+                }
+            }
+        }
+    }
+    let mut nodes: std::collections::BTreeMap<u32, StateWriter> = Default::default();
+    for ((node, split), p) in splits {
+        nodes
+            .entry(node)
+            .or_default()
+            .put_split(split, p)
+            .map_err(|e| e.message)?;
+    }
+    let file = ShardFile {
+        checkpoint: run,
+        shard: 0,
+        shards: 1,
+        nodes: nodes
+            .into_iter()
+            .map(|(node, w)| store::NodeState {
+                node,
+                entries: w.entries,
+            })
+            .collect(),
+    };
+    store::decode(&store::encode(&file)?)
+}
+
+/// Job-level hooks of a checkpointed dataflow, run on the thread that starts and joins the
+/// job: where a two-phase-commit sink resolves its transactions. Add with
+/// [`Dataflow::on_job`](crate::Dataflow::on_job).
+pub trait JobHook: Send + Sync {
+    /// Before any shard starts. `restored`: the checkpoint the job restores from (at-most-
+    /// once: the previous run's number); `None` for a fresh start. Commit what was
+    /// pre-committed up to it; abort (delete) what came after.
+    fn before_start(&self, restored: Option<u64>, guarantee: Guarantee) -> Result<(), String>;
+    /// After every shard ended cleanly and the final manifest, checkpoint `last`, was
+    /// written: commit everything up to it.
+    fn after_finish(&self, last: u64) -> Result<(), String>;
+}
+
+/// Tells `checkpoint_now`-style requests apart from scheduled ones (for the coordinator).
+pub(crate) fn request_now(coord: &Coordinator) {
+    coord
+        .on_demand
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+}

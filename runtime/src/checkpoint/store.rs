@@ -1,0 +1,505 @@
+//! Checkpoint files: per-shard state files, manifests, leases, and finding the latest
+//! complete checkpoint.
+//!
+//! Layout of a checkpoint directory:
+//!
+//! ```text
+//! DIR/chk-000042/shard-000.bin   one per shard: header + rkyv archive of its state
+//! DIR/chk-000042/MANIFEST        written last (tmp, fsync, rename): the checkpoint is complete
+//! DIR/leases/shard-000.bin       at-most-once only: source positions to resume after
+//! ```
+//!
+//! A shard file starts with a 24-byte header: the magic `RILLCKP1`, the payload length
+//! (u64 LE), the payload's CRC-32 (u32 LE) and 4 reserved bytes. Reading validates the
+//! length and checksum, then the rkyv archive, before anything is used.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+
+use super::Guarantee;
+
+const MAGIC: &[u8; 8] = b"RILLCKP1";
+const HEADER: usize = 24;
+pub(crate) const MANIFEST: &str = "MANIFEST";
+const MANIFEST_HEAD: &str = "rill checkpoint v1";
+
+/// One shard's part of a checkpoint.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Default)]
+pub(crate) struct ShardFile {
+    pub checkpoint: u64,
+    pub shard: u32,
+    pub shards: u32,
+    pub nodes: Vec<NodeState>,
+}
+
+/// The entries one node wrote.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Default)]
+pub(crate) struct NodeState {
+    pub node: u32,
+    pub entries: Vec<StateEntry>,
+}
+
+/// One piece of state: keyed (`scope` is a key group) or per split (`scope` is the split).
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone)]
+pub(crate) struct StateEntry {
+    pub split: bool,
+    pub scope: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// Serializes a shard file with its header.
+pub(crate) fn encode(file: &ShardFile) -> Result<Vec<u8>, String> {
+    let payload = rkyv::to_bytes::<rancor::Error>(file).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Checks a shard file's header, checksum and archive; returns the aligned payload.
+pub(crate) fn decode(bytes: &[u8]) -> Result<AlignedVec<16>, String> {
+    if bytes.len() < HEADER {
+        return Err(format!(
+            "truncated: {} bytes, shorter than the header",
+            bytes.len()
+        ));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err("not a rill checkpoint file (bad magic)".into());
+    }
+    let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+    let payload = &bytes[HEADER..];
+    if payload.len() != len {
+        return Err(format!(
+            "truncated or padded: payload is {} bytes, header says {len}",
+            payload.len()
+        ));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch (corrupt)".into());
+    }
+    let mut aligned = AlignedVec::<16>::with_capacity(len);
+    aligned.extend_from_slice(payload);
+    rkyv::access::<ArchivedShardFile, rancor::Error>(&aligned)
+        .map_err(|e| format!("invalid archive: {e}"))?;
+    Ok(aligned)
+}
+
+/// Accesses a payload [`decode`] already validated.
+pub(crate) fn archived(payload: &AlignedVec<16>) -> &ArchivedShardFile {
+    // Validated again (cheap next to reading the file), so that no unchecked access is
+    // needed.
+    rkyv::access::<ArchivedShardFile, rancor::Error>(payload)
+        .expect("payload validated when it was read")
+}
+
+/// What a manifest says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub id: u64,
+    pub shards: usize,
+    pub guarantee: Guarantee,
+    /// True for the manifest written when the job completed: nothing is left to run.
+    pub finished: bool,
+    pub nodes: Vec<String>,
+    /// (file name, length, CRC-32 of the whole file)
+    pub files: Vec<(String, u64, u32)>,
+}
+
+impl Manifest {
+    fn render(&self) -> String {
+        let mut s = format!(
+            "{MANIFEST_HEAD}\nid {}\nshards {}\nguarantee {}\nfinished {}\n",
+            self.id, self.shards, self.guarantee, self.finished
+        );
+        for (i, name) in self.nodes.iter().enumerate() {
+            s.push_str(&format!("node {i} {}\n", name.replace('\n', " ")));
+        }
+        for (name, len, crc) in &self.files {
+            s.push_str(&format!("file {name} {len} {crc:08x}\n"));
+        }
+        let crc = crc32fast::hash(s.as_bytes());
+        s.push_str(&format!("crc {crc:08x}\n"));
+        s
+    }
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        let body_end = text.rfind("crc ").ok_or("no checksum line (truncated?)")?;
+        let (body, tail) = text.split_at(body_end);
+        let want = u32::from_str_radix(tail.trim_start_matches("crc ").trim(), 16)
+            .map_err(|_| "bad checksum line")?;
+        if crc32fast::hash(body.as_bytes()) != want {
+            return Err("checksum mismatch (corrupt)".into());
+        }
+        let mut lines = body.lines();
+        if lines.next() != Some(MANIFEST_HEAD) {
+            return Err("unknown manifest version".into());
+        }
+        let mut m = Manifest {
+            id: 0,
+            shards: 0,
+            guarantee: Guarantee::ExactlyOnce,
+            finished: false,
+            nodes: Vec::new(),
+            files: Vec::new(),
+        };
+        for line in lines {
+            let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+            let bad = || format!("bad line '{line}'");
+            match key {
+                "id" => m.id = rest.parse().map_err(|_| bad())?,
+                "shards" => m.shards = rest.parse().map_err(|_| bad())?,
+                "guarantee" => m.guarantee = rest.parse()?,
+                "finished" => m.finished = rest == "true",
+                "node" => {
+                    let (_, name) = rest.split_once(' ').unwrap_or((rest, ""));
+                    m.nodes.push(name.to_string());
+                }
+                "file" => {
+                    let mut parts = rest.split(' ');
+                    let name = parts.next().ok_or_else(bad)?.to_string();
+                    let len = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+                    let crc = parts
+                        .next()
+                        .and_then(|p| u32::from_str_radix(p, 16).ok())
+                        .ok_or_else(bad)?;
+                    m.files.push((name, len, crc));
+                }
+                _ => return Err(bad()),
+            }
+        }
+        if m.shards == 0 || (!m.finished && m.files.len() != m.shards) {
+            return Err(format!(
+                "lists {} shard files for {} shards",
+                m.files.len(),
+                m.shards
+            ));
+        }
+        Ok(m)
+    }
+}
+
+/// The directory of checkpoint `id`.
+pub(crate) fn checkpoint_dir(root: &Path, id: u64) -> PathBuf {
+    root.join(format!("chk-{id:06}"))
+}
+
+/// The name of shard `shard`'s file.
+pub(crate) fn shard_file_name(shard: usize) -> String {
+    format!("shard-{shard:03}.bin")
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the
+/// directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// Writes checkpoint `m.id`'s manifest, making it complete.
+pub(crate) fn write_manifest(root: &Path, m: &Manifest) -> std::io::Result<()> {
+    let dir = checkpoint_dir(root, m.id);
+    fs::create_dir_all(&dir)?;
+    write_atomic(&dir.join(MANIFEST), m.render().as_bytes())
+}
+
+/// The ids of every `chk-*` directory under `root`, ascending.
+fn checkpoint_ids(root: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("chk-")?
+                .parse::<u64>()
+                .ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// A complete checkpoint read back and validated.
+pub(crate) struct LoadedCheckpoint {
+    pub manifest: Manifest,
+    /// One validated payload per shard of the run that wrote it.
+    pub files: Vec<AlignedVec<16>>,
+}
+
+/// What a job directory holds: the checkpoint to restore from, and any checkpoint that
+/// was skipped because it is corrupt or incomplete (with the reason).
+pub struct Recovery {
+    pub(crate) loaded: Option<LoadedCheckpoint>,
+    /// Checkpoints that could not be used, newest first: `(directory, reason)`.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl Recovery {
+    /// The id of the checkpoint restored from, if any.
+    pub fn checkpoint(&self) -> Option<u64> {
+        self.loaded.as_ref().map(|l| l.manifest.id)
+    }
+
+    /// True if the checkpoint found is the one written when the job completed.
+    pub fn finished(&self) -> bool {
+        self.loaded.as_ref().is_some_and(|l| l.manifest.finished)
+    }
+
+    /// The shard count of the run that wrote the checkpoint.
+    pub fn shards(&self) -> Option<usize> {
+        self.loaded.as_ref().map(|l| l.manifest.shards)
+    }
+}
+
+fn load(root: &Path, id: u64) -> Result<Option<LoadedCheckpoint>, String> {
+    let dir = checkpoint_dir(root, id);
+    let text = match fs::read(dir.join(MANIFEST)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read its manifest: {e}")),
+    };
+    let text = String::from_utf8(text).map_err(|_| "manifest is not UTF-8 (corrupt)")?;
+    let manifest = Manifest::parse(&text).map_err(|e| format!("manifest: {e}"))?;
+    if manifest.id != id {
+        return Err(format!(
+            "manifest names checkpoint {} but lies in chk-{id:06}",
+            manifest.id
+        ));
+    }
+    let mut files = Vec::with_capacity(manifest.files.len());
+    for (name, len, crc) in &manifest.files {
+        let bytes = fs::read(dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        if bytes.len() as u64 != *len {
+            return Err(format!(
+                "{name}: {} bytes, the manifest says {len} (truncated?)",
+                bytes.len()
+            ));
+        }
+        if crc32fast::hash(&bytes) != *crc {
+            return Err(format!("{name}: checksum mismatch (corrupt)"));
+        }
+        let payload = decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
+        let f = archived(&payload);
+        if f.checkpoint.to_native() != id {
+            return Err(format!("{name}: belongs to checkpoint {}", f.checkpoint));
+        }
+        files.push(payload);
+    }
+    Ok(Some(LoadedCheckpoint { manifest, files }))
+}
+
+/// Finds the latest complete, valid checkpoint under `root` (which need not exist).
+pub fn find_latest(root: &Path) -> Recovery {
+    let mut skipped = Vec::new();
+    for id in checkpoint_ids(root).into_iter().rev() {
+        match load(root, id) {
+            Ok(Some(loaded)) => {
+                return Recovery {
+                    loaded: Some(loaded),
+                    skipped,
+                }
+            }
+            // No manifest: a checkpoint in progress when the job stopped; not an error.
+            Ok(None) => {}
+            Err(reason) => skipped.push((checkpoint_dir(root, id), reason)),
+        }
+    }
+    Recovery {
+        loaded: None,
+        skipped,
+    }
+}
+
+/// Deletes checkpoints after `keep_from` newest complete ones: every checkpoint directory
+/// older than the `retain`-th newest complete checkpoint, and incomplete ones older than
+/// `latest`.
+pub(crate) fn prune(root: &Path, latest: u64, retain: usize) {
+    let ids = checkpoint_ids(root);
+    let complete: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|&id| id <= latest && checkpoint_dir(root, id).join(MANIFEST).exists())
+        .collect();
+    let oldest_kept = complete.len().checked_sub(retain.max(1)).map_or_else(
+        || complete.first().copied().unwrap_or(latest),
+        |i| complete[i],
+    );
+    for id in ids {
+        let complete = complete.binary_search(&id).is_ok();
+        if id < oldest_kept || (!complete && id < latest) {
+            let _ = fs::remove_dir_all(checkpoint_dir(root, id));
+        }
+    }
+}
+
+/// Removes every checkpoint directory newer than `id` (left by a run that stopped in the
+/// middle of a checkpoint, or unusable ones): the next run reuses their ids.
+pub(crate) fn remove_after(root: &Path, id: u64) {
+    for other in checkpoint_ids(root) {
+        if other > id {
+            let _ = fs::remove_dir_all(checkpoint_dir(root, other));
+        }
+    }
+}
+
+/// The at-most-once lease file of the source `node` on `shard`.
+pub(crate) fn lease_path(root: &Path, shard: usize, node: usize) -> PathBuf {
+    root.join("leases")
+        .join(format!("shard-{shard:03}-node-{node:03}.bin"))
+}
+
+/// Reads every lease file (at-most-once): the run number of the previous run and the
+/// validated files. A corrupt lease is an error (resuming without it could duplicate).
+pub(crate) fn load_leases(root: &Path) -> Result<(u64, Vec<AlignedVec<16>>), String> {
+    let dir = root.join("leases");
+    let mut files = Vec::new();
+    let mut run = 0;
+    let mut names: Vec<PathBuf> = fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .collect();
+    names.sort();
+    for path in names {
+        let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let payload = decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        run = run.max(archived(&payload).checkpoint.to_native());
+        files.push(payload);
+    }
+    Ok((run, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(id: u64) -> ShardFile {
+        ShardFile {
+            checkpoint: id,
+            shard: 1,
+            shards: 2,
+            nodes: vec![NodeState {
+                node: 3,
+                entries: vec![StateEntry {
+                    split: false,
+                    scope: 77,
+                    bytes: vec![1, 2, 3, 4, 5],
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn shard_files_round_trip_and_reject_damage() {
+        let bytes = encode(&sample(7)).unwrap();
+        let payload = decode(&bytes).unwrap();
+        let f = archived(&payload);
+        assert_eq!(f.checkpoint.to_native(), 7);
+        assert_eq!(f.nodes[0].entries[0].scope.to_native(), 77);
+        assert_eq!(&f.nodes[0].entries[0].bytes[..], &[1, 2, 3, 4, 5]);
+        // Truncated at every length: an error, never a panic.
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "length {len}");
+        }
+        // Every single flipped byte is caught (header or checksum).
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x5a;
+            if (20..HEADER).contains(&i) {
+                continue; // reserved bytes
+            }
+            assert!(decode(&bad).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn manifests_round_trip_and_reject_damage() {
+        let m = Manifest {
+            id: 12,
+            shards: 2,
+            guarantee: Guarantee::AtLeastOnce,
+            finished: false,
+            nodes: vec!["source".into(), "window count".into()],
+            files: vec![
+                ("shard-000.bin".into(), 10, 0xdead),
+                ("shard-001.bin".into(), 0, 1),
+            ],
+        };
+        let text = m.render();
+        assert_eq!(Manifest::parse(&text).unwrap(), m);
+        assert!(Manifest::parse(&text[..text.len() - 4]).is_err());
+        assert!(Manifest::parse(&text.replace("id 12", "id 13")).is_err());
+    }
+
+    #[test]
+    fn latest_valid_checkpoint_is_found_and_damaged_ones_skipped() {
+        let root = std::env::temp_dir().join(format!("rill-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for id in 1..=3 {
+            let bytes = encode(&sample(id)).unwrap();
+            let dir = checkpoint_dir(&root, id);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("shard-000.bin"), &bytes).unwrap();
+            let m = Manifest {
+                id,
+                shards: 1,
+                guarantee: Guarantee::ExactlyOnce,
+                finished: false,
+                nodes: vec!["n".into()],
+                files: vec![(
+                    "shard-000.bin".into(),
+                    bytes.len() as u64,
+                    crc32fast::hash(&bytes),
+                )],
+            };
+            write_manifest(&root, &m).unwrap();
+        }
+        // Checkpoint 4 was in progress (no manifest); 3's file is truncated.
+        fs::create_dir_all(checkpoint_dir(&root, 4)).unwrap();
+        let f3 = checkpoint_dir(&root, 3).join("shard-000.bin");
+        let len = fs::metadata(&f3).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&f3)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+        let r = find_latest(&root);
+        assert_eq!(r.checkpoint(), Some(2));
+        assert_eq!(r.skipped.len(), 1);
+        assert!(r.skipped[0].1.contains("truncated"), "{:?}", r.skipped);
+        prune(&root, 2, 1);
+        assert!(!checkpoint_dir(&root, 1).exists());
+        assert!(checkpoint_dir(&root, 2).exists());
+        remove_after(&root, 2);
+        assert!(!checkpoint_dir(&root, 3).exists());
+        assert!(!checkpoint_dir(&root, 4).exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
