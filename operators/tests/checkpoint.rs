@@ -106,7 +106,7 @@ impl WindowCounts {
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        for (w, key, count) in state.values::<(u64, u64, u64)>()? {
+        for (w, key, count) in state.keyed_values::<(u64, u64, u64)>()? {
             *self.counts.entry((w, key)).or_default() += count;
         }
         Ok(())

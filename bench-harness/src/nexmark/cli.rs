@@ -270,6 +270,20 @@ pub struct RunSummary {
     pub sustainable: Option<bool>,
     /// Why (open loop).
     pub verdict: Option<String>,
+    /// Checkpoints completed (with --checkpoint-dir).
+    pub checkpoints: Option<usize>,
+    /// Median checkpoint duration (request to manifest), ms.
+    pub checkpoint_p50_ms: Option<f64>,
+    /// Longest checkpoint duration, ms.
+    pub checkpoint_max_ms: Option<f64>,
+    /// Average checkpoint size, bytes.
+    pub checkpoint_bytes: Option<f64>,
+    /// Longest alignment (an input held back waiting for barriers), ms.
+    pub alignment_max_ms: Option<f64>,
+    /// The checkpoint the run restored from.
+    pub restored_from: Option<u64>,
+    /// Time to read and validate it, ms.
+    pub restore_load_ms: Option<f64>,
 }
 
 fn us(ns: u64) -> f64 {
@@ -302,7 +316,36 @@ impl RunSummary {
             end_lag_ms: o.end_lag.as_secs_f64() * 1e3,
             sustainable: verdict.map(|v| v.sustainable),
             verdict: verdict.map(|v| v.reason.clone()),
+            checkpoints: None,
+            checkpoint_p50_ms: None,
+            checkpoint_max_ms: None,
+            checkpoint_bytes: None,
+            alignment_max_ms: None,
+            restored_from: None,
+            restore_load_ms: None,
         }
+        .with_checkpoints(o.report.checkpoints.as_ref())
+    }
+
+    fn with_checkpoints(mut self, c: Option<&CheckpointStats>) -> Self {
+        let Some(c) = c else {
+            return self;
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mut durations: Vec<Duration> = c.completed.iter().map(|r| r.duration).collect();
+        durations.sort_unstable();
+        let n = durations.len();
+        self.checkpoints = Some(n);
+        if n > 0 {
+            self.checkpoint_p50_ms = Some(ms(durations[n / 2]));
+            self.checkpoint_max_ms = Some(ms(durations[n - 1]));
+            self.checkpoint_bytes =
+                Some(c.completed.iter().map(|r| r.bytes as f64).sum::<f64>() / n as f64);
+            self.alignment_max_ms = c.completed.iter().map(|r| ms(r.alignment)).reduce(f64::max);
+        }
+        self.restored_from = c.restored_from;
+        self.restore_load_ms = c.restored_from.map(|_| ms(c.restore_load));
+        self
     }
 
     const CSV_HEADER: &'static str = "query,shards,events,rate,elapsed_s,throughput,rows,latency_kind,p50_us,p95_us,p99_us,p999_us,max_us,end_lag_ms,sustainable";

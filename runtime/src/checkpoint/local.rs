@@ -20,7 +20,10 @@ type Hook = Box<dyn FnMut(u64) -> OpResult>;
 /// What the shard restores: per node, the entries that belong to it.
 pub(crate) struct Restore {
     pub checkpoint: u64,
-    pub nodes: HashMap<usize, Vec<AlignedVec<16>>>,
+    pub shard: usize,
+    pub shards: usize,
+    /// Per node: (written by `put_keyed_all`, bytes).
+    pub nodes: HashMap<usize, Vec<(bool, AlignedVec<16>)>>,
 }
 
 struct Pending {
@@ -130,6 +133,8 @@ pub(crate) fn restored(node: usize) -> Option<StateReader> {
     with(|l| {
         l.restore.as_mut().map(|r| StateReader {
             checkpoint: r.checkpoint,
+            shard: r.shard,
+            shards: r.shards,
             entries: r.nodes.remove(&node).unwrap_or_default(),
         })
     })

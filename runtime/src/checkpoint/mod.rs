@@ -44,7 +44,7 @@ use rkyv::util::AlignedVec;
 
 use crate::data::ExchangeData;
 use crate::error::Failure;
-use crate::exchange::route::key_group;
+use crate::exchange::route::{key_group, shard_of_key_group};
 
 pub use coordinator::{CheckpointRecord, CheckpointStats};
 pub(crate) use coordinator::{Coordinator, CoordinatorThread};
@@ -164,6 +164,10 @@ pub struct SplitPosition {
     pub position: u64,
 }
 
+/// The scope of an entry written by [`StateWriter::put_keyed_all`]: its values carry
+/// their key groups.
+pub(crate) const MIXED: u32 = u32::MAX;
+
 /// How far ahead of its position an at-most-once source leases (in the source's units):
 /// after a crash it resumes there, skipping at most this much input per split.
 pub const AT_MOST_ONCE_LEASE: u64 = 1 << 22;
@@ -207,30 +211,32 @@ impl StateWriter {
         self.put(false, key_group(key_hash), value)
     }
 
-    /// Writes many keyed values at once, `(key hash, value)`: one entry per key group, so
-    /// that large keyed state costs one archive per group rather than per key. Read them
-    /// back with [`StateReader::values`] like single values.
-    pub fn put_keyed_all<T: ExchangeData>(
+    /// Writes many keyed values at once, `(key hash, value)`, as one archive in which
+    /// each value carries its key group: one pass and one serialization however large the
+    /// state. On a restore every shard reads the archive and keeps the values of the key
+    /// groups it owns. Read them back with [`StateReader::keyed_values`].
+    pub fn put_keyed_all<T>(
         &mut self,
         values: impl IntoIterator<Item = (u64, T)>,
-    ) -> Result<(), Failure> {
-        let mut groups: std::collections::BTreeMap<u32, Vec<T>> = Default::default();
-        for (hash, value) in values {
-            groups.entry(key_group(hash)).or_default().push(value);
-        }
-        for (group, records) in groups {
-            let bytes = T::write_batch(
-                &records,
-                crate::data::BatchBytes::new(),
-                self.arena.acquire(),
-            )
-            .map_err(crate::data::corrupt)?;
-            self.entries.push(StateEntry {
-                split: false,
-                scope: group,
-                bytes: bytes.to_vec(),
-            });
-        }
+    ) -> Result<(), Failure>
+    where
+        (u32, T): ExchangeData,
+    {
+        let records: Vec<(u32, T)> = values
+            .into_iter()
+            .map(|(hash, value)| (key_group(hash), value))
+            .collect();
+        let bytes = <(u32, T)>::write_batch(
+            &records,
+            crate::data::BatchBytes::new(),
+            self.arena.acquire(),
+        )
+        .map_err(crate::data::corrupt)?;
+        self.entries.push(StateEntry {
+            split: false,
+            scope: MIXED,
+            bytes: bytes.to_vec(),
+        });
         Ok(())
     }
 
@@ -255,7 +261,10 @@ impl StateWriter {
 /// shard, over all the checkpoint's shard files.
 pub struct StateReader {
     pub(crate) checkpoint: u64,
-    pub(crate) entries: Vec<AlignedVec<16>>,
+    pub(crate) shard: usize,
+    pub(crate) shards: usize,
+    /// (written by `put_keyed_all`, bytes)
+    pub(crate) entries: Vec<(bool, AlignedVec<16>)>,
 }
 
 impl StateReader {
@@ -274,16 +283,37 @@ impl StateReader {
         self.entries.is_empty()
     }
 
-    /// Validates and reads every entry as a `T` (the type the operator wrote).
+    /// Validates and reads every entry written by [`StateWriter::put_keyed`] or
+    /// [`StateWriter::put_split`] as a `T` (the type the operator wrote).
     pub fn values<T: ExchangeData>(&self) -> Result<Vec<T>, Failure> {
         let mut out = Vec::with_capacity(self.entries.len());
-        for bytes in &self.entries {
-            T::read_batch(bytes, &mut out).map_err(|e| {
-                Failure::corrupt(format!("state entry does not match its operator: {e}"))
-            })?;
+        for (_, bytes) in self.entries.iter().filter(|(mixed, _)| !mixed) {
+            T::read_batch(bytes, &mut out).map_err(mismatch)?;
         }
         Ok(out)
     }
+
+    /// Validates and reads the values written by [`StateWriter::put_keyed_all`] whose key
+    /// groups this shard owns.
+    pub fn keyed_values<T>(&self) -> Result<Vec<T>, Failure>
+    where
+        (u32, T): ExchangeData,
+    {
+        let mut out = Vec::new();
+        let mut all: Vec<(u32, T)> = Vec::new();
+        for (_, bytes) in self.entries.iter().filter(|(mixed, _)| *mixed) {
+            all.clear();
+            <(u32, T)>::read_batch(bytes, &mut all).map_err(mismatch)?;
+            out.extend(all.drain(..).filter_map(|(group, value)| {
+                (shard_of_key_group(group, self.shards) == self.shard).then_some(value)
+            }));
+        }
+        Ok(out)
+    }
+}
+
+fn mismatch(e: rkyv::rancor::Error) -> Failure {
+    Failure::corrupt(format!("state entry does not match its operator: {e}"))
 }
 
 /// What a shard's operators can learn about checkpointing while they are built (from
@@ -353,16 +383,18 @@ pub(crate) fn assign(
     shard: usize,
     shards: usize,
 ) -> local::Restore {
-    let mut nodes: std::collections::HashMap<usize, Vec<AlignedVec<16>>> = Default::default();
+    let mut nodes: std::collections::HashMap<usize, Vec<(bool, AlignedVec<16>)>> =
+        Default::default();
     for payload in files {
         let file = store::archived(payload);
         for node in file.nodes.iter() {
             for e in node.entries.iter() {
                 let scope = e.scope.to_native();
+                let mixed = !e.split && scope == MIXED;
                 let mine = if e.split {
                     scope as usize % shards == shard
                 } else {
-                    crate::exchange::route::shard_of_key_group(scope, shards) == shard
+                    mixed || shard_of_key_group(scope, shards) == shard
                 };
                 if mine {
                     let mut bytes = AlignedVec::<16>::with_capacity(e.bytes.len());
@@ -370,12 +402,17 @@ pub(crate) fn assign(
                     nodes
                         .entry(node.node.to_native() as usize)
                         .or_default()
-                        .push(bytes);
+                        .push((mixed, bytes));
                 }
             }
         }
     }
-    local::Restore { checkpoint, nodes }
+    local::Restore {
+        checkpoint,
+        shard,
+        shards,
+        nodes,
+    }
 }
 
 /// At-most-once: merges lease files (the furthest position of each split wins, so a

@@ -23,7 +23,10 @@ pub struct TopPerWindow<T> {
     best: BTreeMap<(Timestamp, Timestamp), (u64, Vec<T>)>,
 }
 
-impl<T: ExchangeData> TopPerWindow<T> {
+impl<T: ExchangeData> TopPerWindow<T>
+where
+    (u32, T): ExchangeData,
+{
     /// Adds `top_per_window` after `stream`: on each shard, the records with the highest
     /// `score` per `window`, emitted when the watermark reaches the window's end.
     pub fn apply(
@@ -71,7 +74,10 @@ impl<T: ExchangeData> TopPerWindow<T> {
     }
 }
 
-impl<T: ExchangeData> Operator<T> for TopPerWindow<T> {
+impl<T: ExchangeData> Operator<T> for TopPerWindow<T>
+where
+    (u32, T): ExchangeData,
+{
     type Out = Output<T>;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, _out: &mut Output<T>) -> OpResult {
@@ -102,7 +108,7 @@ impl<T: ExchangeData> Operator<T> for TopPerWindow<T> {
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let mut records = state.values::<T>()?;
+        let mut records = state.keyed_values::<T>()?;
         self.add(&mut records);
         Ok(())
     }

@@ -50,7 +50,10 @@ fn top_per_window<T: rill_runtime::ExchangeData>(
     name: &str,
     window: impl Fn(&T) -> Window + Clone + Send + Sync + 'static,
     score: impl Fn(&T) -> u64 + Clone + Send + Sync + 'static,
-) -> Stream<T> {
+) -> Stream<T>
+where
+    (u32, T): rill_runtime::ExchangeData,
+{
     let local = TopPerWindow::apply(
         stream,
         &format!("{name} (local)"),
@@ -187,7 +190,7 @@ impl Operator<BidSummary> for SlidingCounts {
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        for (end, auction, count) in state.values::<(Timestamp, u64, u64)>()? {
+        for (end, auction, count) in state.keyed_values::<(Timestamp, u64, u64)>()? {
             let spare = &mut self.spare;
             let w = self
                 .windows
