@@ -324,7 +324,7 @@ fn checkpoint_flags_are_checked() {
         .args([
             "run",
             "--query",
-            "q3",
+            "q8",
             "--checkpoint-dir",
             "/tmp/rill-unused",
         ])
@@ -346,4 +346,23 @@ fn checkpoint_flags_are_checked() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown guarantee"));
+}
+
+#[test]
+fn exactly_once_process_function_queries_survive_sigkills() {
+    // q3 (incremental join), q4 and q6 (two process-function stages with timers).
+    for (query, seed) in [("q3", 7u64), ("q4", 11), ("q6", 13)] {
+        let job = Job::new(&format!("eo-{query}"), query, 600_000, "exactly-once");
+        let mut delays = Delays(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut killed = job.kill_many(2, 3, &mut delays);
+        killed += job.kill_many(1, 2, &mut delays);
+        job.finish(3);
+        assert!(
+            killed >= 3,
+            "{query}: only {killed} runs were killed while running"
+        );
+        let reference = job.reference();
+        assert!(!reference.is_empty(), "{query}");
+        assert_eq!(job.committed(), reference, "{query}");
+    }
 }

@@ -47,8 +47,12 @@
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
+use std::sync::Arc;
+
+use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::{
-    Data, OpResult, Operator, Output, Progress, ShardInfo, Stream, Timestamp, MIN_WATERMARK,
+    hash_key, Data, ExchangeData, Failure, OpResult, Operator, Output, Progress, ShardInfo, Stream,
+    Timestamp, MIN_WATERMARK,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -130,6 +134,70 @@ impl<K: Clone + Hash + Eq, S: Default, O: Clone> ProcessContext<'_, K, S, O> {
     }
 }
 
+/// One key's part of a checkpoint: (the operator's watermark, key, state, event-time
+/// timers, processing-time timers).
+pub type KeyRecord<K, S> = (Timestamp, K, Option<S>, Vec<Timestamp>, Vec<Timestamp>);
+
+/// Writes and reads keys' records (kept behind a trait object so that only
+/// [`KeyedStream::process_checkpointed`] needs the serialization bounds).
+trait StateCodec<K, S> {
+    fn write(
+        &self,
+        watermark: Timestamp,
+        keys: &FxHashMap<K, S>,
+        timers: &FxHashSet<(bool, Timestamp, K)>,
+        state: &mut StateWriter,
+    ) -> OpResult;
+    fn read(&self, state: &StateReader) -> Result<Vec<KeyRecord<K, S>>, Failure>;
+}
+
+struct RkyvCodec;
+
+impl<K, S> StateCodec<K, S> for RkyvCodec
+where
+    K: Clone + Hash + Eq,
+    S: Clone,
+    (u32, KeyRecord<K, S>): ExchangeData,
+{
+    fn write(
+        &self,
+        watermark: Timestamp,
+        keys: &FxHashMap<K, S>,
+        timer_set: &FxHashSet<(bool, Timestamp, K)>,
+        state: &mut StateWriter,
+    ) -> OpResult {
+        let mut timers: FxHashMap<&K, (Vec<Timestamp>, Vec<Timestamp>)> = FxHashMap::default();
+        for (processing, time, key) in timer_set {
+            let t = timers.entry(key).or_default();
+            if *processing {
+                t.1.push(*time);
+            } else {
+                t.0.push(*time);
+            }
+        }
+        let mut records = Vec::with_capacity(keys.len() + timers.len());
+        for (key, s) in keys {
+            let (event, processing) = timers.remove(key).unwrap_or_default();
+            records.push((
+                hash_key(key),
+                (watermark, key.clone(), Some(s.clone()), event, processing),
+            ));
+        }
+        for (key, (event, processing)) in timers {
+            records.push((
+                hash_key(key),
+                (watermark, key.clone(), None, event, processing),
+            ));
+        }
+        state.put_keyed_all(records)
+    }
+    fn read(&self, state: &StateReader) -> Result<Vec<KeyRecord<K, S>>, Failure> {
+        state.keyed_values()
+    }
+}
+
+type Codec<K, S> = Arc<dyn StateCodec<K, S> + Send + Sync>;
+
 struct ProcessOp<T, K, F: ProcessFunction<K, T>> {
     f: F,
     key: KeyFn<T, K>,
@@ -137,6 +205,7 @@ struct ProcessOp<T, K, F: ProcessFunction<K, T>> {
     timers: Timers<K>,
     watermark: Timestamp,
     now: Timestamp,
+    codec: Option<Codec<K, F::State>>,
 }
 
 impl<T, K, F> ProcessOp<T, K, F>
@@ -192,12 +261,35 @@ where
     K: Clone + Hash + Eq + 'static,
     F: ProcessFunction<K, T>,
 {
-    fn snapshot(
-        &mut self,
-        _checkpoint: u64,
-        _state: &mut rill_runtime::checkpoint::StateWriter,
-    ) -> rill_runtime::OpResult {
-        Err(crate::unsupported_checkpoint())
+    /// Every key's state and timers, keyed by the key (see [`KeyRecord`]).
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        codec.write(self.watermark, &self.state, &self.timers.set, state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        let mut watermark: Option<Timestamp> = None;
+        for (w, key, s, event, processing) in codec.read(state)? {
+            watermark = Some(watermark.map_or(w, |m| m.min(w)));
+            for t in event {
+                self.timers.add(false, t, &key);
+            }
+            for t in processing {
+                self.timers.add(true, t, &key);
+            }
+            if let Some(s) = s {
+                self.state.insert(key, s);
+            }
+        }
+        if let Some(w) = watermark {
+            self.watermark = self.watermark.max(w);
+        }
+        Ok(())
     }
 
     type Out = Output<F::Out>;
@@ -224,8 +316,37 @@ where
 }
 
 impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
-    /// Runs a keyed process function; `make` builds one instance per shard.
+    /// Runs a keyed process function; `make` builds one instance per shard. Its state
+    /// does not take part in checkpoints (a checkpointed job fails with a clear error);
+    /// see [`KeyedStream::process_checkpointed`].
     pub fn process<F, M>(&self, name: &str, make: M) -> Stream<F::Out>
+    where
+        F: ProcessFunction<K, T>,
+        M: Fn(ShardInfo) -> F + Send + Sync + 'static,
+    {
+        self.process_with(name, make, None)
+    }
+
+    /// Like [`KeyedStream::process`], and every key's state and timers (and the
+    /// operator's watermark) are written to checkpoints and restored, onto any shard
+    /// count. The function's own fields are not: keep what must survive a failure in the
+    /// per-key state.
+    pub fn process_checkpointed<F, M>(&self, name: &str, make: M) -> Stream<F::Out>
+    where
+        F: ProcessFunction<K, T>,
+        F::State: Clone,
+        M: Fn(ShardInfo) -> F + Send + Sync + 'static,
+        (u32, KeyRecord<K, F::State>): ExchangeData,
+    {
+        self.process_with(name, make, Some(Arc::new(RkyvCodec)))
+    }
+
+    fn process_with<F, M>(
+        &self,
+        name: &str,
+        make: M,
+        codec: Option<Codec<K, F::State>>,
+    ) -> Stream<F::Out>
     where
         F: ProcessFunction<K, T>,
         M: Fn(ShardInfo) -> F + Send + Sync + 'static,
@@ -242,6 +363,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
             },
             watermark: MIN_WATERMARK,
             now: MIN_WATERMARK,
+            codec: codec.clone(),
         })
     }
 }

@@ -114,7 +114,7 @@ pub struct Common {
     #[arg(long)]
     pub quiet: bool,
     /// Take checkpoints into this directory, and resume from the latest complete one in it
-    /// (q0, q1, q2, q5, q7).
+    /// (q0-q7).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
     /// Time between checkpoints, e.g. 200ms or 1s.
@@ -130,8 +130,16 @@ fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
 }
 
 /// Queries whose operators support checkpoints.
-pub const CHECKPOINTED_QUERIES: [Query; 5] =
-    [Query::Q0, Query::Q1, Query::Q2, Query::Q5, Query::Q7];
+pub const CHECKPOINTED_QUERIES: [Query; 8] = [
+    Query::Q0,
+    Query::Q1,
+    Query::Q2,
+    Query::Q3,
+    Query::Q4,
+    Query::Q5,
+    Query::Q6,
+    Query::Q7,
+];
 
 impl Common {
     fn config(&self) -> Config {

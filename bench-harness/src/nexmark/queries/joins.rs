@@ -49,6 +49,8 @@ pub enum SellerEvent {
 }
 
 /// What q3 knows about one person id.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(crate = rkyv)]
 pub enum SellerState {
     /// The person has not arrived: their auctions wait (id, due time).
     Unknown(Vec<(u64, u64)>),
@@ -130,7 +132,7 @@ pub fn q3(events: &Stream<Timed>, _cx: &QueryContext) -> Stream<Q3Row> {
             SellerEvent::Person { id, .. } => *id,
             SellerEvent::Auction { seller, .. } => *seller,
         })
-        .process("q3 join", |_| LocalItems)
+        .process_checkpointed("q3 join", |_| LocalItems)
 }
 
 /// q8's input, keyed by person id: a registration (with the name) or an auction's seller.
