@@ -324,18 +324,6 @@ fn checkpoint_flags_are_checked() {
         .args([
             "run",
             "--query",
-            "q8",
-            "--checkpoint-dir",
-            "/tmp/rill-unused",
-        ])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("does not support checkpoints"));
-    let o = Command::new(BIN)
-        .args([
-            "run",
-            "--query",
             "q1",
             "--checkpoint-dir",
             "/tmp/rill-unused",
@@ -349,9 +337,16 @@ fn checkpoint_flags_are_checked() {
 }
 
 #[test]
-fn exactly_once_process_function_queries_survive_sigkills() {
-    // q3 (incremental join), q4 and q6 (two process-function stages with timers).
-    for (query, seed) in [("q3", 7u64), ("q4", 11), ("q6", 13)] {
+fn exactly_once_process_function_and_window_queries_survive_sigkills() {
+    // q3 (incremental join), q4 and q6 (two process-function stages with timers), q8
+    // (tumbling window aggregate), q11 (merging session windows).
+    for (query, seed) in [
+        ("q3", 7u64),
+        ("q4", 11),
+        ("q6", 13),
+        ("q8", 17),
+        ("q11", 19),
+    ] {
         let job = Job::new(&format!("eo-{query}"), query, 600_000, "exactly-once");
         let mut delays = Delays(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut killed = job.kill_many(2, 3, &mut delays);

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod file_sink;
+pub mod file_source;
 mod filter;
 mod flat_map;
 mod inspect;

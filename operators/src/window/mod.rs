@@ -71,6 +71,7 @@ use crate::key_by::KeyedStream;
 
 pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
 pub use assigner::Windows;
+pub use operator::{WindowKeyRecord, WindowRecord};
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
 
 /// A half-open interval `[start, end)` of time in milliseconds (for count windows, of
@@ -371,11 +372,44 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         name: &str,
         agg: G,
     ) -> (Stream<Pane<K, G::Out>>, Stream<T>) {
+        self.aggregate_with(name, agg, None)
+    }
+
+    fn aggregate_with<G: Aggregate<T, K> + Send + Sync>(
+        &self,
+        name: &str,
+        agg: G,
+        codec: Option<operator::WindowCodecRef<K, G::Acc, G::Out>>,
+    ) -> (Stream<Pane<K, G::Out>>, Stream<T>) {
         let spec = self.spec.clone();
         let key = self.keyed.key_fn();
         self.keyed.stream().unary_split(name, move |_| {
-            operator::WindowOperator::new(spec.clone(), key.clone(), agg.clone())
+            operator::WindowOperator::new(spec.clone(), key.clone(), agg.clone(), codec.clone())
         })
+    }
+
+    /// Like [`WindowedStream::aggregate`], and the windows (accumulators, pane and
+    /// trigger state) and timers of every key are written to checkpoints and restored,
+    /// onto any shard count (see `rill_runtime::checkpoint`). Needs rkyv-serializable
+    /// keys, accumulators and results.
+    pub fn aggregate_checkpointed<G: Aggregate<T, K> + Send + Sync>(
+        &self,
+        name: &str,
+        agg: G,
+    ) -> Stream<Pane<K, G::Out>>
+    where
+        (u32, WindowKeyRecord<K, G::Acc, G::Out>): rill_runtime::ExchangeData,
+    {
+        self.aggregate_with(name, agg, Some(Arc::new(operator::RkyvWindowCodec)))
+            .0
+    }
+
+    /// [`WindowedStream::count`] whose state takes part in checkpoints.
+    pub fn count_checkpointed(&self, name: &str) -> Stream<Pane<K, i64>>
+    where
+        (u32, WindowKeyRecord<K, i64, i64>): rill_runtime::ExchangeData,
+    {
+        self.aggregate_checkpointed(name, Count::new())
     }
 
     /// The sum of `value(record)` per window.

@@ -10,7 +10,13 @@
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
-use rill_runtime::{OpResult, Operator, Output, Progress, Timestamp, MAX_WATERMARK, MIN_WATERMARK};
+use std::sync::Arc;
+
+use rill_runtime::checkpoint::{StateReader, StateWriter};
+use rill_runtime::{
+    hash_key, ExchangeData, Failure, OpResult, Operator, Output, Progress, Timestamp,
+    MAX_WATERMARK, MIN_WATERMARK,
+};
 use rustc_hash::FxHashMap;
 
 use crate::key_by::KeyFn;
@@ -51,6 +57,68 @@ impl<A, V> KeyState<A, V> {
 
 type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
 
+/// One window's part of a checkpoint: (window, accumulator, records since the last
+/// firing, holding, pane index, last pane's value, values to retract, trigger node states
+/// as (finished, flag, count, deadline), closed).
+pub type WindowRecord<A, V> = (
+    Window,
+    A,
+    bool,
+    bool,
+    u64,
+    Option<V>,
+    Vec<(Window, V)>,
+    Vec<(bool, bool, u64, Timestamp)>,
+    bool,
+);
+
+/// One key's part of a checkpoint: (watermark, processing time, key, windows, records
+/// seen, count windows, event-time timers, processing-time timers).
+pub type WindowKeyRecord<K, A, V> = (
+    Timestamp,
+    Timestamp,
+    K,
+    Vec<WindowRecord<A, V>>,
+    u64,
+    bool,
+    Vec<(Timestamp, Window)>,
+    Vec<(Timestamp, Window)>,
+);
+
+/// Writes and reads key records; behind a trait object so that only the checkpointed
+/// window functions need the serialization bounds.
+pub(crate) trait WindowCodec<K, A, V> {
+    fn write(
+        &self,
+        records: Vec<(u64, WindowKeyRecord<K, A, V>)>,
+        state: &mut StateWriter,
+    ) -> OpResult;
+    fn read(&self, state: &StateReader) -> Result<Vec<WindowKeyRecord<K, A, V>>, Failure>;
+}
+
+pub(crate) struct RkyvWindowCodec;
+
+impl<K, A, V> WindowCodec<K, A, V> for RkyvWindowCodec
+where
+    (u32, WindowKeyRecord<K, A, V>): ExchangeData,
+{
+    fn write(
+        &self,
+        records: Vec<(u64, WindowKeyRecord<K, A, V>)>,
+        state: &mut StateWriter,
+    ) -> OpResult {
+        state.put_keyed_all(records)
+    }
+    fn read(&self, state: &StateReader) -> Result<Vec<WindowKeyRecord<K, A, V>>, Failure> {
+        state.keyed_values()
+    }
+}
+
+/// One key's timers: (event-time, processing-time).
+type KeyTimers = (Vec<(Timestamp, Window)>, Vec<(Timestamp, Window)>);
+
+pub(crate) type WindowCodecRef<K, A, V> = Arc<dyn WindowCodec<K, A, V> + Send + Sync>;
+
 pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     keys: FxHashMap<K, KeyState<G::Acc, G::Out>>,
     core: Core<T, K, G>,
@@ -58,6 +126,7 @@ pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     /// input that has not ticked yet holds the operator's clock at its minimum). They are
     /// assigned with the first processing time, or at the end of the input.
     unclocked: Vec<T>,
+    codec: Option<WindowCodecRef<K, G::Acc, G::Out>>,
 }
 
 struct Core<T, K, G: Aggregate<T, K>> {
@@ -81,7 +150,12 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    pub(crate) fn new(spec: WindowSpec<T, K>, key: KeyFn<T, K>, agg: G) -> Self {
+    pub(crate) fn new(
+        spec: WindowSpec<T, K>,
+        key: KeyFn<T, K>,
+        agg: G,
+        codec: Option<WindowCodecRef<K, G::Acc, G::Out>>,
+    ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         WindowOperator {
             keys: FxHashMap::default(),
@@ -98,6 +172,7 @@ where
                 deadlines: Vec::new(),
             },
             unclocked: Vec::new(),
+            codec,
         }
     }
 
@@ -564,12 +639,124 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    fn snapshot(
-        &mut self,
-        _checkpoint: u64,
-        _state: &mut rill_runtime::checkpoint::StateWriter,
-    ) -> rill_runtime::OpResult {
-        Err(crate::unsupported_checkpoint())
+    /// Every key's windows (accumulators, pane state, trigger state) and timers.
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        if !self.unclocked.is_empty() {
+            return Err(Failure::new(
+                "a processing-time window holds records that arrived before any processing \
+                 time; it cannot take a checkpoint yet",
+            ));
+        }
+        let mut timers: FxHashMap<&K, KeyTimers> = FxHashMap::default();
+        for (processing, map) in [(false, &self.core.timers), (true, &self.core.proc_timers)] {
+            for (&time, entries) in map {
+                for (key, w) in entries {
+                    let t = timers.entry(key).or_default();
+                    if processing {
+                        t.1.push((time, *w));
+                    } else {
+                        t.0.push((time, *w));
+                    }
+                }
+            }
+        }
+        let (watermark, now) = (self.core.watermark, self.core.now);
+        let mut records = Vec::with_capacity(self.keys.len());
+        for (key, ks) in &self.keys {
+            let windows = ks
+                .windows
+                .iter()
+                .map(|w| {
+                    (
+                        w.window,
+                        w.acc.clone(),
+                        w.nonempty,
+                        w.holding,
+                        w.index,
+                        w.last.clone(),
+                        w.retract.clone(),
+                        w.trigger.iter().map(|n| n.to_parts()).collect(),
+                        w.closed,
+                    )
+                })
+                .collect();
+            let (event, processing) = timers.remove(key).unwrap_or_default();
+            records.push((
+                hash_key(key),
+                (
+                    watermark,
+                    now,
+                    key.clone(),
+                    windows,
+                    ks.ordinal,
+                    ks.count,
+                    event,
+                    processing,
+                ),
+            ));
+        }
+        codec.write(records, state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        let mut clock: Option<(Timestamp, Timestamp)> = None;
+        for (watermark, now, key, windows, ordinal, count, event, processing) in
+            codec.read(state)?
+        {
+            clock = Some(clock.map_or((watermark, now), |(w, n)| (w.min(watermark), n.min(now))));
+            for (time, w) in event {
+                self.core
+                    .timers
+                    .entry(time)
+                    .or_default()
+                    .push((key.clone(), w));
+            }
+            for (time, w) in processing {
+                self.core
+                    .proc_timers
+                    .entry(time)
+                    .or_default()
+                    .push((key.clone(), w));
+            }
+            let windows = windows
+                .into_iter()
+                .map(
+                    |(window, acc, nonempty, holding, index, last, retract, trigger, closed)| {
+                        self.core.spec.metrics.window_created();
+                        WinState {
+                            window,
+                            acc,
+                            nonempty,
+                            holding,
+                            index,
+                            last,
+                            retract,
+                            trigger: trigger.into_iter().map(NodeState::from_parts).collect(),
+                            closed,
+                        }
+                    },
+                )
+                .collect();
+            self.keys.insert(
+                key,
+                KeyState {
+                    windows,
+                    ordinal,
+                    count,
+                },
+            );
+        }
+        if let Some((watermark, now)) = clock {
+            self.core.watermark = self.core.watermark.max(watermark);
+            self.core.now = self.core.now.max(now);
+        }
+        Ok(())
     }
 
     type Out = Outs<K, G::Out, T>;

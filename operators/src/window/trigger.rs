@@ -148,6 +148,21 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// The state as plain parts, for checkpoints.
+    pub(crate) fn to_parts(self) -> (bool, bool, u64, Timestamp) {
+        (self.finished, self.flag, self.count, self.deadline)
+    }
+
+    /// The state from [`NodeState::to_parts`].
+    pub(crate) fn from_parts(parts: (bool, bool, u64, Timestamp)) -> Self {
+        NodeState {
+            finished: parts.0,
+            flag: parts.1,
+            count: parts.2,
+            deadline: parts.3,
+        }
+    }
+
     const FRESH: NodeState = NodeState {
         finished: false,
         flag: false,

@@ -194,7 +194,7 @@ pub fn q8(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q8Row> {
             Windows::tumbling(cx.window_ms),
             |a: &Activity| a.time,
         ))
-        .aggregate("q8 new sellers", NewSeller)
+        .aggregate_checkpointed("q8 new sellers", NewSeller)
         .flat_map("q8 rows", move |p: Pane<u64, Option<String>>| {
             p.value.map(|name| Q8Row {
                 window_start: p.window.start,
