@@ -17,11 +17,13 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use rill_runtime::{BinaryOperator, Data, OpResult, Output, Progress, Stream, Timestamp};
+use rill_runtime::checkpoint::{StateReader, StateWriter};
+use rill_runtime::{hash_key, BinaryOperator, Data, OpResult, Output, Progress, Stream, Timestamp};
 use rustc_hash::FxHashMap;
 
 use crate::key_by::{KeyFn, KeyedStream};
 use crate::window::{Window, Windows};
+use crate::{Codec, RkyvRecords};
 
 type TsFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
 type WindowJoinFn<K, A, B, O> = Arc<dyn Fn(&K, &Window, &A, &B) -> O + Send + Sync>;
@@ -40,7 +42,16 @@ struct WindowJoin<A, B, K, O> {
     state: BTreeMap<Timestamp, WindowSides<K, A, B>>,
     watermark: Timestamp,
     scratch: Vec<Window>,
+    codec: Option<Codec<WindowJoinRecord<K, A, B>>>,
 }
+
+/// A window join's checkpoint record: (watermark, key, window, left records, right
+/// records).
+pub type WindowJoinRecord<K, A, B> = (Timestamp, K, Window, Vec<A>, Vec<B>);
+
+/// An interval join's checkpoint record: (watermark, key, left records, right records),
+/// each record with its time.
+pub type IntervalJoinRecord<K, A, B> = (Timestamp, K, Vec<(Timestamp, A)>, Vec<(Timestamp, B)>);
 
 impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
     fn insert(&mut self, key: K, t: Timestamp, mut put: impl FnMut(&mut (Vec<A>, Vec<B>))) {
@@ -68,12 +79,40 @@ where
     K: Clone + Hash + Eq + 'static,
     O: Data,
 {
-    fn snapshot(
-        &mut self,
-        _checkpoint: u64,
-        _state: &mut rill_runtime::checkpoint::StateWriter,
-    ) -> rill_runtime::OpResult {
-        Err(crate::unsupported_checkpoint())
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        let w = self.watermark;
+        let records = self
+            .state
+            .values()
+            .flat_map(|sides| sides.iter())
+            .map(|((k, win), (a, b))| (hash_key(k), (w, k.clone(), *win, a.clone(), b.clone())))
+            .collect();
+        codec.write(records, state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        let mut watermark: Option<Timestamp> = None;
+        for (w, k, win, a, b) in codec.read(state)? {
+            watermark = Some(watermark.map_or(w, |m| m.min(w)));
+            let slot = self
+                .state
+                .entry(win.end)
+                .or_default()
+                .entry((k, win))
+                .or_default();
+            slot.0.extend(a);
+            slot.1.extend(b);
+        }
+        if let Some(w) = watermark {
+            self.watermark = self.watermark.max(w);
+        }
+        Ok(())
     }
 
     type Out = Output<O>;
@@ -123,6 +162,7 @@ struct IntervalJoin<A, B, K, O> {
     left: FxHashMap<K, Vec<(Timestamp, A)>>,
     right: FxHashMap<K, Vec<(Timestamp, B)>>,
     watermark: Timestamp,
+    codec: Option<Codec<IntervalJoinRecord<K, A, B>>>,
 }
 
 impl<A, B, K, O> BinaryOperator<A, B> for IntervalJoin<A, B, K, O>
@@ -132,12 +172,42 @@ where
     K: Clone + Hash + Eq + 'static,
     O: Data,
 {
-    fn snapshot(
-        &mut self,
-        _checkpoint: u64,
-        _state: &mut rill_runtime::checkpoint::StateWriter,
-    ) -> rill_runtime::OpResult {
-        Err(crate::unsupported_checkpoint())
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        let w = self.watermark;
+        let mut records: Vec<(u64, IntervalJoinRecord<K, A, B>)> = Vec::new();
+        for (k, a) in &self.left {
+            let b = self.right.get(k).cloned().unwrap_or_default();
+            records.push((hash_key(k), (w, k.clone(), a.clone(), b)));
+        }
+        for (k, b) in &self.right {
+            if !self.left.contains_key(k) {
+                records.push((hash_key(k), (w, k.clone(), Vec::new(), b.clone())));
+            }
+        }
+        codec.write(records, state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        let mut watermark: Option<Timestamp> = None;
+        for (w, k, a, b) in codec.read(state)? {
+            watermark = Some(watermark.map_or(w, |m| m.min(w)));
+            if !a.is_empty() {
+                self.left.entry(k.clone()).or_default().extend(a);
+            }
+            if !b.is_empty() {
+                self.right.entry(k).or_default().extend(b);
+            }
+        }
+        if let Some(w) = watermark {
+            self.watermark = self.watermark.max(w);
+        }
+        Ok(())
     }
 
     type Out = Output<O>;
@@ -202,6 +272,38 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
         join: impl Fn(&K, &Window, &A, &B) -> O + Send + Sync + 'static,
     ) -> Stream<O> {
+        self.window_join_with(other, name, windows, time_a, time_b, join, None)
+    }
+
+    /// [`KeyedStream::window_join`] whose buffered records take part in checkpoints
+    /// (keys and records must be rkyv-serializable).
+    pub fn window_join_checkpointed<B: Data, O: Data>(
+        &self,
+        other: &KeyedStream<B, K>,
+        name: &str,
+        windows: Windows,
+        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
+        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
+        join: impl Fn(&K, &Window, &A, &B) -> O + Send + Sync + 'static,
+    ) -> Stream<O>
+    where
+        (u32, WindowJoinRecord<K, A, B>): rill_runtime::ExchangeData,
+    {
+        let codec: Codec<WindowJoinRecord<K, A, B>> = Arc::new(RkyvRecords);
+        self.window_join_with(other, name, windows, time_a, time_b, join, Some(codec))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn window_join_with<B: Data, O: Data>(
+        &self,
+        other: &KeyedStream<B, K>,
+        name: &str,
+        windows: Windows,
+        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
+        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
+        join: impl Fn(&K, &Window, &A, &B) -> O + Send + Sync + 'static,
+        codec: Option<Codec<WindowJoinRecord<K, A, B>>>,
+    ) -> Stream<O> {
         assert!(
             !windows.is_merging() && !windows.is_count(),
             "window_join takes tumbling, sliding or global windows"
@@ -220,6 +322,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 state: BTreeMap::new(),
                 watermark: Timestamp::MIN,
                 scratch: Vec::new(),
+                codec: codec.clone(),
             })
     }
 
@@ -235,6 +338,41 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
         time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
         join: impl Fn(&K, &A, &B) -> O + Send + Sync + 'static,
+    ) -> Stream<O> {
+        self.interval_join_with(other, name, lower, upper, time_a, time_b, join, None)
+    }
+
+    /// [`KeyedStream::interval_join`] whose buffered records take part in checkpoints
+    /// (keys and records must be rkyv-serializable).
+    #[allow(clippy::too_many_arguments)]
+    pub fn interval_join_checkpointed<B: Data, O: Data>(
+        &self,
+        other: &KeyedStream<B, K>,
+        name: &str,
+        lower: i64,
+        upper: i64,
+        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
+        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
+        join: impl Fn(&K, &A, &B) -> O + Send + Sync + 'static,
+    ) -> Stream<O>
+    where
+        (u32, IntervalJoinRecord<K, A, B>): rill_runtime::ExchangeData,
+    {
+        let codec: Codec<IntervalJoinRecord<K, A, B>> = Arc::new(RkyvRecords);
+        self.interval_join_with(other, name, lower, upper, time_a, time_b, join, Some(codec))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn interval_join_with<B: Data, O: Data>(
+        &self,
+        other: &KeyedStream<B, K>,
+        name: &str,
+        lower: i64,
+        upper: i64,
+        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
+        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
+        join: impl Fn(&K, &A, &B) -> O + Send + Sync + 'static,
+        codec: Option<Codec<IntervalJoinRecord<K, A, B>>>,
     ) -> Stream<O> {
         assert!(lower <= upper, "interval_join needs lower <= upper");
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
@@ -252,6 +390,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 left: FxHashMap::default(),
                 right: FxHashMap::default(),
                 watermark: Timestamp::MIN,
+                codec: codec.clone(),
             })
     }
 }

@@ -11,7 +11,11 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use rill_runtime::{Data, ExchangeData, OpResult, Operator, Output, Partitioning, Stream};
+use rill_runtime::checkpoint::{StateReader, StateWriter};
+
+use rill_runtime::{
+    hash_key, Data, ExchangeData, OpResult, Operator, Output, Partitioning, Stream,
+};
 
 /// Groups a stream by key.
 pub trait KeyBy<T> {
@@ -75,10 +79,38 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
     }
 }
 
+/// Writes and reads the (key, aggregate) pairs of a rolling aggregate; a trait object so
+/// that only the checkpointed variants need the serialization bounds.
+trait RollingCodec<K, A> {
+    fn write(&self, state: &HashMap<K, A>, w: &mut StateWriter) -> OpResult;
+    fn read(&self, r: &StateReader) -> Result<Vec<(K, A)>, rill_runtime::Failure>;
+}
+
+struct RkyvRolling;
+
+impl<K: Clone + Hash, A: Clone> RollingCodec<K, A> for RkyvRolling
+where
+    (u32, (K, A)): ExchangeData,
+{
+    fn write(&self, state: &HashMap<K, A>, w: &mut StateWriter) -> OpResult {
+        w.put_keyed_all(
+            state
+                .iter()
+                .map(|(k, a)| (hash_key(k), (k.clone(), a.clone()))),
+        )
+    }
+    fn read(&self, r: &StateReader) -> Result<Vec<(K, A)>, rill_runtime::Failure> {
+        r.keyed_values()
+    }
+}
+
+type RollingCodecRef<K, A> = Arc<dyn RollingCodec<K, A> + Send + Sync>;
+
 struct RollingOp<T, K, A, F> {
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     fold: F,
     state: HashMap<K, A>,
+    codec: Option<RollingCodecRef<K, A>>,
 }
 
 impl<T, K, A, F> Operator<T> for RollingOp<T, K, A, F>
@@ -87,12 +119,19 @@ where
     A: Data,
     F: Fn(Option<&A>, T) -> A,
 {
-    fn snapshot(
-        &mut self,
-        _checkpoint: u64,
-        _state: &mut rill_runtime::checkpoint::StateWriter,
-    ) -> rill_runtime::OpResult {
-        Err(crate::unsupported_checkpoint())
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        match &self.codec {
+            Some(codec) => codec.write(&self.state, state),
+            None => Err(crate::unsupported_checkpoint()),
+        }
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        self.state.extend(codec.read(state)?);
+        Ok(())
     }
 
     type Out = Output<(K, A)>;
@@ -129,11 +168,44 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         A: Data,
         F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,
     {
+        self.fold_with(name, f, None)
+    }
+
+    /// [`KeyedStream::fold`] whose per-key aggregates are written to checkpoints and
+    /// restored, onto any shard count (keys and aggregates must be rkyv-serializable).
+    pub fn fold_checkpointed<A, F>(&self, name: &str, f: F) -> Stream<(K, A)>
+    where
+        A: Data,
+        F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,
+        (u32, (K, A)): ExchangeData,
+    {
+        self.fold_with(name, f, Some(Arc::new(RkyvRolling)))
+    }
+
+    /// [`KeyedStream::count`] that takes part in checkpoints.
+    pub fn count_checkpointed(&self, name: &str) -> Stream<(K, u64)>
+    where
+        (u32, (K, u64)): ExchangeData,
+    {
+        self.fold_checkpointed(name, |acc: Option<&u64>, _| acc.copied().unwrap_or(0) + 1)
+    }
+
+    fn fold_with<A, F>(
+        &self,
+        name: &str,
+        f: F,
+        codec: Option<RollingCodecRef<K, A>>,
+    ) -> Stream<(K, A)>
+    where
+        A: Data,
+        F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,
+    {
         let key = self.key.clone();
         self.stream.unary(name, move |_| RollingOp {
             key: key.clone(),
             fold: f.clone(),
             state: HashMap::new(),
+            codec: codec.clone(),
         })
     }
 

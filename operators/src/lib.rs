@@ -50,6 +50,43 @@ pub(crate) fn unsupported_checkpoint() -> rill_runtime::Failure {
     )
 }
 
+/// Writes and reads an operator's keyed records (`(key hash, record)`), behind a trait
+/// object so that only the `_checkpointed` constructors need the serialization bounds.
+pub(crate) trait RecordCodec<R> {
+    fn write(
+        &self,
+        records: Vec<(u64, R)>,
+        state: &mut rill_runtime::checkpoint::StateWriter,
+    ) -> rill_runtime::OpResult;
+    fn read(
+        &self,
+        state: &rill_runtime::checkpoint::StateReader,
+    ) -> Result<Vec<R>, rill_runtime::Failure>;
+}
+
+pub(crate) struct RkyvRecords;
+
+impl<R> RecordCodec<R> for RkyvRecords
+where
+    (u32, R): rill_runtime::ExchangeData,
+{
+    fn write(
+        &self,
+        records: Vec<(u64, R)>,
+        state: &mut rill_runtime::checkpoint::StateWriter,
+    ) -> rill_runtime::OpResult {
+        state.put_keyed_all(records)
+    }
+    fn read(
+        &self,
+        state: &rill_runtime::checkpoint::StateReader,
+    ) -> Result<Vec<R>, rill_runtime::Failure> {
+        state.keyed_values()
+    }
+}
+
+pub(crate) type Codec<R> = std::sync::Arc<dyn RecordCodec<R> + Send + Sync>;
+
 /// Every operator trait, for `use rill_operators::prelude::*`.
 pub mod prelude {
     pub use crate::window::{Accumulation, Trigger, WindowSpec, Windows};

@@ -183,6 +183,32 @@ impl Operator<u64> for Crash {
     }
 }
 
+/// Numbers `0..end` from a [`RangeSource`] on every shard, through a [`Crash`] after
+/// `crash_after` records, slowed down a little (a sleep every `pace` numbers) so that
+/// checkpoints happen before the crash.
+fn numbers(df: &mut Dataflow, end: u64, crash_after: u64, pace: u64) -> Stream<u64> {
+    let seen = Arc::new(AtomicU64::new(0));
+    df.source("numbers", move |shard| RangeSource {
+        splits: vec![SplitPosition {
+            split: shard.index as u32,
+            of: shard.shards as u32,
+            position: shard.index as u64,
+        }],
+        end,
+        watermark: Timestamp::MIN,
+    })
+    .unary("crash", move |_| Crash {
+        seen: seen.clone(),
+        after: crash_after,
+    })
+    .map("pace", move |n: u64| {
+        if n % pace == 0 {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        n
+    })
+}
+
 fn keyed(stream: &Stream<u64>, name: &str, modulus: u64, offset: u64) -> Stream<(u64, u64)> {
     stream
         .map(name, move |n: u64| (offset + n % modulus, n))
@@ -191,28 +217,7 @@ fn keyed(stream: &Stream<u64>, name: &str, modulus: u64, offset: u64) -> Stream<
 
 fn dataflow(out: &Path, crash_after: u64, two_input: bool) -> Dataflow {
     let mut df = Dataflow::new();
-    let numbers = df.source("numbers", |shard| RangeSource {
-        splits: vec![SplitPosition {
-            split: shard.index as u32,
-            of: shard.shards as u32,
-            position: shard.index as u64,
-        }],
-        end: EVENTS,
-        watermark: Timestamp::MIN,
-    });
-    // Slow the job down a little so that checkpoints happen before the crash.
-    let seen = Arc::new(AtomicU64::new(0));
-    let numbers = numbers
-        .unary("crash", move |_| Crash {
-            seen: seen.clone(),
-            after: crash_after,
-        })
-        .map("pace", |n: u64| {
-            if n % 4096 == 0 {
-                std::thread::sleep(Duration::from_micros(300));
-            }
-            n
-        });
+    let numbers = numbers(&mut df, EVENTS, crash_after, 4096);
     let a = keyed(&numbers, "by 97", 97, 0);
     let b = keyed(&numbers, "by 13", 13, 1000);
     let counts = if two_input {
@@ -368,37 +373,18 @@ fn at_least_once_loses_no_window_and_never_undercounts() {
 /// includes accumulators, pane indexes, the last pane's value and the trigger's counts.
 fn window_dataflow(out: &Path, crash_after: u64) -> Dataflow {
     let mut df = Dataflow::new();
-    let seen = Arc::new(AtomicU64::new(0));
-    df.source("numbers", |shard| RangeSource {
-        splits: vec![SplitPosition {
-            split: shard.index as u32,
-            of: shard.shards as u32,
-            position: shard.index as u64,
-        }],
-        end: EVENTS,
-        watermark: Timestamp::MIN,
-    })
-    .unary("crash", move |_| Crash {
-        seen: seen.clone(),
-        after: crash_after,
-    })
-    .map("pace", |n: u64| {
-        if n % 4096 == 0 {
-            std::thread::sleep(Duration::from_micros(300));
-        }
-        n
-    })
-    .key_by(|n: &u64| n % 7)
-    .window(
-        WindowSpec::event_time(Windows::sliding(2_000, 1_000), |n: &u64| *n as i64)
-            .trigger(Trigger::after_watermark_with(
-                Some(Trigger::AfterCount(40)),
-                None,
-            ))
-            .accumulation(Accumulation::Retracting),
-    )
-    .count_checkpointed("panes")
-    .sink_lines(out);
+    numbers(&mut df, EVENTS, crash_after, 4096)
+        .key_by(|n: &u64| n % 7)
+        .window(
+            WindowSpec::event_time(Windows::sliding(2_000, 1_000), |n: &u64| *n as i64)
+                .trigger(Trigger::after_watermark_with(
+                    Some(Trigger::AfterCount(40)),
+                    None,
+                ))
+                .accumulation(Accumulation::Retracting),
+        )
+        .count_checkpointed("panes")
+        .sink_lines(out);
     df
 }
 
@@ -538,5 +524,112 @@ fn file_source_replays_from_its_offset_and_sends_bad_lines_aside() {
     let bad = committed(&bad_out);
     assert_eq!(bad.len(), 50_000 / 997 + 1);
     assert!(bad.iter().all(|l| l.contains(":oops ")), "{bad:?}");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn exactly_once_rolling_counts_across_a_crash_and_a_new_shard_count() {
+    let dir = scratch("rolling");
+    let (checkpoints, out) = (dir.join("checkpoints"), dir.join("out"));
+    let build = |crash_after: u64| {
+        let mut df = Dataflow::new();
+        let counts = numbers(&mut df, EVENTS, crash_after, 4096)
+            .key_by(|n: &u64| n % 97)
+            .count_checkpointed("count");
+        write_part_files(
+            &counts,
+            "sink",
+            &out,
+            None,
+            |(k, c): &(u64, u64), buf: &mut Vec<u8>| {
+                buf.extend_from_slice(format!("{k},{c}\n").as_bytes());
+            },
+        );
+        df
+    };
+    let mut restored = false;
+    for (shards, crash_after) in [(2, 50_000), (3, 0)] {
+        let config = Config::default().shards(shards).pin(false).checkpointing(
+            Checkpointing::new(&checkpoints).interval(Some(Duration::from_millis(15))),
+        );
+        match Runtime::new(config).unwrap().run(build(crash_after)) {
+            Ok(report) => restored = report.checkpoints.unwrap().restored_from.is_some(),
+            Err(e) => assert!(e.to_string().contains("injected crash"), "{e}"),
+        }
+    }
+    assert!(restored);
+    // Every key's running count takes each value from 1 to its number of records once.
+    let mut want: Vec<String> = (0..97u64)
+        .flat_map(|k| {
+            let n = (EVENTS - k).div_ceil(97);
+            (1..=n).map(move |c| format!("{k},{c}"))
+        })
+        .collect();
+    want.sort();
+    assert_eq!(committed(&out), want);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn exactly_once_joins_across_a_crash_and_a_new_shard_count() {
+    let dir = scratch("joins");
+    let build = |out: &Path, crash_after: u64| {
+        let mut df = Dataflow::new();
+        let numbers = numbers(&mut df, EVENTS / 2, crash_after, 2048);
+        let left = numbers.key_by(|n: &u64| n % 13);
+        let right = numbers
+            .filter("thirds", |n: &u64| n % 3 == 0)
+            .key_by(|n: &u64| n % 13);
+        let interval = left.interval_join_checkpointed(
+            &right,
+            "interval",
+            -30,
+            30,
+            |n: &u64| *n as Timestamp,
+            |n: &u64| *n as Timestamp,
+            |k: &u64, a: &u64, b: &u64| format!("i,{k},{a},{b}"),
+        );
+        let windowed = left.window_join_checkpointed(
+            &right,
+            "window",
+            Windows::tumbling(100),
+            |n: &u64| *n as Timestamp,
+            |n: &u64| *n as Timestamp,
+            |k: &u64, w: &rill_operators::window::Window, a: &u64, b: &u64| {
+                format!("w,{k},{},{a},{b}", w.start)
+            },
+        );
+        write_part_files(
+            &interval.union(&[windowed]),
+            "sink",
+            out,
+            None,
+            |l: &String, buf: &mut Vec<u8>| {
+                buf.extend_from_slice(l.as_bytes());
+                buf.push(b'\n');
+            },
+        );
+        df
+    };
+    let reference = dir.join("reference");
+    Runtime::new(Config::default().shards(2).pin(false))
+        .unwrap()
+        .run(build(&reference, 0))
+        .unwrap();
+    let (checkpoints, out) = (dir.join("checkpoints"), dir.join("out"));
+    let mut restored = false;
+    for (shards, crash_after) in [(2, 25_000), (1, 0)] {
+        let config = Config::default().shards(shards).pin(false).checkpointing(
+            Checkpointing::new(&checkpoints).interval(Some(Duration::from_millis(15))),
+        );
+        match Runtime::new(config).unwrap().run(build(&out, crash_after)) {
+            Ok(report) => restored = report.checkpoints.unwrap().restored_from.is_some(),
+            Err(e) => assert!(e.to_string().contains("injected crash"), "{e}"),
+        }
+    }
+    assert!(restored);
+    let want = committed(&reference);
+    assert!(want.iter().any(|l| l.starts_with("i,")) && want.iter().any(|l| l.starts_with("w,")));
+    assert_eq!(committed(&out), want);
     fs::remove_dir_all(dir).unwrap();
 }
