@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 
+use crate::{Codec, RkyvRecords};
+
 use rill_runtime::{
     hash_key, Data, ExchangeData, OpResult, Operator, Output, Partitioning, Stream,
 };
@@ -79,38 +81,11 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
     }
 }
 
-/// Writes and reads the (key, aggregate) pairs of a rolling aggregate; a trait object so
-/// that only the checkpointed variants need the serialization bounds.
-trait RollingCodec<K, A> {
-    fn write(&self, state: &HashMap<K, A>, w: &mut StateWriter) -> OpResult;
-    fn read(&self, r: &StateReader) -> Result<Vec<(K, A)>, rill_runtime::Failure>;
-}
-
-struct RkyvRolling;
-
-impl<K: Clone + Hash, A: Clone> RollingCodec<K, A> for RkyvRolling
-where
-    (u32, (K, A)): ExchangeData,
-{
-    fn write(&self, state: &HashMap<K, A>, w: &mut StateWriter) -> OpResult {
-        w.put_keyed_all(
-            state
-                .iter()
-                .map(|(k, a)| (hash_key(k), (k.clone(), a.clone()))),
-        )
-    }
-    fn read(&self, r: &StateReader) -> Result<Vec<(K, A)>, rill_runtime::Failure> {
-        r.keyed_values()
-    }
-}
-
-type RollingCodecRef<K, A> = Arc<dyn RollingCodec<K, A> + Send + Sync>;
-
 struct RollingOp<T, K, A, F> {
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     fold: F,
     state: HashMap<K, A>,
-    codec: Option<RollingCodecRef<K, A>>,
+    codec: Option<Codec<(K, A)>>,
 }
 
 impl<T, K, A, F> Operator<T> for RollingOp<T, K, A, F>
@@ -120,10 +95,15 @@ where
     F: Fn(Option<&A>, T) -> A,
 {
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        match &self.codec {
-            Some(codec) => codec.write(&self.state, state),
-            None => Err(crate::unsupported_checkpoint()),
-        }
+        let Some(codec) = &self.codec else {
+            return Err(crate::unsupported_checkpoint());
+        };
+        let records = self
+            .state
+            .iter()
+            .map(|(k, a)| (hash_key(k), (k.clone(), a.clone())))
+            .collect();
+        codec.write(records, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
@@ -179,7 +159,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,
         (u32, (K, A)): ExchangeData,
     {
-        self.fold_with(name, f, Some(Arc::new(RkyvRolling)))
+        self.fold_with(name, f, Some(Arc::new(RkyvRecords)))
     }
 
     /// [`KeyedStream::count`] that takes part in checkpoints.
@@ -190,12 +170,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.fold_checkpointed(name, |acc: Option<&u64>, _| acc.copied().unwrap_or(0) + 1)
     }
 
-    fn fold_with<A, F>(
-        &self,
-        name: &str,
-        f: F,
-        codec: Option<RollingCodecRef<K, A>>,
-    ) -> Stream<(K, A)>
+    fn fold_with<A, F>(&self, name: &str, f: F, codec: Option<Codec<(K, A)>>) -> Stream<(K, A)>
     where
         A: Data,
         F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,

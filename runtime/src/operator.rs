@@ -208,20 +208,10 @@ impl<Op: BinaryOperator<A, B>, A, B> BinaryState<Op, A, B> {
         }
         let was_aligning = self.frontier.aligning();
         self.update(input, progress)?;
-        if let Progress::Barrier(id) = progress {
-            if self.aligned && !was_aligning && self.frontier.aligning() {
-                local::holding(id, true);
-            }
+        if self.aligned {
+            local::track_alignment(was_aligning, &self.frontier, progress);
         }
         if was_aligning && !self.frontier.aligning() {
-            if self.aligned {
-                if let Some(c) = local::coordinator() {
-                    local::holding(
-                        c.requested.load(std::sync::atomic::Ordering::Relaxed),
-                        false,
-                    );
-                }
-            }
             // Replay what alignment held back, in arrival order.
             while let Some(h) = self.held.pop_front() {
                 match h {
@@ -325,6 +315,9 @@ impl<T: Clone> UnionState<T> {
         let was_aligning = self.frontier.aligning();
         let UnionState { out, frontier, .. } = self;
         frontier.update(input, progress, |p| out.progress(p))?;
+        if self.aligned {
+            local::track_alignment(was_aligning, &self.frontier, progress);
+        }
         if was_aligning && !self.frontier.aligning() {
             while let Some((i, item)) = self.held.pop_front() {
                 match item {

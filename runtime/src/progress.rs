@@ -64,6 +64,11 @@ impl Frontier {
         self.barrier != 0
     }
 
+    /// The last barrier passed on (0: none).
+    pub fn last_barrier(&self) -> u64 {
+        self.last_barrier
+    }
+
     /// Passes the barrier on once every input that has not ended delivered it.
     fn complete_barrier(&mut self, emit: &mut impl FnMut(Progress) -> OpResult) -> OpResult {
         if self.barrier == 0 {

@@ -234,8 +234,7 @@ impl Runtime {
         }) = &start
         {
             *coord.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats.clone();
-            let coordinator = CoordinatorThread::start(coord.clone(), Vec::new(), abort, None, 1)
-                .map_err(|e| Error::Checkpoint(e.to_string()))?;
+            let coordinator = CoordinatorThread::idle(coord.clone());
             return Ok(JobHandle {
                 threads: Vec::new(),
                 channels,

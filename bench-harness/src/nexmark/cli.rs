@@ -130,21 +130,6 @@ fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
     s.parse()
 }
 
-/// Queries whose operators support checkpoints.
-pub const CHECKPOINTED_QUERIES: [Query; 11] = [
-    Query::Q0,
-    Query::Q1,
-    Query::Q2,
-    Query::Q3,
-    Query::Q4,
-    Query::Q5,
-    Query::Q6,
-    Query::Q7,
-    Query::Q8,
-    Query::Q11,
-    Query::Q12,
-];
-
 impl Common {
     fn config(&self) -> Config {
         let mut config = Config::default().pin(!self.no_pin);
@@ -156,20 +141,8 @@ impl Common {
 
     /// Checks the checkpoint flags.
     fn check_checkpoints(&self, explicit_guarantee: bool) -> Result<(), String> {
-        if self.checkpoint_dir.is_none() {
-            if explicit_guarantee {
-                return Err("--guarantee needs --checkpoint-dir".into());
-            }
-            return Ok(());
-        }
-        if !CHECKPOINTED_QUERIES.contains(&self.query) {
-            let names: Vec<String> = CHECKPOINTED_QUERIES.iter().map(|q| q.to_string()).collect();
-            return Err(format!(
-                "{} does not support checkpoints yet (its operators cannot snapshot their \
-                 state); queries with checkpoints: {}",
-                self.query,
-                names.join(", ")
-            ));
+        if self.checkpoint_dir.is_none() && explicit_guarantee {
+            return Err("--guarantee needs --checkpoint-dir".into());
         }
         Ok(())
     }

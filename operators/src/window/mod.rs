@@ -379,7 +379,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         &self,
         name: &str,
         agg: G,
-        codec: Option<operator::WindowCodecRef<K, G::Acc, G::Out>>,
+        codec: Option<operator::WindowCodec<K, G::Acc, G::Out>>,
     ) -> (Stream<Pane<K, G::Out>>, Stream<T>) {
         let spec = self.spec.clone();
         let key = self.keyed.key_fn();
@@ -400,7 +400,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     where
         (u32, WindowKeyRecord<K, G::Acc, G::Out>): rill_runtime::ExchangeData,
     {
-        self.aggregate_with(name, agg, Some(Arc::new(operator::RkyvWindowCodec)))
+        self.aggregate_with(name, agg, Some(Arc::new(crate::RkyvRecords)))
             .0
     }
 

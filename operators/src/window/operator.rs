@@ -10,12 +10,10 @@
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
-use std::sync::Arc;
-
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::{
-    hash_key, ExchangeData, Failure, OpResult, Operator, Output, Progress, Timestamp,
-    MAX_WATERMARK, MIN_WATERMARK,
+    hash_key, Failure, OpResult, Operator, Output, Progress, Timestamp, MAX_WATERMARK,
+    MIN_WATERMARK,
 };
 use rustc_hash::FxHashMap;
 
@@ -24,6 +22,7 @@ use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::window::{
     Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec, Windows,
 };
+use crate::Codec;
 
 struct WinState<A, V> {
     window: Window,
@@ -85,39 +84,11 @@ pub type WindowKeyRecord<K, A, V> = (
     Vec<(Timestamp, Window)>,
 );
 
-/// Writes and reads key records; behind a trait object so that only the checkpointed
-/// window functions need the serialization bounds.
-pub(crate) trait WindowCodec<K, A, V> {
-    fn write(
-        &self,
-        records: Vec<(u64, WindowKeyRecord<K, A, V>)>,
-        state: &mut StateWriter,
-    ) -> OpResult;
-    fn read(&self, state: &StateReader) -> Result<Vec<WindowKeyRecord<K, A, V>>, Failure>;
-}
-
-pub(crate) struct RkyvWindowCodec;
-
-impl<K, A, V> WindowCodec<K, A, V> for RkyvWindowCodec
-where
-    (u32, WindowKeyRecord<K, A, V>): ExchangeData,
-{
-    fn write(
-        &self,
-        records: Vec<(u64, WindowKeyRecord<K, A, V>)>,
-        state: &mut StateWriter,
-    ) -> OpResult {
-        state.put_keyed_all(records)
-    }
-    fn read(&self, state: &StateReader) -> Result<Vec<WindowKeyRecord<K, A, V>>, Failure> {
-        state.keyed_values()
-    }
-}
+/// Writes and reads a window operator's key records.
+pub(crate) type WindowCodec<K, A, V> = Codec<WindowKeyRecord<K, A, V>>;
 
 /// One key's timers: (event-time, processing-time).
 type KeyTimers = (Vec<(Timestamp, Window)>, Vec<(Timestamp, Window)>);
-
-pub(crate) type WindowCodecRef<K, A, V> = Arc<dyn WindowCodec<K, A, V> + Send + Sync>;
 
 pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     keys: FxHashMap<K, KeyState<G::Acc, G::Out>>,
@@ -126,7 +97,7 @@ pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     /// input that has not ticked yet holds the operator's clock at its minimum). They are
     /// assigned with the first processing time, or at the end of the input.
     unclocked: Vec<T>,
-    codec: Option<WindowCodecRef<K, G::Acc, G::Out>>,
+    codec: Option<WindowCodec<K, G::Acc, G::Out>>,
 }
 
 struct Core<T, K, G: Aggregate<T, K>> {
@@ -154,7 +125,7 @@ where
         spec: WindowSpec<T, K>,
         key: KeyFn<T, K>,
         agg: G,
-        codec: Option<WindowCodecRef<K, G::Acc, G::Out>>,
+        codec: Option<WindowCodec<K, G::Acc, G::Out>>,
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         WindowOperator {

@@ -168,6 +168,15 @@ pub(crate) struct CoordinatorThread {
 }
 
 impl CoordinatorThread {
+    /// A coordinator that starts no checkpoints (the job has nothing left to run).
+    pub(crate) fn idle(coord: Arc<Coordinator>) -> Self {
+        coord.stopped.store(true, Ordering::SeqCst);
+        CoordinatorThread {
+            coord,
+            handle: None,
+        }
+    }
+
     pub(crate) fn start(
         coord: Arc<Coordinator>,
         wakers: Vec<Arc<ShardWaker>>,

@@ -162,6 +162,20 @@ pub(crate) fn holding(id: u64, holding: bool) {
     });
 }
 
+/// After `frontier` took `progress` (it was aligning a barrier before if `was_aligning`):
+/// records when an exactly-once input started and stopped holding back records.
+pub(crate) fn track_alignment(
+    was_aligning: bool,
+    frontier: &crate::progress::Frontier,
+    progress: crate::push::Progress,
+) {
+    match (was_aligning, frontier.aligning(), progress) {
+        (false, true, crate::push::Progress::Barrier(id)) => holding(id, true),
+        (true, false, _) => holding(frontier.last_barrier(), false),
+        _ => {}
+    }
+}
+
 impl Local {
     fn pending_for(&mut self, id: u64) -> &mut Pending {
         if self.pending.as_ref().map_or(true, |p| p.id != id) {

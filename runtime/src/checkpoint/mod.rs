@@ -188,10 +188,16 @@ impl Default for StateWriter {
 }
 
 impl StateWriter {
-    fn put<T: ExchangeData>(&mut self, split: bool, scope: u32, value: T) -> Result<(), Failure> {
-        let records = vec![value];
+    /// Archives `records` as one entry.
+    #[allow(clippy::ptr_arg)] // rkyv archives the sized `Vec<T>`
+    fn push_entry<T: ExchangeData>(
+        &mut self,
+        split: bool,
+        scope: u32,
+        records: &Vec<T>,
+    ) -> Result<(), Failure> {
         let bytes = T::write_batch(
-            &records,
+            records,
             crate::data::BatchBytes::new(),
             self.arena.acquire(),
         )
@@ -202,6 +208,10 @@ impl StateWriter {
             bytes: bytes.to_vec(),
         });
         Ok(())
+    }
+
+    fn put<T: ExchangeData>(&mut self, split: bool, scope: u32, value: T) -> Result<(), Failure> {
+        self.push_entry(split, scope, &vec![value])
     }
 
     /// Writes `value`, state of the key whose hash is `key_hash` (as
@@ -226,18 +236,7 @@ impl StateWriter {
             .into_iter()
             .map(|(hash, value)| (key_group(hash), value))
             .collect();
-        let bytes = <(u32, T)>::write_batch(
-            &records,
-            crate::data::BatchBytes::new(),
-            self.arena.acquire(),
-        )
-        .map_err(crate::data::corrupt)?;
-        self.entries.push(StateEntry {
-            split: false,
-            scope: MIXED,
-            bytes: bytes.to_vec(),
-        });
-        Ok(())
+        self.push_entry(false, MIXED, &records)
     }
 
     /// Writes `value` as part of split `split` (non-keyed state): on a restore onto `M`

@@ -25,8 +25,6 @@ pub(crate) struct ExchangeReceiver<T> {
     /// Exactly-once: a channel that delivered the barrier being aligned is not read.
     aligned: bool,
     coord: Option<Arc<Coordinator>>,
-    /// The last barrier passed downstream.
-    forwarded: u64,
 }
 
 impl<T: ExchangeData> ExchangeReceiver<T> {
@@ -45,7 +43,6 @@ impl<T: ExchangeData> ExchangeReceiver<T> {
             next: 0,
             aligned: local::aligned(),
             coord: local::coordinator(),
-            forwarded: 0,
         }
     }
 }
@@ -81,19 +78,10 @@ impl<T: ExchangeData> Head for ExchangeReceiver<T> {
                     }
                     Msg::Progress(p) => {
                         let was_aligning = self.frontier.aligning();
-                        let (downstream, forwarded) = (&mut self.downstream, &mut self.forwarded);
-                        self.frontier.update(i, p, |q| {
-                            if let Progress::Barrier(id) = q {
-                                *forwarded = id;
-                            }
-                            downstream.progress(q)
-                        })?;
+                        let downstream = &mut self.downstream;
+                        self.frontier.update(i, p, |q| downstream.progress(q))?;
                         if self.aligned {
-                            match (was_aligning, self.frontier.aligning(), p) {
-                                (false, true, Progress::Barrier(id)) => local::holding(id, true),
-                                (true, false, _) => local::holding(self.forwarded, false),
-                                _ => {}
-                            }
+                            local::track_alignment(was_aligning, &self.frontier, p);
                         }
                     }
                 }
@@ -119,11 +107,13 @@ impl<T: ExchangeData> Head for ExchangeReceiver<T> {
         let Some(coord) = &self.coord else {
             return Ok(());
         };
-        let requested = coord.requested.load(Ordering::Acquire);
-        if requested > self.forwarded && self.frontier.is_ended() {
-            self.forwarded = requested;
-            self.downstream.progress(Progress::Barrier(requested))?;
+        if !self.frontier.is_ended() {
+            return Ok(());
         }
-        Ok(())
+        // Once every channel ended the frontier passes a new barrier on at once, once.
+        let requested = coord.requested.load(Ordering::Acquire);
+        let downstream = &mut self.downstream;
+        self.frontier
+            .update(0, Progress::Barrier(requested), |q| downstream.progress(q))
     }
 }
