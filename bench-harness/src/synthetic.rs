@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use rill_runtime::rkyv;
 use rill_runtime::{
-    Config, Dataflow, Failure, JobReport, OpResult, Output, Partitioning, Runtime, Sink, Source,
-    SourceStatus,
+    Config, Dataflow, Failure, JobReport, OpResult, Partitioning, Runtime, Sink, Source,
+    SourceOutput, SourceStatus,
 };
 
 use crate::latency::{LatencySummary, Recorder};
@@ -74,7 +74,7 @@ pub struct EventSource {
 }
 
 impl Source<Event> for EventSource {
-    fn poll(&mut self, out: &mut Output<Event>, max: usize) -> Result<SourceStatus, Failure> {
+    fn poll(&mut self, out: &mut SourceOutput<Event>, max: usize) -> Result<SourceStatus, Failure> {
         let epoch = *self.epoch.get_or_init(Instant::now);
         if self.next >= self.end {
             if let Some(ns) = self.ns_per_event {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::SplitPosition;
 use rill_runtime::{
-    Data, Dataflow, Failure, OpResult, Operator, Output, Source, SourceStatus, Stream,
+    Data, Dataflow, Failure, OpResult, Operator, Output, Source, SourceOutput, SourceStatus, Stream,
 };
 
 /// A line that did not parse.
@@ -83,7 +83,11 @@ impl<T> FileLines<T> {
 }
 
 impl<T: Data> Source<Line<T>> for FileLines<T> {
-    fn poll(&mut self, out: &mut Output<Line<T>>, max: usize) -> Result<SourceStatus, Failure> {
+    fn poll(
+        &mut self,
+        out: &mut SourceOutput<Line<T>>,
+        max: usize,
+    ) -> Result<SourceStatus, Failure> {
         if !self.owns {
             return Ok(SourceStatus::Done);
         }

@@ -18,7 +18,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::{hash_key, BinaryOperator, Data, OpResult, Output, Progress, Stream, Timestamp};
+use rill_runtime::{hash_key, BinaryOperator, Data, OpResult, Output, Stream, Timestamp};
 use rustc_hash::FxHashMap;
 
 use crate::key_by::{KeyFn, KeyedStream};
@@ -147,7 +147,7 @@ where
                 }
             }
         }
-        out.progress(Progress::Watermark(watermark))
+        Ok(())
     }
 }
 
@@ -246,7 +246,7 @@ where
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> OpResult {
+    fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Output<O>) -> OpResult {
         self.watermark = self.watermark.max(watermark);
         let (w, lower, upper) = (self.watermark, self.lower, self.upper);
         self.left.retain(|_, v| {
@@ -257,7 +257,7 @@ where
             v.retain(|(t, _)| t.saturating_sub(lower) >= w);
             !v.is_empty()
         });
-        out.progress(Progress::Watermark(watermark))
+        Ok(())
     }
 }
 

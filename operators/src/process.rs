@@ -51,7 +51,7 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::{
-    hash_key, Data, ExchangeData, Failure, OpResult, Operator, Output, Progress, ShardInfo, Stream,
+    hash_key, Data, ExchangeData, Failure, OpResult, Operator, Output, ShardInfo, Stream,
     Timestamp, MIN_WATERMARK,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -305,13 +305,13 @@ where
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<F::Out>) -> OpResult {
         self.watermark = self.watermark.max(watermark);
         self.fire(false, self.watermark, out);
-        out.progress(Progress::Watermark(watermark))
+        Ok(())
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<F::Out>) -> OpResult {
         self.now = self.now.max(now);
         self.fire(true, self.now, out);
-        out.progress(Progress::ProcessingTime(now))
+        Ok(())
     }
 }
 

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use rill_runtime::{
-    Data, OpResult, Operator, Output, Progress, Stream, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
+    Data, OpResult, Operator, SourceOutput, Stream, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
 };
 
 type TimestampFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
@@ -110,7 +110,7 @@ pub trait AssignWatermarks<T> {
 
 impl<T: Data> AssignWatermarks<T> for Stream<T> {
     fn assign_watermarks(&self, name: &str, strategy: WatermarkStrategy<T>) -> Stream<T> {
-        self.unary(name, move |_| WatermarkGenerator {
+        self.watermark_generator(name, move |_| WatermarkGenerator {
             strategy: strategy.clone(),
             max_seen: MIN_WATERMARK,
             emitted: MIN_WATERMARK,
@@ -132,9 +132,9 @@ struct WatermarkGenerator<T> {
 }
 
 impl<T: Data> Operator<T> for WatermarkGenerator<T> {
-    type Out = Output<T>;
+    type Out = SourceOutput<T>;
 
-    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<T>) -> OpResult {
+    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut SourceOutput<T>) -> OpResult {
         let mut next = self.emitted;
         for r in batch.iter() {
             let t = (self.strategy.timestamp)(r);
@@ -160,24 +160,24 @@ impl<T: Data> Operator<T> for WatermarkGenerator<T> {
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<T>) -> OpResult {
-        if watermark == MAX_WATERMARK && self.emitted < MAX_WATERMARK {
+    fn on_watermark(&mut self, watermark: Timestamp, _out: &mut SourceOutput<T>) -> OpResult {
+        // The input's final watermark goes on (the runtime forwards it); others are
+        // replaced by this generator's own.
+        if watermark == MAX_WATERMARK {
             self.emitted = MAX_WATERMARK;
-            out.watermark(MAX_WATERMARK)?;
         }
         Ok(())
     }
 
-    fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<T>) -> OpResult {
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut SourceOutput<T>) -> OpResult {
         self.now = now;
         if self.last_record == MIN_WATERMARK {
             self.last_record = now;
         }
-        out.progress(Progress::ProcessingTime(now))?;
         if let Some(idle_after) = self.strategy.idle_after {
             if !self.idle && now.saturating_sub(self.last_record) >= idle_after {
                 self.idle = true;
-                out.progress(Progress::Idle)?;
+                out.idle()?;
             }
         }
         Ok(())

@@ -16,7 +16,7 @@ use rill_operators::prelude::*;
 use rill_runtime::checkpoint::{Checkpointing, Guarantee, SplitPosition, StateReader, StateWriter};
 use rill_runtime::{
     hash_key, BinaryOperator, Config, Dataflow, Failure, OpResult, Operator, Output, Partitioning,
-    Progress, Runtime, Source, SourceStatus, Stream, Timestamp,
+    Runtime, Source, SourceOutput, SourceStatus, Stream, Timestamp,
 };
 
 #[global_allocator]
@@ -33,7 +33,7 @@ struct RangeSource {
 }
 
 impl Source<u64> for RangeSource {
-    fn poll(&mut self, out: &mut Output<u64>, max: usize) -> Result<SourceStatus, Failure> {
+    fn poll(&mut self, out: &mut SourceOutput<u64>, max: usize) -> Result<SourceStatus, Failure> {
         let mut emitted = 0;
         while emitted < max {
             let Some(s) = self
@@ -121,7 +121,7 @@ impl Operator<(u64, u64)> for WindowCounts {
     }
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
         self.fire(watermark, out);
-        out.progress(Progress::Watermark(watermark))
+        Ok(())
     }
     fn on_end(&mut self, out: &mut Self::Out) -> OpResult {
         self.fire(Timestamp::MAX, out);
@@ -151,7 +151,7 @@ impl BinaryOperator<(u64, u64), (u64, u64)> for TwoInputCounts {
     }
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
         self.0.fire(watermark, out);
-        out.progress(Progress::Watermark(watermark))
+        Ok(())
     }
     fn on_end(&mut self, out: &mut Self::Out) -> OpResult {
         self.0.fire(Timestamp::MAX, out);

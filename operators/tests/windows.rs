@@ -9,7 +9,8 @@ use proptest::prelude::*;
 use rill_operators::prelude::*;
 use rill_operators::window::{Pane, Sum, Timing, WindowMetrics};
 use rill_runtime::{
-    Config, Dataflow, Failure, Output, Runtime, Source, SourceStatus, Timestamp, MAX_WATERMARK,
+    Config, Dataflow, Failure, Runtime, Source, SourceOutput, SourceStatus, Timestamp,
+    MAX_WATERMARK,
 };
 
 #[global_allocator]
@@ -26,7 +27,7 @@ struct PerfectSource {
 }
 
 impl Source<Ev> for PerfectSource {
-    fn poll(&mut self, out: &mut Output<Ev>, max: usize) -> Result<SourceStatus, Failure> {
+    fn poll(&mut self, out: &mut SourceOutput<Ev>, max: usize) -> Result<SourceStatus, Failure> {
         for _ in 0..max {
             let Some(&e) = self.events.get(self.next) else {
                 return Ok(SourceStatus::Done);
@@ -268,7 +269,7 @@ fn state_is_bounded_by_allowed_lateness() {
 fn late_records_and_session_merging() {
     struct Script(Vec<Result<Ev, Timestamp>>, usize);
     impl Source<Ev> for Script {
-        fn poll(&mut self, out: &mut Output<Ev>, _: usize) -> Result<SourceStatus, Failure> {
+        fn poll(&mut self, out: &mut SourceOutput<Ev>, _: usize) -> Result<SourceStatus, Failure> {
             match self.0.get(self.1) {
                 None => return Ok(SourceStatus::Done),
                 Some(Ok(e)) => out.give(*e),

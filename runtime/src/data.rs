@@ -14,7 +14,10 @@ use rkyv::vec::ArchivedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::error::Failure;
-use crate::exchange::batch::BATCH_ALIGN;
+
+/// Alignment of batch buffers, in bytes (see DESIGN notes in `docs/exchange.md`: glibc's
+/// memcpy is slow for some misaligned copies).
+pub const BATCH_ALIGN: usize = 64;
 
 /// A record type: owned and cloneable (a record sent to several consumers is cloned).
 pub trait Data: Clone + 'static {}

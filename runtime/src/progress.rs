@@ -11,8 +11,25 @@
 //! delivered it (an exactly-once operator holds those back).
 
 use crate::error::OpResult;
-use crate::push::Progress;
 use crate::time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
+
+/// A progress message, sent in order with the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// No more records with an event time below this will follow. Also marks the input as
+    /// active again if it was idle.
+    Watermark(Timestamp),
+    /// The input has no data for now and must not hold back the watermark.
+    Idle,
+    /// The input has ended; a `Watermark(MAX_WATERMARK)` precedes it.
+    End,
+    /// Processing time advanced to this many milliseconds (see [`crate::clock`]); due
+    /// processing-time timers fire.
+    ProcessingTime(Timestamp),
+    /// Checkpoint barrier `n` (see [`crate::checkpoint`]): everything before it belongs to
+    /// checkpoint `n`. Operators snapshot when it arrived on all their inputs.
+    Barrier(u64),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InputState {

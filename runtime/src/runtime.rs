@@ -14,10 +14,12 @@ use crate::checkpoint::{
     JobHook,
 };
 use crate::config::{core_ids, Config};
+use crate::context::ShardInfo;
 use crate::error::{Error, Result};
-use crate::exchange::channel::{channel, ChannelLimits, ChannelMetrics, ShardWaker};
-use crate::graph::{Dataflow, ShardInfo};
+use crate::exchange::channel::{channel, ChannelLimits, ChannelMetrics};
+use crate::graph::Dataflow;
 use crate::metrics::{ChannelReport, JobReport, OperatorReport};
+use crate::park::ShardWaker;
 use crate::preflight;
 use crate::shard::{Shard, ShardEndpoints, ShardSettings};
 

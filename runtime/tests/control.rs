@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::{map, runtime, Rec};
 use rill_runtime::{
     shard_of_key, Config, Dataflow, Error, Failure, OpResult, Operator, Output, Partitioning,
-    Runtime, Source, SourceStatus, Timestamp, MAX_WATERMARK,
+    Runtime, Source, SourceOutput, SourceStatus, Timestamp, MAX_WATERMARK,
 };
 
 #[global_allocator]
@@ -24,7 +24,7 @@ struct Ascending {
 }
 
 impl Source<Rec> for Ascending {
-    fn poll(&mut self, out: &mut Output<Rec>, max: usize) -> Result<SourceStatus, Failure> {
+    fn poll(&mut self, out: &mut SourceOutput<Rec>, max: usize) -> Result<SourceStatus, Failure> {
         if self.next == self.end {
             return Ok(SourceStatus::Done);
         }
@@ -61,13 +61,13 @@ impl Operator<Rec> for WatermarkCheck {
         }
         Ok(())
     }
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Rec>) -> OpResult {
+    fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Output<Rec>) -> OpResult {
         assert!(watermark > self.watermark, "watermarks only move forward");
         self.watermark = watermark;
         if watermark == MAX_WATERMARK {
             self.final_seen.fetch_add(1, Ordering::Relaxed);
         }
-        out.watermark(watermark)
+        Ok(())
     }
     fn on_end(&mut self, _out: &mut Output<Rec>) -> OpResult {
         assert_eq!(
@@ -175,7 +175,7 @@ fn an_error_from_a_user_function_ends_the_job() {
 fn a_failing_source_ends_the_job() {
     struct Broken;
     impl Source<u64> for Broken {
-        fn poll(&mut self, _: &mut Output<u64>, _: usize) -> Result<SourceStatus, Failure> {
+        fn poll(&mut self, _: &mut SourceOutput<u64>, _: usize) -> Result<SourceStatus, Failure> {
             Err(Failure::new("disk on fire"))
         }
     }

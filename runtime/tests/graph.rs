@@ -59,9 +59,9 @@ impl BinaryOperator<u64, (u64, String)> for CountBoth {
         }
         Ok(())
     }
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+    fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Self::Out) -> OpResult {
         self.watermark = watermark;
-        out.watermark(watermark)
+        Ok(())
     }
     fn on_end(&mut self, out: &mut Self::Out) -> OpResult {
         assert_eq!(self.watermark, MAX_WATERMARK);

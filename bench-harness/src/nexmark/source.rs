@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rill_runtime::checkpoint::SplitPosition;
 use rill_runtime::rkyv;
-use rill_runtime::{Failure, Output, Source, SourceStatus, Timestamp};
+use rill_runtime::{Failure, Source, SourceOutput, SourceStatus, Timestamp};
 
 use super::{Event, GeneratorConfig};
 
@@ -145,7 +145,7 @@ impl NexmarkSource {
 }
 
 impl Source<Timed> for NexmarkSource {
-    fn poll(&mut self, out: &mut Output<Timed>, max: usize) -> Result<SourceStatus, Failure> {
+    fn poll(&mut self, out: &mut SourceOutput<Timed>, max: usize) -> Result<SourceStatus, Failure> {
         let now = self.epoch.now_ns();
         let Some(mut current) = self.lowest() else {
             if self.open_loop {

@@ -20,8 +20,8 @@ use rill_operators::window::{
 };
 use rill_runtime::rkyv;
 use rill_runtime::{
-    shard_of_key, Clock, Config, Dataflow, Failure, Output, Progress, Runtime, Source,
-    SourceStatus, Stream, Timestamp, MAX_WATERMARK,
+    shard_of_key, Clock, Config, Dataflow, Failure, Runtime, Source, SourceOutput, SourceStatus,
+    Stream, Timestamp, MAX_WATERMARK,
 };
 
 use crate::replay::parse::{
@@ -130,7 +130,11 @@ struct ReplaySource {
 }
 
 impl Source<ReplayEvent> for ReplaySource {
-    fn poll(&mut self, out: &mut Output<ReplayEvent>, max: usize) -> Result<SourceStatus, Failure> {
+    fn poll(
+        &mut self,
+        out: &mut SourceOutput<ReplayEvent>,
+        max: usize,
+    ) -> Result<SourceStatus, Failure> {
         for _ in 0..max {
             let Some(row) = self.rows.get(self.next) else {
                 return Ok(SourceStatus::Done);
@@ -139,7 +143,7 @@ impl Source<ReplayEvent> for ReplaySource {
             self.next += 1;
             if row.arrival() > self.clock {
                 self.clock = row.arrival();
-                out.progress(Progress::ProcessingTime(self.clock))?;
+                out.processing_time(self.clock)?;
             }
             match row {
                 Row::Event {

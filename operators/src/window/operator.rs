@@ -12,8 +12,7 @@ use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::{
-    hash_key, Failure, OpResult, Operator, Output, Progress, Timestamp, MAX_WATERMARK,
-    MIN_WATERMARK,
+    hash_key, Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
 };
 use rustc_hash::FxHashMap;
 
@@ -753,8 +752,7 @@ where
                 self.advance(out);
             }
         }
-        out.0.progress(Progress::Watermark(watermark))?;
-        out.1.progress(Progress::Watermark(watermark))
+        Ok(())
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
@@ -768,7 +766,6 @@ where
                 self.advance(out);
             }
         }
-        out.0.progress(Progress::ProcessingTime(now))?;
-        out.1.progress(Progress::ProcessingTime(now))
+        Ok(())
     }
 }

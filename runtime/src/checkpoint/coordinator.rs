@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::store::{self, Manifest};
 use super::Guarantee;
-use crate::exchange::channel::ShardWaker;
+use crate::park::ShardWaker;
 
 /// One completed checkpoint, as measured by the coordinator.
 #[derive(Debug, Clone, PartialEq)]

@@ -167,10 +167,10 @@ pub(crate) fn holding(id: u64, holding: bool) {
 pub(crate) fn track_alignment(
     was_aligning: bool,
     frontier: &crate::progress::Frontier,
-    progress: crate::push::Progress,
+    progress: crate::progress::Progress,
 ) {
     match (was_aligning, frontier.aligning(), progress) {
-        (false, true, crate::push::Progress::Barrier(id)) => holding(id, true),
+        (false, true, crate::progress::Progress::Barrier(id)) => holding(id, true),
         (true, false, _) => holding(frontier.last_barrier(), false),
         _ => {}
     }

@@ -44,7 +44,7 @@ use rkyv::util::AlignedVec;
 
 use crate::data::ExchangeData;
 use crate::error::Failure;
-use crate::exchange::route::{key_group, shard_of_key_group};
+use crate::keys::{key_group, shard_of_key_group};
 
 pub use coordinator::{CheckpointRecord, CheckpointStats};
 pub(crate) use coordinator::{Coordinator, CoordinatorThread};

@@ -12,9 +12,6 @@ use rkyv::ser::allocator::Arena;
 use crate::data::{BatchBytes, ExchangeData};
 use crate::error::Failure;
 
-/// Alignment of batch buffers, in bytes.
-pub const BATCH_ALIGN: usize = 64;
-
 /// A reusable buffer holding one serialized batch.
 #[derive(Debug, Default)]
 pub struct BatchBuf {

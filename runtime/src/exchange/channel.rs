@@ -9,62 +9,24 @@
 //!
 //! **Waking.** A shard with work polls its rings in its loop: no syscall, no wake-up. A
 //! shard that ran out of work parks its thread; whoever pushes to one of its rings unparks
-//! it (a Dekker-style handshake on [`ShardWaker::parked`] with SeqCst fences on both sides).
+//! it (a Dekker-style handshake on [`ShardWaker`] with SeqCst fences on both sides).
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::exchange::batch::BatchBuf;
-use crate::push::Progress;
-use crate::sync::{current, fence, park, AtomicBool, Ordering, Thread};
+use crate::park::ShardWaker;
+use crate::progress::Progress;
 
 /// What travels on a channel's ring.
 #[derive(Debug)]
 pub(crate) enum Msg {
     Data(BatchBuf),
     Progress(Progress),
-}
-
-/// Parking state of one shard, shared with every shard that sends to it.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct ShardWaker {
-    /// True while the shard is parked or about to park.
-    parked: AtomicBool,
-    thread: OnceLock<Thread>,
-}
-
-impl ShardWaker {
-    /// Registers the calling thread as the shard's thread.
-    pub(crate) fn register_current(&self) {
-        let _ = self.thread.set(current());
-    }
-
-    /// Wakes the shard if it is parked. Call after publishing to one of its rings.
-    #[inline]
-    pub(crate) fn wake(&self) {
-        fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::SeqCst) {
-            if let Some(t) = self.thread.get() {
-                t.unpark();
-            }
-        }
-    }
-
-    /// Parks the calling shard for at most `timeout`, unless `has_work` (checked after the
-    /// shard announced it is parking) finds something to do.
-    pub(crate) fn park(&self, timeout: Duration, has_work: impl FnOnce() -> bool) {
-        self.parked.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if !has_work() {
-            park(timeout);
-        }
-        self.parked.store(false, Ordering::SeqCst);
-    }
 }
 
 /// Counters of one channel, written by the producer and readable while the job runs.
@@ -271,34 +233,5 @@ impl ChannelRx {
         // that has finished may have dropped its end, and then the buffer is just freed.
         let _ = self.returns.push(buf);
         self.producer.wake();
-    }
-}
-
-#[cfg(all(test, loom))]
-mod loom_tests {
-    use super::ShardWaker;
-    use loom::sync::atomic::{AtomicBool, Ordering};
-    use loom::sync::Arc;
-    use std::time::Duration;
-
-    /// A producer publishes work and wakes; the consumer checks for work after announcing
-    /// that it parks. In every interleaving the consumer sees the work or gets unparked
-    /// (a lost wake-up would leave it parked forever: loom reports that as a deadlock).
-    #[test]
-    fn no_lost_wakeup() {
-        loom::model(|| {
-            let waker = Arc::new(ShardWaker::default());
-            waker.register_current();
-            let work = Arc::new(AtomicBool::new(false));
-            let (w, p) = (waker.clone(), work.clone());
-            let producer = loom::thread::spawn(move || {
-                p.store(true, Ordering::Release);
-                w.wake();
-            });
-            while !work.load(Ordering::Acquire) {
-                waker.park(Duration::from_millis(1), || work.load(Ordering::Acquire));
-            }
-            producer.join().unwrap();
-        });
     }
 }

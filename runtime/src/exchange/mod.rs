@@ -22,8 +22,8 @@ use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
 use crate::exchange::receiver::ExchangeReceiver;
 use crate::exchange::route::Partitioning;
 use crate::exchange::sender::{ExchangeSender, Route, SharedSender};
+use crate::head::{BlockedFlag, Head, SenderDriver};
 use crate::push::Push;
-use crate::shard::head::{BlockedFlag, Head, SenderDriver};
 
 /// The pieces one exchange edge becomes on one shard.
 pub(crate) struct ShardExchange {

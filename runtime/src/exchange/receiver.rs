@@ -8,9 +8,10 @@ use crate::checkpoint::{local, Coordinator};
 use crate::data::ExchangeData;
 use crate::error::Failure;
 use crate::exchange::channel::{ChannelRx, Msg};
+use crate::head::Head;
 use crate::progress::Frontier;
-use crate::push::{Progress, Push};
-use crate::shard::head::Head;
+use crate::progress::Progress;
+use crate::push::Push;
 
 /// Batches a receiver reads per poll before the shard turns to its other work.
 const BATCHES_PER_POLL: usize = 8;

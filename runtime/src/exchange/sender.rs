@@ -12,9 +12,10 @@ use rkyv::ser::allocator::Arena;
 use crate::data::ExchangeData;
 use crate::error::OpResult;
 use crate::exchange::channel::{ChannelLimits, ChannelTx};
-use crate::exchange::route::{key_group, shard_of_key_group};
-use crate::push::{Progress, Push};
-use crate::shard::head::{BlockedFlag, SenderDriver};
+use crate::head::{BlockedFlag, SenderDriver};
+use crate::keys::{key_group, shard_of_key_group};
+use crate::progress::Progress;
+use crate::push::Push;
 
 pub(crate) enum Route<T> {
     KeyHash(Arc<dyn Fn(&T) -> u64 + Send + Sync>),

@@ -35,24 +35,16 @@ use std::sync::Arc;
 use crate::data::{Data, ExchangeData};
 use crate::exchange::route::Partitioning;
 use crate::exchange::TypedExchange;
-use crate::operator::{
-    BinaryOperator, BinaryState, LeftInput, Operator, RightInput, UnaryInput, UnionInput,
-    UnionState,
-};
-use crate::push::{Output, Progress, Push};
+use crate::operator::binary::{BinaryState, LeftInput, RightInput};
+use crate::operator::unary::UnaryInput;
+use crate::operator::union::{UnionInput, UnionState};
+use crate::operator::{BinaryOperator, Operator};
+use crate::progress::Progress;
+use crate::push::{Output, Push, SourceOutput};
 use crate::sink::{CollectSink, Collected, DiscardSink, Sink, SinkOperator};
 use crate::source::{strided, IterSource, Source};
 
 pub(crate) use node::{Built, ExchangeDesc, GraphDesc, InputDesc, NodeBuilder, NodeDesc, StreamId};
-
-/// Where an operator instance runs: its shard's index and the shard count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShardInfo {
-    /// This shard, `0..shards`.
-    pub index: usize,
-    /// How many shards run the job.
-    pub shards: usize,
-}
 
 /// A dataflow under construction. Hand it to [`Runtime::run`](crate::Runtime::run).
 #[derive(Default)]
@@ -106,7 +98,7 @@ impl Dataflow {
             name: name.to_string(),
             inputs: Vec::new(),
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
-                let out = b.output::<T>(0);
+                let out = SourceOutput::new(b.output::<T>(0));
                 Built::Source(b.source_head(make(b.shard), out))
             }),
         });
@@ -171,8 +163,31 @@ impl<T: Data> Stream<T> {
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
                 let out = b.output::<U>(0);
-                let input = UnaryInput::new(make(b.shard), out);
-                Built::Inputs(vec![b.input::<T>(input)])
+                let mut op = make(b.shard);
+                b.restore(|s| op.restore(s));
+                Built::Inputs(vec![b.input::<T>(UnaryInput::new(op, out))])
+            }),
+        });
+        self.derived(node, 0)
+    }
+
+    /// A watermark generator chained to this stream: an operator whose output is a
+    /// [`SourceOutput`], so that it emits watermarks and idleness of its own in place of its
+    /// input's (of which only the final watermark goes on). `rill_operators` builds its
+    /// watermark strategies on it.
+    pub fn watermark_generator<Op, F>(&self, name: &str, make: F) -> Stream<T>
+    where
+        Op: Operator<T, Out = SourceOutput<T>> + 'static,
+        F: Fn(crate::ShardInfo) -> Op + Send + Sync + 'static,
+    {
+        let node = self.add_node(NodeDesc {
+            name: name.to_string(),
+            inputs: vec![InputDesc::forward(self.id)],
+            build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let out = SourceOutput::new(b.output::<T>(0));
+                let mut op = make(b.shard);
+                b.restore(|s| op.restore(s));
+                Built::Inputs(vec![b.input::<T>(UnaryInput::new(op, out))])
             }),
         });
         self.derived(node, 0)
@@ -191,8 +206,9 @@ impl<T: Data> Stream<T> {
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
                 let outs = (b.output::<A>(0), b.output::<B>(1));
-                let input = UnaryInput::new(make(b.shard), outs);
-                Built::Inputs(vec![b.input::<T>(input)])
+                let mut op = make(b.shard);
+                b.restore(|s| op.restore(s));
+                Built::Inputs(vec![b.input::<T>(UnaryInput::new(op, outs))])
             }),
         });
         (self.derived(node, 0), self.derived(node, 1))
@@ -212,6 +228,7 @@ impl<T: Data> Stream<T> {
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
                 let out = b.output::<U>(0);
                 let state = BinaryState::new(make(b.shard), out);
+                b.restore(|s| state.borrow_mut().restore(s));
                 Built::Inputs(vec![
                     b.input::<T>(LeftInput(state.clone())),
                     b.input::<B>(RightInput(state)),
@@ -263,8 +280,9 @@ impl<T: Data> Stream<T> {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
-                let input = UnaryInput::new(SinkOperator::new(make(b.shard)), ());
-                Built::Inputs(vec![b.input::<T>(input)])
+                let mut op = SinkOperator::new(make(b.shard));
+                b.restore(|s| op.restore(s));
+                Built::Inputs(vec![b.input::<T>(UnaryInput::new(op, ()))])
             }),
         });
     }
@@ -324,6 +342,6 @@ impl<T: Clone> Push<T> for PassThrough<T> {
         self.0.flush()
     }
     fn progress(&mut self, progress: Progress) -> crate::OpResult {
-        self.0.progress(progress)
+        self.0.send(progress)
     }
 }

@@ -6,14 +6,17 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::checkpoint::StateReader;
 use crate::clock::Clock;
+use crate::context::ShardInfo;
 use crate::data::Data;
+use crate::error::OpResult;
 use crate::exchange::ErasedExchange;
-use crate::graph::ShardInfo;
-use crate::push::{Output, Push};
-use crate::shard::head::Head;
-use crate::shard::instrument::{Instrumented, SourceHead};
+use crate::head::Head;
+use crate::instrument::{attribute, enter, leave, Instrumented};
+use crate::push::{Output, Push, SourceOutput};
 use crate::source::Source;
+use crate::source::SourceHead;
 
 /// One output port of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,18 +113,25 @@ impl NodeBuilder<'_> {
         Output::new(consumers, self.batch_records)
     }
 
-    /// Wraps an input so that its records are counted and failures name this node; when
-    /// the job restores from a checkpoint, restores the node's state through its first
-    /// input.
+    /// Wraps an input so that its records are counted and failures name this node.
     pub fn input<I: 'static>(&mut self, push: impl Push<I> + 'static) -> Box<dyn Any> {
-        let mut push = Instrumented::new(push, self.node, self.counter.clone());
-        if let Some(state) = crate::checkpoint::local::restored(self.node) {
-            if let Err(e) = push.restore(&state) {
-                self.failure.get_or_insert(e);
-            }
-        }
+        let push = Instrumented::new(push, self.node, self.counter.clone());
         let push: Box<dyn Push<I>> = Box::new(push);
         Box::new(push)
+    }
+
+    /// When the job restores from a checkpoint, hands this node's state to `restore` (the
+    /// operator's own restore), before any record arrives.
+    pub fn restore(&mut self, restore: impl FnOnce(&StateReader) -> OpResult) {
+        let Some(state) = crate::checkpoint::local::restored(self.node) else {
+            return;
+        };
+        let previous = enter(self.node);
+        let result = restore(&state);
+        leave(previous);
+        if let Err(e) = attribute(result, self.node) {
+            self.failure.get_or_insert(e);
+        }
     }
 
     /// A chain head polling `source`, rewound to its checkpointed splits if the job
@@ -129,14 +139,13 @@ impl NodeBuilder<'_> {
     pub fn source_head<T: Data>(
         &mut self,
         mut source: impl Source<T> + 'static,
-        out: Output<T>,
+        out: SourceOutput<T>,
     ) -> Box<dyn Head> {
         if let Some(state) = crate::checkpoint::local::restored(self.node) {
             let restored = state
                 .values::<crate::checkpoint::SplitPosition>()
                 .and_then(|splits| source.restore(splits));
-            if let Err(mut e) = restored {
-                e.operator.get_or_insert(self.node);
+            if let Err(e) = attribute(restored, self.node) {
                 self.failure.get_or_insert(e);
             }
         }

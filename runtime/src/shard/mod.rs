@@ -6,9 +6,6 @@
 //! batches that are due, and — when a turn found nothing to do — spin briefly, then park
 //! until another shard wakes it.
 
-pub(crate) mod head;
-pub(crate) mod instrument;
-
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint;
 use crate::clock::Clock;
+use crate::context::ShardInfo;
 use crate::error::{Error, Failure, FailureKind};
-use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx, ShardWaker};
-use crate::graph::{Built, GraphDesc, NodeBuilder, ShardInfo, StreamId};
-use crate::shard::head::{BlockedFlag, Head, SenderDriver};
+use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
+use crate::graph::{Built, GraphDesc, NodeBuilder, StreamId};
+use crate::head::{BlockedFlag, Head, SenderDriver};
+use crate::park::ShardWaker;
 
 /// Longest a parked shard sleeps before it looks around again on its own.
 const PARK_TIMEOUT: Duration = Duration::from_millis(1);
@@ -275,7 +274,7 @@ impl Shard {
             "non-string panic payload".to_string()
         };
         Error::OperatorPanicked {
-            operator: self.operator_name(instrument::take_current_node()),
+            operator: self.operator_name(crate::instrument::take_current_node()),
             shard: self.info.index,
             message,
         }

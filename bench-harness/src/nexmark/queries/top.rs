@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use rill_operators::window::Window;
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::{
-    hash_key, ExchangeData, OpResult, Operator, Output, Progress, Stream, Timestamp,
-};
+use rill_runtime::{hash_key, ExchangeData, OpResult, Operator, Output, Stream, Timestamp};
 
 type WindowOf<T> = Arc<dyn Fn(&T) -> Window + Send + Sync>;
 type ScoreOf<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
@@ -87,7 +85,7 @@ where
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<T>) -> OpResult {
         self.release(watermark, out);
-        out.progress(Progress::Watermark(watermark))
+        Ok(())
     }
 
     fn on_end(&mut self, out: &mut Output<T>) -> OpResult {

@@ -7,9 +7,7 @@ use rill_runtime::rkyv;
 use std::collections::BTreeMap;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::{
-    hash_key, OpResult, Operator, Output, Partitioning, Progress, Stream, Timestamp,
-};
+use rill_runtime::{hash_key, OpResult, Operator, Output, Partitioning, Stream, Timestamp};
 use rustc_hash::FxHashMap;
 
 use super::{QueryContext, TopPerWindow};
@@ -170,7 +168,6 @@ impl Operator<BidSummary> for SlidingCounts {
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
         self.release(watermark, out);
-        out.progress(Progress::Watermark(watermark))?;
         self.recycle();
         Ok(())
     }

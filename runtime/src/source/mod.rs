@@ -1,12 +1,16 @@
 //! Sources: where records enter a dataflow. One instance runs on every shard and produces
 //! that shard's part of the input.
 
+mod head;
+
 use std::sync::Arc;
 
 use crate::checkpoint::{SplitPosition, AT_MOST_ONCE_LEASE};
+use crate::context::ShardInfo;
 use crate::error::Failure;
-use crate::graph::ShardInfo;
-use crate::push::Output;
+use crate::push::SourceOutput;
+
+pub(crate) use head::SourceHead;
 
 /// What a source's poll did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +33,7 @@ pub enum SourceStatus {
 /// `s % shards`, so one instance may receive several splits, or none (then it ends).
 pub trait Source<T> {
     /// Emits at most `max` records to `out` (and any watermarks it generates).
-    fn poll(&mut self, out: &mut Output<T>, max: usize) -> Result<SourceStatus, Failure>;
+    fn poll(&mut self, out: &mut SourceOutput<T>, max: usize) -> Result<SourceStatus, Failure>;
 
     /// The position of every split this instance reads, or `None` if the source cannot be
     /// replayed (the default).
@@ -71,7 +75,7 @@ impl<I> IterSource<I> {
 }
 
 impl<T: Clone, I: Iterator<Item = T>> Source<T> for IterSource<I> {
-    fn poll(&mut self, out: &mut Output<T>, max: usize) -> Result<SourceStatus, Failure> {
+    fn poll(&mut self, out: &mut SourceOutput<T>, max: usize) -> Result<SourceStatus, Failure> {
         for _ in 0..max {
             match self.iter.next() {
                 Some(r) => {

@@ -1,108 +1,20 @@
-//! Per-operator accounting on a shard: record counters, and which operator is running, so
-//! that an error or panic can name it.
+//! The chain head of a source on one shard: polls it, stamps processing time, injects
+//! checkpoint barriers (or renews at-most-once leases), and ends its stream when it is done.
 
 use std::cell::Cell;
 use std::rc::Rc;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::checkpoint::{local, Coordinator, SplitPosition, StateReader, StateWriter};
+use super::{Source, SourceStatus};
+use crate::checkpoint::{local, Coordinator, SplitPosition, StateWriter};
 use crate::clock::{system_now, Clock};
 use crate::error::{Failure, OpResult};
-use crate::push::{Output, Progress, Push};
-use crate::shard::head::Head;
-use crate::source::{Source, SourceStatus};
+use crate::head::Head;
+use crate::instrument::{attribute, enter, leave};
+use crate::progress::Progress;
+use crate::push::SourceOutput;
 use crate::time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
-
-thread_local! {
-    /// The node whose code runs now on this shard's thread (`usize::MAX`: none).
-    static CURRENT_NODE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// The node that was running when a panic unwound, if any; resets the marker.
-pub(crate) fn take_current_node() -> Option<usize> {
-    let node = CURRENT_NODE.with(|c| c.replace(usize::MAX));
-    (node != usize::MAX).then_some(node)
-}
-
-/// The node whose code runs now on this shard's thread.
-pub(crate) fn current_node() -> Option<usize> {
-    let node = CURRENT_NODE.with(|c| c.get());
-    (node != usize::MAX).then_some(node)
-}
-
-#[inline]
-fn enter(node: usize) -> usize {
-    CURRENT_NODE.with(|c| c.replace(node))
-}
-
-#[inline]
-fn leave(previous: usize) {
-    CURRENT_NODE.with(|c| c.set(previous));
-}
-
-fn attribute(result: OpResult, node: usize) -> OpResult {
-    result.map_err(|mut e: Failure| {
-        e.operator.get_or_insert(node);
-        e
-    })
-}
-
-/// An operator input that counts records, marks its node as running, and records the
-/// last checkpoint barrier it passed (each barrier passes an input once).
-pub(crate) struct Instrumented<P> {
-    inner: P,
-    node: usize,
-    counter: Rc<Cell<u64>>,
-    barrier: Option<Rc<Cell<u64>>>,
-}
-
-impl<P> Instrumented<P> {
-    pub fn new(inner: P, node: usize, counter: Rc<Cell<u64>>) -> Self {
-        Instrumented {
-            inner,
-            node,
-            counter,
-            barrier: local::coordinator().map(|_| local::register_input()),
-        }
-    }
-}
-
-impl<T, P: Push<T>> Push<T> for Instrumented<P> {
-    #[inline]
-    fn push(&mut self, batch: &mut Vec<T>) -> OpResult {
-        self.counter.set(self.counter.get() + batch.len() as u64);
-        let previous = enter(self.node);
-        let result = self.inner.push(batch);
-        leave(previous);
-        attribute(result, self.node)
-    }
-
-    fn progress(&mut self, progress: Progress) -> OpResult {
-        if let (Progress::Barrier(id), Some(seen)) = (progress, &self.barrier) {
-            if id <= seen.get() {
-                return Ok(());
-            }
-        }
-        let previous = enter(self.node);
-        let result = self.inner.progress(progress);
-        leave(previous);
-        if let (Progress::Barrier(id), Some(seen)) = (progress, &self.barrier) {
-            if result.is_ok() {
-                seen.set(id);
-            }
-        }
-        attribute(result, self.node)
-    }
-
-    fn restore(&mut self, state: &StateReader) -> OpResult {
-        let previous = enter(self.node);
-        let result = self.inner.restore(state);
-        leave(previous);
-        attribute(result, self.node)
-    }
-}
 
 /// A source's part in checkpoints: barrier injection, and leases under at-most-once.
 struct SourceCheckpoint {
@@ -116,7 +28,7 @@ struct SourceCheckpoint {
 /// The chain head of a source: polls it and ends its stream when it is done.
 pub(crate) struct SourceHead<S, T: Clone> {
     source: S,
-    out: Output<T>,
+    out: SourceOutput<T>,
     node: usize,
     counter: Rc<Cell<u64>>,
     budget: usize,
@@ -129,7 +41,7 @@ pub(crate) struct SourceHead<S, T: Clone> {
 impl<S, T: Clone> SourceHead<S, T> {
     pub fn new(
         source: S,
-        out: Output<T>,
+        out: SourceOutput<T>,
         node: usize,
         counter: Rc<Cell<u64>>,
         budget: usize,
@@ -185,7 +97,7 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
             state.put_split(p.split, p)?;
         }
         local::submit(self.node, requested, state);
-        self.out.progress(Progress::Barrier(requested))?;
+        self.out.inner().send(Progress::Barrier(requested))?;
         if let Some(cp) = &self.checkpoint {
             cp.injected.set(requested);
         }
@@ -242,14 +154,14 @@ impl<T: Clone, S: Source<T>> Head for SourceHead<S, T> {
                 let now = system_now();
                 if now > self.stamped {
                     self.stamped = now;
-                    self.out.progress(Progress::ProcessingTime(now))?;
+                    self.out.inner().send(Progress::ProcessingTime(now))?;
                 }
             }
             let status = self.source.poll(&mut self.out, self.budget)?;
             self.out.flush()?;
             if status == SourceStatus::Done {
-                self.out.progress(Progress::Watermark(MAX_WATERMARK))?;
-                self.out.progress(Progress::End)?;
+                self.out.watermark(MAX_WATERMARK)?;
+                self.out.inner().send(Progress::End)?;
                 self.done = true;
             }
             Ok(status)

@@ -1,0 +1,112 @@
+//! The operator interfaces: what a parallel operator instance does with a batch, a
+//! watermark and the end of its input.
+//!
+//! One instance of each operator runs on every shard and owns its state there (it need not
+//! be `Send`). The runtime calls it with batches in arrival order; the instance writes its
+//! results to its [`Outputs`]. Progress belongs to the runtime: once a callback returns,
+//! the runtime forwards the input's watermark, processing time, checkpoint barriers and end
+//! of stream downstream, behind the records the callback emitted. An operator can hold its
+//! output watermark back ([`Output::hold_watermark`](crate::Output::hold_watermark)), never
+//! forge or drop progress. The defaults do nothing, which suits stateless transformations.
+//!
+//! The runtime's side is in [`unary`] (one input), [`binary`] (two inputs sharing one
+//! instance) and [`union`] (merging streams); the last two also align checkpoint barriers
+//! under exactly-once.
+
+pub(crate) mod binary;
+pub(crate) mod unary;
+pub(crate) mod union;
+
+use crate::checkpoint::{local, StateReader, StateWriter};
+use crate::error::OpResult;
+use crate::push::Outputs;
+use crate::time::Timestamp;
+
+/// A one-input operator instance.
+pub trait Operator<I> {
+    /// Where the operator writes: an [`Output`](crate::Output), a pair, or `()` for a sink.
+    type Out: Outputs;
+
+    /// Processes a batch. Records left in `batch` afterwards are discarded.
+    fn on_batch(&mut self, batch: &mut Vec<I>, out: &mut Self::Out) -> OpResult;
+
+    /// The input watermark advanced to `watermark`: fire what it completes. Once this
+    /// returns, the runtime forwards the watermark on every output (held back by a hold the
+    /// operator set, see [`Output::hold_watermark`](crate::Output::hold_watermark)). Does
+    /// nothing by default.
+    fn on_watermark(&mut self, _watermark: Timestamp, _out: &mut Self::Out) -> OpResult {
+        Ok(())
+    }
+
+    /// Processing time advanced to `now` (see [`crate::clock`]): fire due processing-time
+    /// timers. The runtime forwards it once this returns. Does nothing by default.
+    fn on_processing_time(&mut self, _now: Timestamp, _out: &mut Self::Out) -> OpResult {
+        Ok(())
+    }
+
+    /// The input ended (after the final watermark). Anything still held can be emitted;
+    /// the runtime then releases every hold and ends the outputs' streams.
+    fn on_end(&mut self, _out: &mut Self::Out) -> OpResult {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint`'s barrier arrived: write the operator's state (keyed state
+    /// per key, with [`StateWriter::put_keyed`]; anything else per split). The default
+    /// writes nothing, which is right for stateless operators only: a stateful operator
+    /// that does not support checkpoints must return an error here.
+    fn snapshot(&mut self, _checkpoint: u64, _state: &mut StateWriter) -> OpResult {
+        Ok(())
+    }
+
+    /// Restores the state written by [`Operator::snapshot`]: on a restore onto a different
+    /// shard count the entries come from several shards of the earlier run, each key's
+    /// on the shard that now owns it.
+    fn restore(&mut self, _state: &StateReader) -> OpResult {
+        Ok(())
+    }
+}
+
+/// A two-input operator instance (e.g. a join or a connected co-process function).
+pub trait BinaryOperator<A, B> {
+    /// Where the operator writes.
+    type Out: Outputs;
+    /// Processes a batch from the first input.
+    fn on_left(&mut self, batch: &mut Vec<A>, out: &mut Self::Out) -> OpResult;
+    /// Processes a batch from the second input.
+    fn on_right(&mut self, batch: &mut Vec<B>, out: &mut Self::Out) -> OpResult;
+    /// The combined watermark (minimum of both active inputs) advanced; the runtime
+    /// forwards it once this returns (see [`Operator::on_watermark`]).
+    fn on_watermark(&mut self, _watermark: Timestamp, _out: &mut Self::Out) -> OpResult {
+        Ok(())
+    }
+    /// The combined processing time (minimum of the inputs not ended) advanced; the
+    /// runtime forwards it once this returns.
+    fn on_processing_time(&mut self, _now: Timestamp, _out: &mut Self::Out) -> OpResult {
+        Ok(())
+    }
+    /// Both inputs ended.
+    fn on_end(&mut self, _out: &mut Self::Out) -> OpResult {
+        Ok(())
+    }
+    /// Writes the operator's state at a barrier (see [`Operator::snapshot`]).
+    fn snapshot(&mut self, _checkpoint: u64, _state: &mut StateWriter) -> OpResult {
+        Ok(())
+    }
+    /// Restores it (see [`Operator::restore`]).
+    fn restore(&mut self, _state: &StateReader) -> OpResult {
+        Ok(())
+    }
+}
+
+/// Runs an operator's snapshot and hands the state to the shard's checkpoint.
+pub(crate) fn take_snapshot(
+    checkpoint: u64,
+    snapshot: impl FnOnce(&mut StateWriter) -> OpResult,
+) -> OpResult {
+    let mut state = StateWriter::default();
+    snapshot(&mut state)?;
+    if let Some(node) = crate::instrument::current_node() {
+        local::submit(node, checkpoint, state);
+    }
+    Ok(())
+}
