@@ -37,7 +37,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rill_runtime::checkpoint::{self, Guarantee, JobHook};
+use rill_runtime::checkpoint::{self, Guarantee, HookError, JobHook};
 use rill_runtime::{Data, Failure, OpResult, Sink, Stream};
 
 /// Rows buffered in memory before they are written to the epoch's file.
@@ -63,8 +63,8 @@ fn parse_name(name: &str) -> Option<(u64, usize, bool)> {
     Some((epoch.parse().ok()?, shard.parse().ok()?, pending))
 }
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> String {
-    format!("{what} {}: {e}", path.display())
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Failure {
+    Failure::caused_by(format!("{what} {}", path.display()), e)
 }
 
 /// The job-level side of the sink: resolves transactions left by an earlier run and
@@ -80,7 +80,7 @@ impl PartFiles {
     }
 
     /// Every part file: (epoch, shard, pending, path).
-    fn list(&self) -> Result<Vec<(u64, usize, bool, PathBuf)>, String> {
+    fn list(&self) -> Result<Vec<(u64, usize, bool, PathBuf)>, Failure> {
         let entries = fs::read_dir(&self.dir).map_err(|e| io_error("cannot list", &self.dir, e))?;
         let mut out = Vec::new();
         for entry in entries.flatten() {
@@ -94,7 +94,7 @@ impl PartFiles {
     }
 
     /// Commits every pending file of an epoch up to `last`.
-    pub fn commit_upto(&self, last: u64) -> Result<(), String> {
+    pub fn commit_upto(&self, last: u64) -> Result<(), Failure> {
         let mut any = false;
         for (epoch, shard, pending, path) in self.list()? {
             if pending && epoch <= last {
@@ -110,14 +110,12 @@ impl PartFiles {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), String> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("cannot sync", dir, e))
+fn sync_dir(dir: &Path) -> Result<(), Failure> {
+    rill_runtime::fs::sync_dir(dir).map_err(|e| io_error("cannot sync", dir, e))
 }
 
 impl JobHook for PartFiles {
-    fn before_start(&self, restored: Option<u64>, _guarantee: Guarantee) -> Result<(), String> {
+    fn before_start(&self, restored: Option<u64>, _guarantee: Guarantee) -> Result<(), HookError> {
         fs::create_dir_all(&self.dir).map_err(|e| io_error("cannot create", &self.dir, e))?;
         let upto = restored.unwrap_or(0);
         self.commit_upto(upto)?;
@@ -129,8 +127,8 @@ impl JobHook for PartFiles {
         Ok(())
     }
 
-    fn after_finish(&self, last: u64) -> Result<(), String> {
-        self.commit_upto(last)
+    fn after_finish(&self, last: u64) -> Result<(), HookError> {
+        Ok(self.commit_upto(last)?)
     }
 }
 
@@ -199,18 +197,16 @@ impl PartWriter {
                 Mode::Direct => part_name(self.epoch, self.shard),
             };
             let path = self.dir.join(name);
-            fs::create_dir_all(&self.dir)
-                .map_err(|e| Failure::new(io_error("cannot create", &self.dir, e)))?;
-            let mut f = File::create(&path)
-                .map_err(|e| Failure::new(io_error("cannot create", &path, e)))?;
+            fs::create_dir_all(&self.dir).map_err(|e| io_error("cannot create", &self.dir, e))?;
+            let mut f = File::create(&path).map_err(|e| io_error("cannot create", &path, e))?;
             if let Some(h) = &self.header {
-                writeln!(f, "{h}").map_err(|e| Failure::new(io_error("cannot write", &path, e)))?;
+                writeln!(f, "{h}").map_err(|e| io_error("cannot write", &path, e))?;
             }
             self.file = Some((f, path));
         }
         let (f, path) = self.file.as_mut().expect("opened above");
         f.write_all(&self.buffer)
-            .map_err(|e| Failure::new(io_error("cannot write", path, e)))?;
+            .map_err(|e| io_error("cannot write", path, e))?;
         self.buffer.clear();
         Ok(())
     }
@@ -220,7 +216,7 @@ impl PartWriter {
         self.flush()?;
         if let Some((f, path)) = self.file.take() {
             f.sync_data()
-                .map_err(|e| Failure::new(io_error("cannot sync", &path, e)))?;
+                .map_err(|e| io_error("cannot sync", &path, e))?;
         }
         Ok(())
     }
@@ -248,12 +244,11 @@ impl PartWriter {
             self.pending.remove(0);
             let from = self.dir.join(pending_name(epoch, self.shard));
             let to = self.dir.join(part_name(epoch, self.shard));
-            fs::rename(&from, &to)
-                .map_err(|e| Failure::new(io_error("cannot commit", &from, e)))?;
+            fs::rename(&from, &to).map_err(|e| io_error("cannot commit", &from, e))?;
             committed = true;
         }
         if committed {
-            sync_dir(&self.dir).map_err(Failure::new)?;
+            sync_dir(&self.dir)?;
         }
         Ok(())
     }

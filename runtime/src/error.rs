@@ -1,6 +1,9 @@
 //! The runtime's error type: configuration problems found before a job starts, and
 //! failures of a running job, each naming what the caller needs to act on.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use thiserror::Error;
 
 /// Everything that can go wrong when starting or running a rill job.
@@ -60,9 +63,21 @@ pub enum Error {
         /// glommio's error.
         message: String,
     },
+    /// A shard's thread could not be spawned.
+    #[error("shard {shard}: could not spawn its thread: {source}")]
+    ThreadSpawn {
+        /// The shard.
+        shard: usize,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The dataflow description is not valid.
-    #[error("invalid dataflow: {0}")]
-    Graph(String),
+    #[error("invalid dataflow: {problem}")]
+    Graph {
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// A user function returned an error.
     #[error("operator '{operator}' failed on shard {shard}: {message}")]
     OperatorFailed {
@@ -72,6 +87,9 @@ pub enum Error {
         shard: usize,
         /// The error it returned.
         message: String,
+        /// What caused it, if the failure carried a cause.
+        #[source]
+        cause: Option<Cause>,
     },
     /// A user function panicked.
     #[error("operator '{operator}' panicked on shard {shard}: {message}")]
@@ -89,12 +107,85 @@ pub enum Error {
         /// The shard that stopped.
         shard: usize,
     },
-    /// A checkpoint could not be restored or taken.
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
+    /// A checkpoint file or directory could not be read or written.
+    #[error("checkpoint: could not {action} {}: {source}", path.display())]
+    CheckpointIo {
+        /// What was being done (`create`, `write`, `read`, ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint file is damaged where no older checkpoint can stand in for it (an
+    /// at-most-once lease).
+    #[error("checkpoint: {}: {problem}", path.display())]
+    CheckpointCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Checkpoints exist but none can be used: starting over would repeat committed
+    /// output.
+    #[error(
+        "checkpoint: no usable checkpoint in {}: {}. Starting over would repeat committed \
+         output; delete the directory (and the job's output) to start from scratch",
+        dir.display(),
+        skipped_reasons(skipped)
+    )]
+    NoUsableCheckpoint {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// Each checkpoint skipped and why.
+        skipped: Vec<(PathBuf, String)>,
+    },
+    /// The latest checkpoint was taken by a dataflow with other operators.
+    #[error(
+        "checkpoint: checkpoint {checkpoint} in {} was taken by a different dataflow \
+         (operators {checkpointed:?}, this job has {job:?})",
+        dir.display()
+    )]
+    DataflowChanged {
+        /// The checkpoint.
+        checkpoint: u64,
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// The operators the checkpoint holds state for.
+        checkpointed: Vec<String>,
+        /// This job's operators.
+        job: Vec<String>,
+    },
+    /// The checkpoint coordinator's thread could not be started.
+    #[error("checkpoint: cannot start its thread: {source}")]
+    CoordinatorStart {
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A job hook (a two-phase-commit sink resolving its transactions) failed.
+    #[error("checkpoint: {stage} hook failed: {source}")]
+    JobHook {
+        /// `before_start` or `after_finish`.
+        stage: &'static str,
+        /// The hook's error.
+        #[source]
+        source: Cause,
+    },
     /// Restoring an operator or source from a checkpoint failed.
-    #[error("restore failed: {0}")]
-    Restore(String),
+    #[error("restore failed: operator '{operator}' on shard {shard}: {message}")]
+    Restore {
+        /// The operator's name.
+        operator: String,
+        /// The shard.
+        shard: usize,
+        /// What went wrong.
+        message: String,
+        /// What caused it, if known.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// A record could not be read back from an exchange buffer.
     #[error("shard {shard}: corrupt record in exchange '{exchange}': {message}")]
     CorruptBatch {
@@ -107,14 +198,36 @@ pub enum Error {
     },
 }
 
+/// The cause of an error, shareable between threads.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+fn skipped_reasons(skipped: &[(PathBuf, String)]) -> String {
+    let reasons: Vec<String> = skipped
+        .iter()
+        .map(|(d, r)| format!("{}: {r}", d.display()))
+        .collect();
+    reasons.join("; ")
+}
+
 /// A failure inside a running dataflow, before it is attributed to an operator and shard.
 ///
 /// Operators return it from their callbacks; the runtime adds the operator's name and the
-/// shard when it turns it into an [`Error`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// shard when it turns it into an [`Error`]. It keeps its cause ([`Failure::caused_by`], or
+/// the error it was converted from) as its [`source`](std::error::Error::source), and the
+/// job's error keeps it too; the message reads whole on its own.
+///
+/// ```
+/// use rill_runtime::Failure;
+/// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+/// let f = Failure::caused_by("cannot open events.csv", io);
+/// assert_eq!(f.to_string(), "cannot open events.csv: no such file");
+/// assert_eq!(std::error::Error::source(&f).unwrap().to_string(), "no such file");
+/// ```
+#[derive(Debug, Clone)]
 pub struct Failure {
     /// What went wrong.
     pub message: String,
+    cause: Option<Cause>,
     /// The operator it happened in, filled in by the runtime.
     pub(crate) operator: Option<usize>,
     pub(crate) kind: FailureKind,
@@ -131,25 +244,101 @@ impl Failure {
     pub fn new(message: impl Into<String>) -> Self {
         Failure {
             message: message.into(),
+            cause: None,
             operator: None,
             kind: FailureKind::User,
         }
     }
 
+    /// A failure in `context` (what was being done) caused by `cause`: the message is
+    /// `"{context}: {cause}"`, and `cause` is kept as the source.
+    pub fn caused_by(
+        context: impl std::fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let message = format!("{context}: {cause}");
+        Failure {
+            cause: Some(Arc::new(cause)),
+            ..Failure::new(message)
+        }
+    }
+
+    /// A failure that is `error`: its message is the error's, and the error its source.
+    pub fn from_error(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let message = error.to_string();
+        Failure {
+            cause: Some(Arc::new(error)),
+            ..Failure::new(message)
+        }
+    }
+
+    /// The cause, if any.
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_ref()
+    }
+
     pub(crate) fn corrupt(message: impl Into<String>) -> Self {
         Failure {
-            message: message.into(),
-            operator: None,
             kind: FailureKind::Corrupt,
+            ..Failure::new(message)
         }
     }
 }
 
-impl<E: std::error::Error> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure::new(e.to_string())
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for Failure {
+    /// Failures are equal when they say the same thing (causes are not compared).
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.kind == other.kind
+    }
+}
+
+impl Eq for Failure {}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::new(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::new(message)
+    }
+}
+
+/// `?` on the errors operators meet most.
+macro_rules! failure_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Self {
+                Failure::from_error(e)
+            }
+        }
+    )*};
+}
+failure_from!(
+    std::io::Error,
+    std::num::ParseIntError,
+    std::num::ParseFloatError,
+    std::str::Utf8Error,
+    std::string::FromUtf8Error,
+    std::fmt::Error,
+    rkyv::rancor::Error
+);
 
 /// The result of an operator callback.
 pub type OpResult = std::result::Result<(), Failure>;

@@ -12,15 +12,42 @@
 //! The library does not set a global allocator; rill's binaries, tests and benchmarks use
 //! mimalloc, and embedders are advised to do the same (glibc's malloc trims its heap
 //! when a buffer allocated on one thread is freed on another).
+//!
+//! ## Layers
+//!
+//! The modules form layers, lowest first. A module uses only modules of lower layers (or
+//! of its own layer, without a cycle); `tests/layers.rs` reads every `crate::` path and
+//! fails on an import that climbs, so the structure stays as written here.
+//!
+//! 0. `time`, `sync`, `error`, `fs` — timestamps, the loom-routable atomics, the error
+//!    types, durable file writes.
+//! 1. `clock`, `data`, `keys`, `context`, `park` — processing-time clocks, what records
+//!    must be, stable key placement, where an instance runs, parking a shard.
+//! 2. `progress` — watermarks, idleness, end of stream and barriers, and how inputs
+//!    combine them.
+//! 3. `checkpoint` — a shard's part in checkpoints: state written at barriers, the files
+//!    and their validation, what the shards and the coordinator share.
+//! 4. `push`, `head` — chained edges and operator outputs; what a shard's loop polls.
+//! 5. `instrument` — record counters and which operator runs, for errors and panics.
+//! 6. `exchange`, `operator` — channels between shards; the operator interfaces and the
+//!    runtime's side of them (forwarding progress, aligning barriers).
+//! 7. `source`, `sink` — where records enter and leave.
+//! 8. `shard` — the pinned executor (the one module that uses glommio) and its loop.
+//! 9. `graph` — describing a dataflow, and building it on a shard.
+//! 10. `metrics`, `coordinator` — job reports; checkpoint coordination for a job.
+//! 11. `config`, `preflight` — settings and the machine checks before a start.
+//! 12. `runtime` — starting shards and running jobs.
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod clock;
 mod config;
 mod context;
+mod coordinator;
 mod data;
 mod error;
 pub mod exchange;
+pub mod fs;
 mod graph;
 mod head;
 mod instrument;

@@ -214,7 +214,7 @@ fn bad_configuration_is_rejected_with_a_clear_error() {
         );
     }
     let err = runtime(1).run(Dataflow::new()).expect_err("empty dataflow");
-    assert!(matches!(err, Error::Graph(_)));
+    assert!(matches!(err, Error::Graph { .. }));
 }
 
 #[test]

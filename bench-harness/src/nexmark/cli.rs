@@ -128,6 +128,7 @@ pub struct Common {
 
 fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
     s.parse()
+        .map_err(|e: rill_runtime::checkpoint::UnknownGuarantee| e.to_string())
 }
 
 impl Common {

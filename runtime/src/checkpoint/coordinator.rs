@@ -1,23 +1,16 @@
-//! The checkpoint coordinator: a thread that starts checkpoints, waits until every shard
-//! wrote its part, and completes them with a manifest.
-//!
-//! At most one checkpoint is in flight: checkpoint `n + 1` starts only after `n` completed,
-//! so a barrier never overtakes another.
-//!
-//! Shards serialize their state at the barrier and hand the bytes over; this thread
-//! writes and syncs the files, so a shard never waits for the disk. (glommio's file I/O
-//! was tried first: its completions are reaped only when the shard's loop yields to the
-//! executor, and a shard that parked with a write in flight was seen never to wake.)
+//! What the shards and the checkpoint coordinator share: the checkpoint requested and
+//! completed, each shard's acknowledgement, the files handed over for writing, and the
+//! job's checkpoint measurements. The coordinator thread itself is `crate::coordinator`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use super::store::{self, Manifest};
 use super::Guarantee;
-use crate::park::ShardWaker;
+use crate::error::Error;
+use crate::fs::write_atomic;
 
 /// One completed checkpoint, as measured by the coordinator.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +61,7 @@ pub(crate) struct Coordinator {
     pub stopped: AtomicBool,
     pub on_demand: AtomicBool,
     pub stats: Mutex<CheckpointStats>,
-    pub failure: Mutex<Option<String>>,
+    pub failure: Mutex<Option<Error>>,
     /// Shard files waiting to be written by the coordinator thread.
     writes: Mutex<Vec<ShardWrite>>,
 }
@@ -116,19 +109,16 @@ impl Coordinator {
     }
 
     /// Writes and syncs the shard files handed over so far, and acks them.
-    fn write_files(&self) -> Result<(), String> {
+    pub(crate) fn write_files(&self) -> Result<(), Error> {
         let writes = std::mem::take(&mut *self.writes.lock().unwrap_or_else(|e| e.into_inner()));
         for w in writes {
-            let dir = store::checkpoint_dir(&self.dir, w.id);
             let name = store::shard_file_name(w.shard);
-            let path = dir.join(&name);
-            let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(&dir)?;
-                let mut f = std::fs::File::create(&path)?;
-                std::io::Write::write_all(&mut f, &w.bytes)?;
-                f.sync_data()
-            };
-            write().map_err(|e| format!("could not write {}: {e}", path.display()))?;
+            let path = store::checkpoint_dir(&self.dir, w.id).join(&name);
+            write_atomic(&path, &w.bytes).map_err(|source| Error::CheckpointIo {
+                action: "write",
+                path,
+                source,
+            })?;
             let entry = (name, w.bytes.len() as u64, crc32fast::hash(&w.bytes));
             self.files.lock().unwrap_or_else(|e| e.into_inner())[w.shard] = Some(entry);
             self.acked[w.shard].store(w.id, Ordering::SeqCst);
@@ -136,16 +126,16 @@ impl Coordinator {
         Ok(())
     }
 
-    fn fail(&self, message: String) {
+    pub(crate) fn fail(&self, error: Error) {
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(message);
+            .get_or_insert(error);
     }
 
     /// Writes the manifest that marks the job finished (after every shard ended cleanly):
     /// checkpoint `completed + 1`, holding no state.
-    pub(crate) fn finish(&self) -> std::io::Result<u64> {
+    pub(crate) fn finish(&self) -> Result<u64, Error> {
         let id = self.completed.load(Ordering::SeqCst) + 1;
         let m = Manifest {
             id,
@@ -155,153 +145,17 @@ impl Coordinator {
             nodes: self.node_names.clone(),
             files: Vec::new(),
         };
-        store::write_manifest(&self.dir, &m)?;
+        self.write_manifest(&m)?;
         store::prune(&self.dir, id, 1);
         Ok(id)
     }
-}
 
-/// The running coordinator thread.
-pub(crate) struct CoordinatorThread {
-    pub coord: Arc<Coordinator>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl CoordinatorThread {
-    /// A coordinator that starts no checkpoints (the job has nothing left to run).
-    pub(crate) fn idle(coord: Arc<Coordinator>) -> Self {
-        coord.stopped.store(true, Ordering::SeqCst);
-        CoordinatorThread {
-            coord,
-            handle: None,
-        }
-    }
-
-    pub(crate) fn start(
-        coord: Arc<Coordinator>,
-        wakers: Vec<Arc<ShardWaker>>,
-        abort: Arc<AtomicBool>,
-        interval: Option<Duration>,
-        retain: usize,
-    ) -> std::io::Result<Self> {
-        let handle = if coord.guarantee == Guarantee::AtMostOnce {
-            None
-        } else {
-            let c = coord.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("rill-checkpoints".into())
-                    .spawn(move || run(&c, &wakers, &abort, interval, retain))?,
-            )
-        };
-        Ok(CoordinatorThread { coord, handle })
-    }
-
-    /// Stops starting checkpoints and waits for the thread.
-    pub(crate) fn stop(mut self) {
-        self.coord.stopped.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-fn wake_all(wakers: &[Arc<ShardWaker>]) {
-    for w in wakers {
-        w.wake();
-    }
-}
-
-fn run(
-    coord: &Coordinator,
-    wakers: &[Arc<ShardWaker>],
-    abort: &AtomicBool,
-    interval: Option<Duration>,
-    retain: usize,
-) {
-    let mut next_at = interval.map(|i| Instant::now() + i);
-    loop {
-        if abort.load(Ordering::Relaxed) || coord.stopped.load(Ordering::SeqCst) {
-            coord.stopped.store(true, Ordering::SeqCst);
-            wake_all(wakers);
-            return;
-        }
-        if coord.done_shards.load(Ordering::SeqCst) == coord.shards {
-            coord.stopped.store(true, Ordering::SeqCst);
-            wake_all(wakers);
-            return;
-        }
-        let now = Instant::now();
-        let due =
-            next_at.is_some_and(|t| now >= t) || coord.on_demand.swap(false, Ordering::SeqCst);
-        if !due {
-            std::thread::sleep(Duration::from_micros(500));
-            continue;
-        }
-        let started = Instant::now();
-        let id = coord.requested.load(Ordering::SeqCst) + 1;
-        coord.requested.store(id, Ordering::SeqCst);
-        wake_all(wakers);
-        // Write every shard's file as it comes in.
-        loop {
-            if abort.load(Ordering::Relaxed) {
-                coord.stopped.store(true, Ordering::SeqCst);
-                return;
-            }
-            if let Err(e) = coord.write_files() {
-                coord.fail(e);
-                abort.store(true, Ordering::SeqCst);
-                wake_all(wakers);
-                return;
-            }
-            if coord.acked.iter().all(|a| a.load(Ordering::SeqCst) >= id) {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(100));
-        }
-        let files: Vec<(String, u64, u32)> = {
-            let files = coord.files.lock().unwrap_or_else(|e| e.into_inner());
-            files.iter().flatten().cloned().collect()
-        };
-        let m = Manifest {
-            id,
-            shards: coord.shards,
-            guarantee: coord.guarantee,
-            finished: false,
-            nodes: coord.node_names.clone(),
-            files: files.clone(),
-        };
-        if let Err(e) = store::write_manifest(&coord.dir, &m) {
-            coord.fail(format!(
-                "could not write the manifest of checkpoint {id} in {}: {e}",
-                coord.dir.display()
-            ));
-            abort.store(true, Ordering::SeqCst);
-            wake_all(wakers);
-            return;
-        }
-        coord.completed.store(id, Ordering::SeqCst);
-        wake_all(wakers);
-        let record = CheckpointRecord {
-            id,
-            duration: started.elapsed(),
-            bytes: files.iter().map(|f| f.1).sum(),
-            alignment: Duration::from_nanos(
-                coord
-                    .alignment_ns
-                    .iter()
-                    .map(|a| a.load(Ordering::SeqCst))
-                    .max()
-                    .unwrap_or(0),
-            ),
-        };
-        coord
-            .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .completed
-            .push(record);
-        store::prune(&coord.dir, id, retain);
-        next_at = interval.map(|i| (started + i).max(Instant::now()));
+    /// Writes checkpoint `m.id`'s manifest, making it complete.
+    pub(crate) fn write_manifest(&self, m: &Manifest) -> Result<(), Error> {
+        store::write_manifest(&self.dir, m).map_err(|source| Error::CheckpointIo {
+            action: "write the manifest in",
+            path: store::checkpoint_dir(&self.dir, m.id),
+            source,
+        })
     }
 }

@@ -43,13 +43,15 @@ use std::time::Duration;
 use rkyv::util::AlignedVec;
 
 use crate::data::ExchangeData;
-use crate::error::Failure;
+use crate::error::{Error, Failure};
 use crate::keys::{key_group, shard_of_key_group};
 
+pub(crate) use coordinator::Coordinator;
 pub use coordinator::{CheckpointRecord, CheckpointStats};
-pub(crate) use coordinator::{Coordinator, CoordinatorThread};
 pub use store::{find_latest, Recovery};
-pub(crate) use store::{load_leases as store_leases, remove_after, ShardFile, StateEntry};
+pub(crate) use store::{
+    load_leases as store_leases, prune, remove_after, Manifest, ShardFile, StateEntry,
+};
 
 /// The result guarantee a job runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,18 +90,21 @@ impl fmt::Display for Guarantee {
 }
 
 impl FromStr for Guarantee {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownGuarantee;
+    fn from_str(s: &str) -> Result<Self, UnknownGuarantee> {
         match s {
             "exactly-once" => Ok(Guarantee::ExactlyOnce),
             "at-least-once" => Ok(Guarantee::AtLeastOnce),
             "at-most-once" => Ok(Guarantee::AtMostOnce),
-            _ => Err(format!(
-                "unknown guarantee '{s}': use exactly-once, at-least-once or at-most-once"
-            )),
+            _ => Err(UnknownGuarantee(s.to_string())),
         }
     }
 }
+
+/// A guarantee name that is none of `exactly-once`, `at-least-once`, `at-most-once`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown guarantee '{0}': use exactly-once, at-least-once or at-most-once")]
+pub struct UnknownGuarantee(pub String);
 
 /// How a job takes checkpoints. Give it to [`Config::checkpointing`](crate::Config::checkpointing).
 #[derive(Debug, Clone)]
@@ -340,8 +345,8 @@ pub fn on_complete(hook: Box<dyn FnMut(u64) -> crate::OpResult>) {
     local::on_complete(hook);
 }
 
-/// At-most-once: writes the lease of `node`'s source on `shard` (temporary file, rename:
-/// it survives the process being killed, not a power cut).
+/// At-most-once: writes the lease of `node`'s source on `shard` (atomically and durably,
+/// see [`crate::fs::write_atomic`]).
 pub(crate) fn write_lease(
     coord: &Coordinator,
     shard: usize,
@@ -362,15 +367,10 @@ pub(crate) fn write_lease(
         }],
     };
     let path = store::lease_path(&coord.dir, shard, node);
-    let write = || -> Result<(), String> {
-        let bytes = store::encode(&file)?;
-        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
-            .map_err(|e| e.to_string())?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
-    };
-    write().map_err(|e| Failure::new(format!("could not write lease {}: {e}", path.display())))
+    let bytes = store::encode(&file)
+        .map_err(|e| Failure::caused_by(format!("could not encode lease {}", path.display()), e))?;
+    crate::fs::write_atomic(&path, &bytes)
+        .map_err(|e| Failure::caused_by(format!("could not write lease {}", path.display()), e))
 }
 
 /// Picks, from the shard files of a checkpoint, the entries shard `shard` of `shards`
@@ -416,7 +416,15 @@ pub(crate) fn assign(
 
 /// At-most-once: merges lease files (the furthest position of each split wins, so a
 /// lease left behind by a run with another shard count does no harm) into one payload.
-pub(crate) fn merge_leases(files: &[AlignedVec<16>], run: u64) -> Result<AlignedVec<16>, String> {
+pub(crate) fn merge_leases(
+    root: &Path,
+    files: &[AlignedVec<16>],
+    run: u64,
+) -> Result<AlignedVec<16>, Error> {
+    let corrupt = |problem: String| Error::CheckpointCorrupt {
+        path: root.join("leases"),
+        problem,
+    };
     let mut splits: std::collections::BTreeMap<(u32, u32), SplitPosition> = Default::default();
     for payload in files {
         for node in store::archived(payload).nodes.iter() {
@@ -425,7 +433,7 @@ pub(crate) fn merge_leases(files: &[AlignedVec<16>], run: u64) -> Result<Aligned
                 bytes.extend_from_slice(&e.bytes);
                 let mut values: Vec<SplitPosition> = Vec::new();
                 SplitPosition::read_batch(&bytes, &mut values)
-                    .map_err(|err| format!("lease entry: {err}"))?;
+                    .map_err(|err| corrupt(format!("lease entry: {err}")))?;
                 for p in values {
                     let slot = splits.entry((node.node.to_native(), p.split)).or_insert(p);
                     if p.position > slot.position {
@@ -441,7 +449,7 @@ pub(crate) fn merge_leases(files: &[AlignedVec<16>], run: u64) -> Result<Aligned
             .entry(node)
             .or_default()
             .put_split(split, p)
-            .map_err(|e| e.message)?;
+            .map_err(|e| corrupt(e.message))?;
     }
     let file = ShardFile {
         checkpoint: run,
@@ -455,7 +463,8 @@ pub(crate) fn merge_leases(files: &[AlignedVec<16>], run: u64) -> Result<Aligned
             })
             .collect(),
     };
-    store::decode(&store::encode(&file)?)
+    let bytes = store::encode(&file).map_err(|e| corrupt(e.to_string()))?;
+    store::decode(&bytes).map_err(corrupt)
 }
 
 /// Job-level hooks of a checkpointed dataflow, run on the thread that starts and joins the
@@ -465,15 +474,12 @@ pub trait JobHook: Send + Sync {
     /// Before any shard starts. `restored`: the checkpoint the job restores from (at-most-
     /// once: the previous run's number); `None` for a fresh start. Commit what was
     /// pre-committed up to it; abort (delete) what came after.
-    fn before_start(&self, restored: Option<u64>, guarantee: Guarantee) -> Result<(), String>;
+    fn before_start(&self, restored: Option<u64>, guarantee: Guarantee) -> Result<(), HookError>;
     /// After every shard ended cleanly and the final manifest, checkpoint `last`, was
     /// written: commit everything up to it.
-    fn after_finish(&self, last: u64) -> Result<(), String>;
+    fn after_finish(&self, last: u64) -> Result<(), HookError>;
 }
 
-/// Tells `checkpoint_now`-style requests apart from scheduled ones (for the coordinator).
-pub(crate) fn request_now(coord: &Coordinator) {
-    coord
-        .on_demand
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-}
+/// What a [`JobHook`] returns when it fails: any error (a `String` converts with `?` or
+/// `.into()`).
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;

@@ -14,13 +14,14 @@
 //! length and checksum, then the rkyv archive, before anything is used.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
 use super::Guarantee;
+use crate::error::Error;
+use crate::fs::write_atomic;
 
 const MAGIC: &[u8; 8] = b"RILLCKP1";
 const HEADER: usize = 24;
@@ -52,8 +53,8 @@ pub(crate) struct StateEntry {
 }
 
 /// Serializes a shard file with its header.
-pub(crate) fn encode(file: &ShardFile) -> Result<Vec<u8>, String> {
-    let payload = rkyv::to_bytes::<rancor::Error>(file).map_err(|e| e.to_string())?;
+pub(crate) fn encode(file: &ShardFile) -> Result<Vec<u8>, rancor::Error> {
+    let payload = rkyv::to_bytes::<rancor::Error>(file)?;
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
@@ -157,7 +158,11 @@ impl Manifest {
             match key {
                 "id" => m.id = rest.parse().map_err(|_| bad())?,
                 "shards" => m.shards = rest.parse().map_err(|_| bad())?,
-                "guarantee" => m.guarantee = rest.parse()?,
+                "guarantee" => {
+                    m.guarantee = rest
+                        .parse()
+                        .map_err(|e: super::UnknownGuarantee| e.to_string())?
+                }
                 "finished" => m.finished = rest == "true",
                 "node" => {
                     let (_, name) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -197,31 +202,9 @@ pub(crate) fn shard_file_name(shard: usize) -> String {
     format!("shard-{shard:03}.bin")
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the
-/// directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
-
 /// Writes checkpoint `m.id`'s manifest, making it complete.
 pub(crate) fn write_manifest(root: &Path, m: &Manifest) -> std::io::Result<()> {
     let dir = checkpoint_dir(root, m.id);
-    fs::create_dir_all(&dir)?;
     write_atomic(&dir.join(MANIFEST), m.render().as_bytes())
 }
 
@@ -374,7 +357,7 @@ pub(crate) fn lease_path(root: &Path, shard: usize, node: usize) -> PathBuf {
 
 /// Reads every lease file (at-most-once): the run number of the previous run and the
 /// validated files. A corrupt lease is an error (resuming without it could duplicate).
-pub(crate) fn load_leases(root: &Path) -> Result<(u64, Vec<AlignedVec<16>>), String> {
+pub(crate) fn load_leases(root: &Path) -> Result<(u64, Vec<AlignedVec<16>>), Error> {
     let dir = root.join("leases");
     let mut files = Vec::new();
     let mut run = 0;
@@ -387,8 +370,20 @@ pub(crate) fn load_leases(root: &Path) -> Result<(u64, Vec<AlignedVec<16>>), Str
         .collect();
     names.sort();
     for path in names {
-        let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let payload = decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(source) => {
+                return Err(Error::CheckpointIo {
+                    action: "read",
+                    path,
+                    source,
+                })
+            }
+        };
+        let payload = match decode(&bytes) {
+            Ok(p) => p,
+            Err(problem) => return Err(Error::CheckpointCorrupt { path, problem }),
+        };
         run = run.max(archived(&payload).checkpoint.to_native());
         files.push(payload);
     }

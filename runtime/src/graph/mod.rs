@@ -25,6 +25,7 @@
 //! assert_eq!(report.operator("out").unwrap().total(), 100);
 //! ```
 
+mod build;
 mod node;
 
 use std::cell::RefCell;
@@ -44,6 +45,7 @@ use crate::push::{Output, Push, SourceOutput};
 use crate::sink::{CollectSink, Collected, DiscardSink, Sink, SinkOperator};
 use crate::source::{strided, IterSource, Source};
 
+pub(crate) use build::{instantiate, ShardEndpoints};
 pub(crate) use node::{Built, ExchangeDesc, GraphDesc, InputDesc, NodeBuilder, NodeDesc, StreamId};
 
 /// A dataflow under construction. Hand it to [`Runtime::run`](crate::Runtime::run).

@@ -75,6 +75,11 @@ impl GraphDesc {
         self.nodes.len() - 1
     }
 
+    /// The nodes' names, in order: what checkpoints and reports identify them by.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
     pub fn add_exchange(&mut self, exchange: ExchangeDesc) -> usize {
         self.exchanges.push(exchange);
         self.exchanges.len() - 1

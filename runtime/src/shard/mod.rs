@@ -1,14 +1,15 @@
-//! A shard: one pinned glommio executor running a slice of every parallel operator.
+//! A shard: one pinned executor (see [`executor`]) running a slice of every parallel
+//! operator.
 //!
-//! The shard builds its operator instances from the job description (consumers first, so
-//! that each output is wired straight into its consumers' inputs), then runs one loop:
-//! poll every chain head whose downstream channels have credit, send partly filled
-//! batches that are due, and — when a turn found nothing to do — spin briefly, then park
-//! until another shard wakes it.
+//! The graph builds the shard's operator instances on its thread (`crate::graph`); the
+//! shard then runs one loop: poll every chain head whose downstream channels have credit,
+//! send partly filled batches that are due, service checkpoints, and — when a turn found
+//! nothing to do — spin briefly, then park until another shard wakes it.
+
+pub(crate) mod executor;
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,33 +17,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint;
-use crate::clock::Clock;
 use crate::context::ShardInfo;
 use crate::error::{Error, Failure, FailureKind};
-use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
-use crate::graph::{Built, GraphDesc, NodeBuilder, StreamId};
 use crate::head::{BlockedFlag, Head, SenderDriver};
 use crate::park::ShardWaker;
 
 /// Longest a parked shard sleeps before it looks around again on its own.
 const PARK_TIMEOUT: Duration = Duration::from_millis(1);
 
-/// The channel ends of one shard, indexed by exchange.
-pub(crate) struct ShardEndpoints {
-    pub tx: Vec<Vec<ChannelTx>>,
-    pub rx: Vec<Vec<ChannelRx>>,
-}
-
-pub(crate) struct ShardSettings {
-    pub limits: ChannelLimits,
-    pub spin_before_park: Duration,
-    pub clock: Clock,
-}
-
-struct HeadSlot {
-    head: Box<dyn Head>,
+/// A chain head and what can block it.
+pub(crate) struct HeadSlot {
+    pub head: Box<dyn Head>,
     /// Senders reachable from this head through chained calls.
-    blockers: Vec<BlockedFlag>,
+    pub blockers: Vec<BlockedFlag>,
+}
+
+/// What a shard runs: the job's operator instances on this shard, as the graph built them.
+pub(crate) struct Plan {
+    pub heads: Vec<HeadSlot>,
+    pub senders: Vec<Rc<RefCell<dyn SenderDriver>>>,
+    /// Per node: records counted on this shard.
+    pub counters: Vec<Rc<Cell<u64>>>,
+    pub node_names: Vec<String>,
 }
 
 pub(crate) struct Shard {
@@ -58,104 +54,25 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// Instantiates every node of `graph` on this shard.
-    pub(crate) fn build(
-        graph: &GraphDesc,
+    /// The shard `info` running `plan` (built on this thread by the graph).
+    pub(crate) fn new(
         info: ShardInfo,
-        mut endpoints: ShardEndpoints,
-        settings: &ShardSettings,
+        plan: Plan,
         waker: Arc<ShardWaker>,
         abort: Arc<AtomicBool>,
-    ) -> Result<Shard, Error> {
-        let n = graph.nodes.len();
-        let counters: Vec<Rc<Cell<u64>>> = (0..n).map(|_| Rc::new(Cell::new(0))).collect();
-        let mut consumers: HashMap<StreamId, Vec<Box<dyn Any>>> = HashMap::new();
-        let mut consumer_reach: HashMap<StreamId, Vec<BlockedFlag>> = HashMap::new();
-        let mut heads = Vec::new();
-        let mut senders: Vec<Rc<RefCell<dyn SenderDriver>>> = Vec::new();
-        for node in (0..n).rev() {
-            let desc = &graph.nodes[node];
-            let mut builder = NodeBuilder {
-                shard: info,
-                node,
-                batch_records: settings.limits.batch_records,
-                clock: settings.clock,
-                consumers: &mut consumers,
-                counter: counters[node].clone(),
-                failure: None,
-            };
-            let built = (desc.build)(&mut builder);
-            if let Some(f) = builder.failure.take() {
-                return Err(Error::Restore(format!(
-                    "operator '{}' on shard {}: {}",
-                    desc.name, info.index, f.message
-                )));
-            }
-            // Every sender this node's outputs reach through chained calls.
-            let mut reach: Vec<BlockedFlag> = Vec::new();
-            consumer_reach.retain(|id, flags| {
-                if id.node == node {
-                    reach.append(flags);
-                    false
-                } else {
-                    true
-                }
-            });
-            match built {
-                Built::Source(head) => heads.push(HeadSlot {
-                    head,
-                    blockers: reach,
-                }),
-                Built::Inputs(pushes) => {
-                    for (push, input) in pushes.into_iter().zip(&desc.inputs) {
-                        match input.exchange {
-                            None => {
-                                consumers.entry(input.stream).or_default().push(push);
-                                consumer_reach
-                                    .entry(input.stream)
-                                    .or_default()
-                                    .extend(reach.iter().cloned());
-                            }
-                            Some(x) => {
-                                let ex = &graph.exchanges[x];
-                                let built = ex.edge.build(
-                                    ex.name.clone(),
-                                    info.index,
-                                    push,
-                                    std::mem::take(&mut endpoints.tx[x]),
-                                    std::mem::take(&mut endpoints.rx[x]),
-                                    settings.limits,
-                                );
-                                heads.push(HeadSlot {
-                                    head: built.head,
-                                    blockers: reach.clone(),
-                                });
-                                senders.push(built.driver);
-                                consumers
-                                    .entry(input.stream)
-                                    .or_default()
-                                    .push(built.sender_push);
-                                consumer_reach
-                                    .entry(input.stream)
-                                    .or_default()
-                                    .push(built.blocked);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Shard {
+        spin_before_park: Duration,
+    ) -> Shard {
+        Shard {
             info,
-            heads,
-            senders,
-            counters,
-            node_names: graph.nodes.iter().map(|d| d.name.clone()).collect(),
+            heads: plan.heads,
+            senders: plan.senders,
+            counters: plan.counters,
+            node_names: plan.node_names,
             waker,
             abort,
-            spin_before_park: settings.spin_before_park,
-            checkpointing: crate::checkpoint::local::coordinator().is_some(),
-        })
+            spin_before_park,
+            checkpointing: checkpoint::local::coordinator().is_some(),
+        }
     }
 
     /// Runs the shard to completion. Returns the per-node record counts.
@@ -201,7 +118,7 @@ impl Shard {
                     std::hint::spin_loop();
                 }
             }
-            glommio::yield_if_needed().await;
+            executor::yield_if_needed().await;
         }
     }
 
@@ -260,6 +177,7 @@ impl Shard {
             (_, node, _) => Error::OperatorFailed {
                 operator: self.operator_name(node),
                 shard: self.info.index,
+                cause: failure.cause().cloned(),
                 message: failure.message,
             },
         }

@@ -1,0 +1,414 @@
+//! Checkpoint coordination for a job: before the shards start, reading the checkpoint
+//! directory (what to restore, after validating it); while the job runs, a thread that
+//! starts checkpoints, writes the files the shards hand over and completes each with a
+//! manifest; after the end, the final manifest and the job hooks.
+//!
+//! At most one checkpoint is in flight: checkpoint `n + 1` starts only after `n` completed,
+//! so a barrier never overtakes another.
+//!
+//! Shards serialize their state at the barrier and hand the bytes over; this thread
+//! writes and syncs the files, so a shard never waits for the disk. (glommio's file I/O
+//! was tried first: its completions are reaped only when the shard's loop yields to the
+//! executor, and a shard that parked with a write in flight was seen never to wake.)
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rkyv::util::AlignedVec;
+
+use crate::checkpoint::{
+    assign, find_latest, local, merge_leases, prune, remove_after, store_leases, CheckpointRecord,
+    CheckpointStats, Checkpointing, Coordinator, Guarantee, JobHook, Manifest,
+};
+use crate::error::{Error, Result};
+use crate::park::ShardWaker;
+
+/// What the checkpoint directory gives a starting job: the shared coordination state, and
+/// what each shard restores.
+pub(crate) struct Start {
+    coord: Arc<Coordinator>,
+    /// The checkpoint (or, at-most-once, the previous run) to restore, with its files.
+    restore: Option<(u64, Arc<Vec<AlignedVec<16>>>)>,
+    first_epoch: u64,
+    /// The job had already completed (its directory holds the final manifest).
+    already_finished: Option<u64>,
+    hooks: Vec<Arc<dyn JobHook>>,
+}
+
+/// What a shard needs to install its part of the job's checkpointing.
+#[derive(Clone)]
+pub(crate) struct ShardStart {
+    coord: Arc<Coordinator>,
+    first_epoch: u64,
+    restore: Option<(u64, Arc<Vec<AlignedVec<16>>>)>,
+}
+
+impl ShardStart {
+    /// Installs the shard's checkpoint state on the calling (shard) thread, with the
+    /// entries of the restored checkpoint that this shard owns.
+    pub(crate) fn install(self, info: crate::context::ShardInfo) {
+        let restore = self
+            .restore
+            .map(|(id, files)| assign(&files, id, info.index, info.shards));
+        local::install(
+            info.index,
+            info.shards,
+            self.coord,
+            self.first_epoch,
+            restore,
+        );
+    }
+}
+
+impl Start {
+    /// Reads the checkpoint directory: the checkpoint (or, at-most-once, the leases) to
+    /// restore, after validating it; runs the job hooks' `before_start`.
+    pub(crate) fn prepare(
+        c: &Checkpointing,
+        shards: usize,
+        node_names: &[String],
+        hooks: Vec<Arc<dyn JobHook>>,
+    ) -> Result<Start> {
+        std::fs::create_dir_all(&c.dir).map_err(|source| Error::CheckpointIo {
+            action: "create",
+            path: c.dir.clone(),
+            source,
+        })?;
+        let t0 = Instant::now();
+        let mut stats = CheckpointStats::default();
+        let found = if c.guarantee == Guarantee::AtMostOnce {
+            previous_run(&c.dir)?
+        } else {
+            let found = latest_checkpoint(&c.dir, node_names)?;
+            stats.skipped = found.skipped.clone();
+            found
+        };
+        stats.restored_from = found.restore.as_ref().map(|(id, _)| *id);
+        stats.restore_load = t0.elapsed();
+        for hook in &hooks {
+            hook.before_start(stats.restored_from, c.guarantee)
+                .map_err(|e| Error::JobHook {
+                    stage: "before_start",
+                    source: Arc::from(e),
+                })?;
+        }
+        let coord = Coordinator::new(
+            shards,
+            c.guarantee,
+            c.dir.clone(),
+            node_names.to_vec(),
+            found.base,
+        );
+        *coord.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+        Ok(Start {
+            coord: Arc::new(coord),
+            restore: found.restore,
+            first_epoch: found.first_epoch,
+            already_finished: found.finished,
+            hooks,
+        })
+    }
+
+    /// True if the job had already completed: nothing is left to run.
+    pub(crate) fn already_finished(&self) -> bool {
+        self.already_finished.is_some()
+    }
+
+    /// What each shard installs.
+    pub(crate) fn for_shard(&self) -> ShardStart {
+        ShardStart {
+            coord: self.coord.clone(),
+            first_epoch: self.first_epoch,
+            restore: self.restore.clone(),
+        }
+    }
+
+    /// Starts the coordinator thread (none at-most-once, or when the job had already
+    /// finished: then no checkpoint starts).
+    pub(crate) fn run(
+        self,
+        wakers: Vec<Arc<ShardWaker>>,
+        abort: Arc<AtomicBool>,
+        interval: Option<Duration>,
+        retain: usize,
+    ) -> Result<JobCheckpoints> {
+        let thread = if self.already_finished.is_some() {
+            CoordinatorThread::idle(self.coord)
+        } else {
+            CoordinatorThread::start(self.coord, wakers, abort, interval, retain)
+                .map_err(|source| Error::CoordinatorStart { source })?
+        };
+        Ok(JobCheckpoints {
+            thread,
+            hooks: self.hooks,
+            already_finished: self.already_finished,
+        })
+    }
+}
+
+/// What the checkpoint directory holds for a starting job.
+struct Found {
+    /// The numbering base: the checkpoint restored (or the previous run).
+    base: u64,
+    first_epoch: u64,
+    restore: Option<(u64, Arc<Vec<AlignedVec<16>>>)>,
+    finished: Option<u64>,
+    skipped: Vec<(std::path::PathBuf, String)>,
+}
+
+/// At-most-once: the previous run's leases, merged.
+fn previous_run(dir: &std::path::Path) -> Result<Found> {
+    let (run, files) = store_leases(dir)?;
+    let restore = if files.is_empty() {
+        None
+    } else {
+        Some((run, Arc::new(vec![merge_leases(dir, &files, run)?])))
+    };
+    Ok(Found {
+        base: run + 1,
+        first_epoch: run + 1,
+        restore,
+        finished: None,
+        skipped: Vec::new(),
+    })
+}
+
+/// The newest usable checkpoint, after checking it was taken by this dataflow.
+fn latest_checkpoint(dir: &std::path::Path, node_names: &[String]) -> Result<Found> {
+    let recovery = find_latest(dir);
+    let Some(loaded) = recovery.loaded else {
+        if !recovery.skipped.is_empty() {
+            return Err(Error::NoUsableCheckpoint {
+                dir: dir.to_path_buf(),
+                skipped: recovery.skipped,
+            });
+        }
+        return Ok(Found {
+            base: 0,
+            first_epoch: 1,
+            restore: None,
+            finished: None,
+            skipped: Vec::new(),
+        });
+    };
+    let m = &loaded.manifest;
+    if m.nodes != node_names {
+        return Err(Error::DataflowChanged {
+            checkpoint: m.id,
+            dir: dir.to_path_buf(),
+            checkpointed: m.nodes.clone(),
+            job: node_names.to_vec(),
+        });
+    }
+    let id = m.id;
+    let finished = m.finished.then_some(id);
+    remove_after(dir, id);
+    Ok(Found {
+        base: id,
+        first_epoch: id + 1,
+        restore: Some((id, Arc::new(loaded.files))),
+        finished,
+        skipped: recovery.skipped,
+    })
+}
+
+/// A job's checkpointing while it runs.
+pub(crate) struct JobCheckpoints {
+    thread: CoordinatorThread,
+    hooks: Vec<Arc<dyn JobHook>>,
+    /// The job had already completed (its directory holds the final manifest): nothing ran.
+    already_finished: Option<u64>,
+}
+
+impl JobCheckpoints {
+    /// Asks for a checkpoint now.
+    pub(crate) fn request_now(&self) {
+        self.thread.coord.on_demand.store(true, Ordering::SeqCst);
+    }
+
+    /// The latest completed checkpoint (0: none yet).
+    pub(crate) fn latest(&self) -> u64 {
+        self.thread.coord.completed.load(Ordering::SeqCst)
+    }
+
+    /// Stops the coordinator; after a clean end writes the final manifest and runs the
+    /// hooks' `after_finish`.
+    pub(crate) fn finish(self, clean: bool) -> Result<CheckpointStats> {
+        let coord = self.thread.coord.clone();
+        self.thread.stop();
+        if let Some(error) = coord
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(error);
+        }
+        let stats = coord
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !clean {
+            return Ok(stats);
+        }
+        let last = match self.already_finished {
+            Some(id) => id,
+            None if coord.guarantee == Guarantee::AtMostOnce => {
+                coord.completed.load(Ordering::SeqCst)
+            }
+            None => coord.finish()?,
+        };
+        for hook in &self.hooks {
+            hook.after_finish(last).map_err(|e| Error::JobHook {
+                stage: "after_finish",
+                source: Arc::from(e),
+            })?;
+        }
+        Ok(stats)
+    }
+}
+
+/// The running coordinator thread.
+struct CoordinatorThread {
+    coord: Arc<Coordinator>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl CoordinatorThread {
+    /// A coordinator that starts no checkpoints (the job has nothing left to run).
+    fn idle(coord: Arc<Coordinator>) -> Self {
+        coord.stopped.store(true, Ordering::SeqCst);
+        CoordinatorThread {
+            coord,
+            handle: None,
+        }
+    }
+
+    fn start(
+        coord: Arc<Coordinator>,
+        wakers: Vec<Arc<ShardWaker>>,
+        abort: Arc<AtomicBool>,
+        interval: Option<Duration>,
+        retain: usize,
+    ) -> std::io::Result<Self> {
+        let handle = if coord.guarantee == Guarantee::AtMostOnce {
+            None
+        } else {
+            let c = coord.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("rill-checkpoints".into())
+                    .spawn(move || run(&c, &wakers, &abort, interval, retain))?,
+            )
+        };
+        Ok(CoordinatorThread { coord, handle })
+    }
+
+    /// Stops starting checkpoints and waits for the thread.
+    fn stop(mut self) {
+        self.coord.stopped.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn wake_all(wakers: &[Arc<ShardWaker>]) {
+    for w in wakers {
+        w.wake();
+    }
+}
+
+fn run(
+    coord: &Coordinator,
+    wakers: &[Arc<ShardWaker>],
+    abort: &AtomicBool,
+    interval: Option<Duration>,
+    retain: usize,
+) {
+    let mut next_at = interval.map(|i| Instant::now() + i);
+    loop {
+        if abort.load(Ordering::Relaxed) || coord.stopped.load(Ordering::SeqCst) {
+            coord.stopped.store(true, Ordering::SeqCst);
+            wake_all(wakers);
+            return;
+        }
+        if coord.done_shards.load(Ordering::SeqCst) == coord.shards {
+            coord.stopped.store(true, Ordering::SeqCst);
+            wake_all(wakers);
+            return;
+        }
+        let now = Instant::now();
+        let due =
+            next_at.is_some_and(|t| now >= t) || coord.on_demand.swap(false, Ordering::SeqCst);
+        if !due {
+            std::thread::sleep(Duration::from_micros(500));
+            continue;
+        }
+        let started = Instant::now();
+        let id = coord.requested.load(Ordering::SeqCst) + 1;
+        coord.requested.store(id, Ordering::SeqCst);
+        wake_all(wakers);
+        // Write every shard's file as it comes in.
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                coord.stopped.store(true, Ordering::SeqCst);
+                return;
+            }
+            if let Err(e) = coord.write_files() {
+                coord.fail(e);
+                abort.store(true, Ordering::SeqCst);
+                wake_all(wakers);
+                return;
+            }
+            if coord.acked.iter().all(|a| a.load(Ordering::SeqCst) >= id) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let files: Vec<(String, u64, u32)> = {
+            let files = coord.files.lock().unwrap_or_else(|e| e.into_inner());
+            files.iter().flatten().cloned().collect()
+        };
+        let m = Manifest {
+            id,
+            shards: coord.shards,
+            guarantee: coord.guarantee,
+            finished: false,
+            nodes: coord.node_names.clone(),
+            files: files.clone(),
+        };
+        if let Err(e) = coord.write_manifest(&m) {
+            coord.fail(e);
+            abort.store(true, Ordering::SeqCst);
+            wake_all(wakers);
+            return;
+        }
+        coord.completed.store(id, Ordering::SeqCst);
+        wake_all(wakers);
+        let record = CheckpointRecord {
+            id,
+            duration: started.elapsed(),
+            bytes: files.iter().map(|f| f.1).sum(),
+            alignment: Duration::from_nanos(
+                coord
+                    .alignment_ns
+                    .iter()
+                    .map(|a| a.load(Ordering::SeqCst))
+                    .max()
+                    .unwrap_or(0),
+            ),
+        };
+        coord
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .completed
+            .push(record);
+        prune(&coord.dir, id, retain);
+        next_at = interval.map(|i| (started + i).max(Instant::now()));
+    }
+}

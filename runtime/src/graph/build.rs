@@ -1,0 +1,120 @@
+//! Instantiating the graph on one shard: every node's instance, built on the shard's own
+//! thread from the node's `Send` factory, consumers first, so that each output is wired
+//! straight into its consumers' inputs (chained edges are direct calls); exchange edges
+//! become a sender on the producing side and a receiver (a chain head) on this shard.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::{Built, GraphDesc, NodeBuilder, StreamId};
+use crate::clock::Clock;
+use crate::context::ShardInfo;
+use crate::error::Error;
+use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
+use crate::head::{BlockedFlag, SenderDriver};
+use crate::shard::{HeadSlot, Plan};
+
+/// The channel ends of one shard, indexed by exchange.
+#[derive(Default)]
+pub(crate) struct ShardEndpoints {
+    pub tx: Vec<Vec<ChannelTx>>,
+    pub rx: Vec<Vec<ChannelRx>>,
+}
+
+/// Builds every node of `graph` on shard `info`.
+pub(crate) fn instantiate(
+    graph: &GraphDesc,
+    info: ShardInfo,
+    mut endpoints: ShardEndpoints,
+    limits: ChannelLimits,
+    clock: Clock,
+) -> Result<Plan, Error> {
+    let n = graph.nodes.len();
+    let counters: Vec<Rc<Cell<u64>>> = (0..n).map(|_| Rc::new(Cell::new(0))).collect();
+    let mut consumers: HashMap<StreamId, Vec<Box<dyn Any>>> = HashMap::new();
+    let mut consumer_reach: HashMap<StreamId, Vec<BlockedFlag>> = HashMap::new();
+    let mut heads = Vec::new();
+    let mut senders: Vec<Rc<RefCell<dyn SenderDriver>>> = Vec::new();
+    for node in (0..n).rev() {
+        let desc = &graph.nodes[node];
+        let mut builder = NodeBuilder {
+            shard: info,
+            node,
+            batch_records: limits.batch_records,
+            clock,
+            consumers: &mut consumers,
+            counter: counters[node].clone(),
+            failure: None,
+        };
+        let built = (desc.build)(&mut builder);
+        if let Some(f) = builder.failure.take() {
+            return Err(Error::Restore {
+                operator: desc.name.clone(),
+                shard: info.index,
+                cause: f.cause().cloned(),
+                message: f.message,
+            });
+        }
+        // Every sender this node's outputs reach through chained calls.
+        let mut reach: Vec<BlockedFlag> = Vec::new();
+        consumer_reach.retain(|id, flags| {
+            if id.node == node {
+                reach.append(flags);
+                false
+            } else {
+                true
+            }
+        });
+        match built {
+            Built::Source(head) => heads.push(HeadSlot {
+                head,
+                blockers: reach,
+            }),
+            Built::Inputs(pushes) => {
+                for (push, input) in pushes.into_iter().zip(&desc.inputs) {
+                    match input.exchange {
+                        None => {
+                            consumers.entry(input.stream).or_default().push(push);
+                            consumer_reach
+                                .entry(input.stream)
+                                .or_default()
+                                .extend(reach.iter().cloned());
+                        }
+                        Some(x) => {
+                            let ex = &graph.exchanges[x];
+                            let built = ex.edge.build(
+                                ex.name.clone(),
+                                info.index,
+                                push,
+                                std::mem::take(&mut endpoints.tx[x]),
+                                std::mem::take(&mut endpoints.rx[x]),
+                                limits,
+                            );
+                            heads.push(HeadSlot {
+                                head: built.head,
+                                blockers: reach.clone(),
+                            });
+                            senders.push(built.driver);
+                            consumers
+                                .entry(input.stream)
+                                .or_default()
+                                .push(built.sender_push);
+                            consumer_reach
+                                .entry(input.stream)
+                                .or_default()
+                                .push(built.blocked);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Plan {
+        heads,
+        senders,
+        counters,
+        node_names: graph.node_names(),
+    })
+}
