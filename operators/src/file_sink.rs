@@ -69,6 +69,7 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Failure {
 
 /// The job-level side of the sink: resolves transactions left by an earlier run and
 /// commits the last epoch at the end.
+#[derive(Debug)]
 pub struct PartFiles {
     dir: PathBuf,
 }
@@ -132,6 +133,7 @@ impl JobHook for PartFiles {
     }
 }
 
+#[derive(Debug)]
 enum Mode {
     /// Two-phase commit per checkpoint epoch.
     Transactional,
@@ -151,6 +153,21 @@ pub struct PartWriter {
     file: Option<(File, PathBuf)>,
     /// Pre-committed epochs waiting for their checkpoint.
     pending: Vec<u64>,
+}
+
+impl std::fmt::Debug for PartWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartWriter")
+            .field("dir", &self.dir)
+            .field("shard", &self.shard)
+            .field("header", &self.header)
+            .field("mode", &self.mode)
+            .field("epoch", &self.epoch)
+            .field("buffered_bytes", &self.buffer.len())
+            .field("file", &self.file.as_ref().map(|(_, path)| path))
+            .field("pending", &self.pending)
+            .finish()
+    }
 }
 
 impl PartWriter {
@@ -265,6 +282,14 @@ pub struct FileSink<T, F> {
     writer: PartWriter,
     format: Arc<F>,
     _records: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, F> std::fmt::Debug for FileSink<T, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink")
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T, F: Fn(&T, &mut Vec<u8>)> Sink<T> for FileSink<T, F> {

@@ -52,6 +52,18 @@ pub struct FileLines<T> {
     line: String,
 }
 
+impl<T> std::fmt::Debug for FileLines<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileLines")
+            .field("path", &self.path)
+            .field("offset", &self.offset)
+            .field("owns", &self.owns)
+            .field("open", &self.reader.is_some())
+            .field("bad", &self.bad.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> FileLines<T> {
     fn open(&mut self) -> Result<&mut BufReader<File>, Failure> {
         if self.reader.is_none() {
@@ -180,6 +192,16 @@ pub struct FileSource<T> {
     pub bad_lines: Stream<BadLine>,
     /// How many lines did not parse (over all runs of this process).
     pub bad_count: Arc<AtomicU64>,
+}
+
+impl<T> std::fmt::Debug for FileSource<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSource")
+            .field("records", &self.records)
+            .field("bad_lines", &self.bad_lines)
+            .field("bad_count", &self.bad_count.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 /// Reads `path` line by line, parsing each with `parse` (see the module docs).

@@ -48,6 +48,15 @@ pub struct KeyedStream<T, K> {
 /// A key extractor, shared by an operator's instances.
 pub(crate) type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
+impl<T, K> std::fmt::Debug for KeyedStream<T, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedStream")
+            .field("stream", &self.stream)
+            .field("key", &std::any::type_name::<K>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T, K> Clone for KeyedStream<T, K> {
     fn clone(&self) -> Self {
         KeyedStream {

@@ -20,6 +20,7 @@
 //! assert_eq!(counts, vec![("a".to_string(), 1), ("a".to_string(), 2), ("b".to_string(), 1)]);
 //! ```
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 pub mod file_sink;
 pub mod file_source;

@@ -80,6 +80,17 @@ pub struct ProcessContext<'a, K, S, O> {
     now: Timestamp,
 }
 
+impl<K: std::fmt::Debug, S, O> std::fmt::Debug for ProcessContext<'_, K, S, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessContext")
+            .field("key", self.key)
+            .field("has_state", &self.state.is_some())
+            .field("watermark", &self.watermark)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Timers<K> {
     event: BTreeMap<Timestamp, Vec<K>>,
     processing: BTreeMap<Timestamp, Vec<K>>,

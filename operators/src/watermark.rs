@@ -49,6 +49,18 @@ pub struct WatermarkStrategy<T> {
     idle_after: Option<i64>,
 }
 
+impl<T> std::fmt::Debug for WatermarkStrategy<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("WatermarkStrategy");
+        match &self.kind {
+            Kind::Bounded(bound) => d.field("bound", bound),
+            Kind::Punctuated(_) => d.field("punctuated", &true),
+        };
+        d.field("idle_after", &self.idle_after)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> Clone for WatermarkStrategy<T> {
     fn clone(&self) -> Self {
         WatermarkStrategy {

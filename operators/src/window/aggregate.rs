@@ -48,6 +48,12 @@ macro_rules! fold_aggregate {
             }
         }
 
+        impl<T> std::fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+
         impl<T> Clone for $name<T> {
             fn clone(&self) -> Self {
                 $name { value: self.value.clone() }
@@ -109,6 +115,12 @@ impl<T> Default for Count<T> {
     }
 }
 
+impl<T> std::fmt::Debug for Count<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Count")
+    }
+}
+
 impl<T> Clone for Count<T> {
     fn clone(&self) -> Self {
         Count(PhantomData)
@@ -145,6 +157,12 @@ impl<T, K, O> Collect<T, K, O> {
     /// Calls `f` with every record of a pane.
     pub fn new(f: impl Fn(&K, &Window, &[T]) -> O + Send + Sync + 'static) -> Self {
         Collect { f: Arc::new(f) }
+    }
+}
+
+impl<T, K, O> std::fmt::Debug for Collect<T, K, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collect").finish_non_exhaustive()
     }
 }
 

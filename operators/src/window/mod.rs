@@ -206,6 +206,19 @@ pub struct WindowSpec<T, K> {
     pub(crate) metrics: WindowMetrics,
 }
 
+impl<T, K> std::fmt::Debug for WindowSpec<T, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowSpec")
+            .field("domain", &self.domain)
+            .field("trigger", &self.trigger)
+            .field("accumulation", &self.accumulation)
+            .field("lateness", &self.lateness)
+            .field("punctuation", &self.punctuation.is_some())
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T, K> Clone for WindowSpec<T, K> {
     fn clone(&self) -> Self {
         WindowSpec {
@@ -343,6 +356,15 @@ impl WindowMetrics {
 pub struct WindowedStream<T, K> {
     keyed: KeyedStream<T, K>,
     spec: WindowSpec<T, K>,
+}
+
+impl<T, K> std::fmt::Debug for WindowedStream<T, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowedStream")
+            .field("keyed", &self.keyed)
+            .field("spec", &self.spec)
+            .finish()
+    }
 }
 
 impl<T: Data, K: Data + std::hash::Hash + Eq> KeyedStream<T, K> {
