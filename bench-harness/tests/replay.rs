@@ -1,6 +1,6 @@
 //! Hand-checked scenarios for `rill-bench replay`, run through the binary.
 //!
-//! Each expected output was derived by hand from the rules in DESIGN.md ("Time
+//! Each expected output was derived by hand from the rules in docs/design.md ("Time
 //! semantics") and the replay contract; the reasoning is in the comment above it. Rows at
 //! the same emission time may come in any order between keys (emission order leaves it
 //! open, and `--shards` changes it), so comparisons sort by key within runs of rows with equal

@@ -15,7 +15,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::error::Failure;
 
-/// Alignment of batch buffers, in bytes (see DESIGN notes in `docs/exchange.md`: glibc's
+/// Alignment of batch buffers, in bytes (see `docs/design.md`, "Facts measured": glibc's
 /// memcpy is slow for some misaligned copies).
 pub const BATCH_ALIGN: usize = 64;
 

@@ -212,7 +212,7 @@ fn skipped_reasons(skipped: &[(PathBuf, String)]) -> String {
 /// A failure inside a running dataflow, before it is attributed to an operator and shard.
 ///
 /// Operators return it from their callbacks; the runtime adds the operator's name and the
-/// shard when it turns it into an [`Error`]. It keeps its cause ([`Failure::caused_by`], or
+/// shard when it turns it into an [`Error`](enum@Error). It keeps its cause ([`Failure::caused_by`], or
 /// the error it was converted from) as its [`source`](std::error::Error::source), and the
 /// job's error keeps it too; the message reads whole on its own.
 ///

@@ -38,6 +38,7 @@
 //! 11. `config`, `preflight` — settings and the machine checks before a start.
 //! 12. `runtime` — starting shards and running jobs.
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 pub mod checkpoint;
 pub mod clock;

@@ -80,6 +80,7 @@ impl<T, S: Sink<T>> Operator<T> for SinkOperator<S> {
 }
 
 /// The records a collecting sink received, per shard, available once the job finished.
+#[derive(Debug)]
 pub struct Collected<T> {
     pub(crate) shards: Arc<Mutex<Vec<Vec<T>>>>,
 }

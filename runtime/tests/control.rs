@@ -220,9 +220,15 @@ fn bad_configuration_is_rejected_with_a_clear_error() {
 #[test]
 fn pinned_shards_run() {
     let shards = rill_runtime::available_cores().min(2);
+    let masks = Arc::new(std::sync::Mutex::new(vec![Vec::new(); shards]));
+    let seen = masks.clone();
     let mut df = Dataflow::new();
     let out = df
-        .vec_source("numbers", (0u64..1_000).collect())
+        .iter_source("numbers", move |shard| {
+            // The factory runs on the shard's own thread: read its CPU mask there.
+            seen.lock().unwrap()[shard.index] = allowed_cpus();
+            (0u64..1_000).filter(move |n| *n as usize % shard.shards == shard.index)
+        })
         .exchange(Partitioning::by_key(|n: &u64| *n))
         .collect("out");
     Runtime::new(Config::default().shards(shards))
@@ -230,6 +236,27 @@ fn pinned_shards_run() {
         .run(df)
         .expect("job succeeds");
     assert_eq!(out.take().len(), 1_000);
+    let masks = masks.lock().unwrap().clone();
+    for (shard, mask) in masks.iter().enumerate() {
+        assert_eq!(mask.len(), 1, "shard {shard} may run on CPUs {mask:?}");
+    }
+    let distinct: std::collections::BTreeSet<usize> = masks.iter().map(|m| m[0]).collect();
+    assert_eq!(distinct.len(), shards, "shards share a CPU: {masks:?}");
+}
+
+/// The CPUs the calling thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data for which all-zero bytes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed; pid 0 is the calling
+    // thread.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(rc, 0, "sched_getaffinity failed");
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the capacity of `set`.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
 }
 
 #[test]

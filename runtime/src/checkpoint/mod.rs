@@ -16,10 +16,16 @@
 //! ahead of what they emitted) and a restarted job resumes after them, with fresh state.
 //!
 //! **Files.** Each shard serializes the state its operators handed over (rkyv, checksummed)
-//! into `DIR/chk-<n>/shard-<i>.bin`, written with glommio's file I/O while the shard keeps
-//! processing. When every shard wrote its file the coordinator writes `DIR/chk-<n>/MANIFEST`
-//! (temporary file, fsync, rename, fsync of the directory): only then is checkpoint `n`
-//! complete. The last [`Checkpointing::retain`] complete checkpoints are kept.
+//! and hands the bytes to the coordinator thread (`crate::coordinator`), which writes them
+//! to `DIR/chk-<n>/shard-<i>.bin` while the shard keeps processing. When every shard's file
+//! is written the coordinator writes `DIR/chk-<n>/MANIFEST`: only then is checkpoint `n`
+//! complete. Every one of these files is written with [`crate::fs::write_atomic`]
+//! (temporary file, fsync, rename, fsync of the directory). The last
+//! [`Checkpointing::retain`] complete checkpoints are kept.
+//!
+//! This module is a shard's side of checkpoints (state written at barriers, the file
+//! format, recovery's reading of it); starting checkpoints and completing them is
+//! `crate::coordinator`'s.
 //!
 //! **Rescaling.** Keyed state is written per key group ([`StateWriter::put_keyed`]); on a
 //! restore onto `M` shards each shard takes the key groups it owns under `M`. Non-keyed
@@ -183,6 +189,18 @@ pub struct StateWriter {
     arena: rkyv::ser::allocator::Arena,
 }
 
+impl std::fmt::Debug for StateWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateWriter")
+            .field("entries", &self.entries.len())
+            .field(
+                "bytes",
+                &self.entries.iter().map(|e| e.bytes.len()).sum::<usize>(),
+            )
+            .finish()
+    }
+}
+
 impl Default for StateWriter {
     fn default() -> Self {
         StateWriter {
@@ -263,6 +281,7 @@ impl StateWriter {
 
 /// The state a restored operator receives: every entry of its node that belongs to this
 /// shard, over all the checkpoint's shard files.
+#[derive(Debug)]
 pub struct StateReader {
     pub(crate) checkpoint: u64,
     pub(crate) shard: usize,

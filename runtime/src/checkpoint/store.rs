@@ -227,6 +227,7 @@ fn checkpoint_ids(root: &Path) -> Vec<u64> {
 }
 
 /// A complete checkpoint read back and validated.
+#[derive(Debug)]
 pub(crate) struct LoadedCheckpoint {
     pub manifest: Manifest,
     /// One validated payload per shard of the run that wrote it.
@@ -235,6 +236,7 @@ pub(crate) struct LoadedCheckpoint {
 
 /// What a job directory holds: the checkpoint to restore from, and any checkpoint that
 /// was skipped because it is corrupt or incomplete (with the reason).
+#[derive(Debug)]
 pub struct Recovery {
     pub(crate) loaded: Option<LoadedCheckpoint>,
     /// Checkpoints that could not be used, newest first: `(directory, reason)`.

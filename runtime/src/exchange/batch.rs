@@ -3,7 +3,7 @@
 //!
 //! The receiver validates the archive (bounds, alignment, and for plain-data records
 //! nothing more: O(1) per record) and reads each record in place. Buffers are 64-byte
-//! aligned (avoiding the slow glibc memcpy case noted in DESIGN.md) and recycled: the
+//! aligned (avoiding the slow glibc memcpy case noted in `docs/design.md`) and recycled: the
 //! consumer hands a read buffer back to the producer's pool instead of freeing it, so
 //! steady-state exchange allocates nothing.
 

@@ -54,11 +54,35 @@ pub struct Dataflow {
     graph: Rc<RefCell<GraphDesc>>,
 }
 
+impl std::fmt::Debug for Dataflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = self.graph.borrow();
+        f.debug_struct("Dataflow")
+            .field("operators", &g.node_names())
+            .field(
+                "exchanges",
+                &g.exchanges.iter().map(|e| &e.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 /// A typed stream of records in a [`Dataflow`]: the output of a source or operator.
 pub struct Stream<T> {
     graph: Rc<RefCell<GraphDesc>>,
     id: StreamId,
     _records: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Stream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = self.graph.borrow();
+        let name = g.nodes.get(self.id.node).map_or("?", |n| n.name.as_str());
+        f.debug_struct("Stream")
+            .field("operator", &name)
+            .field("port", &self.id.port)
+            .finish()
+    }
 }
 
 impl<T> Clone for Stream<T> {

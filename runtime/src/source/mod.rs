@@ -57,6 +57,7 @@ pub trait Source<T> {
 /// A source that drains an iterator. It is replayable as long as the iterator yields the
 /// same records each run: its position is the number of records taken, and a restore
 /// skips that many (onto the same shard count only).
+#[derive(Debug)]
 pub struct IterSource<I> {
     iter: I,
     taken: u64,

@@ -1,7 +1,7 @@
 //! The NEXMark queries, written with rill's public API (see docs/nexmark.md for each
 //! query's semantics and columns).
 //!
-//! Every query takes the stream of [`Timed`] events and returns a stream of its
+//! Every query takes the stream of [`Timed`](super::source::Timed) events and returns a stream of its
 //! [rows](super::rows). Windows use the events' `date_time` as event time; the sources'
 //! watermarks are exact, so results do not depend on the number of shards or on
 //! scheduling (except q12, which windows by processing time).
