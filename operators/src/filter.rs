@@ -5,6 +5,20 @@ use rill_runtime::{Data, OpResult, Operator, Output, Stream};
 /// Drops records.
 pub trait Filter<T> {
     /// Keeps the records for which `keep` returns true.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("numbers", (1..=6).collect())
+    ///         .filter("even", |x: &i32| x % 2 == 0)
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [2, 4, 6]);
+    /// ```
     fn filter<F>(&self, name: &str, keep: F) -> Stream<T>
     where
         F: Fn(&T) -> bool + Clone + Send + Sync + 'static;

@@ -5,6 +5,20 @@ use rill_runtime::{Data, OpResult, Operator, Output, Stream};
 /// Expands every record into zero or more records.
 pub trait FlatMap<T> {
     /// Emits every item of `f(record)`.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("lines", vec!["a b", "c"])
+    ///         .flat_map("words", |line: &str| line.split(' ').map(String::from).collect::<Vec<_>>())
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, ["a", "b", "c"]);
+    /// ```
     fn flat_map<U: Data, I, F>(&self, name: &str, f: F) -> Stream<U>
     where
         I: IntoIterator<Item = U>,

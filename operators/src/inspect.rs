@@ -5,6 +5,25 @@ use rill_runtime::{Data, OpResult, Operator, Output, ShardInfo, Stream};
 /// Observes records as they pass.
 pub trait Inspect<T> {
     /// Calls `f` with the shard and every record, then passes the records on.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let seen = Arc::new(AtomicUsize::new(0));
+    /// let counter = seen.clone();
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("numbers", vec![1, 2, 3])
+    ///         .inspect("count", move |_shard, _x: &i32| {
+    ///             counter.fetch_add(1, Ordering::Relaxed);
+    ///         })
+    ///         .collect("out")
+    /// });
+    /// assert_eq!(seen.load(Ordering::Relaxed), 3);
+    /// assert_eq!(out.take().len(), 3);
+    /// ```
     fn inspect<F>(&self, name: &str, f: F) -> Stream<T>
     where
         F: Fn(ShardInfo, &T) + Clone + Send + Sync + 'static;

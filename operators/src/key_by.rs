@@ -5,7 +5,9 @@
 //! of a key lives on exactly one shard, so no combining across shards is needed; a user
 //! [`KeyedStream::reduce`] function is nevertheless expected to be associative and
 //! commutative, because records of one key from different producer shards interleave in
-//! an unspecified order.
+//! an unspecified order. A key's updates leave its shard in the order they were made, so
+//! the last update of a key that a collecting sink received is the key's final aggregate
+//! (the examples below read it that way).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -22,7 +24,27 @@ use rill_runtime::{
 /// Groups a stream by key.
 pub trait KeyBy<T> {
     /// Sends every record to the shard owning `key(record)` (see
-    /// `rill_runtime::exchange::route` for the placement rule).
+    /// `rill_runtime::exchange::route` for the placement rule). The rolling aggregates
+    /// of [`KeyedStream`] (e.g. [`KeyedStream::count`]), windows, joins and process
+    /// functions run on the result.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("numbers", (0..100u32).collect())
+    ///         .key_by(|x: &u32| x % 5)
+    ///         .stream()
+    ///         .collect("out")
+    /// });
+    /// let per_shard = out.take_per_shard();
+    /// for key in 0..5 {
+    ///     // All records of a key are on one shard.
+    ///     let holders = per_shard.iter().filter(|s| s.iter().any(|x| x % 5 == key));
+    ///     assert_eq!(holders.count(), 1);
+    /// }
+    /// ```
     fn key_by<K, F>(&self, key: F) -> KeyedStream<T, K>
     where
         K: Data + Hash + Eq,
@@ -33,6 +55,25 @@ pub trait KeyBy<T> {
     /// shards)` names, e.g. a source that reads its own partition), so no exchange is
     /// needed (Flink's `reinterpretAsKeyedStream`). A record on the wrong shard would
     /// split its key's state, so only use this when the placement is guaranteed.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use rill_runtime::shard_of_key;
+    /// use std::collections::BTreeMap;
+    ///
+    /// // Each shard reads only the records whose key it owns, so no exchange is needed.
+    /// let out = run_on_two_shards(|df| {
+    ///     df.iter_source("own keys", |shard| {
+    ///         (0..10u32).filter(move |x| shard_of_key(&(x % 3), shard.shards) == shard.index)
+    ///     })
+    ///     .assume_keyed_by(|x: &u32| x % 3)
+    ///     .count("count")
+    ///     .collect("out")
+    /// });
+    /// let counts: BTreeMap<u32, u64> = out.take().into_iter().collect();
+    /// assert_eq!(counts, BTreeMap::from([(0, 4), (1, 3), (2, 3)]));
+    /// ```
     fn assume_keyed_by<K, F>(&self, key: F) -> KeyedStream<T, K>
     where
         K: Data + Hash + Eq,
@@ -136,12 +177,21 @@ where
 }
 
 impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
-    /// The partitioned records.
+    /// The partitioned records (see the example of [`KeyBy::key_by`]).
     pub fn stream(&self) -> &Stream<T> {
         &self.stream
     }
 
     /// The key of a record.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let mut df = rill_runtime::Dataflow::new();
+    /// let keyed = df.vec_source("pairs", vec![(1u32, 'a')]).key_by(|r: &(u32, char)| r.0);
+    /// assert_eq!(keyed.key_of(&(7, 'x')), 7);
+    /// ```
     pub fn key_of(&self, record: &T) -> K {
         (self.key)(record)
     }
@@ -152,6 +202,28 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
 
     /// A rolling fold: for every record, `f(previous aggregate of its key, record)`
     /// becomes the key's aggregate and is emitted with the key.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use std::collections::BTreeMap;
+    ///
+    /// // (sensor, reading): a running (count, total) per sensor, for its mean.
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("readings", vec![(1u32, 10i64), (2, 4), (1, 20), (1, 30)])
+    ///         .key_by(|r: &(u32, i64)| r.0)
+    ///         .fold("mean", |acc: Option<&(u64, i64)>, r| {
+    ///             let (n, total) = acc.copied().unwrap_or((0, 0));
+    ///             (n + 1, total + r.1)
+    ///         })
+    ///         .collect("out")
+    /// });
+    /// let updates = out.take();
+    /// assert_eq!(updates.len(), 4); // one update per record
+    /// // A key's updates come in order from its shard: the last one is the final aggregate.
+    /// let last: BTreeMap<u32, (u64, i64)> = updates.into_iter().collect();
+    /// assert_eq!(last, BTreeMap::from([(1, (3, 60)), (2, (1, 4))]));
+    /// ```
     pub fn fold<A, F>(&self, name: &str, f: F) -> Stream<(K, A)>
     where
         A: Data,
@@ -162,6 +234,9 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
 
     /// [`KeyedStream::fold`] whose per-key aggregates are written to checkpoints and
     /// restored, onto any shard count (keys and aggregates must be rkyv-serializable).
+    /// Used as in the example of [`KeyedStream::fold`]; a job without checkpoints gets
+    /// the same output. Checkpointed runs are shown in `docs/checkpoints.md` and tested
+    /// in `operators/tests/checkpoint.rs`.
     pub fn fold_checkpointed<A, F>(&self, name: &str, f: F) -> Stream<(K, A)>
     where
         A: Data,
@@ -171,7 +246,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.fold_with(name, f, Some(Arc::new(RkyvRecords)))
     }
 
-    /// [`KeyedStream::count`] that takes part in checkpoints.
+    /// [`KeyedStream::count`] that takes part in checkpoints (used as in its example;
+    /// see [`KeyedStream::fold_checkpointed`]).
     pub fn count_checkpointed(&self, name: &str) -> Stream<(K, u64)>
     where
         (u32, (K, u64)): ExchangeData,
@@ -193,7 +269,24 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         })
     }
 
-    /// Rolling reduce with an associative, commutative `f`.
+    /// Rolling reduce with an associative, commutative `f`: the first record of a key is
+    /// its aggregate, each later one is `f(aggregate, record)`.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use std::collections::BTreeMap;
+    ///
+    /// // (user, score): each user's best record so far.
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("scores", vec![(1u32, 5i64), (2, 1), (1, 7), (1, 6)])
+    ///         .key_by(|r: &(u32, i64)| r.0)
+    ///         .reduce("best", |best: &(u32, i64), r| if r.1 > best.1 { r } else { *best })
+    ///         .collect("out")
+    /// });
+    /// let last: BTreeMap<u32, (u32, i64)> = out.take().into_iter().collect();
+    /// assert_eq!(last, BTreeMap::from([(1, (1, 7)), (2, (2, 1))]));
+    /// ```
     pub fn reduce<F>(&self, name: &str, f: F) -> Stream<(K, T)>
     where
         F: Fn(&T, T) -> T + Clone + Send + Sync + 'static,
@@ -205,11 +298,43 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     }
 
     /// Rolling count of records per key.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("words", vec!["a".to_string(), "b".into(), "a".into()])
+    ///         .key_by(|w: &String| w.clone())
+    ///         .count("count")
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [("a".into(), 1), ("a".into(), 2), ("b".into(), 1)]);
+    /// ```
     pub fn count(&self, name: &str) -> Stream<(K, u64)> {
         self.fold(name, |acc: Option<&u64>, _| acc.copied().unwrap_or(0) + 1)
     }
 
-    /// Rolling sum of `value(record)` per key.
+    /// Rolling sum of `value(record)` per key. [`KeyedStream::min`] and
+    /// [`KeyedStream::max`] work the same way.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use std::collections::BTreeMap;
+    ///
+    /// // (account, amount)
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("payments", vec![(1u32, 10i64), (2, 5), (1, -3), (2, 1)])
+    ///         .key_by(|p: &(u32, i64)| p.0)
+    ///         .sum("balance", |p: &(u32, i64)| p.1)
+    ///         .collect("out")
+    /// });
+    /// let balances: BTreeMap<u32, i64> = out.take().into_iter().collect();
+    /// assert_eq!(balances, BTreeMap::from([(1, 7), (2, 6)]));
+    /// ```
     pub fn sum<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
         V: Data + std::ops::Add<Output = V> + Copy,
@@ -219,6 +344,23 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     }
 
     /// Rolling minimum of `value(record)` per key.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use std::collections::BTreeMap;
+    ///
+    /// let (min, max) = run_on_two_shards(|df| {
+    ///     let keyed = df
+    ///         .vec_source("temperatures", vec![(1u32, 4i64), (1, -2), (2, 3), (1, 9)])
+    ///         .key_by(|r: &(u32, i64)| r.0);
+    ///     let min = keyed.min("min", |r: &(u32, i64)| r.1).collect("min");
+    ///     (min, keyed.max("max", |r: &(u32, i64)| r.1).collect("max"))
+    /// });
+    /// let min: BTreeMap<u32, i64> = min.take().into_iter().collect();
+    /// let max: BTreeMap<u32, i64> = max.take().into_iter().collect();
+    /// assert_eq!((min[&1], max[&1], min[&2], max[&2]), (-2, 9, 3, 3));
+    /// ```
     pub fn min<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
         V: Data + Ord + Copy,
@@ -227,7 +369,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.rolling_value(name, value, Ord::min)
     }
 
-    /// Rolling maximum of `value(record)` per key.
+    /// Rolling maximum of `value(record)` per key (see the example of
+    /// [`KeyedStream::min`]).
     pub fn max<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
         V: Data + Ord + Copy,

@@ -19,9 +19,16 @@
 //! counts.sort();
 //! assert_eq!(counts, vec![("a".to_string(), 1), ("a".to_string(), 2), ("b".to_string(), 1)]);
 //! ```
+//!
+//! The examples on each operator are shorter: `run_on_two_shards(|df| ...)` builds the
+//! dataflow in `df`, runs it as above on two unpinned shards and returns what the closure
+//! returned (usually the [`Collected`](rill_runtime::Collected) records of its sink).
+//! Records from two shards interleave, so the examples sort what they collect.
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+#[doc(hidden)]
+pub mod doc_support;
 pub mod file_sink;
 pub mod file_source;
 mod filter;

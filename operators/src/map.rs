@@ -5,6 +5,18 @@ use rill_runtime::{Data, OpResult, Operator, Output, Stream};
 /// Transforms every record.
 pub trait Map<T> {
     /// Applies `f` to every record.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("numbers", vec![1, 2, 3]).map("double", |x: i32| x * 2).collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [2, 4, 6]);
+    /// ```
     fn map<U: Data, F>(&self, name: &str, f: F) -> Stream<U>
     where
         F: Fn(T) -> U + Clone + Send + Sync + 'static;
