@@ -12,7 +12,9 @@ pub trait FlatMap<T> {
     ///
     /// let out = run_on_two_shards(|df| {
     ///     df.vec_source("lines", vec!["a b", "c"])
-    ///         .flat_map("words", |line: &str| line.split(' ').map(String::from).collect::<Vec<_>>())
+    ///         .flat_map("words", |line: &str| {
+    ///             line.split(' ').map(String::from).collect::<Vec<_>>()
+    ///         })
     ///         .collect("out")
     /// });
     /// let mut got = out.take();

@@ -236,7 +236,8 @@ impl<T, K> Clone for WindowSpec<T, K> {
 
 impl<T, K> WindowSpec<T, K> {
     /// Event-time windows over `timestamp(record)`, with the `AfterWatermark` trigger,
-    /// discarding panes and no allowed lateness.
+    /// discarding panes and no allowed lateness (see the examples of
+    /// [`KeyedStream::window`] and of the window functions of [`WindowedStream`]).
     pub fn event_time(
         windows: Windows,
         timestamp: impl Fn(&T) -> Timestamp + Send + Sync + 'static,
@@ -254,6 +255,21 @@ impl<T, K> WindowSpec<T, K> {
     }
 
     /// Processing-time windows: a record falls in the windows of its arrival time.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // Arrival times vary from run to run, so only the total is certain.
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("events", (0..100u32).collect())
+    ///         .key_by(|e: &u32| e % 3)
+    ///         .window(WindowSpec::processing_time(Windows::tumbling(1000)))
+    ///         .count("per second")
+    ///         .collect("out")
+    /// });
+    /// assert_eq!(out.take().iter().map(|p| p.value).sum::<i64>(), 100);
+    /// ```
     pub fn processing_time(windows: Windows) -> Self {
         let mut spec = Self::event_time(windows, |_| 0);
         spec.domain = TimeDomain::ProcessingTime;
@@ -261,30 +277,102 @@ impl<T, K> WindowSpec<T, K> {
     }
 
     /// A policy chosen per key (e.g. a per-key session gap).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // Key 1's sessions end after 10 ms of silence, key 2's after 100 ms.
+    /// let spec = WindowSpec::event_time(Windows::session(10), |c: &(u32, i64)| c.1)
+    ///     .per_key(|key: &u32| Windows::session(if *key == 1 { 10 } else { 100 }));
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("clicks", vec![(1u32, 0i64), (1, 50), (2, 0), (2, 50)])
+    ///         .key_by(|c: &(u32, i64)| c.0)
+    ///         .window(spec)
+    ///         .count("clicks")
+    ///         .map("row", |p| (p.key, p.window.start, p.value))
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(1, 0, 1), (1, 50, 1), (2, 0, 2)]);
+    /// ```
     pub fn per_key(mut self, windows: impl Fn(&K) -> Windows + Send + Sync + 'static) -> Self {
         self.windows = Arc::new(windows);
         self
     }
 
     /// The trigger (default: [`Trigger::after_watermark`]).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // An early pane after every 2 records, then the on-time pane; panes accumulate.
+    /// let spec = WindowSpec::event_time(Windows::tumbling(1000), |r: &(u32, i64)| r.1)
+    ///     .trigger(Trigger::after_watermark_with(Some(Trigger::AfterCount(2)), None))
+    ///     .accumulation(Accumulation::Accumulating);
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("events", vec![(1u32, 100i64), (1, 200), (1, 300)])
+    ///         .key_by(|r: &(u32, i64)| r.0)
+    ///         .window(spec)
+    ///         .count("count")
+    ///         .map("row", |p| (p.index, p.timing.as_str(), p.value))
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(0, "EARLY", 2), (1, "ON_TIME", 3)]);
+    /// ```
     pub fn trigger(mut self, trigger: Trigger) -> Self {
         self.trigger = trigger;
         self
     }
 
-    /// How panes accumulate (default: discarding).
+    /// How panes accumulate (default: discarding); see the example of
+    /// [`WindowSpec::trigger`].
     pub fn accumulation(mut self, accumulation: Accumulation) -> Self {
         self.accumulation = accumulation;
         self
     }
 
     /// How long after the watermark passed its end a window still takes records, in ms.
+    /// With `allowed_lateness(500)` the record `(2, 500)` of the example of
+    /// [`WindowedStream::aggregate_with_late`] would still count: its window is kept
+    /// until the watermark reaches 1500, and a late pane updates it.
     pub fn allowed_lateness(mut self, lateness: i64) -> Self {
         self.lateness = lateness.max(0);
         self
     }
 
     /// Marks records as punctuation (for [`Trigger::Punctuation`]).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use rill_runtime::shard_of_key;
+    ///
+    /// // A pane whenever a '.' arrives. The shard owning key 7 reads every record, in order,
+    /// // and there is no exchange, so the panes are certain.
+    /// let spec = WindowSpec::event_time(Windows::Global, |_: &(u32, char)| 0)
+    ///     .trigger(Trigger::Punctuation.repeatedly())
+    ///     .punctuation(|r: &(u32, char)| r.1 == '.');
+    /// let out = run_on_two_shards(|df| {
+    ///     df.iter_source("chars", |shard| {
+    ///         let owner = shard_of_key(&7u32, shard.shards) == shard.index;
+    ///         let chars = if owner { "ab.c.".chars().collect() } else { Vec::new() };
+    ///         chars.into_iter().map(|c| (7u32, c))
+    ///     })
+    ///     .assume_keyed_by(|r: &(u32, char)| r.0)
+    ///     .window(spec)
+    ///     .count("chars")
+    ///     .map("row", |p| (p.index, p.value))
+    ///     .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(0, 3), (1, 2)]);
+    /// ```
     pub fn punctuation(
         mut self,
         is_punctuation: impl Fn(&T) -> bool + Send + Sync + 'static,
@@ -294,6 +382,24 @@ impl<T, K> WindowSpec<T, K> {
     }
 
     /// Counters this operator updates (shared by its instances on every shard).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let spec = WindowSpec::event_time(Windows::tumbling(10), |t: &i64| *t);
+    /// let metrics = spec.metrics();
+    /// run_on_two_shards(|df| {
+    ///     df.vec_source("times", vec![1i64, 2, 15, 37])
+    ///         .key_by(|_: &i64| 0u32)
+    ///         .window(spec)
+    ///         .count("count")
+    ///         .discard("out")
+    /// });
+    /// assert_eq!(metrics.panes(), 3);
+    /// assert_eq!(metrics.max_live_windows(), 3);
+    /// assert_eq!(metrics.live_windows(), 0); // all closed at the end of the input
+    /// ```
     pub fn metrics(&self) -> WindowMetrics {
         self.metrics.clone()
     }
@@ -368,7 +474,26 @@ impl<T, K> std::fmt::Debug for WindowedStream<T, K> {
 }
 
 impl<T: Data, K: Data + std::hash::Hash + Eq> KeyedStream<T, K> {
-    /// Windows this keyed stream as `spec` says.
+    /// Windows this keyed stream as `spec` says; a window function on the result
+    /// ([`WindowedStream::aggregate`], [`WindowedStream::count`], ...) makes the operator.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // Sliding windows of 10 ms every 5 ms: a record falls into two of them.
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("clicks", vec![(1u32, 3i64), (1, 7), (1, 12)])
+    ///         .key_by(|c: &(u32, i64)| c.0)
+    ///         .window(WindowSpec::event_time(Windows::sliding(10, 5), |c: &(u32, i64)| c.1))
+    ///         .count("clicks")
+    ///         .map("row", |p| (p.window.start, p.window.end, p.value))
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(-5, 5, 1), (0, 10, 2), (5, 15, 2), (10, 20, 1)]);
+    /// ```
     pub fn window(&self, spec: WindowSpec<T, K>) -> WindowedStream<T, K> {
         WindowedStream {
             keyed: self.clone(),
@@ -378,7 +503,27 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> KeyedStream<T, K> {
 }
 
 impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
-    /// Aggregates each window with `agg`; late records are dropped and counted.
+    /// Aggregates each window with `agg` (an [`Aggregate`]: [`Sum`], [`Count`], [`Min`],
+    /// [`Max`], [`Collect`] or your own); late records are dropped and counted.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use rill_operators::window::Max;
+    ///
+    /// // (sensor, temperature, event time in ms): the hottest reading per second.
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("readings", vec![(1u32, 20i64, 100i64), (1, 25, 900), (1, 21, 1100)])
+    ///         .key_by(|r: &(u32, i64, i64)| r.0)
+    ///         .window(WindowSpec::event_time(Windows::tumbling(1000), |r: &(u32, i64, i64)| r.2))
+    ///         .aggregate("hottest", Max::new(|r: &(u32, i64, i64)| r.1))
+    ///         .map("row", |p| (p.key, p.window.start, p.value))
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(1, 0, 25), (1, 1000, 21)]);
+    /// ```
     pub fn aggregate<G: Aggregate<T, K> + Send + Sync>(
         &self,
         name: &str,
@@ -389,6 +534,47 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
 
     /// Aggregates each window with `agg`; records dropped as too late (every window they
     /// belong to was garbage-collected) go to the second stream.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use std::collections::VecDeque;
+    /// use rill_operators::prelude::*;
+    /// use rill_operators::window::Sum;
+    /// use rill_runtime::{shard_of_key, Failure, Source, SourceOutput, SourceStatus, Timestamp};
+    ///
+    /// // Emits (value, event time) records and watermarks (`Err`) in the given order.
+    /// struct Script(VecDeque<Result<(i64, i64), Timestamp>>);
+    /// impl Source<(i64, i64)> for Script {
+    ///     fn poll(&mut self, out: &mut SourceOutput<(i64, i64)>, _: usize)
+    ///         -> Result<SourceStatus, Failure> {
+    ///         match self.0.pop_front() {
+    ///             Some(Ok(r)) => out.give(r),
+    ///             Some(Err(w)) => out.watermark(w)?,
+    ///             None => return Ok(SourceStatus::Done),
+    ///         }
+    ///         Ok(SourceStatus::Emitted)
+    ///     }
+    /// }
+    /// let (panes, late) = run_on_two_shards(|df| {
+    ///     let (panes, late) = df
+    ///         .source("script", |shard| {
+    ///             // The shard owning key 0 plays the script; with no exchange in between, its
+    ///             // window operator sees exactly these watermarks.
+    ///             let owner = shard_of_key(&0u32, shard.shards) == shard.index;
+    ///             let script = vec![Ok((1, 100)), Err(1000), Ok((2, 500)), Ok((4, 1200))];
+    ///             Script(if owner { script.into() } else { VecDeque::new() })
+    ///         })
+    ///         .assume_keyed_by(|_: &(i64, i64)| 0u32)
+    ///         .window(WindowSpec::event_time(Windows::tumbling(1000), |r: &(i64, i64)| r.1))
+    ///         .aggregate_with_late("sum", Sum::new(|r: &(i64, i64)| r.0));
+    ///     (panes.collect("panes"), late.collect("late"))
+    /// });
+    /// let mut sums: Vec<_> = panes.take().iter().map(|p| (p.window.start, p.value)).collect();
+    /// sums.sort();
+    /// // The watermark 1000 closed [0, 1000) before (2, 500) came: it went to the late stream.
+    /// assert_eq!(sums, [(0, 1), (1000, 4)]);
+    /// assert_eq!(late.take(), [(2, 500)]);
+    /// ```
     pub fn aggregate_with_late<G: Aggregate<T, K> + Send + Sync>(
         &self,
         name: &str,
@@ -413,7 +599,9 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// Like [`WindowedStream::aggregate`], and the windows (accumulators, pane and
     /// trigger state) and timers of every key are written to checkpoints and restored,
     /// onto any shard count (see `rill_runtime::checkpoint`). Needs rkyv-serializable
-    /// keys, accumulators and results.
+    /// keys, accumulators and results. Used as in the example of
+    /// [`WindowedStream::aggregate`]; checkpointed runs are shown in
+    /// `docs/checkpoints.md` and tested in `operators/tests/checkpoint.rs`.
     pub fn aggregate_checkpointed<G: Aggregate<T, K> + Send + Sync>(
         &self,
         name: &str,
@@ -426,7 +614,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
             .0
     }
 
-    /// [`WindowedStream::count`] whose state takes part in checkpoints.
+    /// [`WindowedStream::count`] whose state takes part in checkpoints (used as in its
+    /// example; see [`WindowedStream::aggregate_checkpointed`]).
     pub fn count_checkpointed(&self, name: &str) -> Stream<Pane<K, i64>>
     where
         (u32, WindowKeyRecord<K, i64, i64>): rill_runtime::ExchangeData,
@@ -434,7 +623,27 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         self.aggregate_checkpointed(name, Count::new())
     }
 
-    /// The sum of `value(record)` per window.
+    /// The sum of `value(record)` per window (the [`Sum`] aggregate).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // (user, amount, event time in ms): spending per user per minute.
+    /// type Order = (u32, i64, i64);
+    /// let out = run_on_two_shards(|df| {
+    ///     let orders = vec![(1, 5, 0), (2, 3, 10), (1, 7, 59_999), (1, 1, 60_000)];
+    ///     df.vec_source("orders", orders)
+    ///         .key_by(|o: &Order| o.0)
+    ///         .window(WindowSpec::event_time(Windows::tumbling(60_000), |o: &Order| o.2))
+    ///         .sum("spent", |o: &Order| o.1)
+    ///         .map("row", |p| (p.key, p.window.start, p.value))
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(1, 0, 12), (1, 60_000, 1), (2, 0, 3)]);
+    /// ```
     pub fn sum(
         &self,
         name: &str,
@@ -443,12 +652,51 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         self.aggregate(name, Sum::new(value))
     }
 
-    /// The number of records per window.
+    /// The number of records per window (the [`Count`] aggregate).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // Sessions: a user's clicks less than 30 ms apart belong to one session.
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("clicks", vec![(1u32, 0i64), (1, 20), (1, 45), (1, 200), (2, 5)])
+    ///         .key_by(|c: &(u32, i64)| c.0)
+    ///         .window(WindowSpec::event_time(Windows::session(30), |c: &(u32, i64)| c.1))
+    ///         .count("clicks")
+    ///         .map("row", |p| (p.key, p.window.start, p.window.end, p.value))
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(1, 0, 75, 3), (1, 200, 230, 1), (2, 5, 35, 1)]);
+    /// ```
     pub fn count(&self, name: &str) -> Stream<Pane<K, i64>> {
         self.aggregate(name, Count::new())
     }
 
-    /// Full-window processing: `f(key, window, records)` per pane.
+    /// Full-window processing: `f(key, window, records)` per pane (the [`Collect`]
+    /// aggregate: the window keeps its records until it fires).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // The median latency per second, which needs all of a window's records.
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("requests", vec![(1u32, 30i64, 10i64), (1, 10, 20), (1, 20, 30)])
+    ///         .key_by(|r: &(u32, i64, i64)| r.0)
+    ///         .window(WindowSpec::event_time(Windows::tumbling(1000), |r: &(u32, i64, i64)| r.2))
+    ///         .process("median", |_key, _window, records: &[(u32, i64, i64)]| {
+    ///             let mut latencies: Vec<i64> = records.iter().map(|r| r.1).collect();
+    ///             latencies.sort();
+    ///             latencies[latencies.len() / 2]
+    ///         })
+    ///         .map("value", |p| p.value)
+    ///         .collect("out")
+    /// });
+    /// assert_eq!(out.take(), [20]);
+    /// ```
     pub fn process<O: Data>(
         &self,
         name: &str,
