@@ -44,6 +44,10 @@ use rill_runtime::{Data, Failure, OpResult, Sink, Stream};
 const FLUSH_BYTES: usize = 1 << 20;
 
 /// The name of a committed part file.
+///
+/// ```
+/// assert_eq!(rill_operators::file_sink::part_name(3, 1), "part-000003-001.csv");
+/// ```
 pub fn part_name(epoch: u64, shard: usize) -> String {
     format!("part-{epoch:06}-{shard:03}.csv")
 }
@@ -68,7 +72,8 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Failure {
 }
 
 /// The job-level side of the sink: resolves transactions left by an earlier run and
-/// commits the last epoch at the end.
+/// commits the last epoch at the end. [`write_part_files`] registers it (see its example);
+/// a sink built on [`PartWriter`] registers it with `Stream::on_job`.
 #[derive(Debug)]
 pub struct PartFiles {
     dir: PathBuf,
@@ -142,7 +147,8 @@ enum Mode {
 }
 
 /// One shard's writer of part files, for sinks that format their own rows (see
-/// [`FileSink`] for the common case).
+/// [`FileSink`] for the common case, and [`write_part_files`] for how a sink is built on
+/// it and registered together with [`PartFiles`]).
 pub struct PartWriter {
     dir: PathBuf,
     shard: usize,
@@ -277,7 +283,8 @@ impl PartWriter {
     }
 }
 
-/// A sink that formats each record as one line into transactional part files.
+/// A sink that formats each record as one line into transactional part files; made by
+/// [`write_part_files`] (see its example).
 pub struct FileSink<T, F> {
     writer: PartWriter,
     format: Arc<F>,
@@ -312,6 +319,29 @@ impl<T, F: Fn(&T, &mut Vec<u8>)> Sink<T> for FileSink<T, F> {
 
 /// Writes `stream` into part files in `dir` (see the module docs), one line per record as
 /// `format` appends it (with its line break), each file starting with `header`.
+///
+/// ```
+/// # use rill_operators::doc_support::run_on_two_shards;
+/// use std::io::Write;
+/// use rill_operators::file_sink::write_part_files;
+///
+/// let dir = std::env::temp_dir().join(format!("rill-doc-sink-{}", std::process::id()));
+/// run_on_two_shards(|df| {
+///     let rows = df.vec_source("rows", vec![(1u32, 10i64), (2, 20), (3, 30)]);
+///     write_part_files(&rows, "csv", &dir, Some("id,value"), |r: &(u32, i64), out: &mut Vec<u8>| {
+///         writeln!(out, "{},{}", r.0, r.1).unwrap();
+///     });
+/// });
+/// // Without checkpoints every shard writes one committed file: part-000001-<shard>.csv.
+/// let mut lines = Vec::new();
+/// for entry in std::fs::read_dir(&dir).unwrap() {
+///     let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+///     lines.extend(text.lines().skip(1).map(String::from)); // skip the header
+/// }
+/// lines.sort();
+/// assert_eq!(lines, ["1,10", "2,20", "3,30"]);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn write_part_files<T, F>(
     stream: &Stream<T>,
     name: &str,

@@ -205,6 +205,25 @@ impl<T> std::fmt::Debug for FileSource<T> {
 }
 
 /// Reads `path` line by line, parsing each with `parse` (see the module docs).
+///
+/// ```
+/// # use rill_operators::doc_support::run_on_two_shards;
+/// use rill_operators::file_source::file_source;
+///
+/// let path = std::env::temp_dir().join(format!("rill-doc-source-{}.txt", std::process::id()));
+/// std::fs::write(&path, "1\n2\n\nthree\n4\n").unwrap();
+/// let (records, bad) = run_on_two_shards(|df| {
+///     let parse = |l: &str| l.parse::<i64>().map_err(|e| e.to_string());
+///     let lines = file_source(df, "numbers", &path, parse);
+///     (lines.records.collect("records"), lines.bad_lines.collect("bad"))
+/// });
+/// let mut got = records.take();
+/// got.sort();
+/// assert_eq!(got, [1, 2, 4]); // the empty line is skipped
+/// let bad = bad.take();
+/// assert_eq!((bad[0].offset, bad[0].line.as_str()), (5, "three"));
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
 pub fn file_source<T, F>(
     df: &mut Dataflow,
     name: &str,

@@ -263,6 +263,28 @@ where
 
 impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
     /// Joins records of equal keys in the same window (tumbling or sliding) of event time.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // (ad, event time in ms): clicks on an ad in the same second as one of its views.
+    /// type E = (u32, i64);
+    /// let out = run_on_two_shards(|df| {
+    ///     let views = df.vec_source("views", vec![(1, 100), (2, 200)]);
+    ///     let clicks = df.vec_source("clicks", vec![(1, 900), (1, 1100), (2, 300)]);
+    ///     let (views, clicks) = (views.key_by(|v: &E| v.0), clicks.key_by(|c: &E| c.0));
+    ///     let second = Windows::tumbling(1000);
+    ///     views
+    ///         .window_join(&clicks, "join", second, |v| v.1, |c| c.1, |ad, _window, v, c| {
+    ///             (*ad, v.1, c.1)
+    ///         })
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(1, 100, 900), (2, 200, 300)]);
+    /// ```
     pub fn window_join<B: Data, O: Data>(
         &self,
         other: &KeyedStream<B, K>,
@@ -276,7 +298,9 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
     }
 
     /// [`KeyedStream::window_join`] whose buffered records take part in checkpoints
-    /// (keys and records must be rkyv-serializable).
+    /// (keys and records must be rkyv-serializable). Used as in the example of
+    /// [`KeyedStream::window_join`]; checkpointed runs are tested in
+    /// `operators/tests/checkpoint.rs`.
     pub fn window_join_checkpointed<B: Data, O: Data>(
         &self,
         other: &KeyedStream<B, K>,
@@ -328,6 +352,24 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
 
     /// Joins a left record at `t` with every right record of its key in
     /// `[t + lower, t + upper]` (inclusive, in ms).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // (order, event time in ms): shipments within 100 ms after their order.
+    /// type E = (u32, i64);
+    /// let out = run_on_two_shards(|df| {
+    ///     let orders = df.vec_source("orders", vec![(1, 0), (2, 50)]).key_by(|o: &E| o.0);
+    ///     let shipped = df.vec_source("shipped", vec![(1, 80), (2, 400)]).key_by(|s: &E| s.0);
+    ///     orders
+    ///         .interval_join(&shipped, "join", 0, 100, |o| o.1, |s| s.1, |id, o, s| {
+    ///             (*id, s.1 - o.1)
+    ///         })
+    ///         .collect("out")
+    /// });
+    /// assert_eq!(out.take(), [(1, 80)]); // order 2 shipped 350 ms late
+    /// ```
     #[allow(clippy::too_many_arguments)]
     pub fn interval_join<B: Data, O: Data>(
         &self,
@@ -343,7 +385,9 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
     }
 
     /// [`KeyedStream::interval_join`] whose buffered records take part in checkpoints
-    /// (keys and records must be rkyv-serializable).
+    /// (keys and records must be rkyv-serializable). Used as in the example of
+    /// [`KeyedStream::interval_join`]; checkpointed runs are tested in
+    /// `operators/tests/checkpoint.rs`.
     #[allow(clippy::too_many_arguments)]
     pub fn interval_join_checkpointed<B: Data, O: Data>(
         &self,

@@ -1,13 +1,5 @@
 //! `key_by`: partitions a stream by key, so that all records of a key reach the shard that
 //! owns the key's state, and rolling (per-record) aggregates over it.
-//!
-//! A rolling aggregate emits `(key, aggregate so far)` for every input record. The state
-//! of a key lives on exactly one shard, so no combining across shards is needed; a user
-//! [`KeyedStream::reduce`] function is nevertheless expected to be associative and
-//! commutative, because records of one key from different producer shards interleave in
-//! an unspecified order. A key's updates leave its shard in the order they were made, so
-//! the last update of a key that a collecting sink received is the key's final aggregate
-//! (the examples below read it that way).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -81,6 +73,14 @@ pub trait KeyBy<T> {
 }
 
 /// A stream partitioned by key.
+///
+/// A rolling aggregate emits `(key, aggregate so far)` for every input record. The state
+/// of a key lives on exactly one shard, so no combining across shards is needed; a user
+/// [`KeyedStream::reduce`] function is nevertheless expected to be associative and
+/// commutative, because records of one key from different producer shards interleave in
+/// an unspecified order. A key's updates leave its shard in the order they were made, so
+/// the last update of a key that a collecting sink received is the key's final aggregate
+/// (the examples of the aggregates read it that way).
 pub struct KeyedStream<T, K> {
     stream: Stream<T>,
     key: KeyFn<T, K>,

@@ -1,48 +1,5 @@
 //! Keyed process functions: per-key state and timers, for what the built-in operators do
 //! not cover (Flink's `KeyedProcessFunction`).
-//!
-//! For every record the function gets its key's state (created with `Default`) and a
-//! context to emit records and to set event-time timers (fired when the watermark reaches
-//! them) and processing-time timers (fired when processing time does). A timer is set at
-//! most once per key and time. Timers fire in time order, before the watermark or
-//! processing time moves on downstream; at the end of the input every event-time timer
-//! fires (the final watermark is +infinity).
-//!
-//! ```
-//! use rill_operators::prelude::*;
-//! use rill_operators::{ProcessContext, ProcessFunction};
-//! use rill_runtime::{Config, Dataflow, Runtime, Timestamp};
-//!
-//! /// Emits a key's count 100 ms (event time) after its first record.
-//! struct CountThenFlush;
-//! impl ProcessFunction<u32, (u32, i64)> for CountThenFlush {
-//!     type State = u64;
-//!     type Out = (u32, u64);
-//!     fn process(&mut self, r: (u32, i64), cx: &mut ProcessContext<'_, u32, u64, (u32, u64)>) {
-//!         if *cx.state() == 0 {
-//!             cx.set_event_timer(r.1 + 100);
-//!         }
-//!         *cx.state() += 1;
-//!     }
-//!     fn on_timer(&mut self, _t: Timestamp, cx: &mut ProcessContext<'_, u32, u64, (u32, u64)>) {
-//!         let n = *cx.state();
-//!         cx.emit((*cx.key(), n));
-//!         cx.clear_state();
-//!     }
-//! }
-//!
-//! let mut df = Dataflow::new();
-//! let out = df
-//!     .vec_source("in", vec![(1u32, 0i64), (1, 50), (2, 10), (1, 500)])
-//!     .key_by(|r: &(u32, i64)| r.0)
-//!     .process("count", |_| CountThenFlush)
-//!     .collect("out");
-//! Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
-//! let mut got = out.take();
-//! got.sort();
-//! // No watermark before the final one: every record is in before the timers fire.
-//! assert_eq!(got, vec![(1, 3), (2, 1)]);
-//! ```
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -59,6 +16,49 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::key_by::{KeyFn, KeyedStream};
 
 /// A keyed process function over records `T` with key `K`.
+///
+/// For every record the function gets its key's state (created with `Default`) and a
+/// context to emit records and to set event-time timers (fired when the watermark reaches
+/// them) and processing-time timers (fired when processing time does). A timer is set at
+/// most once per key and time. Timers fire in time order, before the watermark or
+/// processing time moves on downstream; at the end of the input every event-time timer
+/// fires (the final watermark is +infinity).
+///
+/// ```
+/// use rill_operators::prelude::*;
+/// use rill_operators::{ProcessContext, ProcessFunction};
+/// use rill_runtime::{Config, Dataflow, Runtime, Timestamp};
+///
+/// /// Emits a key's count 100 ms (event time) after its first record.
+/// struct CountThenFlush;
+/// impl ProcessFunction<u32, (u32, i64)> for CountThenFlush {
+///     type State = u64;
+///     type Out = (u32, u64);
+///     fn process(&mut self, r: (u32, i64), cx: &mut ProcessContext<'_, u32, u64, (u32, u64)>) {
+///         if *cx.state() == 0 {
+///             cx.set_event_timer(r.1 + 100);
+///         }
+///         *cx.state() += 1;
+///     }
+///     fn on_timer(&mut self, _t: Timestamp, cx: &mut ProcessContext<'_, u32, u64, (u32, u64)>) {
+///         let n = *cx.state();
+///         cx.emit((*cx.key(), n));
+///         cx.clear_state();
+///     }
+/// }
+///
+/// let mut df = Dataflow::new();
+/// let out = df
+///     .vec_source("in", vec![(1u32, 0i64), (1, 50), (2, 10), (1, 500)])
+///     .key_by(|r: &(u32, i64)| r.0)
+///     .process("count", |_| CountThenFlush)
+///     .collect("out");
+/// Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
+/// let mut got = out.take();
+/// got.sort();
+/// // No watermark before the final one: every record is in before the timers fire.
+/// assert_eq!(got, vec![(1, 3), (2, 1)]);
+/// ```
 pub trait ProcessFunction<K, T>: 'static {
     /// Per-key state.
     type State: Default + 'static;
@@ -329,7 +329,35 @@ where
 impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// Runs a keyed process function; `make` builds one instance per shard. Its state
     /// does not take part in checkpoints (a checkpointed job fails with a clear error);
-    /// see [`KeyedStream::process_checkpointed`].
+    /// see [`KeyedStream::process_checkpointed`]. [`ProcessFunction`] shows a function
+    /// with state and timers; a stateless one:
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use rill_operators::{ProcessContext, ProcessFunction};
+    /// use rill_runtime::Timestamp;
+    ///
+    /// /// Emits a key's records from the second one on (drops each key's first record).
+    /// struct SkipFirst;
+    /// impl ProcessFunction<u32, u32> for SkipFirst {
+    ///     type State = bool;
+    ///     type Out = u32;
+    ///     fn process(&mut self, r: u32, cx: &mut ProcessContext<'_, u32, bool, u32>) {
+    ///         if std::mem::replace(cx.state(), true) {
+    ///             cx.emit(r);
+    ///         }
+    ///     }
+    ///     fn on_timer(&mut self, _: Timestamp, _: &mut ProcessContext<'_, u32, bool, u32>) {}
+    /// }
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("numbers", (0..6u32).collect())
+    ///         .key_by(|x: &u32| x % 2)
+    ///         .process("skip first", |_shard| SkipFirst)
+    ///         .collect("out")
+    /// });
+    /// assert_eq!(out.take().len(), 4);
+    /// ```
     pub fn process<F, M>(&self, name: &str, make: M) -> Stream<F::Out>
     where
         F: ProcessFunction<K, T>,
@@ -341,7 +369,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// Like [`KeyedStream::process`], and every key's state and timers (and the
     /// operator's watermark) are written to checkpoints and restored, onto any shard
     /// count. The function's own fields are not: keep what must survive a failure in the
-    /// per-key state.
+    /// per-key state. Used as in the examples of [`KeyedStream::process`]; checkpointed
+    /// runs are tested in `operators/tests/checkpoint.rs`.
     pub fn process_checkpointed<F, M>(&self, name: &str, make: M) -> Stream<F::Out>
     where
         F: ProcessFunction<K, T>,

@@ -1,23 +1,4 @@
 //! Event time and watermark generators.
-//!
-//! A watermark `W` claims that no more records with an event time below `W` will follow.
-//! [`AssignWatermarks::assign_watermarks`] puts a generator after a source: it reads each
-//! record's event time and emits watermarks in band with the records. It replaces the
-//! watermarks coming from upstream, except the final one (`MAX_WATERMARK`) that a bounded
-//! source ends with.
-//!
-//! - [`WatermarkStrategy::ascending`]: timestamps never decrease, so `W` is the latest
-//!   timestamp (a perfect watermark for ordered input).
-//! - [`WatermarkStrategy::bounded`]: records are at most `bound` ms out of order, so
-//!   `W = max timestamp seen - bound` (heuristic: a record later than that is late).
-//! - [`WatermarkStrategy::punctuated`]: some records carry a watermark.
-//! - Explicit watermarks come from the source itself (`out.watermark(w)`), with no
-//!   generator.
-//!
-//! A watermark is emitted after each batch of records in which it advanced. With
-//! [`WatermarkStrategy::idle_after`], an input that saw no record for that long in
-//! processing time is marked idle, so that it stops holding back the watermark of the
-//! operators downstream; its next record makes it active again.
 
 use std::sync::Arc;
 
@@ -72,12 +53,15 @@ impl<T> Clone for WatermarkStrategy<T> {
 }
 
 impl<T> WatermarkStrategy<T> {
-    /// For input ordered by event time: the watermark is the latest timestamp.
+    /// For input ordered by event time: the watermark is the latest timestamp (used like
+    /// [`WatermarkStrategy::bounded`] in the example of
+    /// [`AssignWatermarks::assign_watermarks`]).
     pub fn ascending(timestamp: impl Fn(&T) -> Timestamp + Send + Sync + 'static) -> Self {
         Self::bounded(timestamp, 0)
     }
 
-    /// For input at most `bound` ms out of order: max timestamp seen minus `bound`.
+    /// For input at most `bound` ms out of order: max timestamp seen minus `bound` (see
+    /// the example of [`AssignWatermarks::assign_watermarks`]).
     pub fn bounded(
         timestamp: impl Fn(&T) -> Timestamp + Send + Sync + 'static,
         bound: i64,
@@ -91,6 +75,14 @@ impl<T> WatermarkStrategy<T> {
 
     /// Watermarks carried by records: `watermark(record)` is `Some(w)` for a record that
     /// announces `w`.
+    ///
+    /// ```
+    /// use rill_operators::WatermarkStrategy;
+    ///
+    /// // (event time, Some(w) for a progress marker)
+    /// let strategy = WatermarkStrategy::punctuated(|r: &(i64, Option<i64>)| r.0, |r| r.1);
+    /// assert_eq!(strategy.timestamp_of(&(42, None)), 42);
+    /// ```
     pub fn punctuated(
         timestamp: impl Fn(&T) -> Timestamp + Send + Sync + 'static,
         watermark: impl Fn(&T) -> Option<Timestamp> + Send + Sync + 'static,
@@ -103,6 +95,14 @@ impl<T> WatermarkStrategy<T> {
     }
 
     /// Marks the input idle after `ms` of processing time without records.
+    ///
+    /// ```
+    /// use rill_operators::WatermarkStrategy;
+    ///
+    /// // A partition that may go quiet must not hold back everyone's watermark.
+    /// let strategy = WatermarkStrategy::bounded(|r: &(u32, i64)| r.1, 100).idle_after(5_000);
+    /// # let _ = strategy;
+    /// ```
     pub fn idle_after(mut self, ms: i64) -> Self {
         self.idle_after = Some(ms);
         self
@@ -115,8 +115,48 @@ impl<T> WatermarkStrategy<T> {
 }
 
 /// Puts a watermark generator on a stream.
+///
+/// A watermark `W` claims that no more records with an event time below `W` will follow.
+/// [`AssignWatermarks::assign_watermarks`] puts a generator after a source: it reads each
+/// record's event time and emits watermarks in band with the records. It replaces the
+/// watermarks coming from upstream, except the final one (`MAX_WATERMARK`) that a bounded
+/// source ends with.
+///
+/// - [`WatermarkStrategy::ascending`]: timestamps never decrease, so `W` is the latest
+///   timestamp (a perfect watermark for ordered input).
+/// - [`WatermarkStrategy::bounded`]: records are at most `bound` ms out of order, so
+///   `W = max timestamp seen - bound` (heuristic: a record later than that is late).
+/// - [`WatermarkStrategy::punctuated`]: some records carry a watermark.
+/// - Explicit watermarks come from the source itself (`out.watermark(w)`), with no
+///   generator.
+///
+/// A watermark is emitted after each batch of records in which it advanced. With
+/// [`WatermarkStrategy::idle_after`], an input that saw no record for that long in
+/// processing time is marked idle, so that it stops holding back the watermark of the
+/// operators downstream; its next record makes it active again.
 pub trait AssignWatermarks<T> {
     /// Emits watermarks derived from the records as `strategy` says.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // (key, event time in ms), at most 50 ms out of order. The windows close as the
+    /// // watermark passes their end, not only when the input ends.
+    /// type E = (u32, i64);
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("events", vec![(1, 10), (1, 990), (1, 960), (1, 1010), (1, 2500)])
+    ///         .assign_watermarks("watermarks", WatermarkStrategy::bounded(|e: &E| e.1, 50))
+    ///         .key_by(|e: &E| e.0)
+    ///         .window(WindowSpec::event_time(Windows::tumbling(1000), |e: &E| e.1))
+    ///         .count("count")
+    ///         .map("row", |p| (p.window.start, p.value))
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(0, 3), (1000, 1), (2000, 1)]);
+    /// ```
     fn assign_watermarks(&self, name: &str, strategy: WatermarkStrategy<T>) -> Stream<T>;
 }
 
