@@ -204,7 +204,8 @@ impl<T> std::fmt::Debug for FileSource<T> {
     }
 }
 
-/// Reads `path` line by line, parsing each with `parse` (see the module docs).
+/// Reads `path` line by line, parsing each with `parse` (see the module docs); a parse
+/// error's message is kept with the bad line.
 ///
 /// ```
 /// # use rill_operators::doc_support::run_on_two_shards;
@@ -213,7 +214,7 @@ impl<T> std::fmt::Debug for FileSource<T> {
 /// let path = std::env::temp_dir().join(format!("rill-doc-source-{}.txt", std::process::id()));
 /// std::fs::write(&path, "1\n2\n\nthree\n4\n").unwrap();
 /// let (records, bad) = run_on_two_shards(|df| {
-///     let parse = |l: &str| l.parse::<i64>().map_err(|e| e.to_string());
+///     let parse = |l: &str| l.parse::<i64>(); // any error that displays
 ///     let lines = file_source(df, "numbers", &path, parse);
 ///     (lines.records.collect("records"), lines.bad_lines.collect("bad"))
 /// });
@@ -224,7 +225,7 @@ impl<T> std::fmt::Debug for FileSource<T> {
 /// assert_eq!((bad[0].offset, bad[0].line.as_str()), (5, "three"));
 /// # std::fs::remove_file(&path).unwrap();
 /// ```
-pub fn file_source<T, F>(
+pub fn file_source<T, E, F>(
     df: &mut Dataflow,
     name: &str,
     path: impl Into<PathBuf>,
@@ -232,10 +233,11 @@ pub fn file_source<T, F>(
 ) -> FileSource<T>
 where
     T: Data,
-    F: Fn(&str) -> Result<T, String> + Send + Sync + 'static,
+    E: std::fmt::Display,
+    F: Fn(&str) -> Result<T, E> + Send + Sync + 'static,
 {
     let path = path.into();
-    let parse: ParseFn<T> = Arc::new(parse);
+    let parse: ParseFn<T> = Arc::new(move |line| parse(line).map_err(|e| e.to_string()));
     let bad = Arc::new(AtomicU64::new(0));
     let counter = bad.clone();
     let lines = df.source(name, move |shard| FileLines {

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod codec;
 #[doc(hidden)]
 pub mod doc_support;
 pub mod file_sink;
@@ -41,6 +42,7 @@ mod process;
 mod watermark;
 pub mod window;
 
+pub(crate) use codec::{unsupported_checkpoint, Codec, RkyvRecords};
 pub use filter::Filter;
 pub use flat_map::FlatMap;
 pub use inspect::Inspect;
@@ -48,52 +50,6 @@ pub use key_by::{KeyBy, KeyedStream};
 pub use map::Map;
 pub use process::{ProcessContext, ProcessFunction};
 pub use watermark::{AssignWatermarks, WatermarkStrategy};
-
-/// The failure of a stateful operator that cannot take part in checkpoints yet: better a
-/// clear error than a checkpoint that silently misses its state.
-pub(crate) fn unsupported_checkpoint() -> rill_runtime::Failure {
-    rill_runtime::Failure::new(
-        "this operator keeps state but does not support checkpoints yet; run the job without \
-         checkpointing",
-    )
-}
-
-/// Writes and reads an operator's keyed records (`(key hash, record)`), behind a trait
-/// object so that only the `_checkpointed` constructors need the serialization bounds.
-pub(crate) trait RecordCodec<R> {
-    fn write(
-        &self,
-        records: Vec<(u64, R)>,
-        state: &mut rill_runtime::checkpoint::StateWriter,
-    ) -> rill_runtime::OpResult;
-    fn read(
-        &self,
-        state: &rill_runtime::checkpoint::StateReader,
-    ) -> Result<Vec<R>, rill_runtime::Failure>;
-}
-
-pub(crate) struct RkyvRecords;
-
-impl<R> RecordCodec<R> for RkyvRecords
-where
-    (u32, R): rill_runtime::ExchangeData,
-{
-    fn write(
-        &self,
-        records: Vec<(u64, R)>,
-        state: &mut rill_runtime::checkpoint::StateWriter,
-    ) -> rill_runtime::OpResult {
-        state.put_keyed_all(records)
-    }
-    fn read(
-        &self,
-        state: &rill_runtime::checkpoint::StateReader,
-    ) -> Result<Vec<R>, rill_runtime::Failure> {
-        state.keyed_values()
-    }
-}
-
-pub(crate) type Codec<R> = std::sync::Arc<dyn RecordCodec<R> + Send + Sync>;
 
 /// Every operator trait, for `use rill_operators::prelude::*`.
 pub mod prelude {

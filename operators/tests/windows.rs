@@ -358,3 +358,40 @@ fn processing_time_windows_before_any_processing_time() {
     got.sort();
     assert_eq!(got, vec![(0, 0, 10, 34), (1, 0, 10, 33), (2, 0, 10, 33)]);
 }
+
+#[test]
+fn windows_that_cannot_be_built_are_a_clear_error() {
+    let config = || Config::default().shards(2).pin(false);
+    // Fixed windows: refused before any shard starts.
+    let mut df = Dataflow::new();
+    df.vec_source("events", vec![(1u32, 5i64)])
+        .key_by(|e: &(u32, i64)| e.0)
+        .window(WindowSpec::event_time(
+            Windows::tumbling(0),
+            |e: &(u32, i64)| e.1,
+        ))
+        .count("counts")
+        .discard("sink");
+    let err = Runtime::new(config()).unwrap().run(df).unwrap_err();
+    assert!(
+        matches!(&err, rill_runtime::Error::InvalidOperator { operator, .. } if operator == "counts"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("window size must be > 0"), "{err}");
+    // Windows chosen per key: the job fails when a key's windows are built.
+    let mut df = Dataflow::new();
+    df.vec_source("events", vec![(1u32, 5i64), (2, 6)])
+        .key_by(|e: &(u32, i64)| e.0)
+        .window(
+            WindowSpec::event_time(Windows::session(10), |e: &(u32, i64)| e.1)
+                .per_key(|k: &u32| Windows::session(if *k == 2 { 0 } else { 10 })),
+        )
+        .count("sessions")
+        .discard("sink");
+    let err = Runtime::new(config()).unwrap().run(df).unwrap_err();
+    assert!(
+        matches!(&err, rill_runtime::Error::OperatorFailed { operator, .. } if operator == "sessions"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("session gap must be > 0"), "{err}");
+}

@@ -78,6 +78,14 @@ pub enum Error {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// An operator was built with a configuration it cannot run with.
+    #[error("invalid dataflow: operator '{operator}': {problem}")]
+    InvalidOperator {
+        /// The operator's name.
+        operator: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A user function returned an error.
     #[error("operator '{operator}' failed on shard {shard}: {message}")]
     OperatorFailed {

@@ -139,6 +139,12 @@ impl Runtime {
                 problem: "the dataflow has no operators",
             });
         }
+        if let Some((operator, problem)) = graph.problems.first() {
+            return Err(Error::InvalidOperator {
+                operator: operator.clone(),
+                problem: problem.clone(),
+            });
+        }
         let shards = self.config.shard_count();
         let mesh = Mesh::new(&graph, shards, self.limits());
         let node_names = graph.node_names();

@@ -78,19 +78,27 @@ impl Windows {
         Windows::Count { size, step }
     }
 
-    /// Checks the parameters; a description of the first problem found.
-    pub fn validate(&self) -> Result<(), String> {
-        match *self {
-            Windows::Tumbling { size, .. } if size <= 0 => Err("window size must be > 0".into()),
+    /// Checks the parameters: the first problem found.
+    ///
+    /// ```
+    /// use rill_operators::window::Windows;
+    /// assert!(Windows::sliding(10_000, 2_000).validate().is_ok());
+    /// let err = Windows::session(0).validate().unwrap_err();
+    /// assert_eq!(err.to_string(), "session gap must be > 0");
+    /// ```
+    pub fn validate(&self) -> Result<(), InvalidWindows> {
+        let problem = match *self {
+            Windows::Tumbling { size, .. } if size <= 0 => "window size must be > 0",
             Windows::Sliding { size, period, .. } if size <= 0 || period <= 0 => {
-                Err("sliding window size and period must be > 0".into())
+                "sliding window size and period must be > 0"
             }
-            Windows::Session { gap } if gap <= 0 => Err("session gap must be > 0".into()),
+            Windows::Session { gap } if gap <= 0 => "session gap must be > 0",
             Windows::Count { size, step } if size == 0 || step == 0 => {
-                Err("count window size and step must be > 0".into())
+                "count window size and step must be > 0"
             }
-            _ => Ok(()),
-        }
+            _ => return Ok(()),
+        };
+        Err(InvalidWindows(problem))
     }
 
     /// True for session windows, whose windows merge.
@@ -193,3 +201,15 @@ mod tests {
         );
     }
 }
+
+/// Window parameters no window can be built from (see [`Windows::validate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidWindows(pub &'static str);
+
+impl std::fmt::Display for InvalidWindows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for InvalidWindows {}

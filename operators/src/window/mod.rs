@@ -70,7 +70,7 @@ use rill_runtime::{Data, Stream, Timestamp};
 use crate::key_by::KeyedStream;
 
 pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
-pub use assigner::Windows;
+pub use assigner::{InvalidWindows, Windows};
 pub use operator::{WindowKeyRecord, WindowRecord};
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
 
@@ -197,6 +197,8 @@ type WindowsFn<K> = Arc<dyn Fn(&K) -> Windows + Send + Sync>;
 /// The configuration of a window operator.
 pub struct WindowSpec<T, K> {
     pub(crate) windows: WindowsFn<K>,
+    /// The windows of every key, unless they are chosen per key.
+    pub(crate) fixed: Option<Windows>,
     pub(crate) domain: TimeDomain,
     pub(crate) timestamp: TimestampFn<T>,
     pub(crate) trigger: Trigger,
@@ -223,6 +225,7 @@ impl<T, K> Clone for WindowSpec<T, K> {
     fn clone(&self) -> Self {
         WindowSpec {
             windows: self.windows.clone(),
+            fixed: self.fixed,
             domain: self.domain,
             timestamp: self.timestamp.clone(),
             trigger: self.trigger.clone(),
@@ -244,6 +247,7 @@ impl<T, K> WindowSpec<T, K> {
     ) -> Self {
         WindowSpec {
             windows: Arc::new(move |_| windows),
+            fixed: Some(windows),
             domain: TimeDomain::EventTime,
             timestamp: Arc::new(timestamp),
             trigger: Trigger::after_watermark(),
@@ -299,6 +303,7 @@ impl<T, K> WindowSpec<T, K> {
     /// ```
     pub fn per_key(mut self, windows: impl Fn(&K) -> Windows + Send + Sync + 'static) -> Self {
         self.windows = Arc::new(windows);
+        self.fixed = None;
         self
     }
 
@@ -591,6 +596,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     ) -> (Stream<Pane<K, G::Out>>, Stream<T>) {
         let spec = self.spec.clone();
         let key = self.keyed.key_fn();
+        if let Some(Err(e)) = spec.fixed.map(|w| w.validate()) {
+            // Refused before the job starts (windows chosen per key are checked per key).
+            self.keyed.stream().invalid(name, e.to_string());
+        }
         self.keyed.stream().unary_split(name, move |_| {
             operator::WindowOperator::new(spec.clone(), key.clone(), agg.clone(), codec.clone())
         })

@@ -97,6 +97,8 @@ pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     /// assigned with the first processing time, or at the end of the input.
     unclocked: Vec<T>,
     codec: Option<WindowCodec<K, G::Acc, G::Out>>,
+    /// Windows chosen per key that cannot be built: the job fails with it.
+    invalid: Option<Failure>,
 }
 
 struct Core<T, K, G: Aggregate<T, K>> {
@@ -143,6 +145,7 @@ where
             },
             unclocked: Vec::new(),
             codec,
+            invalid: None,
         }
     }
 
@@ -164,11 +167,18 @@ where
         let policy = (core.spec.windows)(&key);
         let ks = match self.keys.get_mut(&key) {
             Some(ks) => ks,
-            None => self.keys.entry(key.clone()).or_insert(KeyState {
-                windows: Vec::new(),
-                ordinal: 0,
-                count: policy.is_count(),
-            }),
+            None => {
+                if let Err(e) = policy.validate() {
+                    self.invalid
+                        .get_or_insert_with(|| Failure::new(format!("windows of a key: {e}")));
+                    return;
+                }
+                self.keys.entry(key.clone()).or_insert(KeyState {
+                    windows: Vec::new(),
+                    ordinal: 0,
+                    count: policy.is_count(),
+                })
+            }
         };
         let (kept, late) = if let Windows::Session { gap } = policy {
             core.add_to_session(ks, &key, &record, gap, out)
@@ -739,7 +749,10 @@ where
         for record in batch.drain(..) {
             self.process(record, out);
         }
-        Ok(())
+        match self.invalid.take() {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {

@@ -290,6 +290,17 @@ impl<T: Data> Stream<T> {
         self.derived(node, 0)
     }
 
+    /// Reports that operator `operator`, being built on this stream, is misconfigured:
+    /// [`Runtime::run`](crate::Runtime::run) then refuses the dataflow with
+    /// [`Error::InvalidOperator`](crate::Error::InvalidOperator) before any shard starts.
+    /// For operator libraries, whose builders return streams rather than results.
+    pub fn invalid(&self, operator: &str, problem: impl Into<String>) {
+        self.graph
+            .borrow_mut()
+            .problems
+            .push((operator.to_string(), problem.into()));
+    }
+
     /// Adds a job-level checkpoint hook (see [`JobHook`](crate::checkpoint::JobHook)), e.g.
     /// from a sink's builder, which has only the stream.
     pub fn on_job(&self, hook: Arc<dyn crate::checkpoint::JobHook>) {

@@ -67,6 +67,8 @@ pub(crate) struct GraphDesc {
     pub nodes: Vec<NodeDesc>,
     pub exchanges: Vec<ExchangeDesc>,
     pub hooks: Vec<std::sync::Arc<dyn crate::checkpoint::JobHook>>,
+    /// Problems found while the dataflow was built: (operator, problem).
+    pub problems: Vec<(String, String)>,
 }
 
 impl GraphDesc {

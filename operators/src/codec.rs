@@ -1,0 +1,48 @@
+//! How stateful operators write their keyed records into checkpoints and read them back
+//! (to be replaced by the runtime's keyed state backend).
+
+/// The failure of a stateful operator that cannot take part in checkpoints yet: better a
+/// clear error than a checkpoint that silently misses its state.
+pub(crate) fn unsupported_checkpoint() -> rill_runtime::Failure {
+    rill_runtime::Failure::new(
+        "this operator keeps state but does not support checkpoints yet; run the job without \
+         checkpointing",
+    )
+}
+
+/// Writes and reads an operator's keyed records (`(key hash, record)`), behind a trait
+/// object so that only the `_checkpointed` constructors need the serialization bounds.
+pub(crate) trait RecordCodec<R> {
+    fn write(
+        &self,
+        records: Vec<(u64, R)>,
+        state: &mut rill_runtime::checkpoint::StateWriter,
+    ) -> rill_runtime::OpResult;
+    fn read(
+        &self,
+        state: &rill_runtime::checkpoint::StateReader,
+    ) -> Result<Vec<R>, rill_runtime::Failure>;
+}
+
+pub(crate) struct RkyvRecords;
+
+impl<R> RecordCodec<R> for RkyvRecords
+where
+    (u32, R): rill_runtime::ExchangeData,
+{
+    fn write(
+        &self,
+        records: Vec<(u64, R)>,
+        state: &mut rill_runtime::checkpoint::StateWriter,
+    ) -> rill_runtime::OpResult {
+        state.put_keyed_all(records)
+    }
+    fn read(
+        &self,
+        state: &rill_runtime::checkpoint::StateReader,
+    ) -> Result<Vec<R>, rill_runtime::Failure> {
+        state.keyed_values()
+    }
+}
+
+pub(crate) type Codec<R> = std::sync::Arc<dyn RecordCodec<R> + Send + Sync>;
