@@ -17,6 +17,7 @@ use super::queries::Query;
 use super::run::{run, Live, RunError, RunOutcome, RunSpec};
 use super::sweep::{judge, search, SweepPlan, Verdict};
 use super::GeneratorConfig;
+use crate::csv_format::record_line;
 use crate::latency::{fmt_ns, new_histogram, LatencySummary};
 use crate::plot::{self, RatePoint};
 
@@ -333,30 +334,47 @@ impl RunSummary {
         self
     }
 
-    const CSV_HEADER: &'static str = "query,shards,events,rate,elapsed_s,throughput,rows,latency_kind,p50_us,p95_us,p99_us,p999_us,max_us,end_lag_ms,sustainable";
+    /// The columns of [`csv_fields`](RunSummary::csv_fields).
+    const CSV_HEADER: [&'static str; 15] = [
+        "query",
+        "shards",
+        "events",
+        "rate",
+        "elapsed_s",
+        "throughput",
+        "rows",
+        "latency_kind",
+        "p50_us",
+        "p95_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+        "end_lag_ms",
+        "sustainable",
+    ];
 
-    fn csv(&self) -> String {
+    /// The summary as CSV fields, in the order of [`CSV_HEADER`](RunSummary::CSV_HEADER).
+    fn csv_fields(&self) -> [String; 15] {
         fn opt<T: ToString>(v: &Option<T>) -> String {
             v.as_ref().map(T::to_string).unwrap_or_default()
         }
-        format!(
-            "{},{},{},{},{:.3},{:.0},{},{},{},{},{},{},{},{:.3},{}",
-            self.query,
-            self.shards,
-            self.events,
+        [
+            self.query.clone(),
+            self.shards.to_string(),
+            self.events.to_string(),
             opt(&self.rate),
-            self.elapsed_s,
-            self.throughput,
-            self.rows,
+            format!("{:.3}", self.elapsed_s),
+            format!("{:.0}", self.throughput),
+            self.rows.to_string(),
             opt(&self.latency_kind),
             opt(&self.p50_us),
             opt(&self.p95_us),
             opt(&self.p99_us),
             opt(&self.p999_us),
             opt(&self.max_us),
-            self.end_lag_ms,
-            opt(&self.sustainable)
-        )
+            format!("{:.3}", self.end_lag_ms),
+            opt(&self.sustainable),
+        ]
     }
 }
 
@@ -576,8 +594,8 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
             Err(e) => return fail(e),
         }
     } else if args.common.csv {
-        println!("{}", RunSummary::CSV_HEADER);
-        println!("{}", summary.csv());
+        println!("{}", record_line(RunSummary::CSV_HEADER));
+        println!("{}", record_line(summary.csv_fields()));
     } else {
         println!("{TABLE_HEADER}");
         println!("{}", table_row(&outcome));
@@ -744,12 +762,27 @@ pub fn sweep_command(args: &SweepArgs) -> ExitCode {
             Err(e) => return fail(e),
         }
     } else if c.csv {
-        println!("phase,percent,{}", RunSummary::CSV_HEADER);
+        let header = ["phase", "percent"]
+            .into_iter()
+            .chain(RunSummary::CSV_HEADER);
+        println!("{}", record_line(header));
         for (o, v) in &trials {
-            println!("search,,{}", RunSummary::of(o, Some(v)).csv());
+            let fields = RunSummary::of(o, Some(v)).csv_fields();
+            println!(
+                "{}",
+                record_line(["search", ""].map(String::from).into_iter().chain(fields))
+            );
         }
         for (p, o, v) in &levels {
-            println!("level,{p},{}", RunSummary::of(o, Some(v)).csv());
+            let fields = RunSummary::of(o, Some(v)).csv_fields();
+            println!(
+                "{}",
+                record_line(
+                    [String::from("level"), p.to_string()]
+                        .into_iter()
+                        .chain(fields)
+                )
+            );
         }
     }
     if let Some(dir) = &c.plot {

@@ -3,11 +3,16 @@
 //!
 //! Input rows, one per line, in arrival order (blank lines and `#` comments are skipped):
 //! `event,<key>,<value>,<event_time>,<arrival_time>[,punct]`,
-//! `watermark,<event_time>,<arrival_time>` and `advance,<arrival_time>`. Times are integer
-//! milliseconds or `HH:MM:SS[.mmm]`; `-inf` / `+inf` stand for `i64::MIN` / `i64::MAX`.
+//! `watermark,<event_time>,<arrival_time>` and `advance,<arrival_time>`. Fields are CSV: a
+//! key holding a comma or a quote is written in quotes (`"a,b"`, quotes inside doubled),
+//! the opening quote right after the comma; whitespace around fields is ignored. Times are
+//! integer milliseconds or `HH:MM:SS[.mmm]`; `-inf` / `+inf` stand for `i64::MIN` /
+//! `i64::MAX`.
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::csv_format::{self, record_line};
 
 /// A time or a duration in milliseconds.
 pub type Millis = i64;
@@ -66,7 +71,8 @@ pub enum TimeFormat {
 pub enum Row {
     /// A keyed value with its event time.
     Event {
-        /// The key (non-empty, no commas, no surrounding whitespace).
+        /// The key (non-empty, no surrounding whitespace, no line breaks; quoted in the
+        /// CSV when it holds a comma or a quote).
         key: String,
         /// The value.
         value: i64,
@@ -262,7 +268,8 @@ fn positive_int(s: &str, what: &str) -> Result<u64, String> {
 }
 
 fn parse_row(line: &str) -> Result<(Row, Vec<Option<TimeFormat>>), String> {
-    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    let fields = csv_format::fields(line).map_err(|e| e.to_string())?;
+    let fields: Vec<&str> = fields.iter().map(|f| f.trim()).collect();
     let mut formats = Vec::new();
     let mut time = |i: usize, what: &str| {
         let s = fields[i];
@@ -361,8 +368,9 @@ pub fn parse_input(text: &str) -> Result<Input, ParseError> {
     Ok(Input { rows, format })
 }
 
-/// Writes a row in the input CSV format (no trailing newline); [`parse_input`] reads it
-/// back as the same row (keys must not contain commas or surrounding whitespace).
+/// Writes a row in the input CSV format (no trailing newline; a key holding a comma or a
+/// quote is quoted); [`parse_input`] reads it back as the same row (keys must not have
+/// surrounding whitespace or line breaks).
 pub fn write_input_row(row: &Row, f: TimeFormat) -> String {
     let t = |t: Millis| format_time(t, f);
     match row {
@@ -373,18 +381,16 @@ pub fn write_input_row(row: &Row, f: TimeFormat) -> String {
             arrival,
             punct,
         } => {
-            let punct = if *punct { ",punct" } else { "" };
-            format!(
-                "event,{key},{value},{},{}{punct}",
-                t(*event_time),
-                t(*arrival)
-            )
+            let fields = [&value.to_string(), &t(*event_time), &t(*arrival)];
+            let punct = punct.then_some("punct");
+            let fields = fields.into_iter().map(String::as_str);
+            record_line(["event", key].into_iter().chain(fields).chain(punct))
         }
         Row::Watermark {
             event_time,
             arrival,
-        } => format!("watermark,{},{}", t(*event_time), t(*arrival)),
-        Row::Advance { arrival } => format!("advance,{}", t(*arrival)),
+        } => record_line(["watermark", &t(*event_time), &t(*arrival)]),
+        Row::Advance { arrival } => record_line(["advance", &t(*arrival)]),
     }
 }
 
@@ -1015,6 +1021,25 @@ mod tests {
         let want = ["1:watermark,-inf,-1000", "2:advance,+inf"];
         assert_eq!(rows("watermark,-inf,-00:00:01\nadvance,+inf"), want);
         assert!(rows("").is_empty() && rows("\n# only comments\n").is_empty());
+    }
+
+    #[test]
+    fn quoted_keys_hold_commas_and_quotes() {
+        let text = "event,\"a,b\",1,2,3\nevent,\"say \"\"hi\"\"\" ,4,5,6\n";
+        let keys: Vec<String> = parse_input(text)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|(_, row)| match row {
+                Row::Event { key, .. } => key,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(keys, ["a,b", "say \"hi\""]);
+        assert_eq!(
+            rows(text),
+            ["1:event,\"a,b\",1,2,3", "2:event,\"say \"\"hi\"\"\",4,5,6"]
+        );
     }
 
     #[test]
