@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod csv_format;
+pub mod duration;
 pub mod latency;
 pub mod nexmark;
 pub mod plot;

@@ -18,6 +18,7 @@ use super::run::{run, Live, RunError, RunOutcome, RunSpec};
 use super::sweep::{judge, search, SweepPlan, Verdict};
 use super::GeneratorConfig;
 use crate::csv_format::record_line;
+use crate::duration::parse_millis;
 use crate::latency::{fmt_ns, new_histogram, LatencySummary};
 use crate::plot::{self, RatePoint};
 
@@ -40,33 +41,25 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     Ok(rate.round() as u64)
 }
 
-/// Parses a duration in ms: `200ms`, `10s`, `2m`, or a plain number of ms.
+/// The longest duration a flag takes, in ms (about 31 years).
+const MAX_FLAG_MS: i64 = 1_000_000_000_000;
+
+/// Parses a duration flag in ms, in the [shared grammar](crate::duration) (`200ms`, `10s`,
+/// `1.5s`, `2m`, `1h 30m`, or a plain number of ms): at least 1 ms.
 pub fn parse_ms(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1e3)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60e3)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (e.g. 200ms, 10s, 2m)"))?;
-    let ms = (v * mult).round();
-    if !(1.0..=1e12).contains(&ms) {
-        return Err(format!("duration '{s}' must be at least 1 ms"));
+    match parse_millis(s) {
+        Ok(0) => Err(format!("duration '{s}' must be at least 1 ms")),
+        Ok(ms) if ms > MAX_FLAG_MS => Err(format!("duration '{s}' must be at most 10^12 ms")),
+        Ok(ms) => Ok(ms),
+        Err(e) => Err(e.to_string()),
     }
-    Ok(ms as i64)
 }
 
+/// [`parse_ms`], or zero (no warm-up).
 fn parse_warmup(s: &str) -> Result<i64, String> {
-    if s.trim().trim_end_matches(['m', 's']) == "0" {
-        Ok(0)
-    } else {
-        parse_ms(s)
+    match parse_millis(s) {
+        Ok(0) => Ok(0),
+        _ => parse_ms(s),
     }
 }
 

@@ -13,6 +13,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::csv_format::{self, record_line};
+pub use crate::duration::format_millis as format_duration;
+use crate::duration::parse_millis;
 
 /// A time or a duration in milliseconds.
 pub type Millis = i64;
@@ -118,8 +120,6 @@ pub struct Input {
 }
 
 const TIME_EXPECTED: &str = "expected integer milliseconds or HH:MM:SS[.mmm]";
-const DURATION_EXPECTED: &str =
-    "expected a non-negative duration such as 500ms, 10s, 2m, 1h or plain milliseconds";
 
 fn all_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
@@ -201,43 +201,13 @@ pub fn format_time(t: Millis, f: TimeFormat) -> String {
 }
 
 fn duration(s: &str) -> Result<Millis, String> {
-    if s.starts_with('-') {
-        return Err("durations must not be negative".into());
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let unit = match unit {
-        "" | "ms" => 1,
-        "s" => SECOND,
-        "m" => MINUTE,
-        "h" => HOUR,
-        _ => return Err(DURATION_EXPECTED.into()),
-    };
-    if digits.is_empty() {
-        return Err(DURATION_EXPECTED.into());
-    }
-    digits
-        .parse::<Millis>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| "duration out of range".into())
+    parse_millis(s).map_err(|e| e.to_string())
 }
 
-/// Parses a duration: `500ms`, `10s`, `2m`, `1h` or a bare integer (milliseconds); ≥ 0.
+/// Parses a duration in the [shared grammar](crate::duration) (`500ms`, `10s`, `2m`,
+/// `1h 30m`, or a bare integer: milliseconds); ≥ 0.
 pub fn parse_duration(s: &str) -> Result<Millis, ParseError> {
     duration(s.trim()).map_err(|m| opt_err("duration", s, m))
-}
-
-/// Formats a duration in the largest unit that represents it exactly (`0ms`, `1500ms`,
-/// `10s`, `2m`, `1h`); the inverse of [`parse_duration`] for non-negative values.
-pub fn format_duration(d: Millis) -> String {
-    match d {
-        0 => "0ms".into(),
-        d if d % HOUR == 0 => format!("{}h", d / HOUR),
-        d if d % MINUTE == 0 => format!("{}m", d / MINUTE),
-        d if d % SECOND == 0 => format!("{}s", d / SECOND),
-        d => format!("{d}ms"),
-    }
 }
 
 /// An offset: a time (integer ms, `HH:MM:SS[.mmm]`, may be negative) or a duration,
@@ -991,11 +961,14 @@ mod tests {
             ("10s", 10_000),
             ("2m", 120_000),
             (" 1h ", HOUR),
+            ("1h 30m", 90 * MINUTE),
+            ("1.5s", 1500),
+            ("1 s", 1000),
         ] {
             assert_eq!(parse_duration(s), Ok(d));
         }
         assert_eq!(parse_duration("250"), Ok(250));
-        for bad in ["", "-5s", "5x", "s", "1.5s", "1 s", "99999999999999999h"] {
+        for bad in ["", "-5s", "5x", "s", "1.5ms", "1 x", "99999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         let e = err(parse_duration("-1"));
