@@ -239,9 +239,9 @@ impl Event {
                 found: f.len(),
             });
         }
-        let mut f = f.into_iter();
+        // The kind is read; the count is checked, so every field is there.
+        let mut f = f.into_iter().skip(1);
         let mut text = || f.next().unwrap_or_default();
-        let _kind = text();
         Ok(match kind {
             "person" => Event::Person(Person {
                 id: int("id", &text())?,
