@@ -5,6 +5,8 @@
 //! HdrHistogram). NEXMark and the sustainable-throughput search build on these pieces.
 #![warn(missing_docs)]
 
+pub mod csv_format;
+pub mod duration;
 pub mod latency;
 pub mod nexmark;
 pub mod plot;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use rill_bench::nexmark::{Event, GeneratorConfig};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rill-bench");
 
 /// A small deterministic generator of kill delays (no dependency needed).
@@ -283,7 +285,7 @@ fn at_most_once_q7_duplicates_nothing() {
     let mut seen: BTreeMap<&String, usize> = BTreeMap::new();
     for row in &committed {
         *seen.entry(row).or_default() += 1;
-        let f: Vec<&str> = row.split(',').collect();
+        let f = common::fields(row);
         let key = (
             f[0].parse::<i64>().unwrap(),
             f[2].parse::<u64>().unwrap(),

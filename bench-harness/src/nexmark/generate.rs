@@ -10,6 +10,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::csv_format::line_writer;
 use crate::nexmark::GeneratorConfig;
 
 /// Positions per chunk a thread generates at a time.
@@ -96,8 +97,10 @@ pub fn write_events(config: &GeneratorConfig, events: u64, out: impl Write) -> i
 /// Replaces `buffer` with the lines of positions `start..min(start + CHUNK, end)`.
 fn fill(config: &GeneratorConfig, start: u64, end: u64, buffer: &mut Vec<u8>) {
     buffer.clear();
+    let mut out = line_writer(buffer);
     for position in start..start.saturating_add(CHUNK).min(end) {
-        config.event(position).write_csv(buffer);
+        // Writing into a Vec cannot fail.
+        let _ = config.event(position).write_record(&mut out);
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! An [`Event`] is one of a [`Person`], an [`Auction`] or a [`Bid`]. Events travel between
 //! shards as rkyv archives and are written one per line as CSV (the format of
-//! `docs/nexmark.md`; no field ever contains a comma or a line break, so no quoting is
-//! needed):
+//! `docs/nexmark.md`; the generator puts no comma, quote or line break in a field, so
+//! nothing is quoted in practice, but a field holding one is quoted as CSV quotes it and
+//! read back unquoted):
 //!
 //! ```text
 //! person,<id>,<name>,<email>,<credit_card>,<city>,<state>,<date_time_ms>,<extra>
@@ -12,7 +13,8 @@
 //! ```
 //!
 //! [`Display`](fmt::Display) writes that line; [`Event::write_csv`] appends it (and a
-//! newline) to a byte buffer without allocating; [`Event::parse_csv`] reads it back.
+//! newline) to a byte buffer, [`Event::write_record`] to a [`csv::Writer`];
+//! [`Event::parse_csv`] reads it back.
 //!
 //! ```
 //! use rill_bench::nexmark::{Bid, Event};
@@ -32,8 +34,11 @@
 //! ```
 
 use std::fmt;
+use std::io;
 
 use rill_runtime::rkyv;
+
+use crate::csv_format::{fields, line_writer, CsvLineError, Decimal};
 
 /// A person registering to buy or sell.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -142,6 +147,9 @@ pub enum ParseEventError {
         /// The field as found.
         value: String,
     },
+    /// The line is not one CSV record.
+    #[error(transparent)]
+    Csv(#[from] CsvLineError),
 }
 
 const PERSON_FIELDS: usize = 9;
@@ -159,69 +167,62 @@ impl Event {
         }
     }
 
-    /// Appends the event's CSV line and a `'\n'` to `out`. Allocates only if `out` must
-    /// grow; the bytes are exactly those of [`Display`](fmt::Display) plus the newline.
+    /// Appends the event's CSV line and a `'\n'` to `out`; the bytes are exactly those of
+    /// [`Display`](fmt::Display) plus the newline. Writing many events, one
+    /// [`line_writer`] over the buffer and [`write_record`](Event::write_record) per event
+    /// is cheaper.
     pub fn write_csv(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        let _ = self.write_record(&mut line_writer(out));
+    }
+
+    /// Writes the event as one CSV record (fields quoted only where needed).
+    pub fn write_record<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
+        let n = Decimal::new;
         match self {
-            Event::Person(p) => {
-                out.extend_from_slice(b"person,");
-                push_u64(out, p.id);
-                push_field(out, &p.name);
-                push_field(out, &p.email);
-                push_field(out, &p.credit_card);
-                push_field(out, &p.city);
-                push_field(out, &p.state);
-                out.push(b',');
-                push_u64(out, p.date_time);
-                push_field(out, &p.extra);
-            }
-            Event::Auction(a) => {
-                out.extend_from_slice(b"auction,");
-                push_u64(out, a.id);
-                push_field(out, &a.item_name);
-                push_field(out, &a.description);
-                for n in [
-                    a.initial_bid,
-                    a.reserve,
-                    a.date_time,
-                    a.expires,
-                    a.seller,
-                    a.category,
-                ] {
-                    out.push(b',');
-                    push_u64(out, n);
-                }
-                push_field(out, &a.extra);
-            }
-            Event::Bid(b) => {
-                out.extend_from_slice(b"bid,");
-                push_u64(out, b.auction);
-                for n in [b.bidder, b.price, b.date_time] {
-                    out.push(b',');
-                    push_u64(out, n);
-                }
-                push_field(out, &b.channel);
-                push_field(out, &b.url);
-                push_field(out, &b.extra);
-            }
+            Event::Person(p) => out.write_record([
+                "person".as_bytes(),
+                n(p.id).as_ref(),
+                p.name.as_bytes(),
+                p.email.as_bytes(),
+                p.credit_card.as_bytes(),
+                p.city.as_bytes(),
+                p.state.as_bytes(),
+                n(p.date_time).as_ref(),
+                p.extra.as_bytes(),
+            ]),
+            Event::Auction(a) => out.write_record([
+                "auction".as_bytes(),
+                n(a.id).as_ref(),
+                a.item_name.as_bytes(),
+                a.description.as_bytes(),
+                n(a.initial_bid).as_ref(),
+                n(a.reserve).as_ref(),
+                n(a.date_time).as_ref(),
+                n(a.expires).as_ref(),
+                n(a.seller).as_ref(),
+                n(a.category).as_ref(),
+                a.extra.as_bytes(),
+            ]),
+            Event::Bid(b) => out.write_record([
+                "bid".as_bytes(),
+                n(b.auction).as_ref(),
+                n(b.bidder).as_ref(),
+                n(b.price).as_ref(),
+                n(b.date_time).as_ref(),
+                b.channel.as_bytes(),
+                b.url.as_bytes(),
+                b.extra.as_bytes(),
+            ]),
         }
-        out.push(b'\n');
     }
 
     /// Parses one CSV line as written by [`Display`](fmt::Display) or
-    /// [`write_csv`](Event::write_csv) (a trailing `\n` or `\r\n` is ignored).
+    /// [`write_csv`](Event::write_csv) (a trailing `\n` or `\r\n` is ignored; quoted fields
+    /// are unquoted).
     pub fn parse_csv(line: &str) -> Result<Event, ParseEventError> {
-        let line = line.strip_suffix('\n').unwrap_or(line);
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let mut fields = [""; AUCTION_FIELDS];
-        let mut found = 0;
-        for field in line.split(',') {
-            if let Some(slot) = fields.get_mut(found) {
-                *slot = field;
-            }
-            found += 1;
-        }
-        let (kind, expected) = match fields[0] {
+        let f = fields(line)?;
+        let (kind, expected) = match f[0].as_str() {
             "person" => ("person", PERSON_FIELDS),
             "auction" => ("auction", AUCTION_FIELDS),
             "bid" => ("bid", BID_FIELDS),
@@ -231,45 +232,47 @@ impl Event {
                 })
             }
         };
-        if found != expected {
+        if f.len() != expected {
             return Err(ParseEventError::FieldCount {
                 kind,
                 expected,
-                found,
+                found: f.len(),
             });
         }
-        let f = &fields;
+        // The kind is read; the count is checked, so every field is there.
+        let mut f = f.into_iter().skip(1);
+        let mut text = || f.next().unwrap_or_default();
         Ok(match kind {
             "person" => Event::Person(Person {
-                id: int("id", f[1])?,
-                name: f[2].to_owned(),
-                email: f[3].to_owned(),
-                credit_card: f[4].to_owned(),
-                city: f[5].to_owned(),
-                state: f[6].to_owned(),
-                date_time: int("date_time", f[7])?,
-                extra: f[8].to_owned(),
+                id: int("id", &text())?,
+                name: text(),
+                email: text(),
+                credit_card: text(),
+                city: text(),
+                state: text(),
+                date_time: int("date_time", &text())?,
+                extra: text(),
             }),
             "auction" => Event::Auction(Auction {
-                id: int("id", f[1])?,
-                item_name: f[2].to_owned(),
-                description: f[3].to_owned(),
-                initial_bid: int("initial_bid", f[4])?,
-                reserve: int("reserve", f[5])?,
-                date_time: int("date_time", f[6])?,
-                expires: int("expires", f[7])?,
-                seller: int("seller", f[8])?,
-                category: int("category", f[9])?,
-                extra: f[10].to_owned(),
+                id: int("id", &text())?,
+                item_name: text(),
+                description: text(),
+                initial_bid: int("initial_bid", &text())?,
+                reserve: int("reserve", &text())?,
+                date_time: int("date_time", &text())?,
+                expires: int("expires", &text())?,
+                seller: int("seller", &text())?,
+                category: int("category", &text())?,
+                extra: text(),
             }),
             _ => Event::Bid(Bid {
-                auction: int("auction", f[1])?,
-                bidder: int("bidder", f[2])?,
-                price: int("price", f[3])?,
-                date_time: int("date_time", f[4])?,
-                channel: f[5].to_owned(),
-                url: f[6].to_owned(),
-                extra: f[7].to_owned(),
+                auction: int("auction", &text())?,
+                bidder: int("bidder", &text())?,
+                price: int("price", &text())?,
+                date_time: int("date_time", &text())?,
+                channel: text(),
+                url: text(),
+                extra: text(),
             }),
         })
     }
@@ -278,32 +281,10 @@ impl Event {
 impl fmt::Display for Event {
     /// The event's CSV line, without a newline.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Event::Person(p) => write!(
-                f,
-                "person,{},{},{},{},{},{},{},{}",
-                p.id, p.name, p.email, p.credit_card, p.city, p.state, p.date_time, p.extra
-            ),
-            Event::Auction(a) => write!(
-                f,
-                "auction,{},{},{},{},{},{},{},{},{},{}",
-                a.id,
-                a.item_name,
-                a.description,
-                a.initial_bid,
-                a.reserve,
-                a.date_time,
-                a.expires,
-                a.seller,
-                a.category,
-                a.extra
-            ),
-            Event::Bid(b) => write!(
-                f,
-                "bid,{},{},{},{},{},{},{}",
-                b.auction, b.bidder, b.price, b.date_time, b.channel, b.url, b.extra
-            ),
-        }
+        let mut line = Vec::new();
+        self.write_csv(&mut line);
+        line.pop();
+        f.write_str(&String::from_utf8_lossy(&line))
     }
 }
 
@@ -319,27 +300,10 @@ fn int(field: &'static str, value: &str) -> Result<u64, ParseEventError> {
     value.parse().map_err(|_| bad())
 }
 
-/// Appends `,` and `s`.
-#[inline]
-fn push_field(out: &mut Vec<u8>, s: &str) {
-    out.push(b',');
-    out.extend_from_slice(s.as_bytes());
-}
-
 /// Appends `n` in decimal.
 #[inline]
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(Decimal::new(n).as_ref());
 }
 
 /// Number of decimal digits of `n`.
@@ -419,6 +383,22 @@ mod tests {
             assert_eq!(Event::parse_csv(&e.to_string()), Ok(e.clone()));
             assert_eq!(Event::parse_csv(&format!("{e}\r\n")), Ok(e));
         }
+    }
+
+    #[test]
+    fn fields_with_commas_and_quotes_are_quoted() {
+        let Event::Bid(mut b) = bid() else {
+            unreachable!()
+        };
+        b.channel = "a,b".into();
+        b.extra = "say \"hi\"".into();
+        let e = Event::Bid(b);
+        let line = "bid,1001,1000,18446744073709551615,0,\"a,b\",\
+                    https://nexmark.com/item?channel=42,\"say \"\"hi\"\"\"";
+        assert_eq!(e.to_string(), line);
+        assert_eq!(Event::parse_csv(line), Ok(e));
+        let two = Event::parse_csv("bid,1,2,3,4,c,u,e\nbid,1,2,3,4,c,u,e");
+        assert_eq!(two, Err(ParseEventError::Csv(CsvLineError::SeveralRecords)));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Query result rows: what each query emits, how it is written as CSV, and the moment it
 //! could ideally have been produced (for latency; see docs/nexmark.md).
 
-use std::io::Write;
+use std::io;
 
 use rill_runtime::rkyv;
 use rill_runtime::Data;
 
 use super::source::Timed;
+use crate::csv_format::{line_writer, record_line, Decimal};
 
 /// A query result row.
 pub trait Row: Data {
@@ -14,8 +15,46 @@ pub trait Row: Data {
     fn header() -> String;
     /// The moment the row could ideally have been produced, in ns after the run's epoch.
     fn ideal_ns(&self) -> u64;
+    /// Writes the row as one CSV record (fields quoted only where needed).
+    fn write_record<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()>;
     /// Appends the row as one CSV line, with its line break.
-    fn write_csv(&self, out: &mut Vec<u8>);
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        let _ = self.write_record(&mut line_writer(out));
+    }
+}
+
+/// Appends `rows` to `out`, one CSV line each.
+pub fn write_rows<R: Row>(rows: &[R], out: &mut Vec<u8>) -> csv::Result<()> {
+    let mut out = line_writer(out);
+    for row in rows {
+        row.write_record(&mut out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A column value written as one CSV field.
+trait Field {
+    fn write_to<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()>;
+}
+
+impl Field for u64 {
+    fn write_to<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
+        out.write_field(Decimal::new(*self))
+    }
+}
+
+impl Field for i64 {
+    fn write_to<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
+        out.write_field(Decimal::signed(*self))
+    }
+}
+
+impl Field for String {
+    fn write_to<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
+        out.write_field(self)
+    }
 }
 
 /// q0's row is the event itself, written as `generate` writes it.
@@ -26,8 +65,8 @@ impl Row for Timed {
     fn ideal_ns(&self) -> u64 {
         self.due_ns
     }
-    fn write_csv(&self, out: &mut Vec<u8>) {
-        self.event.write_csv(out);
+    fn write_record<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
+        self.event.write_record(out)
     }
 }
 
@@ -50,20 +89,14 @@ macro_rules! row {
 
         impl Row for $name {
             fn header() -> String {
-                [$(stringify!($field)),+].join(",")
+                record_line([$(stringify!($field)),+])
             }
             fn ideal_ns(&self) -> u64 {
                 self.ideal_ns
             }
-            fn write_csv(&self, out: &mut Vec<u8>) {
-                let mut sep = "";
-                $(
-                    // Writing to a Vec cannot fail.
-                    let _ = write!(out, "{sep}{}", self.$field);
-                    sep = ",";
-                )+
-                let _ = sep;
-                out.push(b'\n');
+            fn write_record<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
+                $( Field::write_to(&self.$field, out)?; )+
+                out.write_record(None::<&[u8]>)
             }
         }
     };

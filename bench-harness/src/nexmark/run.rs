@@ -18,7 +18,7 @@ use rill_runtime::checkpoint::{Checkpointing, StateWriter};
 use rill_runtime::{Config, Dataflow, Failure, JobReport, OpResult, Runtime, Sink, Stream};
 
 use super::queries::{self, Query, QueryContext};
-use super::rows::Row;
+use super::rows::{write_rows, Row};
 use super::source::{Epoch, NexmarkSource, SourceStats, Timed};
 use super::GeneratorConfig;
 use crate::latency::{new_histogram, LatencySummary};
@@ -186,19 +186,15 @@ impl<R: Row> Sink<R> for RowSink {
                 self.local[phase].saturating_record(now.saturating_sub(ideal).max(1));
             }
         }
+        let csv_failure = |e: csv::Error| Failure::new(format!("writing the output: {e}"));
         if self.file.is_some() {
-            for row in batch.iter() {
-                row.write_csv(&mut self.buffer);
-            }
+            write_rows(batch, &mut self.buffer).map_err(csv_failure)?;
             if self.buffer.len() >= FLUSH_BYTES {
                 self.write_out()?;
             }
         }
         if let Some(parts) = &mut self.parts {
-            let buffer = parts.buffer();
-            for row in batch.iter() {
-                row.write_csv(buffer);
-            }
+            write_rows(batch, parts.buffer()).map_err(csv_failure)?;
             parts.written()?;
         }
         batch.clear();

@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::csv_format::push_record;
 use crate::replay::parse::{
     format_time, parse_accumulation, parse_aggregate, parse_duration, parse_input, parse_trigger,
     parse_watermark, parse_window, write_input_row, AccumulationSpec, AggregateSpec, Millis, Row,
@@ -127,9 +128,6 @@ fn read_input(args: &ReplayArgs) -> Result<String, String> {
 
 /// The panes as CSV with a header. Count windows print their bounds as record ordinals.
 pub fn panes_csv(output: &ReplayOutput, format: TimeFormat, counted: bool) -> String {
-    let mut csv = String::from(
-        "key,window_start,window_end,value,timing,pane_index,is_last,emit_time,kind\n",
-    );
     let bound = |t: Millis| {
         if counted {
             t.to_string()
@@ -137,22 +135,37 @@ pub fn panes_csv(output: &ReplayOutput, format: TimeFormat, counted: bool) -> St
             format_time(t, format)
         }
     };
+    let mut csv = Vec::new();
+    push_record(&mut csv, PANES_HEADER);
     for p in &output.panes {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\n",
-            p.key,
+        let record = [
+            p.key.clone(),
             bound(p.window.start),
             bound(p.window.end),
-            p.value,
-            p.timing.as_str(),
-            p.index,
-            p.is_last,
+            p.value.to_string(),
+            p.timing.as_str().to_string(),
+            p.index.to_string(),
+            p.is_last.to_string(),
             format_time(p.emit_time, format),
-            if p.retraction { '-' } else { '+' },
-        ));
+            if p.retraction { "-" } else { "+" }.to_string(),
+        ];
+        push_record(&mut csv, record);
     }
-    csv
+    String::from_utf8_lossy(&csv).into_owned()
 }
+
+/// The columns of [`panes_csv`].
+const PANES_HEADER: [&str; 9] = [
+    "key",
+    "window_start",
+    "window_end",
+    "value",
+    "timing",
+    "pane_index",
+    "is_last",
+    "emit_time",
+    "kind",
+];
 
 fn late_csv(output: &ReplayOutput, format: TimeFormat) -> String {
     let mut csv = String::new();

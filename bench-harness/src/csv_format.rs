@@ -1,0 +1,163 @@
+//! CSV as the harness writes and reads it, on the `csv` crate: one record per line, `\n`
+//! line ends, fields quoted only where they must be (a comma, a quote or a line break in
+//! them), records of any length, and no header row unless the caller writes one. A line
+//! whose fields need no quoting is exactly its fields joined by commas, so ordinary output
+//! is the same bytes as a plain `join(",")`.
+//!
+//! ```
+//! use rill_bench::csv_format::{fields, line_writer};
+//!
+//! let mut out = Vec::new();
+//! let mut w = line_writer(&mut out);
+//! w.write_record(["event", "a,b", "1"]).unwrap();
+//! drop(w);
+//! assert_eq!(out, b"event,\"a,b\",1\n");
+//! assert_eq!(fields("event,\"a,b\",1"), Ok(vec!["event".into(), "a,b".into(), "1".into()]));
+//! ```
+
+use std::io;
+
+/// A CSV writer with the harness's settings (see the module docs).
+pub fn line_writer<W: io::Write>(out: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(out)
+}
+
+/// Appends one record and its `\n` to `out`.
+pub fn push_record<I, T>(out: &mut Vec<u8>, record: I)
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<[u8]>,
+{
+    // Writing into a Vec cannot fail.
+    let _ = line_writer(out).write_record(record);
+}
+
+/// One record as a line without its `\n`.
+pub fn record_line<I, T>(record: I) -> String
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<[u8]>,
+{
+    let mut out = Vec::new();
+    push_record(&mut out, record);
+    out.pop();
+    // Every field came in as bytes of the caller's strings; quoting adds only ASCII.
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Why a line is not one CSV record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsvLineError {
+    /// The text holds more than one record (a line break outside quotes).
+    #[error("more than one CSV record on the line")]
+    SeveralRecords,
+    /// The csv reader rejected the text.
+    #[error("malformed CSV: {message}")]
+    Malformed {
+        /// The reader's message.
+        message: String,
+    },
+}
+
+/// The fields of one CSV line (a trailing `\n` or `\r\n` is allowed), unquoted. An empty
+/// line is one empty field.
+pub fn fields(line: &str) -> Result<Vec<String>, CsvLineError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(line.as_bytes());
+    let malformed = |e: csv::Error| CsvLineError::Malformed {
+        message: e.to_string(),
+    };
+    let mut record = csv::StringRecord::new();
+    if !reader.read_record(&mut record).map_err(malformed)? {
+        return Ok(vec![String::new()]);
+    }
+    let first: Vec<String> = record.iter().map(str::to_owned).collect();
+    match reader.read_record(&mut record).map_err(malformed)? {
+        true => Err(CsvLineError::SeveralRecords),
+        false => Ok(first),
+    }
+}
+
+/// An integer as the bytes of one field, formatted on the stack.
+#[derive(Clone, Copy)]
+pub struct Decimal {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    /// `n` in decimal.
+    #[inline]
+    pub fn new(mut n: u64) -> Self {
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Decimal { buf, start }
+    }
+
+    /// `n` in decimal, with a `-` if negative.
+    #[inline]
+    pub fn signed(n: i64) -> Self {
+        let mut d = Decimal::new(n.unsigned_abs());
+        if n < 0 {
+            d.start -= 1;
+            d.buf[d.start] = b'-';
+        }
+        d
+    }
+}
+
+impl AsRef<[u8]> for Decimal {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_fields_are_joined_quoted_ones_escaped() {
+        let mut out = Vec::new();
+        push_record(&mut out, ["a", "b c", "", "1"]);
+        push_record(&mut out, ["x,y", "say \"hi\"", "two\nlines"]);
+        push_record(&mut out, ["only"]);
+        let want = "a,b c,,1\n\"x,y\",\"say \"\"hi\"\"\",\"two\nlines\"\nonly\n";
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(record_line(["k", "1,5"]), "k,\"1,5\"");
+    }
+
+    #[test]
+    fn fields_read_back_what_was_written() {
+        let record = ["x,y", "say \"hi\"", "", " padded "];
+        assert_eq!(fields(&record_line(record)).unwrap(), record);
+        assert_eq!(fields("a,b\r\n").unwrap(), ["a", "b"]);
+        assert_eq!(fields("").unwrap(), [""]);
+        assert_eq!(fields("a\nb"), Err(CsvLineError::SeveralRecords));
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 1, 9, 10, 12345, u64::MAX] {
+            assert_eq!(Decimal::new(n).as_ref(), n.to_string().as_bytes());
+        }
+        for n in [0, -1, 42, i64::MIN, i64::MAX] {
+            assert_eq!(Decimal::signed(n).as_ref(), n.to_string().as_bytes());
+        }
+    }
+}
