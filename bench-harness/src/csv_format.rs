@@ -86,7 +86,7 @@ pub fn fields(line: &str) -> Result<Vec<String>, CsvLineError> {
 }
 
 /// An integer as the bytes of one field, formatted on the stack.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Decimal {
     buf: [u8; 20],
     start: usize,

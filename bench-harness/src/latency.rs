@@ -13,6 +13,7 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// Records latencies on one shard and adds them to a shared histogram when published.
+#[derive(Debug)]
 pub struct Recorder {
     local: Histogram<u64>,
     shared: Arc<Mutex<Histogram<u64>>>,

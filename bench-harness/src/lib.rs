@@ -4,6 +4,7 @@
 //! unthrottled (maximum throughput) or open loop at a target rate (latency, with
 //! HdrHistogram). NEXMark and the sustainable-throughput search build on these pieces.
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 pub mod csv_format;
 pub mod duration;

@@ -61,6 +61,7 @@ fn mix(mut x: u64) -> u64 {
 
 /// Generates this shard's events (numbers `shard, shard + shards, ...`), unthrottled or on
 /// an open-loop schedule: event `i` is due at `epoch + i / rate`.
+#[derive(Debug)]
 pub struct EventSource {
     next: u64,
     step: u64,

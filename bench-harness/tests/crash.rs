@@ -342,14 +342,16 @@ fn checkpoint_flags_are_checked() {
 fn exactly_once_process_function_and_window_queries_survive_sigkills() {
     // q3 (incremental join), q4 and q6 (two process-function stages with timers), q8
     // (tumbling window aggregate), q11 (merging session windows).
-    for (query, seed) in [
-        ("q3", 7u64),
-        ("q4", 11),
-        ("q6", 13),
-        ("q8", 17),
-        ("q11", 19),
+    // Events per query: enough that a run usually outlives its kill (150-450 ms) even
+    // after earlier runs' checkpoints took most of the work (q8 runs fastest).
+    for (query, seed, events) in [
+        ("q3", 7u64, 600_000),
+        ("q4", 11, 600_000),
+        ("q6", 13, 600_000),
+        ("q8", 17, 1_200_000),
+        ("q11", 19, 600_000),
     ] {
-        let job = Job::new(&format!("eo-{query}"), query, 600_000, "exactly-once");
+        let job = Job::new(&format!("eo-{query}"), query, events, "exactly-once");
         let mut delays = Delays(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut killed = job.kill_many(2, 3, &mut delays);
         killed += job.kill_many(1, 2, &mut delays);

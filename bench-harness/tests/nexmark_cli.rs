@@ -151,24 +151,35 @@ fn open_loop_run_measures_latency_and_plots() {
 
 #[test]
 fn sweep_finds_a_rate_and_reports_levels() {
-    let o = rill_bench(&[
-        "sweep",
-        "--query",
-        "q1",
-        "--seconds",
-        "0.5",
-        "--start-rate",
-        "10k",
-        "--max-rate",
-        "20k",
-        "--bisections",
-        "1",
-        "--no-pin",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v = json(&o);
-    // 10k/s and 20k/s are far below what q1 sustains even in a debug build.
+    let sweep = || {
+        let o = rill_bench(&[
+            "sweep",
+            "--query",
+            "q1",
+            "--seconds",
+            "0.5",
+            "--start-rate",
+            "10k",
+            "--max-rate",
+            "20k",
+            "--bisections",
+            "1",
+            "--no-pin",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        json(&o)
+    };
+    // 10k/s and 20k/s are far below what q1 sustains even in a debug build, but one stall
+    // of a shared 2-vCPU machine (100 ms was seen) makes a half-second trial's latency
+    // grow, and the judge rightly calls it unsustainable: allow two more tries.
+    let mut v = sweep();
+    for _ in 0..2 {
+        if v["max_sustainable_rate"] == 20_000 {
+            break;
+        }
+        v = sweep();
+    }
     assert_eq!(v["max_sustainable_rate"], 20_000, "{v}");
     assert_eq!(v["trials"].as_array().unwrap().len(), 2);
     let levels = v["levels"].as_array().unwrap();

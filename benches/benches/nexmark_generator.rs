@@ -1,7 +1,8 @@
 //! The NEXMark generator alone: building events from their positions (`GeneratorConfig::event`,
 //! the per-event cost every NEXMark source pays before rill sees the event) and encoding
-//! them as CSV lines (`Event::write_csv`, the cost of `rill-bench generate` and of q0's
-//! sink). Throughput is in events; the mix is NEXMark's 1 person : 3 auctions : 46 bids.
+//! them as CSV lines one at a time (`Event::write_csv`, through the csv crate; `rill-bench
+//! generate` reuses one writer per chunk of events, which costs less per event). Throughput
+//! is in events; the mix is NEXMark's 1 person : 3 auctions : 46 bids.
 //!
 //! `cargo bench -p rill-benches --bench nexmark_generator`
 

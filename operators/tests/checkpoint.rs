@@ -343,7 +343,14 @@ fn at_least_once_loses_no_window_and_never_undercounts() {
     // or count a record twice. So every window and key has a row counting at least its
     // records; none is missing.
     let parse = |l: &String| {
-        let f: Vec<u64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+        let record = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(l.as_bytes())
+            .records()
+            .next()
+            .expect("one row")
+            .expect("a CSV row");
+        let f: Vec<u64> = record.iter().map(|x| x.parse().unwrap()).collect();
         ((f[0], f[1]), f[2])
     };
     let mut best: BTreeMap<(u64, u64), u64> = BTreeMap::new();

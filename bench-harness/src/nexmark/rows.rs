@@ -1,6 +1,9 @@
 //! Query result rows: what each query emits, how it is written as CSV, and the moment it
 //! could ideally have been produced (for latency; see docs/nexmark.md).
 
+// The rows derive Debug (their archived forms too); rkyv's generated resolver types do not.
+#![allow(missing_debug_implementations)]
+
 use std::io;
 
 use rill_runtime::rkyv;
@@ -76,7 +79,7 @@ macro_rules! row {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
-        #[rkyv(crate = rkyv)]
+        #[rkyv(crate = rkyv, derive(Debug))]
         pub struct $name {
             $(
                 $(#[$fdoc])*

@@ -106,7 +106,7 @@ impl RunOutcome {
 }
 
 /// Live figures a watcher can read while the job runs.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Live {
     /// Source counters.
     pub sources: Arc<SourceStats>,

@@ -86,6 +86,7 @@ struct Split {
 }
 
 /// One shard's NEXMark source.
+#[derive(Debug)]
 pub struct NexmarkSource {
     config: Arc<GeneratorConfig>,
     splits: Vec<Split>,

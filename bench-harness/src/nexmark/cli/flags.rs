@@ -112,7 +112,8 @@ pub struct Common {
 }
 
 fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
-    s.parse().map_err(|e: rill_runtime::checkpoint::UnknownGuarantee| e.to_string())
+    s.parse()
+        .map_err(|e: rill_runtime::checkpoint::UnknownGuarantee| e.to_string())
 }
 
 impl Common {

@@ -21,6 +21,12 @@ pub struct TopPerWindow<T> {
     best: BTreeMap<(Timestamp, Timestamp), (u64, Vec<T>)>,
 }
 
+impl<T> std::fmt::Debug for TopPerWindow<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopPerWindow").finish_non_exhaustive()
+    }
+}
+
 impl<T: ExchangeData> TopPerWindow<T>
 where
     (u32, T): ExchangeData,
