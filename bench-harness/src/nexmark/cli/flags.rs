@@ -8,13 +8,33 @@ use clap::Args;
 use rill_runtime::checkpoint::{Checkpointing, Guarantee};
 use rill_runtime::Config;
 
-use crate::duration::parse_millis;
+use crate::duration::{parse_millis, DurationError};
 use crate::nexmark::queries::Query;
 use crate::nexmark::run::RunSpec;
 use crate::nexmark::GeneratorConfig;
 
+/// A flag value that is not valid.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FlagError {
+    /// Not a number with an optional `k`, `M` or `G`.
+    #[error("'{0}' is not a rate (e.g. 500000, 500k, 2.5M)")]
+    NotARate(String),
+    /// A rate outside 1..=10^12 events/s.
+    #[error("rate '{0}' must be between 1 and 10^12 events/s")]
+    RateOutOfRange(String),
+    /// A duration below 1 ms where one is needed.
+    #[error("duration '{0}' must be at least 1 ms")]
+    DurationTooShort(String),
+    /// A duration above 10^12 ms.
+    #[error("duration '{0}' must be at most 10^12 ms")]
+    DurationTooLong(String),
+    /// Not a duration at all.
+    #[error(transparent)]
+    Duration(#[from] DurationError),
+}
+
 /// Parses a rate: `250000`, `250k`, `1.5M`, `2G` (events/s).
-pub fn parse_rate(s: &str) -> Result<u64, String> {
+pub fn parse_rate(s: &str) -> Result<u64, FlagError> {
     let t = s.trim();
     let (num, mult) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
@@ -24,10 +44,10 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     };
     let v: f64 = num
         .parse()
-        .map_err(|_| format!("'{s}' is not a rate (e.g. 500000, 500k, 2.5M)"))?;
+        .map_err(|_| FlagError::NotARate(s.to_string()))?;
     let rate = v * mult;
     if !(1.0..=1e12).contains(&rate) {
-        return Err(format!("rate '{s}' must be between 1 and 10^12 events/s"));
+        return Err(FlagError::RateOutOfRange(s.to_string()));
     }
     Ok(rate.round() as u64)
 }
@@ -37,17 +57,16 @@ const MAX_FLAG_MS: i64 = 1_000_000_000_000;
 
 /// Parses a duration flag in ms, in the [shared grammar](crate::duration) (`200ms`, `10s`,
 /// `1.5s`, `2m`, `1h 30m`, or a plain number of ms): at least 1 ms.
-pub fn parse_ms(s: &str) -> Result<i64, String> {
-    match parse_millis(s) {
-        Ok(0) => Err(format!("duration '{s}' must be at least 1 ms")),
-        Ok(ms) if ms > MAX_FLAG_MS => Err(format!("duration '{s}' must be at most 10^12 ms")),
-        Ok(ms) => Ok(ms),
-        Err(e) => Err(e.to_string()),
+pub fn parse_ms(s: &str) -> Result<i64, FlagError> {
+    match parse_millis(s)? {
+        0 => Err(FlagError::DurationTooShort(s.to_string())),
+        ms if ms > MAX_FLAG_MS => Err(FlagError::DurationTooLong(s.to_string())),
+        ms => Ok(ms),
     }
 }
 
 /// [`parse_ms`], or zero (no warm-up).
-fn parse_warmup(s: &str) -> Result<i64, String> {
+fn parse_warmup(s: &str) -> Result<i64, FlagError> {
     match parse_millis(s) {
         Ok(0) => Ok(0),
         _ => parse_ms(s),

@@ -12,5 +12,5 @@ mod progress;
 mod report;
 
 pub use commands::{default_benchmark, run_command, sweep_command};
-pub use flags::{parse_ms, parse_rate, Common, RunArgs, SweepArgs};
+pub use flags::{parse_ms, parse_rate, Common, FlagError, RunArgs, SweepArgs};
 pub use report::RunSummary;
