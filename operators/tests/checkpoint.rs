@@ -215,15 +215,33 @@ fn keyed(stream: &Stream<u64>, name: &str, modulus: u64, offset: u64) -> Stream<
         .exchange(Partitioning::by_key(|r: &(u64, u64)| r.0))
 }
 
+/// How a later version of the job differs from the one that took the checkpoints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Same,
+    /// A stateless operator inserted before the counts.
+    ExtraMap,
+    /// The stateful counts removed: the sink gets the records as they are.
+    NoCounts,
+}
+
 fn dataflow(out: &Path, crash_after: u64, two_input: bool) -> Dataflow {
+    shaped(out, crash_after, two_input, Shape::Same)
+}
+
+fn shaped(out: &Path, crash_after: u64, two_input: bool, shape: Shape) -> Dataflow {
     let mut df = Dataflow::new();
     let numbers = numbers(&mut df, EVENTS, crash_after, 4096);
     let a = keyed(&numbers, "by 97", 97, 0);
     let b = keyed(&numbers, "by 13", 13, 1000);
-    let counts = if two_input {
-        a.binary(&b, "counts", |_| TwoInputCounts::default())
-    } else {
-        a.union(&[b]).unary("counts", |_| WindowCounts::default())
+    let counts = match shape {
+        Shape::NoCounts => a.union(&[b]).map("as rows", |(k, n)| format!("{k},{n}")),
+        _ if two_input => a.binary(&b, "counts", |_| TwoInputCounts::default()),
+        Shape::ExtraMap => a
+            .union(&[b])
+            .map("extra", |r: (u64, u64)| r)
+            .unary("counts", |_| WindowCounts::default()),
+        Shape::Same => a.union(&[b]).unary("counts", |_| WindowCounts::default()),
     };
     write_part_files(
         &counts,
@@ -638,5 +656,69 @@ fn exactly_once_joins_across_a_crash_and_a_new_shard_count() {
     let want = committed(&reference);
     assert!(want.iter().any(|l| l.starts_with("i,")) && want.iter().any(|l| l.starts_with("w,")));
     assert_eq!(committed(&out), want);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Runs the job once, crashing after 40,000 records, so that its checkpoints hold state.
+fn crashed_run(dir: &Path) -> Checkpointing {
+    let checkpointing =
+        Checkpointing::new(dir.join("checkpoints")).interval(Some(Duration::from_millis(15)));
+    let config = Config::default()
+        .shards(2)
+        .pin(false)
+        .checkpointing(checkpointing.clone());
+    let err = Runtime::new(config)
+        .unwrap()
+        .run(dataflow(&dir.join("out"), 40_000, false))
+        .expect_err("the run crashes");
+    assert!(err.to_string().contains("injected crash"), "{err}");
+    checkpointing
+}
+
+fn rerun(checkpointing: Checkpointing, dir: &Path, shape: Shape) -> rill_runtime::Result<u64> {
+    let config = Config::default()
+        .shards(2)
+        .pin(false)
+        .checkpointing(checkpointing);
+    let report = Runtime::new(config)
+        .unwrap()
+        .run(shaped(&dir.join("out"), 0, false, shape))?;
+    Ok(report.checkpoints.unwrap().restored_from.expect("restored"))
+}
+
+#[test]
+fn inserting_a_stateless_operator_keeps_the_checkpointed_state() {
+    let dir = scratch("insert");
+    let checkpointing = crashed_run(&dir);
+    // State is found by operator id (the name), not by position: the counts, the source
+    // and the sink moved down the graph and still restore.
+    rerun(checkpointing, &dir, Shape::ExtraMap).expect("restores");
+    assert_eq!(committed(&dir.join("out")), expected());
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn removing_a_stateful_operator_is_refused_unless_allowed() {
+    let dir = scratch("remove");
+    let checkpointing = crashed_run(&dir);
+    let err = rerun(checkpointing.clone(), &dir, Shape::NoCounts).expect_err("refused");
+    match &err {
+        rill_runtime::Error::UnmatchedState { operators, .. } => {
+            assert_eq!(operators, &["counts".to_string()], "{err}")
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(
+        err.to_string().contains("allow_non_restored_state"),
+        "{err}"
+    );
+    // Allowed: the job starts from the checkpoint without the counts' state.
+    let restored = rerun(
+        checkpointing.allow_non_restored_state(true),
+        &dir,
+        Shape::NoCounts,
+    )
+    .expect("runs");
+    assert!(restored > 0);
     fs::remove_dir_all(dir).unwrap();
 }

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use rkyv::util::AlignedVec;
 
 use crate::checkpoint::{
-    assign, find_latest, local, merge_leases, prune, remove_after, store_leases, CheckpointRecord,
-    CheckpointStats, Checkpointing, Coordinator, Guarantee, JobHook, Manifest,
+    archived, assign, find_latest, local, merge_leases, prune, remove_after, store_leases,
+    CheckpointRecord, CheckpointStats, Checkpointing, Coordinator, Guarantee, JobHook, Manifest,
+    FORMAT_VERSION,
 };
 use crate::error::{Error, Result};
 use crate::park::ShardWaker;
@@ -49,9 +50,10 @@ impl ShardStart {
     /// Installs the shard's checkpoint state on the calling (shard) thread, with the
     /// entries of the restored checkpoint that this shard owns.
     pub(crate) fn install(self, info: crate::context::ShardInfo) {
+        let ids = &self.coord.operator_ids;
         let restore = self
             .restore
-            .map(|(id, files)| assign(&files, id, info.index, info.shards));
+            .map(|(id, files)| assign(&files, id, info.index, info.shards, ids));
         local::install(
             info.index,
             info.shards,
@@ -68,7 +70,7 @@ impl Start {
     pub(crate) fn prepare(
         c: &Checkpointing,
         shards: usize,
-        node_names: &[String],
+        operator_ids: &[String],
         hooks: Vec<Arc<dyn JobHook>>,
     ) -> Result<Start> {
         std::fs::create_dir_all(&c.dir).map_err(|source| Error::CheckpointIo {
@@ -81,7 +83,7 @@ impl Start {
         let found = if c.guarantee == Guarantee::AtMostOnce {
             previous_run(&c.dir)?
         } else {
-            let found = latest_checkpoint(&c.dir, node_names)?;
+            let found = latest_checkpoint(c, operator_ids)?;
             stats.skipped = found.skipped.clone();
             found
         };
@@ -98,7 +100,7 @@ impl Start {
             shards,
             c.guarantee,
             c.dir.clone(),
-            node_names.to_vec(),
+            operator_ids.to_vec(),
             found.base,
         );
         *coord.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
@@ -175,9 +177,18 @@ fn previous_run(dir: &std::path::Path) -> Result<Found> {
     })
 }
 
-/// The newest usable checkpoint, after checking it was taken by this dataflow.
-fn latest_checkpoint(dir: &std::path::Path, node_names: &[String]) -> Result<Found> {
+/// The newest usable checkpoint, after checking that this job has an operator for all of
+/// its state (unless the job may drop state).
+fn latest_checkpoint(c: &Checkpointing, operator_ids: &[String]) -> Result<Found> {
+    let dir = c.dir.as_path();
     let recovery = find_latest(dir);
+    if let Some((path, found)) = recovery.other_version {
+        return Err(Error::CheckpointFormat {
+            dir: path,
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
     let Some(loaded) = recovery.loaded else {
         if !recovery.skipped.is_empty() {
             return Err(Error::NoUsableCheckpoint {
@@ -193,17 +204,16 @@ fn latest_checkpoint(dir: &std::path::Path, node_names: &[String]) -> Result<Fou
             skipped: Vec::new(),
         });
     };
-    let m = &loaded.manifest;
-    if m.nodes != node_names {
-        return Err(Error::DataflowChanged {
-            checkpoint: m.id,
+    let id = loaded.manifest.id;
+    let unmatched = unmatched_state(&loaded.files, operator_ids);
+    if !unmatched.is_empty() && !c.allow_non_restored_state {
+        return Err(Error::UnmatchedState {
+            checkpoint: id,
             dir: dir.to_path_buf(),
-            checkpointed: m.nodes.clone(),
-            job: node_names.to_vec(),
+            operators: unmatched,
         });
     }
-    let id = m.id;
-    let finished = m.finished.then_some(id);
+    let finished = loaded.manifest.finished.then_some(id);
     remove_after(dir, id);
     Ok(Found {
         base: id,
@@ -212,6 +222,20 @@ fn latest_checkpoint(dir: &std::path::Path, node_names: &[String]) -> Result<Fou
         finished,
         skipped: recovery.skipped,
     })
+}
+
+/// The operator ids that hold state in `files` and are none of `operator_ids`, sorted.
+fn unmatched_state(files: &[AlignedVec<16>], operator_ids: &[String]) -> Vec<String> {
+    let known: std::collections::HashSet<&str> = operator_ids.iter().map(String::as_str).collect();
+    let mut unmatched = std::collections::BTreeSet::new();
+    for payload in files {
+        for node in archived(payload).nodes.iter() {
+            if !node.entries.is_empty() && !known.contains(node.operator.as_str()) {
+                unmatched.insert(node.operator.to_string());
+            }
+        }
+    }
+    unmatched.into_iter().collect()
 }
 
 /// A job's checkpointing while it runs.
@@ -378,7 +402,7 @@ fn run(
             shards: coord.shards,
             guarantee: coord.guarantee,
             finished: false,
-            nodes: coord.node_names.clone(),
+            nodes: coord.operator_ids.clone(),
             files: files.clone(),
         };
         if let Err(e) = coord.write_manifest(&m) {

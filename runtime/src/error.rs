@@ -149,21 +149,37 @@ pub enum Error {
         /// Each checkpoint skipped and why.
         skipped: Vec<(PathBuf, String)>,
     },
-    /// The latest checkpoint was taken by a dataflow with other operators.
+    /// The checkpoint to restore holds state of operators this job does not have (they
+    /// were removed or renamed; give renamed ones their old id with `Stream::uid`).
     #[error(
-        "checkpoint: checkpoint {checkpoint} in {} was taken by a different dataflow \
-         (operators {checkpointed:?}, this job has {job:?})",
-        dir.display()
+        "checkpoint: checkpoint {checkpoint} in {} holds state of operators this job does not \
+         have: {}. Give a renamed operator its old id with .uid(\"...\"), or allow dropping \
+         the state (Checkpointing::allow_non_restored_state)",
+        dir.display(),
+        operators.join(", ")
     )]
-    DataflowChanged {
+    UnmatchedState {
         /// The checkpoint.
         checkpoint: u64,
         /// The checkpoint directory.
         dir: PathBuf,
-        /// The operators the checkpoint holds state for.
-        checkpointed: Vec<String>,
-        /// This job's operators.
-        job: Vec<String>,
+        /// The operator ids with state and no operator.
+        operators: Vec<String>,
+    },
+    /// The newest checkpoint was written in a format this build does not read.
+    #[error(
+        "checkpoint: {} is in checkpoint format version {found}, this build reads version \
+         {supported}; restore it with the build that wrote it, or delete the directory (and \
+         the job's output) to start over",
+        dir.display()
+    )]
+    CheckpointFormat {
+        /// The checkpoint's directory.
+        dir: PathBuf,
+        /// Its format version.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
     },
     /// The checkpoint coordinator's thread could not be started.
     #[error("checkpoint: cannot start its thread: {source}")]

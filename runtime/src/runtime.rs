@@ -149,7 +149,12 @@ impl Runtime {
         let mesh = Mesh::new(&graph, shards, self.limits());
         let node_names = graph.node_names();
         let start = match &self.config.checkpointing {
-            Some(c) => Some(Start::prepare(c, shards, &node_names, graph.hooks.clone())?),
+            Some(c) => Some(Start::prepare(
+                c,
+                shards,
+                &graph.operator_ids(),
+                graph.hooks.clone(),
+            )?),
             None => None,
         };
         let abort = Arc::new(AtomicBool::new(false));

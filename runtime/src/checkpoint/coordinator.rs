@@ -44,7 +44,8 @@ pub(crate) struct Coordinator {
     pub shards: usize,
     pub guarantee: Guarantee,
     pub dir: PathBuf,
-    pub node_names: Vec<String>,
+    /// The job's operator ids, by node: what state is found by in checkpoint files.
+    pub operator_ids: Vec<String>,
     /// The latest checkpoint requested (0: none yet in this run's numbering base).
     pub requested: AtomicU64,
     /// The latest checkpoint completed.
@@ -78,14 +79,14 @@ impl Coordinator {
         shards: usize,
         guarantee: Guarantee,
         dir: PathBuf,
-        node_names: Vec<String>,
+        operator_ids: Vec<String>,
         base: u64,
     ) -> Self {
         Coordinator {
             shards,
             guarantee,
             dir,
-            node_names,
+            operator_ids,
             requested: AtomicU64::new(base),
             completed: AtomicU64::new(base),
             acked: (0..shards).map(|_| AtomicU64::new(base)).collect(),
@@ -142,7 +143,7 @@ impl Coordinator {
             shards: self.shards,
             guarantee: self.guarantee,
             finished: true,
-            nodes: self.node_names.clone(),
+            nodes: self.operator_ids.clone(),
             files: Vec::new(),
         };
         self.write_manifest(&m)?;

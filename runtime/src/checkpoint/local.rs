@@ -245,7 +245,7 @@ fn write_shard_file(l: &mut Local, pending: Pending) -> Result<(), Failure> {
             .nodes
             .into_iter()
             .map(|(node, entries)| NodeState {
-                node: node as u32,
+                operator: l.coord.operator_ids[node].clone(),
                 entries,
             })
             .collect(),

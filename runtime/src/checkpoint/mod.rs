@@ -54,10 +54,11 @@ use crate::keys::{key_group, shard_of_key_group};
 
 pub(crate) use coordinator::Coordinator;
 pub use coordinator::{CheckpointRecord, CheckpointStats};
-pub use store::{find_latest, Recovery};
 pub(crate) use store::{
-    load_leases as store_leases, prune, remove_after, Manifest, ShardFile, StateEntry,
+    archived, load_leases as store_leases, prune, remove_after, Manifest, ShardFile, StateEntry,
+    FORMAT_VERSION,
 };
+pub use store::{find_latest, Recovery};
 
 /// The result guarantee a job runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,6 +120,7 @@ pub struct Checkpointing {
     pub(crate) interval: Option<Duration>,
     pub(crate) guarantee: Guarantee,
     pub(crate) retain: usize,
+    pub(crate) allow_non_restored_state: bool,
 }
 
 impl Checkpointing {
@@ -129,7 +131,16 @@ impl Checkpointing {
             interval: Some(Duration::from_secs(1)),
             guarantee: Guarantee::ExactlyOnce,
             retain: 3,
+            allow_non_restored_state: false,
         }
+    }
+
+    /// Lets the job start from a checkpoint that holds state for an operator the job no
+    /// longer has (that state is dropped; Flink's `allowNonRestoredState`). Off by default:
+    /// then such a checkpoint is refused with [`Error::UnmatchedState`](crate::Error).
+    pub fn allow_non_restored_state(mut self, allow: bool) -> Self {
+        self.allow_non_restored_state = allow;
+        self
     }
 
     /// Time between the start of one checkpoint and the next (`None`: only on demand).
@@ -381,7 +392,7 @@ pub(crate) fn write_lease(
         shard: shard as u32,
         shards: coord.shards as u32,
         nodes: vec![store::NodeState {
-            node: node as u32,
+            operator: coord.operator_ids[node].clone(),
             entries: state.entries,
         }],
     };
@@ -394,18 +405,28 @@ pub(crate) fn write_lease(
 
 /// Picks, from the shard files of a checkpoint, the entries shard `shard` of `shards`
 /// restores: keyed entries of the key groups it owns, split entries `s` with
-/// `s % shards == shard`.
+/// `s % shards == shard`; each operator's under the node that now has its id (`ids`, by
+/// node). State of an id no node has is left out (the job was allowed to drop it).
 pub(crate) fn assign(
     files: &[AlignedVec<16>],
     checkpoint: u64,
     shard: usize,
     shards: usize,
+    ids: &[String],
 ) -> local::Restore {
+    let node_of: std::collections::HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
     let mut nodes: std::collections::HashMap<usize, Vec<(bool, AlignedVec<16>)>> =
         Default::default();
     for payload in files {
         let file = store::archived(payload);
         for node in file.nodes.iter() {
+            let Some(&index) = node_of.get(node.operator.as_str()) else {
+                continue;
+            };
             for e in node.entries.iter() {
                 let scope = e.scope.to_native();
                 let mixed = !e.split && scope == MIXED;
@@ -417,10 +438,7 @@ pub(crate) fn assign(
                 if mine {
                     let mut bytes = AlignedVec::<16>::with_capacity(e.bytes.len());
                     bytes.extend_from_slice(&e.bytes);
-                    nodes
-                        .entry(node.node.to_native() as usize)
-                        .or_default()
-                        .push((mixed, bytes));
+                    nodes.entry(index).or_default().push((mixed, bytes));
                 }
             }
         }
@@ -444,7 +462,7 @@ pub(crate) fn merge_leases(
         path: root.join("leases"),
         problem,
     };
-    let mut splits: std::collections::BTreeMap<(u32, u32), SplitPosition> = Default::default();
+    let mut splits: std::collections::BTreeMap<(String, u32), SplitPosition> = Default::default();
     for payload in files {
         for node in store::archived(payload).nodes.iter() {
             for e in node.entries.iter() {
@@ -454,7 +472,9 @@ pub(crate) fn merge_leases(
                 SplitPosition::read_batch(&bytes, &mut values)
                     .map_err(|err| corrupt(format!("lease entry: {err}")))?;
                 for p in values {
-                    let slot = splits.entry((node.node.to_native(), p.split)).or_insert(p);
+                    let slot = splits
+                        .entry((node.operator.to_string(), p.split))
+                        .or_insert(p);
                     if p.position > slot.position {
                         *slot = p;
                     }
@@ -462,7 +482,7 @@ pub(crate) fn merge_leases(
             }
         }
     }
-    let mut nodes: std::collections::BTreeMap<u32, StateWriter> = Default::default();
+    let mut nodes: std::collections::BTreeMap<String, StateWriter> = Default::default();
     for ((node, split), p) in splits {
         nodes
             .entry(node)
@@ -476,8 +496,8 @@ pub(crate) fn merge_leases(
         shards: 1,
         nodes: nodes
             .into_iter()
-            .map(|(node, w)| store::NodeState {
-                node,
+            .map(|(operator, w)| store::NodeState {
+                operator,
                 entries: w.entries,
             })
             .collect(),

@@ -10,8 +10,13 @@
 //! ```
 //!
 //! A shard file starts with a 24-byte header: the magic `RILLCKP1`, the payload length
-//! (u64 LE), the payload's CRC-32 (u32 LE) and 4 reserved bytes. Reading validates the
-//! length and checksum, then the rkyv archive, before anything is used.
+//! (u64 LE), the payload's CRC-32 (u32 LE) and the format version (u32 LE). Reading
+//! validates the length and checksum, then the rkyv archive, before anything is used. State
+//! in a shard file is found by operator id (see `GraphDesc::operator_ids`: a uid, or the
+//! operator's name), not by the operator's position in the graph.
+//!
+//! A manifest or shard file of another format version is refused with a clear error, not
+//! skipped like a damaged one: an older build's checkpoints are not silently passed over.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,7 +31,10 @@ use crate::fs::write_atomic;
 const MAGIC: &[u8; 8] = b"RILLCKP1";
 const HEADER: usize = 24;
 pub(crate) const MANIFEST: &str = "MANIFEST";
-const MANIFEST_HEAD: &str = "rill checkpoint v1";
+/// The checkpoint format this build writes and reads: the manifest's first line says
+/// `rill checkpoint v2`, and every shard file's header carries the number.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+const MANIFEST_PREFIX: &str = "rill checkpoint v";
 
 /// One shard's part of a checkpoint.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Default)]
@@ -37,10 +45,10 @@ pub(crate) struct ShardFile {
     pub nodes: Vec<NodeState>,
 }
 
-/// The entries one node wrote.
+/// The entries one operator wrote, under its operator id.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Default)]
 pub(crate) struct NodeState {
-    pub node: u32,
+    pub operator: String,
     pub entries: Vec<StateEntry>,
 }
 
@@ -59,7 +67,7 @@ pub(crate) fn encode(file: &ShardFile) -> Result<Vec<u8>, rancor::Error> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&payload);
     Ok(out)
 }
@@ -77,6 +85,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<AlignedVec<16>, String> {
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
     let crc = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+    let version = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}, this build reads version {FORMAT_VERSION}"
+        ));
+    }
     let payload = &bytes[HEADER..];
     if payload.len() != len {
         return Err(format!(
@@ -118,7 +132,7 @@ pub(crate) struct Manifest {
 impl Manifest {
     fn render(&self) -> String {
         let mut s = format!(
-            "{MANIFEST_HEAD}\nid {}\nshards {}\nguarantee {}\nfinished {}\n",
+            "{MANIFEST_PREFIX}{FORMAT_VERSION}\nid {}\nshards {}\nguarantee {}\nfinished {}\n",
             self.id, self.shards, self.guarantee, self.finished
         );
         for (i, name) in self.nodes.iter().enumerate() {
@@ -132,7 +146,7 @@ impl Manifest {
         s
     }
 
-    fn parse(text: &str) -> Result<Manifest, String> {
+    fn parse(text: &str) -> Result<Manifest, LoadError> {
         let body_end = text.rfind("crc ").ok_or("no checksum line (truncated?)")?;
         let (body, tail) = text.split_at(body_end);
         let want = u32::from_str_radix(tail.trim_start_matches("crc ").trim(), 16)
@@ -141,8 +155,11 @@ impl Manifest {
             return Err("checksum mismatch (corrupt)".into());
         }
         let mut lines = body.lines();
-        if lines.next() != Some(MANIFEST_HEAD) {
-            return Err("unknown manifest version".into());
+        let head = lines.next().unwrap_or("");
+        match head.strip_prefix(MANIFEST_PREFIX).map(str::parse::<u32>) {
+            Some(Ok(FORMAT_VERSION)) => {}
+            Some(Ok(other)) => return Err(LoadError::Version(other)),
+            _ => return Err(format!("not a rill manifest (first line '{head}')").into()),
         }
         let mut m = Manifest {
             id: 0,
@@ -178,7 +195,7 @@ impl Manifest {
                         .ok_or_else(bad)?;
                     m.files.push((name, len, crc));
                 }
-                _ => return Err(bad()),
+                _ => return Err(bad().into()),
             }
         }
         if m.shards == 0 || (!m.finished && m.files.len() != m.shards) {
@@ -186,7 +203,8 @@ impl Manifest {
                 "lists {} shard files for {} shards",
                 m.files.len(),
                 m.shards
-            ));
+            )
+            .into());
         }
         Ok(m)
     }
@@ -241,6 +259,9 @@ pub struct Recovery {
     pub(crate) loaded: Option<LoadedCheckpoint>,
     /// Checkpoints that could not be used, newest first: `(directory, reason)`.
     pub skipped: Vec<(PathBuf, String)>,
+    /// The newest complete checkpoint, if it was written in another format version:
+    /// `(directory, version)`. Recovery stops there rather than pass over it.
+    pub other_version: Option<(PathBuf, u32)>,
 }
 
 impl Recovery {
@@ -260,20 +281,46 @@ impl Recovery {
     }
 }
 
-fn load(root: &Path, id: u64) -> Result<Option<LoadedCheckpoint>, String> {
+/// Why a checkpoint cannot be loaded.
+#[derive(Debug)]
+pub(crate) enum LoadError {
+    /// Damaged or incomplete: recovery falls back to an older checkpoint.
+    Damaged(String),
+    /// Written in another format version: recovery stops with an error.
+    Version(u32),
+}
+
+impl From<String> for LoadError {
+    fn from(reason: String) -> Self {
+        LoadError::Damaged(reason)
+    }
+}
+
+impl From<&str> for LoadError {
+    fn from(reason: &str) -> Self {
+        LoadError::Damaged(reason.to_string())
+    }
+}
+
+fn load(root: &Path, id: u64) -> Result<Option<LoadedCheckpoint>, LoadError> {
     let dir = checkpoint_dir(root, id);
     let text = match fs::read(dir.join(MANIFEST)) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read its manifest: {e}")),
+        Err(e) => return Err(format!("cannot read its manifest: {e}").into()),
     };
     let text = String::from_utf8(text).map_err(|_| "manifest is not UTF-8 (corrupt)")?;
-    let manifest = Manifest::parse(&text).map_err(|e| format!("manifest: {e}"))?;
+    let manifest = match Manifest::parse(&text) {
+        Ok(m) => m,
+        Err(LoadError::Damaged(e)) => return Err(format!("manifest: {e}").into()),
+        Err(version) => return Err(version),
+    };
     if manifest.id != id {
         return Err(format!(
             "manifest names checkpoint {} but lies in chk-{id:06}",
             manifest.id
-        ));
+        )
+        .into());
     }
     let mut files = Vec::with_capacity(manifest.files.len());
     for (name, len, crc) in &manifest.files {
@@ -282,15 +329,16 @@ fn load(root: &Path, id: u64) -> Result<Option<LoadedCheckpoint>, String> {
             return Err(format!(
                 "{name}: {} bytes, the manifest says {len} (truncated?)",
                 bytes.len()
-            ));
+            )
+            .into());
         }
         if crc32fast::hash(&bytes) != *crc {
-            return Err(format!("{name}: checksum mismatch (corrupt)"));
+            return Err(format!("{name}: checksum mismatch (corrupt)").into());
         }
         let payload = decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
         let f = archived(&payload);
         if f.checkpoint.to_native() != id {
-            return Err(format!("{name}: belongs to checkpoint {}", f.checkpoint));
+            return Err(format!("{name}: belongs to checkpoint {}", f.checkpoint).into());
         }
         files.push(payload);
     }
@@ -306,16 +354,25 @@ pub fn find_latest(root: &Path) -> Recovery {
                 return Recovery {
                     loaded: Some(loaded),
                     skipped,
+                    other_version: None,
                 }
             }
             // No manifest: a checkpoint in progress when the job stopped; not an error.
             Ok(None) => {}
-            Err(reason) => skipped.push((checkpoint_dir(root, id), reason)),
+            Err(LoadError::Damaged(reason)) => skipped.push((checkpoint_dir(root, id), reason)),
+            Err(LoadError::Version(version)) => {
+                return Recovery {
+                    loaded: None,
+                    skipped,
+                    other_version: Some((checkpoint_dir(root, id), version)),
+                }
+            }
         }
     }
     Recovery {
         loaded: None,
         skipped,
+        other_version: None,
     }
 }
 
@@ -402,7 +459,7 @@ mod tests {
             shard: 1,
             shards: 2,
             nodes: vec![NodeState {
-                node: 3,
+                operator: "window count".into(),
                 entries: vec![StateEntry {
                     split: false,
                     scope: 77,
@@ -452,6 +509,51 @@ mod tests {
         assert_eq!(Manifest::parse(&text).unwrap(), m);
         assert!(Manifest::parse(&text[..text.len() - 4]).is_err());
         assert!(Manifest::parse(&text.replace("id 12", "id 13")).is_err());
+    }
+
+    /// Re-renders `text` with another first line, with a valid checksum.
+    fn with_head(text: &str, head: &str) -> String {
+        let body = &text[..text.rfind("crc ").unwrap()];
+        let (_, rest) = body.split_once('\n').unwrap();
+        let body = format!("{head}\n{rest}");
+        format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()))
+    }
+
+    #[test]
+    fn other_format_versions_are_refused_not_skipped() {
+        let m = Manifest {
+            id: 5,
+            shards: 1,
+            guarantee: Guarantee::ExactlyOnce,
+            finished: true,
+            nodes: vec!["source".into()],
+            files: Vec::new(),
+        };
+        let text = m.render();
+        assert!(text.starts_with("rill checkpoint v2\n"), "{text}");
+        let v1 = with_head(&text, "rill checkpoint v1");
+        assert!(matches!(Manifest::parse(&v1), Err(LoadError::Version(1))));
+        let v9 = with_head(&text, "rill checkpoint v9");
+        assert!(matches!(Manifest::parse(&v9), Err(LoadError::Version(9))));
+        let other = with_head(&text, "something else");
+        assert!(matches!(
+            Manifest::parse(&other),
+            Err(LoadError::Damaged(_))
+        ));
+        // A shard file of another version.
+        let mut bytes = encode(&sample(5)).unwrap();
+        bytes[20..24].copy_from_slice(&1u32.to_le_bytes());
+        let err = decode(&bytes).unwrap_err();
+        assert!(err.contains("format version 1"), "{err}");
+        // Recovery stops at the newest checkpoint of another version.
+        let root = std::env::temp_dir().join(format!("rill-store-v-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(checkpoint_dir(&root, 5)).unwrap();
+        fs::write(checkpoint_dir(&root, 5).join(MANIFEST), v1).unwrap();
+        let r = find_latest(&root);
+        assert_eq!(r.checkpoint(), None);
+        assert_eq!(r.other_version, Some((checkpoint_dir(&root, 5), 1)));
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -290,6 +290,26 @@ impl<T: Data> Stream<T> {
         self.derived(node, 0)
     }
 
+    /// Gives the operator that produces this stream the id `uid`, by which checkpoints find
+    /// its state (by default its name). Needed only where two stateful operators share a
+    /// name; an id must stay the same across the versions of a job whose checkpoints it
+    /// should restore.
+    ///
+    /// ```
+    /// use rill_runtime::{Dataflow, Partitioning};
+    ///
+    /// let mut df = Dataflow::new();
+    /// let numbers = df.vec_source("numbers", vec![1u64, 2, 3]).uid("numbers-v1");
+    /// numbers.exchange(Partitioning::Rebalance).discard("sink");
+    /// ```
+    pub fn uid(&self, uid: &str) -> Stream<T> {
+        self.graph
+            .borrow_mut()
+            .uids
+            .insert(self.id.node, uid.to_string());
+        self.clone()
+    }
+
     /// Reports that operator `operator`, being built on this stream, is misconfigured:
     /// [`Runtime::run`](crate::Runtime::run) then refuses the dataflow with
     /// [`Error::InvalidOperator`](crate::Error::InvalidOperator) before any shard starts.

@@ -69,6 +69,8 @@ pub(crate) struct GraphDesc {
     pub hooks: Vec<std::sync::Arc<dyn crate::checkpoint::JobHook>>,
     /// Problems found while the dataflow was built: (operator, problem).
     pub problems: Vec<(String, String)>,
+    /// Ids given with [`Stream::uid`](crate::Stream::uid), by node.
+    pub uids: std::collections::HashMap<usize, String>,
 }
 
 impl GraphDesc {
@@ -77,9 +79,32 @@ impl GraphDesc {
         self.nodes.len() - 1
     }
 
-    /// The nodes' names, in order: what checkpoints and reports identify them by.
+    /// The nodes' names, in order: what reports identify them by.
     pub fn node_names(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// The nodes' operator ids, in order: what checkpoints find their state by. A node's id
+    /// is its uid if it was given one, else its name; the second node with the same id
+    /// gets `#2` appended, the third `#3`, and so on (so the ids of nodes whose names are
+    /// unique do not depend on their position in the graph).
+    pub fn operator_ids(&self) -> Vec<String> {
+        let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+        (0..self.nodes.len())
+            .map(|i| {
+                let base = self
+                    .uids
+                    .get(&i)
+                    .map_or(self.nodes[i].name.as_str(), String::as_str);
+                let n = seen.entry(base).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    base.to_string()
+                } else {
+                    format!("{base}#{n}")
+                }
+            })
+            .collect()
     }
 
     pub fn add_exchange(&mut self, exchange: ExchangeDesc) -> usize {
