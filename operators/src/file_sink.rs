@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{self, Guarantee, HookError, JobHook};
-use rill_runtime::{Data, Failure, OpResult, Sink, Stream};
+use rill_runtime::{Data, Failure, OpResult, ShardContext, Sink, Stream};
 
 /// Rows buffered in memory before they are written to the epoch's file.
 const FLUSH_BYTES: usize = 1 << 20;
@@ -177,10 +177,11 @@ impl std::fmt::Debug for PartWriter {
 }
 
 impl PartWriter {
-    /// The writer of shard `shard`, in `dir`; call from the sink's factory (it reads the
-    /// job's checkpoint settings).
-    pub fn new(dir: impl Into<PathBuf>, shard: usize, header: Option<String>) -> Self {
-        let (mode, epoch) = match checkpoint::context() {
+    /// The writer of the shard `ctx` describes, in `dir`; call from the sink's factory with
+    /// the context it receives (the job's checkpoint settings decide the mode).
+    pub fn new(ctx: &ShardContext, dir: impl Into<PathBuf>, header: Option<String>) -> Self {
+        let shard = ctx.index;
+        let (mode, epoch) = match ctx.checkpoint() {
             Some(cx) if cx.guarantee == Guarantee::AtMostOnce => (Mode::Direct, cx.first_epoch),
             Some(cx) => (Mode::Transactional, cx.first_epoch),
             None => (Mode::Direct, 1),
@@ -357,7 +358,7 @@ pub fn write_part_files<T, F>(
     let header = header.map(str::to_string);
     let format = Arc::new(format);
     stream.sink(name, move |shard| FileSink {
-        writer: PartWriter::new(dir.clone(), shard.index, header.clone()),
+        writer: PartWriter::new(shard, dir.clone(), header.clone()),
         format: format.clone(),
         _records: std::marker::PhantomData,
     });

@@ -52,7 +52,7 @@ impl<T: Data> Inspect<T> for Stream<T> {
     {
         self.unary(name, move |shard| InspectOp {
             f: f.clone(),
-            shard,
+            shard: shard.info(),
         })
     }
 }

@@ -393,7 +393,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     {
         let key = self.key_fn();
         self.stream().unary(name, move |shard| ProcessOp {
-            f: make(shard),
+            f: make(shard.info()),
             key: key.clone(),
             state: FxHashMap::default(),
             timers: Timers {

@@ -11,6 +11,7 @@
 //! was tried first: its completions are reaped only when the shard's loop yields to the
 //! executor, and a shard that parked with a write in flight was seen never to wake.)
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,9 +20,9 @@ use std::time::{Duration, Instant};
 use rkyv::util::AlignedVec;
 
 use crate::checkpoint::{
-    archived, assign, find_latest, local, merge_leases, prune, remove_after, store_leases,
+    archived, assign, find_latest, merge_leases, prune, remove_after, store_leases,
     CheckpointRecord, CheckpointStats, Checkpointing, Coordinator, Guarantee, JobHook, Manifest,
-    FORMAT_VERSION,
+    ShardCheckpoint, FORMAT_VERSION,
 };
 use crate::error::{Error, Result};
 use crate::park::ShardWaker;
@@ -47,20 +48,20 @@ pub(crate) struct ShardStart {
 }
 
 impl ShardStart {
-    /// Installs the shard's checkpoint state on the calling (shard) thread, with the
-    /// entries of the restored checkpoint that this shard owns.
-    pub(crate) fn install(self, info: crate::context::ShardInfo) {
+    /// The shard's checkpoint state, with the entries of the restored checkpoint that this
+    /// shard owns. Call on the shard's thread.
+    pub(crate) fn open(self, info: crate::context::ShardInfo) -> Rc<ShardCheckpoint> {
         let ids = &self.coord.operator_ids;
         let restore = self
             .restore
             .map(|(id, files)| assign(&files, id, info.index, info.shards, ids));
-        local::install(
+        ShardCheckpoint::new(
             info.index,
             info.shards,
             self.coord,
             self.first_epoch,
             restore,
-        );
+        )
     }
 }
 

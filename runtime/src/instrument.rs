@@ -4,7 +4,6 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::checkpoint::local;
 use crate::error::{Failure, OpResult};
 use crate::progress::Progress;
 use crate::push::Push;
@@ -17,12 +16,6 @@ thread_local! {
 /// The node that was running when a panic unwound, if any; resets the marker.
 pub(crate) fn take_current_node() -> Option<usize> {
     let node = CURRENT_NODE.with(|c| c.replace(usize::MAX));
-    (node != usize::MAX).then_some(node)
-}
-
-/// The node whose code runs now on this shard's thread.
-pub(crate) fn current_node() -> Option<usize> {
-    let node = CURRENT_NODE.with(|c| c.get());
     (node != usize::MAX).then_some(node)
 }
 
@@ -53,12 +46,19 @@ pub(crate) struct Instrumented<P> {
 }
 
 impl<P> Instrumented<P> {
-    pub fn new(inner: P, node: usize, counter: Rc<Cell<u64>>) -> Self {
+    /// `barrier`: the cell the shard's checkpoint reads this input's last barrier from
+    /// (none without checkpoints).
+    pub fn new(
+        inner: P,
+        node: usize,
+        counter: Rc<Cell<u64>>,
+        barrier: Option<Rc<Cell<u64>>>,
+    ) -> Self {
         Instrumented {
             inner,
             node,
             counter,
-            barrier: local::coordinator().map(|_| local::register_input()),
+            barrier,
         }
     }
 }

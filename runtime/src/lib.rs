@@ -73,7 +73,7 @@ pub use data::{BatchBytes, Data, ExchangeData, BATCH_ALIGN};
 pub use error::{Error, Failure, OpResult, Result};
 pub use exchange::channel::ChannelMetrics;
 pub use exchange::route::Partitioning;
-pub use graph::{Dataflow, Stream};
+pub use graph::{Dataflow, ShardContext, Stream};
 pub use keys::{hash_key, shard_of_key, KEY_GROUPS};
 pub use metrics::{ChannelReport, JobReport, OperatorReport};
 pub use operator::{BinaryOperator, Operator};

@@ -227,12 +227,10 @@ impl Runtime {
             let info = ShardInfo { index, shards };
             let thread = executor::spawn(index, settings, abort.clone(), move || async move {
                 waker.register_current();
-                if let Some(c) = checkpoint {
-                    c.install(info);
-                }
-                let result = match instantiate(&graph, info, endpoints, limits, clock) {
+                let checkpoint = checkpoint.map(|c| c.open(info));
+                match instantiate(&graph, info, endpoints, limits, clock, checkpoint.clone()) {
                     Ok(plan) => {
-                        Shard::new(info, plan, waker, abort2, spin_before_park)
+                        Shard::new(info, plan, waker, abort2, spin_before_park, checkpoint)
                             .run()
                             .await
                     }
@@ -240,9 +238,7 @@ impl Runtime {
                         abort2.store(true, Ordering::SeqCst);
                         Err(e)
                     }
-                };
-                crate::checkpoint::local::uninstall();
-                result
+                }
             });
             match thread {
                 Ok(t) => threads.push(t),

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use crate::checkpoint::{StateReader, StateWriter};
+use crate::checkpoint::{ShardCheckpoint, StateReader, StateWriter};
 use crate::error::OpResult;
 use crate::operator::Operator;
 use crate::time::Timestamp;
@@ -45,14 +45,14 @@ pub trait Sink<T> {
 pub(crate) struct SinkOperator<S>(pub Rc<RefCell<S>>);
 
 impl<S> SinkOperator<S> {
-    pub(crate) fn new<T>(sink: S) -> Self
+    pub(crate) fn new<T>(sink: S, checkpoint: Option<&ShardCheckpoint>) -> Self
     where
         S: Sink<T> + 'static,
     {
         let sink = Rc::new(RefCell::new(sink));
-        if crate::checkpoint::context().is_some() {
+        if let Some(checkpoint) = checkpoint {
             let hook = sink.clone();
-            crate::checkpoint::on_complete(Box::new(move |id| {
+            checkpoint.on_complete(Box::new(move |id| {
                 hook.borrow_mut().on_checkpoint_complete(id)
             }));
         }

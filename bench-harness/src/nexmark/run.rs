@@ -417,9 +417,9 @@ impl SinkParts {
         stream.sink("sink", move |shard| RowSink {
             epoch: epoch.clone(),
             file: file.clone(),
-            parts: parts.as_ref().map(|(dir, header)| {
-                PartWriter::new(dir.clone(), shard.index, Some(header.clone()))
-            }),
+            parts: parts
+                .as_ref()
+                .map(|(dir, header)| PartWriter::new(shard, dir.clone(), Some(header.clone()))),
             buffer: Vec::with_capacity(FLUSH_BYTES + 4096),
             measure,
             run_ns,

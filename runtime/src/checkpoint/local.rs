@@ -1,6 +1,6 @@
-//! The checkpoint state of one shard, kept in a thread-local (one shard per thread): the
-//! inputs and sources that must reach a barrier, the state operators handed over, the
-//! state to restore, and the commit hooks of sinks.
+//! One shard's part in checkpoints, as an object the shard owns and hands to what needs it
+//! (no thread-local): the inputs and sources that must reach a barrier, the state operators
+//! handed over, the state to restore, and the commit hooks of sinks.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +14,7 @@ use rkyv::util::AlignedVec;
 use super::store::{self, NodeState, ShardFile, StateEntry};
 use super::{CheckpointContext, Coordinator, Guarantee, StateReader, StateWriter};
 use crate::error::{Failure, OpResult};
+use crate::progress::{Frontier, Progress};
 
 type Hook = Box<dyn FnMut(u64) -> OpResult>;
 
@@ -33,11 +34,28 @@ struct Pending {
     alignment: Duration,
 }
 
-pub(crate) struct Local {
+impl Pending {
+    fn new(id: u64) -> Self {
+        Pending {
+            id,
+            nodes: BTreeMap::new(),
+            holding_since: None,
+            alignment: Duration::ZERO,
+        }
+    }
+}
+
+/// A shard's checkpoint state. Built on the shard's thread; shared (`Rc`) by the shard's
+/// loop and the runtime's operator plumbing that takes part in checkpoints.
+pub(crate) struct ShardCheckpoint {
     shard: usize,
     shards: usize,
-    pub coord: Arc<Coordinator>,
+    coord: Arc<Coordinator>,
     first_epoch: u64,
+    state: RefCell<State>,
+}
+
+struct State {
     restore: Option<Restore>,
     inputs: Vec<Rc<Cell<u64>>>,
     sources: Vec<Rc<Cell<u64>>>,
@@ -48,232 +66,214 @@ pub(crate) struct Local {
     done: bool,
 }
 
-thread_local! {
-    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
-}
-
-fn with<R>(f: impl FnOnce(&mut Local) -> R) -> Option<R> {
-    LOCAL.with(|l| l.borrow_mut().as_mut().map(f))
-}
-
-/// Installs the shard's checkpoint state on this thread.
-pub(crate) fn install(
-    shard: usize,
-    shards: usize,
-    coord: Arc<Coordinator>,
-    first_epoch: u64,
-    restore: Option<Restore>,
-) {
-    let base = coord.completed.load(Ordering::SeqCst);
-    LOCAL.with(|l| {
-        *l.borrow_mut() = Some(Local {
-            shard,
-            shards,
-            coord,
-            first_epoch,
-            restore,
-            inputs: Vec::new(),
-            sources: Vec::new(),
-            pending: None,
-            hooks: Vec::new(),
-            committed: base,
-            written: base,
-            done: false,
-        })
-    });
-}
-
-/// Removes it (the shard stopped).
-pub(crate) fn uninstall() {
-    LOCAL.with(|l| l.borrow_mut().take());
-}
-
-pub(crate) fn context() -> Option<CheckpointContext> {
-    with(|l| CheckpointContext {
-        guarantee: l.coord.guarantee,
-        first_epoch: l.first_epoch,
-    })
-}
-
-pub(crate) fn coordinator() -> Option<Arc<Coordinator>> {
-    with(|l| l.coord.clone())
-}
-
-pub(crate) fn on_complete(hook: Hook) {
-    with(|l| l.hooks.push(hook));
-}
-
-/// True if barriers are aligned on this shard (exactly-once).
-pub(crate) fn aligned() -> bool {
-    with(|l| l.coord.guarantee.aligned()).unwrap_or(false)
-}
-
-/// A new operator input that must see every barrier: the cell holds the last one it saw.
-pub(crate) fn register_input() -> Rc<Cell<u64>> {
-    let cell = Rc::new(Cell::new(0));
-    with(|l| {
-        cell.set(l.written);
-        l.inputs.push(cell.clone())
-    });
-    cell
-}
-
-/// A new source: the cell holds the last barrier it injected.
-pub(crate) fn register_source() -> Rc<Cell<u64>> {
-    let cell = Rc::new(Cell::new(0));
-    with(|l| {
-        cell.set(l.written);
-        l.sources.push(cell.clone())
-    });
-    cell
-}
-
-/// The state restored for `node`, if the job restores.
-pub(crate) fn restored(node: usize) -> Option<StateReader> {
-    with(|l| {
-        l.restore.as_mut().map(|r| StateReader {
-            checkpoint: r.checkpoint,
-            shard: r.shard,
-            shards: r.shards,
-            entries: r.nodes.remove(&node).unwrap_or_default(),
-        })
-    })
-    .flatten()
-}
-
-/// Hands over `node`'s state for checkpoint `id`.
-pub(crate) fn submit(node: usize, id: u64, state: StateWriter) {
-    with(|l| {
-        let p = l.pending_for(id);
-        p.nodes.entry(node).or_default().extend(state.entries);
-    });
-}
-
-/// An input of an operator started (`true`) or stopped holding back records for
-/// alignment; the time in between counts as alignment.
-pub(crate) fn holding(id: u64, holding: bool) {
-    with(|l| {
-        let p = l.pending_for(id);
-        if holding {
-            p.holding_since.get_or_insert_with(Instant::now);
-        } else if let Some(since) = p.holding_since.take() {
-            p.alignment = p.alignment.max(since.elapsed());
-        }
-    });
-}
-
-/// After `frontier` took `progress` (it was aligning a barrier before if `was_aligning`):
-/// records when an exactly-once input started and stopped holding back records.
-pub(crate) fn track_alignment(
-    was_aligning: bool,
-    frontier: &crate::progress::Frontier,
-    progress: crate::progress::Progress,
-) {
-    match (was_aligning, frontier.aligning(), progress) {
-        (false, true, crate::progress::Progress::Barrier(id)) => holding(id, true),
-        (true, false, _) => holding(frontier.last_barrier(), false),
-        _ => {}
-    }
-}
-
-impl Local {
+impl State {
     fn pending_for(&mut self, id: u64) -> &mut Pending {
         if self.pending.as_ref().map_or(true, |p| p.id != id) {
-            self.pending = Some(Pending {
-                id,
-                nodes: BTreeMap::new(),
-                holding_since: None,
-                alignment: Duration::ZERO,
-            });
+            self.pending = Some(Pending::new(id));
         }
         self.pending.as_mut().expect("set above")
     }
 }
 
-/// The shard loop's turn: runs commit hooks of completed checkpoints, and writes this
-/// shard's file once every input and source reached the requested barrier.
-pub(crate) fn service() -> Result<(), Failure> {
-    let Some(result) = with(|l| -> Result<u64, Failure> {
-        let requested = l.coord.requested.load(Ordering::Acquire);
-        if requested > l.written
-            && l.inputs.iter().all(|c| c.get() >= requested)
-            && l.sources.iter().all(|c| c.get() >= requested)
-        {
-            l.written = requested;
-            let pending = match l.pending.take() {
-                Some(p) if p.id == requested => p,
-                _ => Pending {
-                    id: requested,
-                    nodes: BTreeMap::new(),
-                    holding_since: None,
-                    alignment: Duration::ZERO,
-                },
-            };
-            write_shard_file(l, pending)?;
-        }
-        Ok(l.coord.completed.load(Ordering::Acquire))
-    }) else {
-        return Ok(());
-    };
-    let completed = result?;
-    // Hooks run outside the borrow: a hook may call back into the runtime.
-    let due = with(|l| (completed > l.committed).then(|| std::mem::take(&mut l.hooks))).flatten();
-    if let Some(mut hooks) = due {
-        let mut result = Ok(());
-        for h in &mut hooks {
-            result = result.and_then(|()| h(completed));
-        }
-        with(|l| {
-            l.committed = completed;
-            hooks.append(&mut l.hooks);
-            l.hooks = hooks;
-        });
-        result?;
+impl ShardCheckpoint {
+    /// Shard `shard` of `shards`'s checkpoint state, restoring `restore`.
+    pub(crate) fn new(
+        shard: usize,
+        shards: usize,
+        coord: Arc<Coordinator>,
+        first_epoch: u64,
+        restore: Option<Restore>,
+    ) -> Rc<Self> {
+        let base = coord.completed.load(Ordering::SeqCst);
+        Rc::new(ShardCheckpoint {
+            shard,
+            shards,
+            coord,
+            first_epoch,
+            state: RefCell::new(State {
+                restore,
+                inputs: Vec::new(),
+                sources: Vec::new(),
+                pending: None,
+                hooks: Vec::new(),
+                committed: base,
+                written: base,
+                done: false,
+            }),
+        })
     }
-    Ok(())
-}
 
-/// Serializes the shard's state for `pending.id` and hands the bytes to the coordinator
-/// thread, which writes and syncs the file while the shard keeps processing, then acks.
-fn write_shard_file(l: &mut Local, pending: Pending) -> Result<(), Failure> {
-    let id = pending.id;
-    let file = ShardFile {
-        checkpoint: id,
-        shard: l.shard as u32,
-        shards: l.shards as u32,
-        nodes: pending
-            .nodes
-            .into_iter()
-            .map(|(node, entries)| NodeState {
-                operator: l.coord.operator_ids[node].clone(),
-                entries,
-            })
-            .collect(),
-    };
-    let bytes = store::encode(&file)
-        .map_err(|e| Failure::new(format!("could not serialize checkpoint {id}: {e}")))?;
-    l.coord.alignment_ns[l.shard].store(pending.alignment.as_nanos() as u64, Ordering::SeqCst);
-    l.coord.submit_file(id, l.shard, bytes);
-    Ok(())
-}
-
-/// Marks this shard done (all its inputs ended). Returns whether it may stop: once the
-/// coordinator starts no more checkpoints and this shard's files are written.
-pub(crate) fn may_stop() -> bool {
-    with(|l| {
-        if !l.done {
-            l.done = true;
-            l.coord.done_shards.fetch_add(1, Ordering::SeqCst);
+    /// What operators may know: the guarantee and the first epoch of this run.
+    pub(crate) fn context(&self) -> CheckpointContext {
+        CheckpointContext {
+            guarantee: self.coord.guarantee,
+            first_epoch: self.first_epoch,
         }
-        let acked = l.coord.acked[l.shard].load(Ordering::SeqCst);
-        l.coord.stopped.load(Ordering::SeqCst)
-            && l.written <= acked
-            && l.coord.requested.load(Ordering::SeqCst) <= l.written
-    })
-    .unwrap_or(true)
-}
+    }
 
-/// The at-most-once guarantee is on.
-pub(crate) fn at_most_once() -> bool {
-    with(|l| l.coord.guarantee == Guarantee::AtMostOnce).unwrap_or(false)
+    /// This shard's index.
+    pub(crate) fn index(&self) -> usize {
+        self.shard
+    }
+
+    /// The state shared with the coordinator.
+    pub(crate) fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coord
+    }
+
+    /// True if barriers are aligned (exactly-once).
+    pub(crate) fn aligned(&self) -> bool {
+        self.coord.guarantee.aligned()
+    }
+
+    /// True under at-most-once (leases, no snapshots).
+    pub(crate) fn at_most_once(&self) -> bool {
+        self.coord.guarantee == Guarantee::AtMostOnce
+    }
+
+    /// Runs `hook` on this shard after every completed checkpoint, with its id.
+    pub(crate) fn on_complete(&self, hook: Hook) {
+        self.state.borrow_mut().hooks.push(hook);
+    }
+
+    /// A new operator input that must see every barrier: the cell holds the last one it saw.
+    pub(crate) fn register_input(&self) -> Rc<Cell<u64>> {
+        let mut s = self.state.borrow_mut();
+        let cell = Rc::new(Cell::new(s.written));
+        s.inputs.push(cell.clone());
+        cell
+    }
+
+    /// A new source: the cell holds the last barrier it injected.
+    pub(crate) fn register_source(&self) -> Rc<Cell<u64>> {
+        let mut s = self.state.borrow_mut();
+        let cell = Rc::new(Cell::new(s.written));
+        s.sources.push(cell.clone());
+        cell
+    }
+
+    /// The state restored for `node`, if the job restores.
+    pub(crate) fn restored(&self, node: usize) -> Option<StateReader> {
+        let mut s = self.state.borrow_mut();
+        s.restore.as_mut().map(|r| StateReader {
+            checkpoint: r.checkpoint,
+            shard: r.shard,
+            shards: r.shards,
+            entries: r.nodes.remove(&node).unwrap_or_default(),
+        })
+    }
+
+    /// Hands over `node`'s state for checkpoint `id`.
+    pub(crate) fn submit(&self, node: usize, id: u64, state: StateWriter) {
+        let mut s = self.state.borrow_mut();
+        let p = s.pending_for(id);
+        p.nodes.entry(node).or_default().extend(state.entries);
+    }
+
+    /// An input of an operator started (`true`) or stopped holding back records for
+    /// alignment; the time in between counts as alignment.
+    fn holding(&self, id: u64, holding: bool) {
+        let mut s = self.state.borrow_mut();
+        let p = s.pending_for(id);
+        if holding {
+            p.holding_since.get_or_insert_with(Instant::now);
+        } else if let Some(since) = p.holding_since.take() {
+            p.alignment = p.alignment.max(since.elapsed());
+        }
+    }
+
+    /// After `frontier` took `progress` (it was aligning a barrier before if
+    /// `was_aligning`): records when an exactly-once input started and stopped holding
+    /// back records.
+    pub(crate) fn track_alignment(
+        &self,
+        was_aligning: bool,
+        frontier: &Frontier,
+        progress: Progress,
+    ) {
+        match (was_aligning, frontier.aligning(), progress) {
+            (false, true, Progress::Barrier(id)) => self.holding(id, true),
+            (true, false, _) => self.holding(frontier.last_barrier(), false),
+            _ => {}
+        }
+    }
+
+    /// The shard loop's turn: runs commit hooks of completed checkpoints, and writes this
+    /// shard's file once every input and source reached the requested barrier.
+    pub(crate) fn service(&self) -> Result<(), Failure> {
+        let completed = {
+            let mut s = self.state.borrow_mut();
+            let requested = self.coord.requested.load(Ordering::Acquire);
+            if requested > s.written
+                && s.inputs.iter().all(|c| c.get() >= requested)
+                && s.sources.iter().all(|c| c.get() >= requested)
+            {
+                s.written = requested;
+                let pending = match s.pending.take() {
+                    Some(p) if p.id == requested => p,
+                    _ => Pending::new(requested),
+                };
+                self.write_shard_file(pending)?;
+            }
+            self.coord.completed.load(Ordering::Acquire)
+        };
+        // Hooks run outside the borrow: a hook may call back into the runtime.
+        let due = {
+            let mut s = self.state.borrow_mut();
+            (completed > s.committed).then(|| std::mem::take(&mut s.hooks))
+        };
+        if let Some(mut hooks) = due {
+            let mut result = Ok(());
+            for h in &mut hooks {
+                result = result.and_then(|()| h(completed));
+            }
+            let mut s = self.state.borrow_mut();
+            s.committed = completed;
+            hooks.append(&mut s.hooks);
+            s.hooks = hooks;
+            drop(s);
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Serializes the shard's state for `pending.id` and hands the bytes to the
+    /// coordinator thread, which writes and syncs the file while the shard keeps
+    /// processing, then acks.
+    fn write_shard_file(&self, pending: Pending) -> Result<(), Failure> {
+        let id = pending.id;
+        let file = ShardFile {
+            checkpoint: id,
+            shard: self.shard as u32,
+            shards: self.shards as u32,
+            nodes: pending
+                .nodes
+                .into_iter()
+                .map(|(node, entries)| NodeState {
+                    operator: self.coord.operator_ids[node].clone(),
+                    entries,
+                })
+                .collect(),
+        };
+        let bytes = store::encode(&file)
+            .map_err(|e| Failure::caused_by(format!("could not serialize checkpoint {id}"), e))?;
+        self.coord.alignment_ns[self.shard]
+            .store(pending.alignment.as_nanos() as u64, Ordering::SeqCst);
+        self.coord.submit_file(id, self.shard, bytes);
+        Ok(())
+    }
+
+    /// Marks this shard done (all its inputs ended). Returns whether it may stop: once the
+    /// coordinator starts no more checkpoints and this shard's files are written.
+    pub(crate) fn may_stop(&self) -> bool {
+        let mut s = self.state.borrow_mut();
+        if !s.done {
+            s.done = true;
+            self.coord.done_shards.fetch_add(1, Ordering::SeqCst);
+        }
+        let acked = self.coord.acked[self.shard].load(Ordering::SeqCst);
+        self.coord.stopped.load(Ordering::SeqCst)
+            && s.written <= acked
+            && self.coord.requested.load(Ordering::SeqCst) <= s.written
+    }
 }

@@ -38,7 +38,7 @@
 //! is used.
 
 mod coordinator;
-pub(crate) mod local;
+mod local;
 mod store;
 
 use std::fmt;
@@ -54,6 +54,7 @@ use crate::keys::{key_group, shard_of_key_group};
 
 pub(crate) use coordinator::Coordinator;
 pub use coordinator::{CheckpointRecord, CheckpointStats};
+pub(crate) use local::{Restore, ShardCheckpoint};
 pub(crate) use store::{
     archived, load_leases as store_leases, prune, remove_after, Manifest, ShardFile, StateEntry,
     FORMAT_VERSION,
@@ -351,7 +352,7 @@ fn mismatch(e: rkyv::rancor::Error) -> Failure {
 }
 
 /// What a shard's operators can learn about checkpointing while they are built (from
-/// [`context`]).
+/// [`ShardContext::checkpoint`](crate::ShardContext::checkpoint)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointContext {
     /// The guarantee the job runs with.
@@ -360,19 +361,6 @@ pub struct CheckpointContext {
     /// at-least-once), or one past the previous run (at-most-once). Epoch `e` holds the
     /// output between barriers `e - 1` and `e`.
     pub first_epoch: u64,
-}
-
-/// The checkpoint settings of the job being built on this shard, or `None` when it runs
-/// without checkpoints. Meant for sink and operator factories, which run on the shard.
-pub fn context() -> Option<CheckpointContext> {
-    local::context()
-}
-
-/// Registers `hook` to run on this shard after every completed checkpoint, with its id:
-/// where a two-phase-commit sink commits. Only valid while the job is being built on a
-/// shard with checkpointing on (otherwise it does nothing).
-pub fn on_complete(hook: Box<dyn FnMut(u64) -> crate::OpResult>) {
-    local::on_complete(hook);
 }
 
 /// At-most-once: writes the lease of `node`'s source on `shard` (atomically and durably,
@@ -413,7 +401,7 @@ pub(crate) fn assign(
     shard: usize,
     shards: usize,
     ids: &[String],
-) -> local::Restore {
+) -> Restore {
     let node_of: std::collections::HashMap<&str, usize> = ids
         .iter()
         .enumerate()
@@ -443,7 +431,7 @@ pub(crate) fn assign(
             }
         }
     }
-    local::Restore {
+    Restore {
         checkpoint,
         shard,
         shards,

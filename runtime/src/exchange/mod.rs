@@ -17,6 +17,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use crate::checkpoint::ShardCheckpoint;
 use crate::data::ExchangeData;
 use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
 use crate::exchange::receiver::ExchangeReceiver;
@@ -34,19 +35,21 @@ pub(crate) struct ShardExchange {
     pub head: Box<dyn Head>,
 }
 
+/// What one exchange edge is built from on one shard.
+pub(crate) struct EdgeOnShard {
+    pub shard: usize,
+    /// The channels to every shard, and from every shard.
+    pub tx: Vec<ChannelTx>,
+    pub rx: Vec<ChannelRx>,
+    pub limits: ChannelLimits,
+    pub checkpoint: Option<Rc<ShardCheckpoint>>,
+}
+
 /// An exchange edge with its record type erased, so the job description can hold it.
 pub(crate) trait ErasedExchange: Send + Sync {
-    /// Builds the sender and receiver on shard `shard`; `downstream` is the consuming
-    /// input's `Box<dyn Push<T>>`.
-    fn build(
-        &self,
-        name: String,
-        shard: usize,
-        downstream: Box<dyn Any>,
-        tx: Vec<ChannelTx>,
-        rx: Vec<ChannelRx>,
-        limits: ChannelLimits,
-    ) -> ShardExchange;
+    /// Builds the sender and receiver on one shard; `downstream` is the consuming input's
+    /// `Box<dyn Push<T>>`.
+    fn build(&self, name: String, downstream: Box<dyn Any>, edge: EdgeOnShard) -> ShardExchange;
 }
 
 pub(crate) struct TypedExchange<T> {
@@ -54,15 +57,14 @@ pub(crate) struct TypedExchange<T> {
 }
 
 impl<T: ExchangeData> ErasedExchange for TypedExchange<T> {
-    fn build(
-        &self,
-        name: String,
-        shard: usize,
-        downstream: Box<dyn Any>,
-        tx: Vec<ChannelTx>,
-        rx: Vec<ChannelRx>,
-        limits: ChannelLimits,
-    ) -> ShardExchange {
+    fn build(&self, name: String, downstream: Box<dyn Any>, edge: EdgeOnShard) -> ShardExchange {
+        let EdgeOnShard {
+            shard,
+            tx,
+            rx,
+            limits,
+            checkpoint,
+        } = edge;
         let downstream = *downstream
             .downcast::<Box<dyn Push<T>>>()
             .expect("exchange input built with its own record type");
@@ -85,7 +87,7 @@ impl<T: ExchangeData> ErasedExchange for TypedExchange<T> {
             sender_push: Box::new(push),
             driver: sender,
             blocked,
-            head: Box::new(ExchangeReceiver::new(name, rx, downstream)),
+            head: Box::new(ExchangeReceiver::new(name, rx, downstream, checkpoint)),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The consuming side of an exchange on one shard: reads batches from every producer's
 //! channel in place, hands the buffers back, and pushes the records down its chain.
 
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use crate::checkpoint::{local, Coordinator};
+use crate::checkpoint::ShardCheckpoint;
 use crate::data::ExchangeData;
 use crate::error::Failure;
 use crate::exchange::channel::{ChannelRx, Msg};
@@ -23,9 +23,10 @@ pub(crate) struct ExchangeReceiver<T> {
     downstream: Box<dyn Push<T>>,
     staging: Vec<T>,
     next: usize,
+    /// The shard's checkpoint, if the job takes them.
+    checkpoint: Option<Rc<ShardCheckpoint>>,
     /// Exactly-once: a channel that delivered the barrier being aligned is not read.
     aligned: bool,
-    coord: Option<Arc<Coordinator>>,
 }
 
 impl<T: ExchangeData> ExchangeReceiver<T> {
@@ -33,6 +34,7 @@ impl<T: ExchangeData> ExchangeReceiver<T> {
         name: String,
         channels: Vec<ChannelRx>,
         downstream: Box<dyn Push<T>>,
+        checkpoint: Option<Rc<ShardCheckpoint>>,
     ) -> Self {
         let frontier = Frontier::new(channels.len());
         ExchangeReceiver {
@@ -42,8 +44,8 @@ impl<T: ExchangeData> ExchangeReceiver<T> {
             downstream,
             staging: Vec::new(),
             next: 0,
-            aligned: local::aligned(),
-            coord: local::coordinator(),
+            aligned: checkpoint.as_ref().is_some_and(|c| c.aligned()),
+            checkpoint,
         }
     }
 }
@@ -81,8 +83,8 @@ impl<T: ExchangeData> Head for ExchangeReceiver<T> {
                         let was_aligning = self.frontier.aligning();
                         let downstream = &mut self.downstream;
                         self.frontier.update(i, p, |q| downstream.progress(q))?;
-                        if self.aligned {
-                            local::track_alignment(was_aligning, &self.frontier, p);
+                        if let Some(c) = self.checkpoint.as_ref().filter(|_| self.aligned) {
+                            c.track_alignment(was_aligning, &self.frontier, p);
                         }
                     }
                 }
@@ -105,14 +107,14 @@ impl<T: ExchangeData> Head for ExchangeReceiver<T> {
     }
 
     fn late_barrier(&mut self) -> Result<(), Failure> {
-        let Some(coord) = &self.coord else {
+        let Some(checkpoint) = &self.checkpoint else {
             return Ok(());
         };
         if !self.frontier.is_ended() {
             return Ok(());
         }
         // Once every channel ended the frontier passes a new barrier on at once, once.
-        let requested = coord.requested.load(Ordering::Acquire);
+        let requested = checkpoint.coordinator().requested.load(Ordering::Acquire);
         let downstream = &mut self.downstream;
         self.frontier
             .update(0, Progress::Barrier(requested), |q| downstream.progress(q))

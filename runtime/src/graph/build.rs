@@ -8,11 +8,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::{Built, GraphDesc, NodeBuilder, StreamId};
+use super::{Built, GraphDesc, NodeBuilder, ShardContext, StreamId};
+use crate::checkpoint::ShardCheckpoint;
 use crate::clock::Clock;
 use crate::context::ShardInfo;
 use crate::error::Error;
 use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
+use crate::exchange::EdgeOnShard;
 use crate::head::{BlockedFlag, SenderDriver};
 use crate::shard::{HeadSlot, Plan};
 
@@ -30,7 +32,9 @@ pub(crate) fn instantiate(
     mut endpoints: ShardEndpoints,
     limits: ChannelLimits,
     clock: Clock,
+    checkpoint: Option<Rc<ShardCheckpoint>>,
 ) -> Result<Plan, Error> {
+    let context = ShardContext::new(info, clock, checkpoint.as_ref().map(|c| c.context()));
     let n = graph.nodes.len();
     let counters: Vec<Rc<Cell<u64>>> = (0..n).map(|_| Rc::new(Cell::new(0))).collect();
     let mut consumers: HashMap<StreamId, Vec<Box<dyn Any>>> = HashMap::new();
@@ -40,12 +44,12 @@ pub(crate) fn instantiate(
     for node in (0..n).rev() {
         let desc = &graph.nodes[node];
         let mut builder = NodeBuilder {
-            shard: info,
+            context: &context,
             node,
             batch_records: limits.batch_records,
-            clock,
             consumers: &mut consumers,
             counter: counters[node].clone(),
+            checkpoint: checkpoint.clone(),
             failure: None,
         };
         let built = (desc.build)(&mut builder);
@@ -84,14 +88,14 @@ pub(crate) fn instantiate(
                         }
                         Some(x) => {
                             let ex = &graph.exchanges[x];
-                            let built = ex.edge.build(
-                                ex.name.clone(),
-                                info.index,
-                                push,
-                                std::mem::take(&mut endpoints.tx[x]),
-                                std::mem::take(&mut endpoints.rx[x]),
+                            let edge = EdgeOnShard {
+                                shard: info.index,
+                                tx: std::mem::take(&mut endpoints.tx[x]),
+                                rx: std::mem::take(&mut endpoints.rx[x]),
                                 limits,
-                            );
+                                checkpoint: checkpoint.clone(),
+                            };
+                            let built = ex.edge.build(ex.name.clone(), push, edge);
                             heads.push(HeadSlot {
                                 head: built.head,
                                 blockers: reach.clone(),

@@ -26,6 +26,7 @@
 //! ```
 
 mod build;
+mod context;
 mod node;
 
 use std::cell::RefCell;
@@ -37,7 +38,6 @@ use crate::data::{Data, ExchangeData};
 use crate::exchange::route::Partitioning;
 use crate::exchange::TypedExchange;
 use crate::operator::binary::{BinaryState, LeftInput, RightInput};
-use crate::operator::unary::UnaryInput;
 use crate::operator::union::{UnionInput, UnionState};
 use crate::operator::{BinaryOperator, Operator};
 use crate::progress::Progress;
@@ -46,6 +46,7 @@ use crate::sink::{CollectSink, Collected, DiscardSink, Sink, SinkOperator};
 use crate::source::{strided, IterSource, Source};
 
 pub(crate) use build::{instantiate, ShardEndpoints};
+pub use context::ShardContext;
 pub(crate) use node::{Built, ExchangeDesc, GraphDesc, InputDesc, NodeBuilder, NodeDesc, StreamId};
 
 /// A dataflow under construction. Hand it to [`Runtime::run`](crate::Runtime::run).
@@ -118,14 +119,14 @@ impl Dataflow {
     where
         T: Data,
         S: Source<T> + 'static,
-        F: Fn(crate::ShardInfo) -> S + Send + Sync + 'static,
+        F: Fn(&ShardContext) -> S + Send + Sync + 'static,
     {
         let node = self.graph.borrow_mut().add(NodeDesc {
             name: name.to_string(),
             inputs: Vec::new(),
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
                 let out = SourceOutput::new(b.output::<T>(0));
-                Built::Source(b.source_head(make(b.shard), out))
+                Built::Source(b.source_head(make(b.context), out))
             }),
         });
         self.stream(node, 0)
@@ -140,8 +141,8 @@ impl Dataflow {
         I::IntoIter: 'static,
         F: Fn(crate::ShardInfo) -> I + Send + Sync + 'static,
     {
-        self.source(name, move |shard| {
-            IterSource::new(make(shard).into_iter(), shard)
+        self.source(name, move |ctx| {
+            IterSource::new(make(ctx.info()).into_iter(), ctx.info())
         })
     }
 
@@ -182,16 +183,16 @@ impl<T: Data> Stream<T> {
     where
         U: Data,
         Op: Operator<T, Out = Output<U>> + 'static,
-        F: Fn(crate::ShardInfo) -> Op + Send + Sync + 'static,
+        F: Fn(&ShardContext) -> Op + Send + Sync + 'static,
     {
         let node = self.add_node(NodeDesc {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
                 let out = b.output::<U>(0);
-                let mut op = make(b.shard);
+                let mut op = make(b.context);
                 b.restore(|s| op.restore(s));
-                Built::Inputs(vec![b.input::<T>(UnaryInput::new(op, out))])
+                Built::Inputs(vec![b.unary_input::<T, _>(op, out)])
             }),
         });
         self.derived(node, 0)
@@ -204,16 +205,16 @@ impl<T: Data> Stream<T> {
     pub fn watermark_generator<Op, F>(&self, name: &str, make: F) -> Stream<T>
     where
         Op: Operator<T, Out = SourceOutput<T>> + 'static,
-        F: Fn(crate::ShardInfo) -> Op + Send + Sync + 'static,
+        F: Fn(&ShardContext) -> Op + Send + Sync + 'static,
     {
         let node = self.add_node(NodeDesc {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
                 let out = SourceOutput::new(b.output::<T>(0));
-                let mut op = make(b.shard);
+                let mut op = make(b.context);
                 b.restore(|s| op.restore(s));
-                Built::Inputs(vec![b.input::<T>(UnaryInput::new(op, out))])
+                Built::Inputs(vec![b.unary_input::<T, _>(op, out)])
             }),
         });
         self.derived(node, 0)
@@ -225,16 +226,16 @@ impl<T: Data> Stream<T> {
         A: Data,
         B: Data,
         Op: Operator<T, Out = (Output<A>, Output<B>)> + 'static,
-        F: Fn(crate::ShardInfo) -> Op + Send + Sync + 'static,
+        F: Fn(&ShardContext) -> Op + Send + Sync + 'static,
     {
         let node = self.add_node(NodeDesc {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
                 let outs = (b.output::<A>(0), b.output::<B>(1));
-                let mut op = make(b.shard);
+                let mut op = make(b.context);
                 b.restore(|s| op.restore(s));
-                Built::Inputs(vec![b.input::<T>(UnaryInput::new(op, outs))])
+                Built::Inputs(vec![b.unary_input::<T, _>(op, outs)])
             }),
         });
         (self.derived(node, 0), self.derived(node, 1))
@@ -246,14 +247,14 @@ impl<T: Data> Stream<T> {
         B: Data,
         U: Data,
         Op: BinaryOperator<T, B, Out = Output<U>> + 'static,
-        F: Fn(crate::ShardInfo) -> Op + Send + Sync + 'static,
+        F: Fn(&ShardContext) -> Op + Send + Sync + 'static,
     {
         let node = self.add_node(NodeDesc {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id), InputDesc::forward(other.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
                 let out = b.output::<U>(0);
-                let state = BinaryState::new(make(b.shard), out);
+                let state = BinaryState::new(make(b.context), out, b.snapshots());
                 b.restore(|s| state.borrow_mut().restore(s));
                 Built::Inputs(vec![
                     b.input::<T>(LeftInput(state.clone())),
@@ -274,7 +275,8 @@ impl<T: Data> Stream<T> {
             name: "union".to_string(),
             inputs,
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
-                let state = Rc::new(RefCell::new(UnionState::new(b.output::<T>(0), n)));
+                let out = b.output::<T>(0);
+                let state = Rc::new(RefCell::new(UnionState::new(out, n, b.checkpoint.clone())));
                 Built::Inputs(
                     (0..n)
                         .map(|input| {
@@ -331,15 +333,15 @@ impl<T: Data> Stream<T> {
     pub fn sink<S, F>(&self, name: &str, make: F)
     where
         S: Sink<T> + 'static,
-        F: Fn(crate::ShardInfo) -> S + Send + Sync + 'static,
+        F: Fn(&ShardContext) -> S + Send + Sync + 'static,
     {
         self.add_node(NodeDesc {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
-                let mut op = SinkOperator::new(make(b.shard));
+                let mut op = SinkOperator::new(make(b.context), b.checkpoint.as_deref());
                 b.restore(|s| op.restore(s));
-                Built::Inputs(vec![b.input::<T>(UnaryInput::new(op, ()))])
+                Built::Inputs(vec![b.unary_input::<T, _>(op, ())])
             }),
         });
     }

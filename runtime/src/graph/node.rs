@@ -6,14 +6,15 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::checkpoint::StateReader;
-use crate::clock::Clock;
-use crate::context::ShardInfo;
+use crate::checkpoint::{ShardCheckpoint, StateReader};
 use crate::data::Data;
 use crate::error::OpResult;
 use crate::exchange::ErasedExchange;
+use crate::graph::ShardContext;
 use crate::head::Head;
 use crate::instrument::{attribute, enter, leave, Instrumented};
+use crate::operator::unary::UnaryInput;
+use crate::operator::{Operator, Snapshots};
 use crate::push::{Output, Push, SourceOutput};
 use crate::source::Source;
 use crate::source::SourceHead;
@@ -116,12 +117,14 @@ impl GraphDesc {
 /// Builds one node's instance on a shard. Consumers are built before producers, so a
 /// node's outputs can be wired to the already built inputs of its consumers.
 pub(crate) struct NodeBuilder<'a> {
-    pub shard: ShardInfo,
+    /// What the node's factory receives.
+    pub context: &'a ShardContext,
     pub node: usize,
     pub batch_records: usize,
     pub consumers: &'a mut HashMap<StreamId, Vec<Box<dyn Any>>>,
     pub counter: Rc<Cell<u64>>,
-    pub clock: Clock,
+    /// The shard's part in checkpoints, when the job takes them.
+    pub checkpoint: Option<Rc<ShardCheckpoint>>,
     /// The first failure met while building (a restore that failed).
     pub failure: Option<crate::error::Failure>,
 }
@@ -145,17 +148,40 @@ impl NodeBuilder<'_> {
         Output::new(consumers, self.batch_records)
     }
 
-    /// Wraps an input so that its records are counted and failures name this node.
+    /// Wraps an input so that its records are counted, failures name this node, and (with
+    /// checkpoints) the shard knows which barrier it passed last.
     pub fn input<I: 'static>(&mut self, push: impl Push<I> + 'static) -> Box<dyn Any> {
-        let push = Instrumented::new(push, self.node, self.counter.clone());
+        let barrier = self.checkpoint.as_ref().map(|c| c.register_input());
+        let push = Instrumented::new(push, self.node, self.counter.clone(), barrier);
         let push: Box<dyn Push<I>> = Box::new(push);
         Box::new(push)
+    }
+
+    /// The input of one-input operator `op` writing to `out`.
+    pub fn unary_input<I: 'static, Op: Operator<I> + 'static>(
+        &mut self,
+        op: Op,
+        out: Op::Out,
+    ) -> Box<dyn Any>
+    where
+        Op::Out: 'static,
+    {
+        let input = UnaryInput::new(op, out, self.snapshots());
+        self.input::<I>(input)
+    }
+
+    /// Where this node's operator hands its state at a barrier.
+    pub fn snapshots(&self) -> Option<Snapshots> {
+        self.checkpoint.clone().map(|checkpoint| Snapshots {
+            node: self.node,
+            checkpoint,
+        })
     }
 
     /// When the job restores from a checkpoint, hands this node's state to `restore` (the
     /// operator's own restore), before any record arrives.
     pub fn restore(&mut self, restore: impl FnOnce(&StateReader) -> OpResult) {
-        let Some(state) = crate::checkpoint::local::restored(self.node) else {
+        let Some(state) = self.checkpoint.as_ref().and_then(|c| c.restored(self.node)) else {
             return;
         };
         let previous = enter(self.node);
@@ -173,7 +199,7 @@ impl NodeBuilder<'_> {
         mut source: impl Source<T> + 'static,
         out: SourceOutput<T>,
     ) -> Box<dyn Head> {
-        if let Some(state) = crate::checkpoint::local::restored(self.node) {
+        if let Some(state) = self.checkpoint.as_ref().and_then(|c| c.restored(self.node)) {
             let restored = state
                 .values::<crate::checkpoint::SplitPosition>()
                 .and_then(|splits| source.restore(splits));
@@ -187,8 +213,8 @@ impl NodeBuilder<'_> {
             self.node,
             self.counter.clone(),
             self.batch_records,
-            self.clock,
-            self.shard.index,
+            self.context.clock(),
+            self.checkpoint.clone(),
         ))
     }
 }

@@ -6,8 +6,8 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::{take_snapshot, BinaryOperator};
-use crate::checkpoint::{local, StateReader};
+use super::{take_snapshot, BinaryOperator, Snapshots};
+use crate::checkpoint::StateReader;
 use crate::error::OpResult;
 use crate::progress::{Frontier, Progress};
 use crate::push::{Forward, Push};
@@ -24,18 +24,20 @@ pub(crate) struct BinaryState<Op: BinaryOperator<A, B>, A, B> {
     op: Op,
     out: Op::Out,
     frontier: Frontier,
+    snapshots: Option<Snapshots>,
     aligned: bool,
     held: VecDeque<Held<A, B>>,
     _in: std::marker::PhantomData<fn(A, B)>,
 }
 
 impl<Op: BinaryOperator<A, B>, A, B> BinaryState<Op, A, B> {
-    pub(crate) fn new(op: Op, out: Op::Out) -> Rc<RefCell<Self>> {
+    pub(crate) fn new(op: Op, out: Op::Out, snapshots: Option<Snapshots>) -> Rc<RefCell<Self>> {
         Rc::new(RefCell::new(BinaryState {
             op,
             out,
             frontier: Frontier::new(2),
-            aligned: local::aligned(),
+            aligned: snapshots.as_ref().is_some_and(Snapshots::aligned),
+            snapshots,
             held: VecDeque::new(),
             _in: std::marker::PhantomData,
         }))
@@ -75,8 +77,9 @@ impl<Op: BinaryOperator<A, B>, A, B> BinaryState<Op, A, B> {
         }
         let was_aligning = self.frontier.aligning();
         self.update(input, progress)?;
-        if self.aligned {
-            local::track_alignment(was_aligning, &self.frontier, progress);
+        if let Some(s) = self.snapshots.as_ref().filter(|_| self.aligned) {
+            s.checkpoint
+                .track_alignment(was_aligning, &self.frontier, progress);
         }
         if was_aligning && !self.frontier.aligning() {
             // Replay what alignment held back, in arrival order.
@@ -93,7 +96,11 @@ impl<Op: BinaryOperator<A, B>, A, B> BinaryState<Op, A, B> {
 
     fn update(&mut self, input: usize, progress: Progress) -> OpResult {
         let BinaryState {
-            op, out, frontier, ..
+            op,
+            out,
+            frontier,
+            snapshots,
+            ..
         } = self;
         frontier.update(input, progress, |p| {
             out.before(p)?;
@@ -101,7 +108,9 @@ impl<Op: BinaryOperator<A, B>, A, B> BinaryState<Op, A, B> {
                 Progress::Watermark(w) => op.on_watermark(w, out)?,
                 Progress::ProcessingTime(t) => op.on_processing_time(t, out)?,
                 Progress::End => op.on_end(out)?,
-                Progress::Barrier(id) => take_snapshot(id, |w| op.snapshot(id, w))?,
+                Progress::Barrier(id) => {
+                    take_snapshot(snapshots.as_ref(), id, |w| op.snapshot(id, w))?
+                }
                 Progress::Idle => {}
             }
             out.after(p)

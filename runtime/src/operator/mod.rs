@@ -17,7 +17,9 @@ pub(crate) mod binary;
 pub(crate) mod unary;
 pub(crate) mod union;
 
-use crate::checkpoint::{local, StateReader, StateWriter};
+use std::rc::Rc;
+
+use crate::checkpoint::{ShardCheckpoint, StateReader, StateWriter};
 use crate::error::OpResult;
 use crate::push::Outputs;
 use crate::time::Timestamp;
@@ -98,15 +100,31 @@ pub trait BinaryOperator<A, B> {
     }
 }
 
-/// Runs an operator's snapshot and hands the state to the shard's checkpoint.
+/// Where an operator hands its state at a barrier: its node, and the shard's checkpoint.
+#[derive(Clone)]
+pub(crate) struct Snapshots {
+    pub node: usize,
+    pub checkpoint: Rc<ShardCheckpoint>,
+}
+
+impl Snapshots {
+    /// True if barriers are aligned (exactly-once).
+    pub(crate) fn aligned(&self) -> bool {
+        self.checkpoint.aligned()
+    }
+}
+
+/// Runs an operator's snapshot for barrier `checkpoint` and hands the state to the shard's
+/// checkpoint.
 pub(crate) fn take_snapshot(
+    snapshots: Option<&Snapshots>,
     checkpoint: u64,
     snapshot: impl FnOnce(&mut StateWriter) -> OpResult,
 ) -> OpResult {
     let mut state = StateWriter::default();
     snapshot(&mut state)?;
-    if let Some(node) = crate::instrument::current_node() {
-        local::submit(node, checkpoint, state);
+    if let Some(s) = snapshots {
+        s.checkpoint.submit(s.node, checkpoint, state);
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The runtime's side of a one-input operator: the [`Push`] its upstream calls. It runs the
 //! operator's callbacks and then forwards the input's progress on the operator's outputs.
 
-use super::{take_snapshot, Operator};
+use super::{take_snapshot, Operator, Snapshots};
 use crate::error::OpResult;
 use crate::progress::Progress;
 use crate::push::{Forward, Push};
@@ -10,14 +10,16 @@ use crate::push::{Forward, Push};
 pub(crate) struct UnaryInput<Op: Operator<I>, I> {
     op: Op,
     out: Op::Out,
+    snapshots: Option<Snapshots>,
     _in: std::marker::PhantomData<fn(I)>,
 }
 
 impl<Op: Operator<I>, I> UnaryInput<Op, I> {
-    pub(crate) fn new(op: Op, out: Op::Out) -> Self {
+    pub(crate) fn new(op: Op, out: Op::Out, snapshots: Option<Snapshots>) -> Self {
         UnaryInput {
             op,
             out,
+            snapshots,
             _in: std::marker::PhantomData,
         }
     }
@@ -31,24 +33,19 @@ impl<Op: Operator<I>, I> Push<I> for UnaryInput<Op, I> {
         self.out.settle()
     }
 
+    /// Runs the callback `progress` calls for, between the outputs' forwarding steps.
     fn progress(&mut self, progress: Progress) -> OpResult {
-        deliver(&mut self.op, &mut self.out, progress)
+        let UnaryInput {
+            op, out, snapshots, ..
+        } = self;
+        out.before(progress)?;
+        match progress {
+            Progress::Watermark(w) => op.on_watermark(w, out)?,
+            Progress::ProcessingTime(t) => op.on_processing_time(t, out)?,
+            Progress::End => op.on_end(out)?,
+            Progress::Barrier(id) => take_snapshot(snapshots.as_ref(), id, |w| op.snapshot(id, w))?,
+            Progress::Idle => {}
+        }
+        out.after(progress)
     }
-}
-
-/// Runs the callback `progress` calls for, between the outputs' forwarding steps.
-pub(crate) fn deliver<I, Op: Operator<I>>(
-    op: &mut Op,
-    out: &mut Op::Out,
-    progress: Progress,
-) -> OpResult {
-    out.before(progress)?;
-    match progress {
-        Progress::Watermark(w) => op.on_watermark(w, out)?,
-        Progress::ProcessingTime(t) => op.on_processing_time(t, out)?,
-        Progress::End => op.on_end(out)?,
-        Progress::Barrier(id) => take_snapshot(id, |w| op.snapshot(id, w))?,
-        Progress::Idle => {}
-    }
-    out.after(progress)
 }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use crate::checkpoint::local;
+use crate::checkpoint::ShardCheckpoint;
 use crate::error::OpResult;
 use crate::progress::{Frontier, Progress};
 use crate::push::{Output, Push};
@@ -15,23 +15,28 @@ use crate::push::{Output, Push};
 pub(crate) struct UnionState<T: Clone> {
     pub(crate) out: Output<T>,
     pub(crate) frontier: Frontier,
-    pub(crate) aligned: bool,
+    /// Exactly-once: the shard's checkpoint, which aligns barriers (none otherwise).
+    pub(crate) aligned: Option<Rc<ShardCheckpoint>>,
     /// What inputs held back by alignment sent: (input, records or progress).
     pub(crate) held: VecDeque<(usize, Result<Vec<T>, Progress>)>,
 }
 
 impl<T: Clone> UnionState<T> {
-    pub(crate) fn new(out: Output<T>, inputs: usize) -> Self {
+    pub(crate) fn new(
+        out: Output<T>,
+        inputs: usize,
+        checkpoint: Option<Rc<ShardCheckpoint>>,
+    ) -> Self {
         UnionState {
             out,
             frontier: Frontier::new(inputs),
-            aligned: local::aligned(),
+            aligned: checkpoint.filter(|c| c.aligned()),
             held: VecDeque::new(),
         }
     }
 
     fn push(&mut self, input: usize, batch: &mut Vec<T>) -> OpResult {
-        if self.aligned && self.frontier.holds(input) {
+        if self.aligned.is_some() && self.frontier.holds(input) {
             self.held.push_back((input, Ok(std::mem::take(batch))));
             return Ok(());
         }
@@ -40,15 +45,15 @@ impl<T: Clone> UnionState<T> {
     }
 
     fn progress(&mut self, input: usize, progress: Progress) -> OpResult {
-        if self.aligned && self.frontier.holds(input) {
+        if self.aligned.is_some() && self.frontier.holds(input) {
             self.held.push_back((input, Err(progress)));
             return Ok(());
         }
         let was_aligning = self.frontier.aligning();
         let UnionState { out, frontier, .. } = self;
         frontier.update(input, progress, |p| out.send(p))?;
-        if self.aligned {
-            local::track_alignment(was_aligning, &self.frontier, progress);
+        if let Some(c) = &self.aligned {
+            c.track_alignment(was_aligning, &self.frontier, progress);
         }
         if was_aligning && !self.frontier.aligning() {
             while let Some((i, item)) = self.held.pop_front() {

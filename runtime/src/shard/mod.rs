@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::checkpoint;
+use crate::checkpoint::ShardCheckpoint;
 use crate::context::ShardInfo;
 use crate::error::{Error, Failure, FailureKind};
 use crate::head::{BlockedFlag, Head, SenderDriver};
@@ -50,7 +50,7 @@ pub(crate) struct Shard {
     waker: Arc<ShardWaker>,
     abort: Arc<AtomicBool>,
     spin_before_park: Duration,
-    checkpointing: bool,
+    checkpoint: Option<Rc<ShardCheckpoint>>,
 }
 
 impl Shard {
@@ -61,6 +61,7 @@ impl Shard {
         waker: Arc<ShardWaker>,
         abort: Arc<AtomicBool>,
         spin_before_park: Duration,
+        checkpoint: Option<Rc<ShardCheckpoint>>,
     ) -> Shard {
         Shard {
             info,
@@ -71,7 +72,7 @@ impl Shard {
             waker,
             abort,
             spin_before_park,
-            checkpointing: checkpoint::local::coordinator().is_some(),
+            checkpoint,
         }
     }
 
@@ -98,7 +99,7 @@ impl Shard {
                 Ok(Err((failure, exchange))) => return Err(self.error(failure, exchange)),
                 Err(panic) => return Err(self.panic_error(panic)),
             };
-            if finished && (!self.checkpointing || checkpoint::local::may_stop()) {
+            if finished && self.checkpoint.as_ref().map_or(true, |c| c.may_stop()) {
                 return Ok(());
             }
             if worked {
@@ -149,7 +150,7 @@ impl Shard {
                 .poll(now, !worked)
                 .map_err(|f| (f, None))?;
         }
-        if self.checkpointing {
+        if let Some(checkpoint) = &self.checkpoint {
             for slot in &mut self.heads {
                 if slot.head.is_done() {
                     slot.head
@@ -157,7 +158,7 @@ impl Shard {
                         .map_err(|f| (f, slot.head.exchange_name().map(str::to_string)))?;
                 }
             }
-            checkpoint::local::service().map_err(|f| (f, None))?;
+            checkpoint.service().map_err(|f| (f, None))?;
         }
         Ok((worked, all_done && !unsent))
     }

@@ -4,10 +4,9 @@
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::{Source, SourceStatus};
-use crate::checkpoint::{local, Coordinator, SplitPosition, StateWriter};
+use crate::checkpoint::{ShardCheckpoint, SplitPosition, StateWriter};
 use crate::clock::{system_now, Clock};
 use crate::error::{Failure, OpResult};
 use crate::head::Head;
@@ -18,11 +17,10 @@ use crate::time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
 
 /// A source's part in checkpoints: barrier injection, and leases under at-most-once.
 struct SourceCheckpoint {
-    coord: Arc<Coordinator>,
+    shard: Rc<ShardCheckpoint>,
     injected: Rc<Cell<u64>>,
     /// At-most-once: the positions leased so far (none written yet: empty).
     leased: Option<Vec<SplitPosition>>,
-    shard: usize,
 }
 
 /// The chain head of a source: polls it and ends its stream when it is done.
@@ -46,12 +44,11 @@ impl<S, T: Clone> SourceHead<S, T> {
         counter: Rc<Cell<u64>>,
         budget: usize,
         clock: Clock,
-        shard: usize,
+        checkpoint: Option<Rc<ShardCheckpoint>>,
     ) -> Self {
-        let checkpoint = local::coordinator().map(|coord| SourceCheckpoint {
-            coord,
-            injected: local::register_source(),
-            leased: local::at_most_once().then(Vec::new),
+        let checkpoint = checkpoint.map(|shard| SourceCheckpoint {
+            injected: shard.register_source(),
+            leased: shard.at_most_once().then(Vec::new),
             shard,
         });
         SourceHead {
@@ -88,15 +85,16 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
         if cp.leased.is_some() {
             return self.renew_lease();
         }
-        let requested = cp.coord.requested.load(Ordering::Acquire);
+        let requested = cp.shard.coordinator().requested.load(Ordering::Acquire);
         if requested <= cp.injected.get() {
             return Ok(());
         }
+        let shard = cp.shard.clone();
         let mut state = StateWriter::default();
         for p in self.positions()? {
             state.put_split(p.split, p)?;
         }
-        local::submit(self.node, requested, state);
+        shard.submit(self.node, requested, state);
         self.out.inner().send(Progress::Barrier(requested))?;
         if let Some(cp) = &self.checkpoint {
             cp.injected.set(requested);
@@ -126,7 +124,8 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
                 ..*p
             })
             .collect();
-        crate::checkpoint::write_lease(&cp.coord, cp.shard, self.node, &lease)?;
+        let shard = cp.shard.index();
+        crate::checkpoint::write_lease(cp.shard.coordinator(), shard, self.node, &lease)?;
         *leased = lease;
         Ok(())
     }
