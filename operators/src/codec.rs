@@ -1,17 +1,8 @@
 //! How stateful operators write their keyed records into checkpoints and read them back
 //! (to be replaced by the runtime's keyed state backend).
 
-/// The failure of a stateful operator that cannot take part in checkpoints yet: better a
-/// clear error than a checkpoint that silently misses its state.
-pub(crate) fn unsupported_checkpoint() -> rill_runtime::Failure {
-    rill_runtime::Failure::new(
-        "this operator keeps state but does not support checkpoints yet; run the job without \
-         checkpointing",
-    )
-}
-
 /// Writes and reads an operator's keyed records (`(key hash, record)`), behind a trait
-/// object so that only the `_checkpointed` constructors need the serialization bounds.
+/// object so that only the operators' constructors carry the serialization bounds.
 pub(crate) trait RecordCodec<R> {
     fn write(
         &self,

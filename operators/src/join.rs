@@ -42,7 +42,7 @@ struct WindowJoin<A, B, K, O> {
     state: BTreeMap<Timestamp, WindowSides<K, A, B>>,
     watermark: Timestamp,
     scratch: Vec<Window>,
-    codec: Option<Codec<WindowJoinRecord<K, A, B>>>,
+    codec: Codec<WindowJoinRecord<K, A, B>>,
 }
 
 /// A window join's checkpoint record: (watermark, key, window, left records, right
@@ -80,9 +80,7 @@ where
     O: Data,
 {
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
+        let codec = &self.codec;
         let w = self.watermark;
         let records = self
             .state
@@ -94,9 +92,7 @@ where
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
+        let codec = &self.codec;
         let mut watermark: Option<Timestamp> = None;
         for (w, k, win, a, b) in codec.read(state)? {
             watermark = Some(watermark.map_or(w, |m| m.min(w)));
@@ -162,7 +158,7 @@ struct IntervalJoin<A, B, K, O> {
     left: FxHashMap<K, Vec<(Timestamp, A)>>,
     right: FxHashMap<K, Vec<(Timestamp, B)>>,
     watermark: Timestamp,
-    codec: Option<Codec<IntervalJoinRecord<K, A, B>>>,
+    codec: Codec<IntervalJoinRecord<K, A, B>>,
 }
 
 impl<A, B, K, O> BinaryOperator<A, B> for IntervalJoin<A, B, K, O>
@@ -173,9 +169,7 @@ where
     O: Data,
 {
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
+        let codec = &self.codec;
         let w = self.watermark;
         let mut records: Vec<(u64, IntervalJoinRecord<K, A, B>)> = Vec::new();
         for (k, a) in &self.left {
@@ -191,9 +185,7 @@ where
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
+        let codec = &self.codec;
         let mut watermark: Option<Timestamp> = None;
         for (w, k, a, b) in codec.read(state)? {
             watermark = Some(watermark.map_or(w, |m| m.min(w)));
@@ -293,45 +285,19 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
         time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
         join: impl Fn(&K, &Window, &A, &B) -> O + Send + Sync + 'static,
-    ) -> Stream<O> {
-        self.window_join_with(other, name, windows, time_a, time_b, join, None)
-    }
-
-    /// [`KeyedStream::window_join`] whose buffered records take part in checkpoints
-    /// (keys and records must be rkyv-serializable). Used as in the example of
-    /// [`KeyedStream::window_join`]; checkpointed runs are tested in
-    /// `operators/tests/checkpoint.rs`.
-    pub fn window_join_checkpointed<B: Data, O: Data>(
-        &self,
-        other: &KeyedStream<B, K>,
-        name: &str,
-        windows: Windows,
-        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
-        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
-        join: impl Fn(&K, &Window, &A, &B) -> O + Send + Sync + 'static,
     ) -> Stream<O>
     where
         (u32, WindowJoinRecord<K, A, B>): rill_runtime::ExchangeData,
     {
+        if windows.is_merging() || windows.is_count() {
+            self.stream().invalid(
+                name,
+                "window_join takes tumbling, sliding or global windows, not sessions or counts",
+            );
+        } else if let Err(e) = windows.validate() {
+            self.stream().invalid(name, e.to_string());
+        }
         let codec: Codec<WindowJoinRecord<K, A, B>> = Arc::new(RkyvRecords);
-        self.window_join_with(other, name, windows, time_a, time_b, join, Some(codec))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn window_join_with<B: Data, O: Data>(
-        &self,
-        other: &KeyedStream<B, K>,
-        name: &str,
-        windows: Windows,
-        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
-        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
-        join: impl Fn(&K, &Window, &A, &B) -> O + Send + Sync + 'static,
-        codec: Option<Codec<WindowJoinRecord<K, A, B>>>,
-    ) -> Stream<O> {
-        assert!(
-            !windows.is_merging() && !windows.is_count(),
-            "window_join takes tumbling, sliding or global windows"
-        );
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: WindowJoinFn<K, A, B, O> = Arc::new(join);
@@ -380,45 +346,17 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
         time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
         join: impl Fn(&K, &A, &B) -> O + Send + Sync + 'static,
-    ) -> Stream<O> {
-        self.interval_join_with(other, name, lower, upper, time_a, time_b, join, None)
-    }
-
-    /// [`KeyedStream::interval_join`] whose buffered records take part in checkpoints
-    /// (keys and records must be rkyv-serializable). Used as in the example of
-    /// [`KeyedStream::interval_join`]; checkpointed runs are tested in
-    /// `operators/tests/checkpoint.rs`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn interval_join_checkpointed<B: Data, O: Data>(
-        &self,
-        other: &KeyedStream<B, K>,
-        name: &str,
-        lower: i64,
-        upper: i64,
-        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
-        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
-        join: impl Fn(&K, &A, &B) -> O + Send + Sync + 'static,
     ) -> Stream<O>
     where
         (u32, IntervalJoinRecord<K, A, B>): rill_runtime::ExchangeData,
     {
+        if lower > upper {
+            self.stream().invalid(
+                name,
+                format!("interval_join needs lower <= upper (got {lower} > {upper})"),
+            );
+        }
         let codec: Codec<IntervalJoinRecord<K, A, B>> = Arc::new(RkyvRecords);
-        self.interval_join_with(other, name, lower, upper, time_a, time_b, join, Some(codec))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn interval_join_with<B: Data, O: Data>(
-        &self,
-        other: &KeyedStream<B, K>,
-        name: &str,
-        lower: i64,
-        upper: i64,
-        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
-        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
-        join: impl Fn(&K, &A, &B) -> O + Send + Sync + 'static,
-        codec: Option<Codec<IntervalJoinRecord<K, A, B>>>,
-    ) -> Stream<O> {
-        assert!(lower <= upper, "interval_join needs lower <= upper");
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: IntervalJoinFn<K, A, B, O> = Arc::new(join);

@@ -135,7 +135,7 @@ struct RollingOp<T, K, A, F> {
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     fold: F,
     state: HashMap<K, A>,
-    codec: Option<Codec<(K, A)>>,
+    codec: Codec<(K, A)>,
 }
 
 impl<T, K, A, F> Operator<T> for RollingOp<T, K, A, F>
@@ -145,22 +145,16 @@ where
     F: Fn(Option<&A>, T) -> A,
 {
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
         let records = self
             .state
             .iter()
             .map(|(k, a)| (hash_key(k), (k.clone(), a.clone())))
             .collect();
-        codec.write(records, state)
+        self.codec.write(records, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
-        self.state.extend(codec.read(state)?);
+        self.state.extend(self.codec.read(state)?);
         Ok(())
     }
 
@@ -203,6 +197,11 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// A rolling fold: for every record, `f(previous aggregate of its key, record)`
     /// becomes the key's aggregate and is emitted with the key.
     ///
+    /// Keys and aggregates must be rkyv-serializable (checked at compile time, like record
+    /// types): with checkpointing on, each key's aggregate is written to checkpoints and
+    /// restored, onto any shard count (by key group). The other rolling aggregates are
+    /// folds and take part in checkpoints the same way.
+    ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
     /// use rill_operators::prelude::*;
@@ -228,39 +227,10 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         A: Data,
         F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,
-    {
-        self.fold_with(name, f, None)
-    }
-
-    /// [`KeyedStream::fold`] whose per-key aggregates are written to checkpoints and
-    /// restored, onto any shard count (keys and aggregates must be rkyv-serializable).
-    /// Used as in the example of [`KeyedStream::fold`]; a job without checkpoints gets
-    /// the same output. Checkpointed runs are shown in `docs/checkpoints.md` and tested
-    /// in `operators/tests/checkpoint.rs`.
-    pub fn fold_checkpointed<A, F>(&self, name: &str, f: F) -> Stream<(K, A)>
-    where
-        A: Data,
-        F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,
         (u32, (K, A)): ExchangeData,
     {
-        self.fold_with(name, f, Some(Arc::new(RkyvRecords)))
-    }
-
-    /// [`KeyedStream::count`] that takes part in checkpoints (used as in its example;
-    /// see [`KeyedStream::fold_checkpointed`]).
-    pub fn count_checkpointed(&self, name: &str) -> Stream<(K, u64)>
-    where
-        (u32, (K, u64)): ExchangeData,
-    {
-        self.fold_checkpointed(name, |acc: Option<&u64>, _| acc.copied().unwrap_or(0) + 1)
-    }
-
-    fn fold_with<A, F>(&self, name: &str, f: F, codec: Option<Codec<(K, A)>>) -> Stream<(K, A)>
-    where
-        A: Data,
-        F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,
-    {
         let key = self.key.clone();
+        let codec: Codec<(K, A)> = Arc::new(RkyvRecords);
         self.stream.unary(name, move |_| RollingOp {
             key: key.clone(),
             fold: f.clone(),
@@ -290,6 +260,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     pub fn reduce<F>(&self, name: &str, f: F) -> Stream<(K, T)>
     where
         F: Fn(&T, T) -> T + Clone + Send + Sync + 'static,
+        (u32, (K, T)): ExchangeData,
     {
         self.fold(name, move |acc: Option<&T>, r| match acc {
             Some(a) => f(a, r),
@@ -313,7 +284,10 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// got.sort();
     /// assert_eq!(got, [("a".into(), 1), ("a".into(), 2), ("b".into(), 1)]);
     /// ```
-    pub fn count(&self, name: &str) -> Stream<(K, u64)> {
+    pub fn count(&self, name: &str) -> Stream<(K, u64)>
+    where
+        (u32, (K, u64)): ExchangeData,
+    {
         self.fold(name, |acc: Option<&u64>, _| acc.copied().unwrap_or(0) + 1)
     }
 
@@ -339,6 +313,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         V: Data + std::ops::Add<Output = V> + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
+        (u32, (K, V)): ExchangeData,
     {
         self.rolling_value(name, value, |acc, v| acc + v)
     }
@@ -365,6 +340,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         V: Data + Ord + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
+        (u32, (K, V)): ExchangeData,
     {
         self.rolling_value(name, value, Ord::min)
     }
@@ -375,6 +351,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         V: Data + Ord + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
+        (u32, (K, V)): ExchangeData,
     {
         self.rolling_value(name, value, Ord::max)
     }
@@ -384,6 +361,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         V: Data + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
+        (u32, (K, V)): ExchangeData,
     {
         self.fold(name, move |acc: Option<&V>, r| {
             let v = value(&r);

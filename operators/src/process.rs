@@ -149,8 +149,8 @@ impl<K: Clone + Hash + Eq, S: Default, O: Clone> ProcessContext<'_, K, S, O> {
 /// timers, processing-time timers).
 pub type KeyRecord<K, S> = (Timestamp, K, Option<S>, Vec<Timestamp>, Vec<Timestamp>);
 
-/// Writes and reads keys' records (kept behind a trait object so that only
-/// [`KeyedStream::process_checkpointed`] needs the serialization bounds).
+/// Writes and reads keys' records (behind a trait object, so that only the constructor,
+/// not the operator, carries the serialization bounds).
 trait StateCodec<K, S> {
     fn write(
         &self,
@@ -216,7 +216,7 @@ struct ProcessOp<T, K, F: ProcessFunction<K, T>> {
     timers: Timers<K>,
     watermark: Timestamp,
     now: Timestamp,
-    codec: Option<Codec<K, F::State>>,
+    codec: Codec<K, F::State>,
 }
 
 impl<T, K, F> ProcessOp<T, K, F>
@@ -274,16 +274,12 @@ where
 {
     /// Every key's state and timers, keyed by the key (see [`KeyRecord`]).
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
+        let codec = &self.codec;
         codec.write(self.watermark, &self.state, &self.timers.set, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
+        let codec = &self.codec;
         let mut watermark: Option<Timestamp> = None;
         for (w, key, s, event, processing) in codec.read(state)? {
             watermark = Some(watermark.map_or(w, |m| m.min(w)));
@@ -327,10 +323,10 @@ where
 }
 
 impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
-    /// Runs a keyed process function; `make` builds one instance per shard. Its state
-    /// does not take part in checkpoints (a checkpointed job fails with a clear error);
-    /// see [`KeyedStream::process_checkpointed`]. [`ProcessFunction`] shows a function
-    /// with state and timers; a stateless one:
+    /// Runs a keyed process function; `make` builds one instance per shard. Its per-key
+    /// state and timers take part in checkpoints (state types must be rkyv-serializable,
+    /// checked at compile time) and are restored onto any shard count by key group.
+    /// [`ProcessFunction`] shows a function with state and timers; a stateless one:
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
@@ -361,36 +357,12 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     pub fn process<F, M>(&self, name: &str, make: M) -> Stream<F::Out>
     where
         F: ProcessFunction<K, T>,
-        M: Fn(ShardInfo) -> F + Send + Sync + 'static,
-    {
-        self.process_with(name, make, None)
-    }
-
-    /// Like [`KeyedStream::process`], and every key's state and timers (and the
-    /// operator's watermark) are written to checkpoints and restored, onto any shard
-    /// count. The function's own fields are not: keep what must survive a failure in the
-    /// per-key state. Used as in the examples of [`KeyedStream::process`]; checkpointed
-    /// runs are tested in `operators/tests/checkpoint.rs`.
-    pub fn process_checkpointed<F, M>(&self, name: &str, make: M) -> Stream<F::Out>
-    where
-        F: ProcessFunction<K, T>,
         F::State: Clone,
         M: Fn(ShardInfo) -> F + Send + Sync + 'static,
         (u32, KeyRecord<K, F::State>): ExchangeData,
     {
-        self.process_with(name, make, Some(Arc::new(RkyvCodec)))
-    }
+        let codec: Codec<K, F::State> = Arc::new(RkyvCodec);
 
-    fn process_with<F, M>(
-        &self,
-        name: &str,
-        make: M,
-        codec: Option<Codec<K, F::State>>,
-    ) -> Stream<F::Out>
-    where
-        F: ProcessFunction<K, T>,
-        M: Fn(ShardInfo) -> F + Send + Sync + 'static,
-    {
         let key = self.key_fn();
         self.stream().unary(name, move |shard| ProcessOp {
             f: make(shard.info()),

@@ -533,7 +533,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         &self,
         name: &str,
         agg: G,
-    ) -> Stream<Pane<K, G::Out>> {
+    ) -> Stream<Pane<K, G::Out>>
+    where
+        (u32, WindowKeyRecord<K, G::Acc, G::Out>): rill_runtime::ExchangeData,
+    {
         self.aggregate_with_late(name, agg).0
     }
 
@@ -584,16 +587,11 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         &self,
         name: &str,
         agg: G,
-    ) -> (Stream<Pane<K, G::Out>>, Stream<T>) {
-        self.aggregate_with(name, agg, None)
-    }
-
-    fn aggregate_with<G: Aggregate<T, K> + Send + Sync>(
-        &self,
-        name: &str,
-        agg: G,
-        codec: Option<operator::WindowCodec<K, G::Acc, G::Out>>,
-    ) -> (Stream<Pane<K, G::Out>>, Stream<T>) {
+    ) -> (Stream<Pane<K, G::Out>>, Stream<T>)
+    where
+        (u32, WindowKeyRecord<K, G::Acc, G::Out>): rill_runtime::ExchangeData,
+    {
+        let codec: operator::WindowCodec<K, G::Acc, G::Out> = Arc::new(crate::RkyvRecords);
         let spec = self.spec.clone();
         let key = self.keyed.key_fn();
         if let Some(Err(e)) = spec.fixed.map(|w| w.validate()) {
@@ -603,33 +601,6 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         self.keyed.stream().unary_split(name, move |_| {
             operator::WindowOperator::new(spec.clone(), key.clone(), agg.clone(), codec.clone())
         })
-    }
-
-    /// Like [`WindowedStream::aggregate`], and the windows (accumulators, pane and
-    /// trigger state) and timers of every key are written to checkpoints and restored,
-    /// onto any shard count (see `rill_runtime::checkpoint`). Needs rkyv-serializable
-    /// keys, accumulators and results. Used as in the example of
-    /// [`WindowedStream::aggregate`]; checkpointed runs are shown in
-    /// `docs/checkpoints.md` and tested in `operators/tests/checkpoint.rs`.
-    pub fn aggregate_checkpointed<G: Aggregate<T, K> + Send + Sync>(
-        &self,
-        name: &str,
-        agg: G,
-    ) -> Stream<Pane<K, G::Out>>
-    where
-        (u32, WindowKeyRecord<K, G::Acc, G::Out>): rill_runtime::ExchangeData,
-    {
-        self.aggregate_with(name, agg, Some(Arc::new(crate::RkyvRecords)))
-            .0
-    }
-
-    /// [`WindowedStream::count`] whose state takes part in checkpoints (used as in its
-    /// example; see [`WindowedStream::aggregate_checkpointed`]).
-    pub fn count_checkpointed(&self, name: &str) -> Stream<Pane<K, i64>>
-    where
-        (u32, WindowKeyRecord<K, i64, i64>): rill_runtime::ExchangeData,
-    {
-        self.aggregate_checkpointed(name, Count::new())
     }
 
     /// The sum of `value(record)` per window (the [`Sum`] aggregate).
@@ -657,7 +628,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         &self,
         name: &str,
         value: impl Fn(&T) -> i64 + Send + Sync + 'static,
-    ) -> Stream<Pane<K, i64>> {
+    ) -> Stream<Pane<K, i64>>
+    where
+        (u32, WindowKeyRecord<K, i64, i64>): rill_runtime::ExchangeData,
+    {
         self.aggregate(name, Sum::new(value))
     }
 
@@ -680,7 +654,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// got.sort();
     /// assert_eq!(got, [(1, 0, 75, 3), (1, 200, 230, 1), (2, 5, 35, 1)]);
     /// ```
-    pub fn count(&self, name: &str) -> Stream<Pane<K, i64>> {
+    pub fn count(&self, name: &str) -> Stream<Pane<K, i64>>
+    where
+        (u32, WindowKeyRecord<K, i64, i64>): rill_runtime::ExchangeData,
+    {
         self.aggregate(name, Count::new())
     }
 
@@ -710,7 +687,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         &self,
         name: &str,
         f: impl Fn(&K, &Window, &[T]) -> O + Send + Sync + 'static,
-    ) -> Stream<Pane<K, O>> {
+    ) -> Stream<Pane<K, O>>
+    where
+        (u32, WindowKeyRecord<K, Vec<T>, O>): rill_runtime::ExchangeData,
+    {
         self.aggregate(name, Collect::new(f))
     }
 }

@@ -96,7 +96,7 @@ pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     /// input that has not ticked yet holds the operator's clock at its minimum). They are
     /// assigned with the first processing time, or at the end of the input.
     unclocked: Vec<T>,
-    codec: Option<WindowCodec<K, G::Acc, G::Out>>,
+    codec: WindowCodec<K, G::Acc, G::Out>,
     /// Windows chosen per key that cannot be built: the job fails with it.
     invalid: Option<Failure>,
 }
@@ -126,7 +126,7 @@ where
         spec: WindowSpec<T, K>,
         key: KeyFn<T, K>,
         agg: G,
-        codec: Option<WindowCodec<K, G::Acc, G::Out>>,
+        codec: WindowCodec<K, G::Acc, G::Out>,
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         WindowOperator {
@@ -621,9 +621,7 @@ where
 {
     /// Every key's windows (accumulators, pane state, trigger state) and timers.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
+        let codec = &self.codec;
         if !self.unclocked.is_empty() {
             return Err(Failure::new(
                 "a processing-time window holds records that arrived before any processing \
@@ -682,9 +680,7 @@ where
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let Some(codec) = &self.codec else {
-            return Err(crate::unsupported_checkpoint());
-        };
+        let codec = &self.codec;
         let mut clock: Option<(Timestamp, Timestamp)> = None;
         for (watermark, now, key, windows, ordinal, count, event, processing) in
             codec.read(state)?

@@ -132,7 +132,7 @@ pub fn q3(events: &Stream<Timed>, _cx: &QueryContext) -> Stream<Q3Row> {
             SellerEvent::Person { id, .. } => *id,
             SellerEvent::Auction { seller, .. } => *seller,
         })
-        .process_checkpointed("q3 join", |_| LocalItems)
+        .process("q3 join", |_| LocalItems)
 }
 
 /// q8's input, keyed by person id: a registration (with the name) or an auction's seller.
@@ -194,7 +194,7 @@ pub fn q8(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q8Row> {
             Windows::tumbling(cx.window_ms),
             |a: &Activity| a.time,
         ))
-        .aggregate_checkpointed("q8 new sellers", NewSeller)
+        .aggregate("q8 new sellers", NewSeller)
         .flat_map("q8 rows", move |p: Pane<u64, Option<String>>| {
             p.value.map(|name| Q8Row {
                 window_start: p.window.start,

@@ -174,7 +174,7 @@ fn sales(events: &Stream<Timed>, name: &str) -> Stream<Sale> {
             AuctionOrBid::Auction(a) => a.id,
             AuctionOrBid::Bid(auction, ..) => *auction,
         })
-        .process_checkpointed(&format!("{name} winning bids"), |_| WinningBids)
+        .process(&format!("{name} winning bids"), |_| WinningBids)
 }
 
 /// Stage two's state for one category or seller.
@@ -238,9 +238,9 @@ impl<R: Data> ProcessFunction<u64, Sale> for RunningAverage<R> {
 /// q4: after every sale, the average closing price of its category so far.
 pub fn q4(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q4Row> {
     let cx = cx.clone();
-    sales(events, "q4")
-        .key_by(|s: &Sale| s.category)
-        .process_checkpointed("q4 average per category", move |_| RunningAverage {
+    sales(events, "q4").key_by(|s: &Sale| s.category).process(
+        "q4 average per category",
+        move |_| RunningAverage {
             last: None,
             row: |category, avg_price, ideal_ns| Q4Row {
                 category,
@@ -248,7 +248,8 @@ pub fn q4(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q4Row> {
                 ideal_ns,
             },
             cx: cx.clone(),
-        })
+        },
+    )
 }
 
 /// q6: after every sale, the seller's average price over their last 10 sales.
@@ -256,7 +257,7 @@ pub fn q6(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q6Row> {
     let cx = cx.clone();
     sales(events, "q6")
         .key_by(|s: &Sale| s.seller)
-        .process_checkpointed("q6 average per seller", move |_| RunningAverage {
+        .process("q6 average per seller", move |_| RunningAverage {
             last: Some(10),
             row: |seller, avg_price, ideal_ns| Q6Row {
                 seller,

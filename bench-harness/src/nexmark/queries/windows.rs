@@ -267,7 +267,7 @@ pub fn q11(events: &Stream<Timed>, cx: &QueryContext) -> Stream<BidderCount> {
             Windows::session(cx.window_ms),
             |b: &BidSummary| b.time,
         ))
-        .count_checkpointed("q11 bids per session")
+        .count("q11 bids per session")
         .map("q11 rows", move |p: Pane<u64, i64>| BidderCount {
             bidder: p.key,
             bid_count: p.value as u64,
@@ -283,7 +283,7 @@ pub fn q12(events: &Stream<Timed>, cx: &QueryContext) -> Stream<BidderCount> {
     bid_summaries(events, "q12 bids")
         .key_by(|b: &BidSummary| b.bidder)
         .window(WindowSpec::processing_time(Windows::tumbling(cx.window_ms)))
-        .count_checkpointed("q12 bids per window")
+        .count("q12 bids per window")
         .map("q12 rows", move |p: Pane<u64, i64>| BidderCount {
             bidder: p.key,
             bid_count: p.value as u64,
