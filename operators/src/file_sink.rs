@@ -101,23 +101,20 @@ impl PartFiles {
 
     /// Commits every pending file of an epoch up to `last`.
     pub fn commit_upto(&self, last: u64) -> Result<(), Failure> {
-        let mut any = false;
-        for (epoch, shard, pending, path) in self.list()? {
-            if pending && epoch <= last {
-                let to = self.dir.join(part_name(epoch, shard));
-                fs::rename(&path, &to).map_err(|e| io_error("cannot commit", &path, e))?;
-                any = true;
-            }
-        }
-        if any {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
+        let renames: Vec<(PathBuf, PathBuf)> = self
+            .list()?
+            .into_iter()
+            .filter(|(epoch, _, pending, _)| *pending && *epoch <= last)
+            .map(|(epoch, shard, _, path)| (path, self.dir.join(part_name(epoch, shard))))
+            .collect();
+        commit(&renames)
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), Failure> {
-    rill_runtime::fs::sync_dir(dir).map_err(|e| io_error("cannot sync", dir, e))
+/// Renames pending files to their final names, durably (see
+/// [`rill_runtime::fs::commit_renames`]).
+fn commit(renames: &[(PathBuf, PathBuf)]) -> Result<(), Failure> {
+    rill_runtime::fs::commit_renames(renames).map_err(|e| Failure::caused_by("cannot commit", e))
 }
 
 impl JobHook for PartFiles {
@@ -260,21 +257,20 @@ impl PartWriter {
 
     /// Checkpoint `checkpoint` completed: commits the pre-committed epochs up to it.
     pub fn commit(&mut self, checkpoint: u64) -> OpResult {
-        let mut committed = false;
-        while let Some(&epoch) = self.pending.first() {
-            if epoch > checkpoint {
-                break;
-            }
-            self.pending.remove(0);
-            let from = self.dir.join(pending_name(epoch, self.shard));
-            let to = self.dir.join(part_name(epoch, self.shard));
-            fs::rename(&from, &to).map_err(|e| io_error("cannot commit", &from, e))?;
-            committed = true;
-        }
-        if committed {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
+        let due = self
+            .pending
+            .iter()
+            .take_while(|&&e| e <= checkpoint)
+            .count();
+        let renames: Vec<(PathBuf, PathBuf)> = self
+            .pending
+            .drain(..due)
+            .map(|epoch| {
+                let from = self.dir.join(pending_name(epoch, self.shard));
+                (from, self.dir.join(part_name(epoch, self.shard)))
+            })
+            .collect();
+        commit(&renames)
     }
 
     /// The input ended: writes and syncs what is buffered (committed at the end of the

@@ -1,10 +1,10 @@
 //! Durable file writes: the one way rill writes a file that must survive a crash whole or
-//! not at all (checkpoint shard files, manifests, at-most-once leases, a sink's committed
-//! output).
+//! not at all (checkpoint shard files, manifests, at-most-once leases), and the one way a
+//! sink commits files it wrote before (renames made durable).
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically and durably: into a temporary file beside it,
 /// fsync, rename over `path`, fsync of the directory. After a crash `path` holds either
@@ -40,4 +40,52 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Makes a directory's entries (a file created, renamed or removed in it) durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
+}
+
+/// A file operation that failed, with what was being done and where.
+#[derive(Debug, thiserror::Error)]
+#[error("could not {action} {}: {source}", path.display())]
+pub struct FsError {
+    /// What was being done (`rename`, `sync`).
+    pub action: &'static str,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// The operating system's error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Commits files that were written and synced before: renames each `(from, to)`, then
+/// fsyncs each target directory once, so that after a crash every rename either happened
+/// or did not (a two-phase-commit sink's commit).
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("rill-doc-commit-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("part-1.pending"), b"rows").unwrap();
+/// rill_runtime::fs::commit_renames(&[(dir.join("part-1.pending"), dir.join("part-1"))]).unwrap();
+/// assert_eq!(std::fs::read(dir.join("part-1")).unwrap(), b"rows");
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub fn commit_renames(renames: &[(PathBuf, PathBuf)]) -> Result<(), FsError> {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for (from, to) in renames {
+        fs::rename(from, to).map_err(|source| FsError {
+            action: "rename",
+            path: from.clone(),
+            source,
+        })?;
+        let dir = to.parent().unwrap_or(Path::new("."));
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        sync_dir(dir).map_err(|source| FsError {
+            action: "sync",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
 }

@@ -1,5 +1,9 @@
 //! What the integration tests share: reading CSV output with the csv crate itself (not the
-//! harness's own CSV code, so the tests stay an independent check of what it writes).
+//! harness's own CSV code, so the tests stay an independent check of what it writes), and
+//! running the replay CLI.
+#![allow(dead_code)]
+
+pub mod replay;
 
 /// The fields of one CSV line, unquoted. Panics on anything but exactly one record.
 pub fn fields(line: &str) -> Vec<String> {

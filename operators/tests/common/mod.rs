@@ -1,0 +1,302 @@
+//! Helpers shared by the checkpoint tests: a replayable numbers source, an operator that
+//! crashes on purpose, windowed counts with hand-written snapshots, the dataflows built from
+//! them, and reading the committed part files back.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_operators::file_sink::write_part_files;
+use rill_operators::prelude::*;
+use rill_runtime::checkpoint::{SplitPosition, StateReader, StateWriter};
+use rill_runtime::{
+    hash_key, BinaryOperator, Dataflow, Failure, OpResult, Operator, Output, Partitioning, Source,
+    SourceOutput, SourceStatus, Stream, Timestamp,
+};
+
+pub const EVENTS: u64 = 120_000;
+pub const WINDOW: u64 = 1_000;
+
+/// Numbers `0..end` in splits `s, s + of, ...`; the event time of `n` is `n`.
+pub struct RangeSource {
+    splits: Vec<SplitPosition>,
+    end: u64,
+    watermark: Timestamp,
+}
+
+impl Source<u64> for RangeSource {
+    fn poll(&mut self, out: &mut SourceOutput<u64>, max: usize) -> Result<SourceStatus, Failure> {
+        let mut emitted = 0;
+        while emitted < max {
+            let Some(s) = self
+                .splits
+                .iter_mut()
+                .filter(|s| s.position < self.end)
+                .min_by_key(|s| s.position)
+            else {
+                return Ok(SourceStatus::Done);
+            };
+            out.give(s.position);
+            s.position += s.of as u64;
+            emitted += 1;
+        }
+        let next = self
+            .splits
+            .iter()
+            .map(|s| s.position)
+            .filter(|&p| p < self.end)
+            .min();
+        if let Some(next) = next {
+            if next as Timestamp > self.watermark {
+                self.watermark = next as Timestamp;
+                out.watermark(self.watermark)?;
+            }
+        }
+        Ok(SourceStatus::Emitted)
+    }
+
+    fn checkpoint(&self) -> Option<Vec<SplitPosition>> {
+        Some(self.splits.clone())
+    }
+
+    fn restore(&mut self, splits: Vec<SplitPosition>) -> Result<(), Failure> {
+        self.splits = splits;
+        Ok(())
+    }
+}
+
+/// Counts per (window, key), emitted when the watermark passes the window.
+#[derive(Default)]
+pub struct WindowCounts {
+    counts: BTreeMap<(u64, u64), u64>,
+}
+
+impl WindowCounts {
+    fn add(&mut self, batch: &mut Vec<(u64, u64)>) {
+        for (key, n) in batch.drain(..) {
+            *self.counts.entry((n / WINDOW, key)).or_default() += 1;
+        }
+    }
+
+    fn fire(&mut self, watermark: Timestamp, out: &mut Output<String>) {
+        while let Some(entry) = self.counts.first_entry() {
+            let (w, key) = *entry.key();
+            if ((w + 1) * WINDOW) as Timestamp > watermark {
+                break;
+            }
+            let count = entry.remove();
+            out.give(format!("{w},{key},{count}"));
+        }
+    }
+
+    fn snapshot(&self, state: &mut StateWriter) -> OpResult {
+        state.put_keyed_all(
+            self.counts
+                .iter()
+                .map(|(&(w, key), &count)| (hash_key(&key), (w, key, count))),
+        )
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        for (w, key, count) in state.keyed_values::<(u64, u64, u64)>()? {
+            *self.counts.entry((w, key)).or_default() += count;
+        }
+        Ok(())
+    }
+}
+
+impl Operator<(u64, u64)> for WindowCounts {
+    type Out = Output<String>;
+    fn on_batch(&mut self, batch: &mut Vec<(u64, u64)>, _out: &mut Self::Out) -> OpResult {
+        self.add(batch);
+        Ok(())
+    }
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        self.fire(watermark, out);
+        Ok(())
+    }
+    fn on_end(&mut self, out: &mut Self::Out) -> OpResult {
+        self.fire(Timestamp::MAX, out);
+        Ok(())
+    }
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        WindowCounts::snapshot(self, state)
+    }
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        WindowCounts::restore(self, state)
+    }
+}
+
+/// The same counts over two inputs.
+#[derive(Default)]
+pub struct TwoInputCounts(WindowCounts);
+
+impl BinaryOperator<(u64, u64), (u64, u64)> for TwoInputCounts {
+    type Out = Output<String>;
+    fn on_left(&mut self, batch: &mut Vec<(u64, u64)>, _out: &mut Self::Out) -> OpResult {
+        self.0.add(batch);
+        Ok(())
+    }
+    fn on_right(&mut self, batch: &mut Vec<(u64, u64)>, _out: &mut Self::Out) -> OpResult {
+        self.0.add(batch);
+        Ok(())
+    }
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        self.0.fire(watermark, out);
+        Ok(())
+    }
+    fn on_end(&mut self, out: &mut Self::Out) -> OpResult {
+        self.0.fire(Timestamp::MAX, out);
+        Ok(())
+    }
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        self.0.snapshot(state)
+    }
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        self.0.restore(state)
+    }
+}
+
+/// Fails once the shards together saw `after` records (0: never), like a crashing task.
+pub struct Crash {
+    pub seen: Arc<AtomicU64>,
+    pub after: u64,
+}
+
+impl Operator<u64> for Crash {
+    type Out = Output<u64>;
+    fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
+        let seen = self.seen.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
+        if self.after > 0 && seen >= self.after {
+            return Err(Failure::new("injected crash"));
+        }
+        out.give_vec(batch);
+        Ok(())
+    }
+}
+
+/// Numbers `0..end` from a [`RangeSource`] on every shard, through a [`Crash`] after
+/// `crash_after` records, slowed down a little (a sleep every `pace` numbers) so that
+/// checkpoints happen before the crash.
+pub fn numbers(df: &mut Dataflow, end: u64, crash_after: u64, pace: u64) -> Stream<u64> {
+    let seen = Arc::new(AtomicU64::new(0));
+    df.source("numbers", move |shard| RangeSource {
+        splits: vec![SplitPosition {
+            split: shard.index as u32,
+            of: shard.shards as u32,
+            position: shard.index as u64,
+        }],
+        end,
+        watermark: Timestamp::MIN,
+    })
+    .unary("crash", move |_| Crash {
+        seen: seen.clone(),
+        after: crash_after,
+    })
+    .map("pace", move |n: u64| {
+        if n % pace == 0 {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        n
+    })
+}
+
+pub fn keyed(stream: &Stream<u64>, name: &str, modulus: u64, offset: u64) -> Stream<(u64, u64)> {
+    stream
+        .map(name, move |n: u64| (offset + n % modulus, n))
+        .exchange(Partitioning::by_key(|r: &(u64, u64)| r.0))
+}
+
+/// How a later version of the job differs from the one that took the checkpoints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Same,
+    /// A stateless operator inserted before the counts.
+    ExtraMap,
+    /// The stateful counts removed: the sink gets the records as they are.
+    NoCounts,
+}
+
+pub fn dataflow(out: &Path, crash_after: u64, two_input: bool) -> Dataflow {
+    shaped(out, crash_after, two_input, Shape::Same)
+}
+
+pub fn shaped(out: &Path, crash_after: u64, two_input: bool, shape: Shape) -> Dataflow {
+    let mut df = Dataflow::new();
+    let numbers = numbers(&mut df, EVENTS, crash_after, 4096);
+    let a = keyed(&numbers, "by 97", 97, 0);
+    let b = keyed(&numbers, "by 13", 13, 1000);
+    let counts = match shape {
+        Shape::NoCounts => a.union(&[b]).map("as rows", |(k, n)| format!("{k},{n}")),
+        _ if two_input => a.binary(&b, "counts", |_| TwoInputCounts::default()),
+        Shape::ExtraMap => a
+            .union(&[b])
+            .map("extra", |r: (u64, u64)| r)
+            .unary("counts", |_| WindowCounts::default()),
+        Shape::Same => a.union(&[b]).unary("counts", |_| WindowCounts::default()),
+    };
+    write_part_files(
+        &counts,
+        "sink",
+        out,
+        None,
+        |line: &String, buf: &mut Vec<u8>| {
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+        },
+    );
+    df
+}
+
+pub fn expected() -> Vec<String> {
+    let mut counts: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for n in 0..EVENTS {
+        *counts.entry((n / WINDOW, n % 97)).or_default() += 1;
+        *counts.entry((n / WINDOW, 1000 + n % 13)).or_default() += 1;
+    }
+    let mut rows: Vec<String> = counts
+        .into_iter()
+        .map(|((w, k), c)| format!("{w},{k},{c}"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+pub fn committed(out: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for e in fs::read_dir(out).unwrap().flatten() {
+        let name = e.file_name().into_string().unwrap();
+        if name.starts_with("part-") {
+            rows.extend(
+                fs::read_to_string(e.path())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// The fields of CSV rows, read with one reader.
+pub fn fields(rows: &[String]) -> Vec<csv::StringRecord> {
+    let text = rows.join("\n");
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.expect("a CSV row"))
+        .collect()
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rill-ckpt-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
