@@ -62,56 +62,42 @@ fn module_of(file: &Path) -> Option<String> {
     }
 }
 
+/// The identifier `text` starts with (after spaces).
+fn leading_ident(text: &str) -> String {
+    text.trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
 /// Every top-level module `file` refers to through a `crate::` path, outside comments.
 fn uses(file: &Path) -> BTreeSet<String> {
     let text = fs::read_to_string(file).expect("read source");
     let mut found = BTreeSet::new();
+    let mut add = |name: String| {
+        if name.chars().next().is_some_and(|c| c.is_lowercase()) {
+            found.insert(name);
+        }
+    };
     // Inside a multi-line `use crate::{ ... };` group: its items are modules too.
     let mut in_group = false;
     for line in text.lines() {
         let code = line.split("//").next().unwrap_or("");
         if in_group {
-            let name: String = code
-                .trim()
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                found.insert(name);
-            }
-            if code.contains("};") {
-                in_group = false;
-            }
+            add(leading_ident(code));
+            in_group = !code.contains("};");
             continue;
         }
         if code.trim() == "use crate::{" {
             in_group = true;
             continue;
         }
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            let after = &rest[at + "crate::".len()..];
-            let name: String = after
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() && name.chars().next().is_some_and(|c| c.is_lowercase()) {
-                found.insert(name);
-            }
-            rest = after;
+        for (at, _) in code.match_indices("crate::") {
+            add(leading_ident(&code[at + "crate::".len()..]));
         }
-        // `use crate::{a, b::c}` groups.
+        // `use crate::{a, b::c}` groups on one line.
         if let Some(group) = code.trim().strip_prefix("use crate::{") {
-            for part in group.split(',') {
-                let name: String = part
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() {
-                    found.insert(name);
-                }
-            }
+            group.split(',').for_each(|part| add(leading_ident(part)));
         }
     }
     found
