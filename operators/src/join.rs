@@ -18,7 +18,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::{hash_key, BinaryOperator, Data, OpResult, Output, Stream, Timestamp};
+use rill_runtime::{
+    hash_key, BinaryOperator, Data, OpResult, Output, StateData, Stream, Timestamp,
+};
 use rustc_hash::FxHashMap;
 
 use crate::key_by::{KeyFn, KeyedStream};
@@ -47,11 +49,12 @@ struct WindowJoin<A, B, K, O> {
 
 /// A window join's checkpoint record: (watermark, key, window, left records, right
 /// records).
-pub type WindowJoinRecord<K, A, B> = (Timestamp, K, Window, Vec<A>, Vec<B>);
+pub(crate) type WindowJoinRecord<K, A, B> = (Timestamp, K, Window, Vec<A>, Vec<B>);
 
 /// An interval join's checkpoint record: (watermark, key, left records, right records),
 /// each record with its time.
-pub type IntervalJoinRecord<K, A, B> = (Timestamp, K, Vec<(Timestamp, A)>, Vec<(Timestamp, B)>);
+pub(crate) type IntervalJoinRecord<K, A, B> =
+    (Timestamp, K, Vec<(Timestamp, A)>, Vec<(Timestamp, B)>);
 
 impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
     fn insert(&mut self, key: K, t: Timestamp, mut put: impl FnMut(&mut (Vec<A>, Vec<B>))) {
@@ -277,7 +280,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
     /// got.sort();
     /// assert_eq!(got, [(1, 100, 900), (2, 200, 300)]);
     /// ```
-    pub fn window_join<B: Data, O: Data>(
+    pub fn window_join<B, O: Data>(
         &self,
         other: &KeyedStream<B, K>,
         name: &str,
@@ -287,7 +290,9 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         join: impl Fn(&K, &Window, &A, &B) -> O + Send + Sync + 'static,
     ) -> Stream<O>
     where
-        (u32, WindowJoinRecord<K, A, B>): rill_runtime::ExchangeData,
+        K: StateData,
+        A: StateData,
+        B: StateData,
     {
         if windows.is_merging() || windows.is_count() {
             self.stream().invalid(
@@ -337,7 +342,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
     /// assert_eq!(out.take(), [(1, 80)]); // order 2 shipped 350 ms late
     /// ```
     #[allow(clippy::too_many_arguments)]
-    pub fn interval_join<B: Data, O: Data>(
+    pub fn interval_join<B, O: Data>(
         &self,
         other: &KeyedStream<B, K>,
         name: &str,
@@ -348,7 +353,9 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         join: impl Fn(&K, &A, &B) -> O + Send + Sync + 'static,
     ) -> Stream<O>
     where
-        (u32, IntervalJoinRecord<K, A, B>): rill_runtime::ExchangeData,
+        K: StateData,
+        A: StateData,
+        B: StateData,
     {
         if lower > upper {
             self.stream().invalid(

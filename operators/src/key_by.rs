@@ -10,7 +10,7 @@ use rill_runtime::checkpoint::{StateReader, StateWriter};
 use crate::{Codec, RkyvRecords};
 
 use rill_runtime::{
-    hash_key, Data, ExchangeData, OpResult, Operator, Output, Partitioning, Stream,
+    hash_key, Data, ExchangeData, OpResult, Operator, Output, Partitioning, StateData, Stream,
 };
 
 /// Groups a stream by key.
@@ -227,7 +227,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         A: Data,
         F: Fn(Option<&A>, T) -> A + Clone + Send + Sync + 'static,
-        (u32, (K, A)): ExchangeData,
+        K: StateData,
+        A: StateData,
     {
         let key = self.key.clone();
         let codec: Codec<(K, A)> = Arc::new(RkyvRecords);
@@ -260,7 +261,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     pub fn reduce<F>(&self, name: &str, f: F) -> Stream<(K, T)>
     where
         F: Fn(&T, T) -> T + Clone + Send + Sync + 'static,
-        (u32, (K, T)): ExchangeData,
+        K: StateData,
+        T: StateData,
     {
         self.fold(name, move |acc: Option<&T>, r| match acc {
             Some(a) => f(a, r),
@@ -286,7 +288,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// ```
     pub fn count(&self, name: &str) -> Stream<(K, u64)>
     where
-        (u32, (K, u64)): ExchangeData,
+        K: StateData,
     {
         self.fold(name, |acc: Option<&u64>, _| acc.copied().unwrap_or(0) + 1)
     }
@@ -313,7 +315,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         V: Data + std::ops::Add<Output = V> + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
-        (u32, (K, V)): ExchangeData,
+        K: StateData,
+        V: StateData,
     {
         self.rolling_value(name, value, |acc, v| acc + v)
     }
@@ -340,7 +343,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         V: Data + Ord + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
-        (u32, (K, V)): ExchangeData,
+        K: StateData,
+        V: StateData,
     {
         self.rolling_value(name, value, Ord::min)
     }
@@ -351,7 +355,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         V: Data + Ord + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
-        (u32, (K, V)): ExchangeData,
+        K: StateData,
+        V: StateData,
     {
         self.rolling_value(name, value, Ord::max)
     }
@@ -361,7 +366,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     where
         V: Data + Copy,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
-        (u32, (K, V)): ExchangeData,
+        K: StateData,
+        V: StateData,
     {
         self.fold(name, move |acc: Option<&V>, r| {
             let v = value(&r);

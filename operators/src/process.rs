@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::{
-    hash_key, Data, ExchangeData, Failure, OpResult, Operator, Output, ShardInfo, Stream,
-    Timestamp, MIN_WATERMARK,
+    hash_key, Data, ExchangeData, Failure, OpResult, Operator, Output, ShardInfo, StateData,
+    Stream, Timestamp, MIN_WATERMARK,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -147,7 +147,7 @@ impl<K: Clone + Hash + Eq, S: Default, O: Clone> ProcessContext<'_, K, S, O> {
 
 /// One key's part of a checkpoint: (the operator's watermark, key, state, event-time
 /// timers, processing-time timers).
-pub type KeyRecord<K, S> = (Timestamp, K, Option<S>, Vec<Timestamp>, Vec<Timestamp>);
+pub(crate) type KeyRecord<K, S> = (Timestamp, K, Option<S>, Vec<Timestamp>, Vec<Timestamp>);
 
 /// Writes and reads keys' records (behind a trait object, so that only the constructor,
 /// not the operator, carries the serialization bounds).
@@ -359,7 +359,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         F: ProcessFunction<K, T>,
         F::State: Clone,
         M: Fn(ShardInfo) -> F + Send + Sync + 'static,
-        (u32, KeyRecord<K, F::State>): ExchangeData,
+        K: StateData,
+        F::State: StateData,
     {
         let codec: Codec<K, F::State> = Arc::new(RkyvCodec);
 

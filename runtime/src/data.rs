@@ -73,6 +73,38 @@ where
     }
 }
 
+/// A type an operator keeps as state: rkyv-serializable as [`ExchangeData`] records are, so
+/// that checkpoints can write it and restore it. Implemented for every such type; a state
+/// record made of `StateData` parts (tuples, `Vec`s, `Option`s, rkyv-derived structs) is
+/// serializable too, so an operator's bounds name the user's types, never its own records:
+///
+/// ```
+/// use rill_runtime::{ExchangeData, StateData};
+///
+/// fn writable<T: ExchangeData>() {}
+/// fn keyed_state<K: StateData, A: StateData>() {
+///     writable::<(u32, (K, Option<A>, Vec<i64>))>(); // holds for any such K and A
+/// }
+/// keyed_state::<String, (u64, i64)>();
+/// ```
+pub trait StateData:
+    Data
+    + Archive<
+        Archived: Deserialize<Self, HighDeserializer<rancor::Error>>
+                      + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+    > + for<'a> Serialize<HighSerializer<BatchBytes, ArenaHandle<'a>, rancor::Error>>
+{
+}
+
+impl<T> StateData for T where
+    T: Data
+        + Archive<
+            Archived: Deserialize<T, HighDeserializer<rancor::Error>>
+                          + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+        > + for<'a> Serialize<HighSerializer<BatchBytes, ArenaHandle<'a>, rancor::Error>>
+{
+}
+
 pub(crate) fn corrupt(e: rancor::Error) -> Failure {
     Failure::corrupt(e.to_string())
 }

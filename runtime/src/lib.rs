@@ -69,7 +69,7 @@ mod time;
 pub use clock::Clock;
 pub use config::{available_cores, Config};
 pub use context::ShardInfo;
-pub use data::{BatchBytes, Data, ExchangeData, BATCH_ALIGN};
+pub use data::{BatchBytes, Data, ExchangeData, StateData, BATCH_ALIGN};
 pub use error::{Error, Failure, OpResult, Result};
 pub use exchange::channel::ChannelMetrics;
 pub use exchange::route::Partitioning;

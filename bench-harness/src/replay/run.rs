@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 use rill_operators::prelude::*;
 use rill_operators::window::{
-    Aggregate, Count, Max, Min, Pane, ProcessingDelay, Sum, WindowKeyRecord, WindowMetrics,
-    WindowSpec,
+    Aggregate, Count, Max, Min, Pane, ProcessingDelay, Sum, WindowMetrics, WindowSpec,
 };
 use rill_runtime::rkyv;
 use rill_runtime::{
@@ -252,7 +251,7 @@ fn run_with<G>(
 ) -> Streams
 where
     G: Aggregate<ReplayEvent, String, Out = i64> + Send + Sync,
-    (u32, WindowKeyRecord<String, G::Acc, i64>): rill_runtime::ExchangeData,
+    G::Acc: rill_runtime::StateData,
 {
     windowed.aggregate_with_late("window", agg)
 }

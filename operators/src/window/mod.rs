@@ -65,13 +65,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rill_runtime::rkyv;
-use rill_runtime::{Data, Stream, Timestamp};
+use rill_runtime::{Data, StateData, Stream, Timestamp};
 
 use crate::key_by::KeyedStream;
 
 pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
 pub use assigner::{InvalidWindows, Windows};
-pub use operator::{WindowKeyRecord, WindowRecord};
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
 
 /// A half-open interval `[start, end)` of time in milliseconds (for count windows, of
@@ -535,7 +534,9 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         agg: G,
     ) -> Stream<Pane<K, G::Out>>
     where
-        (u32, WindowKeyRecord<K, G::Acc, G::Out>): rill_runtime::ExchangeData,
+        K: StateData,
+        G::Acc: StateData,
+        G::Out: StateData,
     {
         self.aggregate_with_late(name, agg).0
     }
@@ -589,7 +590,9 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         agg: G,
     ) -> (Stream<Pane<K, G::Out>>, Stream<T>)
     where
-        (u32, WindowKeyRecord<K, G::Acc, G::Out>): rill_runtime::ExchangeData,
+        K: StateData,
+        G::Acc: StateData,
+        G::Out: StateData,
     {
         let codec: operator::WindowCodec<K, G::Acc, G::Out> = Arc::new(crate::RkyvRecords);
         let spec = self.spec.clone();
@@ -630,7 +633,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         value: impl Fn(&T) -> i64 + Send + Sync + 'static,
     ) -> Stream<Pane<K, i64>>
     where
-        (u32, WindowKeyRecord<K, i64, i64>): rill_runtime::ExchangeData,
+        K: StateData,
     {
         self.aggregate(name, Sum::new(value))
     }
@@ -656,7 +659,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// ```
     pub fn count(&self, name: &str) -> Stream<Pane<K, i64>>
     where
-        (u32, WindowKeyRecord<K, i64, i64>): rill_runtime::ExchangeData,
+        K: StateData,
     {
         self.aggregate(name, Count::new())
     }
@@ -683,13 +686,15 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// });
     /// assert_eq!(out.take(), [20]);
     /// ```
-    pub fn process<O: Data>(
+    pub fn process<O>(
         &self,
         name: &str,
         f: impl Fn(&K, &Window, &[T]) -> O + Send + Sync + 'static,
     ) -> Stream<Pane<K, O>>
     where
-        (u32, WindowKeyRecord<K, Vec<T>, O>): rill_runtime::ExchangeData,
+        K: StateData,
+        T: StateData,
+        O: StateData,
     {
         self.aggregate(name, Collect::new(f))
     }

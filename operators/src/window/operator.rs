@@ -58,7 +58,7 @@ type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
 /// One window's part of a checkpoint: (window, accumulator, records since the last
 /// firing, holding, pane index, last pane's value, values to retract, trigger node states
 /// as (finished, flag, count, deadline), closed).
-pub type WindowRecord<A, V> = (
+pub(crate) type WindowRecord<A, V> = (
     Window,
     A,
     bool,
@@ -72,7 +72,7 @@ pub type WindowRecord<A, V> = (
 
 /// One key's part of a checkpoint: (watermark, processing time, key, windows, records
 /// seen, count windows, event-time timers, processing-time timers).
-pub type WindowKeyRecord<K, A, V> = (
+pub(crate) type WindowKeyRecord<K, A, V> = (
     Timestamp,
     Timestamp,
     K,
