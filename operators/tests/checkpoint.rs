@@ -44,6 +44,13 @@ fn attempts(name: &str, guarantee: Guarantee, two_input: bool, plan: &[(usize, u
                 if stats.restored_from.is_some() {
                     restored.fetch_add(1, Ordering::Relaxed);
                 }
+                // A shard's time on a checkpoint's state lies within the checkpoint.
+                for r in &stats.completed {
+                    assert!(
+                        r.snapshot > Duration::ZERO && r.snapshot <= r.duration,
+                        "{r:?}"
+                    );
+                }
             }
             Err(e) => {
                 assert!(crash_after > 0, "{e}");

@@ -418,14 +418,8 @@ fn run(
             id,
             duration: started.elapsed(),
             bytes: files.iter().map(|f| f.1).sum(),
-            alignment: Duration::from_nanos(
-                coord
-                    .alignment_ns
-                    .iter()
-                    .map(|a| a.load(Ordering::SeqCst))
-                    .max()
-                    .unwrap_or(0),
-            ),
+            alignment: longest(&coord.alignment_ns),
+            snapshot: longest(&coord.snapshot_ns),
         };
         coord
             .stats
@@ -436,4 +430,15 @@ fn run(
         prune(&coord.dir, id, retain);
         next_at = interval.map(|i| (started + i).max(Instant::now()));
     }
+}
+
+/// The largest of per-shard durations in ns.
+fn longest(per_shard: &[std::sync::atomic::AtomicU64]) -> Duration {
+    Duration::from_nanos(
+        per_shard
+            .iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .max()
+            .unwrap_or(0),
+    )
 }

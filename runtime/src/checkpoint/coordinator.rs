@@ -24,6 +24,10 @@ pub struct CheckpointRecord {
     /// The longest time any shard held an input back waiting for the other inputs'
     /// barriers (exactly-once alignment; zero otherwise).
     pub alignment: Duration,
+    /// The longest time any shard spent on this checkpoint's state on its record path:
+    /// its operators' snapshots and serializing its shard file (writing it is the
+    /// coordinator thread's). Records wait this long.
+    pub snapshot: Duration,
 }
 
 /// Checkpoint measurements of a job.
@@ -56,6 +60,8 @@ pub(crate) struct Coordinator {
     pub files: Mutex<Vec<Option<(String, u64, u32)>>>,
     /// Per shard: alignment time of its latest checkpoint, in ns.
     pub alignment_ns: Vec<AtomicU64>,
+    /// Per shard: time spent on its latest checkpoint's state, in ns.
+    pub snapshot_ns: Vec<AtomicU64>,
     /// Shards whose inputs all ended.
     pub done_shards: AtomicUsize,
     /// Set when no further checkpoint will start: shards that are done may exit.
@@ -92,6 +98,7 @@ impl Coordinator {
             acked: (0..shards).map(|_| AtomicU64::new(base)).collect(),
             files: Mutex::new(vec![None; shards]),
             alignment_ns: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            snapshot_ns: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             done_shards: AtomicUsize::new(0),
             stopped: AtomicBool::new(guarantee == Guarantee::AtMostOnce),
             on_demand: AtomicBool::new(false),

@@ -32,6 +32,8 @@ struct Pending {
     nodes: BTreeMap<usize, Vec<StateEntry>>,
     holding_since: Option<Instant>,
     alignment: Duration,
+    /// Time spent taking this checkpoint's state on the record path.
+    snapshot: Duration,
 }
 
 impl Pending {
@@ -41,6 +43,7 @@ impl Pending {
             nodes: BTreeMap::new(),
             holding_since: None,
             alignment: Duration::ZERO,
+            snapshot: Duration::ZERO,
         }
     }
 }
@@ -163,11 +166,12 @@ impl ShardCheckpoint {
         })
     }
 
-    /// Hands over `node`'s state for checkpoint `id`.
-    pub(crate) fn submit(&self, node: usize, id: u64, state: StateWriter) {
+    /// Hands over `node`'s state for checkpoint `id`, which took `took` to write.
+    pub(crate) fn submit(&self, node: usize, id: u64, state: StateWriter, took: Duration) {
         let mut s = self.state.borrow_mut();
         let p = s.pending_for(id);
         p.nodes.entry(node).or_default().extend(state.entries);
+        p.snapshot += took;
     }
 
     /// An input of an operator started (`true`) or stopped holding back records for
@@ -241,7 +245,9 @@ impl ShardCheckpoint {
     /// coordinator thread, which writes and syncs the file while the shard keeps
     /// processing, then acks.
     fn write_shard_file(&self, pending: Pending) -> Result<(), Failure> {
+        let started = Instant::now();
         let id = pending.id;
+        let taken = pending.snapshot;
         let file = ShardFile {
             checkpoint: id,
             shard: self.shard as u32,
@@ -259,6 +265,10 @@ impl ShardCheckpoint {
             .map_err(|e| Failure::caused_by(format!("could not serialize checkpoint {id}"), e))?;
         self.coord.alignment_ns[self.shard]
             .store(pending.alignment.as_nanos() as u64, Ordering::SeqCst);
+        self.coord.snapshot_ns[self.shard].store(
+            (taken + started.elapsed()).as_nanos() as u64,
+            Ordering::SeqCst,
+        );
         self.coord.submit_file(id, self.shard, bytes);
         Ok(())
     }

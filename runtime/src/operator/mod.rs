@@ -18,6 +18,7 @@ pub(crate) mod unary;
 pub(crate) mod union;
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use crate::checkpoint::{ShardCheckpoint, StateReader, StateWriter};
 use crate::error::OpResult;
@@ -121,10 +122,12 @@ pub(crate) fn take_snapshot(
     checkpoint: u64,
     snapshot: impl FnOnce(&mut StateWriter) -> OpResult,
 ) -> OpResult {
+    let started = Instant::now();
     let mut state = StateWriter::default();
     snapshot(&mut state)?;
     if let Some(s) = snapshots {
-        s.checkpoint.submit(s.node, checkpoint, state);
+        s.checkpoint
+            .submit(s.node, checkpoint, state, started.elapsed());
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::{Source, SourceStatus};
 use crate::checkpoint::{ShardCheckpoint, SplitPosition, StateWriter};
@@ -90,11 +91,12 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
             return Ok(());
         }
         let shard = cp.shard.clone();
+        let started = Instant::now();
         let mut state = StateWriter::default();
         for p in self.positions()? {
             state.put_split(p.split, p)?;
         }
-        shard.submit(self.node, requested, state);
+        shard.submit(self.node, requested, state, started.elapsed());
         self.out.inner().send(Progress::Barrier(requested))?;
         if let Some(cp) = &self.checkpoint {
             cp.injected.set(requested);

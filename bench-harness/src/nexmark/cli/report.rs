@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rill_runtime::checkpoint::CheckpointStats;
+use rill_runtime::checkpoint::{CheckpointRecord, CheckpointStats};
 use serde::Serialize;
 
 use crate::latency::{fmt_ns, LatencySummary};
@@ -56,6 +56,9 @@ pub struct RunSummary {
     pub checkpoint_bytes: Option<f64>,
     /// Longest alignment (an input held back waiting for barriers), ms.
     pub alignment_max_ms: Option<f64>,
+    /// Longest time a shard spent on a checkpoint's state on its record path (operators'
+    /// snapshots and serializing its file), ms.
+    pub snapshot_max_ms: Option<f64>,
     /// The checkpoint the run restored from.
     pub restored_from: Option<u64>,
     /// Time to read and validate it, ms.
@@ -97,6 +100,7 @@ impl RunSummary {
             checkpoint_max_ms: None,
             checkpoint_bytes: None,
             alignment_max_ms: None,
+            snapshot_max_ms: None,
             restored_from: None,
             restore_load_ms: None,
         }
@@ -118,6 +122,7 @@ impl RunSummary {
             self.checkpoint_bytes =
                 Some(c.completed.iter().map(|r| r.bytes as f64).sum::<f64>() / n as f64);
             self.alignment_max_ms = c.completed.iter().map(|r| ms(r.alignment)).reduce(f64::max);
+            self.snapshot_max_ms = c.completed.iter().map(|r| ms(r.snapshot)).reduce(f64::max);
         }
         self.restored_from = c.restored_from;
         self.restore_load_ms = c.restored_from.map(|_| ms(c.restore_load));
@@ -241,18 +246,18 @@ pub(super) fn checkpoint_line(c: &CheckpointStats) -> String {
         .collect();
     durations.sort_unstable();
     let bytes: u64 = c.completed.iter().map(|r| r.bytes).sum();
-    let align = c
-        .completed
-        .iter()
-        .map(|r| r.alignment)
-        .max()
-        .unwrap_or_default();
+    let longest = |of: fn(&CheckpointRecord) -> Duration| {
+        let d = c.completed.iter().map(of).max().unwrap_or_default();
+        fmt_ns(d.as_nanos() as u64)
+    };
     line.push_str(&format!(
-        "checkpoints: {n} completed, duration p50 {} max {}, {:.1} MiB average, alignment max {}",
+        "checkpoints: {n} completed, duration p50 {} max {}, {:.1} MiB average, alignment max \
+         {}, snapshot max {}",
         fmt_ns(durations[n / 2]),
         fmt_ns(durations[n - 1]),
         bytes as f64 / n as f64 / (1 << 20) as f64,
-        fmt_ns(align.as_nanos() as u64)
+        longest(|r| r.alignment),
+        longest(|r| r.snapshot),
     ));
     line
 }
