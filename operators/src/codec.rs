@@ -15,7 +15,8 @@ pub(crate) trait RecordCodec<R> {
     ) -> Result<Vec<R>, rill_runtime::Failure>;
 }
 
-pub(crate) struct RkyvRecords;
+/// Keyed records in the operator's named state `.0` (format version 1).
+pub(crate) struct RkyvRecords(pub &'static str);
 
 impl<R> RecordCodec<R> for RkyvRecords
 where
@@ -26,13 +27,13 @@ where
         records: Vec<(u64, R)>,
         state: &mut rill_runtime::checkpoint::StateWriter,
     ) -> rill_runtime::OpResult {
-        state.put_keyed_all(records)
+        state.section(self.0, 1).put_keyed_all(records)
     }
     fn read(
         &self,
         state: &rill_runtime::checkpoint::StateReader,
     ) -> Result<Vec<R>, rill_runtime::Failure> {
-        state.keyed_values()
+        state.section(self.0, 1)?.keyed_values()
     }
 }
 

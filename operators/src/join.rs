@@ -302,7 +302,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         } else if let Err(e) = windows.validate() {
             self.stream().invalid(name, e.to_string());
         }
-        let codec: Codec<WindowJoinRecord<K, A, B>> = Arc::new(RkyvRecords);
+        let codec: Codec<WindowJoinRecord<K, A, B>> = Arc::new(RkyvRecords("window join"));
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: WindowJoinFn<K, A, B, O> = Arc::new(join);
@@ -363,7 +363,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 format!("interval_join needs lower <= upper (got {lower} > {upper})"),
             );
         }
-        let codec: Codec<IntervalJoinRecord<K, A, B>> = Arc::new(RkyvRecords);
+        let codec: Codec<IntervalJoinRecord<K, A, B>> = Arc::new(RkyvRecords("interval join"));
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: IntervalJoinFn<K, A, B, O> = Arc::new(join);

@@ -231,7 +231,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         A: StateData,
     {
         let key = self.key.clone();
-        let codec: Codec<(K, A)> = Arc::new(RkyvRecords);
+        let codec: Codec<(K, A)> = Arc::new(RkyvRecords("rolling"));
         self.stream.unary(name, move |_| RollingOp {
             key: key.clone(),
             fold: f.clone(),

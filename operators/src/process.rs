@@ -200,10 +200,10 @@ where
                 (watermark, key.clone(), None, event, processing),
             ));
         }
-        state.put_keyed_all(records)
+        state.section("keys", 1).put_keyed_all(records)
     }
     fn read(&self, state: &StateReader) -> Result<Vec<KeyRecord<K, S>>, Failure> {
-        state.keyed_values()
+        state.section("keys", 1)?.keyed_values()
     }
 }
 

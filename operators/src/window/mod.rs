@@ -594,7 +594,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         G::Acc: StateData,
         G::Out: StateData,
     {
-        let codec: operator::WindowCodec<K, G::Acc, G::Out> = Arc::new(crate::RkyvRecords);
+        let codec: operator::WindowCodec<K, G::Acc, G::Out> =
+            Arc::new(crate::RkyvRecords("windows"));
         let spec = self.spec.clone();
         let key = self.keyed.key_fn();
         if let Some(Err(e)) = spec.fixed.map(|w| w.validate()) {

@@ -9,10 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rkyv::util::AlignedVec;
-
 use super::store::{self, NodeState, ShardFile, StateEntry};
-use super::{CheckpointContext, Coordinator, Guarantee, StateReader, StateWriter};
+use super::{CheckpointContext, Coordinator, Guarantee, RestoredEntry, StateReader, StateWriter};
 use crate::error::{Failure, OpResult};
 use crate::progress::{Frontier, Progress};
 
@@ -23,8 +21,8 @@ pub(crate) struct Restore {
     pub checkpoint: u64,
     pub shard: usize,
     pub shards: usize,
-    /// Per node: (written by `put_keyed_all`, bytes).
-    pub nodes: HashMap<usize, Vec<(bool, AlignedVec<16>)>>,
+    /// Per node: its entries this shard owns.
+    pub nodes: HashMap<usize, Vec<RestoredEntry>>,
 }
 
 struct Pending {

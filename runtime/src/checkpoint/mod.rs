@@ -191,14 +191,22 @@ pub struct SplitPosition {
 /// their key groups.
 pub(crate) const MIXED: u32 = u32::MAX;
 
+/// The named state a source's split positions are written in (and leases).
+pub(crate) const SPLITS: &str = "splits";
+
 /// How far ahead of its position an at-most-once source leases (in the source's units):
 /// after a crash it resumes there, skipping at most this much input per split.
 pub const AT_MOST_ONCE_LEASE: u64 = 1 << 22;
 
 /// Where an operator writes its state at a barrier.
+///
+/// State is written in named, versioned sections ([`StateWriter::section`]), so that a
+/// later build can tell what it reads and refuse a version it does not know; what is written
+/// before any section is named belongs to the unnamed section, version 1.
 pub struct StateWriter {
     pub(crate) entries: Vec<StateEntry>,
     arena: rkyv::ser::allocator::Arena,
+    section: (String, u32),
 }
 
 impl std::fmt::Debug for StateWriter {
@@ -218,11 +226,27 @@ impl Default for StateWriter {
         StateWriter {
             entries: Vec::new(),
             arena: rkyv::ser::allocator::Arena::new(),
+            section: (String::new(), 1),
         }
     }
 }
 
 impl StateWriter {
+    /// Writes what follows into the operator's named state `name` at format `version`
+    /// (read back with [`StateReader::section`]).
+    ///
+    /// ```
+    /// use rill_runtime::checkpoint::StateWriter;
+    ///
+    /// let mut state = StateWriter::default();
+    /// state.section("counts", 1).put_keyed(42, (7u64, 3u64)).unwrap();
+    /// assert_eq!(state.len(), 1);
+    /// ```
+    pub fn section(&mut self, name: &str, version: u32) -> &mut Self {
+        self.section = (name.to_string(), version);
+        self
+    }
+
     /// Archives `records` as one entry.
     #[allow(clippy::ptr_arg)] // rkyv archives the sized `Vec<T>`
     fn push_entry<T: ExchangeData>(
@@ -238,6 +262,8 @@ impl StateWriter {
         )
         .map_err(crate::data::corrupt)?;
         self.entries.push(StateEntry {
+            name: self.section.0.clone(),
+            version: self.section.1,
             split,
             scope,
             bytes: bytes.to_vec(),
@@ -298,8 +324,17 @@ pub struct StateReader {
     pub(crate) checkpoint: u64,
     pub(crate) shard: usize,
     pub(crate) shards: usize,
-    /// (written by `put_keyed_all`, bytes)
-    pub(crate) entries: Vec<(bool, AlignedVec<16>)>,
+    pub(crate) entries: Vec<RestoredEntry>,
+}
+
+/// One entry of a restored operator's state.
+#[derive(Debug, Clone)]
+pub(crate) struct RestoredEntry {
+    pub name: String,
+    pub version: u32,
+    /// Written by `put_keyed_all` (values carry their key groups).
+    pub mixed: bool,
+    pub bytes: AlignedVec<16>,
 }
 
 impl StateReader {
@@ -318,12 +353,43 @@ impl StateReader {
         self.entries.is_empty()
     }
 
+    /// The entries of the operator's named state `name`, which this build reads at format
+    /// `version`; an entry written at another version is a clear error (not misread).
+    ///
+    /// ```
+    /// # use rill_runtime::checkpoint::StateReader;
+    /// fn restore(state: &StateReader) -> rill_runtime::OpResult {
+    ///     let counts: Vec<(u64, u64)> = state.section("counts", 1)?.values()?;
+    ///     # let _ = counts;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn section(&self, name: &str, version: u32) -> Result<StateReader, Failure> {
+        let mut entries = Vec::new();
+        for e in self.entries.iter().filter(|e| e.name == name) {
+            if e.version != version {
+                return Err(Failure::corrupt(format!(
+                    "state '{name}' was written at version {}, this build reads version \
+                     {version}",
+                    e.version
+                )));
+            }
+            entries.push(e.clone());
+        }
+        Ok(StateReader {
+            checkpoint: self.checkpoint,
+            shard: self.shard,
+            shards: self.shards,
+            entries,
+        })
+    }
+
     /// Validates and reads every entry written by [`StateWriter::put_keyed`] or
     /// [`StateWriter::put_split`] as a `T` (the type the operator wrote).
     pub fn values<T: ExchangeData>(&self) -> Result<Vec<T>, Failure> {
         let mut out = Vec::with_capacity(self.entries.len());
-        for (_, bytes) in self.entries.iter().filter(|(mixed, _)| !mixed) {
-            T::read_batch(bytes, &mut out).map_err(mismatch)?;
+        for e in self.entries.iter().filter(|e| !e.mixed) {
+            T::read_batch(&e.bytes, &mut out).map_err(mismatch)?;
         }
         Ok(out)
     }
@@ -336,9 +402,9 @@ impl StateReader {
     {
         let mut out = Vec::new();
         let mut all: Vec<(u32, T)> = Vec::new();
-        for (_, bytes) in self.entries.iter().filter(|(mixed, _)| *mixed) {
+        for e in self.entries.iter().filter(|e| e.mixed) {
             all.clear();
-            <(u32, T)>::read_batch(bytes, &mut all).map_err(mismatch)?;
+            <(u32, T)>::read_batch(&e.bytes, &mut all).map_err(mismatch)?;
             out.extend(all.drain(..).filter_map(|(group, value)| {
                 (shard_of_key_group(group, self.shards) == self.shard).then_some(value)
             }));
@@ -373,7 +439,7 @@ pub(crate) fn write_lease(
 ) -> Result<(), Failure> {
     let mut state = StateWriter::default();
     for p in lease {
-        state.put_split(p.split, *p)?;
+        state.section(SPLITS, 1).put_split(p.split, *p)?;
     }
     let file = ShardFile {
         checkpoint: coord.completed.load(std::sync::atomic::Ordering::Relaxed),
@@ -407,8 +473,7 @@ pub(crate) fn assign(
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let mut nodes: std::collections::HashMap<usize, Vec<(bool, AlignedVec<16>)>> =
-        Default::default();
+    let mut nodes: std::collections::HashMap<usize, Vec<RestoredEntry>> = Default::default();
     for payload in files {
         let file = store::archived(payload);
         for node in file.nodes.iter() {
@@ -426,7 +491,12 @@ pub(crate) fn assign(
                 if mine {
                     let mut bytes = AlignedVec::<16>::with_capacity(e.bytes.len());
                     bytes.extend_from_slice(&e.bytes);
-                    nodes.entry(index).or_default().push((mixed, bytes));
+                    nodes.entry(index).or_default().push(RestoredEntry {
+                        name: e.name.to_string(),
+                        version: e.version.to_native(),
+                        mixed,
+                        bytes,
+                    });
                 }
             }
         }
@@ -475,6 +545,7 @@ pub(crate) fn merge_leases(
         nodes
             .entry(node)
             .or_default()
+            .section(SPLITS, 1)
             .put_split(split, p)
             .map_err(|e| corrupt(e.message))?;
     }
@@ -510,3 +581,65 @@ pub trait JobHook: Send + Sync {
 /// What a [`JobHook`] returns when it fails: any error (a `String` converts with `?` or
 /// `.into()`).
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `assign` would hand a one-shard restore of `state`.
+    fn restored(state: StateWriter) -> StateReader {
+        let entries = state
+            .entries
+            .into_iter()
+            .map(|e| {
+                let mut bytes = AlignedVec::<16>::with_capacity(e.bytes.len());
+                bytes.extend_from_slice(&e.bytes);
+                RestoredEntry {
+                    mixed: !e.split && e.scope == MIXED,
+                    name: e.name,
+                    version: e.version,
+                    bytes,
+                }
+            })
+            .collect();
+        StateReader {
+            checkpoint: 1,
+            shard: 0,
+            shards: 1,
+            entries,
+        }
+    }
+
+    #[test]
+    fn named_sections_read_back_apart_and_refuse_other_versions() {
+        let mut state = StateWriter::default();
+        state.section("counts", 1).put_keyed(7, 10u64).unwrap();
+        state
+            .section("timers", 2)
+            .put_keyed_all([(7, 100i64), (8, 200)])
+            .unwrap();
+        let reader = restored(state);
+        assert_eq!(
+            reader
+                .section("counts", 1)
+                .unwrap()
+                .values::<u64>()
+                .unwrap(),
+            [10]
+        );
+        let mut timers = reader
+            .section("timers", 2)
+            .unwrap()
+            .keyed_values::<i64>()
+            .unwrap();
+        timers.sort();
+        assert_eq!(timers, [100, 200]);
+        assert!(reader.section("absent", 1).unwrap().is_empty());
+        let err = reader.section("timers", 1).unwrap_err();
+        assert!(
+            err.message
+                .contains("written at version 2, this build reads version 1"),
+            "{err}"
+        );
+    }
+}

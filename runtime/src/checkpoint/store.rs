@@ -52,9 +52,13 @@ pub(crate) struct NodeState {
     pub entries: Vec<StateEntry>,
 }
 
-/// One piece of state: keyed (`scope` is a key group) or per split (`scope` is the split).
+/// One piece of state: keyed (`scope` is a key group) or per split (`scope` is the split),
+/// part of the operator's named state `name` written at `version` (see
+/// [`StateWriter::section`](super::StateWriter::section)).
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone)]
 pub(crate) struct StateEntry {
+    pub name: String,
+    pub version: u32,
     pub split: bool,
     pub scope: u32,
     pub bytes: Vec<u8>,
@@ -461,6 +465,8 @@ mod tests {
             nodes: vec![NodeState {
                 operator: "window count".into(),
                 entries: vec![StateEntry {
+                    name: "counts".into(),
+                    version: 1,
                     split: false,
                     scope: 77,
                     bytes: vec![1, 2, 3, 4, 5],

@@ -201,7 +201,8 @@ impl NodeBuilder<'_> {
     ) -> Box<dyn Head> {
         if let Some(state) = self.checkpoint.as_ref().and_then(|c| c.restored(self.node)) {
             let restored = state
-                .values::<crate::checkpoint::SplitPosition>()
+                .section(crate::checkpoint::SPLITS, 1)
+                .and_then(|s| s.values::<crate::checkpoint::SplitPosition>())
                 .and_then(|splits| source.restore(splits));
             if let Err(e) = attribute(restored, self.node) {
                 self.failure.get_or_insert(e);

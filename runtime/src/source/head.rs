@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{Source, SourceStatus};
-use crate::checkpoint::{ShardCheckpoint, SplitPosition, StateWriter};
+use crate::checkpoint::{ShardCheckpoint, SplitPosition, StateWriter, SPLITS};
 use crate::clock::{system_now, Clock};
 use crate::error::{Failure, OpResult};
 use crate::head::Head;
@@ -94,7 +94,7 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
         let started = Instant::now();
         let mut state = StateWriter::default();
         for p in self.positions()? {
-            state.put_split(p.split, p)?;
+            state.section(SPLITS, 1).put_split(p.split, p)?;
         }
         shard.submit(self.node, requested, state, started.elapsed());
         self.out.inner().send(Progress::Barrier(requested))?;
