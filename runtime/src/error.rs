@@ -369,3 +369,14 @@ pub type OpResult = std::result::Result<(), Failure>;
 
 /// The runtime's result type.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The message of a panic's payload (a `&str` or `String`; otherwise a placeholder).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

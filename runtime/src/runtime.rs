@@ -285,11 +285,7 @@ impl JobHandle {
                 Err(Error::OperatorPanicked {
                     operator: "<runtime>".into(),
                     shard,
-                    message: panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default(),
+                    message: crate::error::panic_message(&*panic),
                 })
             });
             match outcome {

@@ -137,6 +137,36 @@ fn a_panicking_user_function_names_its_operator_and_shard() {
     }
 }
 
+#[test]
+fn a_factory_that_panics_on_one_shard_fails_the_job_with_checkpoints_on() {
+    let dir = std::env::temp_dir().join(format!("rill-factory-panic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut df = Dataflow::new();
+    df.vec_source("numbers", (0u64..1_000).collect())
+        .unary("picky", |ctx| {
+            assert!(ctx.index != 1, "shard 1 is not welcome");
+            Fallible
+        })
+        .discard("sink");
+    let config = Config::default()
+        .shards(2)
+        .pin(false)
+        .checkpointing(rill_runtime::checkpoint::Checkpointing::new(&dir));
+    let err = Runtime::new(config).unwrap().run(df).expect_err("fails");
+    match err {
+        Error::OperatorPanicked {
+            operator,
+            shard,
+            message,
+        } => {
+            assert_eq!((operator.as_str(), shard), ("picky", 1));
+            assert!(message.contains("not welcome"), "{message}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 struct Fallible;
 impl Operator<u64> for Fallible {
     type Out = Output<u64>;

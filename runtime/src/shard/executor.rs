@@ -51,7 +51,14 @@ where
                     return Err(e);
                 }
             };
-            executor.run(body())
+            // A panic outside the shard's loop (which catches its own) still stops the
+            // other shards and the coordinator; the panic then reaches `join`.
+            let run =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.run(body())));
+            run.unwrap_or_else(|panic| {
+                abort.store(true, Ordering::SeqCst);
+                std::panic::resume_unwind(panic)
+            })
         })
         .map_err(|source| Error::ThreadSpawn {
             shard: index,

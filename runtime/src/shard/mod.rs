@@ -185,17 +185,10 @@ impl Shard {
     }
 
     fn panic_error(&self, panic: Box<dyn Any + Send>) -> Error {
-        let message = if let Some(s) = panic.downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = panic.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "non-string panic payload".to_string()
-        };
         Error::OperatorPanicked {
             operator: self.operator_name(crate::instrument::take_current_node()),
             shard: self.info.index,
-            message,
+            message: crate::error::panic_message(&*panic),
         }
     }
 }
