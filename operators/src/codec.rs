@@ -1,40 +1,45 @@
-//! How stateful operators write their keyed records into checkpoints and read them back
-//! (to be replaced by the runtime's keyed state backend).
+//! How stateful operators write their keyed state tables into checkpoints and read them
+//! back.
 
-/// Writes and reads an operator's keyed records (`(key hash, record)`), behind a trait
-/// object so that only the operators' constructors carry the serialization bounds.
-pub(crate) trait RecordCodec<R> {
+/// Writes and reads an operator's [`KeyedState`](rill_runtime::state::KeyedState) table,
+/// behind a trait object so that only the operators' constructors carry the
+/// serialization bounds.
+pub(crate) trait TableCodec<K, V> {
     fn write(
         &self,
-        records: Vec<(u64, R)>,
+        table: &mut rill_runtime::state::KeyedState<K, V>,
         state: &mut rill_runtime::checkpoint::StateWriter,
     ) -> rill_runtime::OpResult;
     fn read(
         &self,
+        table: &mut rill_runtime::state::KeyedState<K, V>,
         state: &rill_runtime::checkpoint::StateReader,
-    ) -> Result<Vec<R>, rill_runtime::Failure>;
+    ) -> rill_runtime::OpResult;
 }
 
-/// Keyed records in the operator's named state `.0` (format version 1).
-pub(crate) struct RkyvRecords(pub &'static str);
+/// A table in the operator's named state `.0` at format version `.1` (incremental: see
+/// `rill_runtime::state`).
+pub(crate) struct RkyvTable(pub &'static str, pub u32);
 
-impl<R> RecordCodec<R> for RkyvRecords
+impl<K, V> TableCodec<K, V> for RkyvTable
 where
-    (u32, R): rill_runtime::ExchangeData,
+    K: rill_runtime::StateData + std::hash::Hash + Eq,
+    V: rill_runtime::StateData,
 {
     fn write(
         &self,
-        records: Vec<(u64, R)>,
+        table: &mut rill_runtime::state::KeyedState<K, V>,
         state: &mut rill_runtime::checkpoint::StateWriter,
     ) -> rill_runtime::OpResult {
-        state.section(self.0, 1).put_keyed_all(records)
+        table.snapshot(state.section(self.0, self.1))
     }
     fn read(
         &self,
+        table: &mut rill_runtime::state::KeyedState<K, V>,
         state: &rill_runtime::checkpoint::StateReader,
-    ) -> Result<Vec<R>, rill_runtime::Failure> {
-        state.section(self.0, 1)?.keyed_values()
+    ) -> rill_runtime::OpResult {
+        table.restore(&state.section(self.0, self.1)?)
     }
 }
 
-pub(crate) type Codec<R> = std::sync::Arc<dyn RecordCodec<R> + Send + Sync>;
+pub(crate) type Tables<K, V> = std::sync::Arc<dyn TableCodec<K, V> + Send + Sync>;

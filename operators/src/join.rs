@@ -18,20 +18,37 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::{
-    hash_key, BinaryOperator, Data, OpResult, Output, StateData, Stream, Timestamp,
-};
-use rustc_hash::FxHashMap;
+use rill_runtime::state::{KeyedState, Update};
+use rill_runtime::{BinaryOperator, Data, OpResult, Output, StateData, Stream, Timestamp};
 
 use crate::key_by::{KeyFn, KeyedStream};
 use crate::window::{Window, Windows};
-use crate::{Codec, RkyvRecords};
+use crate::{RkyvTable, Tables};
 
 type TsFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
 type WindowJoinFn<K, A, B, O> = Arc<dyn Fn(&K, &Window, &A, &B) -> O + Send + Sync>;
 type IntervalJoinFn<K, A, B, O> = Arc<dyn Fn(&K, &A, &B) -> O + Send + Sync>;
-/// One window's records of one key, from both sides.
-type WindowSides<K, A, B> = FxHashMap<(K, Window), (Vec<A>, Vec<B>)>;
+
+/// A key's open windows, each with both sides' records: what a window join keeps per key
+/// and writes to checkpoints.
+pub(crate) type WindowSides<A, B> = Vec<(Window, Vec<A>, Vec<B>)>;
+
+/// A key's records of one side of an interval join, each with its time.
+pub(crate) type Timed<T> = Vec<(Timestamp, T)>;
+
+/// The operator's clock in checkpoints: every shard restores the minimum (exact under
+/// aligned barriers, where every shard saw the same watermark).
+fn write_clock(watermark: Timestamp, state: &mut StateWriter) -> OpResult {
+    state.section("clock", 1).put_shared(watermark)
+}
+
+fn read_clock(state: &StateReader) -> Result<Option<Timestamp>, rill_runtime::Failure> {
+    Ok(state
+        .section("clock", 1)?
+        .values::<Timestamp>()?
+        .into_iter()
+        .min())
+}
 
 struct WindowJoin<A, B, K, O> {
     key_a: KeyFn<A, K>,
@@ -40,37 +57,34 @@ struct WindowJoin<A, B, K, O> {
     ts_b: TsFn<B>,
     windows: Windows,
     join: WindowJoinFn<K, A, B, O>,
-    /// Per window end: per key, both sides' records.
-    state: BTreeMap<Timestamp, WindowSides<K, A, B>>,
+    /// Per key, its windows' records from both sides.
+    state: KeyedState<K, WindowSides<A, B>>,
+    /// Per window end, the keys with a window ending there (rebuilt on a restore).
+    ends: BTreeMap<Timestamp, Vec<K>>,
     watermark: Timestamp,
     scratch: Vec<Window>,
-    codec: Codec<WindowJoinRecord<K, A, B>>,
+    codec: Tables<K, WindowSides<A, B>>,
 }
 
-/// A window join's checkpoint record: (watermark, key, window, left records, right
-/// records).
-pub(crate) type WindowJoinRecord<K, A, B> = (Timestamp, K, Window, Vec<A>, Vec<B>);
-
-/// An interval join's checkpoint record: (watermark, key, left records, right records),
-/// each record with its time.
-pub(crate) type IntervalJoinRecord<K, A, B> =
-    (Timestamp, K, Vec<(Timestamp, A)>, Vec<(Timestamp, B)>);
-
 impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
-    fn insert(&mut self, key: K, t: Timestamp, mut put: impl FnMut(&mut (Vec<A>, Vec<B>))) {
+    fn insert(&mut self, key: K, t: Timestamp, mut put: impl FnMut(&mut Vec<A>, &mut Vec<B>)) {
         self.scratch.clear();
         self.windows.assign(t, &mut self.scratch);
         for &w in &self.scratch {
             if w.end <= self.watermark {
                 continue;
             }
-            let slot = self
-                .state
-                .entry(w.end)
-                .or_default()
-                .entry((key.clone(), w))
-                .or_default();
-            put(slot);
+            let sides = self.state.get_or_insert_with(key.clone(), Vec::new);
+            let i = match sides.iter().position(|s| s.0 == w) {
+                Some(i) => i,
+                None => {
+                    sides.push((w, Vec::new(), Vec::new()));
+                    self.ends.entry(w.end).or_default().push(key.clone());
+                    sides.len() - 1
+                }
+            };
+            let (_, a, b) = &mut sides[i];
+            put(a, b);
         }
     }
 }
@@ -82,34 +96,21 @@ where
     K: Clone + Hash + Eq + 'static,
     O: Data,
 {
+    /// The clock, and per key its windows' records, incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        let codec = &self.codec;
-        let w = self.watermark;
-        let records = self
-            .state
-            .values()
-            .flat_map(|sides| sides.iter())
-            .map(|((k, win), (a, b))| (hash_key(k), (w, k.clone(), *win, a.clone(), b.clone())))
-            .collect();
-        codec.write(records, state)
+        write_clock(self.watermark, state)?;
+        self.codec.write(&mut self.state, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let codec = &self.codec;
-        let mut watermark: Option<Timestamp> = None;
-        for (w, k, win, a, b) in codec.read(state)? {
-            watermark = Some(watermark.map_or(w, |m| m.min(w)));
-            let slot = self
-                .state
-                .entry(win.end)
-                .or_default()
-                .entry((k, win))
-                .or_default();
-            slot.0.extend(a);
-            slot.1.extend(b);
-        }
-        if let Some(w) = watermark {
+        if let Some(w) = read_clock(state)? {
             self.watermark = self.watermark.max(w);
+        }
+        self.codec.read(&mut self.state, state)?;
+        for (k, sides) in self.state.iter() {
+            for (w, _, _) in sides {
+                self.ends.entry(w.end).or_default().push(k.clone());
+            }
         }
         Ok(())
     }
@@ -119,7 +120,7 @@ where
     fn on_left(&mut self, batch: &mut Vec<A>, _out: &mut Output<O>) -> OpResult {
         for a in batch.drain(..) {
             let (k, t) = ((self.key_a)(&a), (self.ts_a)(&a));
-            self.insert(k, t, |slot| slot.0.push(a.clone()));
+            self.insert(k, t, |left, _| left.push(a.clone()));
         }
         Ok(())
     }
@@ -127,21 +128,39 @@ where
     fn on_right(&mut self, batch: &mut Vec<B>, _out: &mut Output<O>) -> OpResult {
         for b in batch.drain(..) {
             let (k, t) = ((self.key_b)(&b), (self.ts_b)(&b));
-            self.insert(k, t, |slot| slot.1.push(b.clone()));
+            self.insert(k, t, |_, right| right.push(b.clone()));
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> OpResult {
         self.watermark = self.watermark.max(watermark);
-        while let Some(entry) = self.state.first_entry() {
-            if *entry.key() > self.watermark {
+        while let Some(entry) = self.ends.first_entry() {
+            let end = *entry.key();
+            if end > self.watermark {
                 break;
             }
-            for ((k, w), (left, right)) in entry.remove() {
-                for a in &left {
-                    for b in &right {
-                        out.give((self.join)(&k, &w, a, b));
+            for k in entry.remove() {
+                let Some(sides) = self.state.get_mut(&k) else {
+                    continue;
+                };
+                let mut due = Vec::new();
+                sides.retain_mut(|(w, left, right)| {
+                    if w.end == end {
+                        due.push((*w, std::mem::take(left), std::mem::take(right)));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if sides.is_empty() {
+                    self.state.remove(&k);
+                }
+                for (w, left, right) in due {
+                    for a in &left {
+                        for b in &right {
+                            out.give((self.join)(&k, &w, a, b));
+                        }
                     }
                 }
             }
@@ -158,10 +177,27 @@ struct IntervalJoin<A, B, K, O> {
     lower: i64,
     upper: i64,
     join: IntervalJoinFn<K, A, B, O>,
-    left: FxHashMap<K, Vec<(Timestamp, A)>>,
-    right: FxHashMap<K, Vec<(Timestamp, B)>>,
+    left: KeyedState<K, Timed<A>>,
+    right: KeyedState<K, Timed<B>>,
     watermark: Timestamp,
-    codec: Codec<IntervalJoinRecord<K, A, B>>,
+    codec_left: Tables<K, Timed<A>>,
+    codec_right: Tables<K, Timed<B>>,
+}
+
+/// Drops the records of one key's side that no later record can match (time `t` with
+/// `horizon(t) < watermark`).
+fn expire<T>(
+    records: &mut Timed<T>,
+    horizon: impl Fn(Timestamp) -> Timestamp,
+    w: Timestamp,
+) -> Update {
+    let before = records.len();
+    records.retain(|(t, _)| horizon(*t) >= w);
+    match records.len() {
+        0 => Update::Remove,
+        n if n == before => Update::Keep,
+        _ => Update::Changed,
+    }
 }
 
 impl<A, B, K, O> BinaryOperator<A, B> for IntervalJoin<A, B, K, O>
@@ -171,38 +207,19 @@ where
     K: Clone + Hash + Eq + 'static,
     O: Data,
 {
+    /// The clock, and per key both sides' records, incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        let codec = &self.codec;
-        let w = self.watermark;
-        let mut records: Vec<(u64, IntervalJoinRecord<K, A, B>)> = Vec::new();
-        for (k, a) in &self.left {
-            let b = self.right.get(k).cloned().unwrap_or_default();
-            records.push((hash_key(k), (w, k.clone(), a.clone(), b)));
-        }
-        for (k, b) in &self.right {
-            if !self.left.contains_key(k) {
-                records.push((hash_key(k), (w, k.clone(), Vec::new(), b.clone())));
-            }
-        }
-        codec.write(records, state)
+        write_clock(self.watermark, state)?;
+        self.codec_left.write(&mut self.left, state)?;
+        self.codec_right.write(&mut self.right, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let codec = &self.codec;
-        let mut watermark: Option<Timestamp> = None;
-        for (w, k, a, b) in codec.read(state)? {
-            watermark = Some(watermark.map_or(w, |m| m.min(w)));
-            if !a.is_empty() {
-                self.left.entry(k.clone()).or_default().extend(a);
-            }
-            if !b.is_empty() {
-                self.right.entry(k).or_default().extend(b);
-            }
-        }
-        if let Some(w) = watermark {
+        if let Some(w) = read_clock(state)? {
             self.watermark = self.watermark.max(w);
         }
-        Ok(())
+        self.codec_left.read(&mut self.left, state)?;
+        self.codec_right.read(&mut self.right, state)
     }
 
     type Out = Output<O>;
@@ -219,7 +236,7 @@ where
                     out.give((self.join)(&k, &a, b));
                 }
             }
-            self.left.entry(k).or_default().push((t, a));
+            self.left.get_or_insert_with(k, Vec::new).push((t, a));
         }
         Ok(())
     }
@@ -236,7 +253,7 @@ where
                     out.give((self.join)(&k, a, &b));
                 }
             }
-            self.right.entry(k).or_default().push((t, b));
+            self.right.get_or_insert_with(k, Vec::new).push((t, b));
         }
         Ok(())
     }
@@ -244,14 +261,10 @@ where
     fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Output<O>) -> OpResult {
         self.watermark = self.watermark.max(watermark);
         let (w, lower, upper) = (self.watermark, self.lower, self.upper);
-        self.left.retain(|_, v| {
-            v.retain(|(t, _)| t.saturating_add(upper) >= w);
-            !v.is_empty()
-        });
-        self.right.retain(|_, v| {
-            v.retain(|(t, _)| t.saturating_sub(lower) >= w);
-            !v.is_empty()
-        });
+        self.left
+            .update_each(|_, v| expire(v, |t| t.saturating_add(upper), w));
+        self.right
+            .update_each(|_, v| expire(v, |t| t.saturating_sub(lower), w));
         Ok(())
     }
 }
@@ -302,19 +315,20 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         } else if let Err(e) = windows.validate() {
             self.stream().invalid(name, e.to_string());
         }
-        let codec: Codec<WindowJoinRecord<K, A, B>> = Arc::new(RkyvRecords("window join"));
+        let codec: Tables<K, WindowSides<A, B>> = Arc::new(RkyvTable("window join", 2));
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: WindowJoinFn<K, A, B, O> = Arc::new(join);
         self.stream()
-            .binary(other.stream(), name, move |_| WindowJoin {
+            .binary(other.stream(), name, move |shard| WindowJoin {
                 key_a: key_a.clone(),
                 key_b: key_b.clone(),
                 ts_a: ts_a.clone(),
                 ts_b: ts_b.clone(),
                 windows,
                 join: join.clone(),
-                state: BTreeMap::new(),
+                state: KeyedState::new(shard.tracks_state()),
+                ends: BTreeMap::new(),
                 watermark: Timestamp::MIN,
                 scratch: Vec::new(),
                 codec: codec.clone(),
@@ -363,12 +377,13 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 format!("interval_join needs lower <= upper (got {lower} > {upper})"),
             );
         }
-        let codec: Codec<IntervalJoinRecord<K, A, B>> = Arc::new(RkyvRecords("interval join"));
+        let codec_left: Tables<K, Timed<A>> = Arc::new(RkyvTable("interval join left", 1));
+        let codec_right: Tables<K, Timed<B>> = Arc::new(RkyvTable("interval join right", 1));
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: IntervalJoinFn<K, A, B, O> = Arc::new(join);
         self.stream()
-            .binary(other.stream(), name, move |_| IntervalJoin {
+            .binary(other.stream(), name, move |shard| IntervalJoin {
                 key_a: key_a.clone(),
                 key_b: key_b.clone(),
                 ts_a: ts_a.clone(),
@@ -376,10 +391,11 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 lower,
                 upper,
                 join: join.clone(),
-                left: FxHashMap::default(),
-                right: FxHashMap::default(),
+                left: KeyedState::new(shard.tracks_state()),
+                right: KeyedState::new(shard.tracks_state()),
                 watermark: Timestamp::MIN,
-                codec: codec.clone(),
+                codec_left: codec_left.clone(),
+                codec_right: codec_right.clone(),
             })
     }
 }

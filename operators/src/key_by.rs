@@ -1,16 +1,16 @@
 //! `key_by`: partitions a stream by key, so that all records of a key reach the shard that
 //! owns the key's state, and rolling (per-record) aggregates over it.
 
-use std::collections::HashMap;
+use rill_runtime::state::KeyedState;
 use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 
-use crate::{Codec, RkyvRecords};
+use crate::{RkyvTable, Tables};
 
 use rill_runtime::{
-    hash_key, Data, ExchangeData, OpResult, Operator, Output, Partitioning, StateData, Stream,
+    Data, ExchangeData, OpResult, Operator, Output, Partitioning, StateData, Stream,
 };
 
 /// Groups a stream by key.
@@ -134,8 +134,8 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
 struct RollingOp<T, K, A, F> {
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     fold: F,
-    state: HashMap<K, A>,
-    codec: Codec<(K, A)>,
+    state: KeyedState<K, A>,
+    codec: Tables<K, A>,
 }
 
 impl<T, K, A, F> Operator<T> for RollingOp<T, K, A, F>
@@ -144,18 +144,13 @@ where
     A: Data,
     F: Fn(Option<&A>, T) -> A,
 {
+    /// Every key's aggregate, incrementally (the keys updated since the last checkpoint).
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        let records = self
-            .state
-            .iter()
-            .map(|(k, a)| (hash_key(k), (k.clone(), a.clone())))
-            .collect();
-        self.codec.write(records, state)
+        self.codec.write(&mut self.state, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        self.state.extend(self.codec.read(state)?);
-        Ok(())
+        self.codec.read(&mut self.state, state)
     }
 
     type Out = Output<(K, A)>;
@@ -231,11 +226,11 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         A: StateData,
     {
         let key = self.key.clone();
-        let codec: Codec<(K, A)> = Arc::new(RkyvRecords("rolling"));
-        self.stream.unary(name, move |_| RollingOp {
+        let codec: Tables<K, A> = Arc::new(RkyvTable("rolling", 2));
+        self.stream.unary(name, move |shard| RollingOp {
             key: key.clone(),
             fold: f.clone(),
-            state: HashMap::new(),
+            state: KeyedState::new(shard.tracks_state()),
             codec: codec.clone(),
         })
     }

@@ -42,7 +42,7 @@ mod process;
 mod watermark;
 pub mod window;
 
-pub(crate) use codec::{Codec, RkyvRecords};
+pub(crate) use codec::{RkyvTable, Tables};
 pub use filter::Filter;
 pub use flat_map::FlatMap;
 pub use inspect::Inspect;

@@ -7,13 +7,13 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
+use rill_runtime::state::KeyedState;
 use rill_runtime::{
-    hash_key, Data, ExchangeData, Failure, OpResult, Operator, Output, ShardInfo, StateData,
-    Stream, Timestamp, MIN_WATERMARK,
+    Data, OpResult, Operator, Output, ShardInfo, StateData, Stream, Timestamp, MIN_WATERMARK,
 };
-use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::key_by::{KeyFn, KeyedStream};
+use crate::{RkyvTable, Tables};
 
 /// A keyed process function over records `T` with key `K`.
 ///
@@ -73,9 +73,9 @@ pub trait ProcessFunction<K, T>: 'static {
 /// What a process function sees for one key.
 pub struct ProcessContext<'a, K, S, O> {
     key: &'a K,
-    state: &'a mut Option<S>,
+    slot: &'a mut KeySlot<S>,
     out: &'a mut Output<O>,
-    timers: &'a mut Timers<K>,
+    queues: &'a mut Queues<K>,
     watermark: Timestamp,
     now: Timestamp,
 }
@@ -84,27 +84,33 @@ impl<K: std::fmt::Debug, S, O> std::fmt::Debug for ProcessContext<'_, K, S, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessContext")
             .field("key", self.key)
-            .field("has_state", &self.state.is_some())
+            .field("has_state", &self.slot.0.is_some())
             .field("watermark", &self.watermark)
             .field("now", &self.now)
             .finish_non_exhaustive()
     }
 }
 
-struct Timers<K> {
+/// One key's part of the operator's state, and of a checkpoint: its state, its
+/// event-time timers and its processing-time timers.
+pub(crate) type KeySlot<S> = (Option<S>, Vec<Timestamp>, Vec<Timestamp>);
+
+/// Every key's timers by time: event time, processing time. (A key's own timers, in its
+/// slot, are what checkpoints hold; these are rebuilt on a restore.)
+struct Queues<K> {
     event: BTreeMap<Timestamp, Vec<K>>,
     processing: BTreeMap<Timestamp, Vec<K>>,
-    set: FxHashSet<(bool, Timestamp, K)>,
 }
 
-impl<K: Clone + Hash + Eq> Timers<K> {
-    fn add(&mut self, processing: bool, time: Timestamp, key: &K) {
-        if self.set.insert((processing, time, key.clone())) {
-            let queue = if processing {
-                &mut self.processing
-            } else {
-                &mut self.event
-            };
+impl<K: Clone> Queues<K> {
+    fn add<S>(&mut self, slot: &mut KeySlot<S>, processing: bool, time: Timestamp, key: &K) {
+        let (times, queue) = if processing {
+            (&mut slot.2, &mut self.processing)
+        } else {
+            (&mut slot.1, &mut self.event)
+        };
+        if !times.contains(&time) {
+            times.push(time);
             queue.entry(time).or_default().push(key.clone());
         }
     }
@@ -117,11 +123,11 @@ impl<K: Clone + Hash + Eq, S: Default, O: Clone> ProcessContext<'_, K, S, O> {
     }
     /// The key's state (created on first use).
     pub fn state(&mut self) -> &mut S {
-        self.state.get_or_insert_with(S::default)
+        self.slot.0.get_or_insert_with(S::default)
     }
     /// Drops the key's state.
     pub fn clear_state(&mut self) {
-        *self.state = None;
+        self.slot.0 = None;
     }
     /// Emits a record.
     pub fn emit(&mut self, record: O) {
@@ -137,86 +143,22 @@ impl<K: Clone + Hash + Eq, S: Default, O: Clone> ProcessContext<'_, K, S, O> {
     }
     /// Calls `on_timer` once the watermark reaches `time`.
     pub fn set_event_timer(&mut self, time: Timestamp) {
-        self.timers.add(false, time, self.key);
+        self.queues.add(self.slot, false, time, self.key);
     }
     /// Calls `on_timer` once processing time reaches `time`.
     pub fn set_processing_timer(&mut self, time: Timestamp) {
-        self.timers.add(true, time, self.key);
+        self.queues.add(self.slot, true, time, self.key);
     }
 }
-
-/// One key's part of a checkpoint: (the operator's watermark, key, state, event-time
-/// timers, processing-time timers).
-pub(crate) type KeyRecord<K, S> = (Timestamp, K, Option<S>, Vec<Timestamp>, Vec<Timestamp>);
-
-/// Writes and reads keys' records (behind a trait object, so that only the constructor,
-/// not the operator, carries the serialization bounds).
-trait StateCodec<K, S> {
-    fn write(
-        &self,
-        watermark: Timestamp,
-        keys: &FxHashMap<K, S>,
-        timers: &FxHashSet<(bool, Timestamp, K)>,
-        state: &mut StateWriter,
-    ) -> OpResult;
-    fn read(&self, state: &StateReader) -> Result<Vec<KeyRecord<K, S>>, Failure>;
-}
-
-struct RkyvCodec;
-
-impl<K, S> StateCodec<K, S> for RkyvCodec
-where
-    K: Clone + Hash + Eq,
-    S: Clone,
-    (u32, KeyRecord<K, S>): ExchangeData,
-{
-    fn write(
-        &self,
-        watermark: Timestamp,
-        keys: &FxHashMap<K, S>,
-        timer_set: &FxHashSet<(bool, Timestamp, K)>,
-        state: &mut StateWriter,
-    ) -> OpResult {
-        let mut timers: FxHashMap<&K, (Vec<Timestamp>, Vec<Timestamp>)> = FxHashMap::default();
-        for (processing, time, key) in timer_set {
-            let t = timers.entry(key).or_default();
-            if *processing {
-                t.1.push(*time);
-            } else {
-                t.0.push(*time);
-            }
-        }
-        let mut records = Vec::with_capacity(keys.len() + timers.len());
-        for (key, s) in keys {
-            let (event, processing) = timers.remove(key).unwrap_or_default();
-            records.push((
-                hash_key(key),
-                (watermark, key.clone(), Some(s.clone()), event, processing),
-            ));
-        }
-        for (key, (event, processing)) in timers {
-            records.push((
-                hash_key(key),
-                (watermark, key.clone(), None, event, processing),
-            ));
-        }
-        state.section("keys", 1).put_keyed_all(records)
-    }
-    fn read(&self, state: &StateReader) -> Result<Vec<KeyRecord<K, S>>, Failure> {
-        state.section("keys", 1)?.keyed_values()
-    }
-}
-
-type Codec<K, S> = Arc<dyn StateCodec<K, S> + Send + Sync>;
 
 struct ProcessOp<T, K, F: ProcessFunction<K, T>> {
     f: F,
     key: KeyFn<T, K>,
-    state: FxHashMap<K, F::State>,
-    timers: Timers<K>,
+    keys: KeyedState<K, KeySlot<F::State>>,
+    queues: Queues<K>,
     watermark: Timestamp,
     now: Timestamp,
-    codec: Codec<K, F::State>,
+    codec: Tables<K, KeySlot<F::State>>,
 }
 
 impl<T, K, F> ProcessOp<T, K, F>
@@ -230,27 +172,29 @@ where
         out: &mut Output<F::Out>,
         body: impl FnOnce(&mut F, &mut ProcessContext<'_, K, F::State, F::Out>),
     ) {
-        let mut state = self.state.remove(key);
+        let slot = self
+            .keys
+            .get_or_insert_with(key.clone(), || (None, Vec::new(), Vec::new()));
         let mut cx = ProcessContext {
             key,
-            state: &mut state,
+            slot,
             out,
-            timers: &mut self.timers,
+            queues: &mut self.queues,
             watermark: self.watermark,
             now: self.now,
         };
         body(&mut self.f, &mut cx);
-        if let Some(s) = state {
-            self.state.insert(key.clone(), s);
+        if cx.slot.0.is_none() && cx.slot.1.is_empty() && cx.slot.2.is_empty() {
+            self.keys.remove(key);
         }
     }
 
     fn fire(&mut self, processing: bool, upto: Timestamp, out: &mut Output<F::Out>) {
         loop {
             let queue = if processing {
-                &mut self.timers.processing
+                &mut self.queues.processing
             } else {
-                &mut self.timers.event
+                &mut self.queues.event
             };
             let Some(entry) = queue.first_entry() else {
                 return;
@@ -260,7 +204,10 @@ where
             }
             let time = *entry.key();
             for key in entry.remove() {
-                self.timers.set.remove(&(processing, time, key.clone()));
+                if let Some(slot) = self.keys.get_mut(&key) {
+                    let times = if processing { &mut slot.2 } else { &mut slot.1 };
+                    times.retain(|&t| t != time);
+                }
                 self.call(&key, out, |f, cx| f.on_timer(time, cx));
             }
         }
@@ -272,29 +219,40 @@ where
     K: Clone + Hash + Eq + 'static,
     F: ProcessFunction<K, T>,
 {
-    /// Every key's state and timers, keyed by the key (see [`KeyRecord`]).
+    /// The operator's clock (every shard restores it), and the keys' table: every key's
+    /// state and timers ([`KeySlot`]), incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        state
+            .section("clock", 1)
+            .put_shared((self.watermark, self.now))?;
         let codec = &self.codec;
-        codec.write(self.watermark, &self.state, &self.timers.set, state)
+        codec.write(&mut self.keys, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let codec = &self.codec;
-        let mut watermark: Option<Timestamp> = None;
-        for (w, key, s, event, processing) in codec.read(state)? {
-            watermark = Some(watermark.map_or(w, |m| m.min(w)));
-            for t in event {
-                self.timers.add(false, t, &key);
-            }
-            for t in processing {
-                self.timers.add(true, t, &key);
-            }
-            if let Some(s) = s {
-                self.state.insert(key, s);
-            }
-        }
-        if let Some(w) = watermark {
+        // Under aligned barriers every shard saw the same watermark: the minimum is exact.
+        let clocks = state
+            .section("clock", 1)?
+            .values::<(Timestamp, Timestamp)>()?;
+        if let Some(w) = clocks.iter().map(|c| c.0).min() {
             self.watermark = self.watermark.max(w);
+        }
+        if let Some(n) = clocks.iter().map(|c| c.1).min() {
+            self.now = self.now.max(n);
+        }
+        let codec = &self.codec;
+        codec.read(&mut self.keys, state)?;
+        for (key, (_, event, processing)) in self.keys.iter() {
+            for &t in event {
+                self.queues.event.entry(t).or_default().push(key.clone());
+            }
+            for &t in processing {
+                self.queues
+                    .processing
+                    .entry(t)
+                    .or_default()
+                    .push(key.clone());
+            }
         }
         Ok(())
     }
@@ -362,17 +320,16 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         K: StateData,
         F::State: StateData,
     {
-        let codec: Codec<K, F::State> = Arc::new(RkyvCodec);
+        let codec: Tables<K, KeySlot<F::State>> = Arc::new(RkyvTable("keys", 2));
 
         let key = self.key_fn();
         self.stream().unary(name, move |shard| ProcessOp {
             f: make(shard.info()),
             key: key.clone(),
-            state: FxHashMap::default(),
-            timers: Timers {
+            keys: KeyedState::new(shard.tracks_state()),
+            queues: Queues {
                 event: BTreeMap::new(),
                 processing: BTreeMap::new(),
-                set: FxHashSet::default(),
             },
             watermark: MIN_WATERMARK,
             now: MIN_WATERMARK,

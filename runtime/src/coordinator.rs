@@ -103,6 +103,7 @@ impl Start {
             c.dir.clone(),
             operator_ids.to_vec(),
             found.base,
+            c.chain,
         );
         *coord.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
         Ok(Start {
@@ -403,6 +404,7 @@ fn run(
             shards: coord.shards,
             guarantee: coord.guarantee,
             finished: false,
+            base: coord.chain_base(id),
             nodes: coord.operator_ids.clone(),
             files: files.clone(),
         };

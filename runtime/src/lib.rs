@@ -25,8 +25,9 @@
 //!    must be, stable key placement, where an instance runs, parking a shard.
 //! 2. `progress` — watermarks, idleness, end of stream and barriers, and how inputs
 //!    combine them.
-//! 3. `checkpoint` — a shard's part in checkpoints: state written at barriers, the files
-//!    and their validation, what the shards and the coordinator share.
+//! 3. `checkpoint`, `state` — a shard's part in checkpoints: state written at barriers,
+//!    the files and their validation, what the shards and the coordinator share; keyed
+//!    state tables that checkpoint incrementally.
 //! 4. `push`, `head` — chained edges and operator outputs; what a shard's loop polls.
 //! 5. `instrument` — record counters and which operator runs, for errors and panics.
 //! 6. `exchange`, `operator` — channels between shards; the operator interfaces and the
@@ -63,6 +64,7 @@ mod runtime;
 mod shard;
 mod sink;
 mod source;
+pub mod state;
 mod sync;
 mod time;
 

@@ -594,16 +594,21 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         G::Acc: StateData,
         G::Out: StateData,
     {
-        let codec: operator::WindowCodec<K, G::Acc, G::Out> =
-            Arc::new(crate::RkyvRecords("windows"));
+        let codec: operator::WindowCodec<K, G::Acc, G::Out> = Arc::new(operator::RkyvWindows);
         let spec = self.spec.clone();
         let key = self.keyed.key_fn();
         if let Some(Err(e)) = spec.fixed.map(|w| w.validate()) {
             // Refused before the job starts (windows chosen per key are checked per key).
             self.keyed.stream().invalid(name, e.to_string());
         }
-        self.keyed.stream().unary_split(name, move |_| {
-            operator::WindowOperator::new(spec.clone(), key.clone(), agg.clone(), codec.clone())
+        self.keyed.stream().unary_split(name, move |shard| {
+            operator::WindowOperator::new(
+                spec.clone(),
+                key.clone(),
+                agg.clone(),
+                codec.clone(),
+                shard.tracks_state(),
+            )
         })
     }
 

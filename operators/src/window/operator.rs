@@ -10,18 +10,19 @@
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
+use std::sync::Arc;
+
 use rill_runtime::checkpoint::{StateReader, StateWriter};
+use rill_runtime::state::KeyedState;
 use rill_runtime::{
-    hash_key, Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
+    Failure, OpResult, Operator, Output, StateData, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
 };
-use rustc_hash::FxHashMap;
 
 use crate::key_by::KeyFn;
 use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::window::{
     Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec, Windows,
 };
-use crate::Codec;
 
 struct WinState<A, V> {
     window: Window,
@@ -39,7 +40,7 @@ struct WinState<A, V> {
     closed: bool,
 }
 
-struct KeyState<A, V> {
+pub(crate) struct KeyState<A, V> {
     windows: Vec<WinState<A, V>>,
     /// Records seen (count windows).
     ordinal: u64,
@@ -70,27 +71,89 @@ pub(crate) type WindowRecord<A, V> = (
     bool,
 );
 
-/// One key's part of a checkpoint: (watermark, processing time, key, windows, records
-/// seen, count windows, event-time timers, processing-time timers).
-pub(crate) type WindowKeyRecord<K, A, V> = (
-    Timestamp,
-    Timestamp,
-    K,
-    Vec<WindowRecord<A, V>>,
-    u64,
-    bool,
-    Vec<(Timestamp, Window)>,
-    Vec<(Timestamp, Window)>,
-);
+/// One key's part of a checkpoint: (windows, records seen, count windows). Its timers are
+/// not written: a restore derives them from the windows and their triggers' deadlines.
+pub(crate) type WindowKeyRecord<A, V> = (Vec<WindowRecord<A, V>>, u64, bool);
 
-/// Writes and reads a window operator's key records.
-pub(crate) type WindowCodec<K, A, V> = Codec<WindowKeyRecord<K, A, V>>;
+/// Writes and reads a window operator's keys (behind a trait object, so that only the
+/// constructor carries the serialization bounds).
+pub(crate) trait WindowTable<K, A, V> {
+    fn write(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &mut StateWriter) -> OpResult;
+    fn read(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &StateReader) -> OpResult;
+}
 
-/// One key's timers: (event-time, processing-time).
-type KeyTimers = (Vec<(Timestamp, Window)>, Vec<(Timestamp, Window)>);
+/// The keys' table in the named state "windows", version 2, incrementally.
+pub(crate) struct RkyvWindows;
+
+impl<K, A, V> WindowTable<K, A, V> for RkyvWindows
+where
+    K: StateData + Hash + Eq,
+    A: StateData,
+    V: StateData,
+{
+    fn write(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &mut StateWriter) -> OpResult {
+        keys.snapshot_as(state.section("windows", 2), |_, ks| ks.record())
+    }
+    fn read(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &StateReader) -> OpResult {
+        keys.restore_as(&state.section("windows", 2)?, |_, r| {
+            KeyState::from_record(r)
+        })
+    }
+}
+
+impl<A: Clone, V: Clone> KeyState<A, V> {
+    fn record(&self) -> WindowKeyRecord<A, V> {
+        let windows = self
+            .windows
+            .iter()
+            .map(|w| {
+                (
+                    w.window,
+                    w.acc.clone(),
+                    w.nonempty,
+                    w.holding,
+                    w.index,
+                    w.last.clone(),
+                    w.retract.clone(),
+                    w.trigger.iter().map(|n| n.to_parts()).collect(),
+                    w.closed,
+                )
+            })
+            .collect();
+        (windows, self.ordinal, self.count)
+    }
+
+    fn from_record((windows, ordinal, count): WindowKeyRecord<A, V>) -> Self {
+        let windows = windows
+            .into_iter()
+            .map(
+                |(window, acc, nonempty, holding, index, last, retract, trigger, closed)| {
+                    WinState {
+                        window,
+                        acc,
+                        nonempty,
+                        holding,
+                        index,
+                        last,
+                        retract,
+                        trigger: trigger.into_iter().map(NodeState::from_parts).collect(),
+                        closed,
+                    }
+                },
+            )
+            .collect();
+        KeyState {
+            windows,
+            ordinal,
+            count,
+        }
+    }
+}
+
+pub(crate) type WindowCodec<K, A, V> = Arc<dyn WindowTable<K, A, V> + Send + Sync>;
 
 pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
-    keys: FxHashMap<K, KeyState<G::Acc, G::Out>>,
+    keys: KeyedState<K, KeyState<G::Acc, G::Out>>,
     core: Core<T, K, G>,
     /// Processing-time windows: records that arrived before any processing time did (an
     /// input that has not ticked yet holds the operator's clock at its minimum). They are
@@ -127,10 +190,11 @@ where
         key: KeyFn<T, K>,
         agg: G,
         codec: WindowCodec<K, G::Acc, G::Out>,
+        track_changes: bool,
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         WindowOperator {
-            keys: FxHashMap::default(),
+            keys: KeyedState::new(track_changes),
             core: Core {
                 spec,
                 key,
@@ -173,7 +237,7 @@ where
                         .get_or_insert_with(|| Failure::new(format!("windows of a key: {e}")));
                     return;
                 }
-                self.keys.entry(key.clone()).or_insert(KeyState {
+                self.keys.get_or_insert_with(key.clone(), || KeyState {
                     windows: Vec::new(),
                     ordinal: 0,
                     count: policy.is_count(),
@@ -619,118 +683,64 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    /// Every key's windows (accumulators, pane state, trigger state) and timers.
+    /// The operator's clock (every shard restores it), and every key's windows
+    /// (accumulators, pane state, trigger state), incrementally: the keys changed since
+    /// the last checkpoint.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        let codec = &self.codec;
         if !self.unclocked.is_empty() {
             return Err(Failure::new(
                 "a processing-time window holds records that arrived before any processing \
                  time; it cannot take a checkpoint yet",
             ));
         }
-        let mut timers: FxHashMap<&K, KeyTimers> = FxHashMap::default();
-        for (processing, map) in [(false, &self.core.timers), (true, &self.core.proc_timers)] {
-            for (&time, entries) in map {
-                for (key, w) in entries {
-                    let t = timers.entry(key).or_default();
-                    if processing {
-                        t.1.push((time, *w));
-                    } else {
-                        t.0.push((time, *w));
-                    }
-                }
-            }
-        }
-        let (watermark, now) = (self.core.watermark, self.core.now);
-        let mut records = Vec::with_capacity(self.keys.len());
-        for (key, ks) in &self.keys {
-            let windows = ks
-                .windows
-                .iter()
-                .map(|w| {
-                    (
-                        w.window,
-                        w.acc.clone(),
-                        w.nonempty,
-                        w.holding,
-                        w.index,
-                        w.last.clone(),
-                        w.retract.clone(),
-                        w.trigger.iter().map(|n| n.to_parts()).collect(),
-                        w.closed,
-                    )
-                })
-                .collect();
-            let (event, processing) = timers.remove(key).unwrap_or_default();
-            records.push((
-                hash_key(key),
-                (
-                    watermark,
-                    now,
-                    key.clone(),
-                    windows,
-                    ks.ordinal,
-                    ks.count,
-                    event,
-                    processing,
-                ),
-            ));
-        }
-        codec.write(records, state)
+        state
+            .section("clock", 1)
+            .put_shared((self.core.watermark, self.core.now))?;
+        let codec = &self.codec;
+        codec.write(&mut self.keys, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        let codec = &self.codec;
-        let mut clock: Option<(Timestamp, Timestamp)> = None;
-        for (watermark, now, key, windows, ordinal, count, event, processing) in
-            codec.read(state)?
-        {
-            clock = Some(clock.map_or((watermark, now), |(w, n)| (w.min(watermark), n.min(now))));
-            for (time, w) in event {
-                self.core
-                    .timers
-                    .entry(time)
-                    .or_default()
-                    .push((key.clone(), w));
-            }
-            for (time, w) in processing {
-                self.core
-                    .proc_timers
-                    .entry(time)
-                    .or_default()
-                    .push((key.clone(), w));
-            }
-            let windows = windows
-                .into_iter()
-                .map(
-                    |(window, acc, nonempty, holding, index, last, retract, trigger, closed)| {
-                        self.core.spec.metrics.window_created();
-                        WinState {
-                            window,
-                            acc,
-                            nonempty,
-                            holding,
-                            index,
-                            last,
-                            retract,
-                            trigger: trigger.into_iter().map(NodeState::from_parts).collect(),
-                            closed,
-                        }
-                    },
-                )
-                .collect();
-            self.keys.insert(
-                key,
-                KeyState {
-                    windows,
-                    ordinal,
-                    count,
-                },
-            );
+        // Under aligned barriers every shard saw the same clock: the minimum is exact.
+        let clocks = state
+            .section("clock", 1)?
+            .values::<(Timestamp, Timestamp)>()?;
+        if let Some(w) = clocks.iter().map(|c| c.0).min() {
+            self.core.watermark = self.core.watermark.max(w);
         }
-        if let Some((watermark, now)) = clock {
-            self.core.watermark = self.core.watermark.max(watermark);
-            self.core.now = self.core.now.max(now);
+        if let Some(n) = clocks.iter().map(|c| c.1).min() {
+            self.core.now = self.core.now.max(n);
+        }
+        let codec = &self.codec;
+        codec.read(&mut self.keys, state)?;
+        // The timers still to come: a window's end and garbage collection in its time
+        // domain, its trigger's processing-time deadlines (those already due fired before
+        // the checkpoint).
+        let core = &mut self.core;
+        let (dt, now) = (core.domain_time(), core.now);
+        for (key, ks) in self.keys.iter() {
+            for w in &ks.windows {
+                core.spec.metrics.window_created();
+                if !ks.count {
+                    let gc = core.gc_time(w.window);
+                    for t in [w.window.end, gc] {
+                        if t > dt && (t == w.window.end || gc != w.window.end) {
+                            core.timers
+                                .entry(t)
+                                .or_default()
+                                .push((key.clone(), w.window));
+                        }
+                    }
+                }
+                for d in core.program.deadlines(&w.trigger) {
+                    if d > now {
+                        core.proc_timers
+                            .entry(d)
+                            .or_default()
+                            .push((key.clone(), w.window));
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::store::{self, Manifest};
+use super::store::{self, Manifest, ShardFile};
 use super::Guarantee;
 use crate::error::Error;
 use crate::fs::write_atomic;
@@ -25,7 +25,7 @@ pub struct CheckpointRecord {
     /// barriers (exactly-once alignment; zero otherwise).
     pub alignment: Duration,
     /// The longest time any shard spent on this checkpoint's state on its record path:
-    /// its operators' snapshots and serializing its shard file (writing it is the
+    /// its operators' snapshots (framing, checksumming and writing the shard file are the
     /// coordinator thread's). Records wait this long.
     pub snapshot: Duration,
 }
@@ -50,6 +50,10 @@ pub(crate) struct Coordinator {
     pub dir: PathBuf,
     /// The job's operator ids, by node: what state is found by in checkpoint files.
     pub operator_ids: Vec<String>,
+    /// The first checkpoint this run takes (always a full one).
+    pub first: u64,
+    /// The longest chain of incremental checkpoints recovery reads.
+    pub chain: u64,
     /// The latest checkpoint requested (0: none yet in this run's numbering base).
     pub requested: AtomicU64,
     /// The latest checkpoint completed.
@@ -73,11 +77,11 @@ pub(crate) struct Coordinator {
     writes: Mutex<Vec<ShardWrite>>,
 }
 
-/// A serialized shard file for the coordinator thread to write.
+/// A shard file for the coordinator thread to encode and write.
 struct ShardWrite {
     id: u64,
     shard: usize,
-    bytes: Vec<u8>,
+    file: ShardFile,
 }
 
 impl Coordinator {
@@ -87,8 +91,11 @@ impl Coordinator {
         dir: PathBuf,
         operator_ids: Vec<String>,
         base: u64,
+        chain: usize,
     ) -> Self {
         Coordinator {
+            first: base + 1,
+            chain: chain.max(1) as u64,
             shards,
             guarantee,
             dir,
@@ -108,12 +115,28 @@ impl Coordinator {
         }
     }
 
+    /// The oldest checkpoint checkpoint `id` needs: the run's first (full) one, or the
+    /// `chain - 1`-th before it (by then every key group was copied whole once).
+    pub(crate) fn chain_base(&self, id: u64) -> u64 {
+        self.first.max((id + 1).saturating_sub(self.chain))
+    }
+
+    /// Which key groups checkpoint `id`'s keyed tables copy whole: `(i, n)`, the groups
+    /// `g % n == i`, in turn; `(0, 1)` (all of them) for the run's first checkpoint.
+    pub(crate) fn copy_of(&self, id: u64) -> (u32, u32) {
+        if id <= self.first || self.chain == 1 {
+            (0, 1)
+        } else {
+            (((id - self.first) % self.chain) as u32, self.chain as u32)
+        }
+    }
+
     /// Hands shard `shard`'s file of checkpoint `id` to the coordinator thread.
-    pub(crate) fn submit_file(&self, id: u64, shard: usize, bytes: Vec<u8>) {
+    pub(crate) fn submit_file(&self, id: u64, shard: usize, file: ShardFile) {
         self.writes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(ShardWrite { id, shard, bytes });
+            .push(ShardWrite { id, shard, file });
     }
 
     /// Writes and syncs the shard files handed over so far, and acks them.
@@ -122,12 +145,17 @@ impl Coordinator {
         for w in writes {
             let name = store::shard_file_name(w.shard);
             let path = store::checkpoint_dir(&self.dir, w.id).join(&name);
-            write_atomic(&path, &w.bytes).map_err(|source| Error::CheckpointIo {
+            let bytes = store::encode(&w.file).map_err(|e| Error::CheckpointIo {
+                action: "encode",
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            write_atomic(&path, &bytes).map_err(|source| Error::CheckpointIo {
                 action: "write",
                 path,
                 source,
             })?;
-            let entry = (name, w.bytes.len() as u64, crc32fast::hash(&w.bytes));
+            let entry = (name, bytes.len() as u64, crc32fast::hash(&bytes));
             self.files.lock().unwrap_or_else(|e| e.into_inner())[w.shard] = Some(entry);
             self.acked[w.shard].store(w.id, Ordering::SeqCst);
         }
@@ -150,6 +178,7 @@ impl Coordinator {
             shards: self.shards,
             guarantee: self.guarantee,
             finished: true,
+            base: id,
             nodes: self.operator_ids.clone(),
             files: Vec::new(),
         };

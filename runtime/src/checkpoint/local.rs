@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::store::{self, NodeState, ShardFile, StateEntry};
+use super::store::{NodeState, ShardFile, StateEntry};
 use super::{CheckpointContext, Coordinator, Guarantee, RestoredEntry, StateReader, StateWriter};
 use crate::error::{Failure, OpResult};
 use crate::progress::{Frontier, Progress};
@@ -110,6 +110,12 @@ impl ShardCheckpoint {
             guarantee: self.coord.guarantee,
             first_epoch: self.first_epoch,
         }
+    }
+
+    /// Which key groups checkpoint `id`'s keyed tables copy whole (see
+    /// `Coordinator::copy_of`).
+    pub(crate) fn copy_of(&self, id: u64) -> (u32, u32) {
+        self.coord.copy_of(id)
     }
 
     /// This shard's index.
@@ -239,9 +245,9 @@ impl ShardCheckpoint {
         Ok(())
     }
 
-    /// Serializes the shard's state for `pending.id` and hands the bytes to the
-    /// coordinator thread, which writes and syncs the file while the shard keeps
-    /// processing, then acks.
+    /// Hands the shard's state for `pending.id` (its operators' entries, already
+    /// archived) to the coordinator thread, which frames, checksums, writes and syncs the
+    /// file while the shard keeps processing, then acks.
     fn write_shard_file(&self, pending: Pending) -> Result<(), Failure> {
         let started = Instant::now();
         let id = pending.id;
@@ -259,15 +265,13 @@ impl ShardCheckpoint {
                 })
                 .collect(),
         };
-        let bytes = store::encode(&file)
-            .map_err(|e| Failure::caused_by(format!("could not serialize checkpoint {id}"), e))?;
         self.coord.alignment_ns[self.shard]
             .store(pending.alignment.as_nanos() as u64, Ordering::SeqCst);
         self.coord.snapshot_ns[self.shard].store(
             (taken + started.elapsed()).as_nanos() as u64,
             Ordering::SeqCst,
         );
-        self.coord.submit_file(id, self.shard, bytes);
+        self.coord.submit_file(id, self.shard, file);
         Ok(())
     }
 

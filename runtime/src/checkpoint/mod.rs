@@ -122,6 +122,7 @@ pub struct Checkpointing {
     pub(crate) guarantee: Guarantee,
     pub(crate) retain: usize,
     pub(crate) allow_non_restored_state: bool,
+    pub(crate) chain: usize,
 }
 
 impl Checkpointing {
@@ -133,7 +134,22 @@ impl Checkpointing {
             guarantee: Guarantee::ExactlyOnce,
             retain: 3,
             allow_non_restored_state: false,
+            chain: 8,
         }
+    }
+
+    /// Incremental checkpoints, in chains of at most `n`: recovery reads the newest
+    /// complete checkpoint and the `n - 1` before it. The first checkpoint of a run is full;
+    /// every later one writes the keyed state changed since the previous checkpoint plus a
+    /// whole copy of one `n`-th of the key groups, in turn, so that the last `n`
+    /// checkpoints hold every key's newest state, and no checkpoint writes everything at
+    /// once. (This is keyed state kept in [`KeyedState`](crate::state::KeyedState) tables,
+    /// which the built-in operators use; other state is written whole every time.)
+    /// Retention keeps every checkpoint a retained one needs. `1` makes every checkpoint
+    /// full. Default 8.
+    pub fn chain_length(mut self, n: usize) -> Self {
+        self.chain = n.max(1);
+        self
     }
 
     /// Lets the job start from a checkpoint that holds state for an operator the job no
@@ -191,6 +207,9 @@ pub struct SplitPosition {
 /// their key groups.
 pub(crate) const MIXED: u32 = u32::MAX;
 
+/// The scope of an entry written by [`StateWriter::put_shared`]: every shard restores it.
+pub(crate) const SHARED: u32 = u32::MAX;
+
 /// The named state a source's split positions are written in (and leases).
 pub(crate) const SPLITS: &str = "splits";
 
@@ -207,6 +226,9 @@ pub struct StateWriter {
     pub(crate) entries: Vec<StateEntry>,
     arena: rkyv::ser::allocator::Arena,
     section: (String, u32),
+    /// `(i, n)`: keyed tables copy the key groups `g` with `g % n == i` whole (`n == 1`:
+    /// a full checkpoint).
+    copy: (u32, u32),
 }
 
 impl std::fmt::Debug for StateWriter {
@@ -227,6 +249,7 @@ impl Default for StateWriter {
             entries: Vec::new(),
             arena: rkyv::ser::allocator::Arena::new(),
             section: (String::new(), 1),
+            copy: (0, 1),
         }
     }
 }
@@ -245,6 +268,43 @@ impl StateWriter {
     pub fn section(&mut self, name: &str, version: u32) -> &mut Self {
         self.section = (name.to_string(), version);
         self
+    }
+
+    /// A writer for a checkpoint whose keyed tables copy the key groups `g % n == i`
+    /// whole, `(i, n)` (`(0, 1)`: a full checkpoint).
+    pub(crate) fn for_checkpoint(copy: (u32, u32)) -> Self {
+        StateWriter {
+            copy,
+            ..StateWriter::default()
+        }
+    }
+
+    /// True if this checkpoint is full: a [`KeyedState`](crate::state::KeyedState) table
+    /// writes all of its entries, not only those changed since the previous checkpoint.
+    /// (State written with the other methods is always written whole.)
+    pub fn is_full(&self) -> bool {
+        self.copy.1 == 1
+    }
+
+    /// `(i, n)`: besides its changes, a keyed table writes the key groups `g` with
+    /// `g % n == i` whole.
+    pub(crate) fn copy(&self) -> (u32, u32) {
+        self.copy
+    }
+
+    /// Archives `records` (each with its key group) as one changelog entry of the current
+    /// section: recovery applies the changelog entries of every checkpoint of a chain in
+    /// order.
+    #[allow(clippy::ptr_arg)] // rkyv archives the sized `Vec<T>`
+    pub(crate) fn put_changelog<T>(&mut self, records: &Vec<(u32, T)>) -> Result<(), Failure>
+    where
+        (u32, T): ExchangeData,
+    {
+        self.push_entry(false, MIXED, records)?;
+        if let Some(e) = self.entries.last_mut() {
+            e.changelog = true;
+        }
+        Ok(())
     }
 
     /// Archives `records` as one entry.
@@ -266,6 +326,7 @@ impl StateWriter {
             version: self.section.1,
             split,
             scope,
+            changelog: false,
             bytes: bytes.to_vec(),
         });
         Ok(())
@@ -306,6 +367,14 @@ impl StateWriter {
         self.put(true, split, value)
     }
 
+    /// Writes `value` as state that every shard receives on a restore, whatever the shard
+    /// count: each shard writes its own, and a restored operator combines them (an
+    /// operator's watermark, say, as the minimum). Read back with [`StateReader::values`]
+    /// of the section it was written in.
+    pub fn put_shared<T: ExchangeData>(&mut self, value: T) -> Result<(), Failure> {
+        self.put(true, SHARED, value)
+    }
+
     /// Entries written so far.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -332,8 +401,10 @@ pub struct StateReader {
 pub(crate) struct RestoredEntry {
     pub name: String,
     pub version: u32,
-    /// Written by `put_keyed_all` (values carry their key groups).
+    /// Written by `put_keyed_all` or `put_changelog` (values carry their key groups).
     pub mixed: bool,
+    /// A keyed table's changes (`put_changelog`); in chain order among the node's entries.
+    pub changelog: bool,
     pub bytes: AlignedVec<16>,
 }
 
@@ -400,9 +471,29 @@ impl StateReader {
     where
         (u32, T): ExchangeData,
     {
+        self.grouped(false)
+    }
+
+    /// The changelog records (written with `put_changelog`) of the key groups this shard
+    /// owns, oldest checkpoint of the chain first.
+    pub(crate) fn changelog<T>(&self) -> Result<Vec<T>, Failure>
+    where
+        (u32, T): ExchangeData,
+    {
+        self.grouped(true)
+    }
+
+    fn grouped<T>(&self, changelog: bool) -> Result<Vec<T>, Failure>
+    where
+        (u32, T): ExchangeData,
+    {
         let mut out = Vec::new();
         let mut all: Vec<(u32, T)> = Vec::new();
-        for e in self.entries.iter().filter(|e| e.mixed) {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.mixed && e.changelog == changelog)
+        {
             all.clear();
             <(u32, T)>::read_batch(&e.bytes, &mut all).map_err(mismatch)?;
             out.extend(all.drain(..).filter_map(|(group, value)| {
@@ -476,15 +567,17 @@ pub(crate) fn assign(
     let mut nodes: std::collections::HashMap<usize, Vec<RestoredEntry>> = Default::default();
     for payload in files {
         let file = store::archived(payload);
+        // An earlier checkpoint of the chain contributes only its keyed changelogs.
+        let top = file.checkpoint.to_native() == checkpoint;
         for node in file.nodes.iter() {
             let Some(&index) = node_of.get(node.operator.as_str()) else {
                 continue;
             };
-            for e in node.entries.iter() {
+            for e in node.entries.iter().filter(|e| top || e.changelog) {
                 let scope = e.scope.to_native();
                 let mixed = !e.split && scope == MIXED;
                 let mine = if e.split {
-                    scope as usize % shards == shard
+                    scope == SHARED || scope as usize % shards == shard
                 } else {
                     mixed || shard_of_key_group(scope, shards) == shard
                 };
@@ -495,6 +588,7 @@ pub(crate) fn assign(
                         name: e.name.to_string(),
                         version: e.version.to_native(),
                         mixed,
+                        changelog: e.changelog,
                         bytes,
                     });
                 }
@@ -596,6 +690,7 @@ mod tests {
                 bytes.extend_from_slice(&e.bytes);
                 RestoredEntry {
                     mixed: !e.split && e.scope == MIXED,
+                    changelog: e.changelog,
                     name: e.name,
                     version: e.version,
                     bytes,

@@ -33,7 +33,7 @@ const HEADER: usize = 24;
 pub(crate) const MANIFEST: &str = "MANIFEST";
 /// The checkpoint format this build writes and reads: the manifest's first line says
 /// `rill checkpoint v2`, and every shard file's header carries the number.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
 const MANIFEST_PREFIX: &str = "rill checkpoint v";
 
 /// One shard's part of a checkpoint.
@@ -61,6 +61,10 @@ pub(crate) struct StateEntry {
     pub version: u32,
     pub split: bool,
     pub scope: u32,
+    /// A keyed state table's changes (or, in a full checkpoint, all of it): recovery
+    /// applies these from every checkpoint of a chain in order; other entries are read
+    /// from the newest checkpoint only.
+    pub changelog: bool,
     pub bytes: Vec<u8>,
 }
 
@@ -128,6 +132,9 @@ pub(crate) struct Manifest {
     pub guarantee: Guarantee,
     /// True for the manifest written when the job completed: nothing is left to run.
     pub finished: bool,
+    /// The full checkpoint this one's chain starts at (`id` itself for a full one): an
+    /// incremental checkpoint needs every checkpoint from `base` to `id`.
+    pub base: u64,
     pub nodes: Vec<String>,
     /// (file name, length, CRC-32 of the whole file)
     pub files: Vec<(String, u64, u32)>,
@@ -136,8 +143,8 @@ pub(crate) struct Manifest {
 impl Manifest {
     fn render(&self) -> String {
         let mut s = format!(
-            "{MANIFEST_PREFIX}{FORMAT_VERSION}\nid {}\nshards {}\nguarantee {}\nfinished {}\n",
-            self.id, self.shards, self.guarantee, self.finished
+            "{MANIFEST_PREFIX}{FORMAT_VERSION}\nid {}\nshards {}\nguarantee {}\nfinished {}\nbase {}\n",
+            self.id, self.shards, self.guarantee, self.finished, self.base
         );
         for (i, name) in self.nodes.iter().enumerate() {
             s.push_str(&format!("node {i} {}\n", name.replace('\n', " ")));
@@ -170,6 +177,7 @@ impl Manifest {
             shards: 0,
             guarantee: Guarantee::ExactlyOnce,
             finished: false,
+            base: u64::MAX,
             nodes: Vec::new(),
             files: Vec::new(),
         };
@@ -185,6 +193,7 @@ impl Manifest {
                         .map_err(|e: super::UnknownGuarantee| e.to_string())?
                 }
                 "finished" => m.finished = rest == "true",
+                "base" => m.base = rest.parse().map_err(|_| bad())?,
                 "node" => {
                     let (_, name) = rest.split_once(' ').unwrap_or((rest, ""));
                     m.nodes.push(name.to_string());
@@ -201,6 +210,9 @@ impl Manifest {
                 }
                 _ => return Err(bad().into()),
             }
+        }
+        if m.base > m.id {
+            return Err(format!("base {} is missing or after the checkpoint", m.base).into());
         }
         if m.shards == 0 || (!m.finished && m.files.len() != m.shards) {
             return Err(format!(
@@ -252,7 +264,8 @@ fn checkpoint_ids(root: &Path) -> Vec<u64> {
 #[derive(Debug)]
 pub(crate) struct LoadedCheckpoint {
     pub manifest: Manifest,
-    /// One validated payload per shard of the run that wrote it.
+    /// One validated payload per shard of the run that wrote it, for every checkpoint of
+    /// its chain, oldest (the base) first.
     pub files: Vec<AlignedVec<16>>,
 }
 
@@ -349,11 +362,43 @@ fn load(root: &Path, id: u64) -> Result<Option<LoadedCheckpoint>, LoadError> {
     Ok(Some(LoadedCheckpoint { manifest, files }))
 }
 
-/// Finds the latest complete, valid checkpoint under `root` (which need not exist).
+/// Loads checkpoint `id` and, if it is incremental, every checkpoint of its chain (base
+/// first). A missing or damaged link damages the whole chain.
+fn load_chain(root: &Path, id: u64) -> Result<Option<LoadedCheckpoint>, LoadError> {
+    let Some(top) = load(root, id)? else {
+        return Ok(None);
+    };
+    let base = top.manifest.base;
+    let mut files = Vec::new();
+    for link in base..id {
+        let in_chain = |reason: String| {
+            LoadError::Damaged(format!(
+                "its chain (from checkpoint {base}) needs chk-{link:06}: {reason}"
+            ))
+        };
+        match load(root, link) {
+            Ok(Some(l)) if !l.manifest.finished && l.manifest.shards == top.manifest.shards => {
+                files.extend(l.files)
+            }
+            Ok(Some(_)) => return Err(in_chain("it is of another run".into())),
+            Ok(None) => return Err(in_chain("missing or incomplete".into())),
+            Err(LoadError::Damaged(reason)) => return Err(in_chain(reason)),
+            Err(version) => return Err(version),
+        }
+    }
+    files.extend(top.files);
+    Ok(Some(LoadedCheckpoint {
+        manifest: top.manifest,
+        files,
+    }))
+}
+
+/// Finds the latest complete, valid checkpoint under `root` (which need not exist): one
+/// whose files, and the files of every checkpoint of its incremental chain, are intact.
 pub fn find_latest(root: &Path) -> Recovery {
     let mut skipped = Vec::new();
     for id in checkpoint_ids(root).into_iter().rev() {
-        match load(root, id) {
+        match load_chain(root, id) {
             Ok(Some(loaded)) => {
                 return Recovery {
                     loaded: Some(loaded),
@@ -380,9 +425,9 @@ pub fn find_latest(root: &Path) -> Recovery {
     }
 }
 
-/// Deletes checkpoints after `keep_from` newest complete ones: every checkpoint directory
-/// older than the `retain`-th newest complete checkpoint, and incomplete ones older than
-/// `latest`.
+/// Keeps the `retain` newest complete checkpoints up to `latest` and every checkpoint
+/// their incremental chains need; deletes older checkpoint directories, and incomplete ones
+/// older than `latest`.
 pub(crate) fn prune(root: &Path, latest: u64, retain: usize) {
     let ids = checkpoint_ids(root);
     let complete: Vec<u64> = ids
@@ -390,16 +435,26 @@ pub(crate) fn prune(root: &Path, latest: u64, retain: usize) {
         .copied()
         .filter(|&id| id <= latest && checkpoint_dir(root, id).join(MANIFEST).exists())
         .collect();
-    let oldest_kept = complete.len().checked_sub(retain.max(1)).map_or_else(
-        || complete.first().copied().unwrap_or(latest),
-        |i| complete[i],
-    );
+    let retained = &complete[complete.len().saturating_sub(retain.max(1))..];
+    // A manifest that cannot be read keeps everything from its own id (it is not used,
+    // but nothing a readable one needs is lost).
+    let oldest_kept = retained
+        .iter()
+        .map(|&id| chain_base(root, id).unwrap_or(id))
+        .min()
+        .unwrap_or(latest);
     for id in ids {
         let complete = complete.binary_search(&id).is_ok();
         if id < oldest_kept || (!complete && id < latest) {
             let _ = fs::remove_dir_all(checkpoint_dir(root, id));
         }
     }
+}
+
+/// The base of checkpoint `id`'s chain, from its manifest.
+fn chain_base(root: &Path, id: u64) -> Option<u64> {
+    let text = fs::read_to_string(checkpoint_dir(root, id).join(MANIFEST)).ok()?;
+    Manifest::parse(&text).ok().map(|m| m.base)
 }
 
 /// Removes every checkpoint directory newer than `id` (left by a run that stopped in the
@@ -469,6 +524,7 @@ mod tests {
                     version: 1,
                     split: false,
                     scope: 77,
+                    changelog: false,
                     bytes: vec![1, 2, 3, 4, 5],
                 }],
             }],
@@ -505,6 +561,7 @@ mod tests {
             shards: 2,
             guarantee: Guarantee::AtLeastOnce,
             finished: false,
+            base: 9,
             nodes: vec!["source".into(), "window count".into()],
             files: vec![
                 ("shard-000.bin".into(), 10, 0xdead),
@@ -532,11 +589,12 @@ mod tests {
             shards: 1,
             guarantee: Guarantee::ExactlyOnce,
             finished: true,
+            base: 5,
             nodes: vec!["source".into()],
             files: Vec::new(),
         };
         let text = m.render();
-        assert!(text.starts_with("rill checkpoint v2\n"), "{text}");
+        assert!(text.starts_with("rill checkpoint v3\n"), "{text}");
         let v1 = with_head(&text, "rill checkpoint v1");
         assert!(matches!(Manifest::parse(&v1), Err(LoadError::Version(1))));
         let v9 = with_head(&text, "rill checkpoint v9");
@@ -576,6 +634,7 @@ mod tests {
                 shards: 1,
                 guarantee: Guarantee::ExactlyOnce,
                 finished: false,
+                base: id,
                 nodes: vec!["n".into()],
                 files: vec![(
                     "shard-000.bin".into(),
@@ -605,6 +664,103 @@ mod tests {
         remove_after(&root, 2);
         assert!(!checkpoint_dir(&root, 3).exists());
         assert!(!checkpoint_dir(&root, 4).exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Writes checkpoint `id` of chain `base` (one shard file) under `root`.
+    fn write_checkpoint(root: &Path, id: u64, base: u64) {
+        let bytes = encode(&sample(id)).unwrap();
+        let dir = checkpoint_dir(root, id);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("shard-000.bin"), &bytes).unwrap();
+        let m = Manifest {
+            id,
+            shards: 1,
+            guarantee: Guarantee::ExactlyOnce,
+            finished: false,
+            base,
+            nodes: vec!["n".into()],
+            files: vec![(
+                "shard-000.bin".into(),
+                bytes.len() as u64,
+                crc32fast::hash(&bytes),
+            )],
+        };
+        write_manifest(root, &m).unwrap();
+    }
+
+    fn damage(root: &Path, id: u64) {
+        let f = checkpoint_dir(root, id).join("shard-000.bin");
+        let mut bytes = fs::read(&f).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&f, bytes).unwrap();
+    }
+
+    #[test]
+    fn recovery_reads_whole_chains_and_falls_back_past_a_damaged_link() {
+        let root = std::env::temp_dir().join(format!("rill-store-chain-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        // Chains: 1 <- 2 <- 3, then 4 <- 5.
+        for (id, base) in [(1, 1), (2, 1), (3, 1), (4, 4), (5, 4)] {
+            write_checkpoint(&root, id, base);
+        }
+        let ids = |r: &Recovery| {
+            r.loaded.as_ref().map(|l| {
+                l.files
+                    .iter()
+                    .map(|p| archived(p).checkpoint.to_native())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let r = find_latest(&root);
+        assert_eq!(r.checkpoint(), Some(5));
+        assert_eq!(ids(&r), Some(vec![4, 5]), "base first");
+        // The base of the newest chain is damaged: both of its checkpoints are skipped.
+        damage(&root, 4);
+        let r = find_latest(&root);
+        assert_eq!(r.checkpoint(), Some(3));
+        assert_eq!(ids(&r), Some(vec![1, 2, 3]));
+        assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
+        assert!(
+            r.skipped[0].1.contains("needs chk-000004"),
+            "{:?}",
+            r.skipped
+        );
+        // A missing increment breaks the chain after it, not before.
+        fs::remove_dir_all(checkpoint_dir(&root, 2)).unwrap();
+        let r = find_latest(&root);
+        assert_eq!(r.checkpoint(), Some(1));
+        assert!(
+            r.skipped.iter().any(|(_, why)| why.contains("chk-000002")),
+            "{:?}",
+            r.skipped
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn retention_keeps_every_checkpoint_a_retained_one_needs() {
+        let root = std::env::temp_dir().join(format!("rill-store-keep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for (id, base) in [(1, 1), (2, 1), (3, 1), (4, 1)] {
+            write_checkpoint(&root, id, base);
+        }
+        // Retaining one checkpoint (4) keeps its whole chain.
+        prune(&root, 4, 1);
+        assert!((1..=4).all(|id| checkpoint_dir(&root, id).exists()));
+        for (id, base) in [(5, 5), (6, 5)] {
+            write_checkpoint(&root, id, base);
+        }
+        // Retaining 2 (5 and 6): chain 1..4 is no longer needed.
+        prune(&root, 6, 2);
+        assert!((1..=4).all(|id| !checkpoint_dir(&root, id).exists()));
+        assert!(checkpoint_dir(&root, 5).exists() && checkpoint_dir(&root, 6).exists());
+        assert_eq!(find_latest(&root).checkpoint(), Some(6));
+        // Retaining 3 of chain 5..7 keeps all three.
+        write_checkpoint(&root, 7, 5);
+        prune(&root, 7, 3);
+        assert!((5..=7).all(|id| checkpoint_dir(&root, id).exists()));
         fs::remove_dir_all(&root).unwrap();
     }
 }

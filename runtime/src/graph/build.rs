@@ -52,7 +52,16 @@ pub(crate) fn instantiate(
             checkpoint: checkpoint.clone(),
             failure: None,
         };
-        let built = (desc.build)(&mut builder);
+        context.states().enter(node);
+        // A factory that panics fails the job (naming the operator) instead of leaving the
+        // other shards and the coordinator waiting for this one.
+        let built =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (desc.build)(&mut builder)))
+                .map_err(|panic| Error::OperatorPanicked {
+                operator: desc.name.clone(),
+                shard: info.index,
+                message: crate::error::panic_message(&*panic),
+            })?;
         if let Some(f) = builder.failure.take() {
             return Err(Error::Restore {
                 operator: desc.name.clone(),

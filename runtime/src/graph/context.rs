@@ -1,8 +1,13 @@
 //! What an operator's factory receives on its shard.
 
-use crate::checkpoint::CheckpointContext;
+use std::hash::Hash;
+use std::rc::Rc;
+
+use crate::checkpoint::{CheckpointContext, Guarantee};
 use crate::clock::Clock;
 use crate::context::ShardInfo;
+use crate::data::StateData;
+use crate::state::{ListState, MapState, Registry, Timers, ValueState};
 
 /// The shard an operator instance is built on, and the shard's settings: handed to every
 /// source, operator and sink factory (timely hands its `Worker` to the user's closure), so
@@ -37,6 +42,7 @@ pub struct ShardContext {
     info: ShardInfo,
     clock: Clock,
     checkpoint: Option<CheckpointContext>,
+    states: Rc<Registry>,
 }
 
 impl ShardContext {
@@ -45,11 +51,18 @@ impl ShardContext {
         clock: Clock,
         checkpoint: Option<CheckpointContext>,
     ) -> Self {
+        let track = checkpoint.is_some_and(|c| c.guarantee != Guarantee::AtMostOnce);
         ShardContext {
             info,
             clock,
             checkpoint,
+            states: Rc::new(Registry::new(track)),
         }
+    }
+
+    /// The keyed-state tables operators registered on this shard.
+    pub(crate) fn states(&self) -> &Registry {
+        &self.states
     }
 
     /// This shard and the shard count.
@@ -66,6 +79,84 @@ impl ShardContext {
     /// it runs without checkpoints: what a two-phase-commit sink needs to know.
     pub fn checkpoint(&self) -> Option<CheckpointContext> {
         self.checkpoint
+    }
+
+    /// A value per key for the operator being built, named `name` (unique in the operator),
+    /// that the runtime checkpoints (incrementally), restores and rescales by key group:
+    /// the operator writes no snapshot code for it. Call from the operator's factory.
+    ///
+    /// ```
+    /// use rill_runtime::state::ValueState;
+    /// use rill_runtime::{Config, Dataflow, OpResult, Operator, Output, Runtime};
+    ///
+    /// /// A running count per key, kept in the runtime's state.
+    /// struct Count(ValueState<u64, u64>);
+    /// impl Operator<u64> for Count {
+    ///     type Out = Output<(u64, u64)>;
+    ///     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
+    ///         for key in batch.drain(..) {
+    ///             let n = self.0.update(key, || 0, |n| {
+    ///                 *n += 1;
+    ///                 *n
+    ///             });
+    ///             out.give((key, n));
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let mut df = Dataflow::new();
+    /// let out = df
+    ///     .vec_source("keys", vec![1u64, 2, 1])
+    ///     .exchange(rill_runtime::Partitioning::by_key(|k: &u64| *k))
+    ///     .unary("count", |ctx| Count(ctx.value_state("counts")))
+    ///     .collect("out");
+    /// Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(1, 1), (1, 2), (2, 1)]);
+    /// ```
+    pub fn value_state<K, V>(&self, name: &str) -> ValueState<K, V>
+    where
+        K: StateData + Hash + Eq,
+        V: StateData,
+    {
+        ValueState(self.states.table(name))
+    }
+
+    /// A map per key (see [`ShardContext::value_state`]).
+    pub fn map_state<K, UK, UV>(&self, name: &str) -> MapState<K, UK, UV>
+    where
+        K: StateData + Hash + Eq,
+        UK: StateData + Ord,
+        UV: StateData,
+    {
+        MapState(self.states.table(name))
+    }
+
+    /// A list per key (see [`ShardContext::value_state`]).
+    pub fn list_state<K, V>(&self, name: &str) -> ListState<K, V>
+    where
+        K: StateData + Hash + Eq,
+        V: StateData,
+    {
+        ListState(self.states.table(name))
+    }
+
+    /// Timers per key (see [`ShardContext::value_state`]): the operator fires them from
+    /// its watermark or processing-time callback with [`Timers::pop_due`].
+    pub fn timers<K>(&self, name: &str) -> Timers<K>
+    where
+        K: StateData + Hash + Eq,
+    {
+        Timers(self.states.timers(name))
+    }
+
+    /// True if keyed state should track its changes for incremental checkpoints (the job
+    /// takes snapshots).
+    pub fn tracks_state(&self) -> bool {
+        self.checkpoint
+            .is_some_and(|c| c.guarantee != Guarantee::AtMostOnce)
     }
 }
 

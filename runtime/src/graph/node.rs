@@ -175,6 +175,7 @@ impl NodeBuilder<'_> {
         self.checkpoint.clone().map(|checkpoint| Snapshots {
             node: self.node,
             checkpoint,
+            tables: Rc::from(self.context.states().of(self.node)),
         })
     }
 
@@ -185,7 +186,10 @@ impl NodeBuilder<'_> {
             return;
         };
         let previous = enter(self.node);
-        let result = restore(&state);
+        let mut result = restore(&state);
+        for (section, table) in self.context.states().of(self.node) {
+            result = result.and_then(|()| table.restore(&state.section(&section, 1)?));
+        }
         leave(previous);
         if let Err(e) = attribute(result, self.node) {
             self.failure.get_or_insert(e);

@@ -23,6 +23,7 @@ use std::time::Instant;
 use crate::checkpoint::{ShardCheckpoint, StateReader, StateWriter};
 use crate::error::OpResult;
 use crate::push::Outputs;
+use crate::state::Registered;
 use crate::time::Timestamp;
 
 /// A one-input operator instance.
@@ -106,6 +107,8 @@ pub trait BinaryOperator<A, B> {
 pub(crate) struct Snapshots {
     pub node: usize,
     pub checkpoint: Rc<ShardCheckpoint>,
+    /// The keyed-state tables the node's operator registered: written after its own state.
+    pub tables: Rc<[(String, Rc<dyn Registered>)]>,
 }
 
 impl Snapshots {
@@ -123,8 +126,12 @@ pub(crate) fn take_snapshot(
     snapshot: impl FnOnce(&mut StateWriter) -> OpResult,
 ) -> OpResult {
     let started = Instant::now();
-    let mut state = StateWriter::default();
+    let copy = snapshots.map_or((0, 1), |s| s.checkpoint.copy_of(checkpoint));
+    let mut state = StateWriter::for_checkpoint(copy);
     snapshot(&mut state)?;
+    for (section, table) in snapshots.iter().flat_map(|s| s.tables.iter()) {
+        table.snapshot(state.section(section, 1))?;
+    }
     if let Some(s) = snapshots {
         s.checkpoint
             .submit(s.node, checkpoint, state, started.elapsed());

@@ -7,8 +7,8 @@ use rill_runtime::rkyv;
 use std::collections::BTreeMap;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::{hash_key, OpResult, Operator, Output, Partitioning, Stream, Timestamp};
-use rustc_hash::FxHashMap;
+use rill_runtime::state::{KeyedState, Update};
+use rill_runtime::{OpResult, Operator, Output, Partitioning, Stream, Timestamp};
 
 use super::{QueryContext, TopPerWindow};
 use crate::nexmark::rows::{BidderCount, Q5Row, Q7Row};
@@ -75,11 +75,11 @@ pub struct HotItem {
     pub count: u64,
 }
 
-/// Bids per auction in one sliding window, with the running maximum. Counts only grow,
-/// so the auctions at the maximum are known at every moment without a scan.
+/// One sliding window's running maximum on this shard: the most bids any auction has in
+/// it, and the auctions at that count. Counts only grow, so the auctions at the maximum
+/// are known at every moment without a scan.
 #[derive(Default)]
-struct WindowCounts {
-    counts: FxHashMap<u64, u64>,
+struct WindowMax {
     max: u64,
     top: Vec<u64>,
 }
@@ -88,52 +88,88 @@ struct WindowCounts {
 /// the most bids on this shard, emitted when the watermark reaches the window's end.
 /// (A keyed window count would emit one pane per auction and window, about one for every
 /// 15 events, only for the next step to keep the maximum.)
+///
+/// The counts live in the runtime's keyed state, per auction (its windows' counts), so a
+/// checkpoint writes only the auctions bid on since the previous one: a window that closes
+/// leaves its counts in place (an auction's closed windows are dropped when it is next bid
+/// on, and auctions with only closed windows are swept out when a window closes).
 struct SlidingCounts {
     size: i64,
     slide: i64,
-    windows: BTreeMap<Timestamp, WindowCounts>,
-    /// Tables of closed windows, cleared, for the next windows: a new window's table then
-    /// never grows (and rehashes millions of entries) while windows are closing.
-    spare: Vec<WindowCounts>,
-    closed: Vec<WindowCounts>,
+    /// Per auction: (window end, bids) for its windows, some possibly already closed.
+    counts: KeyedState<u64, Vec<(Timestamp, u64)>>,
+    windows: BTreeMap<Timestamp, WindowMax>,
+    /// Windows up to this end are closed (released).
+    released: Timestamp,
 }
 
 impl SlidingCounts {
-    fn new(size: i64, slide: i64) -> Self {
+    fn new(size: i64, slide: i64, track_changes: bool) -> Self {
         SlidingCounts {
             size,
             slide,
+            counts: KeyedState::new(track_changes),
             windows: BTreeMap::new(),
-            spare: Vec::new(),
-            closed: Vec::new(),
+            released: Timestamp::MIN,
+        }
+    }
+
+    /// Counts one more bid for `auction` in the window ending at `end`.
+    fn count(
+        windows: &mut BTreeMap<Timestamp, WindowMax>,
+        counts: &mut Vec<(Timestamp, u64)>,
+        auction: u64,
+        end: Timestamp,
+        by: u64,
+    ) {
+        let c = match counts.iter_mut().find(|e| e.0 == end) {
+            Some(e) => {
+                e.1 += by;
+                e.1
+            }
+            None => {
+                counts.push((end, by));
+                by
+            }
+        };
+        let w = windows.entry(end).or_default();
+        if c > w.max {
+            w.max = c;
+            w.top.clear();
+        }
+        if c == w.max {
+            w.top.push(auction);
         }
     }
 
     fn release(&mut self, up_to: Timestamp, out: &mut Output<HotItem>) {
+        let mut closed = false;
         while let Some(entry) = self.windows.first_entry() {
             let end = *entry.key();
             if end > up_to {
                 break;
             }
-            let mut w = entry.remove();
+            let w = entry.remove();
             let window = Window::new(end - self.size, end);
-            for auction in w.top.drain(..) {
+            for auction in w.top {
                 out.give(HotItem {
                     window,
                     auction,
                     count: w.max,
                 });
             }
-            self.closed.push(w);
+            closed = true;
         }
-    }
-
-    /// Clears the closed windows' tables for reuse (after their results went out).
-    fn recycle(&mut self) {
-        for mut w in self.closed.drain(..) {
-            w.counts.clear();
-            w.max = 0;
-            self.spare.push(w);
+        self.released = self.released.max(up_to);
+        if closed {
+            let released = self.released;
+            self.counts.update_each(|_, c| {
+                if c.iter().all(|e| e.0 <= released) {
+                    Update::Remove
+                } else {
+                    Update::Keep
+                }
+            });
         }
     }
 }
@@ -142,25 +178,18 @@ impl Operator<BidSummary> for SlidingCounts {
     type Out = Output<HotItem>;
 
     fn on_batch(&mut self, batch: &mut Vec<BidSummary>, _out: &mut Self::Out) -> OpResult {
+        let (size, slide, released) = (self.size, self.slide, self.released);
+        let per_auction = (size / slide) as usize + 1;
         for b in batch.drain(..) {
+            let counts = self
+                .counts
+                .get_or_insert_with(b.auction, || Vec::with_capacity(per_auction));
+            counts.retain(|e| e.0 > released);
             // Windows [s, s + size) with s a multiple of slide and s <= t < s + size.
-            let mut start = b.time - b.time.rem_euclid(self.slide);
-            while start > b.time - self.size {
-                let spare = &mut self.spare;
-                let w = self
-                    .windows
-                    .entry(start + self.size)
-                    .or_insert_with(|| spare.pop().unwrap_or_default());
-                let c = w.counts.entry(b.auction).or_insert(0);
-                *c += 1;
-                if *c > w.max {
-                    w.max = *c;
-                    w.top.clear();
-                }
-                if *c == w.max {
-                    w.top.push(b.auction);
-                }
-                start -= self.slide;
+            let mut start = b.time - b.time.rem_euclid(slide);
+            while start > b.time - size {
+                Self::count(&mut self.windows, counts, b.auction, start + size, 1);
+                start -= slide;
             }
         }
         Ok(())
@@ -168,7 +197,6 @@ impl Operator<BidSummary> for SlidingCounts {
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
         self.release(watermark, out);
-        self.recycle();
         Ok(())
     }
 
@@ -177,29 +205,21 @@ impl Operator<BidSummary> for SlidingCounts {
         Ok(())
     }
 
-    /// Every (window end, auction, count), keyed by auction like the input.
+    /// What is released (every shard restores the minimum), and the auctions' counts,
+    /// incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        state.put_keyed_all(self.windows.iter().flat_map(|(&end, w)| {
-            w.counts
-                .iter()
-                .map(move |(&auction, &count)| (hash_key(&auction), (end, auction, count)))
-        }))
+        state.section("released", 1).put_shared(self.released)?;
+        self.counts.snapshot(state.section("counts", 2))
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        for (end, auction, count) in state.keyed_values::<(Timestamp, u64, u64)>()? {
-            let spare = &mut self.spare;
-            let w = self
-                .windows
-                .entry(end)
-                .or_insert_with(|| spare.pop().unwrap_or_default());
-            w.counts.insert(auction, count);
-            if count > w.max {
-                w.max = count;
-                w.top.clear();
-            }
-            if count == w.max {
-                w.top.push(auction);
+        let released = state.section("released", 1)?.values::<Timestamp>()?;
+        self.released = released.into_iter().min().unwrap_or(Timestamp::MIN);
+        self.counts.restore(&state.section("counts", 2)?)?;
+        let (windows, released) = (&mut self.windows, self.released);
+        for (&auction, counts) in self.counts.iter() {
+            for &(end, c) in counts.iter().filter(|e| e.0 > released) {
+                Self::count(windows, &mut Vec::new(), auction, end, c);
             }
         }
         Ok(())
@@ -211,8 +231,8 @@ pub fn q5(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q5Row> {
     let (size, slide) = (cx.window_ms, cx.slide_ms);
     let candidates = bid_summaries(events, "q5 bids")
         .exchange(Partitioning::by_key(|b: &BidSummary| b.auction))
-        .unary("q5 bids per auction", move |_| {
-            SlidingCounts::new(size, slide)
+        .unary("q5 bids per auction", move |ctx| {
+            SlidingCounts::new(size, slide, ctx.tracks_state())
         });
     let by_window = candidates.exchange(Partitioning::by_key(|h: &HotItem| h.window));
     let cx = cx.clone();
