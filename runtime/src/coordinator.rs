@@ -6,8 +6,9 @@
 //! At most one checkpoint is in flight: checkpoint `n + 1` starts only after `n` completed,
 //! so a barrier never overtakes another.
 //!
-//! Shards serialize their state at the barrier and hand the bytes over; this thread
-//! writes and syncs the files, so a shard never waits for the disk. (glommio's file I/O
+//! Shards archive their operators' state at the barrier and hand the entries over; this
+//! thread frames, checksums, writes and syncs the files, so a shard never waits for the
+//! disk. (glommio's file I/O
 //! was tried first: its completions are reaped only when the shard's loop yields to the
 //! executor, and a shard that parked with a write in flight was seen never to wake.)
 
@@ -422,6 +423,7 @@ fn run(
             bytes: files.iter().map(|f| f.1).sum(),
             alignment: longest(&coord.alignment_ns),
             snapshot: longest(&coord.snapshot_ns),
+            stall: longest(&coord.stall_ns),
         };
         coord
             .stats

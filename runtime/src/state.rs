@@ -1,13 +1,14 @@
 //! Keyed state that takes part in checkpoints by itself, and incrementally.
 //!
 //! [`KeyedState`] is a hash table from a key to its state that remembers which keys
-//! changed since the last checkpoint. At a barrier it writes, as a changelog entry of its
-//! section, only those keys' new values and the keys removed (tombstones); every
-//! [`Checkpointing::full_every`](crate::checkpoint::Checkpointing::full_every)-th
-//! checkpoint writes the whole table. Recovery applies a full checkpoint's table and then
-//! the changes of each increment after it, in order, keeping the key groups the shard owns
-//! (so state rescales as other keyed state does). The built-in stateful operators keep
-//! their per-key state in such tables.
+//! changed since the last checkpoint. At a barrier it writes, as changelog records of its
+//! section, those keys' new values and the keys removed (tombstones), plus a whole copy of
+//! one part of its key groups, in turn (see
+//! [`Checkpointing::chain_length`](crate::checkpoint::Checkpointing::chain_length)); the
+//! first checkpoint of a run writes the whole table. Recovery applies the records of a
+//! checkpoint's chain oldest first, keeping the key groups the shard owns (so state
+//! rescales as other keyed state does). The built-in stateful operators keep their per-key
+//! state in such tables.
 //!
 //! A user's operator gets tables from its [`ShardContext`](crate::ShardContext) that the
 //! runtime checkpoints and restores with no code of the operator's own:
@@ -45,7 +46,7 @@ struct Slot<V> {
 /// checkpoint (see the [module docs](self)).
 ///
 /// The key must be the key the operator's input is partitioned by: its
-/// [`hash_key`](crate::hash_key) decides the key group, and so the shard a restore onto
+/// [`hash_key`](crate::hash_key()) decides the key group, and so the shard a restore onto
 /// another shard count puts it on.
 ///
 /// ```
@@ -286,7 +287,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
             }
             records.push((group, (k, value)));
         }
-        state.put_changelog(&records)
+        state.put_changelog(records)
     }
 
     /// Restores what [`KeyedState::snapshot`] wrote to `state`'s entries (a section of
@@ -461,7 +462,10 @@ pub struct ValueState<K, V>(pub(crate) Rc<RefCell<KeyedState<K, V>>>);
 /// [`ShardContext::map_state`](crate::ShardContext::map_state)). A key's map is kept
 /// sorted by user key and is one entry of the incremental changelog (a change to one entry
 /// writes the key's whole map).
-pub struct MapState<K, UK, UV>(pub(crate) Rc<RefCell<KeyedState<K, Vec<(UK, UV)>>>>);
+pub struct MapState<K, UK, UV>(pub(crate) Shared<K, Vec<(UK, UV)>>);
+
+/// A table shared by a handle and the runtime's registry.
+pub(crate) type Shared<K, V> = Rc<RefCell<KeyedState<K, V>>>;
 
 /// A list per key, checkpointed by the runtime (from
 /// [`ShardContext::list_state`](crate::ShardContext::list_state)).
@@ -737,6 +741,7 @@ mod tests {
     fn snapshot_copying(table: &mut KeyedState<u64, String>, copy: (u32, u32)) -> StateWriter {
         let mut w = StateWriter::for_checkpoint(copy);
         table.snapshot(w.section("t", 1)).unwrap();
+        w.finish().unwrap(); // what the shard's loop does in slices
         w
     }
 

@@ -24,10 +24,14 @@ pub struct CheckpointRecord {
     /// The longest time any shard held an input back waiting for the other inputs'
     /// barriers (exactly-once alignment; zero otherwise).
     pub alignment: Duration,
-    /// The longest time any shard spent on this checkpoint's state on its record path:
-    /// its operators' snapshots (framing, checksumming and writing the shard file are the
-    /// coordinator thread's). Records wait this long.
+    /// The most time any shard spent on this checkpoint's state on its record path, in
+    /// all: its operators' snapshots at the barrier and archiving their changelogs in
+    /// slices after it (framing, checksumming and writing the shard file are the
+    /// coordinator thread's).
     pub snapshot: Duration,
+    /// The longest single piece of that work on any shard (one operator's snapshot at the
+    /// barrier, or one slice): the longest records waited for it at a time.
+    pub stall: Duration,
 }
 
 /// Checkpoint measurements of a job.
@@ -66,6 +70,8 @@ pub(crate) struct Coordinator {
     pub alignment_ns: Vec<AtomicU64>,
     /// Per shard: time spent on its latest checkpoint's state, in ns.
     pub snapshot_ns: Vec<AtomicU64>,
+    /// Per shard: the longest single piece of that time, in ns.
+    pub stall_ns: Vec<AtomicU64>,
     /// Shards whose inputs all ended.
     pub done_shards: AtomicUsize,
     /// Set when no further checkpoint will start: shards that are done may exit.
@@ -106,6 +112,7 @@ impl Coordinator {
             files: Mutex::new(vec![None; shards]),
             alignment_ns: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             snapshot_ns: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            stall_ns: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             done_shards: AtomicUsize::new(0),
             stopped: AtomicBool::new(guarantee == Guarantee::AtMostOnce),
             on_demand: AtomicBool::new(false),

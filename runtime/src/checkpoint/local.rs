@@ -10,11 +10,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::store::{NodeState, ShardFile, StateEntry};
-use super::{CheckpointContext, Coordinator, Guarantee, RestoredEntry, StateReader, StateWriter};
+use super::{
+    CheckpointContext, Coordinator, Deferred, Guarantee, RestoredEntry, StateReader, StateWriter,
+};
 use crate::error::{Failure, OpResult};
 use crate::progress::{Frontier, Progress};
 
 type Hook = Box<dyn FnMut(u64) -> OpResult>;
+
+/// Records archived into one entry at a time while a checkpoint's state is written in
+/// slices.
+const SLICE_RECORDS: usize = 1024;
+
+/// How long one slice archives at least before the shard's loop gets the thread back
+/// (slices otherwise last as long as the loop's last turn, up to `SLICE_TIME_MAX`).
+const SLICE_TIME: Duration = Duration::from_micros(200);
+const SLICE_TIME_MAX: Duration = Duration::from_millis(2);
 
 /// What the shard restores: per node, the entries that belong to it.
 pub(crate) struct Restore {
@@ -28,10 +39,14 @@ pub(crate) struct Restore {
 struct Pending {
     id: u64,
     nodes: BTreeMap<usize, Vec<StateEntry>>,
+    /// Per node, changelog records still to archive (in slices, after the barrier).
+    deferred: Vec<(usize, Deferred)>,
     holding_since: Option<Instant>,
     alignment: Duration,
     /// Time spent taking this checkpoint's state on the record path.
     snapshot: Duration,
+    /// The longest of those pieces of work (an operator's snapshot, or one slice).
+    stall: Duration,
 }
 
 impl Pending {
@@ -39,9 +54,11 @@ impl Pending {
         Pending {
             id,
             nodes: BTreeMap::new(),
+            deferred: Vec::new(),
             holding_since: None,
             alignment: Duration::ZERO,
             snapshot: Duration::ZERO,
+            stall: Duration::ZERO,
         }
     }
 }
@@ -58,6 +75,11 @@ pub(crate) struct ShardCheckpoint {
 
 struct State {
     restore: Option<Restore>,
+    /// A checkpoint every input passed whose deferred records are being archived.
+    archiving: Option<Pending>,
+    arena: rkyv::ser::allocator::Arena,
+    /// When the loop last called `service`: the length of its turns sizes the slices.
+    last_service: Option<Instant>,
     inputs: Vec<Rc<Cell<u64>>>,
     sources: Vec<Rc<Cell<u64>>>,
     pending: Option<Pending>,
@@ -93,6 +115,9 @@ impl ShardCheckpoint {
             first_epoch,
             state: RefCell::new(State {
                 restore,
+                archiving: None,
+                arena: rkyv::ser::allocator::Arena::new(),
+                last_service: None,
                 inputs: Vec::new(),
                 sources: Vec::new(),
                 pending: None,
@@ -175,7 +200,10 @@ impl ShardCheckpoint {
         let mut s = self.state.borrow_mut();
         let p = s.pending_for(id);
         p.nodes.entry(node).or_default().extend(state.entries);
+        p.deferred
+            .extend(state.deferred.into_iter().map(|d| (node, d)));
         p.snapshot += took;
+        p.stall = p.stall.max(took);
     }
 
     /// An input of an operator started (`true`) or stopped holding back records for
@@ -206,11 +234,19 @@ impl ShardCheckpoint {
         }
     }
 
-    /// The shard loop's turn: runs commit hooks of completed checkpoints, and writes this
-    /// shard's file once every input and source reached the requested barrier.
-    pub(crate) fn service(&self) -> Result<(), Failure> {
+    /// The shard loop's turn: runs commit hooks of completed checkpoints; once every
+    /// input and source reached the requested barrier, archives the deferred records of
+    /// its state in slices (one slice per turn) and then hands the shard's file over.
+    /// Returns whether it did work (a slice), so that the shard does not park meanwhile.
+    pub(crate) fn service(&self) -> Result<bool, Failure> {
+        let mut worked = false;
         let completed = {
             let mut s = self.state.borrow_mut();
+            // A slice takes about as long as the loop's turn did (half of the shard's time
+            // while a checkpoint is archived), within bounds.
+            let now = Instant::now();
+            let turn = s.last_service.map_or(SLICE_TIME, |t| now - t);
+            s.last_service = Some(now);
             let requested = self.coord.requested.load(Ordering::Acquire);
             if requested > s.written
                 && s.inputs.iter().all(|c| c.get() >= requested)
@@ -221,7 +257,14 @@ impl ShardCheckpoint {
                     Some(p) if p.id == requested => p,
                     _ => Pending::new(requested),
                 };
-                self.write_shard_file(pending)?;
+                s.archiving = Some(pending);
+            }
+            if s.archiving.is_some() {
+                worked = true;
+                if self.archive_slice(&mut s, turn.clamp(SLICE_TIME, SLICE_TIME_MAX))? {
+                    let pending = s.archiving.take().expect("checked above");
+                    self.write_shard_file(pending)?;
+                }
             }
             self.coord.completed.load(Ordering::Acquire)
         };
@@ -242,7 +285,32 @@ impl ShardCheckpoint {
             drop(s);
             result?;
         }
-        Ok(())
+        Ok(worked)
+    }
+
+    /// Archives deferred records for about one batch turn. True once none are left.
+    fn archive_slice(&self, s: &mut State, budget: Duration) -> Result<bool, Failure> {
+        let started = Instant::now();
+        let State {
+            archiving, arena, ..
+        } = s;
+        let p = archiving.as_mut().expect("called while archiving");
+        while let Some((node, d)) = p.deferred.last_mut() {
+            match d.next_entry(arena, SLICE_RECORDS) {
+                Some(entry) => p.nodes.entry(*node).or_default().push(entry?),
+                None => {
+                    p.deferred.pop();
+                    continue;
+                }
+            }
+            if started.elapsed() >= budget {
+                break;
+            }
+        }
+        let took = started.elapsed();
+        p.snapshot += took;
+        p.stall = p.stall.max(took);
+        Ok(p.deferred.is_empty())
     }
 
     /// Hands the shard's state for `pending.id` (its operators' entries, already
@@ -271,6 +339,7 @@ impl ShardCheckpoint {
             (taken + started.elapsed()).as_nanos() as u64,
             Ordering::SeqCst,
         );
+        self.coord.stall_ns[self.shard].store(pending.stall.as_nanos() as u64, Ordering::SeqCst);
         self.coord.submit_file(id, self.shard, file);
         Ok(())
     }

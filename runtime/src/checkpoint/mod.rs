@@ -15,13 +15,21 @@
 //! [`Guarantee::AtMostOnce`] takes no snapshots: sources record *leases* (positions a bit
 //! ahead of what they emitted) and a restarted job resumes after them, with fresh state.
 //!
-//! **Files.** Each shard serializes the state its operators handed over (rkyv, checksummed)
-//! and hands the bytes to the coordinator thread (`crate::coordinator`), which writes them
-//! to `DIR/chk-<n>/shard-<i>.bin` while the shard keeps processing. When every shard's file
-//! is written the coordinator writes `DIR/chk-<n>/MANIFEST`: only then is checkpoint `n`
-//! complete. Every one of these files is written with [`crate::fs::write_atomic`]
-//! (temporary file, fsync, rename, fsync of the directory). The last
-//! [`Checkpointing::retain`] complete checkpoints are kept.
+//! **Files.** At the barrier each operator writes its state as rkyv archives (a
+//! [`StateWriter`]); the shard hands its operators' entries to the coordinator thread
+//! (`crate::coordinator`), which frames and checksums them into
+//! `DIR/chk-<n>/shard-<i>.bin` and writes that while the shard keeps processing. When every
+//! shard's file is written the coordinator writes `DIR/chk-<n>/MANIFEST`: only then is
+//! checkpoint `n` complete. Every one of these files is written with
+//! [`crate::fs::write_atomic`] (temporary file, fsync, rename, fsync of the directory).
+//!
+//! **Incremental checkpoints.** Keyed state kept in [`KeyedState`](crate::state::KeyedState)
+//! tables writes only its keys changed since the previous checkpoint, plus a whole copy of
+//! one part of its key groups in turn ([`Checkpointing::chain_length`]); the manifest names
+//! the oldest checkpoint its chain needs (`base`). Recovery reads the chain in order; a
+//! damaged or missing link makes the checkpoint unusable and an older one is tried. The
+//! last [`Checkpointing::retain`] complete checkpoints are kept, with every checkpoint
+//! their chains need.
 //!
 //! This module is a shard's side of checkpoints (state written at barriers, the file
 //! format, recovery's reading of it); starting checkpoints and completing them is
@@ -33,9 +41,9 @@
 //! split `s` goes to shard `s % M`.
 //!
 //! **Recovery.** Starting a job with a checkpoint directory restores the latest complete
-//! checkpoint. Every file is validated (checksum, then rkyv validation); a corrupt or
-//! truncated checkpoint is reported in [`Recovery::skipped`] and the previous complete one
-//! is used.
+//! checkpoint. Every file of its chain is validated (checksum, then rkyv validation); a
+//! corrupt or truncated checkpoint is reported in [`Recovery::skipped`] and the previous
+//! complete one is used.
 
 mod coordinator;
 mod local;
@@ -224,6 +232,10 @@ pub const AT_MOST_ONCE_LEASE: u64 = 1 << 22;
 /// before any section is named belongs to the unnamed section, version 1.
 pub struct StateWriter {
     pub(crate) entries: Vec<StateEntry>,
+    /// Changelog records still to archive: the shard's loop serializes them in slices
+    /// after the barrier (see [`Deferred`]).
+    pub(crate) deferred: Vec<Deferred>,
+    defer: bool,
     arena: rkyv::ser::allocator::Arena,
     section: (String, u32),
     /// `(i, n)`: keyed tables copy the key groups `g` with `g % n == i` whole (`n == 1`:
@@ -247,6 +259,8 @@ impl Default for StateWriter {
     fn default() -> Self {
         StateWriter {
             entries: Vec::new(),
+            deferred: Vec::new(),
+            defer: false,
             arena: rkyv::ser::allocator::Arena::new(),
             section: (String::new(), 1),
             copy: (0, 1),
@@ -275,8 +289,19 @@ impl StateWriter {
     pub(crate) fn for_checkpoint(copy: (u32, u32)) -> Self {
         StateWriter {
             copy,
+            defer: true,
             ..StateWriter::default()
         }
+    }
+
+    /// Archives what was deferred now (a writer used outside a shard's checkpoint).
+    pub(crate) fn finish(&mut self) -> Result<(), Failure> {
+        for mut d in std::mem::take(&mut self.deferred) {
+            while let Some(entry) = d.next_entry(&mut self.arena, usize::MAX) {
+                self.entries.push(entry?);
+            }
+        }
+        Ok(())
     }
 
     /// True if this checkpoint is full: a [`KeyedState`](crate::state::KeyedState) table
@@ -295,14 +320,21 @@ impl StateWriter {
     /// Archives `records` (each with its key group) as one changelog entry of the current
     /// section: recovery applies the changelog entries of every checkpoint of a chain in
     /// order.
-    #[allow(clippy::ptr_arg)] // rkyv archives the sized `Vec<T>`
-    pub(crate) fn put_changelog<T>(&mut self, records: &Vec<(u32, T)>) -> Result<(), Failure>
+    ///
+    /// In a shard's checkpoint the records are archived later, in slices between batches
+    /// (the shard's loop), so that the barrier only costs making them.
+    pub(crate) fn put_changelog<T>(&mut self, records: Vec<(u32, T)>) -> Result<(), Failure>
     where
         (u32, T): ExchangeData,
     {
-        self.push_entry(false, MIXED, records)?;
-        if let Some(e) = self.entries.last_mut() {
-            e.changelog = true;
+        let d = Deferred {
+            name: self.section.0.clone(),
+            version: self.section.1,
+            records: Box::new(Pending(records)),
+        };
+        self.deferred.push(d);
+        if !self.defer {
+            self.finish()?;
         }
         Ok(())
     }
@@ -383,6 +415,62 @@ impl StateWriter {
     /// True if nothing was written.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// Changelog records of one table still to archive, in entries of a bounded number of
+/// records each.
+pub(crate) struct Deferred {
+    name: String,
+    version: u32,
+    records: Box<dyn Archiving>,
+}
+
+impl Deferred {
+    /// Archives up to `max` more records as one changelog entry; `None` once all are.
+    pub(crate) fn next_entry(
+        &mut self,
+        arena: &mut rkyv::ser::allocator::Arena,
+        max: usize,
+    ) -> Option<Result<StateEntry, Failure>> {
+        let bytes = self.records.next_chunk(arena, max)?;
+        Some(bytes.map(|bytes| StateEntry {
+            name: self.name.clone(),
+            version: self.version,
+            split: false,
+            scope: MIXED,
+            changelog: true,
+            bytes,
+        }))
+    }
+}
+
+trait Archiving {
+    fn next_chunk(
+        &mut self,
+        arena: &mut rkyv::ser::allocator::Arena,
+        max: usize,
+    ) -> Option<Result<Vec<u8>, Failure>>;
+}
+
+struct Pending<T>(Vec<T>);
+
+impl<T: ExchangeData> Archiving for Pending<T> {
+    fn next_chunk(
+        &mut self,
+        arena: &mut rkyv::ser::allocator::Arena,
+        max: usize,
+    ) -> Option<Result<Vec<u8>, Failure>> {
+        if self.0.is_empty() {
+            return None;
+        }
+        // The records are written from the back: splitting off the tail copies no more
+        // than the chunk (each table's records hold distinct keys, so order is free).
+        let at = self.0.len().saturating_sub(max.max(1));
+        let chunk = self.0.split_off(at);
+        let bytes = T::write_batch(&chunk, crate::data::BatchBytes::new(), arena.acquire())
+            .map_err(crate::data::corrupt);
+        Some(bytes.map(|b| b.to_vec()))
     }
 }
 

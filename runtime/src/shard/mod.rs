@@ -158,7 +158,7 @@ impl Shard {
                         .map_err(|f| (f, slot.head.exchange_name().map(str::to_string)))?;
                 }
             }
-            checkpoint.service().map_err(|f| (f, None))?;
+            worked |= checkpoint.service().map_err(|f| (f, None))?;
         }
         Ok((worked, all_done && !unsent))
     }

@@ -56,9 +56,14 @@ pub struct RunSummary {
     pub checkpoint_bytes: Option<f64>,
     /// Longest alignment (an input held back waiting for barriers), ms.
     pub alignment_max_ms: Option<f64>,
-    /// Longest time a shard spent on a checkpoint's state on its record path (operators'
-    /// snapshots and serializing its file), ms.
+    /// Most time a shard spent on a checkpoint's state on its record path, in all
+    /// (operators' snapshots at the barrier, archiving their changes in slices), ms.
     pub snapshot_max_ms: Option<f64>,
+    /// Longest single piece of that work (records waited this long at a time), ms.
+    pub stall_max_ms: Option<f64>,
+    /// Median checkpoint size, bytes (the first checkpoint of a run is full, later ones
+    /// incremental).
+    pub checkpoint_bytes_p50: Option<f64>,
     /// The checkpoint the run restored from.
     pub restored_from: Option<u64>,
     /// Time to read and validate it, ms.
@@ -101,6 +106,8 @@ impl RunSummary {
             checkpoint_bytes: None,
             alignment_max_ms: None,
             snapshot_max_ms: None,
+            stall_max_ms: None,
+            checkpoint_bytes_p50: None,
             restored_from: None,
             restore_load_ms: None,
         }
@@ -123,6 +130,10 @@ impl RunSummary {
                 Some(c.completed.iter().map(|r| r.bytes as f64).sum::<f64>() / n as f64);
             self.alignment_max_ms = c.completed.iter().map(|r| ms(r.alignment)).reduce(f64::max);
             self.snapshot_max_ms = c.completed.iter().map(|r| ms(r.snapshot)).reduce(f64::max);
+            self.stall_max_ms = c.completed.iter().map(|r| ms(r.stall)).reduce(f64::max);
+            let mut sizes: Vec<u64> = c.completed.iter().map(|r| r.bytes).collect();
+            sizes.sort_unstable();
+            self.checkpoint_bytes_p50 = sizes.get(sizes.len() / 2).map(|&b| b as f64);
         }
         self.restored_from = c.restored_from;
         self.restore_load_ms = c.restored_from.map(|_| ms(c.restore_load));
@@ -252,12 +263,13 @@ pub(super) fn checkpoint_line(c: &CheckpointStats) -> String {
     };
     line.push_str(&format!(
         "checkpoints: {n} completed, duration p50 {} max {}, {:.1} MiB average, alignment max \
-         {}, snapshot max {}",
+         {}, snapshot max {}, stall max {}",
         fmt_ns(durations[n / 2]),
         fmt_ns(durations[n - 1]),
         bytes as f64 / n as f64 / (1 << 20) as f64,
         longest(|r| r.alignment),
         longest(|r| r.snapshot),
+        longest(|r| r.stall),
     ));
     line
 }
