@@ -217,7 +217,9 @@ fn damage_newest(job: &Job, truncate: bool) -> bool {
 
 #[test]
 fn exactly_once_q5_survives_sigkills_rescaling_and_damaged_checkpoints() {
-    let job = Job::new("eo", "q5", 1_500_000, "exactly-once");
+    // Enough events that the runs last through every kill (the cheaper checkpoints are,
+    // the faster a run gets through them).
+    let job = Job::new("eo", "q5", 5_000_000, "exactly-once");
     let mut delays = Delays(0x9e37_79b9_7f4a_7c15);
     let mut killed = 0;
     let mut damaged = 0;

@@ -65,6 +65,12 @@ pub struct KeyedState<K, V> {
     changed: Vec<K>,
     live: usize,
     track: bool,
+    group_of: fn(&K) -> u32,
+}
+
+/// The key group of a key: of its [`hash_key`](crate::hash_key()).
+fn group_of_key<K: Hash>(key: &K) -> u32 {
+    key_group(hash_key(key))
 }
 
 impl<K, V> std::fmt::Debug for KeyedState<K, V> {
@@ -87,11 +93,32 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// An empty table; `track_changes` false when the job takes no checkpoints (then a
     /// checkpoint can only be full: [`KeyedState::snapshot`] writes everything).
     pub fn new(track_changes: bool) -> Self {
+        Self::grouped_by(track_changes, group_of_key::<K>)
+    }
+
+    /// An empty table whose keys are in the key group `group_of` says: for keys that hold
+    /// the partitioning key and more (Flink's namespaces), e.g. `(auction, window)` with
+    /// `|k| key_group(hash_key(&k.0))`, so that each entry is its own changelog record
+    /// and still moves with its partitioning key on a restore onto other shards.
+    ///
+    /// ```
+    /// use rill_runtime::keys::key_group;
+    /// use rill_runtime::hash_key;
+    /// use rill_runtime::state::KeyedState;
+    ///
+    /// // (auction, slice start) -> bids, placed by the auction alone.
+    /// let mut slices: KeyedState<(u64, i64), u64> =
+    ///     KeyedState::grouped_by(true, |k| key_group(hash_key(&k.0)));
+    /// *slices.get_or_insert_with((7, 2000), || 0) += 1;
+    /// assert_eq!(slices.get(&(7, 2000)), Some(&1));
+    /// ```
+    pub fn grouped_by(track_changes: bool, group_of: fn(&K) -> u32) -> Self {
         KeyedState {
             map: FxHashMap::default(),
             changed: Vec::new(),
             live: 0,
             track: track_changes,
+            group_of,
         }
     }
 
@@ -144,6 +171,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         use std::collections::hash_map::Entry;
         let (track, changed, live) = (self.track, &mut self.changed, &mut self.live);
+        let group_of = self.group_of;
         let slot = match self.map.entry(key) {
             Entry::Occupied(o) => {
                 if track && !o.get().dirty {
@@ -157,7 +185,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
                 if track {
                     changed.push(v.key().clone());
                 }
-                let group = key_group(hash_key(v.key()));
+                let group = group_of(v.key());
                 v.insert(Slot {
                     value: None,
                     dirty: track,
@@ -323,7 +351,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
                     let slot = Slot {
                         value: Some(v),
                         dirty: false,
-                        group: key_group(hash_key(&k)),
+                        group: (self.group_of)(&k),
                     };
                     if self.map.insert(k, slot).is_none() {
                         self.live += 1;

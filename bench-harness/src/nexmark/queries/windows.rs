@@ -7,8 +7,10 @@ use rill_runtime::rkyv;
 use std::collections::BTreeMap;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
+use rill_runtime::keys::key_group;
 use rill_runtime::state::{KeyedState, Update};
-use rill_runtime::{OpResult, Operator, Output, Partitioning, Stream, Timestamp};
+use rill_runtime::{hash_key, OpResult, Operator, Output, Partitioning, Stream, Timestamp};
+use rustc_hash::FxHashMap;
 
 use super::{QueryContext, TopPerWindow};
 use crate::nexmark::rows::{BidderCount, Q5Row, Q7Row};
@@ -75,13 +77,27 @@ pub struct HotItem {
     pub count: u64,
 }
 
-/// One sliding window's running maximum on this shard: the most bids any auction has in
-/// it, and the auctions at that count. Counts only grow, so the auctions at the maximum
-/// are known at every moment without a scan.
+/// Bids per auction in one sliding window, with the running maximum. Counts only grow,
+/// so the auctions at the maximum are known at every moment without a scan.
 #[derive(Default)]
-struct WindowMax {
+struct WindowCounts {
+    counts: FxHashMap<u64, u64>,
     max: u64,
     top: Vec<u64>,
+}
+
+impl WindowCounts {
+    fn add(&mut self, auction: u64, by: u64) {
+        let c = self.counts.entry(auction).or_insert(0);
+        *c += by;
+        if *c > self.max {
+            self.max = *c;
+            self.top.clear();
+        }
+        if *c == self.max {
+            self.top.push(auction);
+        }
+    }
 }
 
 /// q5's first phase, on auction-partitioned bids: per sliding window, the auctions with
@@ -89,87 +105,93 @@ struct WindowMax {
 /// (A keyed window count would emit one pane per auction and window, about one for every
 /// 15 events, only for the next step to keep the maximum.)
 ///
-/// The counts live in the runtime's keyed state, per auction (its windows' counts), so a
-/// checkpoint writes only the auctions bid on since the previous one: a window that closes
-/// leaves its counts in place (an auction's closed windows are dropped when it is next bid
-/// on, and auctions with only closed windows are swept out when a window closes).
+/// With checkpoints the bids are also counted per (auction, slice of `slide`) in the
+/// runtime's keyed state, each entry its own changelog record: a bid changes one entry
+/// (not the auction's five windows), so a checkpoint writes little more than the entries
+/// bid on since the previous one; a restore rebuilds the windows from the slices. Slices
+/// no open window covers are removed when a window closes.
 struct SlidingCounts {
     size: i64,
     slide: i64,
-    /// Per auction: (window end, bids) for its windows, some possibly already closed.
-    counts: KeyedState<u64, Vec<(Timestamp, u64)>>,
-    windows: BTreeMap<Timestamp, WindowMax>,
-    /// Windows up to this end are closed (released).
+    windows: BTreeMap<Timestamp, WindowCounts>,
+    /// Tables of closed windows, cleared, for the next windows: a new window's table then
+    /// never grows (and rehashes millions of entries) while windows are closing.
+    spare: Vec<WindowCounts>,
+    closed: Vec<WindowCounts>,
+    /// (auction, slice start) -> bids, only when the job takes checkpoints.
+    slices: Option<KeyedState<(u64, Timestamp), u64>>,
+    /// Windows up to this end are closed.
     released: Timestamp,
 }
 
 impl SlidingCounts {
-    fn new(size: i64, slide: i64, track_changes: bool) -> Self {
+    fn new(size: i64, slide: i64, checkpointed: bool) -> Self {
         SlidingCounts {
             size,
             slide,
-            counts: KeyedState::new(track_changes),
             windows: BTreeMap::new(),
+            spare: Vec::new(),
+            closed: Vec::new(),
+            slices: checkpointed.then(|| {
+                KeyedState::grouped_by(true, |k: &(u64, Timestamp)| key_group(hash_key(&k.0)))
+            }),
             released: Timestamp::MIN,
         }
     }
 
-    /// Counts one more bid for `auction` in the window ending at `end`.
-    fn count(
-        windows: &mut BTreeMap<Timestamp, WindowMax>,
-        counts: &mut Vec<(Timestamp, u64)>,
-        auction: u64,
-        end: Timestamp,
-        by: u64,
-    ) {
-        let c = match counts.iter_mut().find(|e| e.0 == end) {
-            Some(e) => {
-                e.1 += by;
-                e.1
-            }
-            None => {
-                counts.push((end, by));
-                by
-            }
-        };
-        let w = windows.entry(end).or_default();
-        if c > w.max {
-            w.max = c;
-            w.top.clear();
-        }
-        if c == w.max {
-            w.top.push(auction);
+    /// Counts `by` bids of `auction` at `time` in each of its windows.
+    fn add(&mut self, auction: u64, time: Timestamp, by: u64) {
+        // Windows [s, s + size) with s a multiple of slide and s <= t < s + size.
+        let mut start = time - time.rem_euclid(self.slide);
+        while start > time - self.size {
+            let spare = &mut self.spare;
+            self.windows
+                .entry(start + self.size)
+                .or_insert_with(|| spare.pop().unwrap_or_default())
+                .add(auction, by);
+            start -= self.slide;
         }
     }
 
     fn release(&mut self, up_to: Timestamp, out: &mut Output<HotItem>) {
-        let mut closed = false;
         while let Some(entry) = self.windows.first_entry() {
             let end = *entry.key();
             if end > up_to {
                 break;
             }
-            let w = entry.remove();
+            let mut w = entry.remove();
             let window = Window::new(end - self.size, end);
-            for auction in w.top {
+            for auction in w.top.drain(..) {
                 out.give(HotItem {
                     window,
                     auction,
                     count: w.max,
                 });
             }
-            closed = true;
+            self.closed.push(w);
         }
-        self.released = self.released.max(up_to);
-        if closed {
-            let released = self.released;
-            self.counts.update_each(|_, c| {
-                if c.iter().all(|e| e.0 <= released) {
-                    Update::Remove
-                } else {
-                    Update::Keep
-                }
-            });
+        if up_to > self.released {
+            self.released = up_to;
+            // A slice starting at s is in windows ending up to s + size.
+            let (size, released) = (self.size, self.released);
+            if let Some(slices) = &mut self.slices {
+                slices.update_each(|&(_, start), _| {
+                    if start.saturating_add(size) <= released {
+                        Update::Remove
+                    } else {
+                        Update::Keep
+                    }
+                });
+            }
+        }
+    }
+
+    /// Clears the closed windows' tables for reuse (after their results went out).
+    fn recycle(&mut self) {
+        for mut w in self.closed.drain(..) {
+            w.counts.clear();
+            w.max = 0;
+            self.spare.push(w);
         }
     }
 }
@@ -178,25 +200,19 @@ impl Operator<BidSummary> for SlidingCounts {
     type Out = Output<HotItem>;
 
     fn on_batch(&mut self, batch: &mut Vec<BidSummary>, _out: &mut Self::Out) -> OpResult {
-        let (size, slide, released) = (self.size, self.slide, self.released);
-        let per_auction = (size / slide) as usize + 1;
         for b in batch.drain(..) {
-            let counts = self
-                .counts
-                .get_or_insert_with(b.auction, || Vec::with_capacity(per_auction));
-            counts.retain(|e| e.0 > released);
-            // Windows [s, s + size) with s a multiple of slide and s <= t < s + size.
-            let mut start = b.time - b.time.rem_euclid(slide);
-            while start > b.time - size {
-                Self::count(&mut self.windows, counts, b.auction, start + size, 1);
-                start -= slide;
+            if let Some(slices) = &mut self.slices {
+                let slice = b.time - b.time.rem_euclid(self.slide);
+                *slices.get_or_insert_with((b.auction, slice), || 0) += 1;
             }
+            self.add(b.auction, b.time, 1);
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
         self.release(watermark, out);
+        self.recycle();
         Ok(())
     }
 
@@ -205,23 +221,42 @@ impl Operator<BidSummary> for SlidingCounts {
         Ok(())
     }
 
-    /// What is released (every shard restores the minimum), and the auctions' counts,
-    /// incrementally.
+    /// How far windows are released (every shard restores the minimum), and the bids per
+    /// (auction, slice), incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
         state.section("released", 1).put_shared(self.released)?;
-        self.counts.snapshot(state.section("counts", 2))
+        match &mut self.slices {
+            Some(slices) => slices.snapshot(state.section("slices", 1)),
+            None => Err(rill_runtime::Failure::new(
+                "q5's counts were built for a job without checkpoints",
+            )),
+        }
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         let released = state.section("released", 1)?.values::<Timestamp>()?;
         self.released = released.into_iter().min().unwrap_or(Timestamp::MIN);
-        self.counts.restore(&state.section("counts", 2)?)?;
-        let (windows, released) = (&mut self.windows, self.released);
-        for (&auction, counts) in self.counts.iter() {
-            for &(end, c) in counts.iter().filter(|e| e.0 > released) {
-                Self::count(windows, &mut Vec::new(), auction, end, c);
+        let mut slices = self
+            .slices
+            .take()
+            .ok_or_else(|| rill_runtime::Failure::new("restoring q5 without checkpoints"))?;
+        slices.restore(&state.section("slices", 1)?)?;
+        let (size, released) = (self.size, self.released);
+        for (&(auction, start), &bids) in slices.iter() {
+            // The slice's bids count in each of its windows that is still open.
+            let mut ws = start;
+            while ws > start - size {
+                if ws + size > released {
+                    let spare = &mut self.spare;
+                    self.windows
+                        .entry(ws + size)
+                        .or_insert_with(|| spare.pop().unwrap_or_default())
+                        .add(auction, bids);
+                }
+                ws -= self.slide;
             }
         }
+        self.slices = Some(slices);
         Ok(())
     }
 }
