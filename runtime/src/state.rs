@@ -61,12 +61,18 @@ struct Slot<V> {
 /// assert!(counts.is_empty());
 /// ```
 pub struct KeyedState<K, V> {
-    map: FxHashMap<K, Slot<V>>,
+    /// The slots, in `PARTS` maps by key group (`group % PARTS`): a checkpoint that copies
+    /// one part of the key groups whole visits only that part's map.
+    maps: Vec<FxHashMap<K, Slot<V>>>,
     changed: Vec<K>,
     live: usize,
     track: bool,
     group_of: fn(&K) -> u32,
 }
+
+/// How many maps a table's slots are spread over (by key group); a chain length that is a
+/// multiple of it (the default, 8, is) lets a checkpoint visit one map only.
+const PARTS: usize = 8;
 
 /// The key group of a key: of its [`hash_key`](crate::hash_key()).
 fn group_of_key<K: Hash>(key: &K) -> u32 {
@@ -114,7 +120,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// ```
     pub fn grouped_by(track_changes: bool, group_of: fn(&K) -> u32) -> Self {
         KeyedState {
-            map: FxHashMap::default(),
+            maps: (0..PARTS).map(|_| FxHashMap::default()).collect(),
             changed: Vec::new(),
             live: 0,
             track: track_changes,
@@ -140,7 +146,15 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// The state of `key`.
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key).and_then(|s| s.value.as_ref())
+        self.maps[self.part(key)]
+            .get(key)
+            .and_then(|s| s.value.as_ref())
+    }
+
+    /// The map `key`'s slot is in.
+    #[inline]
+    fn part(&self, key: &K) -> usize {
+        (self.group_of)(key) as usize % PARTS
     }
 
     /// True if `key` has state.
@@ -160,7 +174,8 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// The state of `key`, to change it (the key counts as changed).
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let slot = self.map.get_mut(key)?;
+        let part = self.part(key);
+        let slot = self.maps[part].get_mut(key)?;
         slot.value.as_ref()?;
         Self::touch(self.track, &mut self.changed, key, slot);
         slot.value.as_mut()
@@ -171,8 +186,8 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         use std::collections::hash_map::Entry;
         let (track, changed, live) = (self.track, &mut self.changed, &mut self.live);
-        let group_of = self.group_of;
-        let slot = match self.map.entry(key) {
+        let group = (self.group_of)(&key);
+        let slot = match self.maps[group as usize % PARTS].entry(key) {
             Entry::Occupied(o) => {
                 if track && !o.get().dirty {
                     changed.push(o.key().clone());
@@ -185,7 +200,6 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
                 if track {
                     changed.push(v.key().clone());
                 }
-                let group = group_of(v.key());
                 v.insert(Slot {
                     value: None,
                     dirty: track,
@@ -208,12 +222,13 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
 
     /// Drops the state of `key`, returning it.
     pub fn remove(&mut self, key: &K) -> Option<V> {
+        let part = self.part(key);
         if !self.track {
-            let old = self.map.remove(key)?.value;
+            let old = self.maps[part].remove(key)?.value;
             self.live -= old.is_some() as usize;
             return old;
         }
-        let slot = self.map.get_mut(key)?;
+        let slot = self.maps[part].get_mut(key)?;
         let old = slot.value.take()?;
         self.live -= 1;
         Self::touch(self.track, &mut self.changed, key, slot);
@@ -223,7 +238,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// Every key and its state, to change them (every key counts as changed).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         let (track, changed) = (self.track, &mut self.changed);
-        self.map.iter_mut().filter_map(move |(k, s)| {
+        self.maps.iter_mut().flatten().filter_map(move |(k, s)| {
             s.value.as_ref()?;
             Self::touch(track, changed, k, s);
             s.value.as_mut().map(|v| (k, v))
@@ -235,7 +250,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// incremental checkpoint.)
     pub fn update_each(&mut self, mut visit: impl FnMut(&K, &mut V) -> Update) {
         let (track, changed, live) = (self.track, &mut self.changed, &mut self.live);
-        self.map.retain(|k, s| {
+        let mut retain = |k: &K, s: &mut Slot<V>| {
             let Some(v) = s.value.as_mut() else {
                 return true; // a tombstone, written at the next checkpoint
             };
@@ -255,13 +270,17 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
                     true
                 }
             }
-        });
+        };
+        for map in &mut self.maps {
+            map.retain(|k, s| retain(k, s));
+        }
     }
 
     /// Every key and its state, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map
+        self.maps
             .iter()
+            .flatten()
             .filter_map(|(k, s)| s.value.as_ref().map(|v| (k, v)))
     }
 
@@ -291,8 +310,15 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     {
         let (part, parts) = if self.track { state.copy() } else { (0, 1) };
         let mut records: Vec<(u32, (K, Option<R>))> = Vec::new();
-        // The copied part first: a key it writes needs no record among the changes.
-        for (k, slot) in self.map.iter_mut() {
+        // The copied part first: a key it writes needs no record among the changes. With
+        // a number of parts that is a multiple of the maps', the part lies in one map.
+        let maps = if parts as usize % PARTS == 0 {
+            let i = part as usize % PARTS;
+            &mut self.maps[i..=i]
+        } else {
+            &mut self.maps[..]
+        };
+        for (k, slot) in maps.iter_mut().flatten() {
             if slot.group % parts == part {
                 if let Some(v) = &slot.value {
                     records.push((slot.group, (k.clone(), Some(record(k, v)))));
@@ -300,8 +326,10 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
                 }
             }
         }
+        let group_of = self.group_of;
         for k in self.changed.drain(..) {
-            let Some(slot) = self.map.get_mut(&k) else {
+            let map = &mut self.maps[group_of(&k) as usize % PARTS];
+            let Some(slot) = map.get_mut(&k) else {
                 continue;
             };
             if !slot.dirty {
@@ -311,7 +339,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
             let group = slot.group;
             let value = slot.value.as_ref().map(|v| record(&k, v));
             if value.is_none() {
-                self.map.remove(&k);
+                map.remove(&k);
             }
             records.push((group, (k, value)));
         }
@@ -348,17 +376,19 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
             match r {
                 Some(r) => {
                     let v = state_of(&k, r);
+                    let group = (self.group_of)(&k);
                     let slot = Slot {
                         value: Some(v),
                         dirty: false,
-                        group: (self.group_of)(&k),
+                        group,
                     };
-                    if self.map.insert(k, slot).is_none() {
+                    if self.maps[group as usize % PARTS].insert(k, slot).is_none() {
                         self.live += 1;
                     }
                 }
                 None => {
-                    if self.map.remove(&k).is_some() {
+                    let part = self.part(&k);
+                    if self.maps[part].remove(&k).is_some() {
                         self.live -= 1;
                     }
                 }
@@ -901,7 +931,11 @@ mod tests {
         t.insert(2, "b".into());
         t.remove(&1);
         assert_eq!(t.changed(), 0);
-        assert_eq!(t.map.len(), 1, "no tombstone kept");
+        assert_eq!(
+            t.maps.iter().map(|m| m.len()).sum::<usize>(),
+            1,
+            "no tombstone kept"
+        );
         let w = snapshot(&mut t, false);
         let all: Vec<(u64, Option<String>)> = chain(vec![w], 0, 1).changelog().unwrap();
         assert_eq!(all, [(2, Some("b".into()))]);

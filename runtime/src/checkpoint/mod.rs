@@ -294,6 +294,20 @@ impl StateWriter {
         }
     }
 
+    /// A writer like the one an incremental checkpoint hands an operator: its keyed tables
+    /// write their changes and, whole, the key groups `g % parts == part`; their records
+    /// are archived later ([`StateWriter::archive`]), as the shard's loop does in slices.
+    /// For tests and benchmarks of an operator's snapshot.
+    pub fn incremental(part: u32, parts: u32) -> Self {
+        Self::for_checkpoint((part % parts.max(1), parts.max(1)))
+    }
+
+    /// Archives the records still deferred (what the shard's loop does in slices after the
+    /// barrier).
+    pub fn archive(&mut self) -> Result<(), Failure> {
+        self.finish()
+    }
+
     /// Archives what was deferred now (a writer used outside a shard's checkpoint).
     pub(crate) fn finish(&mut self) -> Result<(), Failure> {
         for mut d in std::mem::take(&mut self.deferred) {

@@ -154,6 +154,7 @@ impl SlidingCounts {
     }
 
     fn release(&mut self, up_to: Timestamp, out: &mut Output<HotItem>) {
+        let mut closed = false;
         while let Some(entry) = self.windows.first_entry() {
             let end = *entry.key();
             if end > up_to {
@@ -169,10 +170,12 @@ impl SlidingCounts {
                 });
             }
             self.closed.push(w);
+            closed = true;
         }
-        if up_to > self.released {
-            self.released = up_to;
-            // A slice starting at s is in windows ending up to s + size.
+        self.released = self.released.max(up_to);
+        // A slice starting at s is in windows ending up to s + size: once one closes, sweep
+        // the slices no open window covers (a pass over the table, once per slide).
+        if closed {
             let (size, released) = (self.size, self.released);
             if let Some(slices) = &mut self.slices {
                 slices.update_each(|&(_, start), _| {
