@@ -17,6 +17,7 @@ mod health;
 mod plan;
 pub mod sink;
 pub mod source;
+pub mod testing;
 pub mod watermark;
 
 pub use config::{Assignment, EventTime, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
