@@ -144,6 +144,9 @@ impl ConsumerContext for SourceContext {
             assigned.push((split, from));
         }
         let _ = consumer.assign(tpl);
+        // A partition this member paused when it finished it before (bounded mode) may
+        // come back: it is read again from the committed offset.
+        let _ = consumer.resume(tpl);
         events.push(Rebalanced::Assigned(assigned));
     }
 }
