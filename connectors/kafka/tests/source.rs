@@ -176,3 +176,57 @@ fn a_broker_that_stays_away_fails_the_job_after_the_broker_timeout() {
         cut.elapsed()
     );
 }
+
+#[test]
+fn offsets_of_completed_checkpoints_are_committed_to_the_group() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use rill_runtime::checkpoint::Checkpointing;
+
+    let broker = TestBroker::start();
+    let b = broker.brokers();
+    let n = 2_000;
+    fill(&b, "lagging", 2, n, &[]);
+    let dir = std::env::temp_dir().join(format!("rill-kafka-commit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut df = Dataflow::new();
+    // Small fetches: the records trickle in while several checkpoints complete.
+    let config = small_fetches(KafkaSourceConfig::new(b.clone(), &["lagging"]))
+        .until_end(true)
+        .commit_offsets_to("lag-watchers");
+    let source = kafka_source(&mut df, "lagging", config, parse).unwrap();
+    let records = source.records.collect("records");
+    let checkpoints = Checkpointing::new(&dir).interval(Some(Duration::from_millis(20)));
+    let report = Runtime::new(two_shards().checkpointing(checkpoints))
+        .unwrap()
+        .run(df)
+        .unwrap();
+    assert_eq!(records.take().len() as u64, n);
+    let completed = report.checkpoints.as_ref().map_or(0, |c| c.completed.len());
+    assert!(completed >= 3, "{completed} checkpoints completed");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("group.id", "lag-watchers")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("lagging", 0);
+    tpl.add_partition("lagging", 1);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    let offsets: Vec<i64> = (0..2)
+        .map(
+            |p| match committed.find_partition("lagging", p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                other => panic!("partition {p}: nothing committed ({other:?})"),
+            },
+        )
+        .collect();
+    // Each partition holds n / 2 records: something was committed, never past the end.
+    assert!(
+        offsets.iter().all(|&o| o > 0 && o <= n as i64 / 2),
+        "{offsets:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
