@@ -2,6 +2,7 @@
 //! only needs to know for how long they have been unreachable, to give up after a bounded
 //! wait with a clear error instead of waiting forever.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,17 @@ pub(crate) const STATS_INTERVAL_MS: &str = "500";
 /// Since when the brokers have been unreachable, and librdkafka's last word about it.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
+    /// Whether `down` holds an outage: the record path checks only this.
+    is_down: AtomicBool,
     down: Mutex<Option<(Instant, String)>>,
 }
 
 impl Health {
     /// How long the brokers have been unreachable (`None`: reachable), and why.
     pub(crate) fn down_for(&self) -> Option<(Duration, String)> {
+        if !self.is_down.load(Ordering::Acquire) {
+            return None;
+        }
         let down = self.down.lock().unwrap_or_else(|e| e.into_inner());
         down.as_ref()
             .map(|(since, why)| (since.elapsed(), why.clone()))
@@ -37,13 +43,18 @@ impl Health {
                 Some((_, why)) => *why = format!("{error}: {reason}"),
                 None => *down = Some((Instant::now(), format!("{error}: {reason}"))),
             }
+            self.is_down.store(true, Ordering::Release);
         }
     }
 
     /// A broker answered: the outage, if any, is over.
     pub(crate) fn up(&self) {
+        if !self.is_down.load(Ordering::Acquire) {
+            return;
+        }
         let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
         *down = None;
+        self.is_down.store(false, Ordering::Release);
     }
 }
 
