@@ -158,6 +158,9 @@ struct Owned {
     /// The next offset to read (`None`: in a group, where the committed offset leads).
     next: Option<i64>,
     clock: PartitionClock,
+    /// A fresh start at a timestamp: records before it are skipped until the first at or
+    /// after it (a broker may answer the time lookup with the start of a batch).
+    skip_before: Option<i64>,
 }
 
 /// Watches, in bounded group mode, whether the group has committed every partition's
@@ -241,6 +244,8 @@ pub struct KafkaPartitions<T> {
     /// Static assignment: the splits to read once the first poll assigns them (a restore
     /// replaces them).
     pending: Option<Vec<(usize, i64)>>,
+    /// Whether a restore set the static assignment's positions.
+    restored_static: bool,
     /// The positions of the previous completed checkpoint: committed at the next one.
     uncommitted: Option<Vec<SplitPosition>>,
     /// The index into `owned` of the last record's partition (records come in runs).
@@ -271,7 +276,10 @@ impl<T> KafkaPartitions<T> {
             .set(
                 "enable.partition.eof",
                 if c.until_end { "true" } else { "false" },
-            );
+            )
+            // A bounded partition ends at an empty fetch: answer those after 100 ms, not
+            // librdkafka's default 500 ms.
+            .set("fetch.wait.max.ms", "100");
         let group = match &c.assignment {
             Assignment::Group(g) => Some(g),
             Assignment::Static { commit_group } => commit_group.as_ref(),
@@ -326,6 +334,7 @@ impl<T> KafkaPartitions<T> {
             restored,
             owned: Vec::new(),
             pending,
+            restored_static: false,
             uncommitted: None,
             last: 0,
         }
@@ -345,6 +354,10 @@ impl<T> KafkaPartitions<T> {
             return Ok(());
         };
         let now = Instant::now();
+        let skip_before = match (self.restored_static, self.shared.config.start) {
+            (false, StartFrom::Timestamp(t)) => Some(t),
+            _ => None,
+        };
         let mut tpl = TopicPartitionList::new();
         for (split, next) in pending {
             // Even a partition that looks empty is read until the consumer reports its
@@ -356,6 +369,7 @@ impl<T> KafkaPartitions<T> {
                 split,
                 next: Some(next),
                 clock: PartitionClock::new(now),
+                skip_before,
             });
         }
         self.consumer()?
@@ -382,7 +396,12 @@ impl<T> KafkaPartitions<T> {
                 Rebalanced::Assigned(splits) => {
                     for (split, next) in splits {
                         let clock = PartitionClock::new(now);
-                        self.owned.push(Owned { split, next, clock });
+                        self.owned.push(Owned {
+                            split,
+                            next,
+                            clock,
+                            skip_before: None,
+                        });
                     }
                     self.last = 0;
                 }
@@ -541,6 +560,12 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                 continue;
             }
             owned.next = Some(offset + 1);
+            if let Some(t) = owned.skip_before {
+                if message.timestamp().to_millis().is_some_and(|ts| ts < t) {
+                    continue;
+                }
+                owned.skip_before = None;
+            }
             let record = KafkaRecord {
                 topic,
                 partition,
@@ -648,7 +673,10 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
             restored.push((p.split as usize, p.position as i64));
         }
         match self.shared.config.assignment {
-            Assignment::Static { .. } => self.pending = Some(restored),
+            Assignment::Static { .. } => {
+                self.pending = Some(restored);
+                self.restored_static = true;
+            }
             Assignment::Group(_) => {
                 let mut map = self.restored.lock().unwrap_or_else(|e| e.into_inner());
                 map.extend(restored);
