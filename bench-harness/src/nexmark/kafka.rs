@@ -32,6 +32,8 @@ pub struct KafkaInput {
     pub until_end: bool,
     /// Fail once the brokers have been unreachable for this long.
     pub broker_timeout: Duration,
+    /// librdkafka consumer properties for the source.
+    pub properties: Vec<(String, String)>,
 }
 
 /// What the Kafka input counts.
@@ -59,6 +61,9 @@ pub fn kafka_events(
         // A bounded run waits for every partition (exact results); an unbounded one lets
         // a partition silent for 2 s stop holding the watermark back.
         .idle_after((!input.until_end).then_some(Duration::from_secs(2)));
+    for (k, v) in &input.properties {
+        config = config.property(k.clone(), v.clone());
+    }
     if let Some(g) = &input.group {
         config = config.group(g.clone());
     }

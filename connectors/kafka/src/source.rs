@@ -279,7 +279,10 @@ impl<T> KafkaPartitions<T> {
             )
             // A bounded partition ends at an empty fetch: answer those after 100 ms, not
             // librdkafka's default 500 ms.
-            .set("fetch.wait.max.ms", "100");
+            .set("fetch.wait.max.ms", "100")
+            // Prefetch deeper than librdkafka's default of 100,000 messages: q0 from
+            // tansu on loopback ran at 250k events/s with it, 610-690k with this.
+            .set("queued.min.messages", "1000000");
         let group = match &c.assignment {
             Assignment::Group(g) => Some(g),
             Assignment::Static { commit_group } => commit_group.as_ref(),

@@ -131,6 +131,13 @@ pub struct Common {
     pub guarantee: Guarantee,
 }
 
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}
+
 fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
     s.parse()
         .map_err(|e: rill_runtime::checkpoint::UnknownGuarantee| e.to_string())
@@ -224,6 +231,10 @@ pub struct RunArgs {
     /// brokers of --kafka.
     #[arg(long, requires = "kafka", conflicts_with_all = ["output", "output_dir"])]
     pub(super) kafka_sink: Option<String>,
+    /// A librdkafka consumer property for the Kafka source, KEY=VALUE (repeatable), e.g.
+    /// fetch.wait.max.ms=10.
+    #[arg(long = "kafka-property", requires = "kafka", value_parser = parse_property)]
+    pub(super) kafka_properties: Vec<(String, String)>,
     /// Fail once the Kafka brokers have been unreachable for this long (e.g. 30s).
     #[arg(long, default_value = "60s", value_parser = parse_ms, requires = "kafka")]
     pub(super) kafka_timeout: i64,
@@ -238,6 +249,7 @@ impl RunArgs {
             group: self.group.clone(),
             until_end: self.until_end,
             broker_timeout: Duration::from_millis(self.kafka_timeout as u64),
+            properties: self.kafka_properties.clone(),
         })
     }
 }
