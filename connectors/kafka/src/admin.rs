@@ -115,6 +115,16 @@ impl std::fmt::Debug for TopicWriter {
 impl TopicWriter {
     /// A writer to `topic` at `brokers`.
     pub fn new(brokers: &str, topic: &str) -> Result<Self> {
+        TopicWriter::with_properties(brokers, topic, &[])
+    }
+
+    /// A writer with librdkafka producer properties on top of its defaults (e.g.
+    /// `batch.num.messages`, 10,000 by default).
+    pub fn with_properties(
+        brokers: &str,
+        topic: &str,
+        properties: &[(&str, &str)],
+    ) -> Result<Self> {
         crate::config::check_brokers(brokers)?;
         let timeout = Duration::from_secs(60);
         let props: Vec<(String, String)> = [
@@ -123,6 +133,7 @@ impl TopicWriter {
             ("queue.buffering.max.messages", "1000000"),
         ]
         .iter()
+        .chain(properties)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         Ok(TopicWriter {

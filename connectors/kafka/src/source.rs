@@ -383,32 +383,12 @@ impl<T> KafkaPartitions<T> {
 
     /// Group mode: applies what rebalances did to this member's partitions.
     fn apply_rebalances(&mut self) -> OpResult {
-        let events = {
-            let consumer = self.consumer()?;
-            let mut events = consumer
-                .context()
-                .events
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            std::mem::take(&mut *events)
-        };
-        let now = Instant::now();
-        for event in events {
-            match event {
-                Rebalanced::Revoked => self.owned.clear(),
-                Rebalanced::Assigned(splits) => {
-                    for (split, next) in splits {
-                        let clock = PartitionClock::new(now);
-                        self.owned.push(Owned {
-                            split,
-                            next,
-                            clock,
-                            skip_before: None,
-                        });
-                    }
-                    self.last = 0;
-                }
-            }
+        let consumer = self
+            .consumer
+            .as_ref()
+            .map_err(|e| Failure::new(e.clone()))?;
+        if apply_rebalances(consumer, &mut self.owned) {
+            self.last = 0;
         }
         Ok(())
     }
@@ -493,6 +473,37 @@ impl<T> KafkaPartitions<T> {
     }
 }
 
+/// Group mode: applies what rebalances (run inside the consumer's poll) did to this
+/// member's partitions; whether anything changed.
+fn apply_rebalances(consumer: &BaseConsumer<SourceContext>, owned: &mut Vec<Owned>) -> bool {
+    let events = {
+        let mut events = consumer
+            .context()
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *events)
+    };
+    let now = Instant::now();
+    let changed = !events.is_empty();
+    for event in events {
+        match event {
+            Rebalanced::Revoked => owned.clear(),
+            Rebalanced::Assigned(splits) => {
+                for (split, next) in splits {
+                    owned.push(Owned {
+                        split,
+                        next,
+                        clock: PartitionClock::new(now),
+                        skip_before: None,
+                    });
+                }
+            }
+        }
+    }
+    changed
+}
+
 impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
     fn poll(
         &mut self,
@@ -550,10 +561,18 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                 p.partition == partition && p.topic == topic
             });
             if !hit {
-                match self.owned.iter().position(|o| {
-                    let p = &plan.partitions[o.split];
-                    p.partition == partition && p.topic == topic
-                }) {
+                let find = |owned: &[Owned]| {
+                    owned.iter().position(|o| {
+                        let p = &plan.partitions[o.split];
+                        p.partition == partition && p.topic == topic
+                    })
+                };
+                let mut found = find(&self.owned);
+                // A partition assigned by a rebalance during this poll: take it on first.
+                if found.is_none() && group && apply_rebalances(consumer, &mut self.owned) {
+                    found = find(&self.owned);
+                }
+                match found {
                     Some(i) => self.last = i,
                     None => continue, // a partition revoked since it was fetched
                 }

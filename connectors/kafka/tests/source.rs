@@ -19,11 +19,19 @@ fn parse(r: &KafkaRecord<'_>) -> Result<u64, String> {
 /// Writes `0..n` as decimal text, `i` to partition `i % partitions`; `bad` positions get
 /// a value that does not parse instead.
 fn fill(brokers: &str, topic: &str, partitions: usize, n: u64, bad: &[u64]) {
+    fill_in_batches(brokers, topic, partitions, n, bad, 10_000);
+}
+
+/// [`fill`] in record batches of at most `batch` records (a fetch returns at least one
+/// whole batch, whatever its size).
+fn fill_in_batches(brokers: &str, topic: &str, partitions: usize, n: u64, bad: &[u64], batch: u64) {
     assert_eq!(
         ensure_topic(brokers, topic, partitions).unwrap(),
         partitions
     );
-    let w = TopicWriter::new(brokers, topic).unwrap();
+    let batch = batch.to_string();
+    let w =
+        TopicWriter::with_properties(brokers, topic, &[("batch.num.messages", &batch)]).unwrap();
     for i in 0..n {
         let value = match bad.contains(&i) {
             true => format!("not a number {i}"),
@@ -113,7 +121,7 @@ fn small_fetches(c: KafkaSourceConfig<u64>) -> KafkaSourceConfig<u64> {
 fn the_job_waits_while_the_broker_is_away_and_resumes_without_loss() {
     let (_broker, proxy, b) = broker_behind_proxy();
     let n = 20_000;
-    fill(&b, "flaky", 2, n, &[]);
+    fill_in_batches(&b, "flaky", 2, n, &[], 500);
     let mut df = Dataflow::new();
     let config = small_fetches(KafkaSourceConfig::new(b.clone(), &["flaky"]))
         .until_end(true)
@@ -125,6 +133,8 @@ fn the_job_waits_while_the_broker_is_away_and_resumes_without_loss() {
         .records
         .inspect("count", move |_, _: &u64| {
             counter.fetch_add(1, Ordering::Relaxed);
+            // Slow: the consumer fetches (a batch at a time) all through the run.
+            std::thread::sleep(Duration::from_micros(50));
         })
         .collect("records");
     let handle = Runtime::new(two_shards()).unwrap().spawn(df).unwrap();
