@@ -67,6 +67,15 @@ pub enum CsvLineError {
 /// The fields of one CSV line (a trailing `\n` or `\r\n` is allowed), unquoted. An empty
 /// line is one empty field.
 pub fn fields(line: &str) -> Result<Vec<String>, CsvLineError> {
+    // Fast path, the same result: a line without quotes or inner line breaks is its
+    // comma-separated parts (building a csv reader costs ~100x more than the split).
+    let body = line
+        .strip_suffix("\r\n")
+        .or_else(|| line.strip_suffix('\n'))
+        .unwrap_or(line);
+    if !body.contains(['"', '\n', '\r']) {
+        return Ok(body.split(',').map(str::to_owned).collect());
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

@@ -31,8 +31,18 @@ pub struct GenerateArgs {
     #[arg(long = "out-of-order", default_value_t = 1)]
     pub out_of_order: u64,
     /// Write here instead of stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kafka")]
     pub output: Option<PathBuf>,
+    /// Write the events to Kafka at these brokers (`host:port,...`) instead, one record
+    /// per event (its CSV line), event `p` to partition `p % P`; needs --topic.
+    #[arg(long, requires = "topic")]
+    pub kafka: Option<String>,
+    /// The topic --kafka writes (created with --partitions partitions if missing).
+    #[arg(long, requires = "kafka")]
+    pub topic: Option<String>,
+    /// Partitions of a topic --kafka creates.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub partitions: u64,
 }
 
 /// Runs `rill-bench generate`: 0 on success (or when the reader of stdout goes away early,
@@ -43,6 +53,28 @@ pub fn run(args: &GenerateArgs) -> ExitCode {
         out_of_order_group: args.out_of_order,
         ..GeneratorConfig::default()
     };
+    if let (Some(brokers), Some(topic)) = (&args.kafka, &args.topic) {
+        if args.out_of_order != 1 {
+            eprintln!(
+                "rill-bench generate: --out-of-order cannot be combined with --kafka (each \
+                 partition must be in event-time order)"
+            );
+            return ExitCode::from(2);
+        }
+        return match crate::nexmark::kafka::write_events_to_kafka(
+            &config,
+            args.events,
+            brokers,
+            topic,
+            args.partitions as usize,
+        ) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rill-bench generate: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match &args.output {
         Some(path) => File::create(path)
             .and_then(|file| write_events(&config, args.events, file))

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod generate;
 pub mod generator;
+pub mod kafka;
 pub mod model;
 pub mod queries;
 pub mod rows;

@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use rill_kafka::{kafka_sink, KafkaSinkConfig};
 use rill_operators::file_sink::{PartFiles, PartWriter};
 use rill_runtime::checkpoint::{Checkpointing, StateWriter};
 use rill_runtime::{Config, Dataflow, Failure, JobReport, OpResult, Runtime, Sink, Stream};
 
+use super::kafka::{kafka_events, KafkaInput};
 use super::queries::{self, Query, QueryContext};
 use super::rows::{write_rows, Row};
 use super::source::{Epoch, NexmarkSource, SourceStats, Timed};
@@ -57,6 +59,11 @@ pub struct RunSpec {
     pub fresh_checkpoints: bool,
     /// Write the rows through the transactional file sink into this directory.
     pub output_dir: Option<PathBuf>,
+    /// Read the events from Kafka instead of generating them (`events` is then unused).
+    pub kafka: Option<KafkaInput>,
+    /// Write the rows (CSV lines) to this Kafka topic, at least once, on the brokers of
+    /// `kafka`.
+    pub kafka_sink: Option<String>,
 }
 
 /// What a run measured.
@@ -84,6 +91,8 @@ pub struct RunOutcome {
     pub max_lag: Duration,
     /// The runtime's report.
     pub report: JobReport,
+    /// Kafka input: records that did not decode as events.
+    pub bad_records: u64,
 }
 
 impl RunOutcome {
@@ -242,6 +251,9 @@ pub enum RunError {
     /// The runtime failed.
     #[error(transparent)]
     Runtime(#[from] rill_runtime::Error),
+    /// The Kafka source or sink could not be set up.
+    #[error(transparent)]
+    Kafka(#[from] rill_kafka::Error),
 }
 
 /// Runs `spec`, calling `watch` every 200 ms while the job runs.
@@ -296,17 +308,25 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
     let mut df = Dataflow::new();
     let (events, open_loop) = (spec.events, spec.rate.is_some());
     let (g, e, s) = (generator.clone(), epoch.clone(), live.sources.clone());
-    let input = df.source("nexmark", move |shard| {
-        NexmarkSource::new(
-            g.clone(),
-            shard.index,
-            shard.shards,
-            events,
-            open_loop,
-            e.clone(),
-            s.clone(),
-        )
-    });
+    let mut bad = None;
+    let input = match &spec.kafka {
+        Some(k) => {
+            let (input, counts) = kafka_events(&mut df, k, &epoch, &live.sources)?;
+            bad = Some(counts.bad);
+            input
+        }
+        None => df.source("nexmark", move |shard| {
+            NexmarkSource::new(
+                g.clone(),
+                shard.index,
+                shard.shards,
+                events,
+                open_loop,
+                e.clone(),
+                s.clone(),
+            )
+        }),
+    };
     if let Some(dir) = &spec.output_dir {
         df.on_job(Arc::new(PartFiles::new(dir.clone())));
     }
@@ -322,19 +342,23 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         warmup_ns: spec.warmup.as_nanos() as u64,
         live: live.latency.clone(),
         rows: live.rows.clone(),
+        kafka_sink: match (&spec.kafka_sink, &spec.kafka) {
+            (Some(topic), Some(k)) => Some(KafkaSinkConfig::new(k.brokers.clone(), topic.clone())),
+            _ => None,
+        },
     };
     match spec.query {
-        Query::Q0 => sink.attach(&queries::q0(&input, &cx)),
-        Query::Q1 => sink.attach(&queries::q1(&input, &cx)),
-        Query::Q2 => sink.attach(&queries::q2(&input, &cx)),
-        Query::Q3 => sink.attach(&queries::q3(&input, &cx)),
-        Query::Q4 => sink.attach(&queries::q4(&input, &cx)),
-        Query::Q5 => sink.attach(&queries::q5(&input, &cx)),
-        Query::Q6 => sink.attach(&queries::q6(&input, &cx)),
-        Query::Q7 => sink.attach(&queries::q7(&input, &cx)),
-        Query::Q8 => sink.attach(&queries::q8(&input, &cx)),
-        Query::Q11 => sink.attach(&queries::q11(&input, &cx)),
-        Query::Q12 => sink.attach(&queries::q12(&input, &cx)),
+        Query::Q0 => sink.attach(&queries::q0(&input, &cx))?,
+        Query::Q1 => sink.attach(&queries::q1(&input, &cx))?,
+        Query::Q2 => sink.attach(&queries::q2(&input, &cx))?,
+        Query::Q3 => sink.attach(&queries::q3(&input, &cx))?,
+        Query::Q4 => sink.attach(&queries::q4(&input, &cx))?,
+        Query::Q5 => sink.attach(&queries::q5(&input, &cx))?,
+        Query::Q6 => sink.attach(&queries::q6(&input, &cx))?,
+        Query::Q7 => sink.attach(&queries::q7(&input, &cx))?,
+        Query::Q8 => sink.attach(&queries::q8(&input, &cx))?,
+        Query::Q11 => sink.attach(&queries::q11(&input, &cx))?,
+        Query::Q12 => sink.attach(&queries::q12(&input, &cx))?,
     }
     let handle = Runtime::new(config)?.spawn(df)?;
     while !handle.is_finished() {
@@ -343,6 +367,11 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
     }
     let report = handle.join()?;
     let elapsed = Duration::from_nanos(epoch.now_ns());
+    // Read from Kafka: the events are those the sources took.
+    let events = match &spec.kafka {
+        Some(_) => live.sources.emitted.load(Ordering::Relaxed),
+        None => events,
+    };
     if let (Some(file), Some(path)) = (file, &spec.output) {
         let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
         file.flush().map_err(|source| RunError::Output {
@@ -371,6 +400,7 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         end_lag: Duration::from_nanos(live.sources.end_lag_ns.load(Ordering::Relaxed)),
         max_lag: Duration::from_nanos(live.sources.max_lag_ns.load(Ordering::Relaxed)),
         report,
+        bad_records: bad.map_or(0, |b| b.load(Ordering::Relaxed)),
     })
 }
 
@@ -401,10 +431,26 @@ struct SinkParts {
     warmup_ns: u64,
     live: Arc<Mutex<Option<Box<PhaseHistograms>>>>,
     rows: Arc<AtomicU64>,
+    kafka_sink: Option<KafkaSinkConfig>,
 }
 
 impl SinkParts {
-    fn attach<R: Row>(&self, stream: &Stream<R>) {
+    fn attach<R: Row>(&self, stream: &Stream<R>) -> Result<(), RunError> {
+        if let Some(config) = &self.kafka_sink {
+            let rows = self.rows.clone();
+            return Ok(kafka_sink(
+                stream,
+                "sink",
+                config.clone(),
+                move |row: &R, buf| {
+                    row.write_csv(buf);
+                    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        buf.pop();
+                    }
+                    rows.fetch_add(1, Ordering::Relaxed);
+                },
+            )?);
+        }
         let warmup_ns = self.warmup_ns;
         let (epoch, file, measure, run_ns) = (
             self.epoch.clone(),
@@ -430,5 +476,6 @@ impl SinkParts {
             unpublished_rows: 0,
             last_publish: 0,
         });
+        Ok(())
     }
 }

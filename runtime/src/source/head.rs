@@ -2,6 +2,7 @@
 //! checkpoint barriers (or renews at-most-once leases), and ends its stream when it is done.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -22,6 +23,10 @@ struct SourceCheckpoint {
     injected: Rc<Cell<u64>>,
     /// At-most-once: the positions leased so far (none written yet: empty).
     leased: Option<Vec<SplitPosition>>,
+    /// The newest completed checkpoint, set by the shard's completion hook.
+    completed: Rc<Cell<u64>>,
+    /// The positions of injected checkpoints not yet reported complete to the source.
+    injected_positions: VecDeque<(u64, Vec<SplitPosition>)>,
 }
 
 /// The chain head of a source: polls it and ends its stream when it is done.
@@ -47,10 +52,20 @@ impl<S, T: Clone> SourceHead<S, T> {
         clock: Clock,
         checkpoint: Option<Rc<ShardCheckpoint>>,
     ) -> Self {
-        let checkpoint = checkpoint.map(|shard| SourceCheckpoint {
-            injected: shard.register_source(),
-            leased: shard.at_most_once().then(Vec::new),
-            shard,
+        let checkpoint = checkpoint.map(|shard| {
+            let completed = Rc::new(Cell::new(0));
+            let hook = completed.clone();
+            shard.on_complete(Box::new(move |id| {
+                hook.set(hook.get().max(id));
+                Ok(())
+            }));
+            SourceCheckpoint {
+                injected: shard.register_source(),
+                leased: shard.at_most_once().then(Vec::new),
+                completed,
+                injected_positions: VecDeque::new(),
+                shard,
+            }
         });
         SourceHead {
             checkpoint,
@@ -93,15 +108,38 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
         let shard = cp.shard.clone();
         let started = Instant::now();
         let mut state = StateWriter::default();
-        for p in self.positions()? {
+        let positions = self.positions()?;
+        for &p in &positions {
             state.section(SPLITS, 1).put_split(p.split, p)?;
         }
         shard.submit(self.node, requested, state, started.elapsed());
         self.out.inner().send(Progress::Barrier(requested))?;
-        if let Some(cp) = &self.checkpoint {
+        if let Some(cp) = &mut self.checkpoint {
             cp.injected.set(requested);
+            cp.injected_positions.push_back((requested, positions));
         }
         Ok(())
+    }
+
+    /// Tells the source about the newest completed checkpoint it injected, with the
+    /// positions it reported for it (older ones it injected are dropped unreported).
+    fn report_completed(&mut self) -> OpResult {
+        let Some(cp) = &mut self.checkpoint else {
+            return Ok(());
+        };
+        let completed = cp.completed.get();
+        let mut newest = None;
+        while cp
+            .injected_positions
+            .front()
+            .is_some_and(|(id, _)| *id <= completed)
+        {
+            newest = cp.injected_positions.pop_front();
+        }
+        match newest {
+            Some((id, positions)) => self.source.on_checkpoint_complete(id, &positions),
+            None => Ok(()),
+        }
     }
 
     /// At-most-once: before the source may pass its lease, writes a new one further
@@ -150,6 +188,7 @@ impl<T: Clone, S: Source<T>> Head for SourceHead<S, T> {
         }
         let previous = enter(self.node);
         let result = (|| {
+            self.report_completed()?;
             self.inject()?;
             if self.clock == Clock::System {
                 let now = system_now();

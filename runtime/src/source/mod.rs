@@ -47,6 +47,19 @@ pub trait Source<T> {
         Err(Failure::new("this source is not replayable"))
     }
 
+    /// Checkpoint `checkpoint` is complete (every shard's state is durable); `splits` are
+    /// the positions this instance reported for it. A source that mirrors its positions
+    /// elsewhere (a Kafka consumer group's committed offsets) does so here. Runs on the
+    /// source's shard, from its next poll after the completion, and only while the source
+    /// has not ended. Default: nothing.
+    fn on_checkpoint_complete(
+        &mut self,
+        _checkpoint: u64,
+        _splits: &[SplitPosition],
+    ) -> Result<(), Failure> {
+        Ok(())
+    }
+
     /// At-most-once: how far ahead of its position (in its own units) the source leases.
     /// At least twice what one poll can advance a split; what a crash skips at most.
     fn lease_ahead(&self) -> u64 {

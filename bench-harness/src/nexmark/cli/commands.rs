@@ -57,7 +57,15 @@ fn run_once(args: &RunArgs) -> Result<(), ExitCode> {
     });
     let mut spec = c.spec(events, args.rate, args.output.clone());
     spec.output_dir = args.output_dir.clone();
+    spec.kafka = args.kafka_input();
+    spec.kafka_sink = args.kafka_sink.clone();
     let outcome = run_with_progress(&spec, c.quiet, &c.query.to_string()).map_err(fail)?;
+    if outcome.bad_records > 0 {
+        eprintln!(
+            "rill-bench: {} Kafka records were not NEXMark events (skipped)",
+            outcome.bad_records
+        );
+    }
     let scheduled = args
         .rate
         .map(|r| Duration::from_secs_f64(events as f64 / r as f64));

@@ -9,6 +9,7 @@ use rill_runtime::checkpoint::{Checkpointing, Guarantee};
 use rill_runtime::Config;
 
 use crate::duration::{parse_millis, DurationError};
+use crate::nexmark::kafka::KafkaInput;
 use crate::nexmark::queries::Query;
 use crate::nexmark::run::RunSpec;
 use crate::nexmark::GeneratorConfig;
@@ -130,6 +131,13 @@ pub struct Common {
     pub guarantee: Guarantee,
 }
 
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}
+
 fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
     s.parse()
         .map_err(|e: rill_runtime::checkpoint::UnknownGuarantee| e.to_string())
@@ -178,6 +186,8 @@ impl Common {
             slide_ms: self.window_slide,
             warmup: Duration::from_millis(self.warmup as u64),
             config: self.config(),
+            kafka: None,
+            kafka_sink: None,
         }
     }
 }
@@ -203,6 +213,45 @@ pub struct RunArgs {
     /// part-<epoch>-<shard>.csv files, each with the header, committed per checkpoint.
     #[arg(long)]
     pub(super) output_dir: Option<PathBuf>,
+    /// Read the events from Kafka at these brokers (`host:port,...`) instead of generating
+    /// them (written there by `generate --kafka`); needs --topic.
+    #[arg(long, requires = "topic", conflicts_with_all = ["events", "rate"])]
+    pub(super) kafka: Option<String>,
+    /// The topic --kafka reads.
+    #[arg(long, requires = "kafka")]
+    pub(super) topic: Option<String>,
+    /// Join this consumer group: processes with the same group share the topic's
+    /// partitions (docs/scale-out.md).
+    #[arg(long, requires = "kafka")]
+    pub(super) group: Option<String>,
+    /// Read the topic up to its end offsets seen at the start, then finish.
+    #[arg(long, requires = "kafka")]
+    pub(super) until_end: bool,
+    /// Write the result rows (CSV lines, no header) to this topic, at least once, on the
+    /// brokers of --kafka.
+    #[arg(long, requires = "kafka", conflicts_with_all = ["output", "output_dir"])]
+    pub(super) kafka_sink: Option<String>,
+    /// A librdkafka consumer property for the Kafka source, KEY=VALUE (repeatable), e.g.
+    /// fetch.wait.max.ms=10.
+    #[arg(long = "kafka-property", requires = "kafka", value_parser = parse_property)]
+    pub(super) kafka_properties: Vec<(String, String)>,
+    /// Fail once the Kafka brokers have been unreachable for this long (e.g. 30s).
+    #[arg(long, default_value = "60s", value_parser = parse_ms, requires = "kafka")]
+    pub(super) kafka_timeout: i64,
+}
+
+impl RunArgs {
+    /// The Kafka input the flags ask for.
+    pub(super) fn kafka_input(&self) -> Option<KafkaInput> {
+        Some(KafkaInput {
+            brokers: self.kafka.clone()?,
+            topic: self.topic.clone()?,
+            group: self.group.clone(),
+            until_end: self.until_end,
+            broker_timeout: Duration::from_millis(self.kafka_timeout as u64),
+            properties: self.kafka_properties.clone(),
+        })
+    }
 }
 
 /// `rill-bench sweep`.

