@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::keys::key_group;
-use rill_runtime::state::{KeyedState, Update};
+use rill_runtime::state::KeyedState;
 use rill_runtime::{hash_key, OpResult, Operator, Output, Partitioning, Stream, Timestamp};
 use rustc_hash::FxHashMap;
 
@@ -77,27 +77,11 @@ pub struct HotItem {
     pub count: u64,
 }
 
-/// Bids per auction in one sliding window, with the running maximum. Counts only grow,
-/// so the auctions at the maximum are known at every moment without a scan.
-#[derive(Default)]
-struct WindowCounts {
-    counts: FxHashMap<u64, u64>,
-    max: u64,
-    top: Vec<u64>,
-}
+/// A slice's bids per auction, keyed by (slice start, auction) and placed by the auction.
+type SliceTable = KeyedState<(Timestamp, u64), u64>;
 
-impl WindowCounts {
-    fn add(&mut self, auction: u64, by: u64) {
-        let c = self.counts.entry(auction).or_insert(0);
-        *c += by;
-        if *c > self.max {
-            self.max = *c;
-            self.top.clear();
-        }
-        if *c == self.max {
-            self.top.push(auction);
-        }
-    }
+fn slice_table(track: bool) -> SliceTable {
+    KeyedState::grouped_by(track, |k: &(Timestamp, u64)| key_group(hash_key(&k.1)))
 }
 
 /// q5's first phase, on auction-partitioned bids: per sliding window, the auctions with
@@ -105,97 +89,86 @@ impl WindowCounts {
 /// (A keyed window count would emit one pane per auction and window, about one for every
 /// 15 events, only for the next step to keep the maximum.)
 ///
-/// With checkpoints the bids are also counted per (auction, slice of `slide`) in the
-/// runtime's keyed state, each entry its own changelog record: a bid changes one entry
-/// (not the auction's five windows), so a checkpoint writes little more than the entries
-/// bid on since the previous one; a restore rebuilds the windows from the slices. Slices
-/// no open window covers are removed when a window closes.
+/// Bids are counted per slice of `slide` (the windows' panes, as in stream slicing): a bid
+/// updates one count, and a window's counts are the sums of its slices' when it closes.
+/// The slices are the runtime's keyed state, so a checkpoint writes the counts bid on since
+/// the previous one (and a rotating part of the rest); a slice no open window covers is
+/// dropped whole (a restore skips what checkpoints still hold of it).
 struct SlidingCounts {
     size: i64,
     slide: i64,
-    windows: BTreeMap<Timestamp, WindowCounts>,
-    /// Tables of closed windows, cleared, for the next windows: a new window's table then
-    /// never grows (and rehashes millions of entries) while windows are closing.
-    spare: Vec<WindowCounts>,
-    closed: Vec<WindowCounts>,
-    /// (auction, slice start) -> bids, only when the job takes checkpoints.
-    slices: Option<KeyedState<(u64, Timestamp), u64>>,
-    /// Windows up to this end are closed.
+    /// Per slice start, its bids per auction.
+    slices: BTreeMap<Timestamp, SliceTable>,
+    /// Windows up to this end are emitted.
     released: Timestamp,
+    track: bool,
+    /// Scratch: a closing window's counts per auction.
+    merged: FxHashMap<u64, u64>,
 }
 
 impl SlidingCounts {
-    fn new(size: i64, slide: i64, checkpointed: bool) -> Self {
+    fn new(size: i64, slide: i64, track: bool) -> Self {
         SlidingCounts {
             size,
             slide,
-            windows: BTreeMap::new(),
-            spare: Vec::new(),
-            closed: Vec::new(),
-            slices: checkpointed.then(|| {
-                KeyedState::grouped_by(true, |k: &(u64, Timestamp)| key_group(hash_key(&k.0)))
-            }),
+            slices: BTreeMap::new(),
             released: Timestamp::MIN,
+            track,
+            merged: FxHashMap::default(),
         }
     }
 
-    /// Counts `by` bids of `auction` at `time` in each of its windows.
-    fn add(&mut self, auction: u64, time: Timestamp, by: u64) {
-        // Windows [s, s + size) with s a multiple of slide and s <= t < s + size.
-        let mut start = time - time.rem_euclid(self.slide);
-        while start > time - self.size {
-            let spare = &mut self.spare;
-            self.windows
-                .entry(start + self.size)
-                .or_insert_with(|| spare.pop().unwrap_or_default())
-                .add(auction, by);
-            start -= self.slide;
-        }
+    /// The smallest multiple of `slide` at or after `t`.
+    fn align_up(&self, t: Timestamp) -> Timestamp {
+        t + (self.slide - t.rem_euclid(self.slide)) % self.slide
     }
 
+    /// Emits every window whose end is in `(released, up_to]`, then drops the slices no
+    /// later window covers.
     fn release(&mut self, up_to: Timestamp, out: &mut Output<HotItem>) {
-        let mut closed = false;
-        while let Some(entry) = self.windows.first_entry() {
-            let end = *entry.key();
-            if end > up_to {
-                break;
+        let (Some(&first), Some(&last)) = (self.slices.keys().next(), self.slices.keys().last())
+        else {
+            self.released = self.released.max(up_to);
+            return;
+        };
+        // Windows [st, st + size), st a multiple of slide: the first that holds a bid, or
+        // the first not emitted yet.
+        let mut start = self.align_up(first - self.size + 1);
+        if self.released != Timestamp::MIN {
+            start = start.max(self.align_up(self.released - self.size + 1));
+        }
+        while start <= last && start.saturating_add(self.size) <= up_to {
+            let end = start + self.size;
+            self.merged.clear();
+            for table in self.slices.range(start..end).map(|(_, t)| t) {
+                for (&(_, auction), &bids) in table.iter() {
+                    *self.merged.entry(auction).or_insert(0) += bids;
+                }
             }
-            let mut w = entry.remove();
-            let window = Window::new(end - self.size, end);
-            for auction in w.top.drain(..) {
-                out.give(HotItem {
-                    window,
-                    auction,
-                    count: w.max,
-                });
+            if let Some(&max) = self.merged.values().max() {
+                let mut top: Vec<u64> = self
+                    .merged
+                    .iter()
+                    .filter(|(_, &c)| c == max)
+                    .map(|(&a, _)| a)
+                    .collect();
+                top.sort_unstable();
+                let window = Window::new(start, end);
+                for auction in top {
+                    out.give(HotItem {
+                        window,
+                        auction,
+                        count: max,
+                    });
+                }
             }
-            self.closed.push(w);
-            closed = true;
+            start += self.slide;
         }
         self.released = self.released.max(up_to);
-        // A slice starting at s is in windows ending up to s + size: once one closes, sweep
-        // the slices no open window covers (a pass over the table, once per slide).
-        if closed {
-            let (size, released) = (self.size, self.released);
-            if let Some(slices) = &mut self.slices {
-                slices.update_each(|&(_, start), _| {
-                    if start.saturating_add(size) <= released {
-                        Update::Remove
-                    } else {
-                        Update::Keep
-                    }
-                });
-            }
-        }
-    }
-
-    /// Clears the closed windows' tables for reuse (after their results went out).
-    fn recycle(&mut self) {
-        for mut w in self.closed.drain(..) {
-            w.counts.clear();
-            w.max = 0;
-            self.spare.push(w);
-        }
+        // Slice s is in windows ending up to s + size.
+        let (size, released) = (self.size, self.released);
+        self.slices
+            .retain(|&s, _| s.saturating_add(size) > released);
     }
 }
 
@@ -203,19 +176,29 @@ impl Operator<BidSummary> for SlidingCounts {
     type Out = Output<HotItem>;
 
     fn on_batch(&mut self, batch: &mut Vec<BidSummary>, _out: &mut Self::Out) -> OpResult {
+        let (slide, track) = (self.slide, self.track);
+        let mut current: Option<(Timestamp, &mut SliceTable)> = None;
         for b in batch.drain(..) {
-            if let Some(slices) = &mut self.slices {
-                let slice = b.time - b.time.rem_euclid(self.slide);
-                *slices.get_or_insert_with((b.auction, slice), || 0) += 1;
-            }
-            self.add(b.auction, b.time, 1);
+            let slice = b.time - b.time.rem_euclid(slide);
+            let table = match &mut current {
+                Some((s, t)) if *s == slice => t,
+                _ => {
+                    // Bids come in time order mostly: one slice lookup per run of them.
+                    let t = self
+                        .slices
+                        .entry(slice)
+                        .or_insert_with(|| slice_table(track));
+                    current = Some((slice, t));
+                    &mut current.as_mut().expect("just set").1
+                }
+            };
+            *table.get_or_insert_with((slice, b.auction), || 0) += 1;
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
         self.release(watermark, out);
-        self.recycle();
         Ok(())
     }
 
@@ -224,42 +207,30 @@ impl Operator<BidSummary> for SlidingCounts {
         Ok(())
     }
 
-    /// How far windows are released (every shard restores the minimum), and the bids per
-    /// (auction, slice), incrementally.
+    /// How far windows are emitted (every shard restores the minimum), and the bids per
+    /// (slice, auction), incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
         state.section("released", 1).put_shared(self.released)?;
-        match &mut self.slices {
-            Some(slices) => slices.snapshot(state.section("slices", 1)),
-            None => Err(rill_runtime::Failure::new(
-                "q5's counts were built for a job without checkpoints",
-            )),
+        for table in self.slices.values_mut() {
+            table.snapshot(state.section("slices", 2))?;
         }
+        Ok(())
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         let released = state.section("released", 1)?.values::<Timestamp>()?;
         self.released = released.into_iter().min().unwrap_or(Timestamp::MIN);
-        let mut slices = self
-            .slices
-            .take()
-            .ok_or_else(|| rill_runtime::Failure::new("restoring q5 without checkpoints"))?;
-        slices.restore(&state.section("slices", 1)?)?;
-        let (size, released) = (self.size, self.released);
-        for (&(auction, start), &bids) in slices.iter() {
-            // The slice's bids count in each of its windows that is still open.
-            let mut ws = start;
-            while ws > start - size {
-                if ws + size > released {
-                    let spare = &mut self.spare;
-                    self.windows
-                        .entry(ws + size)
-                        .or_insert_with(|| spare.pop().unwrap_or_default())
-                        .add(auction, bids);
-                }
-                ws -= self.slide;
+        let mut all = slice_table(false);
+        all.restore(&state.section("slices", 2)?)?;
+        let (size, released, track) = (self.size, self.released, self.track);
+        for (&(slice, auction), &bids) in all.iter() {
+            if slice.saturating_add(size) > released {
+                self.slices
+                    .entry(slice)
+                    .or_insert_with(|| slice_table(track))
+                    .insert((slice, auction), bids);
             }
         }
-        self.slices = Some(slices);
         Ok(())
     }
 }
