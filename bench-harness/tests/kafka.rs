@@ -18,19 +18,11 @@ use std::time::{Duration, Instant};
 use rill_kafka::admin::read_topic;
 use rill_kafka::testing::TestBroker;
 
+mod common;
+
+use common::Delays;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rill-bench");
-
-/// A small deterministic generator of kill delays.
-struct Delays(u64);
-
-impl Delays {
-    fn next(&mut self, min_ms: u64, max_ms: u64) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        Duration::from_millis(min_ms + self.0 % (max_ms - min_ms + 1))
-    }
-}
 
 fn scratch(name: &str) -> PathBuf {
     let root = std::env::temp_dir().join(format!("rill-kafka-{name}-{}", std::process::id()));

@@ -5,6 +5,20 @@
 
 pub mod replay;
 
+/// A small deterministic generator of kill delays for the SIGKILL tests (no dependency
+/// needed): xorshift64.
+pub struct Delays(pub u64);
+
+impl Delays {
+    /// The next delay, between `min_ms` and `max_ms` inclusive.
+    pub fn next(&mut self, min_ms: u64, max_ms: u64) -> std::time::Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        std::time::Duration::from_millis(min_ms + self.0 % (max_ms - min_ms + 1))
+    }
+}
+
 /// The fields of one CSV line, unquoted. Panics on anything but exactly one record.
 pub fn fields(line: &str) -> Vec<String> {
     let mut reader = csv::ReaderBuilder::new()

@@ -625,24 +625,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("rill-store-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         for id in 1..=3 {
-            let bytes = encode(&sample(id)).unwrap();
-            let dir = checkpoint_dir(&root, id);
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(dir.join("shard-000.bin"), &bytes).unwrap();
-            let m = Manifest {
-                id,
-                shards: 1,
-                guarantee: Guarantee::ExactlyOnce,
-                finished: false,
-                base: id,
-                nodes: vec!["n".into()],
-                files: vec![(
-                    "shard-000.bin".into(),
-                    bytes.len() as u64,
-                    crc32fast::hash(&bytes),
-                )],
-            };
-            write_manifest(&root, &m).unwrap();
+            write_checkpoint(&root, id, id);
         }
         // Checkpoint 4 was in progress (no manifest); 3's file is truncated.
         fs::create_dir_all(checkpoint_dir(&root, 4)).unwrap();
