@@ -722,9 +722,9 @@ where
             for w in &ks.windows {
                 core.spec.metrics.window_created();
                 if !ks.count {
-                    let gc = core.gc_time(w.window);
-                    for t in [w.window.end, gc] {
-                        if t > dt && (t == w.window.end || gc != w.window.end) {
+                    let (end, gc) = (w.window.end, core.gc_time(w.window));
+                    for t in [Some(end), (gc != end).then_some(gc)].into_iter().flatten() {
+                        if t > dt {
                             core.timers
                                 .entry(t)
                                 .or_default()
