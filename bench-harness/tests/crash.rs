@@ -104,28 +104,7 @@ impl Job {
 
     /// The committed rows (header lines left out), sorted.
     fn committed(&self) -> Vec<String> {
-        let mut rows = Vec::new();
-        let mut names: Vec<PathBuf> = fs::read_dir(self.out())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        names.sort();
-        for path in names {
-            let name = path.file_name().unwrap().to_str().unwrap().to_string();
-            if name.starts_with('.') {
-                continue; // pending: not committed
-            }
-            assert!(
-                name.starts_with("part-") && name.ends_with(".csv"),
-                "{name}"
-            );
-            let text = fs::read_to_string(&path).unwrap();
-            assert!(text.is_empty() || text.ends_with('\n'), "torn file {name}");
-            rows.extend(text.lines().skip(1).map(str::to_string));
-        }
-        rows.sort();
-        rows
+        common::committed_rows(&self.out())
     }
 
     /// The rows of an uninterrupted run without checkpoints, sorted.
@@ -141,14 +120,7 @@ impl Job {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let mut rows: Vec<String> = fs::read_to_string(&file)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(str::to_string)
-            .collect();
-        rows.sort();
-        rows
+        common::output_rows(&file)
     }
 
     /// SIGKILLs `kills` runs on `shards` shards at random moments; returns how many were

@@ -86,31 +86,7 @@ fn reference(root: &Path, query: &str, events: u64) -> Vec<String> {
         "--window-slide",
         "500ms",
     ]);
-    let mut rows: Vec<String> = fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(str::to_string)
-        .collect();
-    rows.sort();
-    rows
-}
-
-/// The committed rows of a transactional file sink's directory (headers left out), sorted.
-fn committed(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    for entry in fs::read_dir(dir)
-        .map(|d| d.flatten().collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("part-") && name.ends_with(".csv") {
-            let text = fs::read_to_string(entry.path()).unwrap();
-            rows.extend(text.lines().skip(1).map(str::to_string));
-        }
-    }
-    rows.sort();
-    rows
+    common::output_rows(&path)
 }
 
 /// Runs `command` and SIGKILLs it after `delay`; false if it ended before.
@@ -193,7 +169,11 @@ fn exactly_once_from_kafka_survives_sigkills_and_shard_changes() {
         kills >= 2,
         "only {kills} runs were killed before they ended"
     );
-    assert_eq!(committed(&out), expected, "after {kills} kills");
+    assert_eq!(
+        common::committed_rows(&out),
+        expected,
+        "after {kills} kills"
+    );
 }
 
 #[test]
@@ -288,7 +268,7 @@ fn a_group_member_killed_mid_run_is_taken_over_and_no_row_is_missing() {
     // Kill the victim once it has committed output (it owns partitions and reads them).
     let start = Instant::now();
     loop {
-        if !committed(&root.join("victim/out")).is_empty() {
+        if !common::committed_rows(&root.join("victim/out")).is_empty() {
             break;
         }
         if let Some(status) = victim.try_wait().unwrap() {
@@ -305,7 +285,7 @@ fn a_group_member_killed_mid_run_is_taken_over_and_no_row_is_missing() {
     }
     victim.kill().expect("SIGKILL");
     victim.wait().unwrap();
-    let victim_rows = committed(&root.join("victim/out"));
+    let victim_rows = common::committed_rows(&root.join("victim/out"));
     let deadline = Instant::now() + Duration::from_secs(180);
     let status = loop {
         if let Some(status) = survivor.try_wait().unwrap() {
@@ -326,7 +306,7 @@ fn a_group_member_killed_mid_run_is_taken_over_and_no_row_is_missing() {
         "{}",
         fs::read_to_string(root.join("survivor.log")).unwrap_or_default()
     );
-    let survivor_rows = committed(&root.join("survivor/out"));
+    let survivor_rows = common::committed_rows(&root.join("survivor/out"));
     let union: BTreeSet<&String> = victim_rows.iter().chain(&survivor_rows).collect();
     let expected: BTreeSet<&String> = expected.iter().collect();
     let missing = expected.difference(&union).count();

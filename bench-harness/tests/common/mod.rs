@@ -5,6 +5,43 @@
 
 pub mod replay;
 
+/// The rows of a CSV output file (its header left out), sorted.
+pub fn output_rows(path: &std::path::Path) -> Vec<String> {
+    let mut rows: Vec<String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The committed rows of a transactional file sink's directory (each file's header left
+/// out), sorted; none if the directory does not exist yet. Every visible file must be a
+/// whole committed part file (pending ones are hidden).
+pub fn committed_rows(dir: &std::path::Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return rows;
+    };
+    for path in entries.flatten().map(|e| e.path()) {
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with('.') {
+            continue; // pending: not committed
+        }
+        assert!(
+            name.starts_with("part-") && name.ends_with(".csv"),
+            "{name}"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'), "torn file {name}");
+        rows.extend(text.lines().skip(1).map(str::to_string));
+    }
+    rows.sort();
+    rows
+}
+
 /// A small deterministic generator of kill delays for the SIGKILL tests (no dependency
 /// needed): xorshift64.
 pub struct Delays(pub u64);
