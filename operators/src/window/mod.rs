@@ -59,6 +59,9 @@
 mod aggregate;
 mod assigner;
 mod operator;
+mod sliced;
+mod slices;
+mod state;
 mod trigger;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,6 +137,18 @@ pub enum Timing {
 }
 
 impl Timing {
+    /// The timing of a pane fired with the watermark past the window's end or not, by a
+    /// window that is holding or not (the rule of the [module docs](self)).
+    pub(crate) fn of(past_end: bool, holding: bool) -> Timing {
+        if !past_end {
+            Timing::Early
+        } else if holding {
+            Timing::OnTime
+        } else {
+            Timing::Late
+        }
+    }
+
     /// `EARLY`, `ON_TIME` or `LATE`.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -205,6 +220,8 @@ pub struct WindowSpec<T, K> {
     pub(crate) lateness: i64,
     pub(crate) punctuation: Option<PunctuationFn<T>>,
     pub(crate) metrics: WindowMetrics,
+    /// Tumbling and sliding windows are computed on slices (see [`WindowSpec::per_window`]).
+    pub(crate) sliced: bool,
 }
 
 impl<T, K> std::fmt::Debug for WindowSpec<T, K> {
@@ -232,6 +249,7 @@ impl<T, K> Clone for WindowSpec<T, K> {
             lateness: self.lateness,
             punctuation: self.punctuation.clone(),
             metrics: self.metrics.clone(),
+            sliced: self.sliced,
         }
     }
 }
@@ -254,6 +272,7 @@ impl<T, K> WindowSpec<T, K> {
             lateness: 0,
             punctuation: None,
             metrics: WindowMetrics::default(),
+            sliced: true,
         }
     }
 
@@ -382,6 +401,37 @@ impl<T, K> WindowSpec<T, K> {
         is_punctuation: impl Fn(&T) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.punctuation = Some(Arc::new(is_punctuation));
+        self
+    }
+
+    /// Computes every window on its own instead of on slices: a record updates each of
+    /// its windows' accumulators. Panes are the same either way (this is the reference
+    /// the sliced operator is tested against); slicing is faster for sliding windows and
+    /// no slower for tumbling ones, so this is for comparison and debugging. Only
+    /// tumbling and sliding windows are sliced; the others are always per window.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let spec = WindowSpec::event_time(Windows::sliding(10, 5), |c: &(u32, i64)| c.1);
+    /// let counts = |spec: WindowSpec<(u32, i64), u32>| {
+    ///     let out = run_on_two_shards(|df| {
+    ///         df.vec_source("clicks", vec![(1u32, 3i64), (1, 7), (1, 12)])
+    ///             .key_by(|c: &(u32, i64)| c.0)
+    ///             .window(spec)
+    ///             .count("clicks")
+    ///             .map("row", |p| (p.window.start, p.value))
+    ///             .collect("out")
+    ///     });
+    ///     let mut got = out.take();
+    ///     got.sort();
+    ///     got
+    /// };
+    /// assert_eq!(counts(spec.clone()), counts(spec.per_window()));
+    /// ```
+    pub fn per_window(mut self) -> Self {
+        self.sliced = false;
         self
     }
 
@@ -594,13 +644,30 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         G::Acc: StateData,
         G::Out: StateData,
     {
-        let codec: operator::WindowCodec<K, G::Acc, G::Out> = Arc::new(operator::RkyvWindows);
         let spec = self.spec.clone();
         let key = self.keyed.key_fn();
         if let Some(Err(e)) = spec.fixed.map(|w| w.validate()) {
             // Refused before the job starts (windows chosen per key are checked per key).
             self.keyed.stream().invalid(name, e.to_string());
         }
+        let slicing = spec
+            .fixed
+            .filter(|_| spec.sliced)
+            .and_then(slices::Slicing::of);
+        if let Some(slicing) = slicing {
+            let codec: state::WindowCodec<K, _> = Arc::new(state::RkyvWindows);
+            return self.keyed.stream().unary_split(name, move |shard| {
+                sliced::SlicedWindowOperator::new(
+                    spec.clone(),
+                    slicing,
+                    key.clone(),
+                    agg.clone(),
+                    codec.clone(),
+                    shard.tracks_state(),
+                )
+            });
+        }
+        let codec: state::WindowCodec<K, _> = Arc::new(state::RkyvWindows);
         self.keyed.stream().unary_split(name, move |shard| {
             operator::WindowOperator::new(
                 spec.clone(),

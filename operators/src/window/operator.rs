@@ -10,19 +10,14 @@
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
-use std::sync::Arc;
-
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::KeyedState;
-use rill_runtime::{
-    Failure, OpResult, Operator, Output, StateData, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
-};
+use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
+use crate::window::state::{Clock, KeyRecord, WindowCodec};
 use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::window::{
-    Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec, Windows,
-};
+use crate::window::{Accumulation, Aggregate, Pane, Timing, Window, WindowSpec, Windows};
 
 struct WinState<A, V> {
     window: Window,
@@ -59,7 +54,7 @@ type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
 /// One window's part of a checkpoint: (window, accumulator, records since the last
 /// firing, holding, pane index, last pane's value, values to retract, trigger node states
 /// as (finished, flag, count, deadline), closed).
-pub(crate) type WindowRecord<A, V> = (
+type WindowRecord<A, V> = (
     Window,
     A,
     bool,
@@ -71,38 +66,15 @@ pub(crate) type WindowRecord<A, V> = (
     bool,
 );
 
-/// One key's part of a checkpoint: (windows, records seen, count windows). Its timers are
-/// not written: a restore derives them from the windows and their triggers' deadlines.
-pub(crate) type WindowKeyRecord<A, V> = (Vec<WindowRecord<A, V>>, u64, bool);
+/// One key's part of a checkpoint, in the section "windows", version 2: (windows, records
+/// seen, count windows). Its timers are not written: a restore derives them from the
+/// windows and their triggers' deadlines.
+impl<A: Clone, V: Clone> KeyRecord for KeyState<A, V> {
+    type Record = (Vec<WindowRecord<A, V>>, u64, bool);
+    const SECTION: &'static str = "windows";
+    const VERSION: u32 = 2;
 
-/// Writes and reads a window operator's keys (behind a trait object, so that only the
-/// constructor carries the serialization bounds).
-pub(crate) trait WindowTable<K, A, V> {
-    fn write(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &mut StateWriter) -> OpResult;
-    fn read(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &StateReader) -> OpResult;
-}
-
-/// The keys' table in the named state "windows", version 2, incrementally.
-pub(crate) struct RkyvWindows;
-
-impl<K, A, V> WindowTable<K, A, V> for RkyvWindows
-where
-    K: StateData + Hash + Eq,
-    A: StateData,
-    V: StateData,
-{
-    fn write(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &mut StateWriter) -> OpResult {
-        keys.snapshot_as(state.section("windows", 2), |_, ks| ks.record())
-    }
-    fn read(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &StateReader) -> OpResult {
-        keys.restore_as(&state.section("windows", 2)?, |_, r| {
-            KeyState::from_record(r)
-        })
-    }
-}
-
-impl<A: Clone, V: Clone> KeyState<A, V> {
-    fn record(&self) -> WindowKeyRecord<A, V> {
+    fn record(&self) -> Self::Record {
         let windows = self
             .windows
             .iter()
@@ -123,7 +95,7 @@ impl<A: Clone, V: Clone> KeyState<A, V> {
         (windows, self.ordinal, self.count)
     }
 
-    fn from_record((windows, ordinal, count): WindowKeyRecord<A, V>) -> Self {
+    fn from_record((windows, ordinal, count): Self::Record) -> Self {
         let windows = windows
             .into_iter()
             .map(
@@ -150,8 +122,6 @@ impl<A: Clone, V: Clone> KeyState<A, V> {
     }
 }
 
-pub(crate) type WindowCodec<K, A, V> = Arc<dyn WindowTable<K, A, V> + Send + Sync>;
-
 pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     keys: KeyedState<K, KeyState<G::Acc, G::Out>>,
     core: Core<T, K, G>,
@@ -159,7 +129,7 @@ pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     /// input that has not ticked yet holds the operator's clock at its minimum). They are
     /// assigned with the first processing time, or at the end of the input.
     unclocked: Vec<T>,
-    codec: WindowCodec<K, G::Acc, G::Out>,
+    codec: WindowCodec<K, KeyState<G::Acc, G::Out>>,
     /// Windows chosen per key that cannot be built: the job fails with it.
     invalid: Option<Failure>,
 }
@@ -171,8 +141,7 @@ struct Core<T, K, G: Aggregate<T, K>> {
     program: TriggerProgram,
     timers: Timers<K>,
     proc_timers: Timers<K>,
-    watermark: Timestamp,
-    now: Timestamp,
+    clock: Clock,
     assigned: Vec<Window>,
     deadlines: Vec<Timestamp>,
 }
@@ -189,7 +158,7 @@ where
         spec: WindowSpec<T, K>,
         key: KeyFn<T, K>,
         agg: G,
-        codec: WindowCodec<K, G::Acc, G::Out>,
+        codec: WindowCodec<K, KeyState<G::Acc, G::Out>>,
         track_changes: bool,
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
@@ -202,8 +171,7 @@ where
                 program,
                 timers: BTreeMap::new(),
                 proc_timers: BTreeMap::new(),
-                watermark: MIN_WATERMARK,
-                now: MIN_WATERMARK,
+                clock: Clock::default(),
                 assigned: Vec::new(),
                 deadlines: Vec::new(),
             },
@@ -215,11 +183,7 @@ where
 
     /// Assigns the records held for want of a processing time, at the current one.
     fn clock_held(&mut self, out: &mut Outs<K, G::Out, T>) {
-        if self.core.now == MIN_WATERMARK {
-            // The input ended before any processing time arrived (a manual clock that never
-            // moved): count the records at time 0.
-            self.core.now = 0;
-        }
+        self.core.clock.start();
         for record in std::mem::take(&mut self.unclocked) {
             self.process(record, out);
         }
@@ -296,7 +260,7 @@ where
     fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
         while let Some(entry) = core.proc_timers.first_entry() {
-            if *entry.key() > core.now {
+            if *entry.key() > core.clock.now {
                 break;
             }
             for (key, w) in entry.remove() {
@@ -317,14 +281,8 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    /// The time windows are measured against: the watermark, or processing time (which
-    /// jumps to the end of time when the input ends).
     fn domain_time(&self) -> Timestamp {
-        match self.spec.domain {
-            TimeDomain::EventTime => self.watermark,
-            TimeDomain::ProcessingTime if self.watermark == MAX_WATERMARK => MAX_WATERMARK,
-            TimeDomain::ProcessingTime => self.now,
-        }
+        self.clock.domain_time(self.spec.domain)
     }
 
     fn past_end(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
@@ -354,15 +312,13 @@ where
     fn context(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> TriggerContext {
         TriggerContext {
             past_end: self.past_end(ks, w),
-            now: self.now,
+            now: self.clock.now,
         }
     }
 
     fn element_time(&self, record: &T) -> Timestamp {
-        match self.spec.domain {
-            TimeDomain::EventTime => (self.spec.timestamp)(record),
-            TimeDomain::ProcessingTime => self.now,
-        }
+        self.clock
+            .element_time(self.spec.domain, || (self.spec.timestamp)(record))
     }
 
     /// A new window's state, with its timers registered.
@@ -632,13 +588,7 @@ where
         is_last: bool,
         out: &mut Output<Pane<K, G::Out>>,
     ) {
-        let timing = if !cx.past_end {
-            Timing::Early
-        } else if e.holding {
-            Timing::OnTime
-        } else {
-            Timing::Late
-        };
+        let timing = Timing::of(cx.past_end, e.holding);
         if e.nonempty || timing == Timing::OnTime {
             let value = self.agg.result(key, &e.window, &e.acc);
             let pane = |window, value, retraction| Pane {
@@ -649,7 +599,7 @@ where
                 index: e.index,
                 is_last,
                 retraction,
-                emit_time: self.now,
+                emit_time: self.clock.now,
             };
             let mut panes = 1;
             if self.spec.accumulation == Accumulation::Retracting {
@@ -693,31 +643,18 @@ where
                  time; it cannot take a checkpoint yet",
             ));
         }
-        state
-            .section("clock", 1)
-            .put_shared((self.core.watermark, self.core.now))?;
-        let codec = &self.codec;
-        codec.write(&mut self.keys, state)
+        self.core.clock.snapshot(state)?;
+        self.codec.write(&mut self.keys, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        // Under aligned barriers every shard saw the same clock: the minimum is exact.
-        let clocks = state
-            .section("clock", 1)?
-            .values::<(Timestamp, Timestamp)>()?;
-        if let Some(w) = clocks.iter().map(|c| c.0).min() {
-            self.core.watermark = self.core.watermark.max(w);
-        }
-        if let Some(n) = clocks.iter().map(|c| c.1).min() {
-            self.core.now = self.core.now.max(n);
-        }
-        let codec = &self.codec;
-        codec.read(&mut self.keys, state)?;
+        self.core.clock.restore(state)?;
+        self.codec.read(&mut self.keys, state)?;
         // The timers still to come: a window's end and garbage collection in its time
         // domain, its trigger's processing-time deadlines (those already due fired before
         // the checkpoint).
         let core = &mut self.core;
-        let (dt, now) = (core.domain_time(), core.now);
+        let (dt, now) = (core.domain_time(), core.clock.now);
         for (key, ks) in self.keys.iter() {
             for w in &ks.windows {
                 core.spec.metrics.window_created();
@@ -748,7 +685,7 @@ where
     type Out = Outs<K, G::Out, T>;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
-        if self.core.spec.domain == TimeDomain::ProcessingTime && self.core.now == MIN_WATERMARK {
+        if self.core.clock.unclocked(self.core.spec.domain) {
             self.unclocked.append(batch);
             return Ok(());
         }
@@ -762,12 +699,12 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        if watermark > self.core.watermark {
+        if watermark > self.core.clock.watermark {
             if watermark == MAX_WATERMARK && !self.unclocked.is_empty() {
                 self.clock_held(out);
             }
-            self.core.watermark = watermark;
-            if self.core.spec.domain == TimeDomain::EventTime || watermark == MAX_WATERMARK {
+            self.core.clock.watermark = watermark;
+            if self.core.clock.advances(self.core.spec.domain, true) {
                 self.advance(out);
             }
         }
@@ -775,13 +712,13 @@ where
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
-        if now > self.core.now {
-            self.core.now = now;
+        if now > self.core.clock.now {
+            self.core.clock.now = now;
             if !self.unclocked.is_empty() {
                 self.clock_held(out);
             }
             self.fire_processing_timers(out);
-            if self.core.spec.domain == TimeDomain::ProcessingTime {
+            if self.core.clock.advances(self.core.spec.domain, false) {
                 self.advance(out);
             }
         }

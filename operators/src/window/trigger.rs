@@ -44,11 +44,12 @@ impl ProcessingDelay {
         match self {
             ProcessingDelay::Delay(d) => now.saturating_add(d),
             ProcessingDelay::Aligned { period, offset } => {
-                let since = (now - offset).rem_euclid(period);
+                // In i128: `now` may be the clock's minimum (no processing time yet).
+                let since = (i128::from(now) - i128::from(offset)).rem_euclid(i128::from(period));
                 if since == 0 {
                     now
                 } else {
-                    now + (period - since)
+                    now.saturating_add(period - since as i64)
                 }
             }
         }
@@ -240,6 +241,17 @@ impl TriggerProgram {
             subtree_end: end,
         };
         id
+    }
+
+    /// True if no node looks at elements (no count, processing-time delay or
+    /// punctuation): an element then changes no trigger state.
+    pub fn ignores_elements(&self) -> bool {
+        self.nodes.iter().all(|n| {
+            !matches!(
+                n.kind,
+                Kind::Count(_) | Kind::Processing(_) | Kind::Punctuation
+            )
+        })
     }
 
     /// Fresh state for a new window.

@@ -1,0 +1,515 @@
+//! The window operator for tumbling and sliding windows, on slices (see
+//! [`slices`](super::slices) for the state and why it gives the same panes).
+//!
+//! A record whose slice the key already has, and that no window of it has passed the
+//! end of, takes the fast path when the trigger ignores elements (`AfterWatermark` and
+//! its compositions without counts, processing-time delays or punctuation, and not ready
+//! before the end of the window): one hash lookup, one accumulator update. Every other
+//! record — the first of a slice, a late one, one for a trigger that counts — takes the
+//! general path, which does per window what the per-window operator does.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use rill_runtime::checkpoint::{StateReader, StateWriter};
+use rill_runtime::state::KeyedState;
+use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
+
+use crate::key_by::KeyFn;
+use crate::window::slices::{SlicedKey, Slicing};
+use crate::window::state::{Clock, WindowCodec};
+use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
+use crate::window::{Accumulation, Aggregate, Pane, Timing, Window, WindowSpec};
+
+type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
+type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
+type Key<G, T, K> = SlicedKey<<G as Aggregate<T, K>>::Acc, <G as Aggregate<T, K>>::Out>;
+
+pub(crate) struct SlicedWindowOperator<T, K, G: Aggregate<T, K>> {
+    keys: KeyedState<K, Key<G, T, K>>,
+    core: Core<T, K, G>,
+    /// Processing-time windows: records that arrived before any processing time did.
+    unclocked: Vec<T>,
+    codec: WindowCodec<K, Key<G, T, K>>,
+}
+
+struct Core<T, K, G: Aggregate<T, K>> {
+    spec: WindowSpec<T, K>,
+    key: KeyFn<T, K>,
+    agg: G,
+    program: TriggerProgram,
+    /// Trigger nodes per window.
+    nodes: usize,
+    fresh: Vec<NodeState>,
+    slicing: Slicing,
+    /// The trigger ignores elements and never fires before the end of a window.
+    fast: bool,
+    /// Discarding panes: slices keep parts by firing.
+    split: bool,
+    timers: Timers<K>,
+    proc_timers: Timers<K>,
+    clock: Clock,
+    assigned: Vec<Window>,
+    taken: Vec<usize>,
+    deadlines: Vec<Timestamp>,
+}
+
+impl<T, K, G> SlicedWindowOperator<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    /// The operator for `spec`, whose windows are tumbling or sliding (`slicing`).
+    pub(crate) fn new(
+        spec: WindowSpec<T, K>,
+        slicing: Slicing,
+        key: KeyFn<T, K>,
+        agg: G,
+        codec: WindowCodec<K, Key<G, T, K>>,
+        track_changes: bool,
+    ) -> Self {
+        let program = TriggerProgram::new(&spec.trigger);
+        let fresh = program.fresh();
+        let fast = program.ignores_elements() && !program.should_fire(&fresh, early(0));
+        let split = spec.accumulation == Accumulation::Discarding;
+        SlicedWindowOperator {
+            keys: KeyedState::new(track_changes),
+            core: Core {
+                nodes: fresh.len(),
+                fresh,
+                fast,
+                split,
+                spec,
+                key,
+                agg,
+                program,
+                slicing,
+                timers: BTreeMap::new(),
+                proc_timers: BTreeMap::new(),
+                clock: Clock::default(),
+                assigned: Vec::new(),
+                taken: Vec::new(),
+                deadlines: Vec::new(),
+            },
+            unclocked: Vec::new(),
+            codec,
+        }
+    }
+
+    fn process(&mut self, record: T, out: &mut Outs<K, G::Out, T>) {
+        let core = &mut self.core;
+        let key = (core.key)(&record);
+        let t = core.element_time(&record);
+        let slice = core.slicing.slice_of(t);
+        if core.fast && t >= core.domain_time() {
+            // No window of the record is past its end: with a trigger that ignores
+            // elements, adding it to its slice is all there is to do.
+            if let Some(ks) = self.keys.get_mut(&key) {
+                if let Some(s) = ks.slice(slice) {
+                    let agg = &core.agg;
+                    ks.add_to(s, core.split, || agg.create(), |acc| agg.add(acc, &record));
+                    return;
+                }
+            }
+        }
+        let ks = self
+            .keys
+            .get_or_insert_with(key.clone(), SlicedKey::default);
+        let taken = core.add(ks, &key, t, slice, &record, out);
+        if ks.windows.is_empty() {
+            self.keys.remove(&key);
+        }
+        if !taken && core.dropped(t) {
+            out.1.give(record);
+        }
+    }
+
+    /// Fires the domain-time timers that are due, in time order; at the end of time
+    /// garbage-collects every window.
+    fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
+        let core = &mut self.core;
+        let dt = core.domain_time();
+        while let Some(entry) = core.timers.first_entry() {
+            if *entry.key() > dt {
+                break;
+            }
+            for (key, w) in entry.remove() {
+                let Some(ks) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.window(w) {
+                    if core.is_expired(w) {
+                        core.garbage_collect(ks, &key, i, out);
+                    } else {
+                        core.fire_if_ready(ks, &key, i, out);
+                    }
+                }
+                if ks.windows.is_empty() {
+                    self.keys.remove(&key);
+                }
+            }
+        }
+        if dt == MAX_WATERMARK {
+            for (key, ks) in self.keys.iter_mut() {
+                while let Some(i) = (0..ks.windows.len())
+                    .min_by_key(|&i| (ks.windows[i].window.end, ks.windows[i].window.start))
+                {
+                    core.garbage_collect(ks, key, i, out);
+                }
+            }
+            self.keys
+                .update_each(|_, _| rill_runtime::state::Update::Remove);
+        }
+    }
+
+    fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
+        let core = &mut self.core;
+        while let Some(entry) = core.proc_timers.first_entry() {
+            if *entry.key() > core.clock.now {
+                break;
+            }
+            for (key, w) in entry.remove() {
+                let Some(ks) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.window(w) {
+                    core.fire_if_ready(ks, &key, i, out);
+                }
+            }
+        }
+    }
+
+    /// Assigns the records held for want of a processing time, at the current one.
+    fn clock_held(&mut self, out: &mut Outs<K, G::Out, T>) {
+        self.core.clock.start();
+        for record in std::mem::take(&mut self.unclocked) {
+            self.process(record, out);
+        }
+    }
+}
+
+/// The context of a window that has not reached its end.
+fn early(now: Timestamp) -> TriggerContext {
+    TriggerContext {
+        past_end: false,
+        now,
+    }
+}
+
+impl<T, K, G> Core<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    fn domain_time(&self) -> Timestamp {
+        self.clock.domain_time(self.spec.domain)
+    }
+
+    fn element_time(&self, record: &T) -> Timestamp {
+        self.clock
+            .element_time(self.spec.domain, || (self.spec.timestamp)(record))
+    }
+
+    fn is_expired(&self, w: Window) -> bool {
+        self.domain_time() >= w.end.saturating_add(self.spec.lateness)
+    }
+
+    fn context(&self, w: Window) -> TriggerContext {
+        TriggerContext {
+            past_end: self.domain_time() >= w.end,
+            now: self.clock.now,
+        }
+    }
+
+    /// A record no window took: counted (and true if it goes to the late side output).
+    fn dropped(&mut self, t: Timestamp) -> bool {
+        let mut windows = std::mem::take(&mut self.assigned);
+        windows.clear();
+        self.slicing.windows_of(t, &mut windows);
+        let late = windows.iter().any(|&w| self.is_expired(w));
+        self.assigned = windows;
+        if late {
+            self.spec.metrics.add_late(1);
+        } else {
+            self.spec.metrics.add_closed(1);
+        }
+        late
+    }
+
+    /// The general path: adds a record at time `t` (in slice `slice`) to each of its
+    /// windows that is not garbage-collected or closed, and fires those whose triggers
+    /// say so. False if no window took it.
+    fn add(
+        &mut self,
+        ks: &mut Key<G, T, K>,
+        key: &K,
+        t: Timestamp,
+        slice: Timestamp,
+        record: &T,
+        out: &mut Outs<K, G::Out, T>,
+    ) -> bool {
+        let mut assigned = std::mem::take(&mut self.assigned);
+        assigned.clear();
+        self.slicing.windows_of(t, &mut assigned);
+        self.taken.clear();
+        for &w in &assigned {
+            if self.is_expired(w) {
+                continue;
+            }
+            let i = match ks.window(w) {
+                Some(i) => i,
+                None => self.open(ks, key, w),
+            };
+            if !ks.windows[i].closed {
+                self.taken.push(i);
+            }
+        }
+        self.assigned = assigned;
+        if self.taken.is_empty() {
+            return false;
+        }
+        match ks.slice(slice) {
+            Some(s) => {
+                let agg = &self.agg;
+                ks.add_to(s, self.split, || agg.create(), |acc| agg.add(acc, record));
+            }
+            None => {
+                let mut acc = self.agg.create();
+                self.agg.add(&mut acc, record);
+                ks.insert_slice(slice, acc);
+            }
+        }
+        let punctuation = self.spec.punctuation.as_ref().is_some_and(|p| p(record));
+        let taken = std::mem::take(&mut self.taken);
+        for &i in &taken {
+            let w = ks.windows[i].window;
+            let cx = self.context(w);
+            ks.windows[i].holding |= !cx.past_end;
+            self.deadlines.clear();
+            let state = ks.trigger_mut(i, self.nodes);
+            self.program
+                .on_element(state, cx, punctuation, &mut self.deadlines);
+            for &d in &self.deadlines {
+                self.proc_timers
+                    .entry(d)
+                    .or_default()
+                    .push((key.clone(), w));
+            }
+            self.fire_if_ready(ks, key, i, out);
+        }
+        self.taken = taken;
+        true
+    }
+
+    /// Gives window `w` of `key` its state and timers; returns its index.
+    fn open(&mut self, ks: &mut Key<G, T, K>, key: &K, w: Window) -> usize {
+        let dt = self.domain_time();
+        if w.end > dt {
+            self.timers.entry(w.end).or_default().push((key.clone(), w));
+        }
+        let gc = w.end.saturating_add(self.spec.lateness);
+        if gc != w.end {
+            self.timers.entry(gc).or_default().push((key.clone(), w));
+        }
+        self.spec.metrics.window_created();
+        ks.open(w, false, &self.fresh)
+    }
+
+    fn fire_if_ready(
+        &mut self,
+        ks: &mut Key<G, T, K>,
+        key: &K,
+        i: usize,
+        out: &mut Outs<K, G::Out, T>,
+    ) {
+        let cx = self.context(ks.windows[i].window);
+        if ks.windows[i].closed || !self.program.should_fire(ks.trigger(i, self.nodes), cx) {
+            return;
+        }
+        self.program.on_fire(ks.trigger_mut(i, self.nodes), cx);
+        let finished = self.program.is_finished(ks.trigger(i, self.nodes));
+        self.emit(ks, key, i, cx, finished, &mut out.0);
+        if finished {
+            let e = &mut ks.windows[i];
+            e.closed = true;
+            e.last = None;
+        }
+    }
+
+    /// Window `i` is garbage-collected: its final pane fires if records arrived since the
+    /// previous firing, or if its trigger is ready (the on-time pane); then it is removed.
+    fn garbage_collect(
+        &mut self,
+        ks: &mut Key<G, T, K>,
+        key: &K,
+        i: usize,
+        out: &mut Outs<K, G::Out, T>,
+    ) {
+        let cx = self.context(ks.windows[i].window);
+        let e = &ks.windows[i];
+        if !e.closed && (ks.nonempty(i) || self.program.should_fire(ks.trigger(i, self.nodes), cx))
+        {
+            self.emit(ks, key, i, cx, true, &mut out.0);
+        }
+        ks.remove_window(i, self.nodes);
+        self.spec.metrics.window_removed();
+    }
+
+    /// The window's value: the merge of its slices (in discarding mode, of the parts
+    /// since its previous firing).
+    fn value(&self, ks: &Key<G, T, K>, i: usize) -> G::Acc {
+        let e = &ks.windows[i];
+        let cut = if self.split { e.cut } else { 0 };
+        let mut acc = self.agg.create();
+        for s in ks.slices.iter() {
+            if Slicing::covers(e.window, s.start) {
+                for p in s.parts().filter(|p| p.since >= cut) {
+                    self.agg.merge(&mut acc, p.acc.clone());
+                }
+            }
+        }
+        acc
+    }
+
+    /// Emits a pane of window `i` (and the retraction before it), unless it is empty and
+    /// not the on-time pane; then starts the window's next pane.
+    fn emit(
+        &mut self,
+        ks: &mut Key<G, T, K>,
+        key: &K,
+        i: usize,
+        cx: TriggerContext,
+        is_last: bool,
+        out: &mut Output<Pane<K, G::Out>>,
+    ) {
+        let e = &ks.windows[i];
+        let timing = Timing::of(cx.past_end, e.holding);
+        if ks.nonempty(i) || timing == Timing::OnTime {
+            let value = self.agg.result(key, &e.window, &self.value(ks, i));
+            let e = &mut ks.windows[i];
+            let pane = |value, retraction| Pane {
+                key: key.clone(),
+                window: e.window,
+                value,
+                timing,
+                index: e.index,
+                is_last,
+                retraction,
+                emit_time: self.clock.now,
+            };
+            let mut panes = 1;
+            if self.spec.accumulation == Accumulation::Retracting {
+                if let Some(previous) = e.last.take() {
+                    out.give(pane(previous, true));
+                    panes += 1;
+                }
+                e.last = Some(value.clone());
+            }
+            out.give(pane(value, false));
+            self.spec.metrics.add_panes(panes);
+            e.index += 1;
+            if timing != Timing::Early {
+                e.holding = false;
+            }
+        }
+        ks.fired(i);
+    }
+}
+
+impl<T, K, G> Operator<T> for SlicedWindowOperator<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    /// The operator's clock (every shard restores it), and every key's slices and
+    /// windows, incrementally: the keys changed since the last checkpoint.
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        if !self.unclocked.is_empty() {
+            return Err(Failure::new(
+                "a processing-time window holds records that arrived before any processing \
+                 time; it cannot take a checkpoint yet",
+            ));
+        }
+        self.core.clock.snapshot(state)?;
+        self.codec.write(&mut self.keys, state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        self.core.clock.restore(state)?;
+        self.codec.read(&mut self.keys, state)?;
+        // The timers still to come: each window's end and garbage collection, and its
+        // trigger's processing-time deadlines (those already due fired before the
+        // checkpoint).
+        let core = &mut self.core;
+        let (dt, now) = (core.domain_time(), core.clock.now);
+        for (key, ks) in self.keys.iter() {
+            for (i, w) in ks.windows.iter().enumerate() {
+                core.spec.metrics.window_created();
+                let (end, gc) = (
+                    w.window.end,
+                    w.window.end.saturating_add(core.spec.lateness),
+                );
+                for t in [Some(end), (gc != end).then_some(gc)].into_iter().flatten() {
+                    if t > dt {
+                        core.timers
+                            .entry(t)
+                            .or_default()
+                            .push((key.clone(), w.window));
+                    }
+                }
+                for d in core.program.deadlines(ks.trigger(i, core.nodes)) {
+                    if d > now {
+                        core.proc_timers
+                            .entry(d)
+                            .or_default()
+                            .push((key.clone(), w.window));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    type Out = Outs<K, G::Out, T>;
+
+    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
+        if self.core.clock.unclocked(self.core.spec.domain) {
+            self.unclocked.append(batch);
+            return Ok(());
+        }
+        for record in batch.drain(..) {
+            self.process(record, out);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        if watermark > self.core.clock.watermark {
+            if watermark == MAX_WATERMARK && !self.unclocked.is_empty() {
+                self.clock_held(out);
+            }
+            self.core.clock.watermark = watermark;
+            if self.core.clock.advances(self.core.spec.domain, true) {
+                self.advance(out);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        if now > self.core.clock.now {
+            self.core.clock.now = now;
+            if !self.unclocked.is_empty() {
+                self.clock_held(out);
+            }
+            self.fire_processing_timers(out);
+            if self.core.clock.advances(self.core.spec.domain, false) {
+                self.advance(out);
+            }
+        }
+        Ok(())
+    }
+}
