@@ -2,7 +2,8 @@
 //! and session (gap 1 s) windows with the default trigger. The whole job runs: a source
 //! generating records in event-time order, an ascending watermark generator, the key-hash
 //! exchange (one shard: one ring) and the window operator; so the figure is a lower bound
-//! on the window operator alone. 100 records per ms of event time: 10 per key per second.
+//! on the window operator alone; `exchange_only` runs the job without the window operator
+//! (its ceiling). 100 records per ms of event time: 10 per key per second.
 //!
 //! `cargo bench -p rill-benches --bench windows`
 
@@ -22,17 +23,24 @@ const KEYS: u64 = 10_000;
 /// (key, value, event time in ms)
 type Ev = (u32, i64, i64);
 
-fn run(windows: Windows) -> Duration {
+/// Runs the job with `windows`, or without a window operator (the key exchange feeding a
+/// discarding sink: the ceiling for the window operator's job).
+fn run(windows: Option<Windows>) -> Duration {
     let mut df = Dataflow::new();
-    df.iter_source("events", |shard| {
-        let n = if shard.index == 0 { RECORDS } else { 0 };
-        (0..n).map(|i| ((i % KEYS) as u32, 1i64, (i / 100) as i64))
-    })
-    .assign_watermarks("watermarks", WatermarkStrategy::ascending(|e: &Ev| e.2))
-    .key_by(|e: &Ev| e.0)
-    .window(WindowSpec::event_time(windows, |e: &Ev| e.2))
-    .aggregate("sum", Sum::new(|e: &Ev| e.1))
-    .discard("out");
+    let keyed = df
+        .iter_source("events", |shard| {
+            let n = if shard.index == 0 { RECORDS } else { 0 };
+            (0..n).map(|i| ((i % KEYS) as u32, 1i64, (i / 100) as i64))
+        })
+        .assign_watermarks("watermarks", WatermarkStrategy::ascending(|e: &Ev| e.2))
+        .key_by(|e: &Ev| e.0);
+    match windows {
+        Some(windows) => keyed
+            .window(WindowSpec::event_time(windows, |e: &Ev| e.2))
+            .aggregate("sum", Sum::new(|e: &Ev| e.1))
+            .discard("out"),
+        None => keyed.stream().discard("out"),
+    }
     let runtime = Runtime::new(Config::default().shards(1).pin(false)).unwrap();
     let start = Instant::now();
     runtime.run(df).unwrap();
@@ -44,9 +52,10 @@ fn windows(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(RECORDS));
     for (name, w) in [
-        ("tumbling_1s", Windows::tumbling(1_000)),
-        ("sliding_10s_2s", Windows::sliding(10_000, 2_000)),
-        ("session_1s", Windows::session(1_000)),
+        ("exchange_only", None),
+        ("tumbling_1s", Some(Windows::tumbling(1_000))),
+        ("sliding_10s_2s", Some(Windows::sliding(10_000, 2_000))),
+        ("session_1s", Some(Windows::session(1_000))),
     ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| (0..iters).map(|_| run(w)).sum())

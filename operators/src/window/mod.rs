@@ -655,14 +655,15 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
             .filter(|_| spec.sliced)
             .and_then(slices::Slicing::of);
         if let Some(slicing) = slicing {
-            let codec: state::WindowCodec<K, _> = Arc::new(state::RkyvWindows);
+            let codecs: sliced::SlicedCodecs<K, G::Acc, G::Out> =
+                (Arc::new(state::RkyvWindows), Arc::new(state::RkyvWindows));
             return self.keyed.stream().unary_split(name, move |shard| {
                 sliced::SlicedWindowOperator::new(
                     spec.clone(),
                     slicing,
                     key.clone(),
                     agg.clone(),
-                    codec.clone(),
+                    codecs.clone(),
                     shard.tracks_state(),
                 )
             });

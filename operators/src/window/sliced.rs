@@ -16,21 +16,29 @@ use rill_runtime::state::KeyedState;
 use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
-use crate::window::slices::{SlicedKey, Slicing};
+use crate::window::slices::{slice_group, KeyWindows, Slice, Slicing};
 use crate::window::state::{Clock, WindowCodec};
 use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::window::{Accumulation, Aggregate, Pane, Timing, Window, WindowSpec};
 
 type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
-type Key<G, T, K> = SlicedKey<<G as Aggregate<T, K>>::Acc, <G as Aggregate<T, K>>::Out>;
+type Key<G, T, K> = KeyWindows<<G as Aggregate<T, K>>::Out>;
+type Slices<K, A> = KeyedState<(K, Timestamp), Slice<A>>;
+
+/// How the operator's two tables are written to checkpoints.
+pub(crate) type SlicedCodecs<K, A, V> = (
+    WindowCodec<K, KeyWindows<V>>,
+    WindowCodec<(K, Timestamp), Slice<A>>,
+);
 
 pub(crate) struct SlicedWindowOperator<T, K, G: Aggregate<T, K>> {
     keys: KeyedState<K, Key<G, T, K>>,
+    slices: Slices<K, G::Acc>,
     core: Core<T, K, G>,
     /// Processing-time windows: records that arrived before any processing time did.
     unclocked: Vec<T>,
-    codec: WindowCodec<K, Key<G, T, K>>,
+    codecs: SlicedCodecs<K, G::Acc, G::Out>,
 }
 
 struct Core<T, K, G: Aggregate<T, K>> {
@@ -66,7 +74,7 @@ where
         slicing: Slicing,
         key: KeyFn<T, K>,
         agg: G,
-        codec: WindowCodec<K, Key<G, T, K>>,
+        codecs: SlicedCodecs<K, G::Acc, G::Out>,
         track_changes: bool,
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
@@ -75,6 +83,7 @@ where
         let split = spec.accumulation == Accumulation::Discarding;
         SlicedWindowOperator {
             keys: KeyedState::new(track_changes),
+            slices: KeyedState::grouped_by(track_changes, slice_group::<K>),
             core: Core {
                 nodes: fresh.len(),
                 fresh,
@@ -93,7 +102,7 @@ where
                 deadlines: Vec::new(),
             },
             unclocked: Vec::new(),
-            codec,
+            codecs,
         }
     }
 
@@ -102,21 +111,22 @@ where
         let key = (core.key)(&record);
         let t = core.element_time(&record);
         let slice = core.slicing.slice_of(t);
-        if core.fast && t >= core.domain_time() {
+        let key = if core.fast && t >= core.domain_time() {
             // No window of the record is past its end: with a trigger that ignores
-            // elements, adding it to its slice is all there is to do.
-            if let Some(ks) = self.keys.get_mut(&key) {
-                if let Some(s) = ks.slice(slice) {
-                    let agg = &core.agg;
-                    ks.add_to(s, core.split, || agg.create(), |acc| agg.add(acc, &record));
-                    return;
-                }
+            // elements, adding it to its slice, if the key has it, is all there is to do.
+            let at = (key, slice);
+            if let Some(s) = self.slices.get_mut(&at) {
+                s.add_fast(|acc| core.agg.add(acc, &record));
+                return;
             }
-        }
+            at.0
+        } else {
+            key
+        };
         let ks = self
             .keys
-            .get_or_insert_with(key.clone(), SlicedKey::default);
-        let taken = core.add(ks, &key, t, slice, &record, out);
+            .get_or_insert_with(key.clone(), KeyWindows::default);
+        let taken = core.add(ks, &mut self.slices, &key, t, slice, &record, out);
         if ks.windows.is_empty() {
             self.keys.remove(&key);
         }
@@ -140,9 +150,9 @@ where
                 };
                 if let Some(i) = ks.window(w) {
                     if core.is_expired(w) {
-                        core.garbage_collect(ks, &key, i, out);
+                        core.garbage_collect(ks, &mut self.slices, &key, i, out);
                     } else {
-                        core.fire_if_ready(ks, &key, i, out);
+                        core.fire_if_ready(ks, &self.slices, &key, i, out);
                     }
                 }
                 if ks.windows.is_empty() {
@@ -155,7 +165,7 @@ where
                 while let Some(i) = (0..ks.windows.len())
                     .min_by_key(|&i| (ks.windows[i].window.end, ks.windows[i].window.start))
                 {
-                    core.garbage_collect(ks, key, i, out);
+                    core.garbage_collect(ks, &mut self.slices, key, i, out);
                 }
             }
             self.keys
@@ -174,7 +184,7 @@ where
                     continue;
                 };
                 if let Some(i) = ks.window(w) {
-                    core.fire_if_ready(ks, &key, i, out);
+                    core.fire_if_ready(ks, &self.slices, &key, i, out);
                 }
             }
         }
@@ -241,9 +251,11 @@ where
     /// The general path: adds a record at time `t` (in slice `slice`) to each of its
     /// windows that is not garbage-collected or closed, and fires those whose triggers
     /// say so. False if no window took it.
+    #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
         ks: &mut Key<G, T, K>,
+        slices: &mut Slices<K, G::Acc>,
         key: &K,
         t: Timestamp,
         slice: Timestamp,
@@ -270,15 +282,23 @@ where
         if self.taken.is_empty() {
             return false;
         }
-        match ks.slice(slice) {
+        let at = (key.clone(), slice);
+        match slices.get_mut(&at) {
             Some(s) => {
                 let agg = &self.agg;
-                ks.add_to(s, self.split, || agg.create(), |acc| agg.add(acc, record));
+                ks.add_to(
+                    s,
+                    slice,
+                    self.split,
+                    || agg.create(),
+                    |acc| agg.add(acc, record),
+                );
             }
             None => {
                 let mut acc = self.agg.create();
                 self.agg.add(&mut acc, record);
-                ks.insert_slice(slice, acc);
+                slices.insert(at, Slice::new(ks.seq, acc));
+                ks.add_start(slice);
             }
         }
         let punctuation = self.spec.punctuation.as_ref().is_some_and(|p| p(record));
@@ -297,7 +317,7 @@ where
                     .or_default()
                     .push((key.clone(), w));
             }
-            self.fire_if_ready(ks, key, i, out);
+            self.fire_if_ready(ks, slices, key, i, out);
         }
         self.taken = taken;
         true
@@ -314,12 +334,13 @@ where
             self.timers.entry(gc).or_default().push((key.clone(), w));
         }
         self.spec.metrics.window_created();
-        ks.open(w, false, &self.fresh)
+        ks.open(w, &self.fresh)
     }
 
     fn fire_if_ready(
         &mut self,
         ks: &mut Key<G, T, K>,
+        slices: &Slices<K, G::Acc>,
         key: &K,
         i: usize,
         out: &mut Outs<K, G::Out, T>,
@@ -330,7 +351,7 @@ where
         }
         self.program.on_fire(ks.trigger_mut(i, self.nodes), cx);
         let finished = self.program.is_finished(ks.trigger(i, self.nodes));
-        self.emit(ks, key, i, cx, finished, &mut out.0);
+        self.emit(ks, slices, key, i, cx, finished, &mut out.0);
         if finished {
             let e = &mut ks.windows[i];
             e.closed = true;
@@ -339,35 +360,37 @@ where
     }
 
     /// Window `i` is garbage-collected: its final pane fires if records arrived since the
-    /// previous firing, or if its trigger is ready (the on-time pane); then it is removed.
+    /// previous firing, or if its trigger is ready (the on-time pane); then it is removed
+    /// with the slices no other window covers.
     fn garbage_collect(
         &mut self,
         ks: &mut Key<G, T, K>,
+        slices: &mut Slices<K, G::Acc>,
         key: &K,
         i: usize,
         out: &mut Outs<K, G::Out, T>,
     ) {
         let cx = self.context(ks.windows[i].window);
-        let e = &ks.windows[i];
-        if !e.closed && (ks.nonempty(i) || self.program.should_fire(ks.trigger(i, self.nodes), cx))
+        if !ks.windows[i].closed
+            && (nonempty(ks, slices, key, i)
+                || self.program.should_fire(ks.trigger(i, self.nodes), cx))
         {
-            self.emit(ks, key, i, cx, true, &mut out.0);
+            self.emit(ks, slices, key, i, cx, true, &mut out.0);
         }
-        ks.remove_window(i, self.nodes);
+        ks.remove_window(i, self.nodes, |s| {
+            slices.remove(&(key.clone(), s));
+        });
         self.spec.metrics.window_removed();
     }
 
-    /// The window's value: the merge of its slices (in discarding mode, of the parts
-    /// since its previous firing).
-    fn value(&self, ks: &Key<G, T, K>, i: usize) -> G::Acc {
-        let e = &ks.windows[i];
-        let cut = if self.split { e.cut } else { 0 };
+    /// The value of window `i`: the merge of its slices (in discarding mode, of the
+    /// parts since its previous firing).
+    fn value(&self, ks: &Key<G, T, K>, slices: &Slices<K, G::Acc>, key: &K, i: usize) -> G::Acc {
+        let cut = if self.split { ks.windows[i].cut } else { 0 };
         let mut acc = self.agg.create();
-        for s in ks.slices.iter() {
-            if Slicing::covers(e.window, s.start) {
-                for p in s.parts().filter(|p| p.since >= cut) {
-                    self.agg.merge(&mut acc, p.acc.clone());
-                }
+        for s in slices_of(ks, slices, key, i) {
+            for p in s.parts().filter(|p| p.since >= cut) {
+                self.agg.merge(&mut acc, p.acc.clone());
             }
         }
         acc
@@ -375,20 +398,22 @@ where
 
     /// Emits a pane of window `i` (and the retraction before it), unless it is empty and
     /// not the on-time pane; then starts the window's next pane.
+    #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         ks: &mut Key<G, T, K>,
+        slices: &Slices<K, G::Acc>,
         key: &K,
         i: usize,
         cx: TriggerContext,
         is_last: bool,
         out: &mut Output<Pane<K, G::Out>>,
     ) {
-        let e = &ks.windows[i];
-        let timing = Timing::of(cx.past_end, e.holding);
-        if ks.nonempty(i) || timing == Timing::OnTime {
-            let value = self.agg.result(key, &e.window, &self.value(ks, i));
+        let timing = Timing::of(cx.past_end, ks.windows[i].holding);
+        if nonempty(ks, slices, key, i) || timing == Timing::OnTime {
+            let value = self.value(ks, slices, key, i);
             let e = &mut ks.windows[i];
+            let value = self.agg.result(key, &e.window, &value);
             let pane = |value, retraction| Pane {
                 key: key.clone(),
                 window: e.window,
@@ -418,6 +443,28 @@ where
     }
 }
 
+/// The slices of window `i` of `key`.
+fn slices_of<'a, K: Clone + Hash + Eq, A, V>(
+    ks: &'a KeyWindows<V>,
+    slices: &'a Slices<K, A>,
+    key: &'a K,
+    i: usize,
+) -> impl Iterator<Item = &'a Slice<A>> + 'a {
+    ks.starts_in(ks.windows[i].window)
+        .filter_map(move |s| slices.get(&(key.clone(), s)))
+}
+
+/// Whether window `i` of `key` received records since its previous firing.
+fn nonempty<K: Clone + Hash + Eq, A, V>(
+    ks: &KeyWindows<V>,
+    slices: &Slices<K, A>,
+    key: &K,
+    i: usize,
+) -> bool {
+    let cut = ks.windows[i].cut;
+    slices_of(ks, slices, key, i).any(|s| s.last_seq >= cut)
+}
+
 impl<T, K, G> Operator<T> for SlicedWindowOperator<T, K, G>
 where
     T: Clone + 'static,
@@ -434,12 +481,14 @@ where
             ));
         }
         self.core.clock.snapshot(state)?;
-        self.codec.write(&mut self.keys, state)
+        self.codecs.0.write(&mut self.keys, state)?;
+        self.codecs.1.write(&mut self.slices, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         self.core.clock.restore(state)?;
-        self.codec.read(&mut self.keys, state)?;
+        self.codecs.0.read(&mut self.keys, state)?;
+        self.codecs.1.read(&mut self.slices, state)?;
         // The timers still to come: each window's end and garbage collection, and its
         // trigger's processing-time deadlines (those already due fired before the
         // checkpoint).

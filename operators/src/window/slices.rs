@@ -8,10 +8,12 @@
 //! its slices' accumulators when it fires. A record updates one accumulator instead of
 //! `size / period` of them.
 //!
-//! What stays per window is what the Beam model needs to decide and describe panes: the
-//! trigger's state, whether the window is holding, its pane index, its last value (for
-//! retractions) and whether it closed. A window gets that state when its first record
-//! arrives, as in the per-window operator.
+//! Slices live in a table keyed by `(key, slice start)` (Flink's keyed state with the slice
+//! as namespace), placed by the key's group: a record's update is one probe of a compact
+//! entry. What stays per key is what the Beam model needs to decide and describe panes,
+//! per window: the trigger's state, whether the window is holding, its pane index, its last
+//! value (for retractions) and whether it closed; and the starts of the key's slices. A
+//! window gets that state when its first record arrives, as in the per-window operator.
 //!
 //! Discarding panes hold the records since the window's previous firing, but a slice is
 //! shared by windows that fire at different times. So a key numbers its firings (`seq`),
@@ -23,8 +25,10 @@
 //! (the firing number at its newest record) compared with the window's cut.
 
 use std::collections::VecDeque;
+use std::hash::Hash;
 
-use rill_runtime::Timestamp;
+use rill_runtime::keys::key_group;
+use rill_runtime::{hash_key, Timestamp};
 
 use crate::window::state::KeyRecord;
 use crate::window::trigger::NodeState;
@@ -92,18 +96,32 @@ pub(crate) struct Part<A> {
     pub(crate) acc: A,
 }
 
-/// One slice of a key.
+/// One slice of a key: the entry of `(key, start)` in the slices table.
 #[derive(Debug, Clone)]
 pub(crate) struct Slice<A> {
-    pub(crate) start: Timestamp,
-    /// The firing number at the newest record.
+    /// The key's firing number at the newest record that took the general path (a record
+    /// on the fast path comes after no firing of the slice's windows, see `add_fast`).
     pub(crate) last_seq: u64,
     pub(crate) first: Part<A>,
     /// Further parts, when firings split the slice (discarding mode only; usually none).
     pub(crate) more: Vec<Part<A>>,
 }
 
+/// The key group of a slice: its key's (so a slice moves with its key on a restore).
+pub(crate) fn slice_group<K: Hash>(slice: &(K, Timestamp)) -> u32 {
+    key_group(hash_key(&slice.0))
+}
+
 impl<A> Slice<A> {
+    /// A slice from its first part.
+    pub(crate) fn new(seq: u64, acc: A) -> Self {
+        Slice {
+            last_seq: seq,
+            first: Part { since: seq, acc },
+            more: Vec::new(),
+        }
+    }
+
     pub(crate) fn parts(&self) -> impl Iterator<Item = &Part<A>> {
         std::iter::once(&self.first).chain(&self.more)
     }
@@ -111,10 +129,17 @@ impl<A> Slice<A> {
     fn newest(&mut self) -> &mut Part<A> {
         self.more.last_mut().unwrap_or(&mut self.first)
     }
+
+    /// Adds a record on the fast path: no window of the slice has fired (each is before
+    /// its end, and the trigger does not fire before the end), so no part needs to begin.
+    #[inline]
+    pub(crate) fn add_fast(&mut self, add: impl FnOnce(&mut A)) {
+        add(&mut self.newest().acc);
+    }
 }
 
 /// The pane state of one window of a key (its trigger state lives in
-/// [`SlicedKey::triggers`]).
+/// [`KeyWindows::triggers`]).
 #[derive(Debug, Clone)]
 pub(crate) struct PaneState<V> {
     pub(crate) window: Window,
@@ -128,11 +153,11 @@ pub(crate) struct PaneState<V> {
     pub(crate) last: Option<V>,
 }
 
-/// A key's slices and windows.
+/// A key's windows and the starts of its slices.
 #[derive(Debug, Clone)]
-pub(crate) struct SlicedKey<A, V> {
-    /// Slices with records that a live window covers, in ascending start order.
-    pub(crate) slices: VecDeque<Slice<A>>,
+pub(crate) struct KeyWindows<V> {
+    /// Starts of the slices with records that a live window covers, ascending.
+    pub(crate) starts: VecDeque<Timestamp>,
     /// The windows that received records and are not garbage-collected yet.
     pub(crate) windows: Vec<PaneState<V>>,
     /// The trigger state of window `i`: `triggers[i * n..(i + 1) * n]` for a trigger of
@@ -142,10 +167,10 @@ pub(crate) struct SlicedKey<A, V> {
     pub(crate) seq: u64,
 }
 
-impl<A, V> Default for SlicedKey<A, V> {
+impl<V> Default for KeyWindows<V> {
     fn default() -> Self {
-        SlicedKey {
-            slices: VecDeque::new(),
+        KeyWindows {
+            starts: VecDeque::new(),
             windows: Vec::new(),
             triggers: Vec::new(),
             seq: 0,
@@ -153,13 +178,7 @@ impl<A, V> Default for SlicedKey<A, V> {
     }
 }
 
-impl<A, V> SlicedKey<A, V> {
-    /// The index of slice `start`, searched from the newest (where records usually go).
-    #[inline]
-    pub(crate) fn slice(&self, start: Timestamp) -> Option<usize> {
-        self.slices.iter().rposition(|s| s.start == start)
-    }
-
+impl<V> KeyWindows<V> {
     /// The index of window `w`.
     pub(crate) fn window(&self, w: Window) -> Option<usize> {
         self.windows.iter().position(|e| e.window == w)
@@ -176,10 +195,10 @@ impl<A, V> SlicedKey<A, V> {
     }
 
     /// Adds window `w` with a fresh trigger state; returns its index.
-    pub(crate) fn open(&mut self, w: Window, holding: bool, fresh: &[NodeState]) -> usize {
+    pub(crate) fn open(&mut self, w: Window, fresh: &[NodeState]) -> usize {
         self.windows.push(PaneState {
             window: w,
-            holding,
+            holding: false,
             closed: false,
             index: 0,
             cut: 0,
@@ -189,30 +208,37 @@ impl<A, V> SlicedKey<A, V> {
         self.windows.len() - 1
     }
 
-    /// Removes window `i` and the slices no remaining window covers.
-    pub(crate) fn remove_window(&mut self, i: usize, n: usize) -> PaneState<V> {
+    /// Records that the key has slice `start`.
+    pub(crate) fn add_start(&mut self, start: Timestamp) {
+        let at = self.starts.partition_point(|&s| s < start);
+        self.starts.insert(at, start);
+    }
+
+    /// The starts of the key's slices in window `w`.
+    pub(crate) fn starts_in(&self, w: Window) -> impl Iterator<Item = Timestamp> + '_ {
+        let from = self.starts.partition_point(|&s| s < w.start);
+        self.starts
+            .range(from..)
+            .copied()
+            .take_while(move |&s| s < w.end)
+    }
+
+    /// Removes window `i`; `dropped` gets the starts of the slices no remaining window
+    /// covers.
+    pub(crate) fn remove_window(&mut self, i: usize, n: usize, mut dropped: impl FnMut(Timestamp)) {
         self.triggers.drain(i * n..(i + 1) * n);
-        let e = self.windows.remove(i);
+        self.windows.remove(i);
         // Windows are garbage-collected in end order and every live window of a slice
         // got its state when the slice did, so only slices before the earliest remaining
         // window can have become uncovered.
-        match self.windows.iter().map(|w| w.window.start).min() {
-            Some(first) => {
-                while self.slices.front().is_some_and(|s| s.start < first) {
-                    self.slices.pop_front();
-                }
+        let first = self.windows.iter().map(|w| w.window.start).min();
+        while let Some(&s) = self.starts.front() {
+            if first.is_some_and(|f| s >= f) {
+                break;
             }
-            None => self.slices.clear(),
+            self.starts.pop_front();
+            dropped(s);
         }
-        e
-    }
-
-    /// Whether window `i` received records since its previous firing.
-    pub(crate) fn nonempty(&self, i: usize) -> bool {
-        let e = &self.windows[i];
-        self.slices
-            .iter()
-            .any(|s| Slicing::covers(e.window, s.start) && s.last_seq >= e.cut)
     }
 
     /// The firing happened: records from now on are after window `i`'s cut.
@@ -221,20 +247,19 @@ impl<A, V> SlicedKey<A, V> {
         self.windows[i].cut = self.seq;
     }
 
-    /// Adds a record to slice `s` with `add`; `split` says whether discarding panes need
-    /// the records after the last firing in a part of their own.
-    #[inline]
-    pub(crate) fn add_to(
-        &mut self,
-        s: usize,
+    /// Adds a record to `slice` (starting at `start`) on the general path with `add`;
+    /// `split` says whether discarding panes need the records after a firing in a part of
+    /// their own.
+    pub(crate) fn add_to<A>(
+        &self,
+        slice: &mut Slice<A>,
+        start: Timestamp,
         split: bool,
         create: impl FnOnce() -> A,
         add: impl FnOnce(&mut A),
     ) {
         let seq = self.seq;
-        let slice = &mut self.slices[s];
         slice.last_seq = seq;
-        let start = slice.start;
         let part = slice.newest();
         if part.since == seq || !split {
             add(&mut part.acc);
@@ -248,7 +273,6 @@ impl<A, V> SlicedKey<A, V> {
             .windows
             .iter()
             .any(|w| !w.closed && w.cut > since && Slicing::covers(w.window, start));
-        let slice = &mut self.slices[s];
         if needed {
             let mut acc = create();
             add(&mut acc);
@@ -259,23 +283,30 @@ impl<A, V> SlicedKey<A, V> {
             add(&mut part.acc);
         }
     }
+}
 
-    /// Creates slice `start` holding `acc` (one record's worth); returns its index.
-    pub(crate) fn insert_slice(&mut self, start: Timestamp, acc: A) -> usize {
-        let at = self.slices.partition_point(|s| s.start < start);
-        self.slices.insert(
-            at,
-            Slice {
-                start,
-                last_seq: self.seq,
-                first: Part {
-                    since: self.seq,
-                    acc,
-                },
-                more: Vec::new(),
-            },
-        );
-        at
+/// One slice's checkpoint record: (last firing number, parts as (since, accumulator)), in
+/// the section "slices", version 1.
+impl<A: Clone> KeyRecord for Slice<A> {
+    type Record = (u64, Vec<(u64, A)>);
+    const SECTION: &'static str = "slices";
+    const VERSION: u32 = 1;
+
+    fn record(&self) -> Self::Record {
+        let parts = self.parts().map(|p| (p.since, p.acc.clone())).collect();
+        (self.last_seq, parts)
+    }
+
+    fn from_record((last_seq, parts): Self::Record) -> Self {
+        let mut parts = parts.into_iter().map(|(since, acc)| Part { since, acc });
+        let first = parts
+            .next()
+            .unwrap_or_else(|| unreachable!("a slice has a part"));
+        Slice {
+            last_seq,
+            first,
+            more: parts.collect(),
+        }
     }
 }
 
@@ -291,28 +322,15 @@ type WindowRecord<V> = (
     Vec<(bool, bool, u64, Timestamp)>,
 );
 
-/// One key's part of a checkpoint, in the section "slices", version 1: (slices as (start,
-/// last firing number, parts as (since, accumulator)), windows, firing number). Timers
-/// are not written: a restore derives them from the windows and their triggers'
-/// deadlines.
-impl<A: Clone, V: Clone> KeyRecord for SlicedKey<A, V> {
-    type Record = (
-        Vec<(Timestamp, u64, Vec<(u64, A)>)>,
-        Vec<WindowRecord<V>>,
-        u64,
-    );
-    const SECTION: &'static str = "slices";
+/// One key's checkpoint record, in the section "sliced windows", version 1: (slice
+/// starts, windows, firing number). Timers are not written: a restore derives them from
+/// the windows and their triggers' deadlines.
+impl<V: Clone> KeyRecord for KeyWindows<V> {
+    type Record = (Vec<Timestamp>, Vec<WindowRecord<V>>, u64);
+    const SECTION: &'static str = "sliced windows";
     const VERSION: u32 = 1;
 
     fn record(&self) -> Self::Record {
-        let slices = self
-            .slices
-            .iter()
-            .map(|s| {
-                let parts = s.parts().map(|p| (p.since, p.acc.clone())).collect();
-                (s.start, s.last_seq, parts)
-            })
-            .collect();
         let n = self.triggers.len() / self.windows.len().max(1);
         let windows = self
             .windows
@@ -324,27 +342,14 @@ impl<A: Clone, V: Clone> KeyRecord for SlicedKey<A, V> {
                 (w.window, w.holding, w.closed, index, cut, last, trigger)
             })
             .collect();
-        (slices, windows, self.seq)
+        (self.starts.iter().copied().collect(), windows, self.seq)
     }
 
-    fn from_record((slices, windows, seq): Self::Record) -> Self {
-        let slices = slices
-            .into_iter()
-            .filter_map(|(start, last_seq, parts)| {
-                let mut parts = parts.into_iter().map(|(since, acc)| Part { since, acc });
-                let first = parts.next()?;
-                Some(Slice {
-                    start,
-                    last_seq,
-                    first,
-                    more: parts.collect(),
-                })
-            })
-            .collect();
-        let mut key = SlicedKey {
-            slices,
+    fn from_record((starts, windows, seq): Self::Record) -> Self {
+        let mut key = KeyWindows {
+            starts: starts.into(),
             seq,
-            ..SlicedKey::default()
+            ..KeyWindows::default()
         };
         for (window, holding, closed, index, cut, last, trigger) in windows {
             key.windows.push(PaneState {
