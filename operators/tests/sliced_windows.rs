@@ -229,6 +229,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Windows that fire once (a watermark trigger, no allowed lateness) take the
+    /// operator that keeps only slices.
+    #[test]
+    fn windows_that_fire_once_give_the_panes_of_the_per_window_operator(
+        steps in steps(),
+        windows in windows(),
+        processing in prop::bool::weighted(0.2),
+        repeated in any::<bool>(),
+        accumulation in prop_oneof![
+            Just(Accumulation::Discarding),
+            Just(Accumulation::Retracting),
+        ],
+    ) {
+        let trigger = if repeated { 1 } else { 0 };
+        let spec = || spec(windows, processing, trigger_of(trigger), accumulation, 0);
+        let reference = run(&steps, 1, spec().per_window());
+        for shards in [1, 2, 4] {
+            prop_assert_eq!(&run(&steps, shards, spec()), &reference, "{} shards", shards);
+        }
+    }
+}
+
+fn trigger_of(choice: usize) -> Trigger {
+    trigger(choice, 1, 1)
+}
+
 /// The test above can fail: a spec whose windows differ gives other panes.
 #[test]
 fn a_different_spec_gives_other_panes() {

@@ -58,6 +58,7 @@
 
 mod aggregate;
 mod assigner;
+mod on_time;
 mod operator;
 mod sliced;
 mod slices;
@@ -255,6 +256,20 @@ impl<T, K> Clone for WindowSpec<T, K> {
 }
 
 impl<T, K> WindowSpec<T, K> {
+    /// True if every window fires exactly once, when the watermark passes its end: no
+    /// allowed lateness, and a trigger that ignores elements and is not ready before the
+    /// end (the default trigger, and compositions of watermark triggers).
+    pub(crate) fn fires_once(&self) -> bool {
+        let program = TriggerProgram::new(&self.trigger);
+        let before_end = TriggerContext {
+            past_end: false,
+            now: Timestamp::MIN,
+        };
+        self.lateness == 0
+            && program.ignores_elements()
+            && !program.should_fire(&program.fresh(), before_end)
+    }
+
     /// Event-time windows over `timestamp(record)`, with the `AfterWatermark` trigger,
     /// discarding panes and no allowed lateness (see the examples of
     /// [`KeyedStream::window`] and of the window functions of [`WindowedStream`]).
@@ -654,6 +669,19 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
             .fixed
             .filter(|_| spec.sliced)
             .and_then(slices::Slicing::of);
+        if let Some(slicing) = slicing.filter(|_| spec.fires_once()) {
+            let codec: on_time::OnTimeCodec<K, G::Acc> = Arc::new(state::RkyvWindows);
+            return self.keyed.stream().unary_split(name, move |shard| {
+                on_time::OnTimeWindowOperator::new(
+                    spec.clone(),
+                    slicing,
+                    key.clone(),
+                    agg.clone(),
+                    codec.clone(),
+                    shard.tracks_state(),
+                )
+            });
+        }
         if let Some(slicing) = slicing {
             let codecs: sliced::SlicedCodecs<K, G::Acc, G::Out> =
                 (Arc::new(state::RkyvWindows), Arc::new(state::RkyvWindows));

@@ -37,6 +37,8 @@ use crate::window::{Window, Windows};
 /// The slice grid of a tumbling or sliding window policy.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Slicing {
+    size: i64,
+    period: i64,
     offset: i64,
     slice: i64,
     policy: Windows,
@@ -64,6 +66,8 @@ impl Slicing {
             _ => return None,
         };
         Some(Slicing {
+            size,
+            period,
             offset,
             slice: gcd(size, period),
             policy,
@@ -79,6 +83,42 @@ impl Slicing {
     /// The windows holding time `t` (those of its slice), in ascending start order.
     pub(crate) fn windows_of(&self, t: Timestamp, out: &mut Vec<Window>) {
         self.policy.assign(t, out);
+    }
+
+    /// The slice length.
+    pub(crate) fn slice_len(&self) -> i64 {
+        self.slice
+    }
+
+    /// The window length.
+    pub(crate) fn size(&self) -> i64 {
+        self.size
+    }
+
+    /// The end of the last window holding slice `s`, or `None` if no window holds it
+    /// (sliding windows with gaps between them).
+    #[inline]
+    pub(crate) fn last_end(&self, s: Timestamp) -> Option<Timestamp> {
+        let start = s - (s - self.offset).rem_euclid(self.period);
+        let end = start.saturating_add(self.size);
+        (end > s).then_some(end)
+    }
+
+    /// The start of the first window that holds time `t` or a later one: the smallest
+    /// window start greater than `t - size`.
+    pub(crate) fn first_start_from(&self, t: Timestamp) -> Timestamp {
+        let lo = t.saturating_sub(self.size).saturating_add(1);
+        let since = (lo - self.offset).rem_euclid(self.period);
+        if since == 0 {
+            lo
+        } else {
+            lo.saturating_add(self.period - since)
+        }
+    }
+
+    /// The period between window starts.
+    pub(crate) fn period(&self) -> i64 {
+        self.period
     }
 
     /// True if slice `s` lies in window `w`.

@@ -1,0 +1,345 @@
+//! Tumbling and sliding windows that fire once, when the watermark passes their end: the
+//! common case (the default trigger with no allowed lateness), on slices kept per slice.
+//!
+//! With a trigger that ignores elements and never fires before the end of a window, and
+//! no allowed lateness, every window with records emits exactly one pane: when the
+//! watermark (or processing time) passes its end, on time, numbered 0, marked last, with
+//! the aggregate of all its records; it is garbage-collected at the same moment, so later
+//! records for it are dropped as late. (In every accumulation mode: there is no earlier
+//! pane to discard or retract.) Nothing per window needs to be remembered, so this
+//! operator keeps only the slices: one table per slice start, from key to accumulator
+//! (q5's hand-written operator did the same). Records come mostly in time order, so a
+//! record's update is one probe of the newest slice's table, which stays small enough to
+//! live in the cache; a window's panes come from a scan of its slices' tables. A slice no
+//! window still open covers is dropped whole.
+//!
+//! The panes and the late side output are those of the per-window operator (see the
+//! oracle test `operators/tests/sliced_windows.rs`); panes of one window come in no
+//! particular key order.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use rill_runtime::checkpoint::{StateReader, StateWriter};
+use rill_runtime::state::KeyedState;
+use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
+use rustc_hash::FxHashMap;
+
+use crate::key_by::KeyFn;
+use crate::window::slices::{slice_group, Slicing};
+use crate::window::state::{Clock, KeyRecord, WindowCodec};
+use crate::window::{Aggregate, Pane, Timing, Window, WindowSpec};
+
+/// A slice's accumulator of one key.
+#[derive(Debug, Clone)]
+pub(crate) struct SliceAcc<A>(A);
+
+/// One key's accumulator in one slice, in the section "slice accumulators", version 1.
+impl<A: Clone> KeyRecord for SliceAcc<A> {
+    type Record = A;
+    const SECTION: &'static str = "slice accumulators";
+    const VERSION: u32 = 1;
+
+    fn record(&self) -> A {
+        self.0.clone()
+    }
+
+    fn from_record(acc: A) -> Self {
+        SliceAcc(acc)
+    }
+}
+
+/// A slice's accumulators by (key, slice start), placed by the key.
+type Table<K, A> = KeyedState<(K, Timestamp), SliceAcc<A>>;
+
+fn table<K: Clone + Hash + Eq, A>(track: bool) -> Table<K, A> {
+    KeyedState::grouped_by(track, slice_group::<K>)
+}
+
+/// How the slices are written to checkpoints.
+pub(crate) type OnTimeCodec<K, A> = WindowCodec<(K, Timestamp), SliceAcc<A>>;
+
+pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
+    spec: WindowSpec<T, K>,
+    key: KeyFn<T, K>,
+    agg: G,
+    slicing: Slicing,
+    /// Per slice start, its keys' accumulators.
+    slices: BTreeMap<Timestamp, Table<K, G::Acc>>,
+    /// Windows ending at or before this time have fired.
+    released: Timestamp,
+    clock: Clock,
+    /// Processing-time windows: records that arrived before any processing time did.
+    unclocked: Vec<T>,
+    track: bool,
+    codec: OnTimeCodec<K, G::Acc>,
+    /// Scratch: a closing window's accumulators per key (sliding windows).
+    merged: FxHashMap<K, G::Acc>,
+}
+
+impl<T, K, G> OnTimeWindowOperator<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    pub(crate) fn new(
+        spec: WindowSpec<T, K>,
+        slicing: Slicing,
+        key: KeyFn<T, K>,
+        agg: G,
+        codec: OnTimeCodec<K, G::Acc>,
+        track: bool,
+    ) -> Self {
+        OnTimeWindowOperator {
+            spec,
+            key,
+            agg,
+            slicing,
+            slices: BTreeMap::new(),
+            released: Timestamp::MIN,
+            clock: Clock::default(),
+            unclocked: Vec::new(),
+            track,
+            codec,
+            merged: FxHashMap::default(),
+        }
+    }
+
+    fn domain_time(&self) -> Timestamp {
+        self.clock.domain_time(self.spec.domain)
+    }
+
+    /// Adds a batch: a run of records in one slice looks the slice's table up once.
+    fn add(&mut self, batch: &mut Vec<T>, late: &mut Output<T>) {
+        let dt = self.domain_time();
+        let len = self.slicing.slice_len();
+        let track = self.track;
+        // The slice of the previous record, and whether a record in it is taken.
+        let mut current: Option<(Timestamp, bool)> = None;
+        for record in batch.drain(..) {
+            let t = self
+                .clock
+                .element_time(self.spec.domain, || (self.spec.timestamp)(&record));
+            let start = match current {
+                Some((s, _)) if s <= t && t - s < len => s,
+                _ => {
+                    let s = self.slicing.slice_of(t);
+                    // Taken if a window holds the slice and is still open.
+                    let taken = match self.slicing.last_end(s) {
+                        Some(end) => end > dt,
+                        None => false,
+                    };
+                    current = Some((s, taken));
+                    s
+                }
+            };
+            if current.is_some_and(|(_, taken)| !taken) {
+                // Every window of the record fired (late), or none holds it (a gap
+                // between sliding windows: counted as dropped for a closed window).
+                if self.slicing.last_end(start).is_some() {
+                    self.spec.metrics.add_late(1);
+                    late.give(record);
+                } else {
+                    self.spec.metrics.add_closed(1);
+                }
+                continue;
+            }
+            let table = self.slices.entry(start).or_insert_with(|| table(track));
+            let key = (self.key)(&record);
+            let metrics = &self.spec.metrics;
+            let agg = &self.agg;
+            let acc = table.get_or_insert_with((key, start), || {
+                metrics.window_created();
+                SliceAcc(agg.create())
+            });
+            agg.add(&mut acc.0, &record);
+        }
+    }
+
+    /// Fires every window whose end is in `(released, up_to]` and holds a slice, in end
+    /// order; then drops the slices no open window covers.
+    fn release(&mut self, up_to: Timestamp, out: &mut Output<Pane<K, G::Out>>) {
+        let size = self.slicing.size();
+        let mut next = match self.slices.keys().next() {
+            Some(&first) => {
+                let mut start = self.slicing.first_start_from(first);
+                if self.released != Timestamp::MIN {
+                    start = start.max(self.slicing.first_start_from(self.released));
+                }
+                Some(start)
+            }
+            None => None,
+        };
+        while let Some(start) = next {
+            let end = start.saturating_add(size);
+            if end > up_to {
+                break;
+            }
+            self.fire(Window::new(start, end), out);
+            // The next window that holds a slice.
+            let after = start.saturating_add(self.slicing.period());
+            next = self.slices.range(after..).next().map(|(&s, _)| {
+                if s < after.saturating_add(size) {
+                    after
+                } else {
+                    self.slicing.first_start_from(s)
+                }
+            });
+        }
+        self.released = self.released.max(up_to);
+        let (slicing, released) = (self.slicing, self.released);
+        let metrics = &self.spec.metrics;
+        self.slices.retain(|&s, table| {
+            let open = slicing.last_end(s).is_some_and(|end| end > released);
+            if !open {
+                for _ in 0..table.len() {
+                    metrics.window_removed();
+                }
+            }
+            open
+        });
+    }
+
+    /// Emits window `w`'s panes: one per key with records in its slices.
+    fn fire(&mut self, w: Window, out: &mut Output<Pane<K, G::Out>>) {
+        let now = self.clock.now;
+        let pane = |key: &K, value| Pane {
+            key: key.clone(),
+            window: w,
+            value,
+            timing: Timing::OnTime,
+            index: 0,
+            is_last: true,
+            retraction: false,
+            emit_time: now,
+        };
+        let mut panes = 0;
+        let mut tables = self.slices.range(w.start..w.end).map(|(_, t)| t);
+        if w.end - w.start == self.slicing.slice_len() {
+            // One slice per window (tumbling): its accumulators are the values.
+            if let Some(table) = tables.next() {
+                for ((key, _), acc) in table.iter() {
+                    out.give(pane(key, self.agg.result(key, &w, &acc.0)));
+                    panes += 1;
+                }
+            }
+        } else {
+            self.merged.clear();
+            for table in tables {
+                for ((key, _), acc) in table.iter() {
+                    let agg = &self.agg;
+                    match self.merged.get_mut(key) {
+                        Some(m) => agg.merge(m, acc.0.clone()),
+                        None => {
+                            self.merged.insert(key.clone(), acc.0.clone());
+                        }
+                    }
+                }
+            }
+            for (key, acc) in &self.merged {
+                out.give(pane(key, self.agg.result(key, &w, acc)));
+                panes += 1;
+            }
+        }
+        self.spec.metrics.add_panes(panes);
+    }
+
+    /// Releases the windows the domain time has passed.
+    fn advance(&mut self, out: &mut Output<Pane<K, G::Out>>) {
+        let dt = self.domain_time();
+        if dt > self.released {
+            self.release(dt, out);
+        }
+    }
+
+    fn run_unclocked(&mut self, out: &mut (Output<Pane<K, G::Out>>, Output<T>)) {
+        self.clock.start();
+        let mut held = std::mem::take(&mut self.unclocked);
+        self.add(&mut held, &mut out.1);
+    }
+}
+
+impl<T, K, G> Operator<T> for OnTimeWindowOperator<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    /// The operator's clock (every shard restores it), and the slices' accumulators,
+    /// incrementally.
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        if !self.unclocked.is_empty() {
+            return Err(Failure::new(
+                "a processing-time window holds records that arrived before any processing \
+                 time; it cannot take a checkpoint yet",
+            ));
+        }
+        self.clock.snapshot(state)?;
+        for table in self.slices.values_mut() {
+            self.codec.write(table, state)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the clock and the slices some window still open covers (checkpoints may
+    /// still hold slices dropped whole since).
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        self.clock.restore(state)?;
+        self.released = self.domain_time();
+        let mut all = table::<K, G::Acc>(false);
+        self.codec.read(&mut all, state)?;
+        let (track, released) = (self.track, self.released);
+        for ((key, start), acc) in all.iter() {
+            if self
+                .slicing
+                .last_end(*start)
+                .is_some_and(|end| end > released)
+            {
+                self.spec.metrics.window_created();
+                self.slices
+                    .entry(*start)
+                    .or_insert_with(|| table(track))
+                    .insert((key.clone(), *start), acc.clone());
+            }
+        }
+        Ok(())
+    }
+
+    type Out = (Output<Pane<K, G::Out>>, Output<T>);
+
+    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
+        if self.clock.unclocked(self.spec.domain) {
+            self.unclocked.append(batch);
+            return Ok(());
+        }
+        self.add(batch, &mut out.1);
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        if watermark > self.clock.watermark {
+            if watermark == MAX_WATERMARK && !self.unclocked.is_empty() {
+                self.run_unclocked(out);
+            }
+            self.clock.watermark = watermark;
+            if self.clock.advances(self.spec.domain, true) {
+                self.advance(&mut out.0);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        if now > self.clock.now {
+            self.clock.now = now;
+            if !self.unclocked.is_empty() {
+                self.run_unclocked(out);
+            }
+            if self.clock.advances(self.spec.domain, false) {
+                self.advance(&mut out.0);
+            }
+        }
+        Ok(())
+    }
+}
