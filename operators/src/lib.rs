@@ -53,7 +53,7 @@ pub use watermark::{AssignWatermarks, WatermarkStrategy};
 
 /// Every operator trait, for `use rill_operators::prelude::*`.
 pub mod prelude {
-    pub use crate::window::{Accumulation, Trigger, WindowSpec, Windows};
+    pub use crate::window::{Accumulation, Trigger, WindowAll, WindowSpec, Windows};
     pub use crate::{
         AssignWatermarks, Filter, FlatMap, Inspect, KeyBy, KeyedStream, Map, WatermarkStrategy,
     };

@@ -57,6 +57,7 @@
 //!   late pane may be late for a downstream event-time operator too.
 
 mod aggregate;
+mod all;
 mod assigner;
 mod on_time;
 mod operator;
@@ -74,6 +75,7 @@ use rill_runtime::{Data, StateData, Stream, Timestamp};
 use crate::key_by::KeyedStream;
 
 pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
+pub use all::{AllWindowedStream, WindowAll};
 pub use assigner::{InvalidWindows, Windows};
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
 
