@@ -59,6 +59,7 @@
 mod aggregate;
 mod all;
 mod assigner;
+mod max_by;
 mod on_time;
 mod operator;
 mod sliced;
@@ -77,6 +78,7 @@ use crate::key_by::KeyedStream;
 pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
 pub use all::{AllWindowedStream, WindowAll};
 pub use assigner::{InvalidWindows, Windows};
+pub use max_by::MaxBy;
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
 
 /// A half-open interval `[start, end)` of time in milliseconds (for count windows, of

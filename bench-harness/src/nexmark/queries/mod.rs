@@ -9,7 +9,6 @@
 mod joins;
 mod sales;
 mod simple;
-mod top;
 mod windows;
 
 use std::fmt;
@@ -20,7 +19,6 @@ use rill_runtime::Timestamp;
 pub use joins::{q3, q8};
 pub use sales::{q4, q6};
 pub use simple::{q0, q1, q2};
-pub use top::TopPerWindow;
 pub use windows::{q11, q12, q5, q7};
 
 use super::source::Epoch;

@@ -2,17 +2,11 @@
 //! (session windows) and q12 processing-time windows.
 
 use rill_operators::prelude::*;
-use rill_operators::window::{Pane, Window};
+use rill_operators::window::{MaxBy, Pane};
 use rill_runtime::rkyv;
-use std::collections::BTreeMap;
+use rill_runtime::Stream;
 
-use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::keys::key_group;
-use rill_runtime::state::KeyedState;
-use rill_runtime::{hash_key, OpResult, Operator, Output, Partitioning, Stream, Timestamp};
-use rustc_hash::FxHashMap;
-
-use super::{QueryContext, TopPerWindow};
+use super::QueryContext;
 use crate::nexmark::rows::{BidderCount, Q5Row, Q7Row};
 use crate::nexmark::source::Timed;
 use crate::nexmark::Event;
@@ -43,248 +37,58 @@ fn bid_summaries(events: &Stream<Timed>, name: &str) -> Stream<BidSummary> {
     })
 }
 
-/// The records with the top score per window over all shards: local candidates, an
-/// exchange by window, then the merge.
-fn top_per_window<T: rill_runtime::ExchangeData>(
-    stream: &Stream<T>,
-    name: &str,
-    window: impl Fn(&T) -> Window + Clone + Send + Sync + 'static,
-    score: impl Fn(&T) -> u64 + Clone + Send + Sync + 'static,
-) -> Stream<T>
-where
-    (u32, T): rill_runtime::ExchangeData,
-{
-    let local = TopPerWindow::apply(
-        stream,
-        &format!("{name} (local)"),
-        window.clone(),
-        score.clone(),
-    );
-    let w = window.clone();
-    let by_window = local.exchange(Partitioning::by_key(move |r: &T| w(r)));
-    TopPerWindow::apply(&by_window, name, window, score)
-}
-
-/// A candidate for q5: an auction with the most bids of its window on one shard.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
-#[rkyv(crate = rkyv)]
-pub struct HotItem {
-    /// The window.
-    pub window: Window,
-    /// Auction id.
-    pub auction: u64,
-    /// Its bids in the window.
-    pub count: u64,
-}
-
-/// A slice's bids per auction, keyed by (slice start, auction) and placed by the auction.
-type SliceTable = KeyedState<(Timestamp, u64), u64>;
-
-fn slice_table(track: bool) -> SliceTable {
-    KeyedState::grouped_by(track, |k: &(Timestamp, u64)| key_group(hash_key(&k.1)))
-}
-
-/// q5's first phase, on auction-partitioned bids: per sliding window, the auctions with
-/// the most bids on this shard, emitted when the watermark reaches the window's end.
-/// (A keyed window count would emit one pane per auction and window, about one for every
-/// 15 events, only for the next step to keep the maximum.)
-///
-/// Bids are counted per slice of `slide` (the windows' panes, as in stream slicing): a bid
-/// updates one count, and a window's counts are the sums of its slices' when it closes.
-/// The slices are the runtime's keyed state, so a checkpoint writes the counts bid on since
-/// the previous one (and a rotating part of the rest); a slice no open window covers is
-/// dropped whole (a restore skips what checkpoints still hold of it).
-struct SlidingCounts {
-    size: i64,
-    slide: i64,
-    /// Per slice start, its bids per auction.
-    slices: BTreeMap<Timestamp, SliceTable>,
-    /// Windows up to this end are emitted.
-    released: Timestamp,
-    track: bool,
-    /// Scratch: a closing window's counts per auction.
-    merged: FxHashMap<u64, u64>,
-}
-
-impl SlidingCounts {
-    fn new(size: i64, slide: i64, track: bool) -> Self {
-        SlidingCounts {
-            size,
-            slide,
-            slices: BTreeMap::new(),
-            released: Timestamp::MIN,
-            track,
-            merged: FxHashMap::default(),
-        }
-    }
-
-    /// The smallest multiple of `slide` at or after `t`.
-    fn align_up(&self, t: Timestamp) -> Timestamp {
-        t + (self.slide - t.rem_euclid(self.slide)) % self.slide
-    }
-
-    /// Emits every window whose end is in `(released, up_to]`, then drops the slices no
-    /// later window covers.
-    fn release(&mut self, up_to: Timestamp, out: &mut Output<HotItem>) {
-        let (Some(&first), Some(&last)) = (self.slices.keys().next(), self.slices.keys().last())
-        else {
-            self.released = self.released.max(up_to);
-            return;
-        };
-        // Windows [st, st + size), st a multiple of slide: the first that holds a bid, or
-        // the first not emitted yet.
-        let mut start = self.align_up(first - self.size + 1);
-        if self.released != Timestamp::MIN {
-            start = start.max(self.align_up(self.released - self.size + 1));
-        }
-        while start <= last && start.saturating_add(self.size) <= up_to {
-            let end = start + self.size;
-            self.merged.clear();
-            for table in self.slices.range(start..end).map(|(_, t)| t) {
-                for (&(_, auction), &bids) in table.iter() {
-                    *self.merged.entry(auction).or_insert(0) += bids;
-                }
-            }
-            if let Some(&max) = self.merged.values().max() {
-                let mut top: Vec<u64> = self
-                    .merged
-                    .iter()
-                    .filter(|(_, &c)| c == max)
-                    .map(|(&a, _)| a)
-                    .collect();
-                top.sort_unstable();
-                let window = Window::new(start, end);
-                for auction in top {
-                    out.give(HotItem {
-                        window,
-                        auction,
-                        count: max,
-                    });
-                }
-            }
-            start += self.slide;
-        }
-        self.released = self.released.max(up_to);
-        // Slice s is in windows ending up to s + size.
-        let (size, released) = (self.size, self.released);
-        self.slices
-            .retain(|&s, _| s.saturating_add(size) > released);
-    }
-}
-
-impl Operator<BidSummary> for SlidingCounts {
-    type Out = Output<HotItem>;
-
-    fn on_batch(&mut self, batch: &mut Vec<BidSummary>, _out: &mut Self::Out) -> OpResult {
-        let (slide, track) = (self.slide, self.track);
-        let mut current: Option<(Timestamp, &mut SliceTable)> = None;
-        for b in batch.drain(..) {
-            let slice = b.time - b.time.rem_euclid(slide);
-            let table = match &mut current {
-                Some((s, t)) if *s == slice => t,
-                _ => {
-                    // Bids come in time order mostly: one slice lookup per run of them.
-                    let t = self
-                        .slices
-                        .entry(slice)
-                        .or_insert_with(|| slice_table(track));
-                    current = Some((slice, t));
-                    &mut current.as_mut().expect("just set").1
-                }
-            };
-            *table.get_or_insert_with((slice, b.auction), || 0) += 1;
-        }
-        Ok(())
-    }
-
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        self.release(watermark, out);
-        Ok(())
-    }
-
-    fn on_end(&mut self, out: &mut Self::Out) -> OpResult {
-        self.release(Timestamp::MAX, out);
-        Ok(())
-    }
-
-    /// How far windows are emitted (every shard restores the minimum), and the bids per
-    /// (slice, auction), incrementally.
-    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        state.section("released", 1).put_shared(self.released)?;
-        for table in self.slices.values_mut() {
-            table.snapshot(state.section("slices", 2))?;
-        }
-        Ok(())
-    }
-
-    fn restore(&mut self, state: &StateReader) -> OpResult {
-        let released = state.section("released", 1)?.values::<Timestamp>()?;
-        self.released = released.into_iter().min().unwrap_or(Timestamp::MIN);
-        let mut all = slice_table(false);
-        all.restore(&state.section("slices", 2)?)?;
-        let (size, released, track) = (self.size, self.released, self.track);
-        for (&(slice, auction), &bids) in all.iter() {
-            if slice.saturating_add(size) > released {
-                self.slices
-                    .entry(slice)
-                    .or_insert_with(|| slice_table(track))
-                    .insert((slice, auction), bids);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// q5: per sliding window, the auctions with the most bids.
+/// q5: per sliding window, the auctions with the most bids. Bids per auction in sliding
+/// windows (on slices), then, over all auctions, the panes with the largest count per
+/// window: the panes of the windows ending at `e` carry the timestamp `e - 1`, so the
+/// tumbling windows of `slide` over the panes' timestamps group them by their window.
 pub fn q5(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q5Row> {
     let (size, slide) = (cx.window_ms, cx.slide_ms);
-    let candidates = bid_summaries(events, "q5 bids")
-        .exchange(Partitioning::by_key(|b: &BidSummary| b.auction))
-        .unary("q5 bids per auction", move |ctx| {
-            SlidingCounts::new(size, slide, ctx.tracks_state())
-        });
-    let by_window = candidates.exchange(Partitioning::by_key(|h: &HotItem| h.window));
     let cx = cx.clone();
-    TopPerWindow::apply(
-        &by_window,
-        "q5 hottest",
-        |h: &HotItem| h.window,
-        |h| h.count,
-    )
-    .map("q5 rows", move |h: HotItem| Q5Row {
-        window_start: h.window.start,
-        window_end: h.window.end,
-        auction: h.auction,
-        count: h.count,
-        ideal_ns: cx.event_time_ns(h.window.end),
-    })
+    bid_summaries(events, "q5 bids")
+        .key_by(|b: &BidSummary| b.auction)
+        .window(WindowSpec::event_time(
+            Windows::sliding(size, slide),
+            |b: &BidSummary| b.time,
+        ))
+        .count("q5 bids per auction")
+        .window_all(WindowSpec::event_time(
+            Windows::tumbling(slide),
+            |p: &Pane<u64, i64>| p.window.end - 1,
+        ))
+        .aggregate("q5 hottest", MaxBy::new(|p: &Pane<u64, i64>| p.value))
+        .flat_map("q5 rows", move |top: Pane<(), Vec<Pane<u64, i64>>>| {
+            let cx = cx.clone();
+            top.value.into_iter().map(move |p| Q5Row {
+                window_start: p.window.start,
+                window_end: p.window.end,
+                auction: p.key,
+                count: p.value as u64,
+                ideal_ns: cx.event_time_ns(p.window.end),
+            })
+        })
 }
 
-/// q7: per tumbling window, the bids with the highest price.
+/// q7: per tumbling window, the bids with the highest price (over all shards, in two
+/// phases: see `window_all`).
 pub fn q7(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q7Row> {
-    let size = cx.window_ms;
-    let window = move |b: &BidSummary| {
-        let start = b.time - b.time.rem_euclid(size);
-        Window::new(start, start + size)
-    };
     let cx = cx.clone();
-    top_per_window(
-        &bid_summaries(events, "q7 bids"),
-        "q7 highest",
-        window,
-        |b| b.price,
-    )
-    .map("q7 rows", move |b: BidSummary| {
-        let w = window(&b);
-        Q7Row {
-            window_start: w.start,
-            window_end: w.end,
-            auction: b.auction,
-            bidder: b.bidder,
-            price: b.price,
-            ideal_ns: cx.event_time_ns(w.end),
-        }
-    })
+    bid_summaries(events, "q7 bids")
+        .window_all(WindowSpec::event_time(
+            Windows::tumbling(cx.window_ms),
+            |b: &BidSummary| b.time,
+        ))
+        .aggregate("q7 highest", MaxBy::new(|b: &BidSummary| b.price))
+        .flat_map("q7 rows", move |top: Pane<(), Vec<BidSummary>>| {
+            let (w, cx) = (top.window, cx.clone());
+            top.value.into_iter().map(move |b| Q7Row {
+                window_start: w.start,
+                window_end: w.end,
+                auction: b.auction,
+                bidder: b.bidder,
+                price: b.price,
+                ideal_ns: cx.event_time_ns(w.end),
+            })
+        })
 }
 
 /// q11: bids per bidder session (gap `window_ms`).
