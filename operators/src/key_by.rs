@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 
+use crate::window::Summable;
 use crate::{RkyvTable, Tables};
 
 use rill_runtime::{
@@ -265,7 +266,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         })
     }
 
-    /// Rolling count of records per key.
+    /// Rolling count of records per key, as a `u64` (the type of the windowed
+    /// [`WindowedStream::count`](crate::window::WindowedStream::count) too).
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
@@ -288,7 +290,9 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.fold(name, |acc: Option<&u64>, _| acc.copied().unwrap_or(0) + 1)
     }
 
-    /// Rolling sum of `value(record)` per key. [`KeyedStream::min`] and
+    /// Rolling sum of `value(record)` per key, for any
+    /// [`Summable`](crate::window::Summable) value: integers wrap on overflow (in debug
+    /// and release builds alike), floats add. [`KeyedStream::min`] and
     /// [`KeyedStream::max`] work the same way.
     ///
     /// ```
@@ -308,15 +312,16 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// ```
     pub fn sum<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
-        V: Data + std::ops::Add<Output = V> + Copy,
+        V: Data + Summable,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
         K: StateData,
         V: StateData,
     {
-        self.rolling_value(name, value, |acc, v| acc + v)
+        self.rolling_value(name, value, Summable::add)
     }
 
-    /// Rolling minimum of `value(record)` per key.
+    /// Rolling minimum of `value(record)` per key, for any `Ord + Clone` value (a key's
+    /// first value is its minimum, so there is no empty case).
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
@@ -336,7 +341,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// ```
     pub fn min<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
-        V: Data + Ord + Copy,
+        V: Data + Ord,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
         K: StateData,
         V: StateData,
@@ -348,7 +353,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// [`KeyedStream::min`]).
     pub fn max<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
-        V: Data + Ord + Copy,
+        V: Data + Ord,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
         K: StateData,
         V: StateData,
@@ -359,14 +364,17 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// A rolling fold of `value(record)` with `combine(aggregate, value)`.
     fn rolling_value<V, F>(&self, name: &str, value: F, combine: fn(V, V) -> V) -> Stream<(K, V)>
     where
-        V: Data + Copy,
+        V: Data,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
         K: StateData,
         V: StateData,
     {
         self.fold(name, move |acc: Option<&V>, r| {
             let v = value(&r);
-            acc.map_or(v, |a| combine(*a, v))
+            match acc {
+                Some(a) => combine(a.clone(), v),
+                None => v,
+            }
         })
     }
 }

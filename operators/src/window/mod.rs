@@ -69,7 +69,7 @@ use rill_runtime::{Data, StateData, Stream, Timestamp};
 
 use crate::key_by::KeyedStream;
 
-pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
+pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum, Summable};
 pub use assigner::{InvalidWindows, Windows};
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
 
@@ -271,7 +271,7 @@ impl<T, K> WindowSpec<T, K> {
     ///         .count("per second")
     ///         .collect("out")
     /// });
-    /// assert_eq!(out.take().iter().map(|p| p.value).sum::<i64>(), 100);
+    /// assert_eq!(out.take().iter().map(|p| p.value).sum::<u64>(), 100);
     /// ```
     pub fn processing_time(windows: Windows) -> Self {
         let mut spec = Self::event_time(windows, |_| 0);
@@ -526,7 +526,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// });
     /// let mut got = out.take();
     /// got.sort();
-    /// assert_eq!(got, [(1, 0, 25), (1, 1000, 21)]);
+    /// // `Max` gives `None` only for an empty pane.
+    /// assert_eq!(got, [(1, 0, Some(25)), (1, 1000, Some(21))]);
     /// ```
     pub fn aggregate<G: Aggregate<T, K> + Send + Sync>(
         &self,
@@ -612,7 +613,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         })
     }
 
-    /// The sum of `value(record)` per window (the [`Sum`] aggregate).
+    /// The sum of `value(record)` per window (the [`Sum`] aggregate), for any
+    /// [`Summable`] value: integers (wrapping on overflow) or floats.
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
@@ -633,13 +635,14 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// got.sort();
     /// assert_eq!(got, [(1, 0, 12), (1, 60_000, 1), (2, 0, 3)]);
     /// ```
-    pub fn sum(
+    pub fn sum<V>(
         &self,
         name: &str,
-        value: impl Fn(&T) -> i64 + Send + Sync + 'static,
-    ) -> Stream<Pane<K, i64>>
+        value: impl Fn(&T) -> V + Send + Sync + 'static,
+    ) -> Stream<Pane<K, V>>
     where
         K: StateData,
+        V: Summable + StateData,
     {
         self.aggregate(name, Sum::new(value))
     }
@@ -663,7 +666,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// got.sort();
     /// assert_eq!(got, [(1, 0, 75, 3), (1, 200, 230, 1), (2, 5, 35, 1)]);
     /// ```
-    pub fn count(&self, name: &str) -> Stream<Pane<K, i64>>
+    pub fn count(&self, name: &str) -> Stream<Pane<K, u64>>
     where
         K: StateData,
     {

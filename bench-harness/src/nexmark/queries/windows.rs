@@ -297,9 +297,9 @@ pub fn q11(events: &Stream<Timed>, cx: &QueryContext) -> Stream<BidderCount> {
             |b: &BidSummary| b.time,
         ))
         .count("q11 bids per session")
-        .map("q11 rows", move |p: Pane<u64, i64>| BidderCount {
+        .map("q11 rows", move |p: Pane<u64, u64>| BidderCount {
             bidder: p.key,
-            bid_count: p.value as u64,
+            bid_count: p.value,
             window_start: p.window.start,
             window_end: p.window.end,
             ideal_ns: cx.event_time_ns(p.window.end),
@@ -313,9 +313,9 @@ pub fn q12(events: &Stream<Timed>, cx: &QueryContext) -> Stream<BidderCount> {
         .key_by(|b: &BidSummary| b.bidder)
         .window(WindowSpec::processing_time(Windows::tumbling(cx.window_ms)))
         .count("q12 bids per window")
-        .map("q12 rows", move |p: Pane<u64, i64>| BidderCount {
+        .map("q12 rows", move |p: Pane<u64, u64>| BidderCount {
             bidder: p.key,
-            bid_count: p.value as u64,
+            bid_count: p.value,
             window_start: p.window.start,
             window_end: p.window.end,
             ideal_ns: cx.epoch.from_unix_ms(p.window.end),
