@@ -55,10 +55,22 @@
 //!   count window fires when the input ends.
 //! - The operator forwards its input watermark; panes are not held back by it, so a
 //!   late pane may be late for a downstream event-time operator too.
+//!
+//! ## Cascaded windows: panes carry event time
+//!
+//! A pane's event time is the last instant of its window, [`Pane::timestamp`] =
+//! `window.end - 1` (Flink's rule). [`WindowSpec::timestamped`] windows records by the
+//! time they carry ([`Timestamped`], which panes implement), so a window over the panes
+//! of another one, e.g. a count per key per window and then the largest count per window
+//! (NEXMark q5), needs no time picked by hand and never finds an on-time pane late, on
+//! any number of shards. Placing a pane at `window.start` instead would put it in a
+//! downstream window that closed long before (see the example of
+//! [`WindowSpec::timestamped`]).
 
 mod aggregate;
 mod assigner;
 mod operator;
+mod timestamped;
 mod trigger;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +83,7 @@ use crate::key_by::KeyedStream;
 
 pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum, Summable};
 pub use assigner::{InvalidWindows, Windows};
+pub use timestamped::Timestamped;
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
 
 /// A half-open interval `[start, end)` of time in milliseconds (for count windows, of
