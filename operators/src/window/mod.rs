@@ -77,7 +77,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rill_runtime::rkyv;
-use rill_runtime::{Data, StateData, Stream, Timestamp};
+use rill_runtime::{Data, DroppedRecords, StateData, Stream, Timestamp};
 
 use crate::key_by::KeyedStream;
 
@@ -422,9 +422,15 @@ impl<T, K> WindowSpec<T, K> {
     }
 }
 
-/// Live counters of a window operator, summed over its shards.
+/// Live counters of a window operator, summed over its shards. The records it drops are
+/// also in the job report, per shard
+/// ([`OperatorReport::dropped`](rill_runtime::OperatorReport::dropped)).
 #[derive(Debug, Clone, Default)]
-pub struct WindowMetrics(Arc<MetricsInner>);
+pub struct WindowMetrics {
+    all: Arc<MetricsInner>,
+    /// The instance's counter in the job report (none until the operator is built).
+    report: Option<DroppedRecords>,
+}
 
 #[derive(Debug, Default)]
 struct MetricsInner {
@@ -438,40 +444,49 @@ struct MetricsInner {
 impl WindowMetrics {
     /// Windows holding state now.
     pub fn live_windows(&self) -> u64 {
-        self.0.live_windows.load(Ordering::Relaxed)
+        self.all.live_windows.load(Ordering::Relaxed)
     }
     /// The most windows that held state at once.
     pub fn max_live_windows(&self) -> u64 {
-        self.0.max_live_windows.load(Ordering::Relaxed)
+        self.all.max_live_windows.load(Ordering::Relaxed)
     }
     /// Records dropped because every window they belong to was garbage-collected.
     pub fn dropped_late(&self) -> u64 {
-        self.0.dropped_late.load(Ordering::Relaxed)
+        self.all.dropped_late.load(Ordering::Relaxed)
     }
     /// Records dropped because their window's trigger had finished (the window closed).
     pub fn dropped_closed(&self) -> u64 {
-        self.0.dropped_closed.load(Ordering::Relaxed)
+        self.all.dropped_closed.load(Ordering::Relaxed)
     }
     /// Panes emitted (retractions included).
     pub fn panes(&self) -> u64 {
-        self.0.panes.load(Ordering::Relaxed)
+        self.all.panes.load(Ordering::Relaxed)
     }
 
     pub(crate) fn window_created(&self) {
-        let live = self.0.live_windows.fetch_add(1, Ordering::Relaxed) + 1;
-        self.0.max_live_windows.fetch_max(live, Ordering::Relaxed);
+        let live = self.all.live_windows.fetch_add(1, Ordering::Relaxed) + 1;
+        self.all.max_live_windows.fetch_max(live, Ordering::Relaxed);
     }
     pub(crate) fn window_removed(&self) {
-        self.0.live_windows.fetch_sub(1, Ordering::Relaxed);
+        self.all.live_windows.fetch_sub(1, Ordering::Relaxed);
+    }
+    /// These counters, also counting drops in `report` (one instance's counter).
+    fn reporting_to(&self, report: DroppedRecords) -> Self {
+        WindowMetrics {
+            all: self.all.clone(),
+            report: Some(report),
+        }
     }
     pub(crate) fn add_late(&self, n: u64) {
-        self.0.dropped_late.fetch_add(n, Ordering::Relaxed);
+        self.all.dropped_late.fetch_add(n, Ordering::Relaxed);
+        self.report.iter().for_each(|r| r.add(n));
     }
     pub(crate) fn add_closed(&self, n: u64) {
-        self.0.dropped_closed.fetch_add(n, Ordering::Relaxed);
+        self.all.dropped_closed.fetch_add(n, Ordering::Relaxed);
+        self.report.iter().for_each(|r| r.add(n));
     }
     pub(crate) fn add_panes(&self, n: u64) {
-        self.0.panes.fetch_add(n, Ordering::Relaxed);
+        self.all.panes.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -616,8 +631,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
             self.keyed.stream().invalid(name, e.to_string());
         }
         self.keyed.stream().unary_split(name, move |shard| {
+            let mut spec = spec.clone();
+            spec.metrics = spec.metrics.reporting_to(shard.dropped_records());
             operator::WindowOperator::new(
-                spec.clone(),
+                spec,
                 key.clone(),
                 agg.clone(),
                 codec.clone(),
