@@ -43,6 +43,28 @@ pub trait KeyBy<T> {
         K: Data + Hash + Eq,
         F: Fn(&T) -> K + Send + Sync + 'static;
 
+    /// [`KeyBy::key_by`] through an exchange named `name` in the job report. Without a
+    /// name, the report calls the exchange after the operators it feeds (`key-hash ->
+    /// count`); a name helps where that is ambiguous or long.
+    ///
+    /// ```
+    /// use rill_operators::prelude::*;
+    /// use rill_runtime::{Config, Dataflow, Runtime};
+    ///
+    /// let mut df = Dataflow::new();
+    /// let words = df.vec_source("words", vec!["a".to_string(), "b".into(), "a".into()]);
+    /// words.key_by_named("by word", |w: &String| w.clone()).count("count").discard("out");
+    /// words.key_by(|w: &String| w.len()).count("lengths").discard("lengths out");
+    /// let report = Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
+    /// let mut exchanges: Vec<&str> = report.channels.iter().map(|c| c.exchange.as_str()).collect();
+    /// exchanges.dedup();
+    /// assert_eq!(exchanges, ["by word", "key-hash -> lengths"]);
+    /// ```
+    fn key_by_named<K, F>(&self, name: &str, key: F) -> KeyedStream<T, K>
+    where
+        K: Data + Hash + Eq,
+        F: Fn(&T) -> K + Send + Sync + 'static;
+
     /// Declares that the stream is already partitioned as [`KeyBy::key_by`] would place
     /// it (every record is on the shard that `rill_runtime::shard_of_key(&key(record),
     /// shards)` names, e.g. a source that reads its own partition), so no exchange is
@@ -114,9 +136,20 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
         K: Data + Hash + Eq,
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
-        let key: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key);
+        let key: KeyFn<T, K> = Arc::new(key);
         let route = key.clone();
         let stream = self.exchange(Partitioning::by_key(move |r: &T| route(r)));
+        KeyedStream { stream, key }
+    }
+
+    fn key_by_named<K, F>(&self, name: &str, key: F) -> KeyedStream<T, K>
+    where
+        K: Data + Hash + Eq,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        let key: KeyFn<T, K> = Arc::new(key);
+        let route = key.clone();
+        let stream = self.exchange_named(name, Partitioning::by_key(move |r: &T| route(r)));
         KeyedStream { stream, key }
     }
 

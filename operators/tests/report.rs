@@ -1,7 +1,8 @@
 //! What the job report shows of the operators: records a window operator or a join
-//! dropped (late, or for a closed window), per operator and shard.
+//! dropped (late, or for a closed window), per operator and shard; and exchanges named
+//! after the operators they feed, or as the user named them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use rill_operators::prelude::*;
 use rill_operators::window::Sum;
@@ -110,4 +111,36 @@ fn a_job_with_no_drops_prints_no_dropped_table() {
     let report = run(df);
     assert!(report.operators.iter().all(|o| o.dropped == [0, 0]));
     assert!(!report.to_string().contains("dropped"), "{report}");
+}
+
+#[test]
+fn exchanges_are_named_after_the_operators_they_feed_or_as_given() {
+    let mut df = Dataflow::new();
+    let words = df.vec_source("words", vec!["a".to_string(), "bb".into(), "a".into()]);
+    let counted = words
+        .key_by(|w: &String| w.clone())
+        .count("count per word")
+        .map("count", |(_, n)| n);
+    counted.key_by(|_: &u64| ()).count("count of counts").discard("out");
+    words
+        .key_by_named("by length", |w: &String| w.len())
+        .count("count per length")
+        .discard("lengths out");
+    let report = run(df);
+
+    let names: BTreeSet<&str> = report.channels.iter().map(|c| c.exchange.as_str()).collect();
+    let expected = [
+        "key-hash -> count per word",
+        "key-hash -> count of counts",
+        "by length",
+    ];
+    assert_eq!(names, BTreeSet::from(expected));
+    for name in expected {
+        // 2 x 2 channels per exchange; its node among the operators has the same name.
+        let channels = report.channels.iter().filter(|c| c.exchange == name);
+        assert_eq!(channels.count(), 4, "{name}");
+        assert_eq!(report.operator(name).unwrap().total(), 3, "{name}");
+    }
+    let printed = report.to_string();
+    assert!(expected.iter().all(|name| printed.contains(name)), "{printed}");
 }

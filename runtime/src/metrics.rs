@@ -33,7 +33,9 @@ impl OperatorReport {
 /// Counters of one exchange channel (producer shard `from` to consumer shard `to`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelReport {
-    /// The exchange, e.g. `exchange(key-hash)`.
+    /// The exchange: the name given to
+    /// [`Stream::exchange_named`](crate::Stream::exchange_named), else its partitioning and
+    /// the operators it feeds, e.g. `key-hash -> count`.
     pub exchange: String,
     /// Producing shard.
     pub from: usize,

@@ -57,7 +57,17 @@ pub(crate) struct NodeDesc {
 }
 
 pub(crate) struct ExchangeDesc {
+    /// What reports call it: the user's name, or the partitioning and the operators it
+    /// feeds (see [`GraphDesc::add`]).
     pub name: String,
+    /// The partitioning's short name, e.g. `key-hash`.
+    pub partitioning: &'static str,
+    /// True if the user named it: consumers do not rename it.
+    pub named: bool,
+    /// The operators it feeds, in the order they were added.
+    pub consumers: Vec<String>,
+    /// Its pass-through node, which carries the same name in reports.
+    pub node: usize,
     pub edge: Box<dyn ErasedExchange>,
 }
 
@@ -75,7 +85,18 @@ pub(crate) struct GraphDesc {
 }
 
 impl GraphDesc {
+    /// Adds `node`. An unnamed exchange it reads from is named after it (and after every
+    /// other operator it feeds): `key-hash -> count`, so that a report of a job with several
+    /// exchanges tells them apart.
     pub fn add(&mut self, node: NodeDesc) -> usize {
+        for input in &node.inputs {
+            let feeds = self.exchanges.iter_mut().find(|x| x.node == input.stream.node);
+            if let Some(x) = feeds.filter(|x| !x.named) {
+                x.consumers.push(node.name.clone());
+                x.name = format!("{} -> {}", x.partitioning, x.consumers.join(", "));
+                self.nodes[x.node].name = x.name.clone();
+            }
+        }
         self.nodes.push(node);
         self.nodes.len() - 1
     }
