@@ -382,8 +382,25 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.rolling_value(name, value, Ord::min)
     }
 
-    /// Rolling maximum of `value(record)` per key (see the example of
+    /// Rolling maximum of `value(record)` per key (see also the example of
     /// [`KeyedStream::min`]).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use std::collections::BTreeMap;
+    ///
+    /// // Any `Ord + Clone` value: the alphabetically last name per team so far.
+    /// let out = run_on_two_shards(|df| {
+    ///     let players = vec![(1u32, "kim".to_string()), (1, "lee".into()), (1, "ada".into())];
+    ///     df.vec_source("players", players)
+    ///         .key_by(|p: &(u32, String)| p.0)
+    ///         .max("last", |p: &(u32, String)| p.1.clone())
+    ///         .collect("out")
+    /// });
+    /// let last: BTreeMap<u32, String> = out.take().into_iter().collect();
+    /// assert_eq!(last[&1], "lee");
+    /// ```
     pub fn max<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
         V: Data + Ord,

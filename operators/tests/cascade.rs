@@ -23,7 +23,9 @@ const SLIDE: i64 = 2_000;
 /// Random-ish events in time order (a seeded linear congruential generator): skewed keys,
 /// bursts and gaps in time, several events at one instant.
 fn events(seed: u64, n: usize) -> Vec<Ev> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move || {
         x = x
             .wrapping_mul(6364136223846793005)
@@ -39,7 +41,11 @@ fn events(seed: u64, n: usize) -> Vec<Ev> {
                 _ => (next() % 40) as i64,
             };
             let r = next() % 100;
-            let key = if r < 30 { (r % 3) as u32 } else { (r % 37) as u32 };
+            let key = if r < 30 {
+                (r % 3) as u32
+            } else {
+                (r % 37) as u32
+            };
             (key, t)
         })
         .collect()

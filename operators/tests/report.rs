@@ -46,7 +46,13 @@ fn records_dropped_as_late_or_closed_are_in_the_report_per_operator() {
     // see exactly these watermarks. (2, 500) and (3, 600) come after [0, 1000) closed.
     let keyed = df
         .source("script", move |shard| {
-            let script = vec![Ok((1, 100)), Err(1000), Ok((2, 500)), Ok((3, 600)), Ok((4, 1200))];
+            let script = vec![
+                Ok((1, 100)),
+                Err(1000),
+                Ok((2, 500)),
+                Ok((3, 600)),
+                Ok((4, 1200)),
+            ];
             Script(if shard.index == owner {
                 script.into()
             } else {
@@ -71,9 +77,14 @@ fn records_dropped_as_late_or_closed_are_in_the_report_per_operator() {
         .discard("closed out");
     // Each late record falls in a joined window that has closed, on both sides.
     keyed
-        .window_join(&keyed, "join", Windows::tumbling(1000), |e| e.1, |e| e.1, |_, _, a, b| {
-            a.0 + b.0
-        })
+        .window_join(
+            &keyed,
+            "join",
+            Windows::tumbling(1000),
+            |e| e.1,
+            |e| e.1,
+            |_, _, a, b| a.0 + b.0,
+        )
         .discard("join out");
     let report = run(df);
 
@@ -88,12 +99,19 @@ fn records_dropped_as_late_or_closed_are_in_the_report_per_operator() {
     expected[owner] = 4;
     assert_eq!(report.operator("join").unwrap().dropped, expected);
     for quiet in ["script", "late out", "closed out", "join out"] {
-        assert_eq!(report.operator(quiet).unwrap().dropped_total(), 0, "{quiet}");
+        assert_eq!(
+            report.operator(quiet).unwrap().dropped_total(),
+            0,
+            "{quiet}"
+        );
     }
     let printed = report.to_string();
     let line = |name: &str| {
         let dropped = printed.split_once(" dropped ").expect("a dropped table").1;
-        dropped.lines().find(|l| l.starts_with(name)).map(str::to_string)
+        dropped
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(str::to_string)
     };
     assert!(line("late sum").unwrap().contains(" 2  "), "{printed}");
     assert!(line("join").unwrap().contains(" 4  "), "{printed}");
@@ -121,14 +139,21 @@ fn exchanges_are_named_after_the_operators_they_feed_or_as_given() {
         .key_by(|w: &String| w.clone())
         .count("count per word")
         .map("count", |(_, n)| n);
-    counted.key_by(|_: &u64| ()).count("count of counts").discard("out");
+    counted
+        .key_by(|_: &u64| ())
+        .count("count of counts")
+        .discard("out");
     words
         .key_by_named("by length", |w: &String| w.len())
         .count("count per length")
         .discard("lengths out");
     let report = run(df);
 
-    let names: BTreeSet<&str> = report.channels.iter().map(|c| c.exchange.as_str()).collect();
+    let names: BTreeSet<&str> = report
+        .channels
+        .iter()
+        .map(|c| c.exchange.as_str())
+        .collect();
     let expected = [
         "key-hash -> count per word",
         "key-hash -> count of counts",
@@ -142,5 +167,8 @@ fn exchanges_are_named_after_the_operators_they_feed_or_as_given() {
         assert_eq!(report.operator(name).unwrap().total(), 3, "{name}");
     }
     let printed = report.to_string();
-    assert!(expected.iter().all(|name| printed.contains(name)), "{printed}");
+    assert!(
+        expected.iter().all(|name| printed.contains(name)),
+        "{printed}"
+    );
 }

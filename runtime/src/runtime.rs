@@ -152,7 +152,12 @@ impl Runtime {
         let mesh = Mesh::new(&graph, shards, self.limits());
         let node_names = graph.node_names();
         let dropped: Vec<Vec<DroppedRecords>> = (0..shards)
-            .map(|_| node_names.iter().map(|_| DroppedRecords::default()).collect())
+            .map(|_| {
+                node_names
+                    .iter()
+                    .map(|_| DroppedRecords::default())
+                    .collect()
+            })
             .collect();
         let start = match &self.config.checkpointing {
             Some(c) => Some(Start::prepare(

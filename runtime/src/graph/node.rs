@@ -90,7 +90,10 @@ impl GraphDesc {
     /// exchanges tells them apart.
     pub fn add(&mut self, node: NodeDesc) -> usize {
         for input in &node.inputs {
-            let feeds = self.exchanges.iter_mut().find(|x| x.node == input.stream.node);
+            let feeds = self
+                .exchanges
+                .iter_mut()
+                .find(|x| x.node == input.stream.node);
             if let Some(x) = feeds.filter(|x| !x.named) {
                 x.consumers.push(node.name.clone());
                 x.name = format!("{} -> {}", x.partitioning, x.consumers.join(", "));

@@ -86,7 +86,8 @@ fn dropped(o: &RunOutcome) -> BTreeMap<String, u64> {
 pub(super) fn dropped_line(o: &RunOutcome) -> Option<String> {
     let dropped = dropped(o);
     let each = dropped.iter().map(|(name, n)| format!("{name}: {n}"));
-    (!dropped.is_empty()).then(|| format!("dropped records: {}", each.collect::<Vec<_>>().join(", ")))
+    (!dropped.is_empty())
+        .then(|| format!("dropped records: {}", each.collect::<Vec<_>>().join(", ")))
 }
 
 fn us(ns: u64) -> f64 {
