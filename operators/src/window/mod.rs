@@ -425,12 +425,11 @@ impl<T, K> WindowSpec<T, K> {
 /// Live counters of a window operator, summed over its shards. The records it drops are
 /// also in the job report, per shard
 /// ([`OperatorReport::dropped`](rill_runtime::OperatorReport::dropped)).
+///
+/// The second field is an instance's counter in the job report (none until the operator
+/// is built on a shard).
 #[derive(Debug, Clone, Default)]
-pub struct WindowMetrics {
-    all: Arc<MetricsInner>,
-    /// The instance's counter in the job report (none until the operator is built).
-    report: Option<DroppedRecords>,
-}
+pub struct WindowMetrics(Arc<MetricsInner>, Option<DroppedRecords>);
 
 #[derive(Debug, Default)]
 struct MetricsInner {
@@ -444,49 +443,46 @@ struct MetricsInner {
 impl WindowMetrics {
     /// Windows holding state now.
     pub fn live_windows(&self) -> u64 {
-        self.all.live_windows.load(Ordering::Relaxed)
+        self.0.live_windows.load(Ordering::Relaxed)
     }
     /// The most windows that held state at once.
     pub fn max_live_windows(&self) -> u64 {
-        self.all.max_live_windows.load(Ordering::Relaxed)
+        self.0.max_live_windows.load(Ordering::Relaxed)
     }
     /// Records dropped because every window they belong to was garbage-collected.
     pub fn dropped_late(&self) -> u64 {
-        self.all.dropped_late.load(Ordering::Relaxed)
+        self.0.dropped_late.load(Ordering::Relaxed)
     }
     /// Records dropped because their window's trigger had finished (the window closed).
     pub fn dropped_closed(&self) -> u64 {
-        self.all.dropped_closed.load(Ordering::Relaxed)
+        self.0.dropped_closed.load(Ordering::Relaxed)
     }
     /// Panes emitted (retractions included).
     pub fn panes(&self) -> u64 {
-        self.all.panes.load(Ordering::Relaxed)
+        self.0.panes.load(Ordering::Relaxed)
     }
 
     pub(crate) fn window_created(&self) {
-        let live = self.all.live_windows.fetch_add(1, Ordering::Relaxed) + 1;
-        self.all.max_live_windows.fetch_max(live, Ordering::Relaxed);
+        let live = self.0.live_windows.fetch_add(1, Ordering::Relaxed) + 1;
+        self.0.max_live_windows.fetch_max(live, Ordering::Relaxed);
     }
     pub(crate) fn window_removed(&self) {
-        self.all.live_windows.fetch_sub(1, Ordering::Relaxed);
+        self.0.live_windows.fetch_sub(1, Ordering::Relaxed);
     }
     /// These counters, also counting drops in `report` (one instance's counter).
     fn reporting_to(&self, report: DroppedRecords) -> Self {
-        WindowMetrics {
-            all: self.all.clone(),
-            report: Some(report),
-        }
+        WindowMetrics(self.0.clone(), Some(report))
     }
     pub(crate) fn add_late(&self, n: u64) {
-        self.all.dropped_late.fetch_add(n, Ordering::Relaxed);
-        self.report.iter().for_each(|r| r.add(n));
+        self.0.dropped_late.fetch_add(n, Ordering::Relaxed);
+        self.1.iter().for_each(|r| r.add(n));
     }
     pub(crate) fn add_closed(&self, n: u64) {
-        self.all.dropped_closed.fetch_add(n, Ordering::Relaxed);
-        self.report.iter().for_each(|r| r.add(n));
+        self.0.dropped_closed.fetch_add(n, Ordering::Relaxed);
+        self.1.iter().for_each(|r| r.add(n));
     }
     pub(crate) fn add_panes(&self, n: u64) {
-        self.all.panes.fetch_add(n, Ordering::Relaxed);
+        self.0.panes.fetch_add(n, Ordering::Relaxed);
     }
 }
 
