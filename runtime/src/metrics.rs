@@ -14,7 +14,8 @@ pub struct OperatorReport {
     /// Records dropped, one count per shard: e.g. a window operator's records that came
     /// after their windows were garbage-collected or closed, or a join's records behind
     /// the watermark (what the operator counted in its
-    /// [`DroppedRecords`](crate::DroppedRecords)).
+    /// [`DroppedRecords`](crate::DroppedRecords)). A window operator counts its late
+    /// records here even when it also hands them to a late side output.
     pub dropped: Vec<u64>,
 }
 
