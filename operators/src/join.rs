@@ -11,6 +11,9 @@
 //!   `t + upper`, a right record until it passes `t - lower`. Records behind the watermark
 //!   are dropped.
 //!
+//! Dropped records are counted in the job report (the join's
+//! [`OperatorReport::dropped`](rill_runtime::OperatorReport::dropped)).
+//!
 //! The operator's output watermark is its input watermark (the minimum of both inputs).
 
 use std::collections::BTreeMap;
@@ -19,7 +22,9 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{KeyedState, Update};
-use rill_runtime::{BinaryOperator, Data, OpResult, Output, StateData, Stream, Timestamp};
+use rill_runtime::{
+    BinaryOperator, Data, DroppedRecords, OpResult, Output, StateData, Stream, Timestamp,
+};
 
 use crate::key_by::{KeyFn, KeyedStream};
 use crate::window::{Window, Windows};
@@ -64,12 +69,18 @@ struct WindowJoin<A, B, K, O> {
     watermark: Timestamp,
     scratch: Vec<Window>,
     codec: Tables<K, WindowSides<A, B>>,
+    /// Records that fell in no open window.
+    dropped: DroppedRecords,
 }
 
 impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
     fn insert(&mut self, key: K, t: Timestamp, mut put: impl FnMut(&mut Vec<A>, &mut Vec<B>)) {
         self.scratch.clear();
         self.windows.assign(t, &mut self.scratch);
+        if self.scratch.iter().all(|w| w.end <= self.watermark) {
+            self.dropped.add(1);
+            return;
+        }
         for &w in &self.scratch {
             if w.end <= self.watermark {
                 continue;
@@ -182,6 +193,8 @@ struct IntervalJoin<A, B, K, O> {
     watermark: Timestamp,
     codec_left: Tables<K, Timed<A>>,
     codec_right: Tables<K, Timed<B>>,
+    /// Records behind the watermark.
+    dropped: DroppedRecords,
 }
 
 /// Drops the records of one key's side that no later record can match (time `t` with
@@ -228,6 +241,7 @@ where
         for a in batch.drain(..) {
             let (k, t) = ((self.key_a)(&a), (self.ts_a)(&a));
             if t < self.watermark {
+                self.dropped.add(1);
                 continue;
             }
             let (lo, hi) = (t.saturating_add(self.lower), t.saturating_add(self.upper));
@@ -245,6 +259,7 @@ where
         for b in batch.drain(..) {
             let (k, t) = ((self.key_b)(&b), (self.ts_b)(&b));
             if t < self.watermark {
+                self.dropped.add(1);
                 continue;
             }
             for (ta, a) in self.left.get(&k).into_iter().flatten() {
@@ -332,6 +347,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 watermark: Timestamp::MIN,
                 scratch: Vec::new(),
                 codec: codec.clone(),
+                dropped: shard.dropped_records(),
             })
     }
 
@@ -396,6 +412,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 watermark: Timestamp::MIN,
                 codec_left: codec_left.clone(),
                 codec_right: codec_right.clone(),
+                dropped: shard.dropped_records(),
             })
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 
+use crate::window::Summable;
 use crate::{RkyvTable, Tables};
 
 use rill_runtime::{
@@ -38,6 +39,28 @@ pub trait KeyBy<T> {
     /// }
     /// ```
     fn key_by<K, F>(&self, key: F) -> KeyedStream<T, K>
+    where
+        K: Data + Hash + Eq,
+        F: Fn(&T) -> K + Send + Sync + 'static;
+
+    /// [`KeyBy::key_by`] through an exchange named `name` in the job report. Without a
+    /// name, the report calls the exchange after the operators it feeds (`key-hash ->
+    /// count`); a name helps where that is ambiguous or long.
+    ///
+    /// ```
+    /// use rill_operators::prelude::*;
+    /// use rill_runtime::{Config, Dataflow, Runtime};
+    ///
+    /// let mut df = Dataflow::new();
+    /// let words = df.vec_source("words", vec!["a".to_string(), "b".into(), "a".into()]);
+    /// words.key_by_named("by word", |w: &String| w.clone()).count("count").discard("out");
+    /// words.key_by(|w: &String| w.len()).count("lengths").discard("lengths out");
+    /// let report = Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
+    /// let mut exchanges: Vec<&str> = report.channels.iter().map(|c| c.exchange.as_str()).collect();
+    /// exchanges.dedup();
+    /// assert_eq!(exchanges, ["by word", "key-hash -> lengths"]);
+    /// ```
+    fn key_by_named<K, F>(&self, name: &str, key: F) -> KeyedStream<T, K>
     where
         K: Data + Hash + Eq,
         F: Fn(&T) -> K + Send + Sync + 'static;
@@ -113,9 +136,20 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
         K: Data + Hash + Eq,
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
-        let key: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key);
+        let key: KeyFn<T, K> = Arc::new(key);
         let route = key.clone();
         let stream = self.exchange(Partitioning::by_key(move |r: &T| route(r)));
+        KeyedStream { stream, key }
+    }
+
+    fn key_by_named<K, F>(&self, name: &str, key: F) -> KeyedStream<T, K>
+    where
+        K: Data + Hash + Eq,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        let key: KeyFn<T, K> = Arc::new(key);
+        let route = key.clone();
+        let stream = self.exchange_named(name, Partitioning::by_key(move |r: &T| route(r)));
         KeyedStream { stream, key }
     }
 
@@ -265,7 +299,8 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         })
     }
 
-    /// Rolling count of records per key.
+    /// Rolling count of records per key, as a `u64` (the type of the windowed
+    /// [`WindowedStream::count`](crate::window::WindowedStream::count) too).
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
@@ -288,7 +323,9 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.fold(name, |acc: Option<&u64>, _| acc.copied().unwrap_or(0) + 1)
     }
 
-    /// Rolling sum of `value(record)` per key. [`KeyedStream::min`] and
+    /// Rolling sum of `value(record)` per key, for any
+    /// [`Summable`](crate::window::Summable) value: integers wrap on overflow (in debug
+    /// and release builds alike), floats add. [`KeyedStream::min`] and
     /// [`KeyedStream::max`] work the same way.
     ///
     /// ```
@@ -308,15 +345,16 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// ```
     pub fn sum<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
-        V: Data + std::ops::Add<Output = V> + Copy,
+        V: Data + Summable,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
         K: StateData,
         V: StateData,
     {
-        self.rolling_value(name, value, |acc, v| acc + v)
+        self.rolling_value(name, value, Summable::add)
     }
 
-    /// Rolling minimum of `value(record)` per key.
+    /// Rolling minimum of `value(record)` per key, for any `Ord + Clone` value (a key's
+    /// first value is its minimum, so there is no empty case).
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
@@ -336,7 +374,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// ```
     pub fn min<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
-        V: Data + Ord + Copy,
+        V: Data + Ord,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
         K: StateData,
         V: StateData,
@@ -344,11 +382,28 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.rolling_value(name, value, Ord::min)
     }
 
-    /// Rolling maximum of `value(record)` per key (see the example of
+    /// Rolling maximum of `value(record)` per key (see also the example of
     /// [`KeyedStream::min`]).
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use std::collections::BTreeMap;
+    ///
+    /// // Any `Ord + Clone` value: the alphabetically last name per team so far.
+    /// let out = run_on_two_shards(|df| {
+    ///     let players = vec![(1u32, "kim".to_string()), (1, "lee".into()), (1, "ada".into())];
+    ///     df.vec_source("players", players)
+    ///         .key_by(|p: &(u32, String)| p.0)
+    ///         .max("last", |p: &(u32, String)| p.1.clone())
+    ///         .collect("out")
+    /// });
+    /// let last: BTreeMap<u32, String> = out.take().into_iter().collect();
+    /// assert_eq!(last[&1], "lee");
+    /// ```
     pub fn max<V, F>(&self, name: &str, value: F) -> Stream<(K, V)>
     where
-        V: Data + Ord + Copy,
+        V: Data + Ord,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
         K: StateData,
         V: StateData,
@@ -359,14 +414,17 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     /// A rolling fold of `value(record)` with `combine(aggregate, value)`.
     fn rolling_value<V, F>(&self, name: &str, value: F, combine: fn(V, V) -> V) -> Stream<(K, V)>
     where
-        V: Data + Copy,
+        V: Data,
         F: Fn(&T) -> V + Clone + Send + Sync + 'static,
         K: StateData,
         V: StateData,
     {
         self.fold(name, move |acc: Option<&V>, r| {
             let v = value(&r);
-            acc.map_or(v, |a| combine(*a, v))
+            match acc {
+                Some(a) => combine(a.clone(), v),
+                None => v,
+            }
         })
     }
 }

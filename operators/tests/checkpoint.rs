@@ -151,7 +151,7 @@ trait SinkLines {
     fn sink_lines(&self, out: &Path);
 }
 
-impl SinkLines for Stream<rill_operators::window::Pane<u64, i64>> {
+impl SinkLines for Stream<rill_operators::window::Pane<u64, u64>> {
     fn sink_lines(&self, out: &Path) {
         write_part_files(self, "sink", out, None, |p, buf: &mut Vec<u8>| {
             buf.extend_from_slice(

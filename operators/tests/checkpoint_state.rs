@@ -96,11 +96,11 @@ fn every_plain_operator(df: &mut Dataflow, crash_after: u64) -> Stream<String> {
     let min = keyed.min("min", |n: &u64| *n).map("mn", row("min"));
     let max = keyed.max("max", |n: &u64| *n).map("mx", row("max"));
     let spec = || WindowSpec::event_time(Windows::tumbling(500), |n: &u64| *n as Timestamp);
-    let pane = |kind: &'static str| {
-        move |p: rill_operators::window::Pane<u64, i64>| {
-            format!("{kind},{},{},{}", p.key, p.window.start, p.value)
-        }
-    };
+    fn pane<V: std::fmt::Display>(
+        kind: &'static str,
+    ) -> impl Fn(rill_operators::window::Pane<u64, V>) -> String + Clone {
+        move |p| format!("{kind},{},{},{}", p.key, p.window.start, p.value)
+    }
     let windowed_sum = keyed
         .window(spec())
         .sum("windowed sum", |n: &u64| *n as i64)

@@ -350,10 +350,10 @@ fn processing_time_windows_before_any_processing_time() {
         .pin(false)
         .clock(rill_runtime::Clock::Manual);
     Runtime::new(config).unwrap().run(df).unwrap();
-    let mut got: Vec<(u32, i64, i64, i64)> = out
+    let mut got: Vec<(u32, i64, i64, u64)> = out
         .take()
         .into_iter()
-        .map(|p: Pane<u32, i64>| (p.key, p.window.start, p.window.end, p.value))
+        .map(|p: Pane<u32, u64>| (p.key, p.window.start, p.window.end, p.value))
         .collect();
     got.sort();
     assert_eq!(got, vec![(0, 0, 10, 34), (1, 0, 10, 33), (2, 0, 10, 33)]);

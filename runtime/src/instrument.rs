@@ -3,6 +3,8 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::error::{Failure, OpResult};
 use crate::progress::Progress;
@@ -11,6 +13,28 @@ use crate::push::Push;
 thread_local! {
     /// The node whose code runs now on this shard's thread (`usize::MAX`: none).
     static CURRENT_NODE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Records one operator instance dropped (e.g. a window operator's records that came too
+/// late), which the job report shows per operator and shard
+/// ([`OperatorReport::dropped`](crate::OperatorReport::dropped)). An operator's factory
+/// gets its counter from [`ShardContext::dropped_records`](crate::ShardContext::dropped_records).
+/// It is `Send`, so that it can sit in an operator's `Send` configuration; each shard's
+/// instance has its own, so the atomic is never contended.
+#[derive(Debug, Clone, Default)]
+pub struct DroppedRecords(Arc<AtomicU64>);
+
+impl DroppedRecords {
+    /// Counts `n` more dropped records.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The records dropped so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// The node that was running when a panic unwound, if any; resets the marker.

@@ -76,6 +76,7 @@ pub use error::{Error, Failure, OpResult, Result};
 pub use exchange::channel::ChannelMetrics;
 pub use exchange::route::Partitioning;
 pub use graph::{Dataflow, ShardContext, Stream};
+pub use instrument::DroppedRecords;
 pub use keys::{hash_key, shard_of_key, KEY_GROUPS};
 pub use metrics::{ChannelReport, JobReport, OperatorReport};
 pub use operator::{BinaryOperator, Operator};

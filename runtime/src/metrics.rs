@@ -4,13 +4,19 @@ use std::fmt;
 use std::time::Duration;
 
 /// Records an operator handled on each shard: records in for operators and sinks,
-/// records emitted for sources.
+/// records emitted for sources; and records it dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorReport {
     /// The operator's name.
     pub name: String,
     /// One count per shard.
     pub records: Vec<u64>,
+    /// Records dropped, one count per shard: e.g. a window operator's records that came
+    /// after their windows were garbage-collected or closed, or a join's records behind
+    /// the watermark (what the operator counted in its
+    /// [`DroppedRecords`](crate::DroppedRecords)). A window operator counts its late
+    /// records here even when it also hands them to a late side output.
+    pub dropped: Vec<u64>,
 }
 
 impl OperatorReport {
@@ -18,12 +24,19 @@ impl OperatorReport {
     pub fn total(&self) -> u64 {
         self.records.iter().sum()
     }
+
+    /// The records dropped over all shards.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
 }
 
 /// Counters of one exchange channel (producer shard `from` to consumer shard `to`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelReport {
-    /// The exchange, e.g. `exchange(key-hash)`.
+    /// The exchange: the name given to
+    /// [`Stream::exchange_named`](crate::Stream::exchange_named), else its partitioning and
+    /// the operators it feeds, e.g. `key-hash -> count`.
     pub exchange: String,
     /// Producing shard.
     pub from: usize,
@@ -62,20 +75,32 @@ impl JobReport {
 impl fmt::Display for JobReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "job finished in {:.3?}", self.elapsed)?;
-        writeln!(f, "{:<32} {:>14}  per shard", "operator", "records")?;
+        let names = self.operators.iter().map(|o| o.name.len());
+        let w = names.max().unwrap_or(0).max(32);
+        writeln!(f, "{:<w$} {:>14}  per shard", "operator", "records")?;
         for op in &self.operators {
-            writeln!(f, "{:<32} {:>14}  {:?}", op.name, op.total(), op.records)?;
+            writeln!(f, "{:<w$} {:>14}  {:?}", op.name, op.total(), op.records)?;
+        }
+        let dropping = self.operators.iter().filter(|o| o.dropped_total() > 0);
+        for (i, op) in dropping.enumerate() {
+            if i == 0 {
+                writeln!(f, "{:<w$} {:>14}  per shard", "operator", "dropped")?;
+            }
+            let (total, shards) = (op.dropped_total(), &op.dropped);
+            writeln!(f, "{:<w$} {total:>14}  {shards:?}", op.name)?;
         }
         if !self.channels.is_empty() {
+            let names = self.channels.iter().map(|c| c.exchange.len());
+            let w = names.max().unwrap_or(0).max(24);
             writeln!(
                 f,
-                "{:<24} {:>4} {:>4} {:>10} {:>12} {:>14} {:>14}",
+                "{:<w$} {:>4} {:>4} {:>10} {:>12} {:>14} {:>14}",
                 "channel", "from", "to", "batches", "records", "bytes", "backpressured"
             )?;
             for c in &self.channels {
                 writeln!(
                     f,
-                    "{:<24} {:>4} {:>4} {:>10} {:>12} {:>14} {:>14.3?}",
+                    "{:<w$} {:>4} {:>4} {:>10} {:>12} {:>14} {:>14.3?}",
                     c.exchange, c.from, c.to, c.batches, c.records, c.bytes, c.backpressured
                 )?;
             }

@@ -16,6 +16,7 @@ use crate::coordinator::{JobCheckpoints, ShardStart, Start};
 use crate::error::{Error, Result};
 use crate::exchange::channel::{channel, ChannelLimits, ChannelMetrics};
 use crate::graph::{instantiate, Dataflow, GraphDesc, ShardEndpoints};
+use crate::instrument::DroppedRecords;
 use crate::metrics::{ChannelReport, JobReport, OperatorReport};
 use crate::park::ShardWaker;
 use crate::preflight;
@@ -45,6 +46,8 @@ pub struct JobHandle {
     threads: Vec<JoinHandle<Result<Vec<u64>>>>,
     channels: Vec<ChannelMeta>,
     node_names: Vec<String>,
+    /// Per shard, per node: records dropped.
+    dropped: Vec<Vec<DroppedRecords>>,
     started: Instant,
     checkpoints: Option<JobCheckpoints>,
 }
@@ -148,6 +151,14 @@ impl Runtime {
         let shards = self.config.shard_count();
         let mesh = Mesh::new(&graph, shards, self.limits());
         let node_names = graph.node_names();
+        let dropped: Vec<Vec<DroppedRecords>> = (0..shards)
+            .map(|_| {
+                node_names
+                    .iter()
+                    .map(|_| DroppedRecords::default())
+                    .collect()
+            })
+            .collect();
         let start = match &self.config.checkpointing {
             Some(c) => Some(Start::prepare(
                 c,
@@ -164,7 +175,8 @@ impl Runtime {
             Vec::new()
         } else {
             let shard_start = start.as_ref().map(Start::for_shard);
-            self.start_shards(graph, mesh.endpoints, &mesh.wakers, shard_start, &abort)?
+            let endpoints = mesh.endpoints.into_iter().zip(dropped.iter().cloned());
+            self.start_shards(graph, endpoints, &mesh.wakers, shard_start, &abort)?
         };
         let checkpoints = match start {
             Some(s) => {
@@ -187,6 +199,7 @@ impl Runtime {
             threads,
             channels: mesh.channels,
             node_names,
+            dropped,
             started,
             checkpoints,
         })
@@ -203,19 +216,19 @@ impl Runtime {
 
     /// Starts one thread per shard: it creates the shard's executor, installs its part of
     /// the job's checkpointing, builds the shard's operator instances and runs its loop.
+    /// `shards` gives each shard its channel ends and its nodes' dropped-record counters.
     fn start_shards(
         &self,
         graph: GraphDesc,
-        endpoints: Vec<ShardEndpoints>,
+        shards: impl ExactSizeIterator<Item = (ShardEndpoints, Vec<DroppedRecords>)>,
         wakers: &[Arc<ShardWaker>],
         checkpoint: Option<ShardStart>,
         abort: &Arc<AtomicBool>,
     ) -> Result<Vec<JoinHandle<Result<Vec<u64>>>>> {
         let graph = Arc::new(graph);
-        let shards = endpoints.len();
-        let cores = core_ids();
-        let mut threads = Vec::with_capacity(shards);
-        for (index, endpoints) in endpoints.into_iter().enumerate() {
+        let (count, cores) = (shards.len(), core_ids());
+        let mut threads = Vec::with_capacity(count);
+        for (index, (endpoints, dropped)) in shards.enumerate() {
             let settings = ExecutorSettings {
                 cpu: self.config.pin.then(|| cores[index % cores.len()]),
                 io_memory: self.config.io_memory,
@@ -224,11 +237,23 @@ impl Runtime {
             let (limits, clock) = (self.limits(), self.config.clock);
             let spin_before_park = self.config.spin_before_park;
             let checkpoint = checkpoint.clone();
-            let info = ShardInfo { index, shards };
+            let info = ShardInfo {
+                index,
+                shards: count,
+            };
             let thread = executor::spawn(index, settings, abort.clone(), move || async move {
                 waker.register_current();
                 let checkpoint = checkpoint.map(|c| c.open(info));
-                match instantiate(&graph, info, endpoints, limits, clock, checkpoint.clone()) {
+                let built = instantiate(
+                    &graph,
+                    info,
+                    endpoints,
+                    limits,
+                    clock,
+                    checkpoint.clone(),
+                    dropped,
+                );
+                match built {
                     Ok(plan) => {
                         Shard::new(info, plan, waker, abort2, spin_before_park, checkpoint)
                             .run()
@@ -317,6 +342,10 @@ impl JobHandle {
             .map(|(node, name)| OperatorReport {
                 name: name.clone(),
                 records: counts.iter().map(|c| c[node]).collect(),
+                dropped: (self.dropped.iter())
+                    .take(counts.len())
+                    .map(|d| d[node].get())
+                    .collect(),
             })
             .collect();
         let channels = channel_reports(&self.channels);

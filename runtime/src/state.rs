@@ -464,6 +464,11 @@ impl Registry {
         self.node.set(node);
     }
 
+    /// The node being built.
+    pub(crate) fn node(&self) -> usize {
+        self.node.get()
+    }
+
     /// `node`'s tables.
     pub(crate) fn of(&self, node: usize) -> Vec<(String, Rc<dyn Registered>)> {
         self.tables

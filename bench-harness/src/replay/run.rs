@@ -227,11 +227,13 @@ pub fn replay(job: &ReplayJob) -> Result<ReplayOutput, rill_runtime::Error> {
         .assume_keyed_by(|e: &ReplayEvent| e.key.clone())
         .window(spec);
     let value = |e: &ReplayEvent| e.value;
+    // The value column is an i64; an empty minimum (maximum) pane prints as the identity
+    // i64::MAX (i64::MIN), as Beam's Min.ofLongs() (Max.ofLongs()) does.
     let (panes, late) = match job.aggregate {
-        AggregateSpec::Sum => run_with(&windowed, Sum::new(value)),
-        AggregateSpec::Count => run_with(&windowed, Count::new()),
-        AggregateSpec::Min => run_with(&windowed, Min::new(value)),
-        AggregateSpec::Max => run_with(&windowed, Max::new(value)),
+        AggregateSpec::Sum => run_with(&windowed, Sum::new(value), |v| v),
+        AggregateSpec::Count => run_with(&windowed, Count::new(), |n| n as i64),
+        AggregateSpec::Min => run_with(&windowed, Min::new(value), |v| v.unwrap_or(i64::MAX)),
+        AggregateSpec::Max => run_with(&windowed, Max::new(value), |v| v.unwrap_or(i64::MIN)),
     };
     let panes = panes.collect("panes");
     let late = late.collect("late");
@@ -245,15 +247,29 @@ pub fn replay(job: &ReplayJob) -> Result<ReplayOutput, rill_runtime::Error> {
 
 type Streams = (Stream<Pane<String, i64>>, Stream<ReplayEvent>);
 
+/// Runs `agg` and turns its values into the replay's i64 column with `as_i64`.
 fn run_with<G>(
     windowed: &rill_operators::window::WindowedStream<ReplayEvent, String>,
     agg: G,
+    as_i64: fn(G::Out) -> i64,
 ) -> Streams
 where
-    G: Aggregate<ReplayEvent, String, Out = i64> + Send + Sync,
+    G: Aggregate<ReplayEvent, String> + Send + Sync,
     G::Acc: rill_runtime::StateData,
+    G::Out: rill_runtime::StateData,
 {
-    windowed.aggregate_with_late("window", agg)
+    let (panes, late) = windowed.aggregate_with_late("window", agg);
+    let panes = panes.map("value", move |p: Pane<String, G::Out>| Pane {
+        key: p.key,
+        window: p.window,
+        value: as_i64(p.value),
+        timing: p.timing,
+        index: p.index,
+        is_last: p.is_last,
+        retraction: p.retraction,
+        emit_time: p.emit_time,
+    });
+    (panes, late)
 }
 
 fn collect_output(

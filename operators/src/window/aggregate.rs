@@ -6,9 +6,20 @@
 //! [`Collect`] keeps every record and hands them, with the key and window, to a function
 //! (full-window processing, Flink's `ProcessWindowFunction`).
 //!
+//! The built-ins are generic over the value they aggregate:
+//!
+//! - [`Sum`] adds any [`Summable`] value: every primitive integer (wrapping on overflow, in
+//!   debug and release builds alike, so a sum never panics) and `f32`/`f64` (plain
+//!   addition). Implement [`Summable`] for your own numeric type.
+//! - [`Min`] and [`Max`] take any `Ord + Clone` value (numbers, strings, tuples) and give
+//!   `Option<V>`: `None` for an empty pane. There is no identity to fall back on for a
+//!   general ordered type (Beam's generic `Min.naturalOrder()` gives null there too).
+//! - [`Count`] gives a `u64`, the type of the rolling
+//!   [`KeyedStream::count`](crate::KeyedStream::count) too.
+//!
 //! An empty pane (the on-time pane of a window whose records all went out in earlier
-//! discarding panes) carries the value of an empty accumulator: the identity of the
-//! aggregate, e.g. 0 for a sum or a count, `i64::MAX` for a minimum (as in Beam).
+//! discarding panes) carries the value of an empty accumulator: 0 for a sum or a count,
+//! `None` for a minimum or maximum.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -31,75 +42,221 @@ pub trait Aggregate<T, K>: Clone + 'static {
     fn result(&self, key: &K, window: &Window, acc: &Self::Acc) -> Self::Out;
 }
 
-/// A value extractor shared by the built-in aggregates.
-type ValueFn<T> = Arc<dyn Fn(&T) -> i64 + Send + Sync>;
+/// A value that [`Sum`] and the rolling [`KeyedStream::sum`](crate::KeyedStream::sum)
+/// can add up: a zero and an addition that does not panic.
+///
+/// Implemented for every primitive integer (wrapping addition: a sum that overflows wraps
+/// around, in debug and release builds alike) and for `f32` and `f64`.
+///
+/// ```
+/// use rill_operators::window::Summable;
+///
+/// /// Cents, summed with saturation instead of wrapping.
+/// #[derive(Clone, Copy, Debug, PartialEq)]
+/// struct Cents(i64);
+/// impl Summable for Cents {
+///     const ZERO: Self = Cents(0);
+///     fn add(self, other: Self) -> Self {
+///         Cents(self.0.saturating_add(other.0))
+///     }
+/// }
+/// assert_eq!(Cents(i64::MAX).add(Cents(1)), Cents(i64::MAX));
+/// assert_eq!(i8::MAX.add(1), i8::MIN); // the built-in integers wrap
+/// ```
+pub trait Summable: Copy + 'static {
+    /// The sum of nothing.
+    const ZERO: Self;
+    /// `self + other`.
+    fn add(self, other: Self) -> Self;
+}
 
-macro_rules! fold_aggregate {
-    ($(#[$doc:meta])* $name:ident, $identity:expr, $fold:expr) => {
+macro_rules! summable_int {
+    ($($t:ty),*) => {$(
+        impl Summable for $t {
+            const ZERO: Self = 0;
+            #[inline]
+            fn add(self, other: Self) -> Self {
+                self.wrapping_add(other)
+            }
+        }
+    )*};
+}
+summable_int!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+
+impl Summable for f32 {
+    const ZERO: Self = 0.0;
+    #[inline]
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
+}
+
+impl Summable for f64 {
+    const ZERO: Self = 0.0;
+    #[inline]
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
+}
+
+/// A value extractor shared by the built-in aggregates.
+type ValueFn<T, V> = Arc<dyn Fn(&T) -> V + Send + Sync>;
+
+/// The sum of `value(record)`, for any [`Summable`] value (integers wrap on overflow).
+///
+/// ```
+/// # use rill_operators::doc_support::run_on_two_shards;
+/// use rill_operators::prelude::*;
+/// use rill_operators::window::Sum;
+///
+/// // (meter, kWh, event time in ms): energy per meter per second, as f64.
+/// type Reading = (u32, f64, i64);
+/// let out = run_on_two_shards(|df| {
+///     df.vec_source("readings", vec![(1, 0.5, 100), (1, 0.25, 900), (1, 2.0, 1000)])
+///         .key_by(|r: &Reading| r.0)
+///         .window(WindowSpec::event_time(Windows::tumbling(1000), |r: &Reading| r.2))
+///         .aggregate("energy", Sum::new(|r: &Reading| r.1))
+///         .map("row", |p| (p.window.start, p.value))
+///         .collect("out")
+/// });
+/// let mut got = out.take();
+/// got.sort_by_key(|r| r.0);
+/// assert_eq!(got, [(0, 0.75), (1000, 2.0)]);
+/// ```
+pub struct Sum<T, V> {
+    value: ValueFn<T, V>,
+}
+
+impl<T, V> Sum<T, V> {
+    /// Sums `value(record)`.
+    pub fn new(value: impl Fn(&T) -> V + Send + Sync + 'static) -> Self {
+        Sum {
+            value: Arc::new(value),
+        }
+    }
+}
+
+impl<T, V> std::fmt::Debug for Sum<T, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sum").finish_non_exhaustive()
+    }
+}
+
+impl<T, V> Clone for Sum<T, V> {
+    fn clone(&self) -> Self {
+        Sum {
+            value: self.value.clone(),
+        }
+    }
+}
+
+impl<T: 'static, K, V: Summable> Aggregate<T, K> for Sum<T, V> {
+    type Acc = V;
+    type Out = V;
+    fn create(&self) -> V {
+        V::ZERO
+    }
+    #[inline]
+    fn add(&self, acc: &mut V, record: &T) {
+        *acc = acc.add((self.value)(record));
+    }
+    fn merge(&self, acc: &mut V, other: V) {
+        *acc = acc.add(other);
+    }
+    fn result(&self, _: &K, _: &Window, acc: &V) -> V {
+        *acc
+    }
+}
+
+macro_rules! extremum_aggregate {
+    ($(#[$doc:meta])* $name:ident, $keep:ident) => {
         $(#[$doc])*
-        pub struct $name<T> {
-            value: ValueFn<T>,
+        pub struct $name<T, V> {
+            value: ValueFn<T, V>,
         }
 
-        impl<T> $name<T> {
+        impl<T, V> $name<T, V> {
             /// Aggregates `value(record)`.
-            pub fn new(value: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
+            pub fn new(value: impl Fn(&T) -> V + Send + Sync + 'static) -> Self {
                 $name { value: Arc::new(value) }
             }
         }
 
-        impl<T> std::fmt::Debug for $name<T> {
+        impl<T, V> std::fmt::Debug for $name<T, V> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($name)).finish_non_exhaustive()
             }
         }
 
-        impl<T> Clone for $name<T> {
+        impl<T, V> Clone for $name<T, V> {
             fn clone(&self) -> Self {
                 $name { value: self.value.clone() }
             }
         }
 
-        impl<T: 'static, K> Aggregate<T, K> for $name<T> {
-            type Acc = i64;
-            type Out = i64;
-            fn create(&self) -> i64 {
-                $identity
+        impl<T: 'static, K, V: Ord + Clone + 'static> Aggregate<T, K> for $name<T, V> {
+            type Acc = Option<V>;
+            type Out = Option<V>;
+            fn create(&self) -> Option<V> {
+                None
             }
             #[inline]
-            fn add(&self, acc: &mut i64, record: &T) {
-                *acc = $fold(*acc, (self.value)(record));
+            fn add(&self, acc: &mut Option<V>, record: &T) {
+                let v = (self.value)(record);
+                *acc = Some(match acc.take() {
+                    Some(a) => Ord::$keep(a, v),
+                    None => v,
+                });
             }
-            fn merge(&self, acc: &mut i64, other: i64) {
-                *acc = $fold(*acc, other);
+            fn merge(&self, acc: &mut Option<V>, other: Option<V>) {
+                *acc = match (acc.take(), other) {
+                    (Some(a), Some(b)) => Some(Ord::$keep(a, b)),
+                    (a, b) => a.or(b),
+                };
             }
-            fn result(&self, _: &K, _: &Window, acc: &i64) -> i64 {
-                *acc
+            fn result(&self, _: &K, _: &Window, acc: &Option<V>) -> Option<V> {
+                acc.clone()
             }
         }
     };
 }
 
-fold_aggregate!(
-    /// The sum of an `i64` value (wrapping on overflow).
-    Sum,
-    0,
-    i64::wrapping_add
-);
-fold_aggregate!(
-    /// The minimum of an `i64` value (`i64::MAX` when empty).
+extremum_aggregate!(
+    /// The minimum of `value(record)`, for any `Ord + Clone` value; `None` for an empty
+    /// pane (see the example of [`Max`]).
     Min,
-    i64::MAX,
-    i64::min
+    min
 );
-fold_aggregate!(
-    /// The maximum of an `i64` value (`i64::MIN` when empty).
+extremum_aggregate!(
+    /// The maximum of `value(record)`, for any `Ord + Clone` value; `None` for an empty
+    /// pane.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use rill_operators::window::{Max, Min};
+    ///
+    /// // (page, visitor, event time in ms): the alphabetically first and last visitor.
+    /// type Visit = (u32, String, i64);
+    /// let (first, last) = run_on_two_shards(|df| {
+    ///     let visits = vec![(1, "kim".to_string(), 10), (1, "ada".into(), 20), (1, "lee".into(), 30)];
+    ///     let windowed = df
+    ///         .vec_source("visits", visits)
+    ///         .key_by(|v: &Visit| v.0)
+    ///         .window(WindowSpec::event_time(Windows::tumbling(1000), |v: &Visit| v.2));
+    ///     let first = windowed.aggregate("first", Min::new(|v: &Visit| v.1.clone()));
+    ///     let last = windowed.aggregate("last", Max::new(|v: &Visit| v.1.clone()));
+    ///     (first.map("v", |p| p.value).collect("first"), last.map("v", |p| p.value).collect("last"))
+    /// });
+    /// assert_eq!(first.take(), [Some("ada".to_string())]);
+    /// assert_eq!(last.take(), [Some("lee".to_string())]);
+    /// ```
     Max,
-    i64::MIN,
-    i64::max
+    max
 );
 
-/// The number of records.
+/// The number of records, as a `u64` (the type of the rolling
+/// [`KeyedStream::count`](crate::KeyedStream::count) too).
 pub struct Count<T>(PhantomData<fn(&T)>);
 
 impl<T> Count<T> {
@@ -128,19 +285,19 @@ impl<T> Clone for Count<T> {
 }
 
 impl<T: 'static, K> Aggregate<T, K> for Count<T> {
-    type Acc = i64;
-    type Out = i64;
-    fn create(&self) -> i64 {
+    type Acc = u64;
+    type Out = u64;
+    fn create(&self) -> u64 {
         0
     }
     #[inline]
-    fn add(&self, acc: &mut i64, _: &T) {
+    fn add(&self, acc: &mut u64, _: &T) {
         *acc += 1;
     }
-    fn merge(&self, acc: &mut i64, other: i64) {
+    fn merge(&self, acc: &mut u64, other: u64) {
         *acc += other;
     }
-    fn result(&self, _: &K, _: &Window, acc: &i64) -> i64 {
+    fn result(&self, _: &K, _: &Window, acc: &u64) -> u64 {
         *acc
     }
 }

@@ -8,7 +8,7 @@
 //! has records of, so no shard receives every record.
 //!
 //! The second phase reads each partial at its pane's timestamp (the end of its window
-//! minus one, Flink's rule) and closes a window when the watermark passes its
+//! minus one, [`Pane::timestamp`]) and closes a window when the watermark passes its
 //! end. Every upstream shard sends its partial before it forwards a watermark past the
 //! window's end, so every partial is in when the merged pane fires, on time.
 //!
@@ -24,7 +24,7 @@ use rill_runtime::{Data, ExchangeData, StateData, Stream};
 
 use crate::key_by::KeyBy;
 use crate::window::{
-    Aggregate, Count, Max, Min, Pane, Sum, TimeDomain, Window, WindowSpec, Windows,
+    Aggregate, Count, Max, Min, Pane, Sum, Summable, TimeDomain, Window, WindowSpec, Windows,
 };
 use crate::Map;
 
@@ -48,7 +48,7 @@ pub trait WindowAll<T> {
     /// });
     /// let mut got = out.take();
     /// got.sort();
-    /// assert_eq!(got, [(0, 9), (1000, 7)]);
+    /// assert_eq!(got, [(0, Some(9)), (1000, Some(7))]);
     /// ```
     fn window_all(&self, spec: WindowSpec<T, ()>) -> AllWindowedStream<T>;
 }
@@ -139,34 +139,48 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
     }
 
     /// The sum of `value(record)` per window (the [`Sum`] aggregate).
-    pub fn sum(
+    pub fn sum<V>(
         &self,
         name: &str,
-        value: impl Fn(&T) -> i64 + Send + Sync + 'static,
-    ) -> Stream<Pane<(), i64>> {
+        value: impl Fn(&T) -> V + Send + Sync + 'static,
+    ) -> Stream<Pane<(), V>>
+    where
+        V: Summable + StateData + ExchangeData,
+        Pane<(), V>: ExchangeData + StateData,
+    {
         self.aggregate(name, Sum::new(value))
     }
 
     /// The number of records per window (the [`Count`] aggregate).
-    pub fn count(&self, name: &str) -> Stream<Pane<(), i64>> {
+    pub fn count(&self, name: &str) -> Stream<Pane<(), u64>> {
         self.aggregate(name, Count::new())
     }
 
     /// The largest `value(record)` per window (the [`Max`] aggregate).
-    pub fn max(
+    pub fn max<V>(
         &self,
         name: &str,
-        value: impl Fn(&T) -> i64 + Send + Sync + 'static,
-    ) -> Stream<Pane<(), i64>> {
+        value: impl Fn(&T) -> V + Send + Sync + 'static,
+    ) -> Stream<Pane<(), Option<V>>>
+    where
+        V: Ord + StateData + ExchangeData,
+        Option<V>: StateData + ExchangeData,
+        Pane<(), Option<V>>: ExchangeData + StateData,
+    {
         self.aggregate(name, Max::new(value))
     }
 
     /// The smallest `value(record)` per window (the [`Min`] aggregate).
-    pub fn min(
+    pub fn min<V>(
         &self,
         name: &str,
-        value: impl Fn(&T) -> i64 + Send + Sync + 'static,
-    ) -> Stream<Pane<(), i64>> {
+        value: impl Fn(&T) -> V + Send + Sync + 'static,
+    ) -> Stream<Pane<(), Option<V>>>
+    where
+        V: Ord + StateData + ExchangeData,
+        Option<V>: StateData + ExchangeData,
+        Pane<(), Option<V>>: ExchangeData + StateData,
+    {
         self.aggregate(name, Min::new(value))
     }
 }

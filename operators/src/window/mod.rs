@@ -55,6 +55,17 @@
 //!   count window fires when the input ends.
 //! - The operator forwards its input watermark; panes are not held back by it, so a
 //!   late pane may be late for a downstream event-time operator too.
+//!
+//! ## Cascaded windows: panes carry event time
+//!
+//! A pane's event time is the last instant of its window, [`Pane::timestamp`] =
+//! `window.end - 1` (Flink's rule). [`WindowSpec::timestamped`] windows records by the
+//! time they carry ([`Timestamped`], which panes implement), so a window over the panes
+//! of another one, e.g. a count per key per window and then the largest count per window
+//! (NEXMark q5), needs no time picked by hand and never finds an on-time pane late, on
+//! any number of shards. Placing a pane at `window.start` instead would put it in a
+//! downstream window that closed long before (see the example of
+//! [`WindowSpec::timestamped`]).
 
 mod aggregate;
 mod all;
@@ -65,20 +76,22 @@ mod operator;
 mod sliced;
 mod slices;
 mod state;
+mod timestamped;
 mod trigger;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rill_runtime::rkyv;
-use rill_runtime::{Data, StateData, Stream, Timestamp};
+use rill_runtime::{Data, DroppedRecords, StateData, Stream, Timestamp};
 
 use crate::key_by::KeyedStream;
 
-pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
+pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum, Summable};
 pub use all::{AllWindowedStream, WindowAll};
 pub use assigner::{InvalidWindows, Windows};
 pub use max_by::MaxBy;
+pub use timestamped::Timestamped;
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
 
 /// A half-open interval `[start, end)` of time in milliseconds (for count windows, of
@@ -309,7 +322,7 @@ impl<T, K> WindowSpec<T, K> {
     ///         .count("per second")
     ///         .collect("out")
     /// });
-    /// assert_eq!(out.take().iter().map(|p| p.value).sum::<i64>(), 100);
+    /// assert_eq!(out.take().iter().map(|p| p.value).sum::<u64>(), 100);
     /// ```
     pub fn processing_time(windows: Windows) -> Self {
         let mut spec = Self::event_time(windows, |_| 0);
@@ -478,9 +491,14 @@ impl<T, K> WindowSpec<T, K> {
     }
 }
 
-/// Live counters of a window operator, summed over its shards.
+/// Live counters of a window operator, summed over its shards. The records it drops are
+/// also in the job report, per shard
+/// ([`OperatorReport::dropped`](rill_runtime::OperatorReport::dropped)).
+///
+/// The second field is an instance's counter in the job report (none until the operator
+/// is built on a shard).
 #[derive(Debug, Clone, Default)]
-pub struct WindowMetrics(Arc<MetricsInner>);
+pub struct WindowMetrics(Arc<MetricsInner>, Option<DroppedRecords>);
 
 #[derive(Debug, Default)]
 struct MetricsInner {
@@ -520,11 +538,17 @@ impl WindowMetrics {
     pub(crate) fn window_removed(&self) {
         self.0.live_windows.fetch_sub(1, Ordering::Relaxed);
     }
+    /// These counters, also counting drops in `report` (one instance's counter).
+    fn reporting_to(&self, report: DroppedRecords) -> Self {
+        WindowMetrics(self.0.clone(), Some(report))
+    }
     pub(crate) fn add_late(&self, n: u64) {
         self.0.dropped_late.fetch_add(n, Ordering::Relaxed);
+        self.1.iter().for_each(|r| r.add(n));
     }
     pub(crate) fn add_closed(&self, n: u64) {
         self.0.dropped_closed.fetch_add(n, Ordering::Relaxed);
+        self.1.iter().for_each(|r| r.add(n));
     }
     pub(crate) fn add_panes(&self, n: u64) {
         self.0.panes.fetch_add(n, Ordering::Relaxed);
@@ -595,7 +619,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// });
     /// let mut got = out.take();
     /// got.sort();
-    /// assert_eq!(got, [(1, 0, 25), (1, 1000, 21)]);
+    /// // `Max` gives `None` only for an empty pane.
+    /// assert_eq!(got, [(1, 0, Some(25)), (1, 1000, Some(21))]);
     /// ```
     pub fn aggregate<G: Aggregate<T, K> + Send + Sync>(
         &self,
@@ -676,8 +701,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         if let Some(slicing) = slicing.filter(|_| spec.fires_once()) {
             let codec: on_time::OnTimeCodec<K, G::Acc> = Arc::new(state::RkyvWindows);
             return self.keyed.stream().unary_split(name, move |shard| {
+                let mut spec = spec.clone();
+                spec.metrics = spec.metrics.reporting_to(shard.dropped_records());
                 on_time::OnTimeWindowOperator::new(
-                    spec.clone(),
+                    spec,
                     slicing,
                     key.clone(),
                     agg.clone(),
@@ -690,8 +717,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
             let codecs: sliced::SlicedCodecs<K, G::Acc, G::Out> =
                 (Arc::new(state::RkyvWindows), Arc::new(state::RkyvWindows));
             return self.keyed.stream().unary_split(name, move |shard| {
+                let mut spec = spec.clone();
+                spec.metrics = spec.metrics.reporting_to(shard.dropped_records());
                 sliced::SlicedWindowOperator::new(
-                    spec.clone(),
+                    spec,
                     slicing,
                     key.clone(),
                     agg.clone(),
@@ -702,8 +731,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         }
         let codec: state::WindowCodec<K, _> = Arc::new(state::RkyvWindows);
         self.keyed.stream().unary_split(name, move |shard| {
+            let mut spec = spec.clone();
+            spec.metrics = spec.metrics.reporting_to(shard.dropped_records());
             operator::WindowOperator::new(
-                spec.clone(),
+                spec,
                 key.clone(),
                 agg.clone(),
                 codec.clone(),
@@ -712,7 +743,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         })
     }
 
-    /// The sum of `value(record)` per window (the [`Sum`] aggregate).
+    /// The sum of `value(record)` per window (the [`Sum`] aggregate), for any
+    /// [`Summable`] value: integers (wrapping on overflow) or floats.
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
@@ -733,13 +765,14 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// got.sort();
     /// assert_eq!(got, [(1, 0, 12), (1, 60_000, 1), (2, 0, 3)]);
     /// ```
-    pub fn sum(
+    pub fn sum<V>(
         &self,
         name: &str,
-        value: impl Fn(&T) -> i64 + Send + Sync + 'static,
-    ) -> Stream<Pane<K, i64>>
+        value: impl Fn(&T) -> V + Send + Sync + 'static,
+    ) -> Stream<Pane<K, V>>
     where
         K: StateData,
+        V: Summable + StateData,
     {
         self.aggregate(name, Sum::new(value))
     }
@@ -763,11 +796,62 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// got.sort();
     /// assert_eq!(got, [(1, 0, 75, 3), (1, 200, 230, 1), (2, 5, 35, 1)]);
     /// ```
-    pub fn count(&self, name: &str) -> Stream<Pane<K, i64>>
+    pub fn count(&self, name: &str) -> Stream<Pane<K, u64>>
     where
         K: StateData,
     {
         self.aggregate(name, Count::new())
+    }
+
+    /// The minimum of `value(record)` per window (the [`Min`] aggregate), for any
+    /// `Ord + Clone` value; `None` for an empty pane (see the example of
+    /// [`WindowedStream::max`]).
+    pub fn min<V>(
+        &self,
+        name: &str,
+        value: impl Fn(&T) -> V + Send + Sync + 'static,
+    ) -> Stream<Pane<K, Option<V>>>
+    where
+        K: StateData,
+        V: Ord + StateData,
+    {
+        self.aggregate(name, Min::new(value))
+    }
+
+    /// The maximum of `value(record)` per window (the [`Max`] aggregate), for any
+    /// `Ord + Clone` value; `None` for an empty pane.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// // (auction, price, event time in ms): the highest and lowest bid per auction and second.
+    /// type Bid = (u32, u64, i64);
+    /// let (high, low) = run_on_two_shards(|df| {
+    ///     let windowed = df
+    ///         .vec_source("bids", vec![(1, 30, 100), (1, 50, 700), (1, 20, 1500)])
+    ///         .key_by(|b: &Bid| b.0)
+    ///         .window(WindowSpec::event_time(Windows::tumbling(1000), |b: &Bid| b.2));
+    ///     let high = windowed.max("high", |b: &Bid| b.1).map("row", |p| (p.window.start, p.value));
+    ///     let low = windowed.min("low", |b: &Bid| b.1).map("row", |p| (p.window.start, p.value));
+    ///     (high.collect("high"), low.collect("low"))
+    /// });
+    /// let (mut high, mut low) = (high.take(), low.take());
+    /// high.sort();
+    /// low.sort();
+    /// assert_eq!(high, [(0, Some(50)), (1000, Some(20))]);
+    /// assert_eq!(low, [(0, Some(30)), (1000, Some(20))]);
+    /// ```
+    pub fn max<V>(
+        &self,
+        name: &str,
+        value: impl Fn(&T) -> V + Send + Sync + 'static,
+    ) -> Stream<Pane<K, Option<V>>>
+    where
+        K: StateData,
+        V: Ord + StateData,
+    {
+        self.aggregate(name, Max::new(value))
     }
 
     /// Full-window processing: `f(key, window, records)` per pane (the [`Collect`]

@@ -288,6 +288,7 @@ where
         self.clock.restore(state)?;
         self.released = self.domain_time();
         let mut all = table::<K, G::Acc>(false);
+        crate::window::state::refuse_other_sections(state, "slice accumulators")?;
         self.codec.read(&mut all, state)?;
         let (track, released) = (self.track, self.released);
         for ((key, start), acc) in all.iter() {

@@ -649,6 +649,7 @@ where
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         self.core.clock.restore(state)?;
+        crate::window::state::refuse_other_sections(state, "windows")?;
         self.codec.read(&mut self.keys, state)?;
         // The timers still to come: a window's end and garbage collection in its time
         // domain, its trigger's processing-time deadlines (those already due fired before

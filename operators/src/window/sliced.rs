@@ -487,6 +487,7 @@ where
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         self.core.clock.restore(state)?;
+        crate::window::state::refuse_other_sections(state, "sliced windows")?;
         self.codecs.0.read(&mut self.keys, state)?;
         self.codecs.1.read(&mut self.slices, state)?;
         // The timers still to come: each window's end and garbage collection, and its

@@ -134,3 +134,28 @@ where
 }
 
 pub(crate) type WindowCodec<K, S> = Arc<dyn WindowTable<K, S> + Send + Sync>;
+
+/// The sections the three window operators write their keys to (name, version); the
+/// windows of a spec decide which operator runs it (see docs/windows.md).
+pub(crate) const SECTIONS: [(&str, u32); 3] = [
+    ("windows", 2),
+    ("sliced windows", 1),
+    ("slice accumulators", 1),
+];
+
+/// Fails if `state` holds window state another window operator wrote (a job whose window
+/// spec changed between the checkpoint and the restore, e.g. its lateness or trigger, or a
+/// checkpoint from before windows were sliced): restoring would silently lose it.
+pub(crate) fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult {
+    for (name, version) in SECTIONS {
+        if name != mine && !state.section(name, version)?.is_empty() {
+            return Err(rill_runtime::Failure::new(format!(
+                "the checkpoint holds this window operator's state as '{name}', written by \
+                 another kind of window operator (the window spec changed since, e.g. its \
+                 windows, trigger or allowed lateness, or the checkpoint predates sliced \
+                 windows); restore it with the spec that wrote it"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
 use crate::exchange::EdgeOnShard;
 use crate::head::{BlockedFlag, SenderDriver};
+use crate::instrument::DroppedRecords;
 use crate::shard::{HeadSlot, Plan};
 
 /// The channel ends of one shard, indexed by exchange.
@@ -25,7 +26,7 @@ pub(crate) struct ShardEndpoints {
     pub rx: Vec<Vec<ChannelRx>>,
 }
 
-/// Builds every node of `graph` on shard `info`.
+/// Builds every node of `graph` on shard `info`; `dropped` holds one counter per node.
 pub(crate) fn instantiate(
     graph: &GraphDesc,
     info: ShardInfo,
@@ -33,8 +34,10 @@ pub(crate) fn instantiate(
     limits: ChannelLimits,
     clock: Clock,
     checkpoint: Option<Rc<ShardCheckpoint>>,
+    dropped: Vec<DroppedRecords>,
 ) -> Result<Plan, Error> {
-    let context = ShardContext::new(info, clock, checkpoint.as_ref().map(|c| c.context()));
+    let checkpoint_context = checkpoint.as_ref().map(|c| c.context());
+    let context = ShardContext::new(info, clock, checkpoint_context, dropped);
     let n = graph.nodes.len();
     let counters: Vec<Rc<Cell<u64>>> = (0..n).map(|_| Rc::new(Cell::new(0))).collect();
     let mut consumers: HashMap<StreamId, Vec<Box<dyn Any>>> = HashMap::new();

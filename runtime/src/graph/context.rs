@@ -7,6 +7,7 @@ use crate::checkpoint::{CheckpointContext, Guarantee};
 use crate::clock::Clock;
 use crate::context::ShardInfo;
 use crate::data::StateData;
+use crate::instrument::DroppedRecords;
 use crate::state::{ListState, MapState, Registry, Timers, ValueState};
 
 /// The shard an operator instance is built on, and the shard's settings: handed to every
@@ -43,6 +44,8 @@ pub struct ShardContext {
     clock: Clock,
     checkpoint: Option<CheckpointContext>,
     states: Rc<Registry>,
+    /// Per node: the records its instance on this shard dropped.
+    dropped: Rc<[DroppedRecords]>,
 }
 
 impl ShardContext {
@@ -50,6 +53,7 @@ impl ShardContext {
         info: ShardInfo,
         clock: Clock,
         checkpoint: Option<CheckpointContext>,
+        dropped: Vec<DroppedRecords>,
     ) -> Self {
         let track = checkpoint.is_some_and(|c| c.guarantee != Guarantee::AtMostOnce);
         ShardContext {
@@ -57,6 +61,7 @@ impl ShardContext {
             clock,
             checkpoint,
             states: Rc::new(Registry::new(track)),
+            dropped: dropped.into(),
         }
     }
 
@@ -150,6 +155,41 @@ impl ShardContext {
         K: StateData + Hash + Eq,
     {
         Timers(self.states.timers(name))
+    }
+
+    /// The counter of records the operator being built drops on this shard (late records,
+    /// say), which the job report shows as its
+    /// [`OperatorReport::dropped`](crate::OperatorReport::dropped). Call from the
+    /// operator's factory.
+    ///
+    /// ```
+    /// use rill_runtime::{Config, Dataflow, DroppedRecords, OpResult, Operator, Output, Runtime};
+    ///
+    /// /// Passes even numbers on and drops odd ones, counting them.
+    /// struct Evens(DroppedRecords);
+    /// impl Operator<u64> for Evens {
+    ///     type Out = Output<u64>;
+    ///     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
+    ///         for n in batch.drain(..) {
+    ///             if n % 2 == 0 {
+    ///                 out.give(n);
+    ///             } else {
+    ///                 self.0.add(1);
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let mut df = Dataflow::new();
+    /// df.vec_source("numbers", (0..10u64).collect())
+    ///     .unary("evens", |ctx| Evens(ctx.dropped_records()))
+    ///     .discard("out");
+    /// let report = Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
+    /// assert_eq!(report.operator("evens").unwrap().dropped_total(), 5);
+    /// ```
+    pub fn dropped_records(&self) -> DroppedRecords {
+        self.dropped[self.states.node()].clone()
     }
 
     /// True if keyed state should track its changes for incremental checkpoints (the job

@@ -368,13 +368,57 @@ impl<T: Data> Stream<T> {
 
 impl<T: ExchangeData> Stream<T> {
     /// Moves records between shards as `partitioning` says (forward keeps them in place).
+    ///
+    /// The job report names the exchange (its channels, and its node among the operators)
+    /// after its partitioning and the operators it feeds, e.g. `key-hash -> count`
+    /// (`exchange(key-hash)` while it feeds none); [`Stream::exchange_named`] gives it a
+    /// name of your own.
+    ///
+    /// ```
+    /// use rill_runtime::{Config, Dataflow, Partitioning, Runtime};
+    ///
+    /// let mut df = Dataflow::new();
+    /// df.vec_source("numbers", (0u64..100).collect())
+    ///     .exchange(Partitioning::by_key(|n: &u64| n % 10))
+    ///     .discard("sink");
+    /// let report = Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
+    /// assert!(report.channels.iter().all(|c| c.exchange == "key-hash -> sink"));
+    /// assert_eq!(report.operator("key-hash -> sink").unwrap().total(), 100);
+    /// ```
     pub fn exchange(&self, partitioning: Partitioning<T>) -> Stream<T> {
+        self.add_exchange(None, partitioning)
+    }
+
+    /// [`Stream::exchange`], named `name` in the job report.
+    ///
+    /// ```
+    /// use rill_runtime::{Config, Dataflow, Partitioning, Runtime};
+    ///
+    /// let mut df = Dataflow::new();
+    /// df.vec_source("numbers", (0u64..100).collect())
+    ///     .exchange_named("spread", Partitioning::Rebalance)
+    ///     .discard("sink");
+    /// let report = Runtime::new(Config::default().shards(2).pin(false)).unwrap().run(df).unwrap();
+    /// assert_eq!(report.channels.len(), 4); // 2 x 2 channels
+    /// assert!(report.channels.iter().all(|c| c.exchange == "spread"));
+    /// ```
+    pub fn exchange_named(&self, name: &str, partitioning: Partitioning<T>) -> Stream<T> {
+        self.add_exchange(Some(name), partitioning)
+    }
+
+    fn add_exchange(&self, name: Option<&str>, partitioning: Partitioning<T>) -> Stream<T> {
         if let Partitioning::Forward = partitioning {
             return self.clone();
         }
-        let name = format!("exchange({})", partitioning.name());
+        let (label, named) = (partitioning.name(), name.is_some());
+        let name = name.map_or_else(|| format!("exchange({label})"), str::to_string);
+        let node = self.graph.borrow().nodes.len();
         let exchange = self.graph.borrow_mut().add_exchange(ExchangeDesc {
             name: name.clone(),
+            partitioning: label,
+            named,
+            consumers: Vec::new(),
+            node,
             edge: Box::new(TypedExchange { partitioning }),
         });
         let node = self.add_node(NodeDesc {

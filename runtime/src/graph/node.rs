@@ -57,7 +57,17 @@ pub(crate) struct NodeDesc {
 }
 
 pub(crate) struct ExchangeDesc {
+    /// What reports call it: the user's name, or the partitioning and the operators it
+    /// feeds (see [`GraphDesc::add`]).
     pub name: String,
+    /// The partitioning's short name, e.g. `key-hash`.
+    pub partitioning: &'static str,
+    /// True if the user named it: consumers do not rename it.
+    pub named: bool,
+    /// The operators it feeds, in the order they were added.
+    pub consumers: Vec<String>,
+    /// Its pass-through node, which carries the same name in reports.
+    pub node: usize,
     pub edge: Box<dyn ErasedExchange>,
 }
 
@@ -75,7 +85,21 @@ pub(crate) struct GraphDesc {
 }
 
 impl GraphDesc {
+    /// Adds `node`. An unnamed exchange it reads from is named after it (and after every
+    /// other operator it feeds): `key-hash -> count`, so that a report of a job with several
+    /// exchanges tells them apart.
     pub fn add(&mut self, node: NodeDesc) -> usize {
+        for input in &node.inputs {
+            let feeds = self
+                .exchanges
+                .iter_mut()
+                .find(|x| x.node == input.stream.node);
+            if let Some(x) = feeds.filter(|x| !x.named) {
+                x.consumers.push(node.name.clone());
+                x.name = format!("{} -> {}", x.partitioning, x.consumers.join(", "));
+                self.nodes[x.node].name = x.name.clone();
+            }
+        }
         self.nodes.push(node);
         self.nodes.len() - 1
     }
@@ -88,19 +112,23 @@ impl GraphDesc {
     /// The nodes' operator ids, in order: what checkpoints find their state by. A node's id
     /// is its uid if it was given one, else its name; the second node with the same id
     /// gets `#2` appended, the third `#3`, and so on (so the ids of nodes whose names are
-    /// unique do not depend on their position in the graph).
+    /// unique do not depend on their position in the graph). An exchange's node holds no
+    /// state; its id is `exchange:` and its name, apart from the operators' ids, so that
+    /// naming an exchange like an operator does not change the operator's id.
     pub fn operator_ids(&self) -> Vec<String> {
-        let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
         (0..self.nodes.len())
             .map(|i| {
-                let base = self
-                    .uids
-                    .get(&i)
-                    .map_or(self.nodes[i].name.as_str(), String::as_str);
-                let n = seen.entry(base).or_insert(0);
+                let name = self.uids.get(&i).unwrap_or(&self.nodes[i].name);
+                let base = if self.exchanges.iter().any(|x| x.node == i) {
+                    format!("exchange:{name}")
+                } else {
+                    name.clone()
+                };
+                let n = seen.entry(base.clone()).or_insert(0);
                 *n += 1;
                 if *n == 1 {
-                    base.to_string()
+                    base
                 } else {
                     format!("{base}#{n}")
                 }
@@ -221,5 +249,38 @@ impl NodeBuilder<'_> {
             self.context.clock(),
             self.checkpoint.clone(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Dataflow, Partitioning};
+
+    #[test]
+    fn exchanges_are_named_after_their_consumers_and_apart_from_operator_ids() {
+        let mut df = Dataflow::new();
+        let numbers = df.vec_source("numbers", vec![1u64, 2, 3]);
+        let keyed = numbers.exchange(Partitioning::by_key(|n: &u64| *n));
+        keyed.discard("a");
+        keyed.discard("b");
+        numbers.exchange(Partitioning::Rebalance);
+        numbers
+            .exchange_named("count", Partitioning::Broadcast)
+            .discard("count");
+        let graph = df.into_graph();
+        let names: Vec<&str> = graph.exchanges.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["key-hash -> a, b", "exchange(rebalance)", "count"]);
+        assert_eq!(
+            graph.operator_ids(),
+            [
+                "numbers",
+                "exchange:key-hash -> a, b",
+                "a",
+                "b",
+                "exchange:exchange(rebalance)",
+                "exchange:count",
+                "count",
+            ]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! What `run` and `sweep` report: the terminal table, the summary behind JSON and CSV, and
 //! the line on checkpoints.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rill_runtime::checkpoint::{CheckpointRecord, CheckpointStats};
@@ -27,6 +28,9 @@ pub struct RunSummary {
     pub throughput: f64,
     /// Result rows.
     pub rows: u64,
+    /// Records dropped, per operator that dropped any (a window's late records, or those
+    /// for a closed window; a join's records behind the watermark). JSON only.
+    pub dropped: BTreeMap<String, u64>,
     /// `event` (sink time minus the event's intended time) or `window` (minus the moment
     /// the window could ideally close); null when unthrottled.
     pub latency_kind: Option<&'static str>,
@@ -70,6 +74,22 @@ pub struct RunSummary {
     pub restore_load_ms: Option<f64>,
 }
 
+/// The operators of the run that dropped records, with their counts.
+fn dropped(o: &RunOutcome) -> BTreeMap<String, u64> {
+    let ops = o.report.operators.iter();
+    ops.filter(|op| op.dropped_total() > 0)
+        .map(|op| (op.name.clone(), op.dropped_total()))
+        .collect()
+}
+
+/// A line naming the operators that dropped records, if any did.
+pub(super) fn dropped_line(o: &RunOutcome) -> Option<String> {
+    let dropped = dropped(o);
+    let each = dropped.iter().map(|(name, n)| format!("{name}: {n}"));
+    (!dropped.is_empty())
+        .then(|| format!("dropped records: {}", each.collect::<Vec<_>>().join(", ")))
+}
+
 fn us(ns: u64) -> f64 {
     ns as f64 / 1e3
 }
@@ -85,6 +105,7 @@ impl RunSummary {
             elapsed_s: o.elapsed.as_secs_f64(),
             throughput: o.throughput,
             rows: o.rows,
+            dropped: dropped(o),
             latency_kind: o.rate.map(|_| {
                 if o.query.is_windowed() {
                     "window"

@@ -39,8 +39,9 @@ fn bid_summaries(events: &Stream<Timed>, name: &str) -> Stream<BidSummary> {
 
 /// q5: per sliding window, the auctions with the most bids. Bids per auction in sliding
 /// windows (on slices), then, over all auctions, the panes with the largest count per
-/// window: the panes of the windows ending at `e` carry the timestamp `e - 1`, so the
-/// tumbling windows of `slide` over the panes' timestamps group them by their window.
+/// window: the panes of the windows ending at `e` carry the timestamp `e - 1`
+/// (`Pane::timestamp`), so the tumbling windows of `slide` over the panes' timestamps group
+/// them by their window.
 pub fn q5(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q5Row> {
     let (size, slide) = (cx.window_ms, cx.slide_ms);
     let cx = cx.clone();
@@ -51,18 +52,15 @@ pub fn q5(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q5Row> {
             |b: &BidSummary| b.time,
         ))
         .count("q5 bids per auction")
-        .window_all(WindowSpec::event_time(
-            Windows::tumbling(slide),
-            |p: &Pane<u64, i64>| p.window.end - 1,
-        ))
-        .aggregate("q5 hottest", MaxBy::new(|p: &Pane<u64, i64>| p.value))
-        .flat_map("q5 rows", move |top: Pane<(), Vec<Pane<u64, i64>>>| {
+        .window_all(WindowSpec::timestamped(Windows::tumbling(slide)))
+        .aggregate("q5 hottest", MaxBy::new(|p: &Pane<u64, u64>| p.value))
+        .flat_map("q5 rows", move |top: Pane<(), Vec<Pane<u64, u64>>>| {
             let cx = cx.clone();
             top.value.into_iter().map(move |p| Q5Row {
                 window_start: p.window.start,
                 window_end: p.window.end,
                 auction: p.key,
-                count: p.value as u64,
+                count: p.value,
                 ideal_ns: cx.event_time_ns(p.window.end),
             })
         })
@@ -101,9 +99,9 @@ pub fn q11(events: &Stream<Timed>, cx: &QueryContext) -> Stream<BidderCount> {
             |b: &BidSummary| b.time,
         ))
         .count("q11 bids per session")
-        .map("q11 rows", move |p: Pane<u64, i64>| BidderCount {
+        .map("q11 rows", move |p: Pane<u64, u64>| BidderCount {
             bidder: p.key,
-            bid_count: p.value as u64,
+            bid_count: p.value,
             window_start: p.window.start,
             window_end: p.window.end,
             ideal_ns: cx.event_time_ns(p.window.end),
@@ -117,9 +115,9 @@ pub fn q12(events: &Stream<Timed>, cx: &QueryContext) -> Stream<BidderCount> {
         .key_by(|b: &BidSummary| b.bidder)
         .window(WindowSpec::processing_time(Windows::tumbling(cx.window_ms)))
         .count("q12 bids per window")
-        .map("q12 rows", move |p: Pane<u64, i64>| BidderCount {
+        .map("q12 rows", move |p: Pane<u64, u64>| BidderCount {
             bidder: p.key,
-            bid_count: p.value as u64,
+            bid_count: p.value,
             window_start: p.window.start,
             window_end: p.window.end,
             ideal_ns: cx.epoch.from_unix_ms(p.window.end),
