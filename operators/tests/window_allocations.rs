@@ -63,10 +63,12 @@ fn per_million(spec: impl Fn() -> WindowSpec<Ev, u32>) -> u64 {
     large.saturating_sub(small)
 }
 
+type SpecFn = Box<dyn Fn() -> WindowSpec<Ev, u32>>;
+
 #[test]
 fn tumbling_and_sliding_windows_allocate_per_slice_not_per_record() {
     let time = |e: &Ev| e.2;
-    let cases: [(&str, Box<dyn Fn() -> WindowSpec<Ev, u32>>); 3] = [
+    let cases: [(&str, SpecFn); 3] = [
         (
             "tumbling",
             Box::new(move || WindowSpec::event_time(Windows::tumbling(1_000), time)),
@@ -86,8 +88,7 @@ fn tumbling_and_sliding_windows_allocate_per_slice_not_per_record() {
         let extra = per_million(spec);
         // 1M records are 10 s of event time: 20 slices of 100 keys, 2,000 (key, slice)
         // accumulators and as many windows (measured: 260-570 allocations); allow a few
-        // for each, and none
-        // per record.
+        // for each, and none per record.
         assert!(
             extra < 5_000,
             "{name}: {extra} allocations for 1M more records"
