@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::hash::Hash;
 use std::rc::Rc;
 
-use super::KeyedState;
+use super::{KeyedState, SharedKeyedState};
 
 /// A value per key, checkpointed by the runtime (from
 /// [`ShardContext::value_state`](crate::ShardContext::value_state)).
@@ -16,10 +16,7 @@ pub struct ValueState<K, V>(pub(crate) Rc<RefCell<KeyedState<K, V>>>);
 /// [`ShardContext::map_state`](crate::ShardContext::map_state)). A key's map is kept
 /// sorted by user key and is one entry of the incremental changelog (a change to one entry
 /// writes the key's whole map).
-pub struct MapState<K, UK, UV>(pub(crate) Shared<K, Vec<(UK, UV)>>);
-
-/// A table shared by a handle and the runtime's registry.
-pub(crate) type Shared<K, V> = Rc<RefCell<KeyedState<K, V>>>;
+pub struct MapState<K, UK, UV>(pub(crate) SharedKeyedState<K, Vec<(UK, UV)>>);
 
 /// A list per key, checkpointed by the runtime (from
 /// [`ShardContext::list_state`](crate::ShardContext::list_state)).

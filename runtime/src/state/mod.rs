@@ -16,10 +16,20 @@
 //! per key) and [`Timers`] (event- or processing-time timers per key), Flink's
 //! `ValueState`, `MapState`, `ListState` and timer service.
 //!
-//! The cost on the record path: one flag test per write, and the first write to a key
-//! after a checkpoint clones the key into the list of changed keys. Without checkpoints
-//! nothing is tracked.
+//! A table shared with the runtime ([`SharedKeyedState`], as the tables of the handles
+//! above are) is checkpointed copy-on-write ([`KeyedState::snapshot_shared`]): the barrier
+//! only swaps out the list of changed keys and lists the keys of the part copied whole;
+//! the records are collected in slices between batches, after the barrier, and a write to
+//! a key still to collect saves the key's record first (see `copy_on_write.rs`).
+//!
+//! The cost on the record path: one flag test per write (two while a checkpoint is being
+//! collected: is the key still to collect?), and the first write to a key after a
+//! checkpoint clones the key into the list of changed keys. Without checkpoints nothing is
+//! tracked.
 
+mod copy_on_write;
+#[cfg(test)]
+mod copy_on_write_tests;
 mod handles;
 mod registry;
 mod table;
@@ -29,5 +39,5 @@ mod timers;
 
 pub use handles::{ListState, MapState, ValueState};
 pub(crate) use registry::{Registered, Registry};
-pub use table::{KeyedState, Update};
+pub use table::{KeyedState, SharedKeyedState, Update};
 pub use timers::Timers;

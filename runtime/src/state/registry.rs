@@ -14,13 +14,14 @@ use crate::error::OpResult;
 
 /// A table the runtime checkpoints and restores for the operator that registered it.
 pub(crate) trait Registered {
-    fn snapshot(&self, state: &mut StateWriter) -> OpResult;
+    /// Writes the table copy-on-write (see [`KeyedState::snapshot_shared`]).
+    fn snapshot(self: Rc<Self>, state: &mut StateWriter) -> OpResult;
     fn restore(&self, state: &StateReader) -> OpResult;
 }
 
 impl<K: StateData + Hash + Eq, V: StateData> Registered for RefCell<KeyedState<K, V>> {
-    fn snapshot(&self, state: &mut StateWriter) -> OpResult {
-        self.borrow_mut().snapshot(state)
+    fn snapshot(self: Rc<Self>, state: &mut StateWriter) -> OpResult {
+        KeyedState::snapshot_shared(&self, state)
     }
     fn restore(&self, state: &StateReader) -> OpResult {
         self.borrow_mut().restore(state)
@@ -107,7 +108,7 @@ impl Registry {
         self.register(
             name,
             TimerTable {
-                times: RefCell::new(KeyedState::new(self.track)),
+                times: Rc::new(RefCell::new(KeyedState::new(self.track))),
                 queue: RefCell::new(BTreeMap::new()),
             },
         )

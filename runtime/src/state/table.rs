@@ -1,9 +1,13 @@
 //! [`KeyedState`]: a hash table from keys to their state that writes only what changed to
 //! an incremental checkpoint.
 
+use std::cell::RefCell;
 use std::hash::Hash;
+use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
+
+use super::copy_on_write::{Collecting, Collector, Take, Taken};
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::data::StateData;
@@ -12,11 +16,15 @@ use crate::keys::{hash_key, key_group};
 
 pub(super) struct Slot<V> {
     /// `None`: removed since the last checkpoint (a tombstone to write).
-    value: Option<V>,
-    /// Changed since the last checkpoint (the key is in `changed`).
-    dirty: bool,
+    pub(super) value: Option<V>,
+    /// The epoch (see [`KeyedState`]'s `epoch`) in which the key was last listed in
+    /// `changed`: it is listed now if this is the table's epoch.
+    pub(super) changed: u32,
+    /// The epoch of the last checkpoint that took this key's record (so that a checkpoint
+    /// being collected takes each key once: when it is collected or before it is written).
+    pub(super) taken: u32,
     /// The key's group (which part of the table a checkpoint copies whole).
-    group: u32,
+    pub(super) group: u32,
 }
 
 /// A table from keys to their state that writes only what changed to an incremental
@@ -41,15 +49,26 @@ pub struct KeyedState<K, V> {
     /// The slots, in `PARTS` maps by key group (`group % PARTS`): a checkpoint that copies
     /// one part of the key groups whole visits only that part's map.
     pub(super) maps: Vec<FxHashMap<K, Slot<V>>>,
-    changed: Vec<K>,
-    live: usize,
-    track: bool,
-    group_of: fn(&K) -> u32,
+    /// The keys changed (or removed) in this epoch.
+    pub(super) changed: Vec<K>,
+    pub(super) live: usize,
+    pub(super) track: bool,
+    pub(super) group_of: fn(&K) -> u32,
+    /// Counts checkpoints (from 1): a checkpoint takes the changes of the epoch that its
+    /// barrier ends.
+    pub(super) epoch: u32,
+    /// The checkpoint whose records are being collected after its barrier, if any: a
+    /// write to a key it has yet to take takes the key's record first (copy-on-write).
+    pub(super) collecting: Option<Collecting<K, V>>,
 }
+
+/// A table shared by its operator and the checkpoint being collected from it after its
+/// barrier (see [`KeyedState::snapshot_shared`]).
+pub type SharedKeyedState<K, V> = Rc<RefCell<KeyedState<K, V>>>;
 
 /// How many maps a table's slots are spread over (by key group); a chain length that is a
 /// multiple of it (the default, 8, is) lets a checkpoint visit one map only.
-const PARTS: usize = 8;
+pub(super) const PARTS: usize = 8;
 
 /// The key group of a key: of its [`hash_key`](crate::hash_key()).
 fn group_of_key<K: Hash>(key: &K) -> u32 {
@@ -62,6 +81,7 @@ impl<K, V> std::fmt::Debug for KeyedState<K, V> {
             .field("keys", &self.live)
             .field("changed", &self.changed.len())
             .field("track", &self.track)
+            .field("collecting", &self.collecting.is_some())
             .finish()
     }
 }
@@ -102,6 +122,8 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
             live: 0,
             track: track_changes,
             group_of,
+            epoch: 1,
+            collecting: None,
         }
     }
 
@@ -130,7 +152,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
 
     /// The map `key`'s slot is in.
     #[inline]
-    fn part(&self, key: &K) -> usize {
+    pub(super) fn part(&self, key: &K) -> usize {
         (self.group_of)(key) as usize % PARTS
     }
 
@@ -140,10 +162,21 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
         self.get(key).is_some()
     }
 
+    /// Before `key`'s slot is written: a checkpoint being collected that has yet to take
+    /// the key takes its record now (its value at the barrier); then the key counts as
+    /// changed in this epoch. Without a checkpoint being collected, one flag test.
     #[inline]
-    fn touch(track: bool, changed: &mut Vec<K>, key: &K, slot: &mut Slot<V>) {
-        if track && !slot.dirty {
-            slot.dirty = true;
+    fn touch(
+        (track, epoch, changed): (bool, u32, &mut Vec<K>),
+        collecting: &Option<Collecting<K, V>>,
+        key: &K,
+        slot: &mut Slot<V>,
+    ) {
+        if let Some(c) = collecting {
+            c.take_before_write(key, slot);
+        }
+        if track && slot.changed != epoch {
+            slot.changed = epoch;
             changed.push(key.clone());
         }
     }
@@ -154,7 +187,8 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
         let part = self.part(key);
         let slot = self.maps[part].get_mut(key)?;
         slot.value.as_ref()?;
-        Self::touch(self.track, &mut self.changed, key, slot);
+        let marks = (self.track, self.epoch, &mut self.changed);
+        Self::touch(marks, &self.collecting, key, slot);
         slot.value.as_mut()
     }
 
@@ -162,30 +196,37 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     #[inline]
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         use std::collections::hash_map::Entry;
-        let (track, changed, live) = (self.track, &mut self.changed, &mut self.live);
+        let (track, epoch) = (self.track, self.epoch);
         let group = (self.group_of)(&key);
         let slot = match self.maps[group as usize % PARTS].entry(key) {
-            Entry::Occupied(o) => {
-                if track && !o.get().dirty {
-                    changed.push(o.key().clone());
+            Entry::Occupied(mut o) => {
+                if let Some(c) = &self.collecting {
+                    if c.visit.wants(o.get()) {
+                        let key = o.key().clone();
+                        c.take_before_write(&key, o.get_mut());
+                    }
                 }
-                let slot = o.into_mut();
-                slot.dirty |= track;
-                slot
+                if track && o.get().changed != epoch {
+                    o.get_mut().changed = epoch;
+                    self.changed.push(o.key().clone());
+                }
+                o.into_mut()
             }
             Entry::Vacant(v) => {
                 if track {
-                    changed.push(v.key().clone());
+                    self.changed.push(v.key().clone());
                 }
                 v.insert(Slot {
                     value: None,
-                    dirty: track,
+                    changed: if track { epoch } else { 0 },
+                    // A key created after the barrier has no record in its checkpoint.
+                    taken: self.collecting.as_ref().map_or(0, |c| c.visit.epoch),
                     group,
                 })
             }
         };
         if slot.value.is_none() {
-            *live += 1;
+            self.live += 1;
         }
         slot.value.get_or_insert_with(make)
     }
@@ -200,41 +241,51 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// Drops the state of `key`, returning it.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let part = self.part(key);
-        if !self.track {
-            let old = self.maps[part].remove(key)?.value;
-            self.live -= old.is_some() as usize;
-            return old;
-        }
         let slot = self.maps[part].get_mut(key)?;
-        let old = slot.value.take()?;
+        slot.value.as_ref()?;
+        let marks = (self.track, self.epoch, &mut self.changed);
+        Self::touch(marks, &self.collecting, key, slot);
         self.live -= 1;
-        Self::touch(self.track, &mut self.changed, key, slot);
-        Some(old)
+        if !self.track {
+            return self.maps[part].remove(key)?.value;
+        }
+        slot.value.take()
     }
 
     /// Every key and its state, to change them (every key counts as changed).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
-        let (track, changed) = (self.track, &mut self.changed);
+        let (track, epoch, changed) = (self.track, self.epoch, &mut self.changed);
+        let collecting = &self.collecting;
         self.maps.iter_mut().flatten().filter_map(move |(k, s)| {
             s.value.as_ref()?;
-            Self::touch(track, changed, k, s);
+            Self::touch((track, epoch, &mut *changed), collecting, k, s);
             s.value.as_mut().map(|v| (k, v))
         })
     }
 
     /// Visits every key's state; `visit` says whether it left the state unchanged,
     /// changed it, or wants it removed. (Only changed and removed keys go into the next
-    /// incremental checkpoint.)
+    /// incremental checkpoint.) While a checkpoint is being collected, the keys it has yet
+    /// to take are taken before they are visited.
     pub fn update_each(&mut self, mut visit: impl FnMut(&K, &mut V) -> Update) {
-        let (track, changed, live) = (self.track, &mut self.changed, &mut self.live);
+        let (track, epoch, changed, live) =
+            (self.track, self.epoch, &mut self.changed, &mut self.live);
+        let collecting = &self.collecting;
         let mut retain = |k: &K, s: &mut Slot<V>| {
-            let Some(v) = s.value.as_mut() else {
+            if s.value.is_none() {
                 return true; // a tombstone, written at the next checkpoint
+            }
+            if let Some(c) = collecting {
+                // The visit may change the value: the checkpoint needs it as it is.
+                c.take_before_write(k, s);
+            }
+            let Some(v) = s.value.as_mut() else {
+                return true;
             };
             match visit(k, v) {
                 Update::Keep => true,
                 Update::Changed => {
-                    Self::touch(track, changed, k, s);
+                    Self::touch((track, epoch, &mut *changed), &None, k, s);
                     true
                 }
                 Update::Remove => {
@@ -243,7 +294,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
                         return false;
                     }
                     s.value = None;
-                    Self::touch(track, changed, k, s);
+                    Self::touch((track, epoch, &mut *changed), &None, k, s);
                     true
                 }
             }
@@ -266,6 +317,10 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// removed ones) and, whole, the part of the table whose key groups this checkpoint
     /// copies (see [`Checkpointing::chain_length`](crate::checkpoint::Checkpointing::chain_length)).
     /// Read back with [`KeyedState::restore`].
+    ///
+    /// This collects the records at the barrier; a table shared with the runtime
+    /// ([`SharedKeyedState`]) can leave that to the slices after it with
+    /// [`KeyedState::snapshot_shared`].
     pub fn snapshot(&mut self, state: &mut StateWriter) -> OpResult
     where
         K: StateData,
@@ -279,48 +334,66 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     pub fn snapshot_as<R>(
         &mut self,
         state: &mut StateWriter,
-        mut record: impl FnMut(&K, &V) -> R,
+        record: impl FnMut(&K, &V) -> R,
     ) -> OpResult
     where
         K: StateData,
         R: StateData,
     {
-        let (part, parts) = if self.track { state.copy() } else { (0, 1) };
-        let mut records: Vec<(u32, (K, Option<R>))> = Vec::new();
-        // The copied part first: a key it writes needs no record among the changes. With
-        // a number of parts that is a multiple of the maps', the part lies in one map.
-        let maps = if parts as usize % PARTS == 0 {
-            let i = part as usize % PARTS;
-            &mut self.maps[i..=i]
-        } else {
-            &mut self.maps[..]
+        let mut visit = self.begin(state.copy());
+        let mut taken = Taken::new(record);
+        self.collect(&mut visit, &mut taken, usize::MAX);
+        state.put_changelog(taken.records)
+    }
+
+    /// [`KeyedState::snapshot`], copy-on-write: at the barrier the table only notes what
+    /// the checkpoint writes (it swaps out its list of changed keys and lists the keys of
+    /// the part it copies whole); the shard's loop collects the records in slices after
+    /// the barrier, and until it is done a write to a key still to collect saves the key's
+    /// record first. The checkpoint holds the table as it was at the barrier.
+    ///
+    /// ```
+    /// use rill_runtime::checkpoint::StateWriter;
+    /// use rill_runtime::state::{KeyedState, SharedKeyedState};
+    ///
+    /// let table: SharedKeyedState<u64, u64> = SharedKeyedState::default();
+    /// table.borrow_mut().insert(1, 10);
+    /// let mut state = StateWriter::incremental(0, 8);
+    /// KeyedState::snapshot_shared(&table, state.section("counts", 1)).unwrap();
+    /// table.borrow_mut().insert(1, 11); // the checkpoint keeps 10
+    /// state.archive().unwrap(); // what the shard's loop does in slices
+    /// ```
+    pub fn snapshot_shared(table: &SharedKeyedState<K, V>, state: &mut StateWriter) -> OpResult
+    where
+        K: StateData,
+        V: StateData,
+    {
+        Self::snapshot_shared_as(table, state, |_, v: &V| v.clone())
+    }
+
+    /// [`KeyedState::snapshot_as`], copy-on-write (see [`KeyedState::snapshot_shared`]).
+    pub fn snapshot_shared_as<R>(
+        table: &SharedKeyedState<K, V>,
+        state: &mut StateWriter,
+        record: impl FnMut(&K, &V) -> R + 'static,
+    ) -> OpResult
+    where
+        K: StateData,
+        V: 'static,
+        R: StateData,
+    {
+        let taken = Rc::new(RefCell::new(Taken::new(record)));
+        {
+            let mut t = table.borrow_mut();
+            let visit = t.begin(state.copy());
+            let taker: Rc<RefCell<dyn Take<K, V>>> = taken.clone();
+            t.collecting = Some(Collecting { visit, taker });
+        }
+        let collector = Collector {
+            table: Rc::downgrade(table),
+            taken,
         };
-        for (k, slot) in maps.iter_mut().flatten() {
-            if slot.group % parts == part {
-                if let Some(v) = &slot.value {
-                    records.push((slot.group, (k.clone(), Some(record(k, v)))));
-                    slot.dirty = false;
-                }
-            }
-        }
-        let group_of = self.group_of;
-        for k in self.changed.drain(..) {
-            let map = &mut self.maps[group_of(&k) as usize % PARTS];
-            let Some(slot) = map.get_mut(&k) else {
-                continue;
-            };
-            if !slot.dirty {
-                continue; // written with the copied part
-            }
-            slot.dirty = false;
-            let group = slot.group;
-            let value = slot.value.as_ref().map(|v| record(&k, v));
-            if value.is_none() {
-                map.remove(&k);
-            }
-            records.push((group, (k, value)));
-        }
-        state.put_changelog(records)
+        state.put_changelog_from(Box::new(collector))
     }
 
     /// Restores what [`KeyedState::snapshot`] wrote to `state`'s entries (a section of
@@ -344,6 +417,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
         K: StateData,
         R: StateData,
     {
+        self.finish_collecting();
         // Only the newest record of a key counts: fold the chain first.
         let mut newest: FxHashMap<K, Option<R>> = FxHashMap::default();
         for (k, r) in state.changelog::<(K, Option<R>)>()? {
@@ -356,7 +430,8 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
                     let group = (self.group_of)(&k);
                     let slot = Slot {
                         value: Some(v),
-                        dirty: false,
+                        changed: 0,
+                        taken: 0,
                         group,
                     };
                     if self.maps[group as usize % PARTS].insert(k, slot).is_none() {

@@ -7,7 +7,7 @@ use crate::keys::{hash_key, key_group};
 
 /// Reads `writers` back as one shard of `shards` would at a restore of the chain they
 /// form (oldest first), entry by entry as `assign` hands them over.
-fn chain(writers: Vec<StateWriter>, shard: usize, shards: usize) -> StateReader {
+pub(super) fn chain(writers: Vec<StateWriter>, shard: usize, shards: usize) -> StateReader {
     entries(
         writers.into_iter().map(|w| w.entries).collect(),
         shard,
@@ -15,7 +15,7 @@ fn chain(writers: Vec<StateWriter>, shard: usize, shards: usize) -> StateReader 
     )
 }
 
-fn entries(writers: Vec<Vec<StateEntry>>, shard: usize, shards: usize) -> StateReader {
+pub(super) fn entries(writers: Vec<Vec<StateEntry>>, shard: usize, shards: usize) -> StateReader {
     let entries = writers
         .into_iter()
         .flatten()
@@ -56,7 +56,7 @@ fn snapshot_copying(table: &mut KeyedState<u64, String>, copy: (u32, u32)) -> St
     w
 }
 
-fn sorted(table: &KeyedState<u64, String>) -> Vec<(u64, String)> {
+pub(super) fn sorted(table: &KeyedState<u64, String>) -> Vec<(u64, String)> {
     let mut all: Vec<_> = table.iter().map(|(k, v)| (*k, v.clone())).collect();
     all.sort();
     all

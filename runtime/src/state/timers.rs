@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::rc::Rc;
 
 use super::registry::Registered;
-use super::KeyedState;
+use super::{KeyedState, SharedKeyedState};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::data::StateData;
 use crate::error::OpResult;
@@ -20,7 +20,7 @@ pub struct Timers<K>(pub(crate) Rc<TimerTable<K>>);
 
 pub(crate) struct TimerTable<K> {
     /// Every key's timers: what checkpoints hold.
-    pub(super) times: RefCell<KeyedState<K, BTreeSet<Timestamp>>>,
+    pub(super) times: SharedKeyedState<K, BTreeSet<Timestamp>>,
     /// The same timers by time (rebuilt on restore; may hold deleted ones, skipped).
     pub(super) queue: RefCell<BTreeMap<Timestamp, Vec<K>>>,
 }
@@ -34,8 +34,8 @@ impl<K> std::fmt::Debug for Timers<K> {
 }
 
 impl<K: StateData + Hash + Eq> Registered for TimerTable<K> {
-    fn snapshot(&self, state: &mut StateWriter) -> OpResult {
-        self.times.borrow_mut().snapshot(state)
+    fn snapshot(self: Rc<Self>, state: &mut StateWriter) -> OpResult {
+        KeyedState::snapshot_shared(&self.times, state)
     }
     fn restore(&self, state: &StateReader) -> OpResult {
         let mut times = self.times.borrow_mut();
