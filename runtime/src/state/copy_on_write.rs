@@ -1,44 +1,67 @@
 //! Copy-on-write checkpoints of a [`KeyedState`] table: the barrier only notes what the
 //! checkpoint writes; its records are collected afterwards, in slices between batches.
 //!
-//! At a barrier the table swaps out its list of changed keys (and tombstones), lists the
-//! keys of the part it copies whole this time, and starts a new epoch: no value is cloned
-//! or serialized there. The checkpoint then *takes* each listed key's record once: the
-//! shard's loop collects them in slices (reading the values as they are then, see
-//! [`Collector`]), and a write or removal of a key the checkpoint has yet to take takes
-//! its record first (`Collecting::take_before_write`), so that the checkpoint holds the
-//! table exactly as it was at the barrier. Keys created after the barrier are marked taken
-//! as they are created: they are not in the checkpoint. A second barrier before the first
-//! checkpoint took everything first finishes that one; so does dropping the table.
+//! At a barrier the table swaps out its list of changed keys (and tombstones), notes which
+//! of its maps (by key group) it copies whole this time, and starts a new epoch: no value
+//! is cloned or serialized there, and no slot is visited. The checkpoint then *takes* the
+//! record of each key it writes once: the shard's loop collects them in slices (reading
+//! the values as they are then, see [`Collector`]): it walks the copied map bucket by
+//! bucket, then looks up the changed keys. A write or removal of a key the checkpoint has
+//! yet to take takes its record first (`Collecting::take_before_write`), so that the
+//! checkpoint holds the table exactly as it was at the barrier. Keys created after the
+//! barrier are marked taken as they are created: they are not in the checkpoint.
+//!
+//! A map being walked must not grow (growing moves every bucket): a key added to it when
+//! it is full first lets the checkpoint take the rest of its records (growing is a pass
+//! over the map anyway). A second barrier before the first checkpoint took everything
+//! first finishes that one; so do a restore and dropping the table.
 
 use std::cell::RefCell;
 use std::hash::Hash;
 use std::rc::{Rc, Weak};
 
-use super::table::{Slot, PARTS};
+use super::table::{hash, Slot, PARTS};
 use super::KeyedState;
 use crate::checkpoint::{archive_chunk, Archiving};
 use crate::data::StateData;
 use crate::error::Failure;
 
-/// What a checkpoint takes from a table: the keys still to visit.
+/// What a checkpoint takes from a table: the maps and keys still to visit.
 pub(super) struct Visit<K> {
     /// The epoch whose changes the checkpoint writes (see `Slot::changed`).
     pub epoch: u32,
     /// `(i, n)`: key groups `g` with `g % n == i` are written whole.
     pub copy: (u32, u32),
-    /// Keys to visit: those changed in `epoch` and those of the copied part at the barrier
-    /// (a key may be listed twice; it is taken once).
+    /// The maps that hold the copied key groups, still to walk.
+    pub walk: Vec<Walk>,
+    /// The keys changed in `epoch` (a key may also be in a copied map; it is taken once).
     pub keys: Vec<K>,
+}
+
+/// A map a checkpoint walks by bucket index: from `next` on.
+pub(super) struct Walk {
+    pub map: usize,
+    pub next: usize,
 }
 
 impl<K> Visit<K> {
     /// True if the checkpoint writes `slot`'s key and has not taken it yet.
     #[inline]
     pub fn wants<V>(&self, slot: &Slot<V>) -> bool {
-        slot.taken != self.epoch
-            && (slot.changed == self.epoch || slot.group % self.copy.1 == self.copy.0)
+        wanted(self.epoch, self.copy, slot)
     }
+
+    /// True if map `map` is still being walked.
+    pub fn walks(&self, map: usize) -> bool {
+        self.walk.iter().any(|w| w.map == map)
+    }
+}
+
+/// True if the checkpoint of `epoch` that copies the key groups `copy` writes `slot`'s key
+/// and has not taken it yet.
+#[inline]
+fn wanted<V>(epoch: u32, (part, parts): (u32, u32), slot: &Slot<V>) -> bool {
+    slot.taken != epoch && (slot.changed == epoch || slot.group % parts == part)
 }
 
 /// Where a checkpoint's records go as they are taken.
@@ -98,59 +121,99 @@ impl<K, V> Collecting<K, V> {
 impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// At a barrier: ends the epoch and says what its checkpoint takes (`copy` as
     /// [`StateWriter::copy`](crate::checkpoint::StateWriter) says; a table that does not
-    /// track changes writes everything). Clones no value; lists the copied part's keys.
+    /// track changes writes everything). Visits no slot and clones no value.
     pub(super) fn begin(&mut self, copy: (u32, u32)) -> Visit<K> {
         // A second barrier: the previous checkpoint takes the rest of its records first.
         self.finish_collecting();
         let (part, parts) = if self.track { copy } else { (0, 1) };
-        let mut keys = std::mem::take(&mut self.changed);
         // With a number of parts that is a multiple of the maps', the part lies in one map.
-        let maps = if parts as usize % PARTS == 0 {
-            let i = part as usize % PARTS;
-            &self.maps[i..=i]
+        let walk = if parts as usize % PARTS == 0 {
+            vec![part as usize % PARTS]
         } else {
-            &self.maps[..]
+            (0..PARTS).collect()
         };
-        for (k, slot) in maps.iter().flatten() {
-            if slot.group % parts == part && slot.value.is_some() {
-                keys.push(k.clone());
-            }
-        }
         let epoch = self.epoch;
         self.epoch += 1;
         Visit {
             epoch,
             copy: (part, parts),
-            keys,
+            walk: walk.into_iter().map(|map| Walk { map, next: 0 }).collect(),
+            keys: std::mem::take(&mut self.changed),
         }
     }
 
-    /// Takes the records of up to `max` of `visit`'s keys, as they are now (the keys
-    /// written since the barrier were taken before). True once every key was visited.
+    /// Takes the records of the keys in up to `max` of `visit`'s buckets and keys, as they
+    /// are now (the keys written since the barrier were taken before). True once it
+    /// visited everything.
     pub(super) fn collect(
         &mut self,
         visit: &mut Visit<K>,
         take: &mut dyn Take<K, V>,
         max: usize,
     ) -> bool {
-        for _ in 0..max {
+        let (epoch, copy, now) = (visit.epoch, visit.copy, self.epoch);
+        let mut budget = max;
+        while budget > 0 {
+            if let Some(walk) = visit.walk.last_mut() {
+                // No bucket moves while the map is walked (see `before_growing`).
+                let map = &mut self.maps[walk.map];
+                let end = map.num_buckets();
+                while budget > 0 && walk.next < end {
+                    budget -= 1;
+                    walk.next += 1;
+                    let Ok(mut entry) = map.get_bucket_entry(walk.next - 1) else {
+                        continue;
+                    };
+                    let (key, slot) = entry.get_mut();
+                    if !wanted(epoch, copy, slot) {
+                        continue;
+                    }
+                    take.take(key, slot.group, slot.value.as_ref());
+                    slot.taken = epoch;
+                    if slot.value.is_none() && slot.changed != now {
+                        entry.remove(); // the tombstone is written
+                    }
+                }
+                if walk.next >= end {
+                    visit.walk.pop();
+                }
+                continue;
+            }
             let Some(key) = visit.keys.pop() else {
                 break;
             };
+            budget -= 1;
             let map = &mut self.maps[(self.group_of)(&key) as usize % PARTS];
-            let Some(slot) = map.get_mut(&key) else {
+            let Ok(mut entry) = map.find_entry(hash(&key), |(k, _)| *k == key) else {
                 continue; // a tombstone already written, or removed untracked
             };
-            if !visit.wants(slot) {
+            let slot = &mut entry.get_mut().1;
+            if !wanted(epoch, copy, slot) {
                 continue;
             }
             take.take(&key, slot.group, slot.value.as_ref());
-            slot.taken = visit.epoch;
-            if slot.value.is_none() && slot.changed != self.epoch {
-                map.remove(&key); // the tombstone is written
+            slot.taken = epoch;
+            if slot.value.is_none() && slot.changed != now {
+                entry.remove(); // the tombstone is written
             }
         }
-        visit.keys.is_empty()
+        visit.walk.is_empty() && visit.keys.is_empty()
+    }
+
+    /// Before a key is looked up to be added to map `part`: a map being walked must not
+    /// grow, which moves every bucket; if it is full, the checkpoint being collected takes
+    /// the rest of its records first.
+    #[inline]
+    pub(super) fn before_growing(&mut self, part: usize) {
+        let map = &self.maps[part];
+        if map.len() == map.capacity()
+            && self
+                .collecting
+                .as_ref()
+                .is_some_and(|c| c.visit.walks(part))
+        {
+            self.finish_collecting();
+        }
     }
 
     /// Collects up to `max` keys' records of the checkpoint being collected. True once it
@@ -181,7 +244,7 @@ impl<K, V> Drop for KeyedState<K, V> {
             return;
         };
         let mut taker = c.taker.borrow_mut();
-        for (key, slot) in self.maps.iter().flatten() {
+        for (key, slot) in self.maps.iter().flat_map(|m| m.iter()) {
             if c.visit.wants(slot) {
                 taker.take(key, slot.group, slot.value.as_ref());
             }

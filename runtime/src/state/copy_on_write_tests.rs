@@ -172,6 +172,25 @@ fn two_barriers_back_to_back_each_hold_their_state() {
 }
 
 #[test]
+fn a_map_that_grows_while_it_is_walked_gives_the_checkpoint_its_keys_first() {
+    for track in [true, false] {
+        let t = table(track);
+        for k in 0..1000 {
+            t.borrow_mut().insert(k, format!("{k}"));
+        }
+        let mut w = barrier(&t, (0, 1));
+        slice(&mut w, 100);
+        // Enough new keys to grow every map (which moves its buckets) during the walk.
+        for k in 1000..5000 {
+            t.borrow_mut().insert(k, "new".into());
+        }
+        while !slice(&mut w, 50) {}
+        let want: Records = (0..1000).map(|k| (k, Some(format!("{k}")))).collect();
+        assert_eq!(records(w), want, "tracking changes: {track}");
+    }
+}
+
+#[test]
 fn a_table_dropped_during_collection_gives_its_checkpoint_the_rest() {
     let t = table(true);
     for k in 0..100 {

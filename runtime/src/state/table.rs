@@ -2,10 +2,12 @@
 //! an incremental checkpoint.
 
 use std::cell::RefCell;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::rc::Rc;
 
-use rustc_hash::FxHashMap;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::copy_on_write::{Collecting, Collector, Take, Taken};
 
@@ -48,7 +50,7 @@ pub(super) struct Slot<V> {
 pub struct KeyedState<K, V> {
     /// The slots, in `PARTS` maps by key group (`group % PARTS`): a checkpoint that copies
     /// one part of the key groups whole visits only that part's map.
-    pub(super) maps: Vec<FxHashMap<K, Slot<V>>>,
+    pub(super) maps: Vec<Map<K, V>>,
     /// The keys changed (or removed) in this epoch.
     pub(super) changed: Vec<K>,
     pub(super) live: usize,
@@ -65,6 +67,16 @@ pub struct KeyedState<K, V> {
 /// A table shared by its operator and the checkpoint being collected from it after its
 /// barrier (see [`KeyedState::snapshot_shared`]).
 pub type SharedKeyedState<K, V> = Rc<RefCell<KeyedState<K, V>>>;
+
+/// One part of a table's slots, by key: a hash table that a checkpoint can walk by bucket
+/// index while the table is written (buckets move only when it grows).
+pub(super) type Map<K, V> = HashTable<(K, Slot<V>)>;
+
+/// The hash of a key in its map.
+#[inline]
+pub(super) fn hash<K: Hash>(key: &K) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
 
 /// How many maps a table's slots are spread over (by key group); a chain length that is a
 /// multiple of it (the default, 8, is) lets a checkpoint visit one map only.
@@ -99,6 +111,12 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
         Self::grouped_by(track_changes, group_of_key::<K>)
     }
 
+    /// An empty table to share with the checkpoints taken of it (see
+    /// [`KeyedState::snapshot_shared`]).
+    pub fn shared(track_changes: bool) -> SharedKeyedState<K, V> {
+        Rc::new(RefCell::new(Self::new(track_changes)))
+    }
+
     /// An empty table whose keys are in the key group `group_of` says: for keys that hold
     /// the partitioning key and more (Flink's namespaces), e.g. `(auction, window)` with
     /// `|k| key_group(hash_key(&k.0))`, so that each entry is its own changelog record
@@ -117,7 +135,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// ```
     pub fn grouped_by(track_changes: bool, group_of: fn(&K) -> u32) -> Self {
         KeyedState {
-            maps: (0..PARTS).map(|_| FxHashMap::default()).collect(),
+            maps: (0..PARTS).map(|_| HashTable::new()).collect(),
             changed: Vec::new(),
             live: 0,
             track: track_changes,
@@ -146,8 +164,8 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
         self.maps[self.part(key)]
-            .get(key)
-            .and_then(|s| s.value.as_ref())
+            .find(hash(key), |(k, _)| k == key)
+            .and_then(|(_, s)| s.value.as_ref())
     }
 
     /// The map `key`'s slot is in.
@@ -185,7 +203,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let part = self.part(key);
-        let slot = self.maps[part].get_mut(key)?;
+        let (key, slot) = self.maps[part].find_mut(hash(key), |(k, _)| k == key)?;
         slot.value.as_ref()?;
         let marks = (self.track, self.epoch, &mut self.changed);
         Self::touch(marks, &self.collecting, key, slot);
@@ -195,34 +213,36 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// The state of `key`, created with `make` if it has none (the key counts as changed).
     #[inline]
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        use std::collections::hash_map::Entry;
         let (track, epoch) = (self.track, self.epoch);
         let group = (self.group_of)(&key);
-        let slot = match self.maps[group as usize % PARTS].entry(key) {
-            Entry::Occupied(mut o) => {
-                if let Some(c) = &self.collecting {
-                    if c.visit.wants(o.get()) {
-                        let key = o.key().clone();
-                        c.take_before_write(&key, o.get_mut());
-                    }
-                }
-                if track && o.get().changed != epoch {
-                    o.get_mut().changed = epoch;
-                    self.changed.push(o.key().clone());
-                }
-                o.into_mut()
+        let part = group as usize % PARTS;
+        if self.collecting.is_some() {
+            self.before_growing(part);
+        }
+        let entry = self.maps[part].entry(hash(&key), |(k, _)| *k == key, |(k, _)| hash(k));
+        let slot = match entry {
+            Entry::Occupied(o) => {
+                let (key, slot) = o.into_mut();
+                Self::touch(
+                    (track, epoch, &mut self.changed),
+                    &self.collecting,
+                    key,
+                    slot,
+                );
+                slot
             }
             Entry::Vacant(v) => {
                 if track {
-                    self.changed.push(v.key().clone());
+                    self.changed.push(key.clone());
                 }
-                v.insert(Slot {
+                let slot = Slot {
                     value: None,
                     changed: if track { epoch } else { 0 },
                     // A key created after the barrier has no record in its checkpoint.
                     taken: self.collecting.as_ref().map_or(0, |c| c.visit.epoch),
                     group,
-                })
+                };
+                &mut v.insert((key, slot)).into_mut().1
             }
         };
         if slot.value.is_none() {
@@ -241,25 +261,29 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// Drops the state of `key`, returning it.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let part = self.part(key);
-        let slot = self.maps[part].get_mut(key)?;
+        let Ok(mut entry) = self.maps[part].find_entry(hash(key), |(k, _)| k == key) else {
+            return None;
+        };
+        let (key, slot) = entry.get_mut();
         slot.value.as_ref()?;
         let marks = (self.track, self.epoch, &mut self.changed);
         Self::touch(marks, &self.collecting, key, slot);
         self.live -= 1;
         if !self.track {
-            return self.maps[part].remove(key)?.value;
+            return entry.remove().0 .1.value;
         }
-        slot.value.take()
+        entry.into_mut().1.value.take()
     }
 
     /// Every key and its state, to change them (every key counts as changed).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         let (track, epoch, changed) = (self.track, self.epoch, &mut self.changed);
         let collecting = &self.collecting;
-        self.maps.iter_mut().flatten().filter_map(move |(k, s)| {
+        let slots = self.maps.iter_mut().flat_map(|m| m.iter_mut());
+        slots.filter_map(move |(k, s)| {
             s.value.as_ref()?;
             Self::touch((track, epoch, &mut *changed), collecting, k, s);
-            s.value.as_mut().map(|v| (k, v))
+            s.value.as_mut().map(|v| (&*k, v))
         })
     }
 
@@ -300,7 +324,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
             }
         };
         for map in &mut self.maps {
-            map.retain(|k, s| retain(k, s));
+            map.retain(|(k, s)| retain(k, s));
         }
     }
 
@@ -308,7 +332,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.maps
             .iter()
-            .flatten()
+            .flat_map(|m| m.iter())
             .filter_map(|(k, s)| s.value.as_ref().map(|v| (k, v)))
     }
 
@@ -434,13 +458,19 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
                         taken: 0,
                         group,
                     };
-                    if self.maps[group as usize % PARTS].insert(k, slot).is_none() {
-                        self.live += 1;
+                    let map = &mut self.maps[group as usize % PARTS];
+                    match map.entry(hash(&k), |(x, _)| *x == k, |(x, _)| hash(x)) {
+                        Entry::Occupied(mut o) => o.get_mut().1 = slot,
+                        Entry::Vacant(v) => {
+                            v.insert((k, slot));
+                            self.live += 1;
+                        }
                     }
                 }
                 None => {
                     let part = self.part(&k);
-                    if self.maps[part].remove(&k).is_some() {
+                    if let Ok(o) = self.maps[part].find_entry(hash(&k), |(x, _)| *x == k) {
+                        o.remove();
                         self.live -= 1;
                     }
                 }
