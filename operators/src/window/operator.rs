@@ -13,7 +13,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::KeyedState;
+use rill_runtime::state::{KeyedState, SharedKeyedState};
 use rill_runtime::{
     Failure, OpResult, Operator, Output, StateData, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
 };
@@ -78,7 +78,12 @@ pub(crate) type WindowKeyRecord<A, V> = (Vec<WindowRecord<A, V>>, u64, bool);
 /// Writes and reads a window operator's keys (behind a trait object, so that only the
 /// constructor carries the serialization bounds).
 pub(crate) trait WindowTable<K, A, V> {
-    fn write(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &mut StateWriter) -> OpResult;
+    /// Writes the keys copy-on-write (see `KeyedState::snapshot_shared`).
+    fn write(
+        &self,
+        keys: &SharedKeyedState<K, KeyState<A, V>>,
+        state: &mut StateWriter,
+    ) -> OpResult;
     fn read(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &StateReader) -> OpResult;
 }
 
@@ -91,8 +96,12 @@ where
     A: StateData,
     V: StateData,
 {
-    fn write(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &mut StateWriter) -> OpResult {
-        keys.snapshot_as(state.section("windows", 2), |_, ks| ks.record())
+    fn write(
+        &self,
+        keys: &SharedKeyedState<K, KeyState<A, V>>,
+        state: &mut StateWriter,
+    ) -> OpResult {
+        KeyedState::snapshot_shared_as(keys, state.section("windows", 2), |_, ks| ks.record())
     }
     fn read(&self, keys: &mut KeyedState<K, KeyState<A, V>>, state: &StateReader) -> OpResult {
         keys.restore_as(&state.section("windows", 2)?, |_, r| {
@@ -153,7 +162,8 @@ impl<A: Clone, V: Clone> KeyState<A, V> {
 pub(crate) type WindowCodec<K, A, V> = Arc<dyn WindowTable<K, A, V> + Send + Sync>;
 
 pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
-    keys: KeyedState<K, KeyState<G::Acc, G::Out>>,
+    /// Shared with the checkpoint being collected after its barrier (copy-on-write).
+    keys: SharedKeyedState<K, KeyState<G::Acc, G::Out>>,
     core: Core<T, K, G>,
     /// Processing-time windows: records that arrived before any processing time did (an
     /// input that has not ticked yet holds the operator's clock at its minimum). They are
@@ -194,7 +204,7 @@ where
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         WindowOperator {
-            keys: KeyedState::new(track_changes),
+            keys: KeyedState::shared(track_changes),
             core: Core {
                 spec,
                 key,
@@ -229,7 +239,8 @@ where
         let core = &mut self.core;
         let key = (core.key)(&record);
         let policy = (core.spec.windows)(&key);
-        let ks = match self.keys.get_mut(&key) {
+        let mut keys = self.keys.borrow_mut();
+        let ks = match keys.get_mut(&key) {
             Some(ks) => ks,
             None => {
                 if let Err(e) = policy.validate() {
@@ -237,7 +248,7 @@ where
                         .get_or_insert_with(|| Failure::new(format!("windows of a key: {e}")));
                     return;
                 }
-                self.keys.get_or_insert_with(key.clone(), || KeyState {
+                keys.get_or_insert_with(key.clone(), || KeyState {
                     windows: Vec::new(),
                     ordinal: 0,
                     count: policy.is_count(),
@@ -258,7 +269,7 @@ where
             }
         }
         if ks.windows.is_empty() && !policy.is_count() {
-            self.keys.remove(&key);
+            keys.remove(&key);
         }
     }
 
@@ -266,25 +277,26 @@ where
     /// closes every count window.
     fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
+        let mut keys = self.keys.borrow_mut();
         let dt = core.domain_time();
         while let Some(entry) = core.timers.first_entry() {
             if *entry.key() > dt {
                 break;
             }
             for (key, w) in entry.remove() {
-                let Some(ks) = self.keys.get_mut(&key) else {
+                let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
                 if let Some(i) = ks.find(w) {
                     core.on_timer(ks, &key, i, out);
                 }
                 if ks.windows.is_empty() && !ks.count {
-                    self.keys.remove(&key);
+                    keys.remove(&key);
                 }
             }
         }
         if dt == MAX_WATERMARK {
-            for (key, ks) in self.keys.iter_mut() {
+            for (key, ks) in keys.iter_mut() {
                 ks.windows.sort_by_key(|e| (e.window.end, e.window.start));
                 while !ks.windows.is_empty() {
                     core.garbage_collect(ks, key, 0, out);
@@ -295,12 +307,13 @@ where
 
     fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
+        let mut keys = self.keys.borrow_mut();
         while let Some(entry) = core.proc_timers.first_entry() {
             if *entry.key() > core.now {
                 break;
             }
             for (key, w) in entry.remove() {
-                let Some(ks) = self.keys.get_mut(&key) else {
+                let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
                 if let Some(i) = ks.find(w) {
@@ -697,7 +710,7 @@ where
             .section("clock", 1)
             .put_shared((self.core.watermark, self.core.now))?;
         let codec = &self.codec;
-        codec.write(&mut self.keys, state)
+        codec.write(&self.keys, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
@@ -712,13 +725,14 @@ where
             self.core.now = self.core.now.max(n);
         }
         let codec = &self.codec;
-        codec.read(&mut self.keys, state)?;
+        let mut keys = self.keys.borrow_mut();
+        codec.read(&mut keys, state)?;
         // The timers still to come: a window's end and garbage collection in its time
         // domain, its trigger's processing-time deadlines (those already due fired before
         // the checkpoint).
         let core = &mut self.core;
         let (dt, now) = (core.domain_time(), core.now);
-        for (key, ks) in self.keys.iter() {
+        for (key, ks) in keys.iter() {
             for w in &ks.windows {
                 core.spec.metrics.window_created();
                 if !ks.count {

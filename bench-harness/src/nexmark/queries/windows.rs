@@ -4,11 +4,13 @@
 use rill_operators::prelude::*;
 use rill_operators::window::{Pane, Window};
 use rill_runtime::rkyv;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::keys::key_group;
-use rill_runtime::state::KeyedState;
+use rill_runtime::state::{KeyedState, SharedKeyedState};
 use rill_runtime::{hash_key, OpResult, Operator, Output, Partitioning, Stream, Timestamp};
 use rustc_hash::FxHashMap;
 
@@ -77,11 +79,15 @@ pub struct HotItem {
     pub count: u64,
 }
 
-/// A slice's bids per auction, keyed by (slice start, auction) and placed by the auction.
-type SliceTable = KeyedState<(Timestamp, u64), u64>;
+/// A slice's bids per auction, keyed by (slice start, auction) and placed by the auction
+/// (shared with the checkpoint being collected after its barrier: copy-on-write).
+type SliceTable = SharedKeyedState<(Timestamp, u64), u64>;
 
 fn slice_table(track: bool) -> SliceTable {
-    KeyedState::grouped_by(track, |k: &(Timestamp, u64)| key_group(hash_key(&k.1)))
+    Rc::new(RefCell::new(KeyedState::grouped_by(
+        track,
+        |k: &(Timestamp, u64)| key_group(hash_key(&k.1)),
+    )))
 }
 
 /// q5's first phase, on auction-partitioned bids: per sliding window, the auctions with
@@ -141,7 +147,7 @@ impl SlidingCounts {
             let end = start + self.size;
             self.merged.clear();
             for table in self.slices.range(start..end).map(|(_, t)| t) {
-                for (&(_, auction), &bids) in table.iter() {
+                for (&(_, auction), &bids) in table.borrow().iter() {
                     *self.merged.entry(auction).or_insert(0) += bids;
                 }
             }
@@ -177,22 +183,21 @@ impl Operator<BidSummary> for SlidingCounts {
 
     fn on_batch(&mut self, batch: &mut Vec<BidSummary>, _out: &mut Self::Out) -> OpResult {
         let (slide, track) = (self.slide, self.track);
-        let mut current: Option<(Timestamp, &mut SliceTable)> = None;
+        let mut current: Option<(Timestamp, SliceTable)> = None;
         for b in batch.drain(..) {
             let slice = b.time - b.time.rem_euclid(slide);
-            let table = match &mut current {
-                Some((s, t)) if *s == slice => t,
-                _ => {
-                    // Bids come in time order mostly: one slice lookup per run of them.
-                    let t = self
-                        .slices
-                        .entry(slice)
-                        .or_insert_with(|| slice_table(track));
-                    current = Some((slice, t));
-                    &mut current.as_mut().expect("just set").1
-                }
-            };
-            *table.get_or_insert_with((slice, b.auction), || 0) += 1;
+            // Bids come in time order mostly: one slice lookup per run of them.
+            if current.as_ref().map_or(true, |(s, _)| *s != slice) {
+                let t = self
+                    .slices
+                    .entry(slice)
+                    .or_insert_with(|| slice_table(track));
+                current = Some((slice, t.clone()));
+            }
+            let (_, table) = current.as_ref().expect("set above");
+            *table
+                .borrow_mut()
+                .get_or_insert_with((slice, b.auction), || 0) += 1;
         }
         Ok(())
     }
@@ -211,8 +216,8 @@ impl Operator<BidSummary> for SlidingCounts {
     /// (slice, auction), incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
         state.section("released", 1).put_shared(self.released)?;
-        for table in self.slices.values_mut() {
-            table.snapshot(state.section("slices", 2))?;
+        for table in self.slices.values() {
+            KeyedState::snapshot_shared(table, state.section("slices", 2))?;
         }
         Ok(())
     }
@@ -220,14 +225,15 @@ impl Operator<BidSummary> for SlidingCounts {
     fn restore(&mut self, state: &StateReader) -> OpResult {
         let released = state.section("released", 1)?.values::<Timestamp>()?;
         self.released = released.into_iter().min().unwrap_or(Timestamp::MIN);
-        let mut all = slice_table(false);
-        all.restore(&state.section("slices", 2)?)?;
+        let all = slice_table(false);
+        all.borrow_mut().restore(&state.section("slices", 2)?)?;
         let (size, released, track) = (self.size, self.released, self.track);
-        for (&(slice, auction), &bids) in all.iter() {
+        for (&(slice, auction), &bids) in all.borrow().iter() {
             if slice.saturating_add(size) > released {
                 self.slices
                     .entry(slice)
                     .or_insert_with(|| slice_table(track))
+                    .borrow_mut()
                     .insert((slice, auction), bids);
             }
         }
