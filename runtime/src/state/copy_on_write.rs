@@ -14,13 +14,15 @@
 //! A map being walked must not grow (growing moves every bucket): a key added to it when
 //! it is full first lets the checkpoint take the rest of its records (growing is a pass
 //! over the map anyway). A second barrier before the first checkpoint took everything
-//! first finishes that one; so do a restore and dropping the table.
+//! first finishes that one; so does a restore. A table dropped meanwhile hands its maps
+//! to the checkpoint, which walks them in its slices as it would have (nothing writes them
+//! any more).
 
 use std::cell::RefCell;
 use std::hash::Hash;
 use std::rc::{Rc, Weak};
 
-use super::table::{hash, Slot, PARTS};
+use super::table::{hash, Map, Slot, PARTS};
 use super::KeyedState;
 use crate::checkpoint::{archive_chunk, Archiving};
 use crate::data::StateData;
@@ -70,32 +72,79 @@ pub(super) trait Take<K, V> {
     fn take(&mut self, key: &K, group: u32, value: Option<&V>);
     /// Every record was taken.
     fn finish(&mut self);
+    /// The table was dropped before every record was taken: the rest are in `orphan`.
+    fn adopt(&mut self, orphan: Orphan<K, V>);
+}
+
+/// The maps of a table dropped while a checkpoint was being collected from it, and what
+/// the checkpoint wants of them: walked by bucket as the table would have been.
+pub(super) struct Orphan<K, V> {
+    maps: Vec<Map<K, V>>,
+    epoch: u32,
+    copy: (u32, u32),
+    /// The map and bucket walked next.
+    map: usize,
+    next: usize,
 }
 
 /// A checkpoint's records taken so far, made with `record`.
-pub(super) struct Taken<K, R, F> {
+pub(super) struct Taken<K, V, R, F> {
     record: F,
     pub records: Vec<(u32, (K, Option<R>))>,
     done: bool,
+    orphan: Option<Orphan<K, V>>,
 }
 
-impl<K, R, F> Taken<K, R, F> {
+impl<K: Clone, V, R, F: FnMut(&K, &V) -> R> Taken<K, V, R, F> {
     pub fn new(record: F) -> Self {
         Taken {
             record,
             records: Vec::new(),
             done: false,
+            orphan: None,
+        }
+    }
+
+    /// Takes the wanted records in up to `max` buckets of a dropped table's maps. Done
+    /// once they are all walked.
+    fn collect_orphan(&mut self, max: usize) {
+        let Some(mut o) = self.orphan.take() else {
+            self.done = true;
+            return;
+        };
+        let mut budget = max;
+        while budget > 0 && o.map < o.maps.len() {
+            let map = &o.maps[o.map];
+            if o.next >= map.num_buckets() {
+                (o.map, o.next) = (o.map + 1, 0);
+                continue;
+            }
+            budget -= 1;
+            o.next += 1;
+            if let Some((key, slot)) = map.get_bucket(o.next - 1) {
+                if wanted(o.epoch, o.copy, slot) {
+                    self.take(key, slot.group, slot.value.as_ref());
+                }
+            }
+        }
+        if o.map < o.maps.len() {
+            self.orphan = Some(o);
+        } else {
+            self.done = true;
         }
     }
 }
 
-impl<K: Clone, V, R, F: FnMut(&K, &V) -> R> Take<K, V> for Taken<K, R, F> {
+impl<K: Clone, V, R, F: FnMut(&K, &V) -> R> Take<K, V> for Taken<K, V, R, F> {
     fn take(&mut self, key: &K, group: u32, value: Option<&V>) {
         let record = value.map(|v| (self.record)(key, v));
         self.records.push((group, (key.clone(), record)));
     }
     fn finish(&mut self) {
         self.done = true;
+    }
+    fn adopt(&mut self, orphan: Orphan<K, V>) {
+        self.orphan = Some(orphan);
     }
 }
 
@@ -238,18 +287,18 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
 }
 
 impl<K, V> Drop for KeyedState<K, V> {
-    /// A table dropped while a checkpoint is collected from it gives it the rest first.
+    /// A table dropped while a checkpoint is collected from it hands it its maps.
     fn drop(&mut self) {
         let Some(c) = self.collecting.take() else {
             return;
         };
-        let mut taker = c.taker.borrow_mut();
-        for (key, slot) in self.maps.iter().flat_map(|m| m.iter()) {
-            if c.visit.wants(slot) {
-                taker.take(key, slot.group, slot.value.as_ref());
-            }
-        }
-        taker.finish();
+        c.taker.borrow_mut().adopt(Orphan {
+            maps: std::mem::take(&mut self.maps),
+            epoch: c.visit.epoch,
+            copy: c.visit.copy,
+            map: 0,
+            next: 0,
+        });
     }
 }
 
@@ -257,7 +306,7 @@ impl<K, V> Drop for KeyedState<K, V> {
 /// slices (the shard's loop asks for up to `max` at a time) and archives them.
 pub(super) struct Collector<K, V, R, F> {
     pub table: Weak<RefCell<KeyedState<K, V>>>,
-    pub taken: Rc<RefCell<Taken<K, R, F>>>,
+    pub taken: Rc<RefCell<Taken<K, V, R, F>>>,
 }
 
 impl<K, V, R, F> Archiving for Collector<K, V, R, F>
@@ -281,9 +330,10 @@ where
             if done || have >= max {
                 break;
             }
-            // A dropped table gave its checkpoint the rest of its records as it went.
             let Some(table) = self.table.upgrade() else {
-                break;
+                // The table was dropped: it handed over its maps.
+                self.taken.borrow_mut().collect_orphan(max - have);
+                continue;
             };
             let Ok(mut table) = table.try_borrow_mut() else {
                 return Some(Err(Failure::new(
