@@ -1,7 +1,8 @@
 //! The keyed state backend's cost at a barrier: what a shard's loop spends on one
 //! incremental, copy-on-write snapshot of a large table (its changes plus a rotating eighth
 //! copied whole) at the barrier, and on collecting and archiving the records afterwards
-//! (done in slices between batches).
+//! (done in slices between batches); and, for comparison, collecting them at the barrier
+//! (a plain table's snapshot).
 //!
 //! `cargo bench -p rill-benches --bench state`
 
@@ -59,6 +60,21 @@ fn snapshots(c: &mut Criterion) {
             },
         );
     }
+    // A table the operator owns alone (`snapshot`): collected at the barrier.
+    g.bench_function(
+        "collect at the barrier, 1M keys, 100000 changed, 1/8 copied",
+        |b| {
+            b.iter_batched(
+                || table(100_000),
+                |t| {
+                    let mut w = StateWriter::incremental(3, 8);
+                    t.borrow_mut().snapshot(w.section("t", 1)).unwrap();
+                    (t, w)
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
     g.bench_function(
         "collect and archive after the barrier, 1M keys, 100000 changed, 1/8 copied",
         |b| {
