@@ -190,6 +190,12 @@ struct IntervalJoin<A, B, K, O> {
     codec_right: Tables<K, Timed<B>>,
 }
 
+/// True if some of one key's side's records can match no later record (time `t` with
+/// `horizon(t) < watermark`).
+fn expires<T>(records: &Timed<T>, horizon: impl Fn(Timestamp) -> Timestamp, w: Timestamp) -> bool {
+    records.iter().any(|(t, _)| horizon(*t) < w)
+}
+
 /// Drops the records of one key's side that no later record can match (time `t` with
 /// `horizon(t) < watermark`).
 fn expire<T>(
@@ -269,12 +275,18 @@ where
     fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Output<O>) -> OpResult {
         self.watermark = self.watermark.max(watermark);
         let (w, lower, upper) = (self.watermark, self.lower, self.upper);
+        // Only keys with records to drop are visited (and, during a checkpoint's
+        // collection, copied first).
+        let (after, before) = (
+            |t: Timestamp| t.saturating_add(upper),
+            |t: Timestamp| t.saturating_sub(lower),
+        );
         self.left
             .borrow_mut()
-            .update_each(|_, v| expire(v, |t| t.saturating_add(upper), w));
+            .update_each_where(|_, v| expires(v, after, w), |_, v| expire(v, after, w));
         self.right
             .borrow_mut()
-            .update_each(|_, v| expire(v, |t| t.saturating_sub(lower), w));
+            .update_each_where(|_, v| expires(v, before, w), |_, v| expire(v, before, w));
         Ok(())
     }
 }

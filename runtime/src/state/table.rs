@@ -290,14 +290,46 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// Visits every key's state; `visit` says whether it left the state unchanged,
     /// changed it, or wants it removed. (Only changed and removed keys go into the next
     /// incremental checkpoint.) While a checkpoint is being collected, the keys it has yet
-    /// to take are taken before they are visited.
-    pub fn update_each(&mut self, mut visit: impl FnMut(&K, &mut V) -> Update) {
+    /// to take are taken before they are visited: prefer
+    /// [`KeyedState::update_each_where`] when most visits change nothing.
+    pub fn update_each(&mut self, visit: impl FnMut(&K, &mut V) -> Update) {
+        self.update_each_where(|_, _| true, visit);
+    }
+
+    /// [`KeyedState::update_each`] for the keys whose state `needs` a visit (it looks
+    /// first; the others are left as they are): a checkpoint being collected takes only
+    /// the visited keys' records before their visit.
+    ///
+    /// ```
+    /// use rill_runtime::state::{KeyedState, Update};
+    ///
+    /// let mut t: KeyedState<u32, Vec<i64>> = KeyedState::new(true);
+    /// t.insert(1, vec![5, 20]);
+    /// t.insert(2, vec![30]);
+    /// // Drop times before 10, and keys left without any.
+    /// t.update_each_where(
+    ///     |_, times| times.iter().any(|&t| t < 10),
+    ///     |_, times| {
+    ///         times.retain(|&t| t >= 10);
+    ///         if times.is_empty() { Update::Remove } else { Update::Changed }
+    ///     },
+    /// );
+    /// assert_eq!(t.get(&1), Some(&vec![20]));
+    /// assert_eq!(t.changed(), 2); // both inserted since the last checkpoint
+    /// ```
+    pub fn update_each_where(
+        &mut self,
+        needs: impl Fn(&K, &V) -> bool,
+        mut visit: impl FnMut(&K, &mut V) -> Update,
+    ) {
         let (track, epoch, changed, live) =
             (self.track, self.epoch, &mut self.changed, &mut self.live);
         let collecting = &self.collecting;
         let mut retain = |k: &K, s: &mut Slot<V>| {
-            if s.value.is_none() {
-                return true; // a tombstone, written at the next checkpoint
+            match &s.value {
+                Some(v) if needs(k, v) => {}
+                // Tombstones are written at the next checkpoint.
+                _ => return true,
             }
             if let Some(c) = collecting {
                 // The visit may change the value: the checkpoint needs it as it is.
