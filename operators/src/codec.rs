@@ -5,9 +5,10 @@
 /// behind a trait object so that only the operators' constructors carry the
 /// serialization bounds.
 pub(crate) trait TableCodec<K, V> {
+    /// Writes the table copy-on-write (see `KeyedState::snapshot_shared`).
     fn write(
         &self,
-        table: &mut rill_runtime::state::KeyedState<K, V>,
+        table: &rill_runtime::state::SharedKeyedState<K, V>,
         state: &mut rill_runtime::checkpoint::StateWriter,
     ) -> rill_runtime::OpResult;
     fn read(
@@ -28,10 +29,10 @@ where
 {
     fn write(
         &self,
-        table: &mut rill_runtime::state::KeyedState<K, V>,
+        table: &rill_runtime::state::SharedKeyedState<K, V>,
         state: &mut rill_runtime::checkpoint::StateWriter,
     ) -> rill_runtime::OpResult {
-        table.snapshot(state.section(self.0, self.1))
+        rill_runtime::state::KeyedState::snapshot_shared(table, state.section(self.0, self.1))
     }
     fn read(
         &self,

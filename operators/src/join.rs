@@ -21,7 +21,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, Update};
+use rill_runtime::state::{KeyedState, SharedKeyedState, Update};
 use rill_runtime::{
     BinaryOperator, Data, DroppedRecords, OpResult, Output, StateData, Stream, Timestamp,
 };
@@ -62,8 +62,9 @@ struct WindowJoin<A, B, K, O> {
     ts_b: TsFn<B>,
     windows: Windows,
     join: WindowJoinFn<K, A, B, O>,
-    /// Per key, its windows' records from both sides.
-    state: KeyedState<K, WindowSides<A, B>>,
+    /// Per key, its windows' records from both sides (shared with the checkpoint being
+    /// collected after its barrier: copy-on-write).
+    state: SharedKeyedState<K, WindowSides<A, B>>,
     /// Per window end, the keys with a window ending there (rebuilt on a restore).
     ends: BTreeMap<Timestamp, Vec<K>>,
     watermark: Timestamp,
@@ -81,11 +82,12 @@ impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
             self.dropped.add(1);
             return;
         }
+        let mut state = self.state.borrow_mut();
         for &w in &self.scratch {
             if w.end <= self.watermark {
                 continue;
             }
-            let sides = self.state.get_or_insert_with(key.clone(), Vec::new);
+            let sides = state.get_or_insert_with(key.clone(), Vec::new);
             let i = match sides.iter().position(|s| s.0 == w) {
                 Some(i) => i,
                 None => {
@@ -110,15 +112,16 @@ where
     /// The clock, and per key its windows' records, incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
         write_clock(self.watermark, state)?;
-        self.codec.write(&mut self.state, state)
+        self.codec.write(&self.state, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         if let Some(w) = read_clock(state)? {
             self.watermark = self.watermark.max(w);
         }
-        self.codec.read(&mut self.state, state)?;
-        for (k, sides) in self.state.iter() {
+        let mut table = self.state.borrow_mut();
+        self.codec.read(&mut table, state)?;
+        for (k, sides) in table.iter() {
             for (w, _, _) in sides {
                 self.ends.entry(w.end).or_default().push(k.clone());
             }
@@ -146,13 +149,14 @@ where
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> OpResult {
         self.watermark = self.watermark.max(watermark);
+        let mut state = self.state.borrow_mut();
         while let Some(entry) = self.ends.first_entry() {
             let end = *entry.key();
             if end > self.watermark {
                 break;
             }
             for k in entry.remove() {
-                let Some(sides) = self.state.get_mut(&k) else {
+                let Some(sides) = state.get_mut(&k) else {
                     continue;
                 };
                 let mut due = Vec::new();
@@ -165,7 +169,7 @@ where
                     }
                 });
                 if sides.is_empty() {
-                    self.state.remove(&k);
+                    state.remove(&k);
                 }
                 for (w, left, right) in due {
                     for a in &left {
@@ -188,13 +192,21 @@ struct IntervalJoin<A, B, K, O> {
     lower: i64,
     upper: i64,
     join: IntervalJoinFn<K, A, B, O>,
-    left: KeyedState<K, Timed<A>>,
-    right: KeyedState<K, Timed<B>>,
+    /// Both sides' records per key (shared with the checkpoint being collected after its
+    /// barrier: copy-on-write).
+    left: SharedKeyedState<K, Timed<A>>,
+    right: SharedKeyedState<K, Timed<B>>,
     watermark: Timestamp,
     codec_left: Tables<K, Timed<A>>,
     codec_right: Tables<K, Timed<B>>,
     /// Records behind the watermark.
     dropped: DroppedRecords,
+}
+
+/// True if some of one key's side's records can match no later record (time `t` with
+/// `horizon(t) < watermark`).
+fn expires<T>(records: &Timed<T>, horizon: impl Fn(Timestamp) -> Timestamp, w: Timestamp) -> bool {
+    records.iter().any(|(t, _)| horizon(*t) < w)
 }
 
 /// Drops the records of one key's side that no later record can match (time `t` with
@@ -223,21 +235,22 @@ where
     /// The clock, and per key both sides' records, incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
         write_clock(self.watermark, state)?;
-        self.codec_left.write(&mut self.left, state)?;
-        self.codec_right.write(&mut self.right, state)
+        self.codec_left.write(&self.left, state)?;
+        self.codec_right.write(&self.right, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         if let Some(w) = read_clock(state)? {
             self.watermark = self.watermark.max(w);
         }
-        self.codec_left.read(&mut self.left, state)?;
-        self.codec_right.read(&mut self.right, state)
+        self.codec_left.read(&mut self.left.borrow_mut(), state)?;
+        self.codec_right.read(&mut self.right.borrow_mut(), state)
     }
 
     type Out = Output<O>;
 
     fn on_left(&mut self, batch: &mut Vec<A>, out: &mut Output<O>) -> OpResult {
+        let (mut left, right) = (self.left.borrow_mut(), self.right.borrow());
         for a in batch.drain(..) {
             let (k, t) = ((self.key_a)(&a), (self.ts_a)(&a));
             if t < self.watermark {
@@ -245,30 +258,31 @@ where
                 continue;
             }
             let (lo, hi) = (t.saturating_add(self.lower), t.saturating_add(self.upper));
-            for (tb, b) in self.right.get(&k).into_iter().flatten() {
+            for (tb, b) in right.get(&k).into_iter().flatten() {
                 if (lo..=hi).contains(tb) {
                     out.give((self.join)(&k, &a, b));
                 }
             }
-            self.left.get_or_insert_with(k, Vec::new).push((t, a));
+            left.get_or_insert_with(k, Vec::new).push((t, a));
         }
         Ok(())
     }
 
     fn on_right(&mut self, batch: &mut Vec<B>, out: &mut Output<O>) -> OpResult {
+        let (left, mut right) = (self.left.borrow(), self.right.borrow_mut());
         for b in batch.drain(..) {
             let (k, t) = ((self.key_b)(&b), (self.ts_b)(&b));
             if t < self.watermark {
                 self.dropped.add(1);
                 continue;
             }
-            for (ta, a) in self.left.get(&k).into_iter().flatten() {
+            for (ta, a) in left.get(&k).into_iter().flatten() {
                 let (lo, hi) = (ta.saturating_add(self.lower), ta.saturating_add(self.upper));
                 if (lo..=hi).contains(&t) {
                     out.give((self.join)(&k, a, &b));
                 }
             }
-            self.right.get_or_insert_with(k, Vec::new).push((t, b));
+            right.get_or_insert_with(k, Vec::new).push((t, b));
         }
         Ok(())
     }
@@ -276,10 +290,18 @@ where
     fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Output<O>) -> OpResult {
         self.watermark = self.watermark.max(watermark);
         let (w, lower, upper) = (self.watermark, self.lower, self.upper);
+        // Only keys with records to drop are visited (and, during a checkpoint's
+        // collection, copied first).
+        let (after, before) = (
+            |t: Timestamp| t.saturating_add(upper),
+            |t: Timestamp| t.saturating_sub(lower),
+        );
         self.left
-            .update_each(|_, v| expire(v, |t| t.saturating_add(upper), w));
+            .borrow_mut()
+            .update_each_where(|_, v| expires(v, after, w), |_, v| expire(v, after, w));
         self.right
-            .update_each(|_, v| expire(v, |t| t.saturating_sub(lower), w));
+            .borrow_mut()
+            .update_each_where(|_, v| expires(v, before, w), |_, v| expire(v, before, w));
         Ok(())
     }
 }
@@ -342,7 +364,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 ts_b: ts_b.clone(),
                 windows,
                 join: join.clone(),
-                state: KeyedState::new(shard.tracks_state()),
+                state: KeyedState::shared(shard.tracks_state()),
                 ends: BTreeMap::new(),
                 watermark: Timestamp::MIN,
                 scratch: Vec::new(),
@@ -407,8 +429,8 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 lower,
                 upper,
                 join: join.clone(),
-                left: KeyedState::new(shard.tracks_state()),
-                right: KeyedState::new(shard.tracks_state()),
+                left: KeyedState::shared(shard.tracks_state()),
+                right: KeyedState::shared(shard.tracks_state()),
                 watermark: Timestamp::MIN,
                 codec_left: codec_left.clone(),
                 codec_right: codec_right.clone(),

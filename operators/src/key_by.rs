@@ -1,7 +1,7 @@
 //! `key_by`: partitions a stream by key, so that all records of a key reach the shard that
 //! owns the key's state, and rolling (per-record) aggregates over it.
 
-use rill_runtime::state::KeyedState;
+use rill_runtime::state::{KeyedState, SharedKeyedState};
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -168,7 +168,8 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
 struct RollingOp<T, K, A, F> {
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     fold: F,
-    state: KeyedState<K, A>,
+    /// Shared with the checkpoint being collected after its barrier (copy-on-write).
+    state: SharedKeyedState<K, A>,
     codec: Tables<K, A>,
 }
 
@@ -180,19 +181,20 @@ where
 {
     /// Every key's aggregate, incrementally (the keys updated since the last checkpoint).
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        self.codec.write(&mut self.state, state)
+        self.codec.write(&self.state, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        self.codec.read(&mut self.state, state)
+        self.codec.read(&mut self.state.borrow_mut(), state)
     }
 
     type Out = Output<(K, A)>;
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<(K, A)>) -> OpResult {
+        let mut table = self.state.borrow_mut();
         for r in batch.drain(..) {
             let k = (self.key)(&r);
-            let next = (self.fold)(self.state.get(&k), r);
-            self.state.insert(k.clone(), next.clone());
+            let next = (self.fold)(table.get(&k), r);
+            table.insert(k.clone(), next.clone());
             out.give((k, next));
         }
         Ok(())
@@ -264,7 +266,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.stream.unary(name, move |shard| RollingOp {
             key: key.clone(),
             fold: f.clone(),
-            state: KeyedState::new(shard.tracks_state()),
+            state: KeyedState::shared(shard.tracks_state()),
             codec: codec.clone(),
         })
     }

@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::KeyedState;
+use rill_runtime::state::{KeyedState, SharedKeyedState};
 use rill_runtime::{
     Data, OpResult, Operator, Output, ShardInfo, StateData, Stream, Timestamp, MIN_WATERMARK,
 };
@@ -154,7 +154,8 @@ impl<K: Clone + Hash + Eq, S: Default, O: Clone> ProcessContext<'_, K, S, O> {
 struct ProcessOp<T, K, F: ProcessFunction<K, T>> {
     f: F,
     key: KeyFn<T, K>,
-    keys: KeyedState<K, KeySlot<F::State>>,
+    /// Shared with the checkpoint being collected after its barrier (copy-on-write).
+    keys: SharedKeyedState<K, KeySlot<F::State>>,
     queues: Queues<K>,
     watermark: Timestamp,
     now: Timestamp,
@@ -172,9 +173,8 @@ where
         out: &mut Output<F::Out>,
         body: impl FnOnce(&mut F, &mut ProcessContext<'_, K, F::State, F::Out>),
     ) {
-        let slot = self
-            .keys
-            .get_or_insert_with(key.clone(), || (None, Vec::new(), Vec::new()));
+        let mut keys = self.keys.borrow_mut();
+        let slot = keys.get_or_insert_with(key.clone(), || (None, Vec::new(), Vec::new()));
         let mut cx = ProcessContext {
             key,
             slot,
@@ -185,7 +185,7 @@ where
         };
         body(&mut self.f, &mut cx);
         if cx.slot.0.is_none() && cx.slot.1.is_empty() && cx.slot.2.is_empty() {
-            self.keys.remove(key);
+            keys.remove(key);
         }
     }
 
@@ -204,7 +204,7 @@ where
             }
             let time = *entry.key();
             for key in entry.remove() {
-                if let Some(slot) = self.keys.get_mut(&key) {
+                if let Some(slot) = self.keys.borrow_mut().get_mut(&key) {
                     let times = if processing { &mut slot.2 } else { &mut slot.1 };
                     times.retain(|&t| t != time);
                 }
@@ -226,7 +226,7 @@ where
             .section("clock", 1)
             .put_shared((self.watermark, self.now))?;
         let codec = &self.codec;
-        codec.write(&mut self.keys, state)
+        codec.write(&self.keys, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
@@ -241,8 +241,9 @@ where
             self.now = self.now.max(n);
         }
         let codec = &self.codec;
-        codec.read(&mut self.keys, state)?;
-        for (key, (_, event, processing)) in self.keys.iter() {
+        let mut keys = self.keys.borrow_mut();
+        codec.read(&mut keys, state)?;
+        for (key, (_, event, processing)) in keys.iter() {
             for &t in event {
                 self.queues.event.entry(t).or_default().push(key.clone());
             }
@@ -326,7 +327,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.stream().unary(name, move |shard| ProcessOp {
             f: make(shard.info()),
             key: key.clone(),
-            keys: KeyedState::new(shard.tracks_state()),
+            keys: KeyedState::shared(shard.tracks_state()),
             queues: Queues {
                 event: BTreeMap::new(),
                 processing: BTreeMap::new(),

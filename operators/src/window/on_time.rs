@@ -17,11 +17,13 @@
 //! oracle test `operators/tests/sliced_windows.rs`); panes of one window come in no
 //! particular key order.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hash::Hash;
+use std::rc::Rc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::KeyedState;
+use rill_runtime::state::{KeyedState, SharedKeyedState};
 use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
 use rustc_hash::FxHashMap;
 
@@ -50,10 +52,14 @@ impl<A: Clone> KeyRecord for SliceAcc<A> {
 }
 
 /// A slice's accumulators by (key, slice start), placed by the key.
-type Table<K, A> = KeyedState<(K, Timestamp), SliceAcc<A>>;
+/// (Shared with a checkpoint being collected after its barrier: copy-on-write.)
+type Table<K, A> = SharedKeyedState<(K, Timestamp), SliceAcc<A>>;
 
 fn table<K: Clone + Hash + Eq, A>(track: bool) -> Table<K, A> {
-    KeyedState::grouped_by(track, slice_group::<K>)
+    Rc::new(RefCell::new(KeyedState::grouped_by(
+        track,
+        slice_group::<K>,
+    )))
 }
 
 /// How the slices are written to checkpoints.
@@ -117,6 +123,8 @@ where
         let track = self.track;
         // The slice of the previous record, and whether a record in it is taken.
         let mut current: Option<(Timestamp, bool)> = None;
+        // The table of the slice records were last added to.
+        let mut open: Option<(Timestamp, Table<K, G::Acc>)> = None;
         for record in batch.drain(..) {
             let t = self
                 .clock
@@ -145,7 +153,11 @@ where
                 }
                 continue;
             }
-            let table = self.slices.entry(start).or_insert_with(|| table(track));
+            if open.as_ref().map(|(s, _)| *s) != Some(start) {
+                let t = self.slices.entry(start).or_insert_with(|| table(track));
+                open = Some((start, t.clone()));
+            }
+            let mut table = open.as_ref().expect("just set").1.borrow_mut();
             let key = (self.key)(&record);
             let metrics = &self.spec.metrics;
             let agg = &self.agg;
@@ -193,7 +205,7 @@ where
         self.slices.retain(|&s, table| {
             let open = slicing.last_end(s).is_some_and(|end| end > released);
             if !open {
-                for _ in 0..table.len() {
+                for _ in 0..table.borrow().len() {
                     metrics.window_removed();
                 }
             }
@@ -219,7 +231,7 @@ where
         if w.end - w.start == self.slicing.slice_len() {
             // One slice per window (tumbling): its accumulators are the values.
             if let Some(table) = tables.next() {
-                for ((key, _), acc) in table.iter() {
+                for ((key, _), acc) in table.borrow().iter() {
                     out.give(pane(key, self.agg.result(key, &w, &acc.0)));
                     panes += 1;
                 }
@@ -227,7 +239,7 @@ where
         } else {
             self.merged.clear();
             for table in tables {
-                for ((key, _), acc) in table.iter() {
+                for ((key, _), acc) in table.borrow().iter() {
                     let agg = &self.agg;
                     match self.merged.get_mut(key) {
                         Some(m) => agg.merge(m, acc.0.clone()),
@@ -276,7 +288,7 @@ where
             ));
         }
         self.clock.snapshot(state)?;
-        for table in self.slices.values_mut() {
+        for table in self.slices.values() {
             self.codec.write(table, state)?;
         }
         Ok(())
@@ -287,9 +299,10 @@ where
     fn restore(&mut self, state: &StateReader) -> OpResult {
         self.clock.restore(state)?;
         self.released = self.domain_time();
-        let mut all = table::<K, G::Acc>(false);
+        let all = table::<K, G::Acc>(false);
         crate::window::state::refuse_other_sections(state, "slice accumulators")?;
-        self.codec.read(&mut all, state)?;
+        self.codec.read(&mut all.borrow_mut(), state)?;
+        let all = all.borrow();
         let (track, released) = (self.track, self.released);
         for ((key, start), acc) in all.iter() {
             if self
@@ -301,6 +314,7 @@ where
                 self.slices
                     .entry(*start)
                     .or_insert_with(|| table(track))
+                    .borrow_mut()
                     .insert((key.clone(), *start), acc.clone());
             }
         }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::KeyedState;
+use rill_runtime::state::{KeyedState, SharedKeyedState};
 use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
@@ -123,7 +123,8 @@ impl<A: Clone, V: Clone> KeyRecord for KeyState<A, V> {
 }
 
 pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
-    keys: KeyedState<K, KeyState<G::Acc, G::Out>>,
+    /// Shared with the checkpoint being collected after its barrier (copy-on-write).
+    keys: SharedKeyedState<K, KeyState<G::Acc, G::Out>>,
     core: Core<T, K, G>,
     /// Processing-time windows: records that arrived before any processing time did (an
     /// input that has not ticked yet holds the operator's clock at its minimum). They are
@@ -163,7 +164,7 @@ where
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         WindowOperator {
-            keys: KeyedState::new(track_changes),
+            keys: KeyedState::shared(track_changes),
             core: Core {
                 spec,
                 key,
@@ -193,7 +194,8 @@ where
         let core = &mut self.core;
         let key = (core.key)(&record);
         let policy = (core.spec.windows)(&key);
-        let ks = match self.keys.get_mut(&key) {
+        let mut keys = self.keys.borrow_mut();
+        let ks = match keys.get_mut(&key) {
             Some(ks) => ks,
             None => {
                 if let Err(e) = policy.validate() {
@@ -201,7 +203,7 @@ where
                         .get_or_insert_with(|| Failure::new(format!("windows of a key: {e}")));
                     return;
                 }
-                self.keys.get_or_insert_with(key.clone(), || KeyState {
+                keys.get_or_insert_with(key.clone(), || KeyState {
                     windows: Vec::new(),
                     ordinal: 0,
                     count: policy.is_count(),
@@ -222,7 +224,7 @@ where
             }
         }
         if ks.windows.is_empty() && !policy.is_count() {
-            self.keys.remove(&key);
+            keys.remove(&key);
         }
     }
 
@@ -230,25 +232,26 @@ where
     /// closes every count window.
     fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
+        let mut keys = self.keys.borrow_mut();
         let dt = core.domain_time();
         while let Some(entry) = core.timers.first_entry() {
             if *entry.key() > dt {
                 break;
             }
             for (key, w) in entry.remove() {
-                let Some(ks) = self.keys.get_mut(&key) else {
+                let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
                 if let Some(i) = ks.find(w) {
                     core.on_timer(ks, &key, i, out);
                 }
                 if ks.windows.is_empty() && !ks.count {
-                    self.keys.remove(&key);
+                    keys.remove(&key);
                 }
             }
         }
         if dt == MAX_WATERMARK {
-            for (key, ks) in self.keys.iter_mut() {
+            for (key, ks) in keys.iter_mut() {
                 ks.windows.sort_by_key(|e| (e.window.end, e.window.start));
                 while !ks.windows.is_empty() {
                     core.garbage_collect(ks, key, 0, out);
@@ -259,12 +262,13 @@ where
 
     fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
+        let mut keys = self.keys.borrow_mut();
         while let Some(entry) = core.proc_timers.first_entry() {
             if *entry.key() > core.clock.now {
                 break;
             }
             for (key, w) in entry.remove() {
-                let Some(ks) = self.keys.get_mut(&key) else {
+                let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
                 if let Some(i) = ks.find(w) {
@@ -644,19 +648,20 @@ where
             ));
         }
         self.core.clock.snapshot(state)?;
-        self.codec.write(&mut self.keys, state)
+        self.codec.write(&self.keys, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         self.core.clock.restore(state)?;
         crate::window::state::refuse_other_sections(state, "windows")?;
-        self.codec.read(&mut self.keys, state)?;
+        let mut keys = self.keys.borrow_mut();
+        self.codec.read(&mut keys, state)?;
         // The timers still to come: a window's end and garbage collection in its time
         // domain, its trigger's processing-time deadlines (those already due fired before
         // the checkpoint).
         let core = &mut self.core;
         let (dt, now) = (core.domain_time(), core.clock.now);
-        for (key, ks) in self.keys.iter() {
+        for (key, ks) in keys.iter() {
             for w in &ks.windows {
                 core.spec.metrics.window_created();
                 if !ks.count {

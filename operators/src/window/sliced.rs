@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::KeyedState;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rill_runtime::state::{KeyedState, SharedKeyedState};
 use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
@@ -25,6 +28,7 @@ type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
 type Key<G, T, K> = KeyWindows<<G as Aggregate<T, K>>::Out>;
 type Slices<K, A> = KeyedState<(K, Timestamp), Slice<A>>;
+type Shared<K, V> = SharedKeyedState<K, V>;
 
 /// How the operator's two tables are written to checkpoints.
 pub(crate) type SlicedCodecs<K, A, V> = (
@@ -33,8 +37,8 @@ pub(crate) type SlicedCodecs<K, A, V> = (
 );
 
 pub(crate) struct SlicedWindowOperator<T, K, G: Aggregate<T, K>> {
-    keys: KeyedState<K, Key<G, T, K>>,
-    slices: Slices<K, G::Acc>,
+    keys: Shared<K, Key<G, T, K>>,
+    slices: Shared<(K, Timestamp), Slice<G::Acc>>,
     core: Core<T, K, G>,
     /// Processing-time windows: records that arrived before any processing time did.
     unclocked: Vec<T>,
@@ -82,8 +86,11 @@ where
         let fast = program.ignores_elements() && !program.should_fire(&fresh, early(0));
         let split = spec.accumulation == Accumulation::Discarding;
         SlicedWindowOperator {
-            keys: KeyedState::new(track_changes),
-            slices: KeyedState::grouped_by(track_changes, slice_group::<K>),
+            keys: KeyedState::shared(track_changes),
+            slices: Rc::new(RefCell::new(KeyedState::grouped_by(
+                track_changes,
+                slice_group::<K>,
+            ))),
             core: Core {
                 nodes: fresh.len(),
                 fresh,
@@ -106,38 +113,18 @@ where
         }
     }
 
-    fn process(&mut self, record: T, out: &mut Outs<K, G::Out, T>) {
-        let core = &mut self.core;
-        let key = (core.key)(&record);
-        let t = core.element_time(&record);
-        let slice = core.slicing.slice_of(t);
-        let key = if core.fast && t >= core.domain_time() {
-            // No window of the record is past its end: with a trigger that ignores
-            // elements, adding it to its slice, if the key has it, is all there is to do.
-            let at = (key, slice);
-            if let Some(s) = self.slices.get_mut(&at) {
-                s.add_fast(|acc| core.agg.add(acc, &record));
-                return;
-            }
-            at.0
-        } else {
-            key
-        };
-        let ks = self
-            .keys
-            .get_or_insert_with(key.clone(), KeyWindows::default);
-        let taken = core.add(ks, &mut self.slices, &key, t, slice, &record, out);
-        if ks.windows.is_empty() {
-            self.keys.remove(&key);
-        }
-        if !taken && core.dropped(t) {
-            out.1.give(record);
+    /// Adds a batch (one borrow of the tables per batch).
+    fn process(&mut self, batch: impl Iterator<Item = T>, out: &mut Outs<K, G::Out, T>) {
+        let (mut keys, mut slices) = (self.keys.borrow_mut(), self.slices.borrow_mut());
+        for record in batch {
+            self.core.process(&mut keys, &mut slices, record, out);
         }
     }
 
     /// Fires the domain-time timers that are due, in time order; at the end of time
     /// garbage-collects every window.
     fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
+        let (mut keys, mut slices) = (self.keys.borrow_mut(), self.slices.borrow_mut());
         let core = &mut self.core;
         let dt = core.domain_time();
         while let Some(entry) = core.timers.first_entry() {
@@ -145,46 +132,46 @@ where
                 break;
             }
             for (key, w) in entry.remove() {
-                let Some(ks) = self.keys.get_mut(&key) else {
+                let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
                 if let Some(i) = ks.window(w) {
                     if core.is_expired(w) {
-                        core.garbage_collect(ks, &mut self.slices, &key, i, out);
+                        core.garbage_collect(ks, &mut slices, &key, i, out);
                     } else {
-                        core.fire_if_ready(ks, &self.slices, &key, i, out);
+                        core.fire_if_ready(ks, &slices, &key, i, out);
                     }
                 }
                 if ks.windows.is_empty() {
-                    self.keys.remove(&key);
+                    keys.remove(&key);
                 }
             }
         }
         if dt == MAX_WATERMARK {
-            for (key, ks) in self.keys.iter_mut() {
+            for (key, ks) in keys.iter_mut() {
                 while let Some(i) = (0..ks.windows.len())
                     .min_by_key(|&i| (ks.windows[i].window.end, ks.windows[i].window.start))
                 {
-                    core.garbage_collect(ks, &mut self.slices, key, i, out);
+                    core.garbage_collect(ks, &mut slices, key, i, out);
                 }
             }
-            self.keys
-                .update_each(|_, _| rill_runtime::state::Update::Remove);
+            keys.update_each(|_, _| rill_runtime::state::Update::Remove);
         }
     }
 
     fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
+        let (mut keys, slices) = (self.keys.borrow_mut(), self.slices.borrow());
         let core = &mut self.core;
         while let Some(entry) = core.proc_timers.first_entry() {
             if *entry.key() > core.clock.now {
                 break;
             }
             for (key, w) in entry.remove() {
-                let Some(ks) = self.keys.get_mut(&key) else {
+                let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
                 if let Some(i) = ks.window(w) {
-                    core.fire_if_ready(ks, &self.slices, &key, i, out);
+                    core.fire_if_ready(ks, &slices, &key, i, out);
                 }
             }
         }
@@ -193,9 +180,8 @@ where
     /// Assigns the records held for want of a processing time, at the current one.
     fn clock_held(&mut self, out: &mut Outs<K, G::Out, T>) {
         self.core.clock.start();
-        for record in std::mem::take(&mut self.unclocked) {
-            self.process(record, out);
-        }
+        let held = std::mem::take(&mut self.unclocked);
+        self.process(held.into_iter(), out);
     }
 }
 
@@ -213,6 +199,38 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
+    fn process(
+        &mut self,
+        keys: &mut KeyedState<K, Key<G, T, K>>,
+        slices: &mut Slices<K, G::Acc>,
+        record: T,
+        out: &mut Outs<K, G::Out, T>,
+    ) {
+        let key = (self.key)(&record);
+        let t = self.element_time(&record);
+        let slice = self.slicing.slice_of(t);
+        let key = if self.fast && t >= self.domain_time() {
+            // No window of the record is past its end: with a trigger that ignores
+            // elements, adding it to its slice, if the key has it, is all there is to do.
+            let at = (key, slice);
+            if let Some(s) = slices.get_mut(&at) {
+                s.add_fast(|acc| self.agg.add(acc, &record));
+                return;
+            }
+            at.0
+        } else {
+            key
+        };
+        let ks = keys.get_or_insert_with(key.clone(), KeyWindows::default);
+        let taken = self.add(ks, slices, &key, t, slice, &record, out);
+        if ks.windows.is_empty() {
+            keys.remove(&key);
+        }
+        if !taken && self.dropped(t) {
+            out.1.give(record);
+        }
+    }
+
     fn domain_time(&self) -> Timestamp {
         self.clock.domain_time(self.spec.domain)
     }
@@ -481,21 +499,22 @@ where
             ));
         }
         self.core.clock.snapshot(state)?;
-        self.codecs.0.write(&mut self.keys, state)?;
-        self.codecs.1.write(&mut self.slices, state)
+        self.codecs.0.write(&self.keys, state)?;
+        self.codecs.1.write(&self.slices, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         self.core.clock.restore(state)?;
         crate::window::state::refuse_other_sections(state, "sliced windows")?;
-        self.codecs.0.read(&mut self.keys, state)?;
-        self.codecs.1.read(&mut self.slices, state)?;
+        let mut keys = self.keys.borrow_mut();
+        self.codecs.0.read(&mut keys, state)?;
+        self.codecs.1.read(&mut self.slices.borrow_mut(), state)?;
         // The timers still to come: each window's end and garbage collection, and its
         // trigger's processing-time deadlines (those already due fired before the
         // checkpoint).
         let core = &mut self.core;
         let (dt, now) = (core.domain_time(), core.clock.now);
-        for (key, ks) in self.keys.iter() {
+        for (key, ks) in keys.iter() {
             for (i, w) in ks.windows.iter().enumerate() {
                 core.spec.metrics.window_created();
                 let (end, gc) = (
@@ -530,9 +549,7 @@ where
             self.unclocked.append(batch);
             return Ok(());
         }
-        for record in batch.drain(..) {
-            self.process(record, out);
-        }
+        self.process(batch.drain(..), out);
         Ok(())
     }
 

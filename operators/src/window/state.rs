@@ -5,7 +5,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::KeyedState;
+use rill_runtime::state::{KeyedState, SharedKeyedState};
 use rill_runtime::{OpResult, StateData, Timestamp, MAX_WATERMARK, MIN_WATERMARK};
 
 use crate::window::TimeDomain;
@@ -110,7 +110,8 @@ pub(crate) trait KeyRecord: Sized {
 /// Writes and reads a window operator's keys (behind a trait object, so that only the
 /// constructor carries the serialization bounds).
 pub(crate) trait WindowTable<K, S> {
-    fn write(&self, keys: &mut KeyedState<K, S>, state: &mut StateWriter) -> OpResult;
+    /// Writes the keys copy-on-write (see `KeyedState::snapshot_shared`).
+    fn write(&self, keys: &SharedKeyedState<K, S>, state: &mut StateWriter) -> OpResult;
     fn read(&self, keys: &mut KeyedState<K, S>, state: &StateReader) -> OpResult;
 }
 
@@ -120,11 +121,12 @@ pub(crate) struct RkyvWindows;
 impl<K, S> WindowTable<K, S> for RkyvWindows
 where
     K: StateData + Hash + Eq,
-    S: KeyRecord,
+    S: KeyRecord + 'static,
     S::Record: StateData,
 {
-    fn write(&self, keys: &mut KeyedState<K, S>, state: &mut StateWriter) -> OpResult {
-        keys.snapshot_as(state.section(S::SECTION, S::VERSION), |_, ks| ks.record())
+    fn write(&self, keys: &SharedKeyedState<K, S>, state: &mut StateWriter) -> OpResult {
+        let section = state.section(S::SECTION, S::VERSION);
+        KeyedState::snapshot_shared_as(keys, section, |_, ks: &S| ks.record())
     }
     fn read(&self, keys: &mut KeyedState<K, S>, state: &StateReader) -> OpResult {
         keys.restore_as(&state.section(S::SECTION, S::VERSION)?, |_, r| {

@@ -248,7 +248,10 @@ impl ShardCheckpoint {
             let turn = s.last_service.map_or(SLICE_TIME, |t| now - t);
             s.last_service = Some(now);
             let requested = self.coord.requested.load(Ordering::Acquire);
+            // One checkpoint is archived at a time: a later one waits for it (keyed tables
+            // collect their records during archiving, see `crate::state`).
             if requested > s.written
+                && s.archiving.is_none()
                 && s.inputs.iter().all(|c| c.get() >= requested)
                 && s.sources.iter().all(|c| c.get() >= requested)
             {

@@ -341,12 +341,21 @@ impl StateWriter {
     where
         (u32, T): ExchangeData,
     {
-        let d = Deferred {
+        self.put_changelog_from(Box::new(Pending(records)))
+    }
+
+    /// A changelog entry of the current section whose records `records` makes as the
+    /// entry is archived (a table's copy-on-write checkpoint collects them then); archived
+    /// at once outside a shard's checkpoint, as [`StateWriter::put_changelog`] is.
+    pub(crate) fn put_changelog_from(
+        &mut self,
+        records: Box<dyn Archiving>,
+    ) -> Result<(), Failure> {
+        self.deferred.push(Deferred {
             name: self.section.0.clone(),
             version: self.section.1,
-            records: Box::new(Pending(records)),
-        };
-        self.deferred.push(d);
+            records,
+        });
         if !self.defer {
             self.finish()?;
         }
@@ -459,7 +468,9 @@ impl Deferred {
     }
 }
 
-trait Archiving {
+/// A table's changelog records, archived a chunk at a time.
+pub(crate) trait Archiving {
+    /// Archives up to `max` more records; `None` once all are.
     fn next_chunk(
         &mut self,
         arena: &mut rkyv::ser::allocator::Arena,
@@ -475,17 +486,26 @@ impl<T: ExchangeData> Archiving for Pending<T> {
         arena: &mut rkyv::ser::allocator::Arena,
         max: usize,
     ) -> Option<Result<Vec<u8>, Failure>> {
-        if self.0.is_empty() {
-            return None;
-        }
-        // The records are written from the back: splitting off the tail copies no more
-        // than the chunk (each table's records hold distinct keys, so order is free).
-        let at = self.0.len().saturating_sub(max.max(1));
-        let chunk = self.0.split_off(at);
-        let bytes = T::write_batch(&chunk, crate::data::BatchBytes::new(), arena.acquire())
-            .map_err(crate::data::corrupt);
-        Some(bytes.map(|b| b.to_vec()))
+        archive_chunk(&mut self.0, arena, max)
     }
+}
+
+/// Archives up to `max` of `records` (taken off the end); `None` if there are none.
+pub(crate) fn archive_chunk<T: ExchangeData>(
+    records: &mut Vec<T>,
+    arena: &mut rkyv::ser::allocator::Arena,
+    max: usize,
+) -> Option<Result<Vec<u8>, Failure>> {
+    if records.is_empty() {
+        return None;
+    }
+    // The records are written from the back: splitting off the tail copies no more than
+    // the chunk (each table's records hold distinct keys, so order is free).
+    let at = records.len().saturating_sub(max.max(1));
+    let chunk = records.split_off(at);
+    let bytes = T::write_batch(&chunk, crate::data::BatchBytes::new(), arena.acquire())
+        .map_err(crate::data::corrupt);
+    Some(bytes.map(|b| b.to_vec()))
 }
 
 /// The state a restored operator receives: every entry of its node that belongs to this

@@ -130,7 +130,7 @@ pub(crate) fn take_snapshot(
     let mut state = StateWriter::for_checkpoint(copy);
     snapshot(&mut state)?;
     for (section, table) in snapshots.iter().flat_map(|s| s.tables.iter()) {
-        table.snapshot(state.section(section, 1))?;
+        table.clone().snapshot(state.section(section, 1))?;
     }
     if let Some(s) = snapshots {
         s.checkpoint

@@ -1,0 +1,121 @@
+//! The tables a shard's operators registered with the runtime, which snapshots and restores
+//! them for the operator.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::rc::Rc;
+
+use super::timers::TimerTable;
+use super::KeyedState;
+use crate::checkpoint::{StateReader, StateWriter};
+use crate::data::StateData;
+use crate::error::OpResult;
+
+/// A table the runtime checkpoints and restores for the operator that registered it.
+pub(crate) trait Registered {
+    /// Writes the table copy-on-write (see [`KeyedState::snapshot_shared`]).
+    fn snapshot(self: Rc<Self>, state: &mut StateWriter) -> OpResult;
+    fn restore(&self, state: &StateReader) -> OpResult;
+}
+
+impl<K: StateData + Hash + Eq, V: StateData> Registered for RefCell<KeyedState<K, V>> {
+    fn snapshot(self: Rc<Self>, state: &mut StateWriter) -> OpResult {
+        KeyedState::snapshot_shared(&self, state)
+    }
+    fn restore(&self, state: &StateReader) -> OpResult {
+        self.borrow_mut().restore(state)
+    }
+}
+
+/// The tables a shard's operators registered, by node (built on the shard while its nodes
+/// are built).
+#[derive(Default)]
+pub(crate) struct Registry {
+    node: Cell<usize>,
+    track: bool,
+    tables: RefCell<Vec<RegisteredTable>>,
+}
+
+/// A registered table: its node, its section name, the table.
+pub(crate) struct RegisteredTable {
+    pub node: usize,
+    pub section: String,
+    pub table: Rc<dyn Registered>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("node", &self.node.get())
+            .field("tables", &self.tables.borrow().len())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// A registry whose tables track changes (the job takes checkpoints) or not.
+    pub(crate) fn new(track: bool) -> Self {
+        Registry {
+            track,
+            ..Registry::default()
+        }
+    }
+
+    /// The node being built: tables registered from now on are its.
+    pub(crate) fn enter(&self, node: usize) {
+        self.node.set(node);
+    }
+
+    /// The node being built.
+    pub(crate) fn node(&self) -> usize {
+        self.node.get()
+    }
+
+    /// `node`'s tables.
+    pub(crate) fn of(&self, node: usize) -> Vec<(String, Rc<dyn Registered>)> {
+        self.tables
+            .borrow()
+            .iter()
+            .filter(|t| t.node == node)
+            .map(|t| (t.section.clone(), t.table.clone()))
+            .collect()
+    }
+
+    fn register<T: Registered + 'static>(&self, name: &str, table: T) -> Rc<T> {
+        let node = self.node.get();
+        let section = format!("state {name}");
+        let mut tables = self.tables.borrow_mut();
+        assert!(
+            !tables
+                .iter()
+                .any(|t| t.node == node && t.section == section),
+            "an operator registered two states named '{name}': give each its own name"
+        );
+        let table = Rc::new(table);
+        tables.push(RegisteredTable {
+            node,
+            section,
+            table: table.clone(),
+        });
+        table
+    }
+
+    pub(crate) fn table<K, V>(&self, name: &str) -> Rc<RefCell<KeyedState<K, V>>>
+    where
+        K: StateData + Hash + Eq,
+        V: StateData,
+    {
+        self.register(name, RefCell::new(KeyedState::new(self.track)))
+    }
+
+    pub(crate) fn timers<K: StateData + Hash + Eq>(&self, name: &str) -> Rc<TimerTable<K>> {
+        self.register(
+            name,
+            TimerTable {
+                times: Rc::new(RefCell::new(KeyedState::new(self.track))),
+                queue: RefCell::new(BTreeMap::new()),
+            },
+        )
+    }
+}
