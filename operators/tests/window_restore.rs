@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn job(lateness: i64, crash_after: u64) -> Dataflow {
     let mut df = Dataflow::new();
-    numbers(&mut df, 200_000, crash_after, 200)
+    numbers(&mut df, 200_000, crash_after, 100)
         .key_by(|n: &u64| n % 7)
         .window(
             WindowSpec::event_time(Windows::sliding(1_000, 500), |n: &u64| *n as Timestamp)
@@ -43,7 +43,7 @@ fn window_state_of_another_window_operator_is_refused() {
         Checkpointing::new(dir.join("checkpoints")).interval(Some(Duration::from_millis(15)));
     let err = Runtime::new(config(&checkpointing))
         .unwrap()
-        .run(job(5, 40_000))
+        .run(job(5, 150_000))
         .expect_err("the run crashes");
     assert!(err.to_string().contains("injected crash"), "{err}");
     // Without lateness the windows fire once: another operator, which refuses the state.
