@@ -24,13 +24,16 @@ use std::rc::Rc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{KeyedState, SharedKeyedState};
-use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
+use rill_runtime::{OpResult, Operator, Output, Timestamp};
 use rustc_hash::FxHashMap;
 
 use crate::key_by::KeyFn;
 use crate::window::slices::{slice_group, Slicing};
-use crate::window::state::{Clock, KeyRecord, WindowCodec};
-use crate::window::{Aggregate, Pane, Timing, Window, WindowSpec};
+use crate::window::state::{
+    check_none_held, on_batch, on_processing_time, on_watermark, Clock, Clocked, KeyRecord,
+    WindowCodec,
+};
+use crate::window::{Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
 
 /// A slice's accumulator of one key.
 #[derive(Debug, Clone)]
@@ -264,12 +267,6 @@ where
             self.release(dt, out);
         }
     }
-
-    fn run_unclocked(&mut self, out: &mut (Output<Pane<K, G::Out>>, Output<T>)) {
-        self.clock.start();
-        let mut held = std::mem::take(&mut self.unclocked);
-        self.add(&mut held, &mut out.1);
-    }
 }
 
 impl<T, K, G> Operator<T> for OnTimeWindowOperator<T, K, G>
@@ -281,12 +278,7 @@ where
     /// The operator's clock (every shard restores it), and the slices' accumulators,
     /// incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        if !self.unclocked.is_empty() {
-            return Err(Failure::new(
-                "a processing-time window holds records that arrived before any processing \
-                 time; it cannot take a checkpoint yet",
-            ));
-        }
+        check_none_held(&self.unclocked)?;
         self.clock.snapshot(state)?;
         for table in self.slices.values() {
             self.codec.write(table, state)?;
@@ -324,37 +316,44 @@ where
     type Out = (Output<Pane<K, G::Out>>, Output<T>);
 
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
-        if self.clock.unclocked(self.spec.domain) {
-            self.unclocked.append(batch);
-            return Ok(());
-        }
+        on_batch(self, batch, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        on_watermark(self, watermark, out)
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        on_processing_time(self, now, out)
+    }
+}
+
+impl<T, K, G> Clocked<T> for OnTimeWindowOperator<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    type Outs = (Output<Pane<K, G::Out>>, Output<T>);
+
+    fn clock(&mut self) -> &mut Clock {
+        &mut self.clock
+    }
+
+    fn domain(&self) -> TimeDomain {
+        self.spec.domain
+    }
+
+    fn held(&mut self) -> &mut Vec<T> {
+        &mut self.unclocked
+    }
+
+    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
         self.add(batch, &mut out.1);
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        if watermark > self.clock.watermark {
-            if watermark == MAX_WATERMARK && !self.unclocked.is_empty() {
-                self.run_unclocked(out);
-            }
-            self.clock.watermark = watermark;
-            if self.clock.advances(self.spec.domain, true) {
-                self.advance(&mut out.0);
-            }
-        }
-        Ok(())
-    }
-
-    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
-        if now > self.clock.now {
-            self.clock.now = now;
-            if !self.unclocked.is_empty() {
-                self.run_unclocked(out);
-            }
-            if self.clock.advances(self.spec.domain, false) {
-                self.advance(&mut out.0);
-            }
-        }
-        Ok(())
+    fn advance(&mut self, out: &mut Self::Outs) {
+        OnTimeWindowOperator::advance(self, &mut out.0)
     }
 }

@@ -15,9 +15,14 @@ use rill_runtime::state::{KeyedState, SharedKeyedState};
 use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
-use crate::window::state::{Clock, KeyRecord, WindowCodec};
+use crate::window::state::{
+    check_none_held, on_batch, on_processing_time, on_watermark, rearm, Clock, Clocked, KeyRecord,
+    Timers, WindowCodec,
+};
 use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::window::{Accumulation, Aggregate, Pane, Timing, Window, WindowSpec, Windows};
+use crate::window::{
+    Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec, Windows,
+};
 
 struct WinState<A, V> {
     window: Window,
@@ -48,8 +53,6 @@ impl<A, V> KeyState<A, V> {
         self.windows.iter().position(|e| e.window == w)
     }
 }
-
-type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
 
 /// One window's part of a checkpoint: (window, accumulator, records since the last
 /// firing, holding, pane index, last pane's value, values to retract, trigger node states
@@ -179,14 +182,6 @@ where
             unclocked: Vec::new(),
             codec,
             invalid: None,
-        }
-    }
-
-    /// Assigns the records held for want of a processing time, at the current one.
-    fn clock_held(&mut self, out: &mut Outs<K, G::Out, T>) {
-        self.core.clock.start();
-        for record in std::mem::take(&mut self.unclocked) {
-            self.process(record, out);
         }
     }
 
@@ -641,12 +636,7 @@ where
     /// (accumulators, pane state, trigger state), incrementally: the keys changed since
     /// the last checkpoint.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        if !self.unclocked.is_empty() {
-            return Err(Failure::new(
-                "a processing-time window holds records that arrived before any processing \
-                 time; it cannot take a checkpoint yet",
-            ));
-        }
+        check_none_held(&self.unclocked)?;
         self.core.clock.snapshot(state)?;
         self.codec.write(&self.keys, state)
     }
@@ -664,25 +654,22 @@ where
         for (key, ks) in keys.iter() {
             for w in &ks.windows {
                 core.spec.metrics.window_created();
-                if !ks.count {
-                    let (end, gc) = (w.window.end, core.gc_time(w.window));
-                    for t in [Some(end), (gc != end).then_some(gc)].into_iter().flatten() {
-                        if t > dt {
-                            core.timers
-                                .entry(t)
-                                .or_default()
-                                .push((key.clone(), w.window));
-                        }
-                    }
-                }
-                for d in core.program.deadlines(&w.trigger) {
-                    if d > now {
-                        core.proc_timers
-                            .entry(d)
-                            .or_default()
-                            .push((key.clone(), w.window));
-                    }
-                }
+                let (end, gc) = (w.window.end, core.gc_time(w.window));
+                // Count windows end by ordinals, not by time.
+                let times = match ks.count {
+                    true => [None, None],
+                    false => [Some(end), (gc != end).then_some(gc)],
+                };
+                rearm(
+                    &mut core.timers,
+                    &mut core.proc_timers,
+                    key,
+                    w.window,
+                    times.into_iter().flatten(),
+                    dt,
+                    core.program.deadlines(&w.trigger),
+                    now,
+                );
             }
         }
         Ok(())
@@ -691,10 +678,39 @@ where
     type Out = Outs<K, G::Out, T>;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
-        if self.core.clock.unclocked(self.core.spec.domain) {
-            self.unclocked.append(batch);
-            return Ok(());
-        }
+        on_batch(self, batch, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        on_watermark(self, watermark, out)
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        on_processing_time(self, now, out)
+    }
+}
+
+impl<T, K, G> Clocked<T> for WindowOperator<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    type Outs = Outs<K, G::Out, T>;
+
+    fn clock(&mut self) -> &mut Clock {
+        &mut self.core.clock
+    }
+
+    fn domain(&self) -> TimeDomain {
+        self.core.spec.domain
+    }
+
+    fn held(&mut self) -> &mut Vec<T> {
+        &mut self.unclocked
+    }
+
+    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
         for record in batch.drain(..) {
             self.process(record, out);
         }
@@ -704,30 +720,11 @@ where
         }
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        if watermark > self.core.clock.watermark {
-            if watermark == MAX_WATERMARK && !self.unclocked.is_empty() {
-                self.clock_held(out);
-            }
-            self.core.clock.watermark = watermark;
-            if self.core.clock.advances(self.core.spec.domain, true) {
-                self.advance(out);
-            }
-        }
-        Ok(())
+    fn advance(&mut self, out: &mut Self::Outs) {
+        WindowOperator::advance(self, out)
     }
 
-    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
-        if now > self.core.clock.now {
-            self.core.clock.now = now;
-            if !self.unclocked.is_empty() {
-                self.clock_held(out);
-            }
-            self.fire_processing_timers(out);
-            if self.core.clock.advances(self.core.spec.domain, false) {
-                self.advance(out);
-            }
-        }
-        Ok(())
+    fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
+        WindowOperator::fire_processing_timers(self, out)
     }
 }

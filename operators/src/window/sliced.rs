@@ -16,15 +16,17 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use rill_runtime::state::{KeyedState, SharedKeyedState};
-use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
+use rill_runtime::{OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
 use crate::window::slices::{slice_group, KeyWindows, Slice, Slicing};
-use crate::window::state::{Clock, WindowCodec};
+use crate::window::state::{
+    check_none_held, on_batch, on_processing_time, on_watermark, rearm, Clock, Clocked, Timers,
+    WindowCodec,
+};
 use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::window::{Accumulation, Aggregate, Pane, Timing, Window, WindowSpec};
+use crate::window::{Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
 
-type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
 type Key<G, T, K> = KeyWindows<<G as Aggregate<T, K>>::Out>;
 type Slices<K, A> = KeyedState<(K, Timestamp), Slice<A>>;
@@ -175,13 +177,6 @@ where
                 }
             }
         }
-    }
-
-    /// Assigns the records held for want of a processing time, at the current one.
-    fn clock_held(&mut self, out: &mut Outs<K, G::Out, T>) {
-        self.core.clock.start();
-        let held = std::mem::take(&mut self.unclocked);
-        self.process(held.into_iter(), out);
     }
 }
 
@@ -492,12 +487,7 @@ where
     /// The operator's clock (every shard restores it), and every key's slices and
     /// windows, incrementally: the keys changed since the last checkpoint.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        if !self.unclocked.is_empty() {
-            return Err(Failure::new(
-                "a processing-time window holds records that arrived before any processing \
-                 time; it cannot take a checkpoint yet",
-            ));
-        }
+        check_none_held(&self.unclocked)?;
         self.core.clock.snapshot(state)?;
         self.codecs.0.write(&self.keys, state)?;
         self.codecs.1.write(&self.slices, state)
@@ -521,22 +511,16 @@ where
                     w.window.end,
                     w.window.end.saturating_add(core.spec.lateness),
                 );
-                for t in [Some(end), (gc != end).then_some(gc)].into_iter().flatten() {
-                    if t > dt {
-                        core.timers
-                            .entry(t)
-                            .or_default()
-                            .push((key.clone(), w.window));
-                    }
-                }
-                for d in core.program.deadlines(ks.trigger(i, core.nodes)) {
-                    if d > now {
-                        core.proc_timers
-                            .entry(d)
-                            .or_default()
-                            .push((key.clone(), w.window));
-                    }
-                }
+                rearm(
+                    &mut core.timers,
+                    &mut core.proc_timers,
+                    key,
+                    w.window,
+                    [Some(end), (gc != end).then_some(gc)].into_iter().flatten(),
+                    dt,
+                    core.program.deadlines(ks.trigger(i, core.nodes)),
+                    now,
+                );
             }
         }
         Ok(())
@@ -545,38 +529,48 @@ where
     type Out = Outs<K, G::Out, T>;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
-        if self.core.clock.unclocked(self.core.spec.domain) {
-            self.unclocked.append(batch);
-            return Ok(());
-        }
+        on_batch(self, batch, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        on_watermark(self, watermark, out)
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        on_processing_time(self, now, out)
+    }
+}
+
+impl<T, K, G> Clocked<T> for SlicedWindowOperator<T, K, G>
+where
+    T: Clone + 'static,
+    K: Clone + Hash + Eq + 'static,
+    G: Aggregate<T, K>,
+{
+    type Outs = Outs<K, G::Out, T>;
+
+    fn clock(&mut self) -> &mut Clock {
+        &mut self.core.clock
+    }
+
+    fn domain(&self) -> TimeDomain {
+        self.core.spec.domain
+    }
+
+    fn held(&mut self) -> &mut Vec<T> {
+        &mut self.unclocked
+    }
+
+    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
         self.process(batch.drain(..), out);
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        if watermark > self.core.clock.watermark {
-            if watermark == MAX_WATERMARK && !self.unclocked.is_empty() {
-                self.clock_held(out);
-            }
-            self.core.clock.watermark = watermark;
-            if self.core.clock.advances(self.core.spec.domain, true) {
-                self.advance(out);
-            }
-        }
-        Ok(())
+    fn advance(&mut self, out: &mut Self::Outs) {
+        SlicedWindowOperator::advance(self, out)
     }
 
-    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
-        if now > self.core.clock.now {
-            self.core.clock.now = now;
-            if !self.unclocked.is_empty() {
-                self.clock_held(out);
-            }
-            self.fire_processing_timers(out);
-            if self.core.clock.advances(self.core.spec.domain, false) {
-                self.advance(out);
-            }
-        }
-        Ok(())
+    fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
+        SlicedWindowOperator::fire_processing_timers(self, out)
     }
 }

@@ -1,6 +1,7 @@
 //! What the window operators keep besides their keys' windows: the clock they measure
 //! windows against, and how a key's state is written to checkpoints.
 
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{KeyedState, SharedKeyedState};
 use rill_runtime::{OpResult, StateData, Timestamp, MAX_WATERMARK, MIN_WATERMARK};
 
-use crate::window::TimeDomain;
+use crate::window::{TimeDomain, Window};
 
 /// A window operator's view of time: the input watermark and processing time.
 #[derive(Debug, Clone, Copy)]
@@ -160,4 +161,120 @@ pub(crate) fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult
         }
     }
     Ok(())
+}
+
+/// What the window operators do alike as records and time arrive: records of
+/// processing-time windows wait for the first processing time, and a watermark or a new
+/// processing time fires what is due. Each operator says how it adds records and fires;
+/// [`on_batch`], [`on_watermark`] and [`on_processing_time`] drive it.
+pub(crate) trait Clocked<T> {
+    type Outs;
+    fn clock(&mut self) -> &mut Clock;
+    fn domain(&self) -> TimeDomain;
+    /// Records that arrived before any processing time (processing-time windows).
+    fn held(&mut self) -> &mut Vec<T>;
+    /// Adds records at the current time.
+    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult;
+    /// Fires what the time the windows are measured in made due.
+    fn advance(&mut self, out: &mut Self::Outs);
+    /// Fires what processing-time triggers made due.
+    fn fire_processing_timers(&mut self, _out: &mut Self::Outs) {}
+}
+
+/// Adds a batch, or holds it until processing time arrives.
+pub(crate) fn on_batch<T, O: Clocked<T>>(
+    op: &mut O,
+    batch: &mut Vec<T>,
+    out: &mut O::Outs,
+) -> OpResult {
+    let domain = op.domain();
+    if op.clock().unclocked(domain) {
+        op.held().append(batch);
+        return Ok(());
+    }
+    op.add_batch(batch, out)
+}
+
+/// Adds the held records at the current processing time.
+fn add_held<T, O: Clocked<T>>(op: &mut O, out: &mut O::Outs) -> OpResult {
+    op.clock().start();
+    let mut held = std::mem::take(op.held());
+    op.add_batch(&mut held, out)
+}
+
+pub(crate) fn on_watermark<T, O: Clocked<T>>(
+    op: &mut O,
+    watermark: Timestamp,
+    out: &mut O::Outs,
+) -> OpResult {
+    if watermark > op.clock().watermark {
+        if watermark == MAX_WATERMARK && !op.held().is_empty() {
+            add_held(op, out)?;
+        }
+        op.clock().watermark = watermark;
+        let domain = op.domain();
+        if op.clock().advances(domain, true) {
+            op.advance(out);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn on_processing_time<T, O: Clocked<T>>(
+    op: &mut O,
+    now: Timestamp,
+    out: &mut O::Outs,
+) -> OpResult {
+    if now > op.clock().now {
+        op.clock().now = now;
+        if !op.held().is_empty() {
+            add_held(op, out)?;
+        }
+        op.fire_processing_timers(out);
+        let domain = op.domain();
+        if op.clock().advances(domain, false) {
+            op.advance(out);
+        }
+    }
+    Ok(())
+}
+
+/// A checkpoint cannot hold records that wait for processing time.
+pub(crate) fn check_none_held<T>(held: &[T]) -> OpResult {
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(rill_runtime::Failure::new(
+        "a processing-time window holds records that arrived before any processing time; \
+         it cannot take a checkpoint yet",
+    ))
+}
+
+/// Timers of a window operator: at a time, the (key, window) pairs to look at again.
+pub(crate) type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
+
+/// After a restore, sets again the timers of `key`'s `window` still to come (timers are
+/// not checkpointed): `times` in the window's time domain (its end and garbage
+/// collection) after `domain_time`, and its trigger's processing-time `deadlines` after
+/// `now` (those already due fired before the checkpoint).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rearm<K: Clone>(
+    timers: &mut Timers<K>,
+    proc_timers: &mut Timers<K>,
+    key: &K,
+    window: Window,
+    times: impl IntoIterator<Item = Timestamp>,
+    domain_time: Timestamp,
+    deadlines: impl IntoIterator<Item = Timestamp>,
+    now: Timestamp,
+) {
+    for t in times.into_iter().filter(|&t| t > domain_time) {
+        timers.entry(t).or_default().push((key.clone(), window));
+    }
+    for d in deadlines.into_iter().filter(|&d| d > now) {
+        proc_timers
+            .entry(d)
+            .or_default()
+            .push((key.clone(), window));
+    }
 }

@@ -30,7 +30,7 @@ pub(super) struct Slot<V> {
 }
 
 /// A table from keys to their state that writes only what changed to an incremental
-/// checkpoint (see the [module docs](self)).
+/// checkpoint (see the [module docs](crate::state)).
 ///
 /// The key must be the key the operator's input is partitioned by: its
 /// [`hash_key`](crate::hash_key()) decides the key group, and so the shard a restore onto
