@@ -16,12 +16,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// (value, event time)
 type Ev = (i64, i64);
 
-/// Runs `agg` over `events` in `windows`: shard `i` of `shards` reads the events `j` with
-/// `j % shards == i`, in time order, with ascending watermarks.
+/// Runs `agg` over `events` in `spec`'s windows: shard `i` of `shards` reads the events `j`
+/// with `j % shards == i`, in time order, with ascending watermarks.
 fn run<G>(
     events: &[Ev],
     shards: usize,
-    windows: Windows,
+    spec: WindowSpec<Ev, ()>,
     agg: G,
 ) -> (Vec<(Window, G::Out)>, JobReport)
 where
@@ -41,7 +41,7 @@ where
                 .map(move |j| events[j])
         })
         .assign_watermarks("watermarks", WatermarkStrategy::ascending(|e: &Ev| e.1))
-        .window_all(WindowSpec::event_time(windows, |e: &Ev| e.1))
+        .window_all(spec)
         .aggregate("agg", agg)
         .map("row", |p| (p.window, p.value))
         .collect("out");
@@ -52,6 +52,11 @@ where
     let mut rows = out.take();
     rows.sort();
     (rows, report)
+}
+
+/// Windows of the events' time.
+fn event_time(windows: Windows) -> WindowSpec<Ev, ()> {
+    WindowSpec::event_time(windows, |e: &Ev| e.1)
 }
 
 /// Every window with records and its (sum, count, max), from scratch.
@@ -107,11 +112,11 @@ proptest! {
             expected.iter().map(|(w, e)| (*w, f(e))).collect()
         }
         for shards in [1, 2, 4] {
-            let (sums, _) = run(&events, shards, windows, Sum::new(|e: &Ev| e.0));
+            let (sums, _) = run(&events, shards, event_time(windows), Sum::new(|e: &Ev| e.0));
             prop_assert_eq!(&sums, &column(&expected, |e| e.0), "sums on {} shards", shards);
-            let (counts, _) = run(&events, shards, windows, Count::new());
+            let (counts, _) = run(&events, shards, event_time(windows), Count::new());
             prop_assert_eq!(&counts, &column(&expected, |e| e.1 as u64), "counts on {} shards", shards);
-            let (maxima, _) = run(&events, shards, windows, Max::new(|e: &Ev| e.0));
+            let (maxima, _) = run(&events, shards, event_time(windows), Max::new(|e: &Ev| e.0));
             prop_assert_eq!(&maxima, &column(&expected, |e| Some(e.2)), "maxima on {} shards", shards);
         }
     }
@@ -123,7 +128,7 @@ proptest! {
 fn no_shard_receives_every_record() {
     let events: Vec<Ev> = (0..100_000).map(|i| (i % 7, i / 10)).collect();
     let windows = Windows::tumbling(1_000);
-    let (sums, report) = run(&events, 2, windows, Sum::new(|e: &Ev| e.0));
+    let (sums, report) = run(&events, 2, event_time(windows), Sum::new(|e: &Ev| e.0));
     let expected: Vec<(Window, i64)> = reference(&events, windows)
         .into_iter()
         .map(|(w, e)| (w, e.0))
@@ -145,26 +150,8 @@ fn no_shard_receives_every_record() {
 fn other_specs_run_in_one_phase() {
     let events: Vec<Ev> = (0..1_000).map(|i| (i % 7, i / 10)).collect();
     let windows = Windows::tumbling(30);
-    let events_on = Arc::new(events.clone());
-    let mut df = Dataflow::new();
-    let out = df
-        .iter_source("events", move |s| {
-            let events = events_on.clone();
-            (0..events.len())
-                .filter(move |j| j % s.shards == s.index)
-                .map(move |j| events[j])
-        })
-        .assign_watermarks("watermarks", WatermarkStrategy::ascending(|e: &Ev| e.1))
-        .window_all(WindowSpec::event_time(windows, |e: &Ev| e.1).allowed_lateness(5))
-        .sum("sum", |e: &Ev| e.0)
-        .map("row", |p| (p.window, p.value))
-        .collect("out");
-    let report = Runtime::new(Config::default().shards(2).pin(false))
-        .unwrap()
-        .run(df)
-        .unwrap();
-    let mut sums = out.take();
-    sums.sort();
+    let spec = event_time(windows).allowed_lateness(5);
+    let (sums, report) = run(&events, 2, spec, Sum::new(|e: &Ev| e.0));
     let expected: Vec<(Window, i64)> = reference(&events, windows)
         .into_iter()
         .map(|(w, e)| (w, e.0))

@@ -83,7 +83,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rill_runtime::rkyv;
-use rill_runtime::{Data, DroppedRecords, StateData, Stream, Timestamp};
+use rill_runtime::{Data, DroppedRecords, ShardContext, StateData, Stream, Timestamp};
 
 use crate::key_by::KeyedStream;
 
@@ -273,18 +273,19 @@ impl<T, K> Clone for WindowSpec<T, K> {
 }
 
 impl<T, K> WindowSpec<T, K> {
+    /// The spec of one operator instance: its counters also count drops in the
+    /// instance's shard's report.
+    fn on_shard(&self, shard: &ShardContext) -> Self {
+        let mut spec = self.clone();
+        spec.metrics = spec.metrics.reporting_to(shard.dropped_records());
+        spec
+    }
+
     /// True if every window fires exactly once, when the watermark passes its end: no
     /// allowed lateness, and a trigger that ignores elements and is not ready before the
     /// end (the default trigger, and compositions of watermark triggers).
     pub(crate) fn fires_once(&self) -> bool {
-        let program = TriggerProgram::new(&self.trigger);
-        let before_end = TriggerContext {
-            past_end: false,
-            now: Timestamp::MIN,
-        };
-        self.lateness == 0
-            && program.ignores_elements()
-            && !program.should_fire(&program.fresh(), before_end)
+        self.lateness == 0 && TriggerProgram::new(&self.trigger).waits_for_end()
     }
 
     /// Event-time windows over `timestamp(record)`, with the `AfterWatermark` trigger,
@@ -536,7 +537,10 @@ impl WindowMetrics {
         self.0.max_live_windows.fetch_max(live, Ordering::Relaxed);
     }
     pub(crate) fn window_removed(&self) {
-        self.0.live_windows.fetch_sub(1, Ordering::Relaxed);
+        self.windows_removed(1);
+    }
+    pub(crate) fn windows_removed(&self, n: u64) {
+        self.0.live_windows.fetch_sub(n, Ordering::Relaxed);
     }
     /// These counters, also counting drops in `report` (one instance's counter).
     fn reporting_to(&self, report: DroppedRecords) -> Self {
@@ -701,10 +705,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         if let Some(slicing) = slicing.filter(|_| spec.fires_once()) {
             let codec: on_time::OnTimeCodec<K, G::Acc> = Arc::new(state::RkyvWindows);
             return self.keyed.stream().unary_split(name, move |shard| {
-                let mut spec = spec.clone();
-                spec.metrics = spec.metrics.reporting_to(shard.dropped_records());
                 on_time::OnTimeWindowOperator::new(
-                    spec,
+                    spec.on_shard(shard),
                     slicing,
                     key.clone(),
                     agg.clone(),
@@ -717,10 +719,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
             let codecs: sliced::SlicedCodecs<K, G::Acc, G::Out> =
                 (Arc::new(state::RkyvWindows), Arc::new(state::RkyvWindows));
             return self.keyed.stream().unary_split(name, move |shard| {
-                let mut spec = spec.clone();
-                spec.metrics = spec.metrics.reporting_to(shard.dropped_records());
                 sliced::SlicedWindowOperator::new(
-                    spec,
+                    spec.on_shard(shard),
                     slicing,
                     key.clone(),
                     agg.clone(),
@@ -731,10 +731,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         }
         let codec: state::WindowCodec<K, _> = Arc::new(state::RkyvWindows);
         self.keyed.stream().unary_split(name, move |shard| {
-            let mut spec = spec.clone();
-            spec.metrics = spec.metrics.reporting_to(shard.dropped_records());
             operator::WindowOperator::new(
-                spec,
+                spec.on_shard(shard),
                 key.clone(),
                 agg.clone(),
                 codec.clone(),

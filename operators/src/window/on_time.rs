@@ -65,6 +65,16 @@ fn table<K: Clone + Hash + Eq, A>(track: bool) -> Table<K, A> {
     )))
 }
 
+/// What becomes of the records of one slice in a batch: added to its table, or dropped.
+enum Run<Tb> {
+    Open(Tb),
+    Late,
+    Closed,
+}
+
+/// A slice start and what becomes of its records.
+type SliceRun<K, A> = (Timestamp, Run<Table<K, A>>);
+
 /// How the slices are written to checkpoints.
 pub(crate) type OnTimeCodec<K, A> = WindowCodec<(K, Timestamp), SliceAcc<A>>;
 
@@ -123,48 +133,49 @@ where
     fn add(&mut self, batch: &mut Vec<T>, late: &mut Output<T>) {
         let dt = self.domain_time();
         let len = self.slicing.slice_len();
-        let track = self.track;
-        // The slice of the previous record, and whether a record in it is taken.
-        let mut current: Option<(Timestamp, bool)> = None;
-        // The table of the slice records were last added to.
-        let mut open: Option<(Timestamp, Table<K, G::Acc>)> = None;
+        // The slice of the previous record and what becomes of records in it.
+        let mut current: Option<SliceRun<K, G::Acc>> = None;
         for record in batch.drain(..) {
             let t = self
                 .clock
                 .element_time(self.spec.domain, || (self.spec.timestamp)(&record));
-            let start = match current {
-                Some((s, _)) if s <= t && t - s < len => s,
-                _ => {
-                    let s = self.slicing.slice_of(t);
-                    // Taken if a window holds the slice and is still open.
-                    let taken = match self.slicing.last_end(s) {
-                        Some(end) => end > dt,
-                        None => false,
-                    };
-                    current = Some((s, taken));
-                    s
-                }
-            };
-            if current.is_some_and(|(_, taken)| !taken) {
-                // Every window of the record fired (late), or none holds it (a gap
-                // between sliding windows: counted as dropped for a closed window).
-                if self.slicing.last_end(start).is_some() {
+            if !current
+                .as_ref()
+                .is_some_and(|(s, _)| *s <= t && t - *s < len)
+            {
+                let s = self.slicing.slice_of(t);
+                let run = match self.slicing.last_end(s) {
+                    // No window holds the slice (a gap between sliding windows): counted
+                    // as dropped for a closed window.
+                    None => Run::Closed,
+                    // Every window of the slice fired.
+                    Some(end) if end <= dt => Run::Late,
+                    Some(_) => Run::Open(
+                        self.slices
+                            .entry(s)
+                            .or_insert_with(|| table(self.track))
+                            .clone(),
+                    ),
+                };
+                current = Some((s, run));
+            }
+            let (start, run) = current.as_ref().expect("set above");
+            let table = match run {
+                Run::Open(table) => table,
+                Run::Late => {
                     self.spec.metrics.add_late(1);
                     late.give(record);
-                } else {
-                    self.spec.metrics.add_closed(1);
+                    continue;
                 }
-                continue;
-            }
-            if open.as_ref().map(|(s, _)| *s) != Some(start) {
-                let t = self.slices.entry(start).or_insert_with(|| table(track));
-                open = Some((start, t.clone()));
-            }
-            let mut table = open.as_ref().expect("just set").1.borrow_mut();
+                Run::Closed => {
+                    self.spec.metrics.add_closed(1);
+                    continue;
+                }
+            };
             let key = (self.key)(&record);
-            let metrics = &self.spec.metrics;
-            let agg = &self.agg;
-            let acc = table.get_or_insert_with((key, start), || {
+            let (metrics, agg) = (&self.spec.metrics, &self.agg);
+            let mut table = table.borrow_mut();
+            let acc = table.get_or_insert_with((key, *start), || {
                 metrics.window_created();
                 SliceAcc(agg.create())
             });
@@ -206,11 +217,9 @@ where
         let (slicing, released) = (self.slicing, self.released);
         let metrics = &self.spec.metrics;
         self.slices.retain(|&s, table| {
-            let open = slicing.last_end(s).is_some_and(|end| end > released);
+            let open = slicing.open_after(s, released);
             if !open {
-                for _ in 0..table.borrow().len() {
-                    metrics.window_removed();
-                }
+                metrics.windows_removed(table.borrow().len() as u64);
             }
             open
         });
@@ -297,11 +306,7 @@ where
         let all = all.borrow();
         let (track, released) = (self.track, self.released);
         for ((key, start), acc) in all.iter() {
-            if self
-                .slicing
-                .last_end(*start)
-                .is_some_and(|end| end > released)
-            {
+            if self.slicing.open_after(*start, released) {
                 self.spec.metrics.window_created();
                 self.slices
                     .entry(*start)

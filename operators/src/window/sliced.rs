@@ -32,6 +32,14 @@ type Key<G, T, K> = KeyWindows<<G as Aggregate<T, K>>::Out>;
 type Slices<K, A> = KeyedState<(K, Timestamp), Slice<A>>;
 type Shared<K, V> = SharedKeyedState<K, V>;
 
+/// What became of a record on the general path: a window took it, or every window of it
+/// was garbage-collected (late: to the side output), or the others were closed.
+enum Added {
+    Taken,
+    Late,
+    Closed,
+}
+
 /// How the operator's two tables are written to checkpoints.
 pub(crate) type SlicedCodecs<K, A, V> = (
     WindowCodec<K, KeyWindows<V>>,
@@ -85,7 +93,7 @@ where
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         let fresh = program.fresh();
-        let fast = program.ignores_elements() && !program.should_fire(&fresh, early(0));
+        let fast = program.waits_for_end();
         let split = spec.accumulation == Accumulation::Discarding;
         SlicedWindowOperator {
             keys: KeyedState::shared(track_changes),
@@ -180,14 +188,6 @@ where
     }
 }
 
-/// The context of a window that has not reached its end.
-fn early(now: Timestamp) -> TriggerContext {
-    TriggerContext {
-        past_end: false,
-        now,
-    }
-}
-
 impl<T, K, G> Core<T, K, G>
 where
     T: Clone + 'static,
@@ -217,12 +217,17 @@ where
             key
         };
         let ks = keys.get_or_insert_with(key.clone(), KeyWindows::default);
-        let taken = self.add(ks, slices, &key, t, slice, &record, out);
+        let added = self.add(ks, slices, &key, t, slice, &record, out);
         if ks.windows.is_empty() {
             keys.remove(&key);
         }
-        if !taken && self.dropped(t) {
-            out.1.give(record);
+        match added {
+            Added::Taken => {}
+            Added::Late => {
+                self.spec.metrics.add_late(1);
+                out.1.give(record);
+            }
+            Added::Closed => self.spec.metrics.add_closed(1),
         }
     }
 
@@ -246,24 +251,9 @@ where
         }
     }
 
-    /// A record no window took: counted (and true if it goes to the late side output).
-    fn dropped(&mut self, t: Timestamp) -> bool {
-        let mut windows = std::mem::take(&mut self.assigned);
-        windows.clear();
-        self.slicing.windows_of(t, &mut windows);
-        let late = windows.iter().any(|&w| self.is_expired(w));
-        self.assigned = windows;
-        if late {
-            self.spec.metrics.add_late(1);
-        } else {
-            self.spec.metrics.add_closed(1);
-        }
-        late
-    }
-
     /// The general path: adds a record at time `t` (in slice `slice`) to each of its
     /// windows that is not garbage-collected or closed, and fires those whose triggers
-    /// say so. False if no window took it.
+    /// say so.
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
@@ -274,13 +264,15 @@ where
         slice: Timestamp,
         record: &T,
         out: &mut Outs<K, G::Out, T>,
-    ) -> bool {
+    ) -> Added {
         let mut assigned = std::mem::take(&mut self.assigned);
         assigned.clear();
         self.slicing.windows_of(t, &mut assigned);
         self.taken.clear();
+        let mut late = false;
         for &w in &assigned {
             if self.is_expired(w) {
+                late = true;
                 continue;
             }
             let i = match ks.window(w) {
@@ -293,7 +285,7 @@ where
         }
         self.assigned = assigned;
         if self.taken.is_empty() {
-            return false;
+            return if late { Added::Late } else { Added::Closed };
         }
         let at = (key.clone(), slice);
         match slices.get_mut(&at) {
@@ -333,7 +325,7 @@ where
             self.fire_if_ready(ks, slices, key, i, out);
         }
         self.taken = taken;
-        true
+        Added::Taken
     }
 
     /// Gives window `w` of `key` its state and timers; returns its index.

@@ -104,6 +104,12 @@ impl Slicing {
         (end > s).then_some(end)
     }
 
+    /// True if a window holding slice `s` ends after `t` (is still open when the
+    /// windows ending at or before `t` have fired).
+    pub(crate) fn open_after(&self, s: Timestamp, t: Timestamp) -> bool {
+        self.last_end(s).is_some_and(|end| end > t)
+    }
+
     /// The start of the first window that holds time `t` or a later one: the smallest
     /// window start greater than `t - size`.
     pub(crate) fn first_start_from(&self, t: Timestamp) -> Timestamp {

@@ -254,6 +254,16 @@ impl TriggerProgram {
         })
     }
 
+    /// True if the trigger ignores elements and is not ready before the end of a window:
+    /// then nothing fires before the end, and an element changes nothing.
+    pub fn waits_for_end(&self) -> bool {
+        let before_end = TriggerContext {
+            past_end: false,
+            now: Timestamp::MIN,
+        };
+        self.ignores_elements() && !self.should_fire(&self.fresh(), before_end)
+    }
+
     /// Fresh state for a new window.
     pub fn fresh(&self) -> Vec<NodeState> {
         vec![NodeState::FRESH; self.nodes.len()]
