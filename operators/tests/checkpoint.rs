@@ -44,12 +44,19 @@ fn attempts(name: &str, guarantee: Guarantee, two_input: bool, plan: &[(usize, u
                 if stats.restored_from.is_some() {
                     restored.fetch_add(1, Ordering::Relaxed);
                 }
-                // A shard's time on a checkpoint's state lies within the checkpoint.
+                // A shard's time on a checkpoint's state lies within the checkpoint; its
+                // longest piece lies within that, names its operator, and ran on the CPU
+                // for at most its length (the clocks differ by their resolution).
                 for r in &stats.completed {
                     assert!(
                         r.snapshot > Duration::ZERO && r.snapshot <= r.duration,
                         "{r:?}"
                     );
+                    assert!(r.stall > Duration::ZERO && r.stall <= r.snapshot, "{r:?}");
+                    assert!(r.stall_cpu <= r.stall + Duration::from_millis(1), "{r:?}");
+                    let (piece, operator) = r.stall_in.split_once(' ').expect("a piece");
+                    assert!(["barrier", "archive"].contains(&piece), "{r:?}");
+                    assert!(!operator.is_empty(), "{r:?}");
                 }
             }
             Err(e) => {

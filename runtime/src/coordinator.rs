@@ -417,13 +417,16 @@ fn run(
         }
         coord.completed.store(id, Ordering::SeqCst);
         wake_all(wakers);
+        let stall = coord.longest_stall();
         let record = CheckpointRecord {
             id,
             duration: started.elapsed(),
             bytes: files.iter().map(|f| f.1).sum(),
             alignment: longest(&coord.alignment_ns),
             snapshot: longest(&coord.snapshot_ns),
-            stall: longest(&coord.stall_ns),
+            stall: stall.work.wall,
+            stall_cpu: stall.work.cpu,
+            stall_in: coord.piece_name(stall.piece),
         };
         coord
             .stats

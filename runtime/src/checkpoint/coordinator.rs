@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::local::{Piece, Stall};
 use super::store::{self, Manifest, ShardFile};
 use super::Guarantee;
 use crate::error::Error;
@@ -32,6 +33,13 @@ pub struct CheckpointRecord {
     /// The longest single piece of that work on any shard (one operator's snapshot at the
     /// barrier, or one slice): the longest records waited for it at a time.
     pub stall: Duration,
+    /// How much of `stall` the shard's thread ran; the rest it was descheduled (another
+    /// thread or process had its core).
+    pub stall_cpu: Duration,
+    /// What the longest piece was: `barrier <operator>` (its snapshot at the barrier) or
+    /// `archive <operator>` (a slice archiving its changes after the barrier); empty if
+    /// no shard did any work.
+    pub stall_in: String,
 }
 
 /// Checkpoint measurements of a job.
@@ -70,8 +78,8 @@ pub(crate) struct Coordinator {
     pub alignment_ns: Vec<AtomicU64>,
     /// Per shard: time spent on its latest checkpoint's state, in ns.
     pub snapshot_ns: Vec<AtomicU64>,
-    /// Per shard: the longest single piece of that time, in ns.
-    pub stall_ns: Vec<AtomicU64>,
+    /// Per shard: the longest single piece of that time, and what it was.
+    pub stalls: Mutex<Vec<Stall>>,
     /// Shards whose inputs all ended.
     pub done_shards: AtomicUsize,
     /// Set when no further checkpoint will start: shards that are done may exit.
@@ -112,13 +120,32 @@ impl Coordinator {
             files: Mutex::new(vec![None; shards]),
             alignment_ns: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             snapshot_ns: (0..shards).map(|_| AtomicU64::new(0)).collect(),
-            stall_ns: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            stalls: Mutex::new(vec![Stall::default(); shards]),
             done_shards: AtomicUsize::new(0),
             stopped: AtomicBool::new(guarantee == Guarantee::AtMostOnce),
             on_demand: AtomicBool::new(false),
             stats: Mutex::new(CheckpointStats::default()),
             failure: Mutex::new(None),
             writes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The longest piece of checkpoint work on any shard in their latest checkpoints.
+    pub(crate) fn longest_stall(&self) -> Stall {
+        let stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
+        stalls
+            .iter()
+            .copied()
+            .max_by_key(|s| s.work.wall)
+            .unwrap_or_default()
+    }
+
+    /// A piece of checkpoint work in words, with the operator's id.
+    pub(crate) fn piece_name(&self, piece: Piece) -> String {
+        match piece {
+            Piece::Nothing => String::new(),
+            Piece::Barrier(node) => format!("barrier {}", self.operator_ids[node]),
+            Piece::Archive(node) => format!("archive {}", self.operator_ids[node]),
         }
     }
 

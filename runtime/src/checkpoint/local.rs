@@ -46,7 +46,7 @@ struct Pending {
     /// Time spent taking this checkpoint's state on the record path.
     snapshot: Duration,
     /// The longest of those pieces of work (an operator's snapshot, or one slice).
-    stall: Duration,
+    stall: Stall,
 }
 
 impl Pending {
@@ -58,9 +58,82 @@ impl Pending {
             holding_since: None,
             alignment: Duration::ZERO,
             snapshot: Duration::ZERO,
-            stall: Duration::ZERO,
+            stall: Stall::default(),
         }
     }
+
+    /// Counts a piece of checkpoint work on the record path.
+    fn took(&mut self, work: Work, piece: Piece) {
+        self.snapshot += work.wall;
+        if work.wall > self.stall.work.wall {
+            self.stall = Stall { work, piece };
+        }
+    }
+}
+
+/// How long a piece of checkpoint work held the shard: wall-clock time, and the part of
+/// it the shard's thread ran (the rest it was descheduled, e.g. for the coordinator's
+/// writer or another process on a core it shares).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Work {
+    pub wall: Duration,
+    pub cpu: Duration,
+}
+
+/// Measures a piece of work on the current thread.
+pub(crate) struct Stopwatch {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Stopwatch {
+    pub(crate) fn start() -> Self {
+        Stopwatch {
+            wall: Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    pub(crate) fn elapsed(&self) -> Work {
+        Work {
+            wall: self.wall.elapsed(),
+            cpu: thread_cpu_time().saturating_sub(self.cpu),
+        }
+    }
+}
+
+/// CPU time the calling thread has run.
+fn thread_cpu_time() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec for the duration of the call;
+    // CLOCK_THREAD_CPUTIME_ID needs no other argument.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Which piece of checkpoint work a stall was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// None yet.
+    #[default]
+    Nothing,
+    /// An operator's (or source's) snapshot at the barrier.
+    Barrier(usize),
+    /// One slice archiving an operator's changelog after the barrier.
+    Archive(usize),
+}
+
+/// The longest piece of checkpoint work on a shard, and what it was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stall {
+    pub work: Work,
+    pub piece: Piece,
 }
 
 /// A shard's checkpoint state. Built on the shard's thread; shared (`Rc`) by the shard's
@@ -196,14 +269,13 @@ impl ShardCheckpoint {
     }
 
     /// Hands over `node`'s state for checkpoint `id`, which took `took` to write.
-    pub(crate) fn submit(&self, node: usize, id: u64, state: StateWriter, took: Duration) {
+    pub(crate) fn submit(&self, node: usize, id: u64, state: StateWriter, took: Work) {
         let mut s = self.state.borrow_mut();
         let p = s.pending_for(id);
         p.nodes.entry(node).or_default().extend(state.entries);
         p.deferred
             .extend(state.deferred.into_iter().map(|d| (node, d)));
-        p.snapshot += took;
-        p.stall = p.stall.max(took);
+        p.took(took, Piece::Barrier(node));
     }
 
     /// An input of an operator started (`true`) or stopped holding back records for
@@ -293,26 +365,33 @@ impl ShardCheckpoint {
 
     /// Archives deferred records for about one batch turn. True once none are left.
     fn archive_slice(&self, s: &mut State, budget: Duration) -> Result<bool, Failure> {
-        let started = Instant::now();
+        let started = Stopwatch::start();
+        let mut piece = Piece::Nothing;
         let State {
             archiving, arena, ..
         } = s;
         let p = archiving.as_mut().expect("called while archiving");
         while let Some((node, d)) = p.deferred.last_mut() {
+            piece = Piece::Archive(*node);
             match d.next_entry(arena, SLICE_RECORDS) {
-                Some(entry) => p.nodes.entry(*node).or_default().push(entry?),
+                Some(entry) => {
+                    let entry = entry?;
+                    if !entry.bytes.is_empty() {
+                        p.nodes.entry(*node).or_default().push(entry);
+                    }
+                }
                 None => {
                     p.deferred.pop();
                     continue;
                 }
             }
-            if started.elapsed() >= budget {
+            if started.wall.elapsed() >= budget {
                 break;
             }
         }
-        let took = started.elapsed();
-        p.snapshot += took;
-        p.stall = p.stall.max(took);
+        if piece != Piece::Nothing {
+            p.took(started.elapsed(), piece);
+        }
         Ok(p.deferred.is_empty())
     }
 
@@ -342,7 +421,8 @@ impl ShardCheckpoint {
             (taken + started.elapsed()).as_nanos() as u64,
             Ordering::SeqCst,
         );
-        self.coord.stall_ns[self.shard].store(pending.stall.as_nanos() as u64, Ordering::SeqCst);
+        let stall = pending.stall;
+        self.coord.stalls.lock().unwrap_or_else(|e| e.into_inner())[self.shard] = stall;
         self.coord.submit_file(id, self.shard, file);
         Ok(())
     }

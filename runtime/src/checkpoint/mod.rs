@@ -62,7 +62,7 @@ use crate::keys::{key_group, shard_of_key_group};
 
 pub(crate) use coordinator::Coordinator;
 pub use coordinator::{CheckpointRecord, CheckpointStats};
-pub(crate) use local::{Restore, ShardCheckpoint};
+pub(crate) use local::{Restore, ShardCheckpoint, Stopwatch};
 pub(crate) use store::{
     archived, load_leases as store_leases, prune, remove_after, Manifest, ShardFile, StateEntry,
     FORMAT_VERSION,
@@ -311,6 +311,7 @@ impl StateWriter {
     /// Archives what was deferred now (a writer used outside a shard's checkpoint).
     pub(crate) fn finish(&mut self) -> Result<(), Failure> {
         for mut d in std::mem::take(&mut self.deferred) {
+            // One call collects everything (its work is unbounded).
             while let Some(entry) = d.next_entry(&mut self.arena, usize::MAX) {
                 self.entries.push(entry?);
             }
@@ -470,7 +471,8 @@ impl Deferred {
 
 /// A table's changelog records, archived a chunk at a time.
 pub(crate) trait Archiving {
-    /// Archives up to `max` more records; `None` once all are.
+    /// Archives up to `max` more records; `None` once all are. A chunk may be empty (no
+    /// records found within the call's share of work, more to come).
     fn next_chunk(
         &mut self,
         arena: &mut rkyv::ser::allocator::Arena,

@@ -18,9 +18,8 @@ pub(crate) mod unary;
 pub(crate) mod union;
 
 use std::rc::Rc;
-use std::time::Instant;
 
-use crate::checkpoint::{ShardCheckpoint, StateReader, StateWriter};
+use crate::checkpoint::{ShardCheckpoint, StateReader, StateWriter, Stopwatch};
 use crate::error::OpResult;
 use crate::push::Outputs;
 use crate::state::Registered;
@@ -125,7 +124,7 @@ pub(crate) fn take_snapshot(
     checkpoint: u64,
     snapshot: impl FnOnce(&mut StateWriter) -> OpResult,
 ) -> OpResult {
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let copy = snapshots.map_or((0, 1), |s| s.checkpoint.copy_of(checkpoint));
     let mut state = StateWriter::for_checkpoint(copy);
     snapshot(&mut state)?;

@@ -5,10 +5,9 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use super::{Source, SourceStatus};
-use crate::checkpoint::{ShardCheckpoint, SplitPosition, StateWriter, SPLITS};
+use crate::checkpoint::{ShardCheckpoint, SplitPosition, StateWriter, Stopwatch, SPLITS};
 use crate::clock::{system_now, Clock};
 use crate::error::{Failure, OpResult};
 use crate::head::Head;
@@ -106,7 +105,7 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
             return Ok(());
         }
         let shard = cp.shard.clone();
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let mut state = StateWriter::default();
         let positions = self.positions()?;
         for &p in &positions {

@@ -302,6 +302,10 @@ impl<K, V> Drop for KeyedState<K, V> {
     }
 }
 
+/// Buckets or keys one [`Archiving::next_chunk`] call of a table visits at most, per
+/// record it may archive.
+const VISITS_PER_RECORD: usize = 8;
+
 /// A table's changelog entry in a checkpoint: collects the records from the table in
 /// slices (the shard's loop asks for up to `max` at a time) and archives them.
 pub(super) struct Collector<K, V, R, F> {
@@ -322,6 +326,10 @@ where
         max: usize,
     ) -> Option<Result<Vec<u8>, Failure>> {
         let max = max.max(1);
+        // Buckets and keys visited in one call: a walk over buckets that the checkpoint
+        // does not want (another part of a full copy, or already taken) stops here too,
+        // so that one call's work stays about that of archiving `max` records.
+        let mut visits = VISITS_PER_RECORD.saturating_mul(max);
         loop {
             let (done, have) = {
                 let taken = self.taken.borrow();
@@ -330,9 +338,16 @@ where
             if done || have >= max {
                 break;
             }
+            if visits == 0 {
+                let mut taken = self.taken.borrow_mut();
+                // An empty chunk: more to visit, nothing to archive yet.
+                return archive_chunk(&mut taken.records, arena, max).or(Some(Ok(Vec::new())));
+            }
+            let round = (max - have).min(visits);
+            visits -= round;
             let Some(table) = self.table.upgrade() else {
                 // The table was dropped: it handed over its maps.
-                self.taken.borrow_mut().collect_orphan(max - have);
+                self.taken.borrow_mut().collect_orphan(round);
                 continue;
             };
             let Ok(mut table) = table.try_borrow_mut() else {
@@ -340,7 +355,7 @@ where
                     "a keyed state table was borrowed while its checkpoint was being collected",
                 )));
             };
-            table.collect_some(max - have);
+            table.collect_some(round);
         }
         archive_chunk(&mut self.taken.borrow_mut().records, arena, max)
     }

@@ -37,7 +37,10 @@ fn slice(w: &mut StateWriter, n: usize) -> bool {
         };
         match d.next_entry(&mut arena, left.min(3)) {
             Some(entry) => {
-                w.entries.push(entry.unwrap());
+                let entry = entry.unwrap();
+                if !entry.bytes.is_empty() {
+                    w.entries.push(entry);
+                }
                 left -= left.min(3);
             }
             None => {

@@ -65,6 +65,11 @@ pub struct RunSummary {
     pub snapshot_max_ms: Option<f64>,
     /// Longest single piece of that work (records waited this long at a time), ms.
     pub stall_max_ms: Option<f64>,
+    /// How much of that longest piece the shard's thread ran (the rest it was
+    /// descheduled), ms.
+    pub stall_cpu_ms: Option<f64>,
+    /// What that longest piece was (`barrier <operator>` or `archive <operator>`).
+    pub stall_in: Option<String>,
     /// Median checkpoint size, bytes (the first checkpoint of a run is full, later ones
     /// incremental).
     pub checkpoint_bytes_p50: Option<f64>,
@@ -128,6 +133,8 @@ impl RunSummary {
             alignment_max_ms: None,
             snapshot_max_ms: None,
             stall_max_ms: None,
+            stall_cpu_ms: None,
+            stall_in: None,
             checkpoint_bytes_p50: None,
             restored_from: None,
             restore_load_ms: None,
@@ -151,7 +158,10 @@ impl RunSummary {
                 Some(c.completed.iter().map(|r| r.bytes as f64).sum::<f64>() / n as f64);
             self.alignment_max_ms = c.completed.iter().map(|r| ms(r.alignment)).reduce(f64::max);
             self.snapshot_max_ms = c.completed.iter().map(|r| ms(r.snapshot)).reduce(f64::max);
-            self.stall_max_ms = c.completed.iter().map(|r| ms(r.stall)).reduce(f64::max);
+            let stall = c.completed.iter().max_by_key(|r| r.stall);
+            self.stall_max_ms = stall.map(|r| ms(r.stall));
+            self.stall_cpu_ms = stall.map(|r| ms(r.stall_cpu));
+            self.stall_in = stall.map(|r| r.stall_in.clone());
             let mut sizes: Vec<u64> = c.completed.iter().map(|r| r.bytes).collect();
             sizes.sort_unstable();
             self.checkpoint_bytes_p50 = sizes.get(sizes.len() / 2).map(|&b| b as f64);
@@ -278,19 +288,22 @@ pub(super) fn checkpoint_line(c: &CheckpointStats) -> String {
         .collect();
     durations.sort_unstable();
     let bytes: u64 = c.completed.iter().map(|r| r.bytes).sum();
+    let worst = c.completed.iter().max_by_key(|r| r.stall);
     let longest = |of: fn(&CheckpointRecord) -> Duration| {
         let d = c.completed.iter().map(of).max().unwrap_or_default();
         fmt_ns(d.as_nanos() as u64)
     };
     line.push_str(&format!(
         "checkpoints: {n} completed, duration p50 {} max {}, {:.1} MiB average, alignment max \
-         {}, snapshot max {}, stall max {}",
+         {}, snapshot max {}, stall max {} ({} on the CPU, {})",
         fmt_ns(durations[n / 2]),
         fmt_ns(durations[n - 1]),
         bytes as f64 / n as f64 / (1 << 20) as f64,
         longest(|r| r.alignment),
         longest(|r| r.snapshot),
         longest(|r| r.stall),
+        fmt_ns(worst.map_or(0, |r| r.stall_cpu.as_nanos() as u64)),
+        worst.map_or("", |r| r.stall_in.as_str()),
     ));
     line
 }
