@@ -23,7 +23,7 @@ use rkyv::util::AlignedVec;
 use crate::checkpoint::{
     archived, assign, find_latest, merge_leases, prune, remove_after, store_leases,
     CheckpointRecord, CheckpointStats, Checkpointing, Coordinator, Guarantee, JobHook, Manifest,
-    ShardCheckpoint, FORMAT_VERSION,
+    ShardCheckpoint, WriteBuffers, FORMAT_VERSION,
 };
 use crate::error::{Error, Result};
 use crate::park::ShardWaker;
@@ -357,6 +357,7 @@ fn run(
     retain: usize,
 ) {
     let mut next_at = interval.map(|i| Instant::now() + i);
+    let mut buffers = WriteBuffers::default();
     loop {
         if abort.load(Ordering::Relaxed) || coord.stopped.load(Ordering::SeqCst) {
             coord.stopped.store(true, Ordering::SeqCst);
@@ -385,7 +386,7 @@ fn run(
                 coord.stopped.store(true, Ordering::SeqCst);
                 return;
             }
-            if let Err(e) = coord.write_files() {
+            if let Err(e) = coord.write_files(&mut buffers) {
                 coord.fail(e);
                 abort.store(true, Ordering::SeqCst);
                 wake_all(wakers);

@@ -8,10 +8,12 @@
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
+use rkyv::rancor::Fallible;
 use rkyv::ser::allocator::ArenaHandle;
+use rkyv::ser::{Allocator, Writer};
 use rkyv::util::AlignedVec;
-use rkyv::vec::ArchivedVec;
-use rkyv::{Archive, Deserialize, Serialize};
+use rkyv::vec::{ArchivedVec, VecResolver};
+use rkyv::{Archive, Deserialize, Place, Serialize};
 
 use crate::error::Failure;
 
@@ -31,10 +33,9 @@ pub type BatchBytes = AlignedVec<BATCH_ALIGN>;
 /// receiver. Implemented for every rkyv-serializable [`Data`] type.
 pub trait ExchangeData: Data {
     /// Appends the archive of `records` (an archived `Vec<Self>`) to `bytes`, using
-    /// `arena` for scratch space. (A `&Vec` because rkyv archives the sized `Vec<T>`.)
-    #[allow(clippy::ptr_arg)]
+    /// `arena` for scratch space.
     fn write_batch(
-        records: &Vec<Self>,
+        records: &[Self],
         bytes: BatchBytes,
         arena: ArenaHandle<'_>,
     ) -> Result<BatchBytes, rancor::Error>;
@@ -46,20 +47,23 @@ pub trait ExchangeData: Data {
 
 impl<T> ExchangeData for T
 where
-    T: Data + Archive,
-    Vec<T>: for<'a> Serialize<HighSerializer<BatchBytes, ArenaHandle<'a>, rancor::Error>>
-        + Archive<Archived = ArchivedVec<T::Archived>>,
+    T: Data
+        + Archive
+        + for<'a> Serialize<HighSerializer<BatchBytes, ArenaHandle<'a>, rancor::Error>>,
     ArchivedVec<T::Archived>: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
     T::Archived: Deserialize<T, HighDeserializer<rancor::Error>>,
 {
     #[inline]
-    #[allow(clippy::ptr_arg)]
     fn write_batch(
-        records: &Vec<Self>,
+        records: &[Self],
         bytes: BatchBytes,
         arena: ArenaHandle<'_>,
     ) -> Result<BatchBytes, rancor::Error> {
-        rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(records, bytes, arena)
+        rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+            &AsVec(records),
+            bytes,
+            arena,
+        )
     }
 
     #[inline]
@@ -70,6 +74,29 @@ where
             out.push(rkyv::deserialize::<T, rancor::Error>(record)?);
         }
         Ok(())
+    }
+}
+
+/// A slice archived as rkyv archives a `Vec` of its records, so that a batch can be written
+/// from part of a vector without copying the records out.
+struct AsVec<'a, T>(&'a [T]);
+
+impl<T: Archive> Archive for AsVec<'_, T> {
+    type Archived = ArchivedVec<T::Archived>;
+    type Resolver = VecResolver;
+
+    fn resolve(&self, resolver: VecResolver, out: Place<Self::Archived>) {
+        ArchivedVec::resolve_from_slice(self.0, resolver, out);
+    }
+}
+
+impl<T, S> Serialize<S> for AsVec<'_, T>
+where
+    T: Serialize<S>,
+    S: Fallible + Allocator + Writer + ?Sized,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<VecResolver, S::Error> {
+        ArchivedVec::<T::Archived>::serialize_from_slice(self.0, serializer)
     }
 }
 

@@ -89,6 +89,20 @@ pub(crate) struct Coordinator {
     pub failure: Mutex<Option<Error>>,
     /// Shard files waiting to be written by the coordinator thread.
     writes: Mutex<Vec<ShardWrite>>,
+    /// Per shard: buffers of its entries, written and handed back for reuse.
+    spare: Vec<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// What a shard keeps of its written entries' buffers at most, in bytes of capacity.
+const SPARE_BYTES: usize = 64 << 20;
+/// Smaller buffers are not worth handing back.
+const SPARE_MIN: usize = 4 << 10;
+
+/// The coordinator thread's buffers, reused from one shard file to the next.
+#[derive(Default)]
+pub(crate) struct WriteBuffers {
+    encoder: store::Encoder,
+    file: Vec<u8>,
 }
 
 /// A shard file for the coordinator thread to encode and write.
@@ -127,6 +141,7 @@ impl Coordinator {
             stats: Mutex::new(CheckpointStats::default()),
             failure: Mutex::new(None),
             writes: Mutex::new(Vec::new()),
+            spare: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
@@ -173,27 +188,52 @@ impl Coordinator {
             .push(ShardWrite { id, shard, file });
     }
 
-    /// Writes and syncs the shard files handed over so far, and acks them.
-    pub(crate) fn write_files(&self) -> Result<(), Error> {
+    /// Writes and syncs the shard files handed over so far, and acks them; hands the
+    /// shards back their entries' buffers to reuse.
+    pub(crate) fn write_files(&self, buffers: &mut WriteBuffers) -> Result<(), Error> {
         let writes = std::mem::take(&mut *self.writes.lock().unwrap_or_else(|e| e.into_inner()));
         for w in writes {
             let name = store::shard_file_name(w.shard);
             let path = store::checkpoint_dir(&self.dir, w.id).join(&name);
-            let bytes = store::encode(&w.file).map_err(|e| Error::CheckpointIo {
-                action: "encode",
-                path: path.clone(),
-                source: std::io::Error::other(e.to_string()),
+            let bytes = &mut buffers.file;
+            store::encode_into(&w.file, &mut buffers.encoder, bytes).map_err(|e| {
+                Error::CheckpointIo {
+                    action: "encode",
+                    path: path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                }
             })?;
-            write_atomic(&path, &bytes).map_err(|source| Error::CheckpointIo {
+            write_atomic(&path, bytes).map_err(|source| Error::CheckpointIo {
                 action: "write",
                 path,
                 source,
             })?;
-            let entry = (name, bytes.len() as u64, crc32fast::hash(&bytes));
+            let entry = (name, bytes.len() as u64, crc32fast::hash(bytes));
             self.files.lock().unwrap_or_else(|e| e.into_inner())[w.shard] = Some(entry);
             self.acked[w.shard].store(w.id, Ordering::SeqCst);
+            self.give_back(w.shard, w.file);
         }
         Ok(())
+    }
+
+    /// Hands shard `shard` the buffers of its written file's entries, up to
+    /// [`SPARE_BYTES`] in all.
+    fn give_back(&self, shard: usize, file: ShardFile) {
+        let mut spare = self.spare[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let mut held: usize = spare.iter().map(Vec::capacity).sum();
+        for entry in file.nodes.into_iter().flat_map(|n| n.entries) {
+            let buffer = entry.bytes;
+            if buffer.capacity() < SPARE_MIN || held + buffer.capacity() > SPARE_BYTES {
+                continue;
+            }
+            held += buffer.capacity();
+            spare.push(buffer);
+        }
+    }
+
+    /// Buffers the coordinator thread handed back to shard `shard`, for it to reuse.
+    pub(crate) fn take_spare(&self, shard: usize) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.spare[shard].lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub(crate) fn fail(&self, error: Error) {
@@ -228,5 +268,51 @@ impl Coordinator {
             path: store::checkpoint_dir(&self.dir, m.id),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::store::{NodeState, StateEntry};
+
+    fn entry(capacity: usize) -> StateEntry {
+        StateEntry {
+            name: String::new(),
+            version: 1,
+            split: false,
+            scope: 0,
+            changelog: true,
+            bytes: Vec::with_capacity(capacity),
+        }
+    }
+
+    #[test]
+    fn written_entries_go_back_to_their_shard_within_a_bound() {
+        let dir = std::env::temp_dir().join("rill-spare-test");
+        let coord = Coordinator::new(2, Guarantee::ExactlyOnce, dir, vec!["op".into()], 0, 1);
+        let file = |sizes: &[usize]| ShardFile {
+            checkpoint: 1,
+            shard: 1,
+            shards: 2,
+            nodes: vec![NodeState {
+                operator: "op".into(),
+                entries: sizes.iter().map(|&c| entry(c)).collect(),
+            }],
+        };
+        coord.give_back(1, file(&[100, SPARE_MIN, 2 * SPARE_MIN]));
+        let spare = coord.take_spare(1);
+        // Small buffers are dropped.
+        let mut capacities: Vec<usize> = spare.iter().map(Vec::capacity).collect();
+        capacities.sort();
+        assert_eq!(capacities.len(), 2);
+        assert!(capacities[0] >= SPARE_MIN, "{capacities:?}");
+        assert!(coord.take_spare(0).is_empty());
+        assert!(coord.take_spare(1).is_empty(), "taken once");
+        // No more than the bound is held.
+        let big = SPARE_BYTES / 4;
+        coord.give_back(1, file(&[big; 8]));
+        let held: usize = coord.take_spare(1).iter().map(Vec::capacity).sum();
+        assert!((SPARE_BYTES / 2..=SPARE_BYTES).contains(&held), "{held}");
     }
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::store::{NodeState, ShardFile, StateEntry};
 use super::{
-    CheckpointContext, Coordinator, Deferred, Guarantee, RestoredEntry, StateReader, StateWriter,
+    CheckpointContext, Coordinator, Deferred, Guarantee, RestoredEntry, Scratch, StateReader,
+    StateWriter,
 };
 use crate::error::{Failure, OpResult};
 use crate::progress::{Frontier, Progress};
@@ -19,8 +20,9 @@ use crate::progress::{Frontier, Progress};
 type Hook = Box<dyn FnMut(u64) -> OpResult>;
 
 /// Records archived into one entry at a time while a checkpoint's state is written in
-/// slices.
-const SLICE_RECORDS: usize = 1024;
+/// slices: one call's work (about 25 KB of records in NEXMark q3) is the step by which a
+/// slice keeps to its time.
+const SLICE_RECORDS: usize = 256;
 
 /// How long one slice archives at least before the shard's loop gets the thread back
 /// (slices otherwise last as long as the loop's last turn, up to `SLICE_TIME_MAX`).
@@ -150,7 +152,7 @@ struct State {
     restore: Option<Restore>,
     /// A checkpoint every input passed whose deferred records are being archived.
     archiving: Option<Pending>,
-    arena: rkyv::ser::allocator::Arena,
+    scratch: Scratch,
     /// When the loop last called `service`: the length of its turns sizes the slices.
     last_service: Option<Instant>,
     inputs: Vec<Rc<Cell<u64>>>,
@@ -189,7 +191,7 @@ impl ShardCheckpoint {
             state: RefCell::new(State {
                 restore,
                 archiving: None,
-                arena: rkyv::ser::allocator::Arena::new(),
+                scratch: Scratch::default(),
                 last_service: None,
                 inputs: Vec::new(),
                 sources: Vec::new(),
@@ -333,6 +335,8 @@ impl ShardCheckpoint {
                     _ => Pending::new(requested),
                 };
                 s.archiving = Some(pending);
+                let mut spare = self.coord.take_spare(self.shard);
+                s.scratch.spare.append(&mut spare);
             }
             if s.archiving.is_some() {
                 worked = true;
@@ -368,12 +372,12 @@ impl ShardCheckpoint {
         let started = Stopwatch::start();
         let mut piece = Piece::Nothing;
         let State {
-            archiving, arena, ..
+            archiving, scratch, ..
         } = s;
         let p = archiving.as_mut().expect("called while archiving");
         while let Some((node, d)) = p.deferred.last_mut() {
             piece = Piece::Archive(*node);
-            match d.next_entry(arena, SLICE_RECORDS) {
+            match d.next_entry(scratch, SLICE_RECORDS) {
                 Some(entry) => {
                     let entry = entry?;
                     if !entry.bytes.is_empty() {

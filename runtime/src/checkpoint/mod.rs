@@ -60,8 +60,8 @@ use crate::data::ExchangeData;
 use crate::error::{Error, Failure};
 use crate::keys::{key_group, shard_of_key_group};
 
-pub(crate) use coordinator::Coordinator;
 pub use coordinator::{CheckpointRecord, CheckpointStats};
+pub(crate) use coordinator::{Coordinator, WriteBuffers};
 pub(crate) use local::{Restore, ShardCheckpoint, Stopwatch};
 pub(crate) use store::{
     archived, load_leases as store_leases, prune, remove_after, Manifest, ShardFile, StateEntry,
@@ -236,7 +236,7 @@ pub struct StateWriter {
     /// after the barrier (see [`Deferred`]).
     pub(crate) deferred: Vec<Deferred>,
     defer: bool,
-    arena: rkyv::ser::allocator::Arena,
+    scratch: Scratch,
     section: (String, u32),
     /// `(i, n)`: keyed tables copy the key groups `g` with `g % n == i` whole (`n == 1`:
     /// a full checkpoint).
@@ -261,7 +261,7 @@ impl Default for StateWriter {
             entries: Vec::new(),
             deferred: Vec::new(),
             defer: false,
-            arena: rkyv::ser::allocator::Arena::new(),
+            scratch: Scratch::default(),
             section: (String::new(), 1),
             copy: (0, 1),
         }
@@ -312,7 +312,7 @@ impl StateWriter {
     pub(crate) fn finish(&mut self) -> Result<(), Failure> {
         for mut d in std::mem::take(&mut self.deferred) {
             // One call collects everything (its work is unbounded).
-            while let Some(entry) = d.next_entry(&mut self.arena, usize::MAX) {
+            while let Some(entry) = d.next_entry(&mut self.scratch, usize::MAX) {
                 self.entries.push(entry?);
             }
         }
@@ -364,17 +364,16 @@ impl StateWriter {
     }
 
     /// Archives `records` as one entry.
-    #[allow(clippy::ptr_arg)] // rkyv archives the sized `Vec<T>`
     fn push_entry<T: ExchangeData>(
         &mut self,
         split: bool,
         scope: u32,
-        records: &Vec<T>,
+        records: &[T],
     ) -> Result<(), Failure> {
         let bytes = T::write_batch(
             records,
             crate::data::BatchBytes::new(),
-            self.arena.acquire(),
+            self.scratch.arena.acquire(),
         )
         .map_err(crate::data::corrupt)?;
         self.entries.push(StateEntry {
@@ -389,7 +388,7 @@ impl StateWriter {
     }
 
     fn put<T: ExchangeData>(&mut self, split: bool, scope: u32, value: T) -> Result<(), Failure> {
-        self.push_entry(split, scope, &vec![value])
+        self.push_entry(split, scope, &[value])
     }
 
     /// Writes `value`, state of the key whose hash is `key_hash` (as
@@ -454,10 +453,10 @@ impl Deferred {
     /// Archives up to `max` more records as one changelog entry; `None` once all are.
     pub(crate) fn next_entry(
         &mut self,
-        arena: &mut rkyv::ser::allocator::Arena,
+        scratch: &mut Scratch,
         max: usize,
     ) -> Option<Result<StateEntry, Failure>> {
-        let bytes = self.records.next_chunk(arena, max)?;
+        let bytes = self.records.next_chunk(scratch, max)?;
         Some(bytes.map(|bytes| StateEntry {
             name: self.name.clone(),
             version: self.version,
@@ -473,11 +472,31 @@ impl Deferred {
 pub(crate) trait Archiving {
     /// Archives up to `max` more records; `None` once all are. A chunk may be empty (no
     /// records found within the call's share of work, more to come).
-    fn next_chunk(
-        &mut self,
-        arena: &mut rkyv::ser::allocator::Arena,
-        max: usize,
-    ) -> Option<Result<Vec<u8>, Failure>>;
+    fn next_chunk(&mut self, scratch: &mut Scratch, max: usize)
+        -> Option<Result<Vec<u8>, Failure>>;
+}
+
+/// Memory a shard reuses while it archives checkpoints, so that archiving touches no
+/// fresh memory once the shard has taken a checkpoint or two: a first touch of a page
+/// is a page fault, which costs 1-5 ms per 150 KB on some virtual machines (measured in
+/// docs/checkpoints.md), time the shard's records would wait.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    arena: rkyv::ser::allocator::Arena,
+    /// What a chunk is serialized into before it is copied out at its length.
+    bytes: crate::data::BatchBytes,
+    /// Buffers of entries the coordinator thread wrote and handed back.
+    pub(crate) spare: Vec<Vec<u8>>,
+}
+
+impl Scratch {
+    /// A buffer holding a copy of `bytes`, reusing a spare one if there is one.
+    fn copy_of(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = self.spare.pop().unwrap_or_default();
+        out.clear();
+        out.extend_from_slice(bytes);
+        out
+    }
 }
 
 struct Pending<T>(Vec<T>);
@@ -485,29 +504,36 @@ struct Pending<T>(Vec<T>);
 impl<T: ExchangeData> Archiving for Pending<T> {
     fn next_chunk(
         &mut self,
-        arena: &mut rkyv::ser::allocator::Arena,
+        scratch: &mut Scratch,
         max: usize,
     ) -> Option<Result<Vec<u8>, Failure>> {
-        archive_chunk(&mut self.0, arena, max)
+        archive_chunk(&mut self.0, scratch, max)
     }
 }
 
 /// Archives up to `max` of `records` (taken off the end); `None` if there are none.
 pub(crate) fn archive_chunk<T: ExchangeData>(
     records: &mut Vec<T>,
-    arena: &mut rkyv::ser::allocator::Arena,
+    scratch: &mut Scratch,
     max: usize,
 ) -> Option<Result<Vec<u8>, Failure>> {
     if records.is_empty() {
         return None;
     }
-    // The records are written from the back: splitting off the tail copies no more than
-    // the chunk (each table's records hold distinct keys, so order is free).
+    // The records are written from the back, in place (each table's records hold
+    // distinct keys, so order is free).
     let at = records.len().saturating_sub(max.max(1));
-    let chunk = records.split_off(at);
-    let bytes = T::write_batch(&chunk, crate::data::BatchBytes::new(), arena.acquire())
-        .map_err(crate::data::corrupt);
-    Some(bytes.map(|b| b.to_vec()))
+    let mut bytes = std::mem::take(&mut scratch.bytes);
+    bytes.clear();
+    let written = T::write_batch(&records[at..], bytes, scratch.arena.acquire());
+    records.truncate(at);
+    let bytes = match written {
+        Ok(bytes) => bytes,
+        Err(e) => return Some(Err(crate::data::corrupt(e))),
+    };
+    let out = scratch.copy_of(&bytes);
+    scratch.bytes = bytes;
+    Some(Ok(out))
 }
 
 /// The state a restored operator receives: every entry of its node that belongs to this
@@ -860,5 +886,34 @@ mod tests {
                 .contains("written at version 2, this build reads version 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn chunks_are_archived_from_the_back_into_spare_buffers_and_read_back() {
+        let mut records: Vec<(u32, String)> = (0..10).map(|i| (i, format!("r{i}"))).collect();
+        let mut scratch = Scratch::default();
+        let spare = Vec::with_capacity(1 << 16);
+        let at = spare.as_ptr();
+        scratch.spare.push(spare);
+        let first = archive_chunk(&mut records, &mut scratch, 4)
+            .unwrap()
+            .unwrap();
+        // The spare buffer holds the chunk: no new allocation.
+        assert_eq!(first.as_ptr(), at);
+        assert!(scratch.spare.is_empty());
+        let mut chunks = vec![first];
+        while let Some(chunk) = archive_chunk(&mut records, &mut scratch, 4) {
+            chunks.push(chunk.unwrap());
+        }
+        assert_eq!(chunks.len(), 3);
+        let mut back = Vec::new();
+        for chunk in chunks {
+            let mut aligned = AlignedVec::<16>::new();
+            aligned.extend_from_slice(&chunk);
+            <(u32, String)>::read_batch(&aligned, &mut back).unwrap();
+        }
+        back.sort();
+        let expected: Vec<(u32, String)> = (0..10).map(|i| (i, format!("r{i}"))).collect();
+        assert_eq!(back, expected);
     }
 }

@@ -70,14 +70,37 @@ pub(crate) struct StateEntry {
 
 /// Serializes a shard file with its header.
 pub(crate) fn encode(file: &ShardFile) -> Result<Vec<u8>, rancor::Error> {
-    let payload = rkyv::to_bytes::<rancor::Error>(file)?;
-    let mut out = Vec::with_capacity(HEADER + payload.len());
+    let mut out = Vec::new();
+    encode_into(file, &mut Encoder::default(), &mut out)?;
+    Ok(out)
+}
+
+/// Buffers the coordinator thread reuses from one shard file to the next (large buffers
+/// allocated and freed each time would be mapped and unmapped, which stops every thread
+/// of the process for a moment).
+#[derive(Default)]
+pub(crate) struct Encoder {
+    payload: AlignedVec<16>,
+}
+
+/// Serializes a shard file with its header into `out` (cleared first).
+pub(crate) fn encode_into(
+    file: &ShardFile,
+    encoder: &mut Encoder,
+    out: &mut Vec<u8>,
+) -> Result<(), rancor::Error> {
+    let mut payload = std::mem::take(&mut encoder.payload);
+    payload.clear();
+    let payload = rkyv::api::high::to_bytes_in::<_, rancor::Error>(file, payload)?;
+    out.clear();
+    out.reserve(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&payload);
-    Ok(out)
+    encoder.payload = payload;
+    Ok(())
 }
 
 /// Checks a shard file's header, checksum and archive; returns the aligned payload.

@@ -24,7 +24,7 @@ use std::rc::{Rc, Weak};
 
 use super::table::{hash, Map, Slot, PARTS};
 use super::KeyedState;
-use crate::checkpoint::{archive_chunk, Archiving};
+use crate::checkpoint::{archive_chunk, Archiving, Scratch};
 use crate::data::StateData;
 use crate::error::Failure;
 
@@ -322,7 +322,7 @@ where
 {
     fn next_chunk(
         &mut self,
-        arena: &mut rkyv::ser::allocator::Arena,
+        scratch: &mut Scratch,
         max: usize,
     ) -> Option<Result<Vec<u8>, Failure>> {
         let max = max.max(1);
@@ -341,7 +341,7 @@ where
             if visits == 0 {
                 let mut taken = self.taken.borrow_mut();
                 // An empty chunk: more to visit, nothing to archive yet.
-                return archive_chunk(&mut taken.records, arena, max).or(Some(Ok(Vec::new())));
+                return archive_chunk(&mut taken.records, scratch, max).or(Some(Ok(Vec::new())));
             }
             let round = (max - have).min(visits);
             visits -= round;
@@ -357,6 +357,6 @@ where
             };
             table.collect_some(round);
         }
-        archive_chunk(&mut self.taken.borrow_mut().records, arena, max)
+        archive_chunk(&mut self.taken.borrow_mut().records, scratch, max)
     }
 }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::tests::{chain, sorted};
 use super::*;
-use crate::checkpoint::StateWriter;
+use crate::checkpoint::{Scratch, StateWriter};
 use crate::keys::{hash_key, key_group};
 
 type Table = SharedKeyedState<u64, String>;
@@ -29,13 +29,13 @@ fn barrier(table: &Table, copy: (u32, u32)) -> StateWriter {
 /// Collects and archives up to `n` more records of `w`, as a slice of the shard's loop does.
 /// True once all are.
 fn slice(w: &mut StateWriter, n: usize) -> bool {
-    let mut arena = rkyv::ser::allocator::Arena::new();
+    let mut scratch = Scratch::default();
     let mut left = n;
     while left > 0 {
         let Some(d) = w.deferred.last_mut() else {
             return true;
         };
-        match d.next_entry(&mut arena, left.min(3)) {
+        match d.next_entry(&mut scratch, left.min(3)) {
             Some(entry) => {
                 let entry = entry.unwrap();
                 if !entry.bytes.is_empty() {

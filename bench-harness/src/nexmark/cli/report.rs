@@ -70,6 +70,8 @@ pub struct RunSummary {
     pub stall_cpu_ms: Option<f64>,
     /// What that longest piece was (`barrier <operator>` or `archive <operator>`).
     pub stall_in: Option<String>,
+    /// The median over checkpoints of their longest piece, ms.
+    pub stall_p50_ms: Option<f64>,
     /// Median checkpoint size, bytes (the first checkpoint of a run is full, later ones
     /// incremental).
     pub checkpoint_bytes_p50: Option<f64>,
@@ -135,6 +137,7 @@ impl RunSummary {
             stall_max_ms: None,
             stall_cpu_ms: None,
             stall_in: None,
+            stall_p50_ms: None,
             checkpoint_bytes_p50: None,
             restored_from: None,
             restore_load_ms: None,
@@ -162,6 +165,9 @@ impl RunSummary {
             self.stall_max_ms = stall.map(|r| ms(r.stall));
             self.stall_cpu_ms = stall.map(|r| ms(r.stall_cpu));
             self.stall_in = stall.map(|r| r.stall_in.clone());
+            let mut stalls: Vec<Duration> = c.completed.iter().map(|r| r.stall).collect();
+            stalls.sort_unstable();
+            self.stall_p50_ms = Some(ms(stalls[n / 2]));
             let mut sizes: Vec<u64> = c.completed.iter().map(|r| r.bytes).collect();
             sizes.sort_unstable();
             self.checkpoint_bytes_p50 = sizes.get(sizes.len() / 2).map(|&b| b as f64);
