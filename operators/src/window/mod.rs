@@ -686,7 +686,10 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
             && spec.sliced
             && spec.domain == TimeDomain::EventTime
             && spec.fires_once();
-        let slicing = spec.fixed.filter(|_| eligible).and_then(slices::Slicing::of)?;
+        let slicing = spec
+            .fixed
+            .filter(|_| eligible)
+            .and_then(slices::Slicing::of)?;
         Some((slicing, exchange))
     }
 

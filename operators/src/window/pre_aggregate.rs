@@ -70,17 +70,15 @@ where
     G::Out: StateData,
 {
     let (timestamp, local) = (spec.timestamp.clone(), agg.clone());
-    let partials = input.unary(&format!("{name} (pre-aggregate)"), move |_| {
-        PreAggregate {
-            key: key.clone(),
-            timestamp: timestamp.clone(),
-            agg: local.clone(),
-            slicing,
-            slices: BTreeMap::new(),
-            entries: 0,
-            watermark: Timestamp::MIN,
-            spare: Vec::new(),
-        }
+    let partials = input.unary(&format!("{name} (pre-aggregate)"), move |_| PreAggregate {
+        key: key.clone(),
+        timestamp: timestamp.clone(),
+        agg: local.clone(),
+        slicing,
+        slices: BTreeMap::new(),
+        entries: 0,
+        watermark: Timestamp::MIN,
+        spare: Vec::new(),
     });
     let exchanged = key_exchange(&partials, exchange, |p: &Partial<K, G::Acc>| p.0.clone());
     let spec = spec.timed_by(|p: &Partial<K, G::Acc>| p.1);
