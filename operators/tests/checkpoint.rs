@@ -207,6 +207,55 @@ fn exactly_once_windows_with_early_firings_and_retractions() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// Sliding counts with the default trigger: pre-aggregated before the key exchange.
+fn pre_aggregated_dataflow(out: &Path, crash_after: u64) -> Dataflow {
+    let mut df = Dataflow::new();
+    numbers(&mut df, EVENTS, crash_after, 4096)
+        .key_by(|n: &u64| n % 7)
+        .window(WindowSpec::event_time(
+            Windows::sliding(2_000, 1_000),
+            |n: &u64| *n as i64,
+        ))
+        .count("panes")
+        .sink_lines(out);
+    df
+}
+
+/// The pre-aggregation sends its partials at each barrier, so it has no state to write:
+/// across crashes and shard counts, the committed panes are those of a run without.
+#[test]
+fn exactly_once_pre_aggregated_windows_across_crashes_and_shard_counts() {
+    let dir = scratch("pre-aggregated");
+    let reference = dir.join("reference");
+    let report = Runtime::new(Config::default().shards(1).pin(false))
+        .unwrap()
+        .run(pre_aggregated_dataflow(&reference, 0))
+        .unwrap();
+    assert!(report.operator("panes (pre-aggregate)").is_some());
+    let (checkpoints, out) = (dir.join("checkpoints"), dir.join("out"));
+    let mut restored = 0;
+    for (shards, crash_after) in [(2, 30_000), (3, 70_000), (2, 0)] {
+        let config = Config::default().shards(shards).pin(false).checkpointing(
+            Checkpointing::new(&checkpoints).interval(Some(Duration::from_millis(15))),
+        );
+        match Runtime::new(config)
+            .unwrap()
+            .run(pre_aggregated_dataflow(&out, crash_after))
+        {
+            Ok(report) => {
+                assert_eq!(crash_after, 0);
+                restored += report.checkpoints.unwrap().restored_from.is_some() as u32;
+            }
+            Err(e) => assert!(e.to_string().contains("injected crash"), "{e}"),
+        }
+    }
+    assert_eq!(restored, 1);
+    let want = committed(&reference);
+    assert!(!want.is_empty());
+    assert_eq!(committed(&out), want);
+    fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn file_source_replays_from_its_offset_and_sends_bad_lines_aside() {
     use rill_operators::file_source::file_source;

@@ -508,6 +508,32 @@ fn the_exchange_carries_partials_not_records() {
     }
 }
 
+/// More keys in a slice than a shard's table holds (65,536 entries): the table sends its
+/// partials early, a key's slice arrives in several partials, and the panes are the same.
+#[test]
+fn a_full_table_sends_its_partials_early_with_the_same_panes() {
+    // 70,000 keys, each about 3 times, in one slice of 1 s.
+    let steps: Vec<Step> = (0..200_000i64)
+        .map(|i| Step::Record(((i % 70_000) as u32, 1, i / 200)))
+        .collect();
+    let tumbling = || {
+        spec(
+            Windows::tumbling(1_000),
+            false,
+            trigger_of(0),
+            Accumulation::Discarding,
+            0,
+        )
+    };
+    let reference = run(&steps, 1, tumbling().per_window());
+    assert_eq!(reference.panes.len(), 70_000);
+    let (got, crossed, names) = run_keyed(&steps, 1, tumbling(), false);
+    assert!(pre_aggregated(&names));
+    assert_eq!(got, reference);
+    // More partials than keys: the table sent some keys' partials before the slice ended.
+    assert!(crossed > 70_000, "{crossed}");
+}
+
 fn trigger_of(choice: usize) -> Trigger {
     trigger(choice, 1, 1)
 }
