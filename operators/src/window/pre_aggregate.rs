@@ -50,6 +50,10 @@ pub(crate) const MAX_ENTRIES: usize = 1 << 16;
 /// A slice's partial accumulators and record counts by key.
 type SliceTable<K, A> = FxHashMap<K, (A, u64)>;
 
+/// A slice start and, if its records are combined here, its table (taken out of the map
+/// while a run of records in the slice lasts).
+type SliceRun<K, A> = (Timestamp, Option<SliceTable<K, A>>);
+
 /// Pre-aggregates `input` on each shard as `spec` windows it, sends the partials through
 /// the key exchange (named `exchange`, or after the final operator) and merges them on the
 /// key's shard in the operator for windows that fire once, named `name`.
@@ -123,7 +127,8 @@ where
     /// True if the records of slice `s` are combined here: some window holds the slice and
     /// its partials have not gone out.
     fn open(&self, s: Timestamp) -> bool {
-        self.slicing.last_end(s).is_some() && s + self.slicing.slice_len() > self.watermark
+        self.slicing.last_end(s).is_some()
+            && s.saturating_add(self.slicing.slice_len()) > self.watermark
     }
 
     /// Sends the partials of the slices ending at or before `up_to`, in slice order.
@@ -143,6 +148,13 @@ where
         }
     }
 
+    /// Returns a slice's table taken out by `on_batch` to the map.
+    fn put_back(&mut self, current: Option<SliceRun<K, G::Acc>>) {
+        if let Some((start, Some(table))) = current {
+            self.slices.insert(start, table);
+        }
+    }
+
     /// Sends every partial.
     fn flush_all(&mut self, out: &mut Output<Partial<K, G::Acc>>) {
         self.flush(Timestamp::MAX, out);
@@ -156,38 +168,39 @@ where
 {
     type Out = Output<Partial<K, G::Acc>>;
 
-    /// Adds each record to its key's partial of its slice; a run of records in one slice
-    /// looks the slice's table up once.
+    /// Adds each record to its key's partial of its slice. The table of the slice of the
+    /// previous record is taken out of the map while a run of records in that slice lasts,
+    /// so such a record is one probe of it.
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
         let len = self.slicing.slice_len();
-        // The slice of the previous record, if its records are combined here.
-        let mut current: Option<(Timestamp, bool)> = None;
+        // The slice of the previous record.
+        let mut current: Option<SliceRun<K, G::Acc>> = None;
         for record in batch.drain(..) {
             let t = (self.timestamp)(&record);
-            let (start, open) = match current {
-                Some((s, open)) if s <= t && t - s < len => (s, open),
-                _ => {
-                    let s = self.slicing.slice_of(t);
-                    let open = self.open(s);
-                    current = Some((s, open));
-                    (s, open)
-                }
-            };
+            if !current
+                .as_ref()
+                .is_some_and(|(s, _)| *s <= t && t - *s < len)
+            {
+                self.put_back(current.take());
+                let s = self.slicing.slice_of(t);
+                let table = self.open(s).then(|| {
+                    let spare = &mut self.spare;
+                    self.slices
+                        .remove(&s)
+                        .unwrap_or_else(|| spare.pop().unwrap_or_default())
+                });
+                current = Some((s, table));
+            }
+            let (start, table) = current.as_mut().expect("set above");
             let key = (self.key)(&record);
-            if !open {
+            let Some(table) = table else {
                 // The final operator judges it, as it would the record.
                 let mut acc = self.agg.create();
                 self.agg.add(&mut acc, &record);
-                out.give((key, start, acc, 1));
+                out.give((key, *start, acc, 1));
                 continue;
-            }
-            let spare = &mut self.spare;
-            let table = self
-                .slices
-                .entry(start)
-                .or_insert_with(|| spare.pop().unwrap_or_default());
-            let agg = &self.agg;
-            let entries = &mut self.entries;
+            };
+            let (agg, entries) = (&self.agg, &mut self.entries);
             let (acc, n) = table.entry(key).or_insert_with(|| {
                 *entries += 1;
                 (agg.create(), 0)
@@ -195,6 +208,7 @@ where
             agg.add(acc, &record);
             *n += 1;
         }
+        self.put_back(current);
         if self.entries > MAX_ENTRIES {
             self.flush_all(out);
         }
