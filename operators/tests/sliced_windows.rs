@@ -273,11 +273,7 @@ proptest! {
         windows in windows(),
         processing in prop::bool::weighted(0.2),
         (choice, n, d) in (0usize..14, 1u64..4, 1i64..12),
-        accumulation in prop_oneof![
-            Just(Accumulation::Discarding),
-            Just(Accumulation::Accumulating),
-            Just(Accumulation::Retracting),
-        ],
+        accumulation in accumulations(),
         lateness in prop_oneof![Just(0i64), 0i64..25],
     ) {
         // A new spec per run: a spec's counters are shared by its clones.
@@ -334,14 +330,9 @@ proptest! {
         steps in steps(),
         windows in windows(),
         repeated in any::<bool>(),
-        accumulation in prop_oneof![
-            Just(Accumulation::Discarding),
-            Just(Accumulation::Accumulating),
-            Just(Accumulation::Retracting),
-        ],
+        accumulation in accumulations(),
     ) {
-        let trigger = if repeated { 1 } else { 0 };
-        let spec = || spec(windows, false, trigger_of(trigger), accumulation, 0);
+        let spec = || fires_once(windows, repeated, accumulation);
         let reference = run(&steps, 1, spec().per_window());
         let (got, _, names) = run_keyed(&steps, 1, spec(), false);
         prop_assert!(pre_aggregated(&names));
@@ -360,23 +351,11 @@ fn pre_aggregation_is_off_where_the_records_matter() {
     let steps: Vec<Step> = (0..20)
         .map(|i| Step::Record((i % 3, 1, i as i64)))
         .collect();
-    let plain = || {
-        spec(
-            Windows::tumbling(5),
-            false,
-            trigger_of(0),
-            Accumulation::Discarding,
-            0,
-        )
-    };
+    let plain = || fires_once(Windows::tumbling(5), false, Accumulation::Discarding);
     let names = |spec, with_late| run_keyed(&steps, 2, spec, with_late).2;
     assert!(pre_aggregated(&names(plain(), false)));
-    assert!(pre_aggregated(&names(
-        plain()
-            .accumulation(Accumulation::Retracting)
-            .trigger(trigger_of(1)),
-        false
-    )));
+    let retracting = fires_once(Windows::sliding(10, 5), true, Accumulation::Retracting);
+    assert!(pre_aggregated(&names(retracting, false)));
     for choice in 2..14 {
         let counted = plain().trigger(trigger(choice, 2, 3));
         assert!(!pre_aggregated(&names(counted, false)), "trigger {choice}");
@@ -384,21 +363,9 @@ fn pre_aggregation_is_off_where_the_records_matter() {
     assert!(!pre_aggregated(&names(plain().allowed_lateness(1), false)));
     assert!(!pre_aggregated(&names(plain().per_window(), false)));
     assert!(!pre_aggregated(&names(plain(), true)));
-    let processing = spec(
-        Windows::tumbling(5),
-        true,
-        trigger_of(0),
-        Accumulation::Discarding,
-        0,
-    );
+    let processing = WindowSpec::processing_time(Windows::tumbling(5));
     assert!(!pre_aggregated(&names(processing, false)));
-    let sessions = spec(
-        Windows::session(5),
-        false,
-        trigger_of(0),
-        Accumulation::Discarding,
-        0,
-    );
+    let sessions = WindowSpec::event_time(Windows::session(5), |e: &Ev| e.2);
     assert!(!pre_aggregated(&names(sessions, false)));
     // Already partitioned: no exchange to save.
     assert!(!pre_aggregated(&operator_names(plain())));
@@ -446,14 +413,9 @@ proptest! {
         steps in steps().prop_map(without_late),
         windows in windows(),
         repeated in any::<bool>(),
-        accumulation in prop_oneof![
-            Just(Accumulation::Discarding),
-            Just(Accumulation::Accumulating),
-            Just(Accumulation::Retracting),
-        ],
+        accumulation in accumulations(),
     ) {
-        let trigger = if repeated { 1 } else { 0 };
-        let spec = || spec(windows, false, trigger_of(trigger), accumulation, 0);
+        let spec = || fires_once(windows, repeated, accumulation);
         let reference = run(&steps, 1, spec().per_window());
         for shards in [1, 2, 4] {
             let (got, _, names) = run_keyed(&steps, shards, spec(), false);
@@ -477,15 +439,7 @@ fn the_exchange_carries_partials_not_records() {
             steps.push(Step::Watermark(t));
         }
     }
-    let tumbling = || {
-        spec(
-            Windows::tumbling(1_000),
-            false,
-            Trigger::after_watermark(),
-            Accumulation::Discarding,
-            0,
-        )
-    };
+    let tumbling = || fires_once(Windows::tumbling(1_000), false, Accumulation::Discarding);
     let reference = run(&steps, 1, tumbling().per_window());
     for shards in [1, 2, 4] {
         let (got, crossed, names) = run_keyed(&steps, shards, tumbling(), false);
@@ -516,15 +470,7 @@ fn a_full_table_sends_its_partials_early_with_the_same_panes() {
     let steps: Vec<Step> = (0..200_000i64)
         .map(|i| Step::Record(((i % 70_000) as u32, 1, i / 200)))
         .collect();
-    let tumbling = || {
-        spec(
-            Windows::tumbling(1_000),
-            false,
-            trigger_of(0),
-            Accumulation::Discarding,
-            0,
-        )
-    };
+    let tumbling = || fires_once(Windows::tumbling(1_000), false, Accumulation::Discarding);
     let reference = run(&steps, 1, tumbling().per_window());
     assert_eq!(reference.panes.len(), 70_000);
     let (got, crossed, names) = run_keyed(&steps, 1, tumbling(), false);
@@ -532,6 +478,25 @@ fn a_full_table_sends_its_partials_early_with_the_same_panes() {
     assert_eq!(got, reference);
     // More partials than keys: the table sent some keys' partials before the slice ended.
     assert!(crossed > 70_000, "{crossed}");
+}
+
+fn accumulations() -> impl Strategy<Value = Accumulation> {
+    prop_oneof![
+        Just(Accumulation::Discarding),
+        Just(Accumulation::Accumulating),
+        Just(Accumulation::Retracting),
+    ]
+}
+
+/// Event-time windows that fire once: a watermark trigger, repeated or not, no lateness.
+fn fires_once(windows: Windows, repeated: bool, accumulation: Accumulation) -> WindowSpec<Ev, u32> {
+    spec(
+        windows,
+        false,
+        trigger_of(repeated as usize),
+        accumulation,
+        0,
+    )
 }
 
 fn trigger_of(choice: usize) -> Trigger {
