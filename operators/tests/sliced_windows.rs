@@ -480,6 +480,75 @@ fn a_full_table_sends_its_partials_early_with_the_same_panes() {
     assert!(crossed > 70_000, "{crossed}");
 }
 
+/// Shard 0 sends records and a watermark, goes idle, and ends only well after shard 1
+/// moved the watermark past the records' window and ended.
+struct GoesIdle {
+    shard: usize,
+    step: usize,
+    /// When shard 1 ended.
+    other_done: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+impl Source<Ev> for GoesIdle {
+    fn poll(&mut self, out: &mut SourceOutput<Ev>, _: usize) -> Result<SourceStatus, Failure> {
+        self.step += 1;
+        match (self.shard, self.step) {
+            (0, 1) => {
+                for i in 0..30 {
+                    out.give((i % 3, 1, 1 + i as i64 % 4));
+                }
+                out.watermark(5)?;
+                out.idle()?;
+            }
+            (0, _) => {
+                let done = *self.other_done.lock().unwrap();
+                if !done.is_some_and(|at| at.elapsed() > std::time::Duration::from_millis(300)) {
+                    return Ok(SourceStatus::Idle);
+                }
+                return Ok(SourceStatus::Done);
+            }
+            (_, 1) => out.watermark(100)?,
+            _ => {
+                *self.other_done.lock().unwrap() = Some(std::time::Instant::now());
+                return Ok(SourceStatus::Done);
+            }
+        }
+        Ok(SourceStatus::Emitted)
+    }
+}
+
+/// A shard whose input goes idle sends its partials first: the other shard then moves the
+/// final operator's watermark past their window, which fires with them (held back, they
+/// would come after it and be dropped as late).
+#[test]
+fn an_idle_shard_sends_its_partials_before_its_idleness() {
+    let spec = fires_once(Windows::tumbling(10), false, Accumulation::Discarding);
+    let metrics = spec.metrics();
+    let other_done = Arc::new(std::sync::Mutex::new(None));
+    let mut df = Dataflow::new();
+    let panes = df
+        .source("goes idle", move |s| GoesIdle {
+            shard: s.index,
+            step: 0,
+            other_done: other_done.clone(),
+        })
+        .key_by(|e: &Ev| e.0)
+        .window(spec)
+        .aggregate("sum", Sum::new(|e: &Ev| e.1))
+        .collect("panes");
+    let config = Config::default().shards(2).pin(false);
+    let report = Runtime::new(config).unwrap().run(df).unwrap();
+    assert!(report.operator("sum (pre-aggregate)").is_some());
+    let mut sums: Vec<(u32, i64, i64)> = panes
+        .take()
+        .into_iter()
+        .map(|p| (p.key, p.window.start, p.value))
+        .collect();
+    sums.sort();
+    assert_eq!(sums, [(0, 0, 10), (1, 0, 10), (2, 0, 10)]);
+    assert_eq!(metrics.dropped_late(), 0);
+}
+
 fn accumulations() -> impl Strategy<Value = Accumulation> {
     prop_oneof![
         Just(Accumulation::Discarding),
