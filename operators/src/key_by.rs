@@ -21,7 +21,9 @@ pub trait KeyBy<T> {
     /// Sends every record to the shard owning `key(record)` (see
     /// `rill_runtime::exchange::route` for the placement rule). The rolling aggregates
     /// of [`KeyedStream`] (e.g. [`KeyedStream::count`]), windows, joins and process
-    /// functions run on the result.
+    /// functions run on the result. The exchange is made when first used; a window
+    /// aggregation that can pre-aggregate sends partial accumulators through it instead of
+    /// the records (see [`KeyedStream`]).
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;

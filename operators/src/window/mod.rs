@@ -628,6 +628,14 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// Aggregates each window with `agg` (an [`Aggregate`]: [`Sum`], [`Count`], [`Min`],
     /// [`Max`], [`Collect`] or your own); late records are dropped and counted.
     ///
+    /// Tumbling and sliding event-time windows that fire once (a watermark trigger, no
+    /// allowed lateness) on a stream from [`key_by`](crate::KeyBy::key_by) are
+    /// pre-aggregated before the key exchange when `agg` opts in
+    /// ([`Aggregate::PRE_AGGREGATE`], as the built-ins but [`Collect`] do): each shard sends
+    /// a partial accumulator per key and slice instead of the records. The panes and the
+    /// dropped counts are the same (docs/windows.md, "Pre-aggregation before the
+    /// exchange").
+    ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
     /// use rill_operators::prelude::*;
@@ -694,7 +702,9 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     }
 
     /// Aggregates each window with `agg`; records dropped as too late (every window they
-    /// belong to was garbage-collected) go to the second stream.
+    /// belong to was garbage-collected) go to the second stream. Never pre-aggregated
+    /// before the exchange (only the final operator knows which records are late, and the
+    /// side output needs them).
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
