@@ -47,6 +47,10 @@ pub(crate) type Partial<K, A> = (K, Timestamp, A, u64);
 /// before any key repeats.
 pub(crate) const MAX_ENTRIES: usize = 1 << 16;
 
+/// Emptied slice tables kept for reuse (each keeps its capacity): enough for the slices
+/// that are open at once when records come in time order.
+const SPARE_TABLES: usize = 4;
+
 /// A slice's partial accumulators and record counts by key.
 type SliceTable<K, A> = FxHashMap<K, (A, u64)>;
 
@@ -115,7 +119,8 @@ struct PreAggregate<T, K, G: Aggregate<T, K>> {
     entries: usize,
     /// The input's watermark: the partials of slices ending at or before it went out.
     watermark: Timestamp,
-    /// Emptied tables, kept for the next slices (no allocation per slice once warm).
+    /// Emptied tables, kept for the next slices (no allocation per slice once warm), at
+    /// most [`SPARE_TABLES`].
     spare: Vec<SliceTable<K, G::Acc>>,
 }
 
@@ -144,7 +149,9 @@ where
             for (key, (acc, n)) in table.drain() {
                 out.give((key, start, acc, n));
             }
-            self.spare.push(table);
+            if self.spare.len() < SPARE_TABLES {
+                self.spare.push(table);
+            }
         }
     }
 
