@@ -2,7 +2,9 @@
 //! owns the key's state, and rolling (per-record) aggregates over it.
 
 use rill_runtime::state::{KeyedState, SharedKeyedState};
+use std::cell::OnceCell;
 use std::hash::Hash;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
@@ -19,7 +21,9 @@ pub trait KeyBy<T> {
     /// Sends every record to the shard owning `key(record)` (see
     /// `rill_runtime::exchange::route` for the placement rule). The rolling aggregates
     /// of [`KeyedStream`] (e.g. [`KeyedStream::count`]), windows, joins and process
-    /// functions run on the result.
+    /// functions run on the result. The exchange is made when first used; a window
+    /// aggregation that can pre-aggregate sends partial accumulators through it instead of
+    /// the records (see [`KeyedStream`]).
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
@@ -104,18 +108,36 @@ pub trait KeyBy<T> {
 /// an unspecified order. A key's updates leave its shard in the order they were made, so
 /// the last update of a key that a collecting sink received is the key's final aggregate
 /// (the examples of the aggregates read it that way).
+///
+/// The key exchange is made when an operator first needs the partitioned records
+/// ([`KeyedStream::stream`], a rolling aggregate, a join, a process function, most window
+/// operators), once per keyed stream and its clones. A window aggregation that
+/// pre-aggregates on each shard sends partial accumulators through an exchange of its own
+/// instead (docs/windows.md), so the records never cross shards.
 pub struct KeyedStream<T, K> {
-    stream: Stream<T>,
+    /// The records as they are, before the key exchange.
+    input: Stream<T>,
+    /// The key exchange: made on first use, shared by clones.
+    exchanged: Rc<OnceCell<Stream<T>>>,
+    /// Makes the key exchange of a stream (`None`: the stream is already partitioned, see
+    /// [`KeyBy::assume_keyed_by`]).
+    exchange: Option<ExchangeFn<T>>,
+    /// The name given to [`KeyBy::key_by_named`].
+    name: Option<Rc<str>>,
     key: KeyFn<T, K>,
 }
 
 /// A key extractor, shared by an operator's instances.
 pub(crate) type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
+/// Makes the key exchange of a stream.
+type ExchangeFn<T> = Rc<dyn Fn(&Stream<T>) -> Stream<T>>;
+
 impl<T, K> std::fmt::Debug for KeyedStream<T, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedStream")
-            .field("stream", &self.stream)
+            .field("input", &self.input)
+            .field("exchanged", &self.exchanged.get())
             .field("key", &std::any::type_name::<K>())
             .finish_non_exhaustive()
     }
@@ -124,7 +146,10 @@ impl<T, K> std::fmt::Debug for KeyedStream<T, K> {
 impl<T, K> Clone for KeyedStream<T, K> {
     fn clone(&self) -> Self {
         KeyedStream {
-            stream: self.stream.clone(),
+            input: self.input.clone(),
+            exchanged: self.exchanged.clone(),
+            exchange: self.exchange.clone(),
+            name: self.name.clone(),
             key: self.key.clone(),
         }
     }
@@ -136,10 +161,7 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
         K: Data + Hash + Eq,
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
-        let key: KeyFn<T, K> = Arc::new(key);
-        let route = key.clone();
-        let stream = self.exchange(Partitioning::by_key(move |r: &T| route(r)));
-        KeyedStream { stream, key }
+        KeyedStream::exchanged_by(self, None, Arc::new(key))
     }
 
     fn key_by_named<K, F>(&self, name: &str, key: F) -> KeyedStream<T, K>
@@ -147,10 +169,7 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
         K: Data + Hash + Eq,
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
-        let key: KeyFn<T, K> = Arc::new(key);
-        let route = key.clone();
-        let stream = self.exchange_named(name, Partitioning::by_key(move |r: &T| route(r)));
-        KeyedStream { stream, key }
+        KeyedStream::exchanged_by(self, Some(name.into()), Arc::new(key))
     }
 
     fn assume_keyed_by<K, F>(&self, key: F) -> KeyedStream<T, K>
@@ -159,9 +178,45 @@ impl<T: ExchangeData> KeyBy<T> for Stream<T> {
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
         KeyedStream {
-            stream: self.clone(),
+            input: self.clone(),
+            exchanged: Rc::new(OnceCell::from(self.clone())),
+            exchange: None,
+            name: None,
             key: Arc::new(key),
         }
+    }
+}
+
+impl<T: ExchangeData, K: Data + Hash + Eq> KeyedStream<T, K> {
+    /// `input`, to be sent through a key exchange (named `name`) when first used.
+    fn exchanged_by(input: &Stream<T>, name: Option<Rc<str>>, key: KeyFn<T, K>) -> Self {
+        let route = key.clone();
+        let exchange_name = name.clone();
+        let exchange: ExchangeFn<T> = Rc::new(move |stream: &Stream<T>| {
+            let route = route.clone();
+            key_exchange(stream, exchange_name.as_deref(), move |r: &T| route(r))
+        });
+        KeyedStream {
+            input: input.clone(),
+            exchanged: Rc::new(OnceCell::new()),
+            exchange: Some(exchange),
+            name,
+            key,
+        }
+    }
+}
+
+/// The key exchange of `stream` by `key`, named `name` in the job report (or after the
+/// operators it feeds).
+pub(crate) fn key_exchange<T: ExchangeData, K: Hash>(
+    stream: &Stream<T>,
+    name: Option<&str>,
+    key: impl Fn(&T) -> K + Send + Sync + 'static,
+) -> Stream<T> {
+    let partitioning = Partitioning::by_key(key);
+    match name {
+        Some(name) => stream.exchange_named(name, partitioning),
+        None => stream.exchange(partitioning),
     }
 }
 
@@ -202,9 +257,25 @@ where
 }
 
 impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
-    /// The partitioned records (see the example of [`KeyBy::key_by`]).
+    /// The partitioned records (see the example of [`KeyBy::key_by`]). The first call
+    /// makes the key exchange.
     pub fn stream(&self) -> &Stream<T> {
-        &self.stream
+        self.exchanged.get_or_init(|| match &self.exchange {
+            Some(exchange) => exchange(&self.input),
+            None => self.input.clone(),
+        })
+    }
+
+    /// The records before the key exchange.
+    pub(crate) fn input(&self) -> &Stream<T> {
+        &self.input
+    }
+
+    /// The name of the key exchange, if the stream has one to make (`None`: it is
+    /// partitioned already, [`KeyBy::assume_keyed_by`]); `Some(None)` for an exchange
+    /// named after the operators it feeds.
+    pub(crate) fn exchange_name(&self) -> Option<Option<&str>> {
+        self.exchange.as_ref().map(|_| self.name.as_deref())
     }
 
     /// The key of a record.
@@ -263,7 +334,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     {
         let key = self.key.clone();
         let codec: Tables<K, A> = Arc::new(RkyvTable("rolling", 2));
-        self.stream.unary(name, move |shard| RollingOp {
+        self.stream().unary(name, move |shard| RollingOp {
             key: key.clone(),
             fold: f.clone(),
             state: KeyedState::shared(shard.tracks_state()),

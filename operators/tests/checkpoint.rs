@@ -179,6 +179,31 @@ impl SinkLines for Stream<rill_operators::window::Pane<u64, u64>> {
     }
 }
 
+/// Runs `job` writing to `dir/out` with checkpoints in `dir/checkpoints`, once per
+/// `(shards, crash after)`: a run crashes where asked, the last one (`0`) completes.
+/// Returns how many runs restored from a checkpoint.
+fn crash_and_restore(
+    dir: &Path,
+    runs: &[(usize, u64)],
+    job: impl Fn(&Path, u64) -> Dataflow,
+) -> u32 {
+    let (checkpoints, out) = (dir.join("checkpoints"), dir.join("out"));
+    let mut restored = 0;
+    for &(shards, crash_after) in runs {
+        let config = Config::default().shards(shards).pin(false).checkpointing(
+            Checkpointing::new(&checkpoints).interval(Some(Duration::from_millis(15))),
+        );
+        match Runtime::new(config).unwrap().run(job(&out, crash_after)) {
+            Ok(report) => {
+                assert_eq!(crash_after, 0);
+                restored += report.checkpoints.unwrap().restored_from.is_some() as u32;
+            }
+            Err(e) => assert!(e.to_string().contains("injected crash"), "{e}"),
+        }
+    }
+    restored
+}
+
 #[test]
 fn exactly_once_windows_with_early_firings_and_retractions() {
     let dir = scratch("windows");
@@ -187,29 +212,48 @@ fn exactly_once_windows_with_early_firings_and_retractions() {
         .unwrap()
         .run(window_dataflow(&reference, 0))
         .unwrap();
-    let (checkpoints, out) = (dir.join("checkpoints"), dir.join("out"));
-    let mut restored = 0;
+    let out = dir.join("out");
     // One shard, so that the order of records per key, and with it where the count
     // trigger fires, is the same in every run.
-    for crash_after in [30_000, 70_000, 0] {
-        let config = Config::default().shards(1).pin(false).checkpointing(
-            Checkpointing::new(&checkpoints).interval(Some(Duration::from_millis(15))),
-        );
-        match Runtime::new(config)
-            .unwrap()
-            .run(window_dataflow(&out, crash_after))
-        {
-            Ok(report) => {
-                assert_eq!(crash_after, 0);
-                restored += report.checkpoints.unwrap().restored_from.is_some() as u32;
-            }
-            Err(e) => assert!(e.to_string().contains("injected crash"), "{e}"),
-        }
-    }
-    assert_eq!(restored, 1);
+    let runs = [(1, 30_000), (1, 70_000), (1, 0)];
+    assert_eq!(crash_and_restore(&dir, &runs, window_dataflow), 1);
     let want = committed(&reference);
     assert!(want.iter().any(|l| l.contains("Early")), "no early panes");
     assert!(want.iter().any(|l| l.ends_with(",true")), "no retractions");
+    assert_eq!(committed(&out), want);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Sliding counts with the default trigger: pre-aggregated before the key exchange.
+fn pre_aggregated_dataflow(out: &Path, crash_after: u64) -> Dataflow {
+    let mut df = Dataflow::new();
+    numbers(&mut df, EVENTS, crash_after, 4096)
+        .key_by(|n: &u64| n % 7)
+        .window(WindowSpec::event_time(
+            Windows::sliding(2_000, 1_000),
+            |n: &u64| *n as i64,
+        ))
+        .count("panes")
+        .sink_lines(out);
+    df
+}
+
+/// The pre-aggregation sends its partials at each barrier, so it has no state to write:
+/// across crashes and shard counts, the committed panes are those of a run without.
+#[test]
+fn exactly_once_pre_aggregated_windows_across_crashes_and_shard_counts() {
+    let dir = scratch("pre-aggregated");
+    let reference = dir.join("reference");
+    let report = Runtime::new(Config::default().shards(1).pin(false))
+        .unwrap()
+        .run(pre_aggregated_dataflow(&reference, 0))
+        .unwrap();
+    assert!(report.operator("panes (pre-aggregate)").is_some());
+    let out = dir.join("out");
+    let runs = [(2, 30_000), (3, 70_000), (2, 0)];
+    assert_eq!(crash_and_restore(&dir, &runs, pre_aggregated_dataflow), 1);
+    let want = committed(&reference);
+    assert!(!want.is_empty());
     assert_eq!(committed(&out), want);
     fs::remove_dir_all(dir).unwrap();
 }

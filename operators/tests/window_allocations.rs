@@ -38,29 +38,40 @@ static GLOBAL: Counting = Counting;
 /// (key, value, event time)
 type Ev = (u32, i64, i64);
 
-/// Allocations of a one-shard job over `records` records of 100 keys, 100 records per ms.
-fn allocations(records: u64, spec: WindowSpec<Ev, u32>) -> u64 {
+/// Allocations of a one-shard job over `records` records of 100 keys, 100 records per ms,
+/// through the key exchange (`key_by`, with pre-aggregation where the spec allows it) or
+/// with none (`assume_keyed_by`); and whether it pre-aggregated.
+fn allocations(records: u64, spec: WindowSpec<Ev, u32>, exchange: bool) -> (u64, bool) {
     let mut df = Dataflow::new();
-    df.iter_source("events", move |_| {
-        (0..records).map(|i| ((i % 100) as u32, 1i64, (i / 100) as i64))
-    })
-    .assign_watermarks("watermarks", WatermarkStrategy::ascending(|e: &Ev| e.2))
-    .key_by(|e: &Ev| e.0)
-    .window(spec)
-    .aggregate("sum", Sum::new(|e: &Ev| e.1))
-    .discard("out");
+    let events = df
+        .iter_source("events", move |_| {
+            (0..records).map(|i| ((i % 100) as u32, 1i64, (i / 100) as i64))
+        })
+        .assign_watermarks("watermarks", WatermarkStrategy::ascending(|e: &Ev| e.2));
+    let keyed = if exchange {
+        events.key_by(|e: &Ev| e.0)
+    } else {
+        events.assume_keyed_by(|e: &Ev| e.0)
+    };
+    keyed
+        .window(spec)
+        .aggregate("sum", Sum::new(|e: &Ev| e.1))
+        .discard("out");
     let runtime = Runtime::new(Config::default().shards(1).pin(false)).unwrap();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    runtime.run(df).unwrap();
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    let report = runtime.run(df).unwrap();
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let pre_aggregated = report.operator("sum (pre-aggregate)").is_some();
+    (allocations, pre_aggregated)
 }
 
 /// The allocations of a run of 2M records minus those of a run of 1M: the cost of 1M more
-/// records (each 100 keys x 10 more seconds of windows), without the runtime's setup.
-fn per_million(spec: impl Fn() -> WindowSpec<Ev, u32>) -> u64 {
-    let small = allocations(1_000_000, spec());
-    let large = allocations(2_000_000, spec());
-    large.saturating_sub(small)
+/// records (each 100 keys x 10 more seconds of windows), without the runtime's setup; and
+/// whether the job pre-aggregated.
+fn per_million(spec: impl Fn() -> WindowSpec<Ev, u32>, exchange: bool) -> (u64, bool) {
+    let (small, _) = allocations(1_000_000, spec(), exchange);
+    let (large, pre_aggregated) = allocations(2_000_000, spec(), exchange);
+    (large.saturating_sub(small), pre_aggregated)
 }
 
 type SpecFn = Box<dyn Fn() -> WindowSpec<Ev, u32>>;
@@ -85,13 +96,18 @@ fn tumbling_and_sliding_windows_allocate_per_slice_not_per_record() {
         ),
     ];
     for (name, spec) in cases {
-        let extra = per_million(spec);
-        // 1M records are 10 s of event time: 20 slices of 100 keys, 2,000 (key, slice)
-        // accumulators and as many windows (measured: 260-570 allocations); allow a few
-        // for each, and none per record.
-        assert!(
-            extra < 5_000,
-            "{name}: {extra} allocations for 1M more records"
-        );
+        // Through the key exchange (tumbling and sliding: pre-aggregated before it), and
+        // without an exchange (the window operator alone).
+        for exchange in [true, false] {
+            let (extra, pre_aggregated) = per_million(&spec, exchange);
+            assert_eq!(pre_aggregated, exchange && name != "sliding with lateness");
+            // 1M records are 10 s of event time: 20 slices of 100 keys, 2,000 (key, slice)
+            // accumulators and as many windows (measured: 260-570 allocations); allow a
+            // few for each, and none per record.
+            assert!(
+                extra < 5_000,
+                "{name}, exchange {exchange}: {extra} allocations for 1M more records"
+            );
+        }
     }
 }

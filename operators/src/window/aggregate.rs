@@ -40,6 +40,42 @@ pub trait Aggregate<T, K>: Clone + 'static {
     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
     /// The value of a pane.
     fn result(&self, key: &K, window: &Window, acc: &Self::Acc) -> Self::Out;
+
+    /// True if a keyed window aggregation may aggregate on each shard before the key
+    /// exchange and send partial accumulators instead of records (pre-aggregation, Beam's
+    /// combiner lifting; see docs/windows.md for the specs it applies to). An aggregate
+    /// opts in by setting it: its accumulators then cross shards (they are rkyv-serializable
+    /// like every accumulator the window operators keep), and [`Aggregate::merge`] must
+    /// give the accumulator of the records of both, in any order. The built-ins [`Sum`],
+    /// [`Count`], [`Min`], [`Max`] and [`MaxBy`](crate::window::MaxBy) opt in; [`Collect`]
+    /// does not (its accumulator is the records). Off by default.
+    ///
+    /// ```
+    /// use rill_operators::window::{Aggregate, Window};
+    ///
+    /// /// The mean of the values, merged from (count, total) pairs.
+    /// #[derive(Clone)]
+    /// struct Mean;
+    /// impl Aggregate<(u32, f64), u32> for Mean {
+    ///     type Acc = (u64, f64);
+    ///     type Out = f64;
+    ///     const PRE_AGGREGATE: bool = true;
+    ///     fn create(&self) -> (u64, f64) {
+    ///         (0, 0.0)
+    ///     }
+    ///     fn add(&self, acc: &mut (u64, f64), record: &(u32, f64)) {
+    ///         *acc = (acc.0 + 1, acc.1 + record.1);
+    ///     }
+    ///     fn merge(&self, acc: &mut (u64, f64), other: (u64, f64)) {
+    ///         *acc = (acc.0 + other.0, acc.1 + other.1);
+    ///     }
+    ///     fn result(&self, _: &u32, _: &Window, acc: &(u64, f64)) -> f64 {
+    ///         acc.1 / acc.0.max(1) as f64
+    ///     }
+    /// }
+    /// assert!(<Mean as Aggregate<(u32, f64), u32>>::PRE_AGGREGATE);
+    /// ```
+    const PRE_AGGREGATE: bool = false;
 }
 
 /// A value that [`Sum`] and the rolling [`KeyedStream::sum`](crate::KeyedStream::sum)
@@ -153,6 +189,7 @@ impl<T, V> Clone for Sum<T, V> {
 impl<T: 'static, K, V: Summable> Aggregate<T, K> for Sum<T, V> {
     type Acc = V;
     type Out = V;
+    const PRE_AGGREGATE: bool = true;
     fn create(&self) -> V {
         V::ZERO
     }
@@ -197,6 +234,7 @@ macro_rules! extremum_aggregate {
         impl<T: 'static, K, V: Ord + Clone + 'static> Aggregate<T, K> for $name<T, V> {
             type Acc = Option<V>;
             type Out = Option<V>;
+            const PRE_AGGREGATE: bool = true;
             fn create(&self) -> Option<V> {
                 None
             }
@@ -287,6 +325,7 @@ impl<T> Clone for Count<T> {
 impl<T: 'static, K> Aggregate<T, K> for Count<T> {
     type Acc = u64;
     type Out = u64;
+    const PRE_AGGREGATE: bool = true;
     fn create(&self) -> u64 {
         0
     }

@@ -68,6 +68,7 @@ where
     /// The largest score so far and its records.
     type Acc = Option<(S, Vec<T>)>;
     type Out = Vec<T>;
+    const PRE_AGGREGATE: bool = true;
 
     fn create(&self) -> Self::Acc {
         None

@@ -73,6 +73,7 @@ mod assigner;
 mod max_by;
 mod on_time;
 mod operator;
+mod pre_aggregate;
 mod sliced;
 mod slices;
 mod state;
@@ -279,6 +280,26 @@ impl<T, K> WindowSpec<T, K> {
         let mut spec = self.clone();
         spec.metrics = spec.metrics.reporting_to(shard.dropped_records());
         spec
+    }
+
+    /// This spec over records of another type, timed by `timestamp` (the counters are
+    /// shared; no punctuation).
+    fn timed_by<U>(
+        &self,
+        timestamp: impl Fn(&U) -> Timestamp + Send + Sync + 'static,
+    ) -> WindowSpec<U, K> {
+        WindowSpec {
+            windows: self.windows.clone(),
+            fixed: self.fixed,
+            domain: self.domain,
+            timestamp: Arc::new(timestamp),
+            trigger: self.trigger.clone(),
+            accumulation: self.accumulation,
+            lateness: self.lateness,
+            punctuation: None,
+            metrics: self.metrics.clone(),
+            sliced: self.sliced,
+        }
     }
 
     /// True if every window fires exactly once, when the watermark passes its end: no
@@ -607,6 +628,14 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// Aggregates each window with `agg` (an [`Aggregate`]: [`Sum`], [`Count`], [`Min`],
     /// [`Max`], [`Collect`] or your own); late records are dropped and counted.
     ///
+    /// Tumbling and sliding event-time windows that fire once (a watermark trigger, no
+    /// allowed lateness) on a stream from [`key_by`](crate::KeyBy::key_by) are
+    /// pre-aggregated before the key exchange when `agg` opts in
+    /// ([`Aggregate::PRE_AGGREGATE`], as the built-ins but [`Collect`] do): each shard sends
+    /// a partial accumulator per key and slice instead of the records. The panes and the
+    /// dropped counts are the same (docs/windows.md, "Pre-aggregation before the
+    /// exchange").
+    ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
     /// use rill_operators::prelude::*;
@@ -636,11 +665,46 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         G::Acc: StateData,
         G::Out: StateData,
     {
-        self.aggregate_with_late(name, agg).0
+        match self.pre_aggregation::<G>() {
+            Some((slicing, exchange)) => pre_aggregate::pre_aggregate(
+                self.keyed.input(),
+                exchange,
+                name,
+                &self.spec,
+                slicing,
+                self.keyed.key_fn(),
+                agg,
+            ),
+            None => self.aggregate_with_late(name, agg).0,
+        }
+    }
+
+    /// The slicing and the key exchange's name if [`WindowedStream::aggregate`] with `G`
+    /// pre-aggregates before the exchange: the keyed stream has an exchange to make (not
+    /// [`assume_keyed_by`](crate::KeyBy::assume_keyed_by)), `G` opts in
+    /// ([`Aggregate::PRE_AGGREGATE`]), and the windows are tumbling or sliding in event
+    /// time and fire once (a trigger that waits for the end, no allowed lateness): then a
+    /// window's pane is the merge of its slices' partials, whatever shard they were made
+    /// on. Other triggers see records (counts, punctuation, processing-time delays after
+    /// an element), and lateness and processing time are decided per record downstream.
+    fn pre_aggregation<G: Aggregate<T, K>>(&self) -> Option<(slices::Slicing, Option<&str>)> {
+        let exchange = self.keyed.exchange_name()?;
+        let spec = &self.spec;
+        let eligible = G::PRE_AGGREGATE
+            && spec.sliced
+            && spec.domain == TimeDomain::EventTime
+            && spec.fires_once();
+        let slicing = spec
+            .fixed
+            .filter(|_| eligible)
+            .and_then(slices::Slicing::of)?;
+        Some((slicing, exchange))
     }
 
     /// Aggregates each window with `agg`; records dropped as too late (every window they
-    /// belong to was garbage-collected) go to the second stream.
+    /// belong to was garbage-collected) go to the second stream. Never pre-aggregated
+    /// before the exchange (only the final operator knows which records are late, and the
+    /// side output needs them).
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;
@@ -696,7 +760,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         let key = self.keyed.key_fn();
         if let Some(Err(e)) = spec.fixed.map(|w| w.validate()) {
             // Refused before the job starts (windows chosen per key are checked per key).
-            self.keyed.stream().invalid(name, e.to_string());
+            self.keyed.input().invalid(name, e.to_string());
         }
         let slicing = spec
             .fixed
@@ -712,6 +776,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
                     agg.clone(),
                     codec.clone(),
                     shard.tracks_state(),
+                    |_| 1,
                 )
             });
         }

@@ -94,6 +94,9 @@ pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     codec: OnTimeCodec<K, G::Acc>,
     /// Scratch: a closing window's accumulators per key (sliding windows).
     merged: FxHashMap<K, G::Acc>,
+    /// The records an input stands for, as dropped records are counted: 1 for a record,
+    /// the records in it for a partial accumulator (see `pre_aggregate.rs`).
+    records: fn(&T) -> u64,
 }
 
 impl<T, K, G> OnTimeWindowOperator<T, K, G>
@@ -109,6 +112,7 @@ where
         agg: G,
         codec: OnTimeCodec<K, G::Acc>,
         track: bool,
+        records: fn(&T) -> u64,
     ) -> Self {
         OnTimeWindowOperator {
             spec,
@@ -122,6 +126,7 @@ where
             track,
             codec,
             merged: FxHashMap::default(),
+            records,
         }
     }
 
@@ -163,12 +168,12 @@ where
             let table = match run {
                 Run::Open(table) => table,
                 Run::Late => {
-                    self.spec.metrics.add_late(1);
+                    self.spec.metrics.add_late((self.records)(&record));
                     late.give(record);
                     continue;
                 }
                 Run::Closed => {
-                    self.spec.metrics.add_closed(1);
+                    self.spec.metrics.add_closed((self.records)(&record));
                     continue;
                 }
             };

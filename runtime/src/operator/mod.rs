@@ -53,6 +53,23 @@ pub trait Operator<I> {
         Ok(())
     }
 
+    /// Checkpoint `checkpoint`'s barrier arrived, before [`Operator::snapshot`]: what the
+    /// operator emits here goes downstream ahead of the barrier (Flink's
+    /// `prepareSnapshotPreBarrier`). An operator that holds records back only to combine
+    /// them (a pre-aggregation before an exchange) flushes them here and then has no state
+    /// to write. Does nothing by default.
+    fn on_barrier(&mut self, _checkpoint: u64, _out: &mut Self::Out) -> OpResult {
+        Ok(())
+    }
+
+    /// The input went idle (it does not hold the watermark back downstream any more), before
+    /// the idleness is forwarded: an operator that holds records back only to combine them
+    /// flushes them here, so that they are not overtaken by the watermark of the other
+    /// shards. Does nothing by default.
+    fn on_idle(&mut self, _out: &mut Self::Out) -> OpResult {
+        Ok(())
+    }
+
     /// Checkpoint `checkpoint`'s barrier arrived: write the operator's state (keyed state
     /// per key, with [`StateWriter::put_keyed`]; anything else per split). The default
     /// writes nothing, which is right for stateless operators only: a stateful operator

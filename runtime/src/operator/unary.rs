@@ -43,8 +43,11 @@ impl<Op: Operator<I>, I> Push<I> for UnaryInput<Op, I> {
             Progress::Watermark(w) => op.on_watermark(w, out)?,
             Progress::ProcessingTime(t) => op.on_processing_time(t, out)?,
             Progress::End => op.on_end(out)?,
-            Progress::Barrier(id) => take_snapshot(snapshots.as_ref(), id, |w| op.snapshot(id, w))?,
-            Progress::Idle => {}
+            Progress::Barrier(id) => {
+                op.on_barrier(id, out)?;
+                take_snapshot(snapshots.as_ref(), id, |w| op.snapshot(id, w))?
+            }
+            Progress::Idle => op.on_idle(out)?,
         }
         out.after(progress)
     }
