@@ -148,6 +148,10 @@ struct Core<T, K, G: Aggregate<T, K>> {
     clock: Clock,
     assigned: Vec<Window>,
     deadlines: Vec<Timestamp>,
+    /// Scratch: the indices of a key's sessions a record overlaps.
+    overlapping: Vec<usize>,
+    /// Scratch: a merged trigger state (swapped with the merged window's).
+    merged_trigger: Vec<NodeState>,
 }
 
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
@@ -178,6 +182,8 @@ where
                 clock: Clock::default(),
                 assigned: Vec::new(),
                 deadlines: Vec::new(),
+                overlapping: Vec::new(),
+                merged_trigger: Vec::new(),
             },
             unclocked: Vec::new(),
             codec,
@@ -323,14 +329,7 @@ where
     /// A new window's state, with its timers registered.
     fn open(&mut self, key: &K, w: Window, count: bool) -> WinState<G::Acc, G::Out> {
         if !count {
-            let dt = self.domain_time();
-            if w.end > dt {
-                self.timers.entry(w.end).or_default().push((key.clone(), w));
-            }
-            let gc = self.gc_time(w);
-            if gc != w.end {
-                self.timers.entry(gc).or_default().push((key.clone(), w));
-            }
+            self.register(key, w);
         }
         self.spec.metrics.window_created();
         WinState {
@@ -343,6 +342,19 @@ where
             retract: Vec::new(),
             trigger: self.program.fresh(),
             closed: false,
+        }
+    }
+
+    /// Registers the timers of time window `w` of `key`: its end and its garbage
+    /// collection.
+    fn register(&mut self, key: &K, w: Window) {
+        let dt = self.domain_time();
+        if w.end > dt {
+            self.timers.entry(w.end).or_default().push((key.clone(), w));
+        }
+        let gc = self.gc_time(w);
+        if gc != w.end {
+            self.timers.entry(gc).or_default().push((key.clone(), w));
         }
     }
 
@@ -411,33 +423,40 @@ where
         let t = self.element_time(record);
         let proto = Window::new(t, t.saturating_add(gap));
         let mut span = proto;
-        let mut overlapping = Vec::new();
+        let mut overlapping = std::mem::take(&mut self.overlapping);
+        overlapping.clear();
         for (i, e) in ks.windows.iter().enumerate() {
             if e.window.overlaps(&proto) {
                 span = span.span(&e.window);
                 overlapping.push(i);
             }
         }
-        if self.is_expired(ks, span) {
-            return (0, true);
-        }
-        if overlapping.iter().any(|&i| ks.windows[i].closed) {
-            return (0, false);
-        }
-        let i = match overlapping[..] {
-            [i] if ks.windows[i].window == span => i,
-            [] => {
-                let state = self.open(key, span, false);
-                ks.windows.push(state);
-                ks.windows.len() - 1
-            }
-            _ => self.merge(ks, key, &overlapping, span),
+        let placed = if self.is_expired(ks, span) {
+            Err(true)
+        } else if overlapping.iter().any(|&i| ks.windows[i].closed) {
+            Err(false)
+        } else {
+            Ok(match overlapping[..] {
+                [i] if ks.windows[i].window == span => i,
+                [] => {
+                    let state = self.open(key, span, false);
+                    ks.windows.push(state);
+                    ks.windows.len() - 1
+                }
+                _ => self.merge(ks, key, &overlapping, span),
+            })
         };
-        let kept = usize::from(self.add(ks, key, i, record, out));
-        (kept, false)
+        self.overlapping = overlapping;
+        match placed {
+            Ok(i) => (usize::from(self.add(ks, key, i, record, out)), false),
+            Err(late) => (0, late),
+        }
     }
 
-    /// Replaces the windows at `parts` (ascending indices) by one window `span`.
+    /// Replaces the windows at `parts` (ascending indices) by one window `span`: the
+    /// merged window is a new one (pane index 0, timers for `span`), whose accumulator
+    /// merges the parts' in order. The first part's state is reused for it, so that
+    /// extending a session by a record allocates nothing.
     fn merge(
         &mut self,
         ks: &mut KeyState<G::Acc, G::Out>,
@@ -445,20 +464,24 @@ where
         parts: &[usize],
         span: Window,
     ) -> usize {
-        let mut parts: Vec<WinState<G::Acc, G::Out>> =
-            parts.iter().rev().map(|&i| ks.windows.remove(i)).collect();
-        parts.reverse();
-        let mut merged = self.open(key, span, false);
         let cx = self.context(ks, span);
-        merged.trigger = self.program.merge(parts.iter().map(|p| &p.trigger[..]), cx);
-        for d in self.program.deadlines(&merged.trigger) {
-            self.proc_timers
-                .entry(d)
-                .or_default()
-                .push((key.clone(), span));
-        }
+        let mut trigger = std::mem::take(&mut self.merged_trigger);
+        self.program.merge_into(
+            &mut trigger,
+            parts.iter().map(|&i| &ks.windows[i].trigger[..]),
+            cx,
+        );
         let retracting = self.spec.accumulation == Accumulation::Retracting;
-        for p in parts {
+        // Removing a part shifts the later ones down by one.
+        let mut at = parts.iter().enumerate().map(|(removed, &i)| i - removed);
+        let mut merged = ks.windows.remove(at.next().expect("a merge has parts"));
+        self.spec.metrics.window_removed();
+        if retracting {
+            let last = merged.last.take().map(|v| (merged.window, v));
+            merged.retract.extend(last);
+        }
+        for i in at {
+            let p = ks.windows.remove(i);
             self.spec.metrics.window_removed();
             self.agg.merge(&mut merged.acc, p.acc);
             merged.nonempty |= p.nonempty;
@@ -467,6 +490,19 @@ where
                 merged.retract.extend(p.retract);
                 merged.retract.extend(p.last.map(|v| (p.window, v)));
             }
+        }
+        std::mem::swap(&mut merged.trigger, &mut trigger);
+        self.merged_trigger = trigger;
+        merged.window = span;
+        merged.index = 0;
+        merged.last = None;
+        self.register(key, span);
+        self.spec.metrics.window_created();
+        for d in self.program.deadlines(&merged.trigger) {
+            self.proc_timers
+                .entry(d)
+                .or_default()
+                .push((key.clone(), span));
         }
         ks.windows.push(merged);
         ks.windows.len() - 1

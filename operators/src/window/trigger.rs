@@ -440,7 +440,20 @@ impl TriggerProgram {
         merged: impl IntoIterator<Item = &'a [NodeState]>,
         cx: TriggerContext,
     ) -> Vec<NodeState> {
-        let mut out = self.fresh();
+        let mut out = Vec::new();
+        self.merge_into(&mut out, merged, cx);
+        out
+    }
+
+    /// [`TriggerProgram::merge`] into `out` (its contents replaced, its memory reused).
+    pub fn merge_into<'a>(
+        &self,
+        out: &mut Vec<NodeState>,
+        merged: impl IntoIterator<Item = &'a [NodeState]>,
+        cx: TriggerContext,
+    ) {
+        out.clear();
+        out.resize(self.nodes.len(), NodeState::FRESH);
         for s in merged {
             for (o, m) in out.iter_mut().zip(s) {
                 o.finished |= m.finished;
@@ -457,7 +470,6 @@ impl TriggerProgram {
                 }
             }
         }
-        out
     }
 
     /// Every processing-time deadline set in `s` (to re-register after a merge).
