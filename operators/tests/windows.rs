@@ -263,38 +263,28 @@ fn state_is_bounded_by_allowed_lateness() {
     assert!(metrics.dropped_late() > 3_000, "{}", metrics.dropped_late());
 }
 
-/// A late record that bridges two live sessions merges them (Flink's rule); one whose
-/// merged window is past the lateness is dropped to the side output.
-#[test]
-fn late_records_and_session_merging() {
-    struct Script(Vec<Result<Ev, Timestamp>>, usize);
-    impl Source<Ev> for Script {
-        fn poll(&mut self, out: &mut SourceOutput<Ev>, _: usize) -> Result<SourceStatus, Failure> {
-            match self.0.get(self.1) {
-                None => return Ok(SourceStatus::Done),
-                Some(Ok(e)) => out.give(*e),
-                Some(Err(w)) => out.watermark(*w)?,
-            }
-            self.1 += 1;
-            Ok(SourceStatus::Emitted)
+/// A source that plays a script of records (`Ok`) and watermarks (`Err`) on shard 0.
+struct Script(Vec<Result<Ev, Timestamp>>, usize);
+
+impl Source<Ev> for Script {
+    fn poll(&mut self, out: &mut SourceOutput<Ev>, _: usize) -> Result<SourceStatus, Failure> {
+        match self.0.get(self.1) {
+            None => return Ok(SourceStatus::Done),
+            Some(Ok(e)) => out.give(*e),
+            Some(Err(w)) => out.watermark(*w)?,
         }
+        self.1 += 1;
+        Ok(SourceStatus::Emitted)
     }
-    let script = vec![
-        Ok((1, 1, 0)),  // session [0, 10)
-        Ok((1, 2, 15)), // session [15, 25)
-        Err(12),        // [0, 10) is late, lateness 5 keeps it until 15
-        Ok((1, 4, 8)),  // late, bridges into [0, 25)? [8,18) overlaps both
-        Err(40),        // closes [0, 25)
-        Ok((1, 8, 1)),  // [1, 11): expired -> side output
-    ];
+}
+
+/// Runs `script` through `spec`'s sum per key on one shard: (start, end, value, timing,
+/// last) of every pane, and the late side output.
+fn scripted(
+    script: Vec<Result<Ev, Timestamp>>,
+    spec: WindowSpec<Ev, u32>,
+) -> (Vec<(i64, i64, i64, Timing, bool)>, Vec<Ev>) {
     let mut df = Dataflow::new();
-    let spec = WindowSpec::event_time(Windows::session(10), |e: &Ev| e.2)
-        .allowed_lateness(5)
-        .trigger(Trigger::after_watermark_with(
-            None,
-            Some(Trigger::AfterCount(1)),
-        ))
-        .accumulation(Accumulation::Accumulating);
     let script = Arc::new(script);
     let (panes, late) = df
         .source("script", move |s| {
@@ -315,11 +305,34 @@ fn late_records_and_session_merging() {
         .unwrap()
         .run(df)
         .unwrap();
-    let panes: Vec<_> = panes
+    let panes = panes
         .take()
         .into_iter()
         .map(|p| (p.window.start, p.window.end, p.value, p.timing, p.is_last))
         .collect();
+    (panes, late.take())
+}
+
+/// A late record that bridges two live sessions merges them (Flink's rule); one whose
+/// merged window is past the lateness is dropped to the side output.
+#[test]
+fn late_records_and_session_merging() {
+    let script = vec![
+        Ok((1, 1, 0)),  // session [0, 10)
+        Ok((1, 2, 15)), // session [15, 25)
+        Err(12),        // [0, 10) is late, lateness 5 keeps it until 15
+        Ok((1, 4, 8)),  // late, bridges into [0, 25)? [8,18) overlaps both
+        Err(40),        // closes [0, 25)
+        Ok((1, 8, 1)),  // [1, 11): expired -> side output
+    ];
+    let spec = WindowSpec::event_time(Windows::session(10), |e: &Ev| e.2)
+        .allowed_lateness(5)
+        .trigger(Trigger::after_watermark_with(
+            None,
+            Some(Trigger::AfterCount(1)),
+        ))
+        .accumulation(Accumulation::Accumulating);
+    let (panes, late) = scripted(script, spec);
     // The watermark at 12 passed [0, 10): its on-time pane (1), not last (lateness 5).
     // The bridging record makes a new window [0, 25) holding everything, which fires
     // once when the watermark jumps past both its end and its garbage-collection time.
@@ -330,7 +343,39 @@ fn late_records_and_session_merging() {
             (0, 25, 7, Timing::OnTime, true)
         ]
     );
-    assert_eq!(late.take(), vec![(1, 8, 1)]);
+    assert_eq!(late, vec![(1, 8, 1)]);
+}
+
+/// A session extended again and again fires once, at its final end: the timer of an
+/// earlier end that passes meanwhile does not fire it (it is set again at the session's
+/// end), also when one watermark passes several of those ends at once.
+#[test]
+fn a_growing_session_fires_once_at_its_final_end() {
+    let script = vec![
+        Ok((1, 1, 0)), // [0, 10)
+        Err(5),
+        Ok((1, 1, 7)),  // [0, 17)
+        Err(11),        // passes 10, the first end
+        Ok((1, 1, 14)), // [0, 24)
+        Err(20),        // passes 17
+        Ok((1, 1, 21)), // [0, 31)
+        Ok((2, 5, 21)), // another key: [21, 31)
+        Err(30),
+        Ok((1, 1, 29)),  // [0, 39)
+        Err(100),        // passes 24, 31 and 39 at once
+        Ok((1, 3, 200)), // [200, 210), fired at the end of the input
+    ];
+    let spec = WindowSpec::event_time(Windows::session(10), |e: &Ev| e.2);
+    let (panes, late) = scripted(script, spec);
+    assert_eq!(
+        panes,
+        vec![
+            (21, 31, 5, Timing::OnTime, true),
+            (0, 39, 5, Timing::OnTime, true),
+            (200, 210, 3, Timing::OnTime, true),
+        ]
+    );
+    assert!(late.is_empty());
 }
 
 /// Processing-time windows over records that arrive before any processing time does (a

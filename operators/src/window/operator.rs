@@ -38,6 +38,11 @@ struct WinState<A, V> {
     trigger: Vec<NodeState>,
     /// The trigger finished: the window takes no more records.
     closed: bool,
+    /// A session extended at its end since its end timer was set: that timer (at an
+    /// earlier end, same start) is still pending and, when it fires, sets the timer at
+    /// the current end instead of firing (one timer per session, not one per record).
+    /// Not checkpointed: a restore sets every window's timers at its end.
+    lazy: bool,
 }
 
 pub(crate) struct KeyState<A, V> {
@@ -113,6 +118,7 @@ impl<A: Clone, V: Clone> KeyRecord for KeyState<A, V> {
                         retract,
                         trigger: trigger.into_iter().map(NodeState::from_parts).collect(),
                         closed,
+                        lazy: false,
                     }
                 },
             )
@@ -245,6 +251,17 @@ where
                 };
                 if let Some(i) = ks.find(w) {
                     core.on_timer(ks, &key, i, out);
+                } else if let Some(e) = ks
+                    .windows
+                    .iter_mut()
+                    .find(|e| e.lazy && e.window.start == w.start && e.window.end > w.end)
+                {
+                    // The session grew since this timer was set: set it at its end now.
+                    e.lazy = false;
+                    core.timers
+                        .entry(e.window.end)
+                        .or_default()
+                        .push((key.clone(), e.window));
                 }
                 if ks.windows.is_empty() && !ks.count {
                     keys.remove(&key);
@@ -342,6 +359,7 @@ where
             retract: Vec::new(),
             trigger: self.program.fresh(),
             closed: false,
+            lazy: false,
         }
     }
 
@@ -476,6 +494,14 @@ where
         let mut at = parts.iter().enumerate().map(|(removed, &i)| i - removed);
         let mut merged = ks.windows.remove(at.next().expect("a merge has parts"));
         self.spec.metrics.window_removed();
+        // A session extended at its end keeps its pending end timer (see `lazy`) where
+        // only that timer is due (no allowed lateness) and it is still to fire.
+        let old = merged.window;
+        let lazy = parts.len() == 1
+            && old.start == span.start
+            && old.end > self.domain_time()
+            && self.gc_time(old) == old.end
+            && self.gc_time(span) == span.end;
         if retracting {
             let last = merged.last.take().map(|v| (merged.window, v));
             merged.retract.extend(last);
@@ -496,7 +522,10 @@ where
         merged.window = span;
         merged.index = 0;
         merged.last = None;
-        self.register(key, span);
+        merged.lazy = lazy;
+        if !lazy {
+            self.register(key, span);
+        }
         self.spec.metrics.window_created();
         for d in self.program.deadlines(&merged.trigger) {
             self.proc_timers
