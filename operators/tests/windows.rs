@@ -278,12 +278,15 @@ impl Source<Ev> for Script {
     }
 }
 
-/// Runs `script` through `spec`'s sum per key on one shard: (start, end, value, timing,
-/// last) of every pane, and the late side output.
+/// A pane as a script's test compares it: (start, end, value, timing, last).
+type PaneRow = (i64, i64, i64, Timing, bool);
+
+/// Runs `script` through `spec`'s sum per key on one shard: every pane, and the late side
+/// output.
 fn scripted(
     script: Vec<Result<Ev, Timestamp>>,
     spec: WindowSpec<Ev, u32>,
-) -> (Vec<(i64, i64, i64, Timing, bool)>, Vec<Ev>) {
+) -> (Vec<PaneRow>, Vec<Ev>) {
     let mut df = Dataflow::new();
     let script = Arc::new(script);
     let (panes, late) = df
