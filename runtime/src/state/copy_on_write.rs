@@ -330,18 +330,13 @@ where
         // does not want (another part of a full copy, or already taken) stops here too,
         // so that one call's work stays about that of archiving `max` records.
         let mut visits = VISITS_PER_RECORD.saturating_mul(max);
-        loop {
+        while visits > 0 {
             let (done, have) = {
                 let taken = self.taken.borrow();
                 (taken.done, taken.records.len())
             };
             if done || have >= max {
                 break;
-            }
-            if visits == 0 {
-                let mut taken = self.taken.borrow_mut();
-                // An empty chunk: more to visit, nothing to archive yet.
-                return archive_chunk(&mut taken.records, scratch, max).or(Some(Ok(Vec::new())));
             }
             let round = (max - have).min(visits);
             visits -= round;
@@ -357,6 +352,12 @@ where
             };
             table.collect_some(round);
         }
-        archive_chunk(&mut self.taken.borrow_mut().records, scratch, max)
+        let mut taken = self.taken.borrow_mut();
+        let chunk = archive_chunk(&mut taken.records, scratch, max);
+        if chunk.is_none() && !taken.done {
+            // Out of visits before any record was taken: an empty chunk, more to come.
+            return Some(Ok(Vec::new()));
+        }
+        chunk
     }
 }
