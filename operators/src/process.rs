@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{KeyedState, SharedKeyedState};
-use rill_runtime::{
-    Data, OpResult, Operator, Output, ShardInfo, StateData, Stream, Timestamp, MIN_WATERMARK,
-};
+use rill_runtime::{Data, OpResult, Operator, Output, ShardInfo, StateData, Stream, Timestamp};
 
 use crate::key_by::{KeyFn, KeyedStream};
+use crate::window::Clock;
 use crate::{RkyvTable, Tables};
 
 /// A keyed process function over records `T` with key `K`.
@@ -157,8 +156,7 @@ struct ProcessOp<T, K, F: ProcessFunction<K, T>> {
     /// Shared with the checkpoint being collected after its barrier (copy-on-write).
     keys: SharedKeyedState<K, KeySlot<F::State>>,
     queues: Queues<K>,
-    watermark: Timestamp,
-    now: Timestamp,
+    clock: Clock,
     codec: Tables<K, KeySlot<F::State>>,
 }
 
@@ -180,8 +178,8 @@ where
             slot,
             out,
             queues: &mut self.queues,
-            watermark: self.watermark,
-            now: self.now,
+            watermark: self.clock.watermark,
+            now: self.clock.now,
         };
         body(&mut self.f, &mut cx);
         if cx.slot.0.is_none() && cx.slot.1.is_empty() && cx.slot.2.is_empty() {
@@ -222,24 +220,13 @@ where
     /// The operator's clock (every shard restores it), and the keys' table: every key's
     /// state and timers ([`KeySlot`]), incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        state
-            .section("clock", 1)
-            .put_shared((self.watermark, self.now))?;
+        self.clock.snapshot(state)?;
         let codec = &self.codec;
         codec.write(&self.keys, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        // Under aligned barriers every shard saw the same watermark: the minimum is exact.
-        let clocks = state
-            .section("clock", 1)?
-            .values::<(Timestamp, Timestamp)>()?;
-        if let Some(w) = clocks.iter().map(|c| c.0).min() {
-            self.watermark = self.watermark.max(w);
-        }
-        if let Some(n) = clocks.iter().map(|c| c.1).min() {
-            self.now = self.now.max(n);
-        }
+        self.clock.restore(state)?;
         let codec = &self.codec;
         let mut keys = self.keys.borrow_mut();
         codec.read(&mut keys, state)?;
@@ -269,14 +256,14 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<F::Out>) -> OpResult {
-        self.watermark = self.watermark.max(watermark);
-        self.fire(false, self.watermark, out);
+        self.clock.watermark = self.clock.watermark.max(watermark);
+        self.fire(false, self.clock.watermark, out);
         Ok(())
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<F::Out>) -> OpResult {
-        self.now = self.now.max(now);
-        self.fire(true, self.now, out);
+        self.clock.now = self.clock.now.max(now);
+        self.fire(true, self.clock.now, out);
         Ok(())
     }
 }
@@ -332,8 +319,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
                 event: BTreeMap::new(),
                 processing: BTreeMap::new(),
             },
-            watermark: MIN_WATERMARK,
-            now: MIN_WATERMARK,
+            clock: Clock::default(),
             codec: codec.clone(),
         })
     }

@@ -95,6 +95,8 @@ pub use max_by::MaxBy;
 pub use timestamped::Timestamped;
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
 
+pub(crate) use state::Clock;
+
 /// A half-open interval `[start, end)` of time in milliseconds (for count windows, of
 /// record ordinals). The global window is `[Timestamp::MIN, Timestamp::MAX)`.
 #[derive(

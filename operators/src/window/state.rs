@@ -11,7 +11,8 @@ use rill_runtime::{OpResult, StateData, Timestamp, MAX_WATERMARK, MIN_WATERMARK}
 
 use crate::window::{TimeDomain, Window};
 
-/// A window operator's view of time: the input watermark and processing time.
+/// A window operator's (or a process function's) view of time: the input watermark and
+/// processing time.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     pub(crate) watermark: Timestamp,
