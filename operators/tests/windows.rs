@@ -381,6 +381,38 @@ fn a_growing_session_fires_once_at_its_final_end() {
     assert!(late.is_empty());
 }
 
+/// The live-window counters follow session merges: a merge of n sessions leaves one
+/// live window, an extension leaves the count as it is, and the end closes them all.
+#[test]
+fn session_merges_keep_the_live_window_count() {
+    let script = vec![
+        Ok((1, 1, 0)),  // [0, 10)
+        Ok((1, 1, 20)), // [20, 30)
+        Ok((1, 1, 35)), // [35, 45): three live
+        Ok((1, 1, 12)), // [12, 22) extends [20, 30) at its start: [12, 30)
+        Ok((1, 1, 5)),  // [5, 15) bridges: [0, 30)
+        Ok((1, 1, 28)), // [28, 38) bridges: [0, 45), one live
+        Ok((1, 1, 40)), // [40, 50) extends at its end: [0, 50)
+        Ok((2, 1, 60)), // key 2: [60, 70)
+        Ok((2, 1, 80)),
+        Ok((2, 1, 100)), // four live
+    ];
+    let spec = WindowSpec::event_time(Windows::session(10), |e: &Ev| e.2);
+    let metrics = spec.metrics();
+    let (panes, _) = scripted(script, spec);
+    assert_eq!(
+        panes,
+        vec![
+            (0, 50, 7, Timing::OnTime, true),
+            (60, 70, 1, Timing::OnTime, true),
+            (80, 90, 1, Timing::OnTime, true),
+            (100, 110, 1, Timing::OnTime, true),
+        ]
+    );
+    assert_eq!(metrics.max_live_windows(), 4);
+    assert_eq!(metrics.live_windows(), 0);
+}
+
 /// Processing-time windows over records that arrive before any processing time does (a
 /// manual clock that never moves): they are held, not assigned at the minimum timestamp
 /// (which overflowed), and counted at time 0 when the input ends.

@@ -473,8 +473,9 @@ where
 
     /// Replaces the windows at `parts` (ascending indices) by one window `span`: the
     /// merged window is a new one (pane index 0, timers for `span`), whose accumulator
-    /// merges the parts' in order. The first part's state is reused for it, so that
-    /// extending a session by a record allocates nothing.
+    /// merges the parts' in order. It takes the first part's state and goes last, where a
+    /// new window would go (the other windows keep their order), so that extending a
+    /// session by a record allocates and moves nothing.
     fn merge(
         &mut self,
         ks: &mut KeyState<G::Acc, G::Out>,
@@ -490,25 +491,19 @@ where
             cx,
         );
         let retracting = self.spec.accumulation == Accumulation::Retracting;
-        // Removing a part shifts the later ones down by one.
-        let mut at = parts.iter().enumerate().map(|(removed, &i)| i - removed);
-        let mut merged = ks.windows.remove(at.next().expect("a merge has parts"));
-        self.spec.metrics.window_removed();
-        // A session extended at its end keeps its pending end timer (see `lazy`) where
-        // only that timer is due (no allowed lateness) and it is still to fire.
-        let old = merged.window;
-        let lazy = parts.len() == 1
-            && old.start == span.start
-            && old.end > self.domain_time()
-            && self.gc_time(old) == old.end
-            && self.gc_time(span) == span.end;
+        let (&first, rest) = parts.split_first().expect("a merge has parts");
+        // Moving the first part last shifts the later windows down by one.
+        ks.windows[first..].rotate_left(1);
+        let old = ks.windows.last().expect("a merge has parts").window;
         if retracting {
+            let merged = ks.windows.last_mut().expect("a merge has parts");
             let last = merged.last.take().map(|v| (merged.window, v));
             merged.retract.extend(last);
         }
-        for i in at {
-            let p = ks.windows.remove(i);
-            self.spec.metrics.window_removed();
+        // Removing a part shifts the later ones (and the merged window) down by one.
+        for (removed, &i) in rest.iter().enumerate() {
+            let p = ks.windows.remove(i - 1 - removed);
+            let merged = ks.windows.last_mut().expect("a merge has parts");
             self.agg.merge(&mut merged.acc, p.acc);
             merged.nonempty |= p.nonempty;
             merged.holding |= p.holding;
@@ -517,23 +512,35 @@ where
                 merged.retract.extend(p.last.map(|v| (p.window, v)));
             }
         }
+        // The parts are gone and the merged window is new: one fewer live window per part
+        // beyond the first (the largest count of live windows is not touched either way).
+        if !rest.is_empty() {
+            self.spec.metrics.windows_removed(rest.len() as u64);
+        }
+        // A session extended at its end keeps its pending end timer (see `lazy`) where
+        // only that timer is due (no allowed lateness) and it is still to fire.
+        let lazy = rest.is_empty()
+            && old.start == span.start
+            && old.end > self.domain_time()
+            && self.gc_time(old) == old.end
+            && self.gc_time(span) == span.end;
+        let merged = ks.windows.last_mut().expect("a merge has parts");
         std::mem::swap(&mut merged.trigger, &mut trigger);
         self.merged_trigger = trigger;
         merged.window = span;
         merged.index = 0;
         merged.last = None;
         merged.lazy = lazy;
+        let deadlines = self.program.deadlines(&merged.trigger);
         if !lazy {
             self.register(key, span);
         }
-        self.spec.metrics.window_created();
-        for d in self.program.deadlines(&merged.trigger) {
+        for d in deadlines {
             self.proc_timers
                 .entry(d)
                 .or_default()
                 .push((key.clone(), span));
         }
-        ks.windows.push(merged);
         ks.windows.len() - 1
     }
 
