@@ -485,11 +485,13 @@ where
     ) -> usize {
         let cx = self.context(ks, span);
         let mut trigger = std::mem::take(&mut self.merged_trigger);
-        self.program.merge_into(
-            &mut trigger,
-            parts.iter().map(|&i| &ks.windows[i].trigger[..]),
-            cx,
-        );
+        if parts.len() > 1 {
+            self.program.merge_into(
+                &mut trigger,
+                parts.iter().map(|&i| &ks.windows[i].trigger[..]),
+                cx,
+            );
+        }
         let retracting = self.spec.accumulation == Accumulation::Retracting;
         let (&first, rest) = parts.split_first().expect("a merge has parts");
         // Moving the first part last shifts the later windows down by one.
@@ -525,7 +527,11 @@ where
             && self.gc_time(old) == old.end
             && self.gc_time(span) == span.end;
         let merged = ks.windows.last_mut().expect("a merge has parts");
-        std::mem::swap(&mut merged.trigger, &mut trigger);
+        if rest.is_empty() {
+            self.program.merge_one(&mut merged.trigger, cx);
+        } else {
+            std::mem::swap(&mut merged.trigger, &mut trigger);
+        }
         self.merged_trigger = trigger;
         merged.window = span;
         merged.index = 0;

@@ -472,6 +472,19 @@ impl TriggerProgram {
         }
     }
 
+    /// [`TriggerProgram::merge`] of one window's state, in place: what a session that a
+    /// record extends keeps.
+    pub fn merge_one(&self, s: &mut [NodeState], cx: TriggerContext) {
+        if cx.past_end {
+            return;
+        }
+        for (node, state) in self.nodes.iter().zip(s) {
+            if let Kind::Watermark { .. } = node.kind {
+                state.flag = false;
+            }
+        }
+    }
+
     /// Every processing-time deadline set in `s` (to re-register after a merge).
     pub fn deadlines<'a>(&self, s: &'a [NodeState]) -> impl Iterator<Item = Timestamp> + 'a {
         s.iter()
@@ -577,6 +590,41 @@ mod tests {
         once.on_element(&mut s, cx(false, 0), true, &mut d);
         once.on_fire(&mut s, cx(false, 0));
         assert!(once.is_finished(&s));
+    }
+
+    /// Merging one window's state in place equals merging it alone into a new state,
+    /// before and after its end, for trigger states reached by elements and firings.
+    #[test]
+    fn merging_one_state_in_place_equals_merging_it_alone() {
+        let c = Trigger::AfterCount;
+        let triggers = [
+            Trigger::after_watermark(),
+            Trigger::after_watermark_with(Some(c(2)), Some(c(1))),
+            Trigger::after_watermark_with(
+                Some(Trigger::AfterProcessingTime(ProcessingDelay::Delay(5))),
+                None,
+            )
+            .repeatedly(),
+            Trigger::AfterAll(vec![c(2), c(3)]).repeatedly(),
+        ];
+        let mut d = Vec::new();
+        for t in &triggers {
+            let p = TriggerProgram::new(t);
+            let mut s = p.fresh();
+            for step in 0..8 {
+                let at = cx(step >= 4, step);
+                p.on_element(&mut s, at, false, &mut d);
+                if p.should_fire(&s, at) {
+                    p.on_fire(&mut s, at);
+                }
+                for past_end in [false, true] {
+                    let merged = cx(past_end, step);
+                    let mut one = s.clone();
+                    p.merge_one(&mut one, merged);
+                    assert_eq!(one, p.merge([&s[..]], merged), "{t:?} step {step}");
+                }
+            }
+        }
     }
 
     #[test]
