@@ -149,6 +149,8 @@ struct Core<T, K, G: Aggregate<T, K>> {
     key: KeyFn<T, K>,
     agg: G,
     program: TriggerProgram,
+    /// See [`TriggerProgram::quiet_before_end`].
+    quiet: bool,
     timers: Timers<K>,
     proc_timers: Timers<K>,
     clock: Clock,
@@ -182,6 +184,7 @@ where
                 spec,
                 key,
                 agg,
+                quiet: program.quiet_before_end(),
                 program,
                 timers: BTreeMap::new(),
                 proc_timers: BTreeMap::new(),
@@ -565,6 +568,14 @@ where
         }
         let w = ks.windows[i].window;
         let cx = self.context(ks, w);
+        if self.quiet && !cx.past_end {
+            // The trigger neither looks at the record nor fires before the end.
+            let e = &mut ks.windows[i];
+            self.agg.add(&mut e.acc, record);
+            e.nonempty = true;
+            e.holding = true;
+            return true;
+        }
         let punctuation = self.spec.punctuation.as_ref().is_some_and(|p| p(record));
         let e = &mut ks.windows[i];
         self.agg.add(&mut e.acc, record);

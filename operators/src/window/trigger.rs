@@ -264,6 +264,15 @@ impl TriggerProgram {
         self.ignores_elements() && !self.should_fire(&self.fresh(), before_end)
     }
 
+    /// True if the root is a watermark trigger without early firings. Then, before a
+    /// window's end, an element changes no trigger state and the trigger is not ready:
+    /// the root's flag is set only by the firing at or after the end (and a merge into a
+    /// window before its end clears it), so an element reaches no sub-trigger and the
+    /// root waits for the end.
+    pub fn quiet_before_end(&self) -> bool {
+        matches!(self.nodes[0].kind, Kind::Watermark { early: None, .. })
+    }
+
     /// Fresh state for a new window.
     pub fn fresh(&self) -> Vec<NodeState> {
         vec![NodeState::FRESH; self.nodes.len()]
@@ -624,6 +633,43 @@ mod tests {
                     assert_eq!(one, p.merge([&s[..]], merged), "{t:?} step {step}");
                 }
             }
+        }
+    }
+
+    /// A quiet program's state before the end: elements change nothing and it is not
+    /// ready, from a fresh state and from merges of states that fired after their end.
+    #[test]
+    fn a_quiet_program_ignores_elements_before_the_end() {
+        let c = Trigger::AfterCount;
+        let triggers = [
+            Trigger::after_watermark(),
+            Trigger::after_watermark_with(None, Some(c(2))),
+            Trigger::after_watermark_with(None, Some(c(1).repeatedly())),
+            Trigger::after_watermark_with(Some(c(1)), None),
+            Trigger::AfterCount(1),
+        ];
+        let quiet: Vec<bool> = triggers
+            .iter()
+            .map(|t| TriggerProgram::new(t).quiet_before_end())
+            .collect();
+        assert_eq!(quiet, vec![true, true, true, false, false]);
+        let mut d = Vec::new();
+        for t in &triggers[..3] {
+            let p = TriggerProgram::new(t);
+            let (fresh, mut fired) = (p.fresh(), p.fresh());
+            p.on_element(&mut fired, cx(true, 0), false, &mut d);
+            p.on_fire(&mut fired, cx(true, 0));
+            p.on_element(&mut fired, cx(true, 0), true, &mut d);
+            for merged in [&fresh[..], &fired[..]] {
+                let mut s = p.merge([merged, &fresh[..]], cx(false, 0));
+                let before = s.clone();
+                for punct in [false, true] {
+                    p.on_element(&mut s, cx(false, 7), punct, &mut d);
+                    assert_eq!(s, before, "{t:?}");
+                    assert!(!p.should_fire(&s, cx(false, 7)), "{t:?}");
+                }
+            }
+            assert!(d.is_empty());
         }
     }
 
