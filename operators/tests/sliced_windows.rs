@@ -362,6 +362,7 @@ fn pre_aggregation_is_off_where_the_records_matter() {
     }
     assert!(!pre_aggregated(&names(plain().allowed_lateness(1), false)));
     assert!(!pre_aggregated(&names(plain().per_window(), false)));
+    assert!(!pre_aggregated(&names(plain().pre_aggregate(false), false)));
     assert!(!pre_aggregated(&names(plain(), true)));
     let processing = WindowSpec::processing_time(Windows::tumbling(5));
     assert!(!pre_aggregated(&names(processing, false)));
@@ -459,6 +460,12 @@ fn the_exchange_carries_partials_not_records() {
         let (_, crossed, names) = run_keyed(&steps, shards, counted, false);
         assert!(!pre_aggregated(&names));
         assert_eq!(crossed, 200_000);
+        // Turned off in the spec: the records cross, the panes are the same.
+        let (got, crossed, names) =
+            run_keyed(&steps, shards, tumbling().pre_aggregate(false), false);
+        assert!(!pre_aggregated(&names));
+        assert_eq!(crossed, 200_000);
+        assert_eq!(got, reference);
     }
 }
 

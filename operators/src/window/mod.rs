@@ -243,6 +243,9 @@ pub struct WindowSpec<T, K> {
     pub(crate) metrics: WindowMetrics,
     /// Tumbling and sliding windows are computed on slices (see [`WindowSpec::per_window`]).
     pub(crate) sliced: bool,
+    /// Eligible windows are pre-aggregated before the key exchange (see
+    /// [`WindowSpec::pre_aggregate`]).
+    pub(crate) pre_aggregate: bool,
 }
 
 impl<T, K> std::fmt::Debug for WindowSpec<T, K> {
@@ -271,6 +274,7 @@ impl<T, K> Clone for WindowSpec<T, K> {
             punctuation: self.punctuation.clone(),
             metrics: self.metrics.clone(),
             sliced: self.sliced,
+            pre_aggregate: self.pre_aggregate,
         }
     }
 }
@@ -301,6 +305,7 @@ impl<T, K> WindowSpec<T, K> {
             punctuation: None,
             metrics: self.metrics.clone(),
             sliced: self.sliced,
+            pre_aggregate: self.pre_aggregate,
         }
     }
 
@@ -329,6 +334,7 @@ impl<T, K> WindowSpec<T, K> {
             punctuation: None,
             metrics: WindowMetrics::default(),
             sliced: true,
+            pre_aggregate: true,
         }
     }
 
@@ -491,6 +497,37 @@ impl<T, K> WindowSpec<T, K> {
         self
     }
 
+    /// Whether [`WindowedStream::aggregate`] may pre-aggregate these windows before the
+    /// key exchange where it can (the default: `true`). Turn it off where a key's records
+    /// rarely repeat within a slice on one shard: then the partials are as many as the
+    /// records and the per-shard table is work for nothing. The panes are the same either
+    /// way.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    ///
+    /// let spec = WindowSpec::event_time(Windows::tumbling(10), |t: &i64| *t);
+    /// let counts = |spec: WindowSpec<i64, i64>| {
+    ///     let out = run_on_two_shards(|df| {
+    ///         df.vec_source("times", vec![1i64, 2, 15, 17, 37])
+    ///             .key_by(|t: &i64| t % 2)
+    ///             .window(spec)
+    ///             .count("count")
+    ///             .map("row", |p| (p.key, p.window.start, p.value))
+    ///             .collect("out")
+    ///     });
+    ///     let mut got = out.take();
+    ///     got.sort();
+    ///     got
+    /// };
+    /// assert_eq!(counts(spec.clone()), counts(spec.pre_aggregate(false)));
+    /// ```
+    pub fn pre_aggregate(mut self, on: bool) -> Self {
+        self.pre_aggregate = on;
+        self
+    }
+
     /// Counters this operator updates (shared by its instances on every shard).
     ///
     /// ```
@@ -633,8 +670,9 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// Tumbling and sliding event-time windows that fire once (a watermark trigger, no
     /// allowed lateness) on a stream from [`key_by`](crate::KeyBy::key_by) are
     /// pre-aggregated before the key exchange when `agg` opts in
-    /// ([`Aggregate::PRE_AGGREGATE`], as the built-ins but [`Collect`] do): each shard sends
-    /// a partial accumulator per key and slice instead of the records. The panes and the
+    /// ([`Aggregate::PRE_AGGREGATE`], as the built-ins but [`Collect`] do) and the spec does
+    /// not turn it off ([`WindowSpec::pre_aggregate`]): each shard sends a partial
+    /// accumulator per key and slice instead of the records. The panes and the
     /// dropped counts are the same (docs/windows.md, "Pre-aggregation before the
     /// exchange").
     ///
@@ -684,7 +722,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// The slicing and the key exchange's name if [`WindowedStream::aggregate`] with `G`
     /// pre-aggregates before the exchange: the keyed stream has an exchange to make (not
     /// [`assume_keyed_by`](crate::KeyBy::assume_keyed_by)), `G` opts in
-    /// ([`Aggregate::PRE_AGGREGATE`]), and the windows are tumbling or sliding in event
+    /// ([`Aggregate::PRE_AGGREGATE`]) and the spec allows it ([`WindowSpec::pre_aggregate`]),
+    /// and the windows are tumbling or sliding in event
     /// time and fire once (a trigger that waits for the end, no allowed lateness): then a
     /// window's pane is the merge of its slices' partials, whatever shard they were made
     /// on. Other triggers see records (counts, punctuation, processing-time delays after
@@ -693,6 +732,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         let exchange = self.keyed.exchange_name()?;
         let spec = &self.spec;
         let eligible = G::PRE_AGGREGATE
+            && spec.pre_aggregate
             && spec.sliced
             && spec.domain == TimeDomain::EventTime
             && spec.fires_once();
