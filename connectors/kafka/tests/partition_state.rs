@@ -255,7 +255,7 @@ fn a_partitions_state_moves_to_the_member_that_takes_it_over() {
     let n = 24_000;
     let per_partition = (n / PARTITIONS) as i64;
     fill(&b, n);
-    let root = scratch("group");
+    let root = scratch("takeover");
     let survivor = spawn(&root, &b, "group", "survivor", 200);
     let mut victim = spawn(&root, &b, "group", "victim", 200);
     // Kill the victim once the group has committed an offset of one of its partitions
@@ -316,14 +316,15 @@ fn a_partitions_state_moves_to_the_member_that_takes_it_over() {
     let _ = fs::remove_dir_all(&root);
 }
 
-#[test]
-fn a_process_restarted_from_its_checkpoint_resumes_each_partitions_state() {
+/// One process in `mode`, SIGKILLed mid-run and restarted from its own checkpoint: every
+/// partition's state resumes where the checkpoint has it.
+fn restart(mode: &str) {
     let broker = TestBroker::start();
     let b = broker.brokers();
     let n = 8_000;
     fill(&b, n);
-    let root = scratch("restart");
-    let mut first = spawn(&root, &b, "static", "member", 300);
+    let root = scratch(&format!("restart-{mode}"));
+    let mut first = spawn(&root, &b, mode, "member", 300);
     let start = Instant::now();
     while rows(&root, "member").len() < 2_000 {
         if let Some(status) = first.try_wait().unwrap() {
@@ -342,8 +343,8 @@ fn a_process_restarted_from_its_checkpoint_resumes_each_partitions_state() {
         before < n as usize,
         "the member read everything before it was killed"
     );
-    let again = spawn(&root, &b, "static", "member", 0);
-    finish(again, &root, "member", Duration::from_secs(30));
+    let again = spawn(&root, &b, mode, "member", 0);
+    finish(again, &root, "member", Duration::from_secs(40));
     let all = rows(&root, "member");
     check_rows(&all, n);
     // The restart resumed from the checkpoint: it did not read everything again.
@@ -353,4 +354,14 @@ fn a_process_restarted_from_its_checkpoint_resumes_each_partitions_state() {
         all.len()
     );
     let _ = fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_process_restarted_from_its_checkpoint_resumes_each_partitions_state() {
+    restart("static");
+}
+
+#[test]
+fn a_group_member_restarted_from_its_checkpoint_resumes_each_partitions_state() {
+    restart("group");
 }
