@@ -16,6 +16,11 @@
 //! Watermarks are per partition (see [`crate::watermark`]). A record that does not decode
 //! is counted and sent to the bad-records stream with its partition, offset and the
 //! decoder's message; the job goes on.
+//!
+//! In order with the records, the source also emits the changes of the shard's partitions
+//! (given one, at which offset; all revoked) and the offsets the group acknowledged, for
+//! an operator chained behind it that keeps state per partition
+//! ([`crate::partition_state`]); the plain [`kafka_source`] drops them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -123,7 +128,8 @@ type DecodeFn<T> = Arc<dyn Fn(&KafkaRecord<'_>) -> std::result::Result<T, String
 #[derive(Debug)]
 struct Owned {
     split: usize,
-    /// The next offset to read (`None`: in a group, where the committed offset leads).
+    /// The next offset to read (`None`: in a group, a partition the group never committed
+    /// or whose committed offset could not be read, until its first record).
     next: Option<i64>,
     clock: PartitionClock,
     /// A fresh start at a timestamp: records before it are skipped until the first at or
