@@ -22,7 +22,7 @@ use rill_kafka::admin::{ensure_topic, TopicWriter};
 use rill_kafka::testing::TestBroker;
 use rill_kafka::{kafka_source_with_state, KafkaRecord, KafkaSourceConfig, PartitionState};
 use rill_operators::Inspect;
-use rill_runtime::checkpoint::Checkpointing;
+use rill_runtime::checkpoint::{find_latest, Checkpointing};
 use rill_runtime::{Config, Dataflow, Output, Runtime};
 
 const TOPIC: &str = "keyed";
@@ -226,13 +226,17 @@ fn check_rows(all: &[Row], n: u64) {
     assert_eq!(last, expected, "the final counts");
 }
 
-/// The group's committed offsets, by partition.
-fn committed(brokers: &str) -> Vec<Option<i64>> {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A client that reads the group's committed offsets (it does not join the group).
+fn group_reader(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", GROUP)
         .create()
-        .unwrap();
+        .unwrap()
+}
+
+/// The group's committed offsets, by partition.
+fn committed(consumer: &BaseConsumer) -> Vec<Option<i64>> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS as i32 {
         tpl.add_partition(TOPIC, p);
@@ -260,14 +264,15 @@ fn a_partitions_state_moves_to_the_member_that_takes_it_over() {
     let mut victim = spawn(&root, &b, "group", "victim", 200);
     // Kill the victim once the group has committed an offset of one of its partitions
     // past the first records (so the survivor must resume that partition's state).
+    let reader = group_reader(&b);
     let start = Instant::now();
     let taken = loop {
         let owned: BTreeSet<i32> = rows(&root, "victim").iter().map(|r| r.0).collect();
-        let offsets = committed(&b);
+        let offsets = committed(&reader);
         let moving: Vec<(i32, i64)> = owned
             .iter()
             .filter_map(|&p| offsets[p as usize].map(|o| (p, o)))
-            .filter(|&(_, o)| o > 2 * KEYS as i64 && o < per_partition / 2)
+            .filter(|&(_, o)| o > 2 * KEYS as i64 && o < per_partition)
             .collect();
         if !moving.is_empty() {
             break moving;
@@ -279,24 +284,28 @@ fn a_partitions_state_moves_to_the_member_that_takes_it_over() {
             );
         }
         assert!(
-            start.elapsed() < Duration::from_secs(40),
+            start.elapsed() < Duration::from_secs(60),
             "the victim never committed: {}",
             log(&root, "victim")
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     };
     victim.kill().expect("SIGKILL");
     victim.wait().unwrap();
-    finish(survivor, &root, "survivor", Duration::from_secs(60));
+    // (The survivor may have read a partition before the victim joined: only its rows
+    // after the kill tell where it took the victim's partitions over.)
+    let before_kill = rows(&root, "survivor").len();
+    finish(survivor, &root, "survivor", Duration::from_secs(120));
 
     let (victim_rows, survivor_rows) = (rows(&root, "victim"), rows(&root, "survivor"));
     let mut all = victim_rows.clone();
     all.extend(&survivor_rows);
     check_rows(&all, n);
     // The survivor took the victim's partitions over from their committed offsets, with
-    // the state the victim had written there: it has no row of their first records.
+    // the state the victim had written there: after the kill it has no row of their
+    // first records.
     for &(p, offset) in &taken {
-        let first = survivor_rows
+        let first = survivor_rows[before_kill..]
             .iter()
             .filter(|r| r.0 == p)
             .map(|r| r.2)
@@ -316,6 +325,21 @@ fn a_partitions_state_moves_to_the_member_that_takes_it_over() {
     let _ = fs::remove_dir_all(&root);
 }
 
+/// True if a partition's state was written at an offset past its start.
+fn written_past_start(root: &Path) -> bool {
+    (0..PARTITIONS).any(|p| {
+        fs::read_dir(root.join(format!("state/counts/{TOPIC}/{p}")))
+            .map(|files| {
+                files.flatten().any(|f| {
+                    let name = f.file_name();
+                    let name = name.to_string_lossy();
+                    name.ends_with(".state") && !name.starts_with("00000000000000000000")
+                })
+            })
+            .unwrap_or(false)
+    })
+}
+
 /// One process in `mode`, SIGKILLed mid-run and restarted from its own checkpoint: every
 /// partition's state resumes where the checkpoint has it.
 fn restart(mode: &str) {
@@ -325,16 +349,26 @@ fn restart(mode: &str) {
     fill(&b, n);
     let root = scratch(&format!("restart-{mode}"));
     let mut first = spawn(&root, &b, mode, "member", 300);
+    // Kill it once a checkpoint completed after a barrier that wrote a partition's state
+    // past its start (so the restart resumes from there, not from the beginning).
+    let checkpoints = root.join("member/checkpoints");
+    let latest = || find_latest(&checkpoints).checkpoint().unwrap_or(0);
     let start = Instant::now();
-    while rows(&root, "member").len() < 2_000 {
+    let mut after = None;
+    loop {
+        match after {
+            None if written_past_start(&root) => after = Some(latest()),
+            Some(c) if latest() > c => break,
+            _ => {}
+        }
         if let Some(status) = first.try_wait().unwrap() {
             panic!(
                 "the member ended ({status}) before it was killed: {}",
                 log(&root, "member")
             );
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "no progress");
-        std::thread::sleep(Duration::from_millis(10));
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
     }
     first.kill().expect("SIGKILL");
     first.wait().unwrap();
@@ -344,7 +378,7 @@ fn restart(mode: &str) {
         "the member read everything before it was killed"
     );
     let again = spawn(&root, &b, mode, "member", 0);
-    finish(again, &root, "member", Duration::from_secs(40));
+    finish(again, &root, "member", Duration::from_secs(120));
     let all = rows(&root, "member");
     check_rows(&all, n);
     // The restart resumed from the checkpoint: it did not read everything again.
