@@ -137,9 +137,26 @@ fn scratch(name: &str) -> PathBuf {
     root
 }
 
+/// A member process, SIGKILLed when dropped (so a failing test leaves none behind).
+struct Member(Child);
+
+impl Member {
+    fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts member `name` (its checkpoints and rows under `root/name`, the partition
 /// state in `root/state`).
-fn spawn(root: &Path, brokers: &str, mode: &str, name: &str, pause_us: u64) -> Child {
+fn spawn(root: &Path, brokers: &str, mode: &str, name: &str, pause_us: u64) -> Member {
     let dir = root.join(name);
     fs::create_dir_all(&dir).unwrap();
     let log = fs::OpenOptions::new()
@@ -147,7 +164,7 @@ fn spawn(root: &Path, brokers: &str, mode: &str, name: &str, pause_us: u64) -> C
         .append(true)
         .open(root.join(format!("{name}.log")))
         .unwrap();
-    Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "member",
             "--exact",
@@ -164,7 +181,8 @@ fn spawn(root: &Path, brokers: &str, mode: &str, name: &str, pause_us: u64) -> C
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("the test binary starts again as a member")
+        .expect("the test binary starts again as a member");
+    Member(child)
 }
 
 fn rows(root: &Path, name: &str) -> Vec<Row> {
@@ -182,16 +200,15 @@ fn log(root: &Path, name: &str) -> String {
 }
 
 /// Waits for `child` to end successfully within `within`.
-fn finish(mut child: Child, root: &Path, name: &str, within: Duration) {
+fn finish(mut member: Member, root: &Path, name: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = member.0.try_wait().unwrap() {
             assert!(status.success(), "{name} failed: {}", log(root, name));
             return;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(member);
             panic!(
                 "{name} did not finish within {within:?}: {}",
                 log(root, name)
@@ -277,7 +294,7 @@ fn a_partitions_state_moves_to_the_member_that_takes_it_over() {
         if !moving.is_empty() {
             break moving;
         }
-        if let Some(status) = victim.try_wait().unwrap() {
+        if let Some(status) = victim.0.try_wait().unwrap() {
             panic!(
                 "the victim ended ({status}) before it was killed: {}",
                 log(&root, "victim")
@@ -290,8 +307,7 @@ fn a_partitions_state_moves_to_the_member_that_takes_it_over() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    victim.kill().expect("SIGKILL");
-    victim.wait().unwrap();
+    victim.kill();
     // (The survivor may have read a partition before the victim joined: only its rows
     // after the kill tell where it took the victim's partitions over.)
     let before_kill = rows(&root, "survivor").len();
@@ -361,7 +377,7 @@ fn restart(mode: &str) {
             Some(c) if latest() > c => break,
             _ => {}
         }
-        if let Some(status) = first.try_wait().unwrap() {
+        if let Some(status) = first.0.try_wait().unwrap() {
             panic!(
                 "the member ended ({status}) before it was killed: {}",
                 log(&root, "member")
@@ -370,8 +386,7 @@ fn restart(mode: &str) {
         assert!(start.elapsed() < Duration::from_secs(60), "no progress");
         std::thread::sleep(Duration::from_millis(5));
     }
-    first.kill().expect("SIGKILL");
-    first.wait().unwrap();
+    first.kill();
     let before = rows(&root, "member").len();
     assert!(
         before < n as usize,
