@@ -195,9 +195,10 @@ where
     let source = source_items(df, name, config, decode)?;
     let files = StateFiles::new(&state.dir, name, state.version);
     let process: ProcessFn<T, S, O> = Arc::new(process);
-    let (plan, commits, retain, source_name) = (
+    let (plan, commits, group, retain, source_name) = (
         source.plan.clone(),
         source.commits,
+        source.group,
         state.retain,
         name.to_string(),
     );
@@ -213,6 +214,10 @@ where
                     )),
                     _ => None,
                 };
+                // A static assignment: the shard's partitions (see `KafkaPartitions`).
+                let splits = (0..plan.partitions.len() as u32)
+                    .filter(|&s| !group && s as usize % shard.shards == shard.index)
+                    .collect();
                 PartitionStateOperator::new(
                     source_name.clone(),
                     files.clone(),
@@ -222,6 +227,7 @@ where
                     commits,
                     refused,
                 )
+                .fresh_static(splits)
             });
     Ok(StatefulKafkaSource {
         output,

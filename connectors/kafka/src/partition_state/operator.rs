@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use rill_runtime::checkpoint::StateWriter;
+use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::rkyv::ser::allocator::Arena;
 use rill_runtime::{Data, ExchangeData, Failure, OpResult, Operator, Output};
 
@@ -41,6 +41,11 @@ pub(crate) struct PartitionStateOperator<T, S, O> {
     owned: HashMap<u32, Slot<S>>,
     /// The committed offsets the group acknowledged, by split.
     committed: HashMap<u32, i64>,
+    /// A fresh run with a static assignment: the shard's partitions not yet assigned. The
+    /// source reports their start offsets in a checkpoint whose barrier comes before its
+    /// first poll (which assigns them); such a barrier writes their empty state there, so
+    /// that a restore from that checkpoint finds it.
+    fresh: Vec<u32>,
     arena: Arena,
 }
 
@@ -95,8 +100,16 @@ impl<T, S: ExchangeData + Default, O> PartitionStateOperator<T, S, O> {
             refused,
             owned: HashMap::new(),
             committed: HashMap::new(),
+            fresh: Vec::new(),
             arena: Arena::new(),
         }
+    }
+
+    /// A static assignment: `splits` are the shard's partitions, which a fresh run starts
+    /// empty at the source's start offsets (see `fresh`).
+    pub(crate) fn fresh_static(mut self, splits: Vec<u32>) -> Self {
+        self.fresh = splits;
+        self
     }
 
     /// A failure of this operator, caused by `e`.
@@ -183,9 +196,11 @@ impl<T: Data, S: ExchangeData + Default, O: Data> Operator<Item<T>>
                     out.1.give(record);
                 }
                 Item::Skipped { split, next } => self.slot(split)?.covered = Some(next),
-                Item::Assigned { split, start } => self
-                    .assign(split, start)
-                    .map_err(|e| Self::failed(&self.name, e))?,
+                Item::Assigned { split, start } => {
+                    self.fresh.retain(|&s| s != split);
+                    self.assign(split, start)
+                        .map_err(|e| Self::failed(&self.name, e))?
+                }
                 Item::Revoked => self.owned.clear(),
                 Item::Committed { split, offset } => {
                     self.committed.insert(split, offset);
@@ -199,6 +214,14 @@ impl<T: Data, S: ExchangeData + Default, O: Data> Operator<Item<T>>
     /// Writes the state of every partition that advanced since its last file (durably,
     /// before the barrier's checkpoint can complete and its offsets be committed).
     fn snapshot(&mut self, _checkpoint: u64, _state: &mut StateWriter) -> OpResult {
+        for &split in &self.fresh {
+            let p = &self.plan.partitions[split as usize];
+            let start = self.plan.start[split as usize];
+            let written =
+                self.files
+                    .write(&p.topic, p.partition, start, &S::default(), &mut self.arena);
+            written.map_err(|e| Self::failed(&self.name, e))?;
+        }
         let mut advanced: Vec<u32> = self
             .owned
             .iter()
@@ -218,6 +241,13 @@ impl<T: Data, S: ExchangeData + Default, O: Data> Operator<Item<T>>
             slot.files.insert(offset);
             self.prune(split).map_err(|e| Self::failed(&self.name, e))?;
         }
+        Ok(())
+    }
+
+    /// The job restored from a checkpoint: partitions start where it has them, and their
+    /// state is in the files (this operator writes nothing into rill's checkpoints).
+    fn restore(&mut self, _state: &StateReader) -> OpResult {
+        self.fresh.clear();
         Ok(())
     }
 }
@@ -257,6 +287,40 @@ mod tests {
             e.contains("t/3") && e.contains("the broker timed out"),
             "{e}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_barrier_before_the_first_poll_of_a_fresh_static_run_writes_empty_states_at_the_start() {
+        use crate::plan::PartitionId;
+
+        let dir = std::env::temp_dir().join(format!("rill-kafka-fresh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let files = StateFiles::new(&dir, "s", 1);
+        let partitions = (0..2)
+            .map(|partition| PartitionId {
+                topic: "t".into(),
+                partition,
+            })
+            .collect();
+        let plan = Arc::new(Plan {
+            partitions,
+            start: vec![5, 7],
+            low: vec![0, 0],
+            end: None,
+        });
+        let process: ProcessFn<u64, u64, u64> = Arc::new(|_, _, _, _| {});
+        let mut op =
+            PartitionStateOperator::new("s".into(), files.clone(), plan, process, 4, false, None)
+                .fresh_static(vec![1]);
+        op.snapshot(1, &mut StateWriter::default()).unwrap();
+        // The source reported split 1 at its start offset: a restore there finds its state.
+        assert_eq!(
+            load::<u64>(&files, "t", 1, &Start::At(7), 0).unwrap(),
+            (0, Some(7), true)
+        );
+        // Split 0 is another shard's.
+        assert!(files.list("t", 0).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

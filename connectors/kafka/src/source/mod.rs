@@ -717,6 +717,8 @@ pub(crate) struct SourceItems<T> {
     pub bad_count: Arc<AtomicU64>,
     /// Whether offsets are committed to a consumer group.
     pub commits: bool,
+    /// Whether the shards are members of a consumer group (else: a static assignment).
+    pub group: bool,
 }
 
 /// Plans the source and adds it to `df` (see [`kafka_source`]).
@@ -742,6 +744,7 @@ where
         )?),
         _ => None,
     };
+    let group = matches!(config.assignment, Assignment::Group(_));
     let commits = match &config.assignment {
         Assignment::Group(_) => true,
         Assignment::Static { commit_group } => commit_group.is_some(),
@@ -768,5 +771,6 @@ where
         plan,
         bad_count: bad,
         commits,
+        group,
     })
 }
