@@ -45,6 +45,41 @@ pub enum Error {
         /// The broker's answer.
         reason: String,
     },
+    /// A partition-state file could not be read, written or removed.
+    #[error("partition state: could not {action} {}", path.display())]
+    StateIo {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A partition-state file is corrupt, of another format, or not the file its name says.
+    #[error("partition state file {}: {reason}", path.display())]
+    CorruptState {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A partition resumes at an offset after its start, and the partition-state
+    /// directory has no state for that offset: the state cannot be rebuilt, so the job
+    /// stops rather than go on with the partition's state empty.
+    #[error("the partition-state directory {} has no state of partition {topic}/{partition} at offset {offset}, where this member resumes it (the partition's earliest offset was {earliest}, so records before it were processed and their state is needed): is the directory shared by every process of the job, and were its files kept?", dir.display())]
+    MissingState {
+        /// The partition-state directory of the source.
+        dir: std::path::PathBuf,
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset the member resumes at.
+        offset: i64,
+        /// The partition's earliest offset when the job started.
+        earliest: i64,
+    },
 }
 
 /// The connector's result type.

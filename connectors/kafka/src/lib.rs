@@ -14,6 +14,7 @@ pub mod admin;
 mod config;
 mod error;
 mod health;
+pub mod partition_state;
 mod plan;
 pub mod sink;
 pub mod source;
@@ -22,6 +23,9 @@ pub mod watermark;
 
 pub use config::{Assignment, EventTime, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
 pub use error::{Error, Result};
+pub use partition_state::{
+    kafka_source_with_state, PartitionRecord, PartitionState, StatefulKafkaSource,
+};
 pub use sink::{kafka_sink, KafkaSink};
 pub use source::{kafka_source, BadRecord, KafkaRecord, KafkaSource};
 pub use watermark::WatermarkStrategy;

@@ -27,6 +27,8 @@ pub(crate) struct Plan {
     pub partitions: Vec<PartitionId>,
     /// The offset each partition starts at on a fresh start (static assignment).
     pub start: Vec<i64>,
+    /// The earliest offset each partition held when the job started.
+    pub low: Vec<i64>,
     /// Bounded mode: the end offset of each partition when the job started.
     pub end: Option<Vec<i64>>,
 }
@@ -103,7 +105,7 @@ pub(crate) fn plan<T>(config: &KafkaSourceConfig<T>) -> Result<Plan> {
         high.push(h);
     }
     let start = match config.start {
-        StartFrom::Earliest => low,
+        StartFrom::Earliest => low.clone(),
         StartFrom::Latest => high.clone(),
         StartFrom::Timestamp(ms) => {
             let mut tpl = TopicPartitionList::new();
@@ -132,6 +134,7 @@ pub(crate) fn plan<T>(config: &KafkaSourceConfig<T>) -> Result<Plan> {
     Ok(Plan {
         partitions,
         start,
+        low,
         end: config.until_end.then_some(high),
     })
 }

@@ -16,17 +16,20 @@
 //! Watermarks are per partition (see [`crate::watermark`]). A record that does not decode
 //! is counted and sent to the bad-records stream with its partition, offset and the
 //! decoder's message; the job goes on.
+//!
+//! In order with the records, the source also emits the changes of the shard's partitions
+//! (given one, at which offset; all revoked) and the offsets the group acknowledged, for
+//! an operator chained behind it that keeps state per partition
+//! ([`crate::partition_state`]); the plain [`kafka_source`] drops them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use rill_runtime::checkpoint::SplitPosition;
 use rill_runtime::{
@@ -35,10 +38,14 @@ use rill_runtime::{
 };
 
 use crate::config::{Assignment, EventTime, KafkaSourceConfig, StartFrom};
-use crate::error::{Error, Result};
-use crate::health::{broker_up, Health, STATS_INTERVAL_MS};
+use crate::error::Result;
+use crate::health::{Health, STATS_INTERVAL_MS};
 use crate::plan::{client_config, plan, Plan};
 use crate::watermark::{combine, Combined, PartitionClock};
+
+mod group;
+
+use group::{apply_rebalances, report_committed, GroupEnd, SourceContext};
 
 /// A record as the decoder sees it.
 #[derive(Debug, Clone, Copy)]
@@ -72,152 +79,62 @@ pub struct BadRecord {
     pub error: String,
 }
 
-/// What the source emits before decoded records and bad ones are split apart.
+/// What the source emits, before decoded records and bad ones are split apart: the
+/// records with their partition (split) and offset, and, in order with them, the changes
+/// of the partitions this shard reads, for an operator chained behind the source that
+/// keeps state per partition (see [`crate::partition_state`]).
 #[derive(Debug, Clone)]
-enum Item<T> {
-    Record(T),
-    Bad(BadRecord),
+pub(crate) enum Item<T> {
+    /// A decoded record of split `split` at `offset`.
+    Record { split: u32, offset: i64, value: T },
+    /// A record of split `split` that did not decode.
+    Bad { split: u32, record: BadRecord },
+    /// Records of `split` before `next` were skipped (a start at a timestamp).
+    Skipped { split: u32, next: i64 },
+    /// The shard now reads `split`, from `start`: ahead of every record of it.
+    Assigned { split: u32, start: Start },
+    /// The shard no longer reads any partition (a group rebalance revoked them all).
+    Revoked,
+    /// The consumer group acknowledged `offset` as split `split`'s committed offset.
+    Committed { split: u32, offset: i64 },
+}
+
+/// Where the shard starts reading a partition it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Nothing of the partition was read before (a fresh static start, or a group that
+    /// never committed an offset for it); the first offset, if known.
+    Fresh(Option<i64>),
+    /// At this offset: restored from a checkpoint, or committed by the group.
+    At(i64),
+    /// In a group, the committed offset could not be read (why).
+    Unknown(String),
+}
+
+impl Start {
+    /// The offset the shard reads next, if known.
+    fn offset(&self) -> Option<i64> {
+        match self {
+            Start::Fresh(o) => *o,
+            Start::At(o) => Some(*o),
+            Start::Unknown(_) => None,
+        }
+    }
 }
 
 type DecodeFn<T> = Arc<dyn Fn(&KafkaRecord<'_>) -> std::result::Result<T, String> + Send + Sync>;
-
-/// A change of a group member's partitions, as the rebalance callback saw it.
-#[derive(Debug)]
-enum Rebalanced {
-    /// These partitions (split, offset it starts at if known) are now the member's.
-    Assigned(Vec<(usize, Option<i64>)>),
-    /// The member no longer owns any partition.
-    Revoked,
-}
-
-/// The consumer's context: broker health, and (in a group) the rebalance hand-over.
-struct SourceContext {
-    health: Arc<Health>,
-    plan: Arc<Plan>,
-    /// Restored offsets not yet applied, by split: a group assignment of one of these
-    /// partitions starts there instead of at the committed offset.
-    restored: Arc<Mutex<HashMap<usize, i64>>>,
-    events: Mutex<Vec<Rebalanced>>,
-}
-
-impl ClientContext for SourceContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.health.error(&error, reason);
-    }
-
-    fn stats_raw(&self, statistics: &[u8]) {
-        if broker_up(statistics) {
-            self.health.up();
-        }
-    }
-}
-
-impl ConsumerContext for SourceContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            // Revoked (or a rebalance error): give everything back.
-            let _ = consumer.unassign();
-            events.push(Rebalanced::Revoked);
-            return;
-        }
-        let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
-        let mut assigned = Vec::new();
-        let elements: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
-        for (topic, partition) in elements {
-            let Some(split) = self.plan.split_of(&topic, partition) else {
-                continue;
-            };
-            let from = restored.remove(&split);
-            if let Some(offset) = from {
-                let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset));
-            }
-            assigned.push((split, from));
-        }
-        let _ = consumer.assign(tpl);
-        // A partition this member paused when it finished it before (bounded mode) may
-        // come back: it is read again from the committed offset.
-        let _ = consumer.resume(tpl);
-        events.push(Rebalanced::Assigned(assigned));
-    }
-}
 
 /// One partition this shard reads.
 #[derive(Debug)]
 struct Owned {
     split: usize,
-    /// The next offset to read (`None`: in a group, where the committed offset leads).
+    /// The next offset to read (`None`: in a group, a partition the group never committed
+    /// or whose committed offset could not be read, until its first record).
     next: Option<i64>,
     clock: PartitionClock,
     /// A fresh start at a timestamp: records before it are skipped until the first at or
     /// after it (a broker may answer the time lookup with the start of a batch).
     skip_before: Option<i64>,
-}
-
-/// Watches, in bounded group mode, whether the group has committed every partition's
-/// end offset: then every member is done.
-#[derive(Debug, Default)]
-struct GroupEnd {
-    reached: AtomicBool,
-}
-
-impl GroupEnd {
-    /// Starts a thread that checks the group's committed offsets every 300 ms for as long
-    /// as the returned handle lives.
-    fn watch(
-        brokers: String,
-        group: String,
-        plan: Arc<Plan>,
-        properties: Vec<(String, String)>,
-    ) -> Result<Arc<Self>> {
-        let consumer: BaseConsumer = client_config(&brokers, &properties)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|source| Error::Client {
-                brokers: brokers.clone(),
-                source: Box::new(source),
-            })?;
-        let end = Arc::new(GroupEnd::default());
-        let weak: Weak<GroupEnd> = Arc::downgrade(&end);
-        std::thread::Builder::new()
-            .name("rill-kafka-group-end".into())
-            .spawn(move || {
-                let ends = plan.end.clone().unwrap_or_default();
-                let mut tpl = TopicPartitionList::new();
-                for p in &plan.partitions {
-                    tpl.add_partition(&p.topic, p.partition);
-                }
-                while let Some(end) = weak.upgrade() {
-                    if let Ok(committed) = consumer.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
-                        let all = plan.partitions.iter().zip(&ends).all(|(p, &e)| {
-                            e <= 0
-                                || matches!(
-                                    committed.find_partition(&p.topic, p.partition).map(|c| c.offset()),
-                                    Some(Offset::Offset(o)) if o >= e
-                                )
-                        });
-                        if all {
-                            end.reached.store(true, Ordering::Release);
-                            return;
-                        }
-                    }
-                    drop(end);
-                    std::thread::sleep(Duration::from_millis(300));
-                }
-            })
-            .map_err(|e| Error::Config(format!("cannot start the group watcher thread: {e}")))?;
-        Ok(end)
-    }
 }
 
 /// Settings every shard's instance shares.
@@ -262,7 +179,7 @@ impl<T> std::fmt::Debug for KafkaPartitions<T> {
     }
 }
 
-impl<T> KafkaPartitions<T> {
+impl<T: Data> KafkaPartitions<T> {
     fn new(shared: Arc<Shared<T>>, shard: usize, shards: usize, checkpointing: bool) -> Self {
         let health = Arc::new(Health::default());
         let restored = Arc::new(Mutex::new(HashMap::new()));
@@ -315,6 +232,8 @@ impl<T> KafkaPartitions<T> {
             plan: shared.plan.clone(),
             restored: restored.clone(),
             events: Mutex::new(Vec::new()),
+            rebalanced: AtomicBool::new(false),
+            committed: Mutex::new(Vec::new()),
         };
         let consumer = props
             .create_with_context(context)
@@ -352,7 +271,7 @@ impl<T> KafkaPartitions<T> {
     }
 
     /// Static assignment, at the first poll: assigns the partitions this shard reads.
-    fn assign_pending(&mut self) -> OpResult {
+    fn assign_pending(&mut self, out: &mut SourceOutput<Item<T>>) -> OpResult {
         let Some(pending) = self.pending.take() else {
             return Ok(());
         };
@@ -374,6 +293,14 @@ impl<T> KafkaPartitions<T> {
                 clock: PartitionClock::new(now),
                 skip_before,
             });
+            let start = match self.restored_static {
+                true => Start::At(next),
+                false => Start::Fresh(Some(next)),
+            };
+            out.give(Item::Assigned {
+                split: split as u32,
+                start,
+            });
         }
         self.consumer()?
             .assign(&tpl)
@@ -381,15 +308,17 @@ impl<T> KafkaPartitions<T> {
         Ok(())
     }
 
-    /// Group mode: applies what rebalances did to this member's partitions.
-    fn apply_rebalances(&mut self) -> OpResult {
+    /// Group mode: applies what rebalances did to this member's partitions, and reports
+    /// the offsets the group acknowledged since the last call.
+    fn apply_rebalances(&mut self, out: &mut SourceOutput<Item<T>>) -> OpResult {
         let consumer = self
             .consumer
             .as_ref()
             .map_err(|e| Failure::new(e.clone()))?;
-        if apply_rebalances(consumer, &mut self.owned) {
+        if apply_rebalances(consumer, &mut self.owned, out) {
             self.last = 0;
         }
+        report_committed(consumer, out);
         Ok(())
     }
 
@@ -473,37 +402,6 @@ impl<T> KafkaPartitions<T> {
     }
 }
 
-/// Group mode: applies what rebalances (run inside the consumer's poll) did to this
-/// member's partitions; whether anything changed.
-fn apply_rebalances(consumer: &BaseConsumer<SourceContext>, owned: &mut Vec<Owned>) -> bool {
-    let events = {
-        let mut events = consumer
-            .context()
-            .events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *events)
-    };
-    let now = Instant::now();
-    let changed = !events.is_empty();
-    for event in events {
-        match event {
-            Rebalanced::Revoked => owned.clear(),
-            Rebalanced::Assigned(splits) => {
-                for (split, next) in splits {
-                    owned.push(Owned {
-                        split,
-                        next,
-                        clock: PartitionClock::new(now),
-                        skip_before: None,
-                    });
-                }
-            }
-        }
-    }
-    changed
-}
-
 impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
     fn poll(
         &mut self,
@@ -527,7 +425,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                 self.pending = Some(Vec::new());
             }
         } else {
-            self.assign_pending()?;
+            self.assign_pending(out)?;
         }
         self.check_brokers()?;
         let mut emitted = 0;
@@ -553,6 +451,11 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                 }
             };
             self.health.up();
+            // A rebalance served by this poll: its changes go ahead of the message.
+            if group && consumer.context().rebalanced.load(Ordering::Relaxed) {
+                apply_rebalances(consumer, &mut self.owned, out);
+                self.last = 0;
+            }
             let (topic, partition, offset) =
                 (message.topic(), message.partition(), message.offset());
             let plan = &self.shared.plan;
@@ -567,11 +470,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                         p.partition == partition && p.topic == topic
                     })
                 };
-                let mut found = find(&self.owned);
-                // A partition assigned by a rebalance during this poll: take it on first.
-                if found.is_none() && group && apply_rebalances(consumer, &mut self.owned) {
-                    found = find(&self.owned);
-                }
+                let found = find(&self.owned);
                 match found {
                     Some(i) => self.last = i,
                     None => continue, // a partition revoked since it was fetched
@@ -582,8 +481,13 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                 continue;
             }
             owned.next = Some(offset + 1);
+            let split = owned.split as u32;
             if let Some(t) = owned.skip_before {
                 if message.timestamp().to_millis().is_some_and(|ts| ts < t) {
+                    out.give(Item::Skipped {
+                        split,
+                        next: offset + 1,
+                    });
                     continue;
                 }
                 owned.skip_before = None;
@@ -603,24 +507,33 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                         EventTime::Extract(f) => f(&value),
                     };
                     owned.clock.observe(time, now);
-                    out.give(Item::Record(value));
+                    out.give(Item::Record {
+                        split,
+                        offset,
+                        value,
+                    });
                 }
                 Err(error) => {
                     self.shared.bad.fetch_add(1, Ordering::Relaxed);
                     owned.clock.observe(Timestamp::MIN, now);
-                    out.give(Item::Bad(BadRecord {
-                        topic: topic.to_string(),
-                        partition,
-                        offset,
-                        payload: record.payload.unwrap_or_default().to_vec(),
-                        error,
-                    }));
+                    out.give(Item::Bad {
+                        split,
+                        record: BadRecord {
+                            topic: topic.to_string(),
+                            partition,
+                            offset,
+                            payload: record.payload.unwrap_or_default().to_vec(),
+                            error,
+                        },
+                    });
                 }
             }
             emitted += 1;
         }
         if group {
-            self.apply_rebalances()?;
+            self.apply_rebalances(out)?;
+        } else {
+            report_committed(self.consumer()?, out);
         }
         let c = &self.shared.config;
         let combined = combine(
@@ -739,8 +652,9 @@ impl<T: Data> Operator<Item<T>> for SplitRecords {
     fn on_batch(&mut self, batch: &mut Vec<Item<T>>, out: &mut Self::Out) -> OpResult {
         for item in batch.drain(..) {
             match item {
-                Item::Record(r) => out.0.give(r),
-                Item::Bad(b) => out.1.give(b),
+                Item::Record { value, .. } => out.0.give(value),
+                Item::Bad { record, .. } => out.1.give(record),
+                _ => {}
             }
         }
         Ok(())
@@ -784,6 +698,41 @@ where
     E: std::fmt::Display,
     F: Fn(&KafkaRecord<'_>) -> std::result::Result<T, E> + Send + Sync + 'static,
 {
+    let source = source_items(df, name, config, decode)?;
+    let (records, bad_records) = source
+        .items
+        .unary_split(&format!("{name} (decode)"), |_| SplitRecords);
+    Ok(KafkaSource {
+        records,
+        bad_records,
+        bad_count: source.bad_count,
+        partitions: source.plan.partitions.len(),
+    })
+}
+
+/// The source's items, before an operator chained behind it splits them.
+pub(crate) struct SourceItems<T> {
+    pub items: Stream<Item<T>>,
+    pub plan: Arc<Plan>,
+    pub bad_count: Arc<AtomicU64>,
+    /// Whether offsets are committed to a consumer group.
+    pub commits: bool,
+    /// Whether the shards are members of a consumer group (else: a static assignment).
+    pub group: bool,
+}
+
+/// Plans the source and adds it to `df` (see [`kafka_source`]).
+pub(crate) fn source_items<T, E, F>(
+    df: &mut Dataflow,
+    name: &str,
+    config: KafkaSourceConfig<T>,
+    decode: F,
+) -> Result<SourceItems<T>>
+where
+    T: Data,
+    E: std::fmt::Display,
+    F: Fn(&KafkaRecord<'_>) -> std::result::Result<T, E> + Send + Sync + 'static,
+{
     config.validate()?;
     let plan = Arc::new(plan(&config)?);
     let group_end = match (&config.assignment, config.until_end) {
@@ -795,12 +744,16 @@ where
         )?),
         _ => None,
     };
+    let group = matches!(config.assignment, Assignment::Group(_));
+    let commits = match &config.assignment {
+        Assignment::Group(_) => true,
+        Assignment::Static { commit_group } => commit_group.is_some(),
+    };
     let bad = Arc::new(AtomicU64::new(0));
-    let partitions = plan.partitions.len();
     let shared = Arc::new(Shared {
         name: name.to_string(),
         config,
-        plan,
+        plan: plan.clone(),
         decode: Arc::new(move |r: &KafkaRecord<'_>| decode(r).map_err(|e| e.to_string())),
         bad: bad.clone(),
         group_end,
@@ -813,11 +766,11 @@ where
             shard.checkpoint().is_some(),
         )
     });
-    let (records, bad_records) = items.unary_split(&format!("{name} (decode)"), |_| SplitRecords);
-    Ok(KafkaSource {
-        records,
-        bad_records,
+    Ok(SourceItems {
+        items,
+        plan,
         bad_count: bad,
-        partitions,
+        commits,
+        group,
     })
 }
