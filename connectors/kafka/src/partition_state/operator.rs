@@ -27,6 +27,21 @@ struct Slot<S> {
     files: BTreeSet<i64>,
 }
 
+/// The slot of `split` in `owned`; a failure of source `name` if the shard does not own
+/// it.
+fn slot<'a, S>(
+    owned: &'a mut HashMap<u32, Slot<S>>,
+    name: &str,
+    split: u32,
+) -> Result<&'a mut Slot<S>, Failure> {
+    owned.get_mut(&split).ok_or_else(|| {
+        Failure::new(format!(
+            "Kafka source {name} (partition state): a record of split {split} arrived before \
+             the partition was assigned to this shard"
+        ))
+    })
+}
+
 /// One shard's instance.
 pub(crate) struct PartitionStateOperator<T, S, O> {
     name: String,
@@ -138,13 +153,7 @@ impl<T, S: ExchangeData + Default, O> PartitionStateOperator<T, S, O> {
     }
 
     fn slot(&mut self, split: u32) -> Result<&mut Slot<S>, Failure> {
-        let name = &self.name;
-        self.owned.get_mut(&split).ok_or_else(|| {
-            Failure::new(format!(
-                "Kafka source {name} (partition state): a record of split {split} arrived \
-                 before the partition was assigned to this shard"
-            ))
-        })
+        slot(&mut self.owned, &self.name, split)
     }
 
     /// Removes the partition's files that retention lets go.
@@ -180,15 +189,14 @@ impl<T: Data, S: ExchangeData + Default, O: Data> Operator<Item<T>>
                     offset,
                     value,
                 } => {
-                    let (plan, process) = (self.plan.clone(), self.process.clone());
-                    let slot = self.slot(split)?;
-                    let p = &plan.partitions[split as usize];
+                    let slot = slot(&mut self.owned, &self.name, split)?;
+                    let p = &self.plan.partitions[split as usize];
                     let at = PartitionRecord {
                         topic: &p.topic,
                         partition: p.partition,
                         offset,
                     };
-                    process(&at, &mut slot.state, value, &mut out.0);
+                    (self.process)(&at, &mut slot.state, value, &mut out.0);
                     slot.covered = Some(offset + 1);
                 }
                 Item::Bad { split, record } => {
