@@ -1,32 +1,34 @@
 //! Non-keyed windows: one result per window over all records, in two phases.
 //!
 //! `stream.window_all(spec).aggregate(name, agg)` first aggregates on every shard, without
-//! moving records: a window operator keyed by `()` on each shard's own records makes one
-//! partial accumulator per window (Flink SQL's local aggregation, Beam's combiner
-//! lifting). The partials go to one shard per window (exchanged by window) where a second
-//! window operator merges them and emits the pane. A shard sends one partial per window it
-//! has records of, so no shard receives every record.
-//!
-//! The second phase reads each partial at its pane's timestamp (the end of its window
-//! minus one, [`Pane::timestamp`]) and closes a window when the watermark passes its
-//! end. Every upstream shard sends its partial before it forwards a watermark past the
-//! window's end, so every partial is in when the merged pane fires, on time.
+//! moving records, and sends partial accumulators, not records, to one shard that merges
+//! them (Flink SQL's local/global aggregation, Beam's combiner lifting). This is the
+//! pre-aggregation of keyed windows (`pre_aggregate.rs`) with a single key: each shard
+//! keeps a partial per slice, sends it when the watermark passes the slice's end (and at
+//! every barrier, at idleness and at the end), and the operator for windows that fire
+//! once merges the partials of a window's slices and fires it when the watermark passes
+//! its end. A record late on its own shard goes on as a one-record partial, so the final
+//! operator decides lateness and counts the drop. The first phase keeps no state across
+//! a barrier (it sends its partials before it), so a restore, on any shard count, finds
+//! every partial in the final operator's state or replays the records behind it.
 //!
 //! Two phases need windows that fire once, when the watermark passes their end
 //! (tumbling or sliding windows in event time, a watermark trigger, no allowed lateness):
 //! an early or late pane of a shard is only part of the window's records. Any other spec
-//! (other triggers, lateness, sessions, count windows, processing time) runs in one phase:
-//! every record goes to one shard, which windows them all.
+//! (other triggers, lateness, sessions, count windows, processing time), or one that turns
+//! pre-aggregation off ([`WindowSpec::pre_aggregate`]), runs in one phase: every record
+//! goes to one shard, which windows them all.
 
-use std::marker::PhantomData;
+use std::sync::Arc;
 
-use rill_runtime::{Data, ExchangeData, StateData, Stream};
+use rill_runtime::{ExchangeData, StateData, Stream};
 
 use crate::key_by::KeyBy;
+use crate::window::pre_aggregate::pre_aggregate;
+use crate::window::slices::Slicing;
 use crate::window::{
-    Aggregate, Count, Max, Min, Pane, Sum, Summable, TimeDomain, Window, WindowSpec, Windows,
+    Aggregate, Count, Max, Min, Pane, Sum, Summable, TimeDomain, WindowSpec, Windows,
 };
-use crate::Map;
 
 /// Non-keyed windows over a stream, ready for a window function: one result per window
 /// over all records. Windows that fire once (tumbling or sliding, event time, a watermark
@@ -87,7 +89,10 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
             self.spec.fixed,
             Some(Windows::Tumbling { .. } | Windows::Sliding { .. })
         );
-        tumbling_or_sliding && self.spec.domain == TimeDomain::EventTime && self.spec.fires_once()
+        tumbling_or_sliding
+            && self.spec.domain == TimeDomain::EventTime
+            && self.spec.fires_once()
+            && self.spec.pre_aggregate
     }
 
     /// Aggregates each window's records with `agg`: one pane per window with records.
@@ -99,8 +104,6 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
     where
         G::Acc: StateData + ExchangeData,
         G::Out: StateData,
-        Pane<(), G::Acc>: ExchangeData + StateData,
-        Pane<Window, G::Out>: Data,
     {
         if !self.two_phase() {
             return self
@@ -109,36 +112,20 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
                 .window(self.spec.clone())
                 .aggregate(name, agg);
         }
-        let partials = self
-            .stream
-            .assume_keyed_by(|_: &T| ())
-            .window(self.spec.clone())
-            .aggregate(&format!("{name} (partial)"), Partial(agg.clone()));
-        // Each partial falls in exactly its own window: a tumbling grid per window.
-        let merged = WindowSpec::event_time(Windows::tumbling(1), |p: &Pane<(), G::Acc>| {
-            p.window.end - 1
-        })
-        .per_key(|w: &Window| {
-            let size = w.end - w.start;
-            Windows::Tumbling {
-                size,
-                offset: w.start.rem_euclid(size),
-            }
-        });
-        partials
-            .key_by(|p: &Pane<(), G::Acc>| p.window)
-            .window(merged)
-            .aggregate(name, MergePartials(agg, PhantomData))
-            .map(&format!("{name} (panes)"), |p: Pane<Window, G::Out>| Pane {
-                key: (),
-                window: p.key,
-                value: p.value,
-                timing: p.timing,
-                index: p.index,
-                is_last: p.is_last,
-                retraction: p.retraction,
-                emit_time: p.emit_time,
-            })
+        let slicing = self
+            .spec
+            .fixed
+            .and_then(Slicing::of)
+            .expect("two phases need tumbling or sliding windows");
+        pre_aggregate(
+            &self.stream,
+            None,
+            name,
+            &self.spec,
+            slicing,
+            Arc::new(|_: &T| ()),
+            agg,
+        )
     }
 
     /// The sum of `value(record)` per window (the [`Sum`] aggregate).
@@ -185,53 +172,5 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
         Pane<(), Option<V>>: ExchangeData + StateData,
     {
         self.aggregate(name, Min::new(value))
-    }
-}
-
-/// The first phase: a shard's accumulator of a window is the pane's value.
-#[derive(Clone)]
-struct Partial<G>(G);
-
-impl<T, G: Aggregate<T, ()>> Aggregate<T, ()> for Partial<G> {
-    type Acc = G::Acc;
-    type Out = G::Acc;
-    fn create(&self) -> G::Acc {
-        self.0.create()
-    }
-    #[inline]
-    fn add(&self, acc: &mut G::Acc, record: &T) {
-        self.0.add(acc, record)
-    }
-    fn merge(&self, acc: &mut G::Acc, other: G::Acc) {
-        self.0.merge(acc, other)
-    }
-    fn result(&self, _: &(), _: &Window, acc: &G::Acc) -> G::Acc {
-        acc.clone()
-    }
-}
-
-/// The second phase: merges the shards' partial accumulators of a window (the key).
-struct MergePartials<G, T>(G, PhantomData<fn(&T)>);
-
-impl<G: Clone, T> Clone for MergePartials<G, T> {
-    fn clone(&self) -> Self {
-        MergePartials(self.0.clone(), PhantomData)
-    }
-}
-
-impl<T: 'static, G: Aggregate<T, ()>> Aggregate<Pane<(), G::Acc>, Window> for MergePartials<G, T> {
-    type Acc = G::Acc;
-    type Out = G::Out;
-    fn create(&self) -> G::Acc {
-        self.0.create()
-    }
-    fn add(&self, acc: &mut G::Acc, partial: &Pane<(), G::Acc>) {
-        self.0.merge(acc, partial.value.clone())
-    }
-    fn merge(&self, acc: &mut G::Acc, other: G::Acc) {
-        self.0.merge(acc, other)
-    }
-    fn result(&self, _: &Window, window: &Window, acc: &G::Acc) -> G::Out {
-        self.0.result(&(), window, acc)
     }
 }

@@ -78,21 +78,37 @@ impl Clock {
 
     /// Writes the clock as shared state (every shard restores the minimum).
     pub(crate) fn snapshot(&self, state: &mut StateWriter) -> OpResult {
-        state
-            .section("clock", 1)
-            .put_shared((self.watermark, self.now))
+        let clock = (self.watermark, self.now);
+        state.section("clock", 1).put_shared(clock)?;
+        state.section("shard clock", 1).put_own(clock)
     }
 
-    /// Restores the clock: under aligned barriers every shard saw the same one, so the
-    /// minimum is exact.
+    /// Restores the clock. On as many shards as the checkpoint was taken on, each shard
+    /// takes its own: an operator without an exchange in front (after `assume_keyed_by`,
+    /// the first phase of `window_all`), or any operator under unaligned barriers, saw a
+    /// watermark of its own at its barrier, and a lower one would fire again the windows
+    /// it had fired. On another shard count, the minimum over the shards: under aligned
+    /// barriers every shard fed by an exchange saw the same one, so it is exact there.
     pub(crate) fn restore(&mut self, state: &StateReader) -> OpResult {
-        let clocks = state
-            .section("clock", 1)?
-            .values::<(Timestamp, Timestamp)>()?;
-        if let Some(w) = clocks.iter().map(|c| c.0).min() {
+        let own = state
+            .section("shard clock", 1)?
+            .own::<(Timestamp, Timestamp)>()?;
+        let (watermark, now) = match own {
+            Some(clock) => (Some(clock.0), Some(clock.1)),
+            None => {
+                let clocks = state
+                    .section("clock", 1)?
+                    .values::<(Timestamp, Timestamp)>()?;
+                (
+                    clocks.iter().map(|c| c.0).min(),
+                    clocks.iter().map(|c| c.1).min(),
+                )
+            }
+        };
+        if let Some(w) = watermark {
             self.watermark = self.watermark.max(w);
         }
-        if let Some(n) = clocks.iter().map(|c| c.1).min() {
+        if let Some(n) = now {
             self.now = self.now.max(n);
         }
         Ok(())

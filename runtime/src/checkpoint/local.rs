@@ -212,6 +212,11 @@ impl ShardCheckpoint {
         }
     }
 
+    /// This shard's index and the job's shard count.
+    pub(crate) fn shard(&self) -> (usize, usize) {
+        (self.shard, self.shards)
+    }
+
     /// Which key groups checkpoint `id`'s keyed tables copy whole (see
     /// `Coordinator::copy_of`).
     pub(crate) fn copy_of(&self, id: u64) -> (u32, u32) {

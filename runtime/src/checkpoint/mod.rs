@@ -241,6 +241,8 @@ pub struct StateWriter {
     /// `(i, n)`: keyed tables copy the key groups `g` with `g % n == i` whole (`n == 1`:
     /// a full checkpoint).
     copy: (u32, u32),
+    /// The writing shard's index and the job's shard count (see [`StateWriter::put_own`]).
+    pub(crate) shard: (u32, u32),
 }
 
 impl std::fmt::Debug for StateWriter {
@@ -264,6 +266,7 @@ impl Default for StateWriter {
             scratch: Scratch::default(),
             section: (String::new(), 1),
             copy: (0, 1),
+            shard: (0, 1),
         }
     }
 }
@@ -420,6 +423,19 @@ impl StateWriter {
     /// shards it goes to shard `split % M`.
     pub fn put_split<T: ExchangeData>(&mut self, split: u32, value: T) -> Result<(), Failure> {
         self.put(true, split, value)
+    }
+
+    /// Writes `value` as this shard's own state: a restore onto as many shards gives it back
+    /// to this shard ([`StateReader::own`]); on another shard count it is not given back
+    /// (write what every shard needs then with [`StateWriter::put_shared`] as well). For
+    /// what differs between shards and has no key: the watermark an operator without an
+    /// exchange in front, or one under unaligned barriers, saw at its barrier.
+    pub fn put_own<T>(&mut self, value: T) -> Result<(), Failure>
+    where
+        (u32, T): ExchangeData,
+    {
+        let (shard, shards) = self.shard;
+        self.put(true, shard, (shards, value))
     }
 
     /// Writes `value` as state that every shard receives on a restore, whatever the shard
@@ -613,6 +629,26 @@ impl StateReader {
             T::read_batch(&e.bytes, &mut out).map_err(mismatch)?;
         }
         Ok(out)
+    }
+
+    /// The value this shard wrote with [`StateWriter::put_own`] in this section, if the
+    /// checkpoint was taken on as many shards as the job runs on now (else `None`).
+    pub fn own<T>(&self) -> Result<Option<T>, Failure>
+    where
+        (u32, T): ExchangeData,
+    {
+        let shards = self.shards as u32;
+        let mut own = self
+            .values::<(u32, T)>()?
+            .into_iter()
+            .filter(|(written_on, _)| *written_on == shards);
+        match (own.next(), own.next()) {
+            (Some((_, value)), None) => Ok(Some(value)),
+            (None, _) => Ok(None),
+            (Some(_), Some(_)) => Err(Failure::corrupt(
+                "two values of one shard's own state (StateWriter::put_own)".to_string(),
+            )),
+        }
     }
 
     /// Validates and reads the values written by [`StateWriter::put_keyed_all`] whose key

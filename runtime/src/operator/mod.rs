@@ -144,6 +144,10 @@ pub(crate) fn take_snapshot(
     let started = Stopwatch::start();
     let copy = snapshots.map_or((0, 1), |s| s.checkpoint.copy_of(checkpoint));
     let mut state = StateWriter::for_checkpoint(copy);
+    if let Some(s) = snapshots {
+        let (shard, shards) = s.checkpoint.shard();
+        state.shard = (shard as u32, shards as u32);
+    }
     snapshot(&mut state)?;
     for (section, table) in snapshots.iter().flat_map(|s| s.tables.iter()) {
         table.clone().snapshot(state.section(section, 1))?;
