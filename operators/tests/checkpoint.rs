@@ -268,7 +268,7 @@ fn local_windows_dataflow(out: &Path, crash_after: u64) -> Dataflow {
             .find(|k| shard_of_key(k, 2) == shard)
             .expect("a key of each shard")
     };
-    let sums = numbers(&mut df, EVENTS, crash_after, 4096)
+    let sums = numbers(&mut df, EVENTS, crash_after, 256)
         .assume_keyed_by(owner)
         .window(WindowSpec::event_time(
             Windows::sliding(4_000, 2_000),
@@ -308,7 +308,7 @@ fn exactly_once_windows_without_an_exchange_restore_their_own_watermark() {
 
 fn window_all_dataflow(out: &Path, crash_after: u64) -> Dataflow {
     let mut df = Dataflow::new();
-    let sums = numbers(&mut df, EVENTS, crash_after, 4096)
+    let sums = numbers(&mut df, EVENTS, crash_after, 256)
         .window_all(WindowSpec::event_time(
             Windows::sliding(4_000, 2_000),
             |n: &u64| *n as i64,
@@ -336,7 +336,7 @@ fn exactly_once_window_all_across_crashes_and_shard_counts() {
         .run(window_all_dataflow(&reference, 0))
         .unwrap();
     let out = dir.join("out");
-    let runs = [(2, 30_000), (2, 50_000), (3, 70_000), (2, 0)];
+    let runs = [(2, 35_000), (2, 35_000), (3, 35_000), (2, 0)];
     assert_eq!(crash_and_restore(&dir, &runs, window_all_dataflow), 1);
     let want = committed(&reference);
     assert!(!want.is_empty());
