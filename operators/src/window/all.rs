@@ -32,8 +32,8 @@ use crate::window::{
 
 /// Non-keyed windows over a stream, ready for a window function: one result per window
 /// over all records. Windows that fire once (tumbling or sliding, event time, a watermark
-/// trigger, no allowed lateness) are aggregated in two phases: a partial accumulator per
-/// shard and window, merged on one shard per window, so records stay on their shards. Any
+/// trigger, no allowed lateness) are aggregated in two phases: partial accumulators per
+/// shard and slice, merged on one shard, so records stay on their shards. Any
 /// other spec runs in one phase, every record on one shard (docs/windows.md).
 pub trait WindowAll<T> {
     /// Windows all records of the stream as `spec` says.
