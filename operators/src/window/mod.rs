@@ -498,7 +498,9 @@ impl<T, K> WindowSpec<T, K> {
     }
 
     /// Whether [`WindowedStream::aggregate`] may pre-aggregate these windows before the
-    /// key exchange where it can (the default: `true`). Turn it off where a key's records
+    /// key exchange where it can (the default: `true`), and whether
+    /// [`window_all`](crate::window::WindowAll::window_all) may aggregate in two phases
+    /// (else every record goes to one shard). Turn it off where a key's records
     /// rarely repeat within a slice on one shard: then the partials are as many as the
     /// records and the per-shard table is work for nothing. The panes are the same either
     /// way.
