@@ -159,4 +159,10 @@ fn other_specs_run_in_one_phase() {
     assert_eq!(sums, expected);
     let crossed: u64 = report.channels.iter().map(|c| c.records).sum();
     assert_eq!(crossed, 1_000);
+    // Pre-aggregation turned off: one phase too, with the same sums.
+    let spec = event_time(windows).pre_aggregate(false);
+    let (sums, report) = run(&events, 2, spec, Sum::new(|e: &Ev| e.0));
+    assert_eq!(sums, expected);
+    let crossed: u64 = report.channels.iter().map(|c| c.records).sum();
+    assert_eq!(crossed, 1_000);
 }
