@@ -268,7 +268,7 @@ fn local_windows_dataflow(out: &Path, crash_after: u64) -> Dataflow {
             .find(|k| shard_of_key(k, 2) == shard)
             .expect("a key of each shard")
     };
-    let sums = numbers(&mut df, EVENTS, crash_after, 256)
+    let sums = numbers(&mut df, EVENTS, crash_after, 64)
         .assume_keyed_by(owner)
         .window(WindowSpec::event_time(
             Windows::sliding(4_000, 2_000),
@@ -291,24 +291,13 @@ fn local_windows_dataflow(out: &Path, crash_after: u64) -> Dataflow {
 /// panes it had already committed.)
 #[test]
 fn exactly_once_windows_without_an_exchange_restore_their_own_watermark() {
-    let dir = scratch("local-windows");
-    let reference = dir.join("reference");
-    Runtime::new(Config::default().shards(2).pin(false))
-        .unwrap()
-        .run(local_windows_dataflow(&reference, 0))
-        .unwrap();
-    let out = dir.join("out");
     let runs = [(2, 40_000), (2, 70_000), (2, 0)];
-    assert_eq!(crash_and_restore(&dir, &runs, local_windows_dataflow), 1);
-    let want = committed(&reference);
-    assert!(!want.is_empty());
-    assert_eq!(committed(&out), want);
-    fs::remove_dir_all(dir).unwrap();
+    committed_as_uninterrupted("local-windows", &runs, local_windows_dataflow);
 }
 
 fn window_all_dataflow(out: &Path, crash_after: u64) -> Dataflow {
     let mut df = Dataflow::new();
-    let sums = numbers(&mut df, EVENTS, crash_after, 256)
+    let sums = numbers(&mut df, EVENTS, crash_after, 64)
         .window_all(WindowSpec::event_time(
             Windows::sliding(4_000, 2_000),
             |n: &u64| *n as i64,
@@ -329,18 +318,27 @@ fn window_all_dataflow(out: &Path, crash_after: u64) -> Dataflow {
 /// shard's partials restored on one shard lost the others', and gave wrong sums).
 #[test]
 fn exactly_once_window_all_across_crashes_and_shard_counts() {
-    let dir = scratch("window-all");
-    let reference = dir.join("reference");
-    Runtime::new(Config::default().shards(1).pin(false))
-        .unwrap()
-        .run(window_all_dataflow(&reference, 0))
-        .unwrap();
-    let out = dir.join("out");
     let runs = [(2, 35_000), (2, 35_000), (3, 35_000), (2, 0)];
-    assert_eq!(crash_and_restore(&dir, &runs, window_all_dataflow), 1);
+    committed_as_uninterrupted("window-all", &runs, window_all_dataflow);
+}
+
+/// Runs `job` uninterrupted on 2 shards, then through `runs` (see [`crash_and_restore`];
+/// the last run restores): the committed output must be the uninterrupted run's.
+fn committed_as_uninterrupted(
+    name: &str,
+    runs: &[(usize, u64)],
+    job: impl Fn(&Path, u64) -> Dataflow,
+) {
+    let dir = scratch(name);
+    let reference = dir.join("reference");
+    Runtime::new(Config::default().shards(2).pin(false))
+        .unwrap()
+        .run(job(&reference, 0))
+        .unwrap();
+    assert_eq!(crash_and_restore(&dir, runs, &job), 1);
     let want = committed(&reference);
     assert!(!want.is_empty());
-    assert_eq!(committed(&out), want);
+    assert_eq!(committed(&dir.join("out")), want);
     fs::remove_dir_all(dir).unwrap();
 }
 
