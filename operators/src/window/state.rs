@@ -76,7 +76,8 @@ impl Clock {
         }
     }
 
-    /// Writes the clock as shared state (every shard restores the minimum).
+    /// Writes the clock as this shard's own and as shared state (see
+    /// [`Clock::restore`]).
     pub(crate) fn snapshot(&self, state: &mut StateWriter) -> OpResult {
         let clock = (self.watermark, self.now);
         state.section("clock", 1).put_shared(clock)?;

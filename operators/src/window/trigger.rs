@@ -471,18 +471,12 @@ impl TriggerProgram {
                 o.deadline = o.deadline.min(m.deadline);
             }
         }
-        // A merged window that has not reached its end has not had its on-time pane.
-        for (i, node) in self.nodes.iter().enumerate() {
-            if let Kind::Watermark { .. } = node.kind {
-                if !cx.past_end {
-                    out[i].flag = false;
-                }
-            }
-        }
+        self.merge_one(out, cx);
     }
 
     /// [`TriggerProgram::merge`] of one window's state, in place: what a session that a
-    /// record extends keeps.
+    /// record extends keeps. (A merged window that has not reached its end has not had its
+    /// on-time pane.)
     pub fn merge_one(&self, s: &mut [NodeState], cx: TriggerContext) {
         if cx.past_end {
             return;
