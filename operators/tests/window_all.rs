@@ -1,6 +1,6 @@
 //! Non-keyed windows (`window_all`) against a from-scratch reference on 1, 2 and 4 shards,
-//! and the job report showing that records stay on their shards (only one partial per
-//! shard and window crosses an exchange).
+//! and the job report showing that records stay on their shards (only partials per shard
+//! and slice cross an exchange).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -165,4 +165,20 @@ fn other_specs_run_in_one_phase() {
     assert_eq!(sums, expected);
     let crossed: u64 = report.channels.iter().map(|c| c.records).sum();
     assert_eq!(crossed, 1_000);
+}
+
+/// Windows that cannot be built are the job's error, as for keyed windows (not a panic
+/// while the dataflow is built).
+#[test]
+fn windows_that_cannot_be_built_are_a_clear_error() {
+    let mut df = Dataflow::new();
+    df.vec_source("events", vec![(1i64, 5i64)])
+        .window_all(event_time(Windows::tumbling(0)))
+        .sum("sums", |e: &Ev| e.0)
+        .discard("sink");
+    let err = Runtime::new(Config::default().shards(2).pin(false))
+        .unwrap()
+        .run(df)
+        .unwrap_err();
+    assert!(err.to_string().contains("window size must be > 0"), "{err}");
 }

@@ -25,10 +25,7 @@ use rill_runtime::{ExchangeData, StateData, Stream};
 
 use crate::key_by::KeyBy;
 use crate::window::pre_aggregate::pre_aggregate;
-use crate::window::slices::Slicing;
-use crate::window::{
-    Aggregate, Count, Max, Min, Pane, Sum, Summable, TimeDomain, WindowSpec, Windows,
-};
+use crate::window::{Aggregate, Count, Max, Min, Pane, Sum, Summable, WindowSpec};
 
 /// Non-keyed windows over a stream, ready for a window function: one result per window
 /// over all records. Windows that fire once (tumbling or sliding, event time, a watermark
@@ -83,18 +80,6 @@ impl<T> std::fmt::Debug for AllWindowedStream<T> {
 }
 
 impl<T: ExchangeData + StateData> AllWindowedStream<T> {
-    /// True if the windows can be aggregated in two phases (see the [module docs](self)).
-    fn two_phase(&self) -> bool {
-        let tumbling_or_sliding = matches!(
-            self.spec.fixed,
-            Some(Windows::Tumbling { .. } | Windows::Sliding { .. })
-        );
-        tumbling_or_sliding
-            && self.spec.domain == TimeDomain::EventTime
-            && self.spec.fires_once()
-            && self.spec.pre_aggregate
-    }
-
     /// Aggregates each window's records with `agg`: one pane per window with records.
     pub fn aggregate<G: Aggregate<T, ()> + Send + Sync>(
         &self,
@@ -105,18 +90,13 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
         G::Acc: StateData + ExchangeData,
         G::Out: StateData,
     {
-        if !self.two_phase() {
+        let Some(slicing) = self.spec.two_phase_slicing() else {
             return self
                 .stream
                 .key_by(|_: &T| ())
                 .window(self.spec.clone())
                 .aggregate(name, agg);
-        }
-        let slicing = self
-            .spec
-            .fixed
-            .and_then(Slicing::of)
-            .expect("two phases need tumbling or sliding windows");
+        };
         pre_aggregate(
             &self.stream,
             None,

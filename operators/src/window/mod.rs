@@ -309,6 +309,17 @@ impl<T, K> WindowSpec<T, K> {
         }
     }
 
+    /// The slicing on which these windows can be aggregated in two phases (partials per
+    /// shard and slice, merged after an exchange): tumbling or sliding windows in event
+    /// time that fire once, with pre-aggregation not turned off.
+    pub(crate) fn two_phase_slicing(&self) -> Option<slices::Slicing> {
+        let eligible =
+            self.pre_aggregate && self.domain == TimeDomain::EventTime && self.fires_once();
+        self.fixed
+            .filter(|_| eligible)
+            .and_then(slices::Slicing::of)
+    }
+
     /// True if every window fires exactly once, when the watermark passes its end: no
     /// allowed lateness, and a trigger that ignores elements and is not ready before the
     /// end (the default trigger, and compositions of watermark triggers).
@@ -732,16 +743,8 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     /// an element), and lateness and processing time are decided per record downstream.
     fn pre_aggregation<G: Aggregate<T, K>>(&self) -> Option<(slices::Slicing, Option<&str>)> {
         let exchange = self.keyed.exchange_name()?;
-        let spec = &self.spec;
-        let eligible = G::PRE_AGGREGATE
-            && spec.pre_aggregate
-            && spec.sliced
-            && spec.domain == TimeDomain::EventTime
-            && spec.fires_once();
-        let slicing = spec
-            .fixed
-            .filter(|_| eligible)
-            .and_then(slices::Slicing::of)?;
+        let opted_in = G::PRE_AGGREGATE && self.spec.sliced;
+        let slicing = self.spec.two_phase_slicing().filter(|_| opted_in)?;
         Some((slicing, exchange))
     }
 
