@@ -469,7 +469,7 @@ fn exactly_once_joins_across_a_crash_and_a_new_shard_count() {
     let dir = scratch("joins");
     let build = |out: &Path, crash_after: u64| {
         let mut df = Dataflow::new();
-        let numbers = numbers(&mut df, EVENTS / 2, crash_after, 2048);
+        let numbers = numbers(&mut df, EVENTS / 2, crash_after, 256);
         let left = numbers.key_by(|n: &u64| n % 13);
         let right = numbers
             .filter("thirds", |n: &u64| n % 3 == 0)
