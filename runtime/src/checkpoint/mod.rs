@@ -242,7 +242,7 @@ pub struct StateWriter {
     /// a full checkpoint).
     copy: (u32, u32),
     /// The writing shard's index and the job's shard count (see [`StateWriter::put_own`]).
-    pub(crate) shard: (u32, u32),
+    shard: (u32, u32),
 }
 
 impl std::fmt::Debug for StateWriter {
@@ -288,10 +288,11 @@ impl StateWriter {
     }
 
     /// A writer for a checkpoint whose keyed tables copy the key groups `g % n == i`
-    /// whole, `(i, n)` (`(0, 1)`: a full checkpoint).
-    pub(crate) fn for_checkpoint(copy: (u32, u32)) -> Self {
+    /// whole, `(i, n)` (`(0, 1)`: a full checkpoint), on shard `shard.0` of `shard.1`.
+    pub(crate) fn for_checkpoint(copy: (u32, u32), shard: (usize, usize)) -> Self {
         StateWriter {
             copy,
+            shard: (shard.0 as u32, shard.1 as u32),
             defer: true,
             ..StateWriter::default()
         }
@@ -302,7 +303,7 @@ impl StateWriter {
     /// are archived later ([`StateWriter::archive`]), as the shard's loop does in slices.
     /// For tests and benchmarks of an operator's snapshot.
     pub fn incremental(part: u32, parts: u32) -> Self {
-        Self::for_checkpoint((part % parts.max(1), parts.max(1)))
+        Self::for_checkpoint((part % parts.max(1), parts.max(1)), (0, 1))
     }
 
     /// Archives the records still deferred (what the shard's loop does in slices after the

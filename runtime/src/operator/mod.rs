@@ -142,12 +142,10 @@ pub(crate) fn take_snapshot(
     snapshot: impl FnOnce(&mut StateWriter) -> OpResult,
 ) -> OpResult {
     let started = Stopwatch::start();
-    let copy = snapshots.map_or((0, 1), |s| s.checkpoint.copy_of(checkpoint));
-    let mut state = StateWriter::for_checkpoint(copy);
-    if let Some(s) = snapshots {
-        let (shard, shards) = s.checkpoint.shard();
-        state.shard = (shard as u32, shards as u32);
-    }
+    let (copy, shard) = snapshots.map_or(((0, 1), (0, 1)), |s| {
+        (s.checkpoint.copy_of(checkpoint), s.checkpoint.shard())
+    });
+    let mut state = StateWriter::for_checkpoint(copy, shard);
     snapshot(&mut state)?;
     for (section, table) in snapshots.iter().flat_map(|s| s.tables.iter()) {
         table.clone().snapshot(state.section(section, 1))?;

@@ -21,7 +21,7 @@ fn table(track: bool) -> Table {
 
 /// Takes a copy-on-write snapshot of `table` at a barrier copying the key groups `copy`.
 fn barrier(table: &Table, copy: (u32, u32)) -> StateWriter {
-    let mut w = StateWriter::for_checkpoint(copy);
+    let mut w = StateWriter::for_checkpoint(copy, (0, 1));
     KeyedState::snapshot_shared(table, w.section("t", 1)).unwrap();
     w
 }

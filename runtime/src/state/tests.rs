@@ -50,7 +50,7 @@ fn snapshot(table: &mut KeyedState<u64, String>, full: bool) -> StateWriter {
 }
 
 fn snapshot_copying(table: &mut KeyedState<u64, String>, copy: (u32, u32)) -> StateWriter {
-    let mut w = StateWriter::for_checkpoint(copy);
+    let mut w = StateWriter::for_checkpoint(copy, (0, 1));
     table.snapshot(w.section("t", 1)).unwrap();
     w.finish().unwrap(); // what the shard's loop does in slices
     w
