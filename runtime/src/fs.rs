@@ -5,10 +5,17 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Numbers the temporary files of [`write_atomic`] within this process.
+static TEMP: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` atomically and durably: into a temporary file beside it,
 /// fsync, rename over `path`, fsync of the directory. After a crash `path` holds either
-/// its previous content or `bytes`, never a mix. Creates missing parent directories.
+/// its previous content or `bytes`, never a mix. Creates missing parent directories. The
+/// temporary file's name is this call's own (process id and a counter), so writers of one
+/// path in several threads or processes (a directory shared by processes) do not write
+/// into each other's; it is removed if the write fails.
 ///
 /// ```
 /// let dir = std::env::temp_dir().join(format!("rill-doc-fs-{}", std::process::id()));
@@ -25,13 +32,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     };
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        ".{}.{}-{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id(),
+        TEMP.fetch_add(1, Ordering::Relaxed)
     ));
-    {
+    let written = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, path)?;
     sync_dir(dir)

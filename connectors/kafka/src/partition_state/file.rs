@@ -3,9 +3,9 @@
 //! job can read.
 //!
 //! Layout: `<dir>/<source name>/<topic>/<partition>/<offset, 20 digits>.state`, so that a
-//! partition's files sort by offset. A file is written into a temporary file of a name no
-//! other writer uses, fsynced, renamed into place and the directory fsynced (as rill's
-//! checkpoint store does), so a reader sees a whole file or none. Its content:
+//! partition's files sort by offset. A file is written with `rill_runtime::fs::write_atomic`
+//! (a temporary file of a name no other writer uses, fsync, rename into place, fsync of the
+//! directory), so a reader sees a whole file or none. Its content:
 //!
 //! ```text
 //! magic "RILLPST\0" | format u32 | crc32 u32 of what follows |
@@ -18,9 +18,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rill_runtime::rkyv::ser::allocator::Arena;
 use rill_runtime::{BatchBytes, ExchangeData};
@@ -31,9 +29,6 @@ const MAGIC: &[u8; 8] = b"RILLPST\0";
 /// The file format this build writes and reads.
 pub(crate) const FORMAT: u32 = 1;
 const SUFFIX: &str = ".state";
-
-/// Distinguishes the temporary files of writers in one process.
-static TEMP: AtomicU64 = AtomicU64::new(0);
 
 /// The partition-state files of one source.
 #[derive(Debug, Clone)]
@@ -137,24 +132,7 @@ impl StateFiles {
             reason: format!("the state does not serialize: {e}"),
         })?;
         let bytes = self.encode(topic, partition, offset, &payload);
-        let dir = self.dir(topic, partition);
-        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        let tmp = dir.join(format!(
-            ".{offset:020}{SUFFIX}.{}-{}.tmp",
-            std::process::id(),
-            TEMP.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io("write", &tmp)(e));
-        }
-        fs::rename(&tmp, &path).map_err(io("rename into place", &path))?;
-        rill_runtime::fs::sync_dir(&dir).map_err(io("sync the directory of", &path))?;
+        rill_runtime::fs::write_atomic(&path, &bytes).map_err(io("write", &path))?;
         Ok(path)
     }
 
