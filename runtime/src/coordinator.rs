@@ -25,6 +25,7 @@ use crate::checkpoint::{
     CheckpointRecord, CheckpointStats, Checkpointing, Coordinator, Guarantee, JobHook, Manifest,
     ShardCheckpoint, WriteBuffers, FORMAT_VERSION,
 };
+use crate::control::JobControl;
 use crate::error::{Error, Result};
 use crate::park::ShardWaker;
 
@@ -138,11 +139,12 @@ impl Start {
         abort: Arc<AtomicBool>,
         interval: Option<Duration>,
         retain: usize,
+        control: Arc<JobControl>,
     ) -> Result<JobCheckpoints> {
         let thread = if self.already_finished.is_some() {
             CoordinatorThread::idle(self.coord)
         } else {
-            CoordinatorThread::start(self.coord, wakers, abort, interval, retain)
+            CoordinatorThread::start(self.coord, wakers, abort, interval, retain, control)
                 .map_err(|source| Error::CoordinatorStart { source })?
         };
         Ok(JobCheckpoints {
@@ -320,6 +322,7 @@ impl CoordinatorThread {
         abort: Arc<AtomicBool>,
         interval: Option<Duration>,
         retain: usize,
+        control: Arc<JobControl>,
     ) -> std::io::Result<Self> {
         let handle = if coord.guarantee == Guarantee::AtMostOnce {
             None
@@ -328,7 +331,7 @@ impl CoordinatorThread {
             Some(
                 std::thread::Builder::new()
                     .name("rill-checkpoints".into())
-                    .spawn(move || run(&c, &wakers, &abort, interval, retain))?,
+                    .spawn(move || run(&c, &wakers, &abort, interval, retain, &control))?,
             )
         };
         Ok(CoordinatorThread { coord, handle })
@@ -355,11 +358,14 @@ fn run(
     abort: &AtomicBool,
     interval: Option<Duration>,
     retain: usize,
+    control: &JobControl,
 ) {
     let mut next_at = interval.map(|i| Instant::now() + i);
     let mut buffers = WriteBuffers::default();
     loop {
-        if abort.load(Ordering::Relaxed) || coord.stopped.load(Ordering::SeqCst) {
+        let savepoint = control.stopping_at();
+        let past_savepoint = savepoint > 0 && coord.completed.load(Ordering::SeqCst) >= savepoint;
+        if abort.load(Ordering::Relaxed) || coord.stopped.load(Ordering::SeqCst) || past_savepoint {
             coord.stopped.store(true, Ordering::SeqCst);
             wake_all(wakers);
             return;
@@ -370,19 +376,27 @@ fn run(
             return;
         }
         let now = Instant::now();
-        let due =
-            next_at.is_some_and(|t| now >= t) || coord.on_demand.swap(false, Ordering::SeqCst);
+        let savepoint = control.savepoint_requested();
+        let due = savepoint
+            || next_at.is_some_and(|t| now >= t)
+            || coord.on_demand.swap(false, Ordering::SeqCst);
         if !due {
             std::thread::sleep(Duration::from_micros(500));
             continue;
         }
         let started = Instant::now();
         let id = coord.requested.load(Ordering::SeqCst) + 1;
+        if savepoint {
+            // Sources read the stop after the request: they never inject the savepoint's
+            // barrier without stopping behind it.
+            control.stop_at(id);
+        }
         coord.requested.store(id, Ordering::SeqCst);
         wake_all(wakers);
         // Write every shard's file as it comes in.
         loop {
-            if abort.load(Ordering::Relaxed) {
+            // Stopped: the job was cancelled (its shards no longer ack) or ended.
+            if abort.load(Ordering::Relaxed) || coord.stopped.load(Ordering::SeqCst) {
                 coord.stopped.store(true, Ordering::SeqCst);
                 return;
             }

@@ -78,6 +78,11 @@ pub enum Error {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A savepoint was asked of a job that runs without checkpointing.
+    #[error(
+        "cannot stop with a savepoint: the job runs without checkpointing (Config::checkpointing)"
+    )]
+    NoCheckpointing,
     /// An operator was built with a configuration it cannot run with.
     #[error("invalid dataflow: operator '{operator}': {problem}")]
     InvalidOperator {

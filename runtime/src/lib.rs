@@ -21,8 +21,9 @@
 //!
 //! 0. `time`, `sync`, `error`, `fs` — timestamps, the loom-routable atomics, the error
 //!    types, durable file writes.
-//! 1. `clock`, `data`, `keys`, `context`, `park` — processing-time clocks, what records
-//!    must be, stable key placement, where an instance runs, parking a shard.
+//! 1. `clock`, `data`, `keys`, `context`, `park`, `control` — processing-time clocks, what
+//!    records must be, stable key placement, where an instance runs, parking a shard, what
+//!    a job's handle asks of its shards (stop, cancel, savepoint).
 //! 2. `progress` — watermarks, idleness, end of stream and barriers, and how inputs
 //!    combine them.
 //! 3. `checkpoint`, `state` — a shard's part in checkpoints: state written at barriers,
@@ -32,7 +33,8 @@
 //! 5. `instrument` — record counters and which operator runs, for errors and panics.
 //! 6. `exchange`, `operator` — channels between shards; the operator interfaces and the
 //!    runtime's side of them (forwarding progress, aligning barriers).
-//! 7. `source`, `sink` — where records enter and leave.
+//! 7. `source`, `sink` — where records enter and leave, also from and to the host program
+//!    while the job runs (`source::input`, `sink::subscription`).
 //! 8. `shard` — the pinned executor (the one module that uses glommio) and its loop.
 //! 9. `graph` — describing a dataflow, and building it on a shard.
 //! 10. `metrics`, `coordinator` — job reports; checkpoint coordination for a job.
@@ -45,6 +47,7 @@ pub mod checkpoint;
 pub mod clock;
 mod config;
 mod context;
+mod control;
 mod coordinator;
 mod data;
 mod error;
@@ -78,12 +81,14 @@ pub use exchange::route::Partitioning;
 pub use graph::{Dataflow, ShardContext, Stream};
 pub use instrument::DroppedRecords;
 pub use keys::{hash_key, shard_of_key, KEY_GROUPS};
-pub use metrics::{ChannelReport, JobReport, OperatorReport};
+pub use metrics::{ChannelReport, JobEnd, JobReport, OperatorReport};
 pub use operator::{BinaryOperator, Operator};
 pub use progress::{Frontier, Progress};
 pub use push::{Output, Outputs, SourceOutput};
-pub use runtime::{JobHandle, Runtime};
+pub use runtime::{JobController, JobHandle, Runtime};
+pub use sink::subscription::{self, Event, Subscription};
 pub use sink::{Collected, Sink};
+pub use source::input::{self, InputHandle};
 pub use source::{IterSource, Source, SourceStatus};
 pub use time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
 

@@ -63,6 +63,21 @@ pub struct JobReport {
     pub channels: Vec<ChannelReport>,
     /// Checkpoints taken and restored, when the job ran with checkpointing.
     pub checkpoints: Option<crate::checkpoint::CheckpointStats>,
+    /// How the job ended.
+    pub end: JobEnd,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Every source ended (or the job was stopped, which ends them) and everything in
+    /// flight was processed.
+    Finished,
+    /// Cancelled: the shards returned at once, records in flight were not processed.
+    Cancelled,
+    /// Stopped at savepoint `id`: a complete, self-contained checkpoint that a later run
+    /// resumes from; nothing after its barrier was processed.
+    Savepoint(u64),
 }
 
 impl JobReport {

@@ -12,16 +12,18 @@ use std::time::Instant;
 
 use crate::config::{core_ids, Config};
 use crate::context::ShardInfo;
+use crate::control::JobControl;
 use crate::coordinator::{JobCheckpoints, ShardStart, Start};
 use crate::error::{Error, Result};
 use crate::exchange::channel::{channel, ChannelLimits, ChannelMetrics};
-use crate::graph::{instantiate, Dataflow, GraphDesc, ShardEndpoints};
+use crate::graph::{instantiate, Dataflow, GraphDesc, ShardEndpoints, ShardLinks};
 use crate::instrument::DroppedRecords;
-use crate::metrics::{ChannelReport, JobReport, OperatorReport};
+use crate::metrics::{ChannelReport, JobEnd, JobReport, OperatorReport};
 use crate::park::ShardWaker;
 use crate::preflight;
 use crate::shard::executor::{self, ExecutorSettings};
 use crate::shard::Shard;
+use crate::source::input::InputBinding;
 
 /// Runs dataflows on a set of pinned shards.
 ///
@@ -50,6 +52,63 @@ pub struct JobHandle {
     dropped: Vec<Vec<DroppedRecords>>,
     started: Instant,
     checkpoints: Option<JobCheckpoints>,
+    controller: JobController,
+    inputs: Vec<Arc<dyn InputBinding>>,
+}
+
+/// Asks a running job to stop, cancel or stop with a savepoint, from any thread (a
+/// signal handler's, say) while another waits in [`JobHandle::join`]. Each request
+/// returns at once; `join` returns once the job ended.
+#[derive(Clone)]
+pub struct JobController {
+    control: Arc<JobControl>,
+    wakers: Vec<Arc<ShardWaker>>,
+    checkpointing: bool,
+}
+
+impl std::fmt::Debug for JobController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobController")
+            .field("control", &self.control)
+            .finish()
+    }
+}
+
+impl JobController {
+    /// Drains the job: every source ends (an input handle's queue is processed first;
+    /// senders get errors from then on), records in flight are processed, the final
+    /// watermark fires what is left, sinks see their end and commit.
+    pub fn stop(&self) {
+        self.control.request_stop();
+        self.wake();
+    }
+
+    /// Ends the job at once: each shard returns at its next loop turn; records in flight
+    /// are not processed and sinks do not commit.
+    pub fn cancel(&self) {
+        self.control.request_cancel();
+        self.wake();
+    }
+
+    /// Stops the job with a savepoint: sources stop taking input (an input handle's queue
+    /// is processed first), a final aligned checkpoint that holds all of the job's state
+    /// itself (no incremental chain) is taken, sinks commit it, and the shards end without
+    /// an end of stream. A later run with the same checkpoint directory resumes from it,
+    /// onto any shard count. Fails without checkpointing.
+    pub fn stop_with_savepoint(&self) -> Result<()> {
+        if !self.checkpointing {
+            return Err(Error::NoCheckpointing);
+        }
+        self.control.request_savepoint();
+        self.wake();
+        Ok(())
+    }
+
+    fn wake(&self) {
+        for w in &self.wakers {
+            w.wake();
+        }
+    }
 }
 
 impl std::fmt::Debug for JobHandle {
@@ -150,6 +209,12 @@ impl Runtime {
         }
         let shards = self.config.shard_count();
         let mesh = Mesh::new(&graph, shards, self.limits());
+        let inputs = graph.inputs.clone();
+        let input_capacity = self.config.credits * self.config.batch_records;
+        for input in &inputs {
+            input.bind(&mesh.wakers, input_capacity);
+        }
+        let control = Arc::new(JobControl::default());
         let node_names = graph.node_names();
         let dropped: Vec<Vec<DroppedRecords>> = (0..shards)
             .map(|_| {
@@ -176,7 +241,28 @@ impl Runtime {
         } else {
             let shard_start = start.as_ref().map(Start::for_shard);
             let endpoints = mesh.endpoints.into_iter().zip(dropped.iter().cloned());
-            self.start_shards(graph, endpoints, &mesh.wakers, shard_start, &abort)?
+            let started = self.start_shards(
+                graph,
+                endpoints,
+                &mesh.wakers,
+                shard_start,
+                &abort,
+                &control,
+            );
+            match started {
+                Ok(threads) => threads,
+                Err(e) => {
+                    inputs.iter().for_each(|i| i.close());
+                    return Err(e);
+                }
+            }
+        };
+        let controller = JobController {
+            control: control.clone(),
+            wakers: mesh.wakers.clone(),
+            checkpointing: (self.config.checkpointing.as_ref()).is_some_and(|c| {
+                c.guarantee.aligned() || c.guarantee == crate::checkpoint::Guarantee::AtLeastOnce
+            }),
         };
         let checkpoints = match start {
             Some(s) => {
@@ -185,10 +271,11 @@ impl Runtime {
                     .checkpointing
                     .as_ref()
                     .expect("checkpointing is on");
-                match s.run(mesh.wakers, abort.clone(), c.interval, c.retain) {
+                match s.run(mesh.wakers, abort.clone(), c.interval, c.retain, control) {
                     Ok(c) => Some(c),
                     Err(e) => {
                         abort.store(true, Ordering::SeqCst);
+                        inputs.iter().for_each(|i| i.close());
                         return Err(e);
                     }
                 }
@@ -202,6 +289,8 @@ impl Runtime {
             dropped,
             started,
             checkpoints,
+            controller,
+            inputs,
         })
     }
 
@@ -224,6 +313,7 @@ impl Runtime {
         wakers: &[Arc<ShardWaker>],
         checkpoint: Option<ShardStart>,
         abort: &Arc<AtomicBool>,
+        control: &Arc<JobControl>,
     ) -> Result<Vec<JoinHandle<Result<Vec<u64>>>>> {
         let graph = Arc::new(graph);
         let (count, cores) = (shards.len(), core_ids());
@@ -237,6 +327,7 @@ impl Runtime {
             let (limits, clock) = (self.limits(), self.config.clock);
             let spin_before_park = self.config.spin_before_park;
             let checkpoint = checkpoint.clone();
+            let control = control.clone();
             let info = ShardInfo {
                 index,
                 shards: count,
@@ -244,6 +335,11 @@ impl Runtime {
             let thread = executor::spawn(index, settings, abort.clone(), move || async move {
                 waker.register_current();
                 let checkpoint = checkpoint.map(|c| c.open(info));
+                let links = ShardLinks {
+                    waker: waker.clone(),
+                    control: control.clone(),
+                    dropped,
+                };
                 let built = instantiate(
                     &graph,
                     info,
@@ -251,13 +347,20 @@ impl Runtime {
                     limits,
                     clock,
                     checkpoint.clone(),
-                    dropped,
+                    links,
                 );
                 match built {
                     Ok(plan) => {
-                        Shard::new(info, plan, waker, abort2, spin_before_park, checkpoint)
-                            .run()
-                            .await
+                        let shard = Shard::new(
+                            info,
+                            plan,
+                            waker,
+                            abort2,
+                            spin_before_park,
+                            checkpoint,
+                            control,
+                        );
+                        shard.run().await
                     }
                     Err(e) => {
                         abort2.store(true, Ordering::SeqCst);
@@ -300,6 +403,30 @@ impl JobHandle {
         self.checkpoints.as_ref().map(JobCheckpoints::latest)
     }
 
+    /// A controller to stop, cancel or savepoint this job from another thread.
+    pub fn controller(&self) -> JobController {
+        self.controller.clone()
+    }
+
+    /// Drains the job (see [`JobController::stop`]) and waits for its end.
+    pub fn stop(self) -> Result<JobReport> {
+        self.controller.stop();
+        self.join()
+    }
+
+    /// Cancels the job (see [`JobController::cancel`]) and waits for its end.
+    pub fn cancel(self) -> Result<JobReport> {
+        self.controller.cancel();
+        self.join()
+    }
+
+    /// Stops the job with a savepoint (see [`JobController::stop_with_savepoint`]) and
+    /// waits for its end; the report's [`JobReport::end`] names the savepoint.
+    pub fn stop_with_savepoint(self) -> Result<JobReport> {
+        self.controller.stop_with_savepoint()?;
+        self.join()
+    }
+
     /// Waits for the job to end. If any shard failed, returns that failure (the other
     /// shards stop as soon as they notice).
     pub fn join(self) -> Result<JobReport> {
@@ -327,8 +454,21 @@ impl JobHandle {
                 }
             }
         }
+        for input in &self.inputs {
+            input.close();
+        }
+        let control = &self.controller.control;
+        let end = if control.cancelled() {
+            JobEnd::Cancelled
+        } else if control.stopping_at() > 0 && first_error.is_none() {
+            JobEnd::Savepoint(control.stopping_at())
+        } else {
+            JobEnd::Finished
+        };
         let checkpoints = match self.checkpoints {
-            Some(c) => Some(c.finish(first_error.is_none())?),
+            // A cancelled job, or one stopped at a savepoint, did not finish: its
+            // directory must not say so.
+            Some(c) => Some(c.finish(first_error.is_none() && end == JobEnd::Finished)?),
             None => None,
         };
         if let Some(e) = first_error {
@@ -354,6 +494,7 @@ impl JobHandle {
             operators,
             channels,
             checkpoints,
+            end,
         })
     }
 }

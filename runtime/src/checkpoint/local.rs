@@ -436,6 +436,12 @@ impl ShardCheckpoint {
         Ok(())
     }
 
+    /// The newest checkpoint whose completion hooks ran on this shard (its sinks
+    /// committed it).
+    pub(crate) fn committed(&self) -> u64 {
+        self.state.borrow().committed
+    }
+
     /// Marks this shard done (all its inputs ended). Returns whether it may stop: once the
     /// coordinator starts no more checkpoints and this shard's files are written.
     pub(crate) fn may_stop(&self) -> bool {

@@ -26,6 +26,14 @@ pub(crate) struct ShardEndpoints {
     pub rx: Vec<Vec<ChannelRx>>,
 }
 
+/// What a shard shares with the job's handle and the host: how to wake the shard, the
+/// job's control requests, and its nodes' dropped-record counters (one per node).
+pub(crate) struct ShardLinks {
+    pub waker: std::sync::Arc<crate::park::ShardWaker>,
+    pub control: std::sync::Arc<crate::control::JobControl>,
+    pub dropped: Vec<DroppedRecords>,
+}
+
 /// Builds every node of `graph` on shard `info`; `dropped` holds one counter per node.
 pub(crate) fn instantiate(
     graph: &GraphDesc,
@@ -34,8 +42,9 @@ pub(crate) fn instantiate(
     limits: ChannelLimits,
     clock: Clock,
     checkpoint: Option<Rc<ShardCheckpoint>>,
-    dropped: Vec<DroppedRecords>,
+    shard: ShardLinks,
 ) -> Result<Plan, Error> {
+    let dropped = shard.dropped;
     let checkpoint_context = checkpoint.as_ref().map(|c| c.context());
     let context = ShardContext::new(info, clock, checkpoint_context, dropped);
     let n = graph.nodes.len();
@@ -44,6 +53,7 @@ pub(crate) fn instantiate(
     let mut consumer_reach: HashMap<StreamId, Vec<BlockedFlag>> = HashMap::new();
     let mut heads = Vec::new();
     let mut senders: Vec<Rc<RefCell<dyn SenderDriver>>> = Vec::new();
+    let mut reach_own: Vec<BlockedFlag> = Vec::new();
     for node in (0..n).rev() {
         let desc = &graph.nodes[node];
         let mut builder = NodeBuilder {
@@ -54,6 +64,9 @@ pub(crate) fn instantiate(
             counter: counters[node].clone(),
             checkpoint: checkpoint.clone(),
             failure: None,
+            waker: shard.waker.clone(),
+            control: shard.control.clone(),
+            blocking: Vec::new(),
         };
         context.states().enter(node);
         // A factory that panics fails the job (naming the operator) instead of leaving the
@@ -65,6 +78,10 @@ pub(crate) fn instantiate(
                 shard: info.index,
                 message: crate::error::panic_message(&*panic),
             })?;
+        for (flag, driver) in std::mem::take(&mut builder.blocking) {
+            reach_own.push(flag);
+            senders.push(driver);
+        }
         if let Some(f) = builder.failure.take() {
             return Err(Error::Restore {
                 operator: desc.name.clone(),
@@ -73,8 +90,8 @@ pub(crate) fn instantiate(
                 message: f.message,
             });
         }
-        // Every sender this node's outputs reach through chained calls.
-        let mut reach: Vec<BlockedFlag> = Vec::new();
+        // Every sender this node's outputs reach through chained calls, and the node's own.
+        let mut reach: Vec<BlockedFlag> = std::mem::take(&mut reach_own);
         consumer_reach.retain(|id, flags| {
             if id.node == node {
                 reach.append(flags);

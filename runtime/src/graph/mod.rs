@@ -42,10 +42,12 @@ use crate::operator::union::{UnionInput, UnionState};
 use crate::operator::{BinaryOperator, Operator};
 use crate::progress::Progress;
 use crate::push::{Output, Push, SourceOutput};
+use crate::sink::subscription::{subscription, Subscription};
 use crate::sink::{CollectSink, Collected, DiscardSink, Sink, SinkOperator};
+use crate::source::input::{input, InputBinder, InputHandle, KeyHash};
 use crate::source::{strided, IterSource, Source};
 
-pub(crate) use build::{instantiate, ShardEndpoints};
+pub(crate) use build::{instantiate, ShardEndpoints, ShardLinks};
 pub use context::ShardContext;
 pub(crate) use node::{Built, ExchangeDesc, GraphDesc, InputDesc, NodeBuilder, NodeDesc, StreamId};
 
@@ -144,6 +146,60 @@ impl Dataflow {
         self.source(name, move |ctx| {
             IterSource::new(make(ctx.info()).into_iter(), ctx.info())
         })
+    }
+
+    /// A source fed by the host program while the job runs: records sent through the
+    /// returned [`InputHandle`] (and its clones) go to the shards round robin. See
+    /// [`crate::input`] for backpressure, watermarks, the end of the input and its
+    /// guarantee.
+    ///
+    /// ```
+    /// use rill_runtime::{Config, Dataflow, Runtime};
+    ///
+    /// let mut df = Dataflow::new();
+    /// let (numbers, input) = df.input::<u64>("numbers");
+    /// let mut results = numbers.subscribe("out", 1024);
+    /// let job = Runtime::new(Config::default().shards(2).pin(false)).unwrap().spawn(df).unwrap();
+    /// for n in 0..100 {
+    ///     input.send(n).unwrap();
+    /// }
+    /// drop(input); // the input ends: the job finishes once everything was read
+    /// let mut got: Vec<u64> = results.by_ref().collect();
+    /// got.sort();
+    /// assert_eq!(got, (0..100).collect::<Vec<_>>());
+    /// job.join().unwrap();
+    /// ```
+    pub fn input<T>(&mut self, name: &str) -> (Stream<T>, InputHandle<T>)
+    where
+        T: Data + Send,
+    {
+        self.add_input(name, None)
+    }
+
+    /// [`Dataflow::input`] whose records go straight to the shard that owns their key
+    /// (`key(record)`, placed as a key-hash exchange places it): a keyed operator behind
+    /// it needs no exchange (`rill_operators`' `assume_keyed_by` with the same key). One
+    /// handle's records of one key keep their order.
+    pub fn keyed_input<T, K, F>(&mut self, name: &str, key: F) -> (Stream<T>, InputHandle<T>)
+    where
+        T: Data + Send,
+        K: std::hash::Hash,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        let hash = move |r: &T| crate::keys::hash_key(&key(r));
+        self.add_input(name, Some(Arc::new(hash)))
+    }
+
+    fn add_input<T: Data + Send>(
+        &mut self,
+        name: &str,
+        by_key: Option<KeyHash<T>>,
+    ) -> (Stream<T>, InputHandle<T>) {
+        let (handle, binder) = input(name, by_key);
+        let source: InputBinder<T> = binder.share();
+        self.graph.borrow_mut().inputs.push(Arc::new(binder));
+        let stream = self.source(name, move |ctx| source.source(ctx.info()));
+        (stream, handle)
     }
 
     /// Adds a job-level checkpoint hook (see [`JobHook`](crate::checkpoint::JobHook)).
@@ -358,6 +414,29 @@ impl<T: Data> Stream<T> {
             shard: shard.index,
         });
         collected
+    }
+
+    /// Ends this stream in a sink whose records the host reads while the job runs,
+    /// through a queue of `capacity` records shared by every shard. A slow reader slows
+    /// the job; dropping the subscription makes the sink discard (and count) what reaches
+    /// it. See [`crate::subscription`].
+    pub fn subscribe(&self, name: &str, capacity: usize) -> Subscription<T>
+    where
+        T: Send,
+    {
+        let (sub, side) = subscription(name, capacity);
+        self.add_node(NodeDesc {
+            name: name.to_string(),
+            inputs: vec![InputDesc::forward(self.id)],
+            build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let info = b.context.info();
+                let dropped = b.context.dropped_records();
+                let sink = side.sink(info.index, info.shards, b.waker.clone(), dropped);
+                b.blocking.push((sink.blocked(), sink.driver()));
+                Built::Inputs(vec![b.unary_input::<T, _>(sink, ())])
+            }),
+        });
+        sub
     }
 
     /// A sink that drops every record; the job report counts them.

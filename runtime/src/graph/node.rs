@@ -17,7 +17,7 @@ use crate::operator::unary::UnaryInput;
 use crate::operator::{Operator, Snapshots};
 use crate::push::{Output, Push, SourceOutput};
 use crate::source::Source;
-use crate::source::SourceHead;
+use crate::source::{SourceHead, SourceShard};
 
 /// One output port of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +82,8 @@ pub(crate) struct GraphDesc {
     pub problems: Vec<(String, String)>,
     /// Ids given with [`Stream::uid`](crate::Stream::uid), by node.
     pub uids: std::collections::HashMap<usize, String>,
+    /// The inputs fed by host programs, bound to the shards when the job starts.
+    pub inputs: Vec<std::sync::Arc<dyn crate::source::input::InputBinding>>,
 }
 
 impl GraphDesc {
@@ -155,6 +157,16 @@ pub(crate) struct NodeBuilder<'a> {
     pub checkpoint: Option<Rc<ShardCheckpoint>>,
     /// The first failure met while building (a restore that failed).
     pub failure: Option<crate::error::Failure>,
+    /// Wakes this shard when it parked (for hosts that send to it or read from it).
+    pub waker: std::sync::Arc<crate::park::ShardWaker>,
+    /// What the job's handle asks of the shards.
+    pub control: std::sync::Arc<crate::control::JobControl>,
+    /// Flags of the node that, while set, keep the chain heads feeding it from being
+    /// scheduled (a sink waiting for room), and what the shard's loop polls to clear them.
+    pub blocking: Vec<(
+        crate::head::BlockedFlag,
+        std::rc::Rc<std::cell::RefCell<dyn crate::head::SenderDriver>>,
+    )>,
 }
 
 impl NodeBuilder<'_> {
@@ -245,9 +257,12 @@ impl NodeBuilder<'_> {
             out,
             self.node,
             self.counter.clone(),
-            self.batch_records,
-            self.context.clock(),
-            self.checkpoint.clone(),
+            SourceShard {
+                budget: self.batch_records,
+                clock: self.context.clock(),
+                checkpoint: self.checkpoint.clone(),
+                control: self.control.clone(),
+            },
         ))
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::ShardCheckpoint;
 use crate::context::ShardInfo;
+use crate::control::JobControl;
 use crate::error::{Error, Failure, FailureKind};
 use crate::head::{BlockedFlag, Head, SenderDriver};
 use crate::park::ShardWaker;
@@ -51,6 +52,17 @@ pub(crate) struct Shard {
     abort: Arc<AtomicBool>,
     spin_before_park: Duration,
     checkpoint: Option<Rc<ShardCheckpoint>>,
+    control: Arc<JobControl>,
+}
+
+/// What one turn of a shard's loop found.
+struct Turn {
+    /// It did work.
+    worked: bool,
+    /// Every chain head is done.
+    all_done: bool,
+    /// A sender still holds records it could not send.
+    unsent: bool,
 }
 
 impl Shard {
@@ -62,6 +74,7 @@ impl Shard {
         abort: Arc<AtomicBool>,
         spin_before_park: Duration,
         checkpoint: Option<Rc<ShardCheckpoint>>,
+        control: Arc<JobControl>,
     ) -> Shard {
         Shard {
             info,
@@ -73,6 +86,7 @@ impl Shard {
             abort,
             spin_before_park,
             checkpoint,
+            control,
         }
     }
 
@@ -89,20 +103,40 @@ impl Shard {
     async fn run_loop(&mut self) -> Result<(), Error> {
         let mut idle_since: Option<Instant> = None;
         loop {
+            if self.control.cancelled() {
+                return Ok(());
+            }
             if self.abort.load(Ordering::Relaxed) {
                 return Err(Error::Aborted {
                     shard: self.info.index,
                 });
             }
-            let (worked, finished) = match catch_unwind(AssertUnwindSafe(|| self.step())) {
+            let turn = match catch_unwind(AssertUnwindSafe(|| self.step())) {
                 Ok(Ok(turn)) => turn,
                 Ok(Err((failure, exchange))) => return Err(self.error(failure, exchange)),
                 Err(panic) => return Err(self.panic_error(panic)),
             };
-            if finished && self.checkpoint.as_ref().map_or(true, |c| c.may_stop()) {
+            // Stopping at a savepoint: the shard ends once its sinks committed it (and
+            // what they had received before its barrier went out), without an end of
+            // stream.
+            let stop_at = self.control.stopping_at();
+            let savepoint_committed = stop_at > 0
+                && !turn.unsent
+                && self
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|c| c.committed() >= stop_at);
+            if savepoint_committed {
                 return Ok(());
             }
-            if worked {
+            if turn.all_done
+                && !turn.unsent
+                && stop_at == 0
+                && self.checkpoint.as_ref().map_or(true, |c| c.may_stop())
+            {
+                return Ok(());
+            }
+            if turn.worked {
                 idle_since = None;
             } else {
                 let now = Instant::now();
@@ -123,8 +157,8 @@ impl Shard {
         }
     }
 
-    /// One turn of the loop: returns (did work, shard finished).
-    fn step(&mut self) -> Result<(bool, bool), (Failure, Option<String>)> {
+    /// One turn of the loop.
+    fn step(&mut self) -> Result<Turn, (Failure, Option<String>)> {
         let mut worked = false;
         let mut all_done = true;
         for slot in &mut self.heads {
@@ -160,7 +194,11 @@ impl Shard {
             }
             worked |= checkpoint.service().map_err(|f| (f, None))?;
         }
-        Ok((worked, all_done && !unsent))
+        Ok(Turn {
+            worked,
+            all_done,
+            unsent,
+        })
     }
 
     fn operator_name(&self, node: Option<usize>) -> String {

@@ -5,10 +5,12 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::{Source, SourceStatus};
 use crate::checkpoint::{ShardCheckpoint, SplitPosition, StateWriter, Stopwatch, SPLITS};
 use crate::clock::{system_now, Clock};
+use crate::control::JobControl;
 use crate::error::{Failure, OpResult};
 use crate::head::Head;
 use crate::instrument::{attribute, enter, leave};
@@ -28,6 +30,17 @@ struct SourceCheckpoint {
     injected_positions: VecDeque<(u64, Vec<SplitPosition>)>,
 }
 
+/// Whether a source still takes input, after the job's handle asked it to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Not asked.
+    Open,
+    /// Closed, and emitting what it already held (polled until it is done).
+    Draining,
+    /// Polled no more.
+    Closed,
+}
+
 /// The chain head of a source: polls it and ends its stream when it is done.
 pub(crate) struct SourceHead<S, T: Clone> {
     source: S,
@@ -39,6 +52,17 @@ pub(crate) struct SourceHead<S, T: Clone> {
     clock: Clock,
     stamped: Timestamp,
     checkpoint: Option<SourceCheckpoint>,
+    control: Arc<JobControl>,
+    closing: Closing,
+}
+
+/// What a source's chain head needs from its shard.
+pub(crate) struct SourceShard {
+    /// Records per poll.
+    pub budget: usize,
+    pub clock: Clock,
+    pub checkpoint: Option<Rc<ShardCheckpoint>>,
+    pub control: Arc<JobControl>,
 }
 
 impl<S, T: Clone> SourceHead<S, T> {
@@ -47,10 +71,14 @@ impl<S, T: Clone> SourceHead<S, T> {
         out: SourceOutput<T>,
         node: usize,
         counter: Rc<Cell<u64>>,
-        budget: usize,
-        clock: Clock,
-        checkpoint: Option<Rc<ShardCheckpoint>>,
+        shard: SourceShard,
     ) -> Self {
+        let SourceShard {
+            budget,
+            clock,
+            checkpoint,
+            control,
+        } = shard;
         let checkpoint = checkpoint.map(|shard| {
             let completed = Rc::new(Cell::new(0));
             let hook = completed.clone();
@@ -76,6 +104,8 @@ impl<S, T: Clone> SourceHead<S, T> {
             done: false,
             clock,
             stamped: MIN_WATERMARK,
+            control,
+            closing: Closing::Open,
         }
     }
 }
@@ -101,6 +131,20 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
             return self.renew_lease();
         }
         let requested = cp.shard.coordinator().requested.load(Ordering::Acquire);
+        // Read after `requested` (the coordinator stores it before): a savepoint's
+        // barrier is never seen without its stop.
+        let stop_at = self.control.stopping_at();
+        if stop_at > 0 && self.closing == Closing::Draining {
+            // Stopping at a savepoint: what the source held goes before the barrier.
+            return Ok(());
+        }
+        if stop_at > 0 && requested >= stop_at && self.closing == Closing::Open {
+            if self.source.close() {
+                self.closing = Closing::Draining;
+                return Ok(());
+            }
+            self.closing = Closing::Closed;
+        }
         if requested <= cp.injected.get() {
             return Ok(());
         }
@@ -187,8 +231,29 @@ impl<T: Clone, S: Source<T>> Head for SourceHead<S, T> {
         }
         let previous = enter(self.node);
         let result = (|| {
+            if self.closing == Closing::Open
+                && (self.control.stop_requested() || self.control.stopping_at() > 0)
+            {
+                self.closing = if self.source.close() {
+                    Closing::Draining
+                } else {
+                    Closing::Closed
+                };
+            }
             self.report_completed()?;
             self.inject()?;
+            let stop_at = self.control.stopping_at();
+            if stop_at > 0
+                && self
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|c| c.injected.get() >= stop_at)
+            {
+                // The savepoint's barrier is out: nothing follows it (no end of stream,
+                // the job resumes from the savepoint).
+                self.done = true;
+                return Ok(SourceStatus::Idle);
+            }
             if self.clock == Clock::System {
                 let now = system_now();
                 if now > self.stamped {
@@ -196,9 +261,17 @@ impl<T: Clone, S: Source<T>> Head for SourceHead<S, T> {
                     self.out.inner().send(Progress::ProcessingTime(now))?;
                 }
             }
-            let status = self.source.poll(&mut self.out, self.budget)?;
+            let status = match self.closing {
+                Closing::Closed => SourceStatus::Done,
+                _ => self.source.poll(&mut self.out, self.budget)?,
+            };
             self.out.flush()?;
             if status == SourceStatus::Done {
+                if stop_at > 0 && self.closing != Closing::Open {
+                    // Drained for a savepoint: its barrier comes next, and no end.
+                    self.closing = Closing::Closed;
+                    return Ok(SourceStatus::Emitted);
+                }
                 self.out.watermark(MAX_WATERMARK)?;
                 self.out.inner().send(Progress::End)?;
                 self.done = true;

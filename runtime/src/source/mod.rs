@@ -2,6 +2,7 @@
 //! that shard's part of the input.
 
 mod head;
+pub mod input;
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use crate::context::ShardInfo;
 use crate::error::Failure;
 use crate::push::SourceOutput;
 
-pub(crate) use head::SourceHead;
+pub(crate) use head::{SourceHead, SourceShard};
 
 /// What a source's poll did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,15 @@ pub trait Source<T> {
         _splits: &[SplitPosition],
     ) -> Result<(), Failure> {
         Ok(())
+    }
+
+    /// The job is stopping ([`JobHandle::stop`](crate::JobHandle::stop), or stopping with
+    /// a savepoint): take no new input. Return `true` if the source then ends by itself
+    /// once it emitted what it already holds (the runtime polls it until it returns
+    /// [`SourceStatus::Done`]: an input handle's queue drains this way); `false` (the
+    /// default) ends it at once.
+    fn close(&mut self) -> bool {
+        false
     }
 
     /// At-most-once: how far ahead of its position (in its own units) the source leases.

@@ -10,6 +10,8 @@ use crate::error::OpResult;
 use crate::operator::Operator;
 use crate::time::Timestamp;
 
+pub mod subscription;
+
 /// A sink instance on one shard.
 pub trait Sink<T> {
     /// Consumes a batch (records left in it are discarded).
