@@ -448,9 +448,9 @@ pub fn find_latest(root: &Path) -> Recovery {
     }
 }
 
-/// Keeps the `retain` newest complete checkpoints up to `latest` and every checkpoint
-/// their incremental chains need; deletes older checkpoint directories, and incomplete ones
-/// older than `latest`.
+/// Keeps the `retain` newest complete checkpoints up to `latest`, every checkpoint their
+/// incremental chains need, and the fallback ([`fallback`]); deletes older checkpoint
+/// directories, and incomplete ones older than `latest`.
 pub(crate) fn prune(root: &Path, latest: u64, retain: usize) {
     let ids = checkpoint_ids(root);
     let complete: Vec<u64> = ids
@@ -461,23 +461,36 @@ pub(crate) fn prune(root: &Path, latest: u64, retain: usize) {
     let retained = &complete[complete.len().saturating_sub(retain.max(1))..];
     // A manifest that cannot be read keeps everything from its own id (it is not used,
     // but nothing a readable one needs is lost).
-    let oldest_kept = retained
-        .iter()
-        .map(|&id| chain_base(root, id).unwrap_or(id))
-        .min()
-        .unwrap_or(latest);
+    let base = |id: u64| read_manifest(root, id).map_or(id, |m| m.base);
+    let oldest_kept = retained.iter().map(|&id| base(id)).min().unwrap_or(latest);
+    let fallback = complete
+        .last()
+        .and_then(|&newest| fallback(root, &complete, base(newest)));
     for id in ids {
         let complete = complete.binary_search(&id).is_ok();
-        if id < oldest_kept || (!complete && id < latest) {
+        if Some(id) != fallback && (id < oldest_kept || (!complete && id < latest)) {
             let _ = fs::remove_dir_all(checkpoint_dir(root, id));
         }
     }
 }
 
-/// The base of checkpoint `id`'s chain, from its manifest.
-fn chain_base(root: &Path, id: u64) -> Option<u64> {
+/// The fallback of a newest chain that starts at `newest_base`: the newest of the complete
+/// checkpoints `complete` (ascending) that is self-contained (full: its chain is itself
+/// alone) and older than `newest_base`, so that it shares no file with that chain. Recovery
+/// reaches it when a damaged file leaves every newer checkpoint unusable.
+fn fallback(root: &Path, complete: &[u64], newest_base: u64) -> Option<u64> {
+    complete
+        .iter()
+        .rev()
+        .copied()
+        .filter(|&id| id < newest_base)
+        .find(|&id| read_manifest(root, id).is_some_and(|m| m.base == m.id && !m.finished))
+}
+
+/// Checkpoint `id`'s manifest, if it can be read and is valid.
+fn read_manifest(root: &Path, id: u64) -> Option<Manifest> {
     let text = fs::read_to_string(checkpoint_dir(root, id).join(MANIFEST)).ok()?;
-    Manifest::parse(&text).ok().map(|m| m.base)
+    Manifest::parse(&text).ok()
 }
 
 /// Removes every checkpoint directory newer than `id` (left by a run that stopped in the
@@ -665,7 +678,8 @@ mod tests {
         assert_eq!(r.skipped.len(), 1);
         assert!(r.skipped[0].1.contains("truncated"), "{:?}", r.skipped);
         prune(&root, 2, 1);
-        assert!(!checkpoint_dir(&root, 1).exists());
+        // 1 is the fallback of 2 (full, and outside 2's chain).
+        assert!(checkpoint_dir(&root, 1).exists());
         assert!(checkpoint_dir(&root, 2).exists());
         remove_after(&root, 2);
         assert!(!checkpoint_dir(&root, 3).exists());
@@ -758,9 +772,11 @@ mod tests {
         for (id, base) in [(5, 5), (6, 5)] {
             write_checkpoint(&root, id, base);
         }
-        // Retaining 2 (5 and 6): chain 1..4 is no longer needed.
+        // Retaining 2 (5 and 6): chain 1..4 is no longer needed, but its full checkpoint 1
+        // stays as the fallback of chain 5..6.
         prune(&root, 6, 2);
-        assert!((1..=4).all(|id| !checkpoint_dir(&root, id).exists()));
+        assert!((2..=4).all(|id| !checkpoint_dir(&root, id).exists()));
+        assert!(checkpoint_dir(&root, 1).exists());
         assert!(checkpoint_dir(&root, 5).exists() && checkpoint_dir(&root, 6).exists());
         assert_eq!(find_latest(&root).checkpoint(), Some(6));
         // Retaining 3 of chain 5..7 keeps all three.
@@ -768,5 +784,181 @@ mod tests {
         prune(&root, 7, 3);
         assert!((5..=7).all(|id| checkpoint_dir(&root, id).exists()));
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The chain base of checkpoint `id` in a run whose full checkpoints are `fulls`, with
+    /// chains of at most `chain`: what the coordinator writes in manifests.
+    fn base_of(id: u64, fulls: &[u64], chain: u64) -> u64 {
+        let full = fulls.iter().copied().filter(|&f| f <= id).max().unwrap();
+        full.max((id + 1).saturating_sub(chain))
+    }
+
+    /// The ids of the `chk-*` directories under `root`.
+    fn present(root: &Path) -> Vec<u64> {
+        checkpoint_ids(root)
+    }
+
+    /// Copies the directory tree `from` to `to` (replaced).
+    fn copy_tree(from: &Path, to: &Path) {
+        let _ = fs::remove_dir_all(to);
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_tree(&e.path(), &target);
+            } else {
+                fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// Ways a file is damaged after a crash.
+    #[derive(Debug, Clone, Copy)]
+    enum Damage {
+        BitFlip,
+        Truncated,
+        Deleted,
+        /// Replaced by the same shard's file of another checkpoint.
+        Swapped,
+    }
+
+    fn damage_file(root: &Path, id: u64, how: Damage) {
+        let f = checkpoint_dir(root, id).join("shard-000.bin");
+        match how {
+            Damage::BitFlip => {
+                let mut bytes = fs::read(&f).unwrap();
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x10;
+                fs::write(&f, bytes).unwrap();
+            }
+            Damage::Truncated => {
+                let len = fs::metadata(&f).unwrap().len();
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f)
+                    .unwrap()
+                    .set_len(len / 2)
+                    .unwrap();
+            }
+            Damage::Deleted => fs::remove_file(&f).unwrap(),
+            Damage::Swapped => {
+                let other = checkpoint_ids(root).into_iter().find(|&o| o != id).unwrap();
+                fs::copy(checkpoint_dir(root, other).join("shard-000.bin"), &f).unwrap();
+            }
+        }
+    }
+
+    /// Checkpoints 1..=14 as a run with chains of 4 and a full checkpoint every 8 leaves
+    /// them (fulls 1 and 9), pruned after each with `retain`.
+    fn fourteen(root: &Path, retain: usize) {
+        let _ = fs::remove_dir_all(root);
+        for id in 1..=14 {
+            write_checkpoint(root, id, base_of(id, &[1, 9], 4));
+            prune(root, id, retain);
+        }
+    }
+
+    #[test]
+    fn a_damaged_file_anywhere_in_the_newest_chain_falls_back_to_the_full_checkpoint() {
+        let root = std::env::temp_dir().join(format!("rill-store-fb-{}", std::process::id()));
+        let pristine = root.join("pristine");
+        fourteen(&pristine, 1);
+        // The newest chain is 11..=14 (base 11); 9 is the full checkpoint before it; 10
+        // (needed by no retained chain) and everything before 9 are gone.
+        assert_eq!(present(&pristine), [9, 11, 12, 13, 14]);
+        let work = root.join("work");
+        for link in 11..=14 {
+            for how in [
+                Damage::BitFlip,
+                Damage::Truncated,
+                Damage::Deleted,
+                Damage::Swapped,
+            ] {
+                copy_tree(&pristine, &work);
+                damage_file(&work, link, how);
+                let r = find_latest(&work);
+                assert_eq!(
+                    r.checkpoint(),
+                    Some(9),
+                    "chk {link} {how:?}: {:?}",
+                    r.skipped
+                );
+                assert_eq!(r.loaded.as_ref().unwrap().files.len(), 1, "9 alone");
+                // Every newer checkpoint is reported, newest first, the damaged one too.
+                let skipped: Vec<PathBuf> = r.skipped.iter().map(|s| s.0.clone()).collect();
+                let newer: Vec<PathBuf> = (11..=14)
+                    .rev()
+                    .map(|id| checkpoint_dir(&work, id))
+                    .collect();
+                assert_eq!(skipped, newer, "{link} {how:?}");
+                let own = &r.skipped[(14 - link) as usize].1;
+                assert!(!own.contains("its chain"), "{link} {how:?}: {own}");
+            }
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_restart_refuses_only_when_every_retained_checkpoint_is_damaged() {
+        let root = std::env::temp_dir().join(format!("rill-store-all-{}", std::process::id()));
+        let pristine = root.join("pristine");
+        fourteen(&pristine, 3);
+        let work = root.join("work");
+        // The fallback alone damaged: the newest is restored.
+        copy_tree(&pristine, &work);
+        damage_file(&work, 9, Damage::BitFlip);
+        assert_eq!(find_latest(&work).checkpoint(), Some(14));
+        // The base of the newest chain (needed by all three retained ones) damaged: 10,
+        // whose chain starts at the full checkpoint 9.
+        copy_tree(&pristine, &work);
+        assert_eq!(present(&work), [9, 10, 11, 12, 13, 14]);
+        damage_file(&work, 11, Damage::Truncated);
+        assert_eq!(find_latest(&work).checkpoint(), Some(10));
+        // Both: nothing is usable, and every checkpoint says why.
+        damage_file(&work, 9, Damage::Deleted);
+        let r = find_latest(&work);
+        assert_eq!(r.checkpoint(), None);
+        assert_eq!(r.skipped.len(), present(&work).len(), "{:?}", r.skipped);
+        assert!(r.skipped.iter().all(|(_, why)| !why.is_empty()));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn retention_keeps_the_fallback_until_a_newer_full_checkpoint_takes_its_place() {
+        let root = std::env::temp_dir().join(format!("rill-store-ret-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        // Chains of 4; a full checkpoint every 8, and one requested (a savepoint) at 30.
+        let (chain, retain) = (4, 2);
+        let fulls = [1, 9, 17, 25, 30, 38, 46];
+        for id in 1..=50 {
+            write_checkpoint(&root, id, base_of(id, &fulls, chain));
+            prune(&root, id, retain);
+            // The fallback: the newest full checkpoint before the newest chain's base.
+            let newest_base = base_of(id, &fulls, chain);
+            let fallback = fulls.iter().copied().filter(|&f| f < newest_base).max();
+            let mut want: Vec<u64> = ((id + 1).saturating_sub(retain as u64).max(1)..=id)
+                .flat_map(|r| base_of(r, &fulls, chain)..=r)
+                .chain(fallback)
+                .collect();
+            want.sort();
+            want.dedup();
+            assert_eq!(present(&root), want, "after checkpoint {id}");
+        }
+        // Spot checks of the rule, by hand: after 12 (chain 9..12) the fallback is 1;
+        // after 13 (chain 10..13) it is 9, and 1 is gone; the savepoint 30 replaced 25
+        // once the newest chain started after it.
+        fs::remove_dir_all(&root).unwrap();
+        for (upto, fallback, gone) in [(12, 1, None), (13, 9, Some(1)), (34, 30, Some(25))] {
+            for id in 1..=upto {
+                write_checkpoint(&root, id, base_of(id, &fulls, chain));
+                prune(&root, id, 1);
+            }
+            let ids = present(&root);
+            assert_eq!(ids[0], fallback, "after {upto}: {ids:?}");
+            if let Some(gone) = gone {
+                assert!(!ids.contains(&gone), "after {upto}: {ids:?}");
+            }
+            fs::remove_dir_all(&root).unwrap();
+        }
     }
 }
