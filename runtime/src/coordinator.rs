@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rkyv::util::AlignedVec;
 
 use crate::checkpoint::{
-    archived, assign, find_latest, merge_leases, prune, remove_after, store_leases,
+    archived, assign, find_latest, merge_leases, prune, remove_after, set_aside, store_leases,
     CheckpointRecord, CheckpointStats, Checkpointing, Coordinator, Guarantee, JobHook, Manifest,
     ShardCheckpoint, WriteBuffers, FORMAT_VERSION,
 };
@@ -218,13 +218,15 @@ fn latest_checkpoint(c: &Checkpointing, operator_ids: &[String]) -> Result<Found
         });
     }
     let finished = loaded.manifest.finished.then_some(id);
+    // Skipped checkpoints are newer than this one: kept aside as evidence, not deleted.
+    let skipped = set_aside(dir, &recovery.skipped);
     remove_after(dir, id);
     Ok(Found {
         base: id,
         first_epoch: id + 1,
         restore: Some((id, Arc::new(loaded.files))),
         finished,
-        skipped: recovery.skipped,
+        skipped,
     })
 }
 

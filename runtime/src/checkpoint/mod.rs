@@ -64,8 +64,8 @@ pub use coordinator::{CheckpointRecord, CheckpointStats};
 pub(crate) use coordinator::{Coordinator, WriteBuffers};
 pub(crate) use local::{Restore, ShardCheckpoint, Stopwatch};
 pub(crate) use store::{
-    archived, load_leases as store_leases, prune, remove_after, Manifest, ShardFile, StateEntry,
-    FORMAT_VERSION,
+    archived, load_leases as store_leases, prune, remove_after, set_aside, Manifest, ShardFile,
+    StateEntry, FORMAT_VERSION,
 };
 pub use store::{find_latest, Recovery};
 

@@ -503,6 +503,39 @@ pub(crate) fn remove_after(root: &Path, id: u64) {
     }
 }
 
+/// Where recovery keeps the checkpoints it skipped: `root/damaged`.
+pub(crate) fn damaged_dir(root: &Path) -> PathBuf {
+    root.join("damaged")
+}
+
+/// Moves the checkpoints recovery skipped (`(directory, reason)`, all newer than the one it
+/// restores) into [`damaged_dir`], each with a file `SKIPPED` that says why, instead of
+/// leaving [`remove_after`] to delete them (the next run reuses their ids): whoever looks
+/// into the failure finds the damaged files there. What an earlier recovery left there is
+/// deleted first, so that it holds one recovery's. Returns where each now lies (its old
+/// place if it could not be moved; it is then deleted with the others).
+pub(crate) fn set_aside(root: &Path, skipped: &[(PathBuf, String)]) -> Vec<(PathBuf, String)> {
+    if skipped.is_empty() {
+        return Vec::new();
+    }
+    let aside = damaged_dir(root);
+    let _ = fs::remove_dir_all(&aside);
+    let _ = fs::create_dir_all(&aside);
+    skipped
+        .iter()
+        .map(|(dir, reason)| {
+            let moved = dir.file_name().map(|name| aside.join(name));
+            match moved {
+                Some(to) if fs::rename(dir, &to).is_ok() => {
+                    let _ = fs::write(to.join("SKIPPED"), format!("{reason}\n"));
+                    (to, reason.clone())
+                }
+                _ => (dir.clone(), reason.clone()),
+            }
+        })
+        .collect()
+}
+
 /// The at-most-once lease file of the source `node` on `shard`.
 pub(crate) fn lease_path(root: &Path, shard: usize, node: usize) -> PathBuf {
     root.join("leases")
@@ -960,5 +993,41 @@ mod tests {
             }
             fs::remove_dir_all(&root).unwrap();
         }
+    }
+
+    #[test]
+    fn skipped_checkpoints_are_set_aside_with_their_reasons() {
+        let root = std::env::temp_dir().join(format!("rill-store-aside-{}", std::process::id()));
+        fourteen(&root, 1);
+        damage_file(&root, 12, Damage::BitFlip);
+        let r = find_latest(&root);
+        assert_eq!(r.checkpoint(), Some(9));
+        let moved = set_aside(&root, &r.skipped);
+        remove_after(&root, 9);
+        assert_eq!(present(&root), [9], "the fallback stays");
+        let aside = damaged_dir(&root);
+        for ((to, why), (from, reason)) in moved.iter().zip(&r.skipped) {
+            assert_eq!(to, &aside.join(from.file_name().unwrap()));
+            assert_eq!(why, reason);
+            assert!(to.join(MANIFEST).exists(), "{to:?} kept whole");
+            let said = fs::read_to_string(to.join("SKIPPED")).unwrap();
+            assert_eq!(said.trim(), reason);
+        }
+        assert_eq!(moved.len(), 4);
+        // A later recovery that skips something replaces them.
+        for id in 10..=11 {
+            write_checkpoint(&root, id, 10);
+        }
+        damage_file(&root, 10, Damage::Deleted);
+        let r = find_latest(&root);
+        assert_eq!(r.checkpoint(), Some(9));
+        set_aside(&root, &r.skipped);
+        let mut left: Vec<_> = fs::read_dir(&aside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["chk-000010", "chk-000011"]);
+        fs::remove_dir_all(&root).unwrap();
     }
 }
