@@ -28,8 +28,11 @@
 //! one part of its key groups in turn ([`Checkpointing::chain_length`]); the manifest names
 //! the oldest checkpoint its chain needs (`base`). Recovery reads the chain in order; a
 //! damaged or missing link makes the checkpoint unusable and an older one is tried. The
-//! last [`Checkpointing::retain`] complete checkpoints are kept, with every checkpoint
-//! their chains need.
+//! run's first checkpoint, one every [`Checkpointing::full_every`] and one requested (a
+//! savepoint) are *full*: they copy every key group and need no older checkpoint, and no
+//! chain reaches past them. The last [`Checkpointing::retain`] complete checkpoints are
+//! kept, with every checkpoint their chains need, and the *fallback*: the newest full
+//! checkpoint older than the newest chain's base, which shares no file with that chain.
 //!
 //! This module is a shard's side of checkpoints (state written at barriers, the file
 //! format, recovery's reading of it); starting checkpoints and completing them is
@@ -43,7 +46,9 @@
 //! **Recovery.** Starting a job with a checkpoint directory restores the latest complete
 //! checkpoint. Every file of its chain is validated (checksum, then rkyv validation); a
 //! corrupt or truncated checkpoint is reported in [`Recovery::skipped`] and the previous
-//! complete one is used.
+//! complete one is used, down to the fallback: one damaged file never leaves nothing to
+//! restore. The checkpoints skipped are moved to `DIR/damaged` (a restored run reuses
+//! their ids). A job refuses to start only if no checkpoint is usable.
 
 mod coordinator;
 mod local;
@@ -150,14 +155,15 @@ impl Checkpointing {
     }
 
     /// Incremental checkpoints, in chains of at most `n`: recovery reads the newest
-    /// complete checkpoint and the `n - 1` before it. The first checkpoint of a run is full;
-    /// every later one writes the keyed state changed since the previous checkpoint plus a
-    /// whole copy of one `n`-th of the key groups, in turn, so that the last `n`
-    /// checkpoints hold every key's newest state, and no checkpoint writes everything at
-    /// once. (This is keyed state kept in [`KeyedState`](crate::state::KeyedState) tables,
-    /// which the built-in operators use; other state is written whole every time.)
-    /// Retention keeps every checkpoint a retained one needs. `1` makes every checkpoint
-    /// full. Default 8.
+    /// complete checkpoint and the `n - 1` before it (or back to the newest full one, if
+    /// that is newer). The first checkpoint of a run is full; every later one but the full
+    /// ones ([`Checkpointing::full_every`]) writes the keyed state changed since the
+    /// previous checkpoint plus a whole copy of one `n`-th of the key groups, in turn, so
+    /// that the last `n` checkpoints hold every key's newest state, and no increment writes
+    /// everything at once. (This is keyed state kept in
+    /// [`KeyedState`](crate::state::KeyedState) tables, which the built-in operators use;
+    /// other state is written whole every time.) Retention keeps every checkpoint a
+    /// retained one needs. `1` makes every checkpoint full. Default 8.
     pub fn chain_length(mut self, n: usize) -> Self {
         self.chain = n.max(1);
         self
@@ -206,7 +212,8 @@ impl Checkpointing {
         self
     }
 
-    /// How many complete checkpoints to keep (at least 1; default 3).
+    /// How many complete checkpoints to keep (at least 1; default 3), besides the
+    /// checkpoints their chains need and the fallback ([`Checkpointing::full_every`]).
     pub fn retain(mut self, retain: usize) -> Self {
         self.retain = retain;
         self

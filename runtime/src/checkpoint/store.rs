@@ -6,6 +6,7 @@
 //! ```text
 //! DIR/chk-000042/shard-000.bin   one per shard: header + rkyv archive of its state
 //! DIR/chk-000042/MANIFEST        written last (tmp, fsync, rename): the checkpoint is complete
+//! DIR/damaged/chk-000043/        a checkpoint the latest recovery skipped, with SKIPPED (why)
 //! DIR/leases/shard-000.bin       at-most-once only: source positions to resume after
 //! ```
 //!
