@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rkyv::util::AlignedVec;
 
 use crate::checkpoint::{
-    archived, assign, find_latest, merge_leases, prune, remove_after, store_leases,
+    archived, assign, find_latest, merge_leases, prune, remove_after, set_aside, store_leases,
     CheckpointRecord, CheckpointStats, Checkpointing, Coordinator, Guarantee, JobHook, Manifest,
     ShardCheckpoint, WriteBuffers, FORMAT_VERSION,
 };
@@ -106,6 +106,7 @@ impl Start {
             operator_ids.to_vec(),
             found.base,
             c.chain,
+            c.fulls(),
         );
         *coord.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
         Ok(Start {
@@ -219,13 +220,15 @@ fn latest_checkpoint(c: &Checkpointing, operator_ids: &[String]) -> Result<Found
         });
     }
     let finished = loaded.manifest.finished.then_some(id);
+    // Skipped checkpoints are newer than this one: kept aside as evidence, not deleted.
+    let skipped = set_aside(dir, &recovery.skipped);
     remove_after(dir, id);
     Ok(Found {
         base: id,
         first_epoch: id + 1,
         restore: Some((id, Arc::new(loaded.files))),
         finished,
-        skipped: recovery.skipped,
+        skipped,
     })
 }
 
@@ -255,6 +258,17 @@ impl JobCheckpoints {
     /// Asks for a checkpoint now.
     pub(crate) fn request_now(&self) {
         self.thread.coord.on_demand.store(true, Ordering::SeqCst);
+    }
+
+    /// Asks for a full (self-contained) checkpoint now: the next checkpoint to start (after
+    /// the one in flight, if any) copies all keyed state whole and needs no older file, as a
+    /// savepoint does. Returns its id: it is complete once [`JobCheckpoints::latest`]
+    /// reaches it (unless the job ends first). Nothing happens at-most-once, which takes no
+    /// checkpoints.
+    pub(crate) fn request_full_now(&self) -> u64 {
+        let id = self.thread.coord.request_full();
+        self.request_now();
+        id
     }
 
     /// The latest completed checkpoint (0: none yet).
@@ -385,13 +399,13 @@ fn run(
             continue;
         }
         let started = Instant::now();
-        let id = coord.requested.load(Ordering::SeqCst) + 1;
         if savepoint {
-            // Sources read the stop after the request: they never inject the savepoint's
-            // barrier without stopping behind it.
-            control.stop_at(id);
+            // A savepoint holds all of its state itself (no incremental chain). Sources
+            // read the stop after the request: they never inject the savepoint's barrier
+            // without stopping behind it.
+            control.stop_at(coord.request_full());
         }
-        coord.requested.store(id, Ordering::SeqCst);
+        let id = coord.start_next();
         wake_all(wakers);
         // Write every shard's file as it comes in.
         loop {
@@ -463,4 +477,148 @@ fn longest(per_shard: &[std::sync::atomic::AtomicU64]) -> Duration {
             .max()
             .unwrap_or(0),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::ShardFile;
+
+    /// Waits (up to 10 s) until `done` holds.
+    fn wait(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A one-shard job's checkpointing with nothing but the coordinator thread: the test
+    /// plays the shard.
+    fn job(dir: &std::path::Path, c: Checkpointing) -> JobCheckpoints {
+        let _ = std::fs::remove_dir_all(dir);
+        let start = Start::prepare(&c, 1, &["op".to_string()], Vec::new()).unwrap();
+        let abort = Arc::new(AtomicBool::new(false));
+        start.run(Vec::new(), abort, None, c.retain).unwrap()
+    }
+
+    /// As the shard: writes checkpoint `id` once it is requested (after checking whether
+    /// its tables would copy every key group whole), and waits for it to complete.
+    fn take(jc: &JobCheckpoints, id: u64) -> bool {
+        let coord = &jc.thread.coord;
+        wait("the request", || {
+            coord.requested.load(Ordering::SeqCst) >= id
+        });
+        let full = coord.copy_of(id) == (0, 1);
+        let file = ShardFile {
+            checkpoint: id,
+            shard: 0,
+            shards: 1,
+            nodes: Vec::new(),
+        };
+        coord.submit_file(id, 0, file);
+        wait("completion", || jc.latest() >= id);
+        full
+    }
+
+    /// The `base` its manifest gives checkpoint `id`.
+    fn base(dir: &std::path::Path, id: u64) -> u64 {
+        let text = std::fs::read_to_string(dir.join(format!("chk-{id:06}/MANIFEST"))).unwrap();
+        let line = text.lines().find_map(|l| l.strip_prefix("base ")).unwrap();
+        line.parse().unwrap()
+    }
+
+    #[test]
+    fn a_requested_full_checkpoint_needs_no_older_file() {
+        let dir = std::env::temp_dir().join(format!("rill-full-now-{}", std::process::id()));
+        let c = Checkpointing::new(&dir)
+            .interval(None)
+            .chain_length(4)
+            .full_every(0)
+            .retain(10);
+        let jc = job(&dir, c);
+        let mut fulls = Vec::new();
+        for id in 1..=5 {
+            jc.request_now();
+            if take(&jc, id) {
+                fulls.push(id);
+            }
+        }
+        assert_eq!(fulls, [1], "only the run's first");
+        assert_eq!(base(&dir, 5), 2, "chains of 4");
+        // Requested while checkpoint 6 is in flight: the next one is full.
+        jc.request_now();
+        wait("6 to start", || {
+            jc.thread.coord.requested.load(Ordering::SeqCst) == 6
+        });
+        assert_eq!(jc.request_full_now(), 7);
+        assert!(!take(&jc, 6), "the checkpoint in flight is left as it is");
+        assert!(take(&jc, 7), "the requested one copies everything");
+        assert_eq!(base(&dir, 7), 7);
+        jc.request_now();
+        assert!(!take(&jc, 8));
+        assert_eq!(
+            base(&dir, 8),
+            7,
+            "a chain never reaches past a full checkpoint"
+        );
+        jc.finish(false).unwrap();
+        // Every checkpoint before it damaged: 7 restores from its own file alone, and 8
+        // from 7's and its own.
+        for id in 1..=6 {
+            let file = dir.join(format!("chk-{id:06}/shard-000.bin"));
+            std::fs::write(file, b"damaged").unwrap();
+        }
+        let found = find_latest(&dir);
+        assert_eq!(found.checkpoint(), Some(8), "{:?}", found.skipped);
+        assert_eq!(found.loaded.unwrap().files.len(), 2);
+        std::fs::remove_dir_all(dir.join("chk-000008")).unwrap();
+        let found = find_latest(&dir);
+        assert_eq!(found.checkpoint(), Some(7));
+        assert_eq!(found.loaded.unwrap().files.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn full_checkpoints_come_periodically_and_a_requested_one_restarts_the_count() {
+        let dir = std::env::temp_dir().join(format!("rill-full-every-{}", std::process::id()));
+        let c = Checkpointing::new(&dir)
+            .interval(None)
+            .chain_length(4)
+            .full_every(3)
+            .retain(20);
+        let jc = job(&dir, c);
+        let mut fulls = Vec::new();
+        for id in 1..=14 {
+            if id == 9 {
+                jc.request_full_now();
+            } else {
+                jc.request_now();
+            }
+            if take(&jc, id) {
+                fulls.push(id);
+            }
+        }
+        jc.finish(false).unwrap();
+        assert_eq!(fulls, [1, 4, 7, 9, 12]);
+        let bases: Vec<u64> = (1..=14).map(|id| base(&dir, id)).collect();
+        assert_eq!(bases, [1, 1, 1, 4, 4, 4, 7, 7, 9, 9, 9, 12, 12, 12]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn by_default_a_full_checkpoint_comes_every_two_chain_lengths() {
+        let dir = std::env::temp_dir().join(format!("rill-full-default-{}", std::process::id()));
+        let c = Checkpointing::new(&dir).interval(None).chain_length(3);
+        let jc = job(&dir, c);
+        let fulls: Vec<u64> = (1..=13)
+            .filter(|&id| {
+                jc.request_now();
+                take(&jc, id)
+            })
+            .collect();
+        jc.finish(false).unwrap();
+        assert_eq!(fulls, [1, 7, 13]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -398,6 +398,14 @@ impl JobHandle {
         }
     }
 
+    /// Asks for a self-contained checkpoint now (a savepoint the job keeps running after):
+    /// the next checkpoint to start copies all of its state whole and needs no older file.
+    /// Returns its id (it is complete once [`JobHandle::latest_checkpoint`] reaches it), or
+    /// `None` without checkpointing.
+    pub fn savepoint_now(&self) -> Option<u64> {
+        self.checkpoints.as_ref().map(JobCheckpoints::request_full_now)
+    }
+
     /// The latest completed checkpoint (0: none yet; `None` without checkpointing).
     pub fn latest_checkpoint(&self) -> Option<u64> {
         self.checkpoints.as_ref().map(JobCheckpoints::latest)

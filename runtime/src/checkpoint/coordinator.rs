@@ -66,6 +66,9 @@ pub(crate) struct Coordinator {
     pub first: u64,
     /// The longest chain of incremental checkpoints recovery reads.
     pub chain: u64,
+    /// A full checkpoint is taken once this many were taken since the previous full one
+    /// (0: only the run's first and those requested with [`Coordinator::request_full`]).
+    pub full_every: u64,
     /// The latest checkpoint requested (0: none yet in this run's numbering base).
     pub requested: AtomicU64,
     /// The latest checkpoint completed.
@@ -85,12 +88,26 @@ pub(crate) struct Coordinator {
     /// Set when no further checkpoint will start: shards that are done may exit.
     pub stopped: AtomicBool,
     pub on_demand: AtomicBool,
+    /// Which of this run's checkpoints are full, and whether the next one must be.
+    fulls: Mutex<Fulls>,
     pub stats: Mutex<CheckpointStats>,
     pub failure: Mutex<Option<Error>>,
     /// Shard files waiting to be written by the coordinator thread.
     writes: Mutex<Vec<ShardWrite>>,
     /// Per shard: buffers of its entries, written and handed back for reuse.
     spare: Vec<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// The full (self-contained) checkpoints of a run: decided by the coordinator thread as it
+/// starts each checkpoint, read by the shards at the barrier.
+#[derive(Debug, Default)]
+struct Fulls {
+    /// [`Coordinator::request_full`] was called: the next checkpoint to start is full.
+    requested: bool,
+    /// This run's full checkpoints, ascending, from the newest one at or below the latest
+    /// completed checkpoint (no checkpoint still to be written or completed can need an
+    /// older one: a chain never reaches past a full checkpoint).
+    ids: Vec<u64>,
 }
 
 /// What a shard keeps of its written entries' buffers at most, in bytes of capacity.
@@ -120,10 +137,12 @@ impl Coordinator {
         operator_ids: Vec<String>,
         base: u64,
         chain: usize,
+        full_every: usize,
     ) -> Self {
         Coordinator {
             first: base + 1,
             chain: chain.max(1) as u64,
+            full_every: full_every as u64,
             shards,
             guarantee,
             dir,
@@ -138,6 +157,7 @@ impl Coordinator {
             done_shards: AtomicUsize::new(0),
             stopped: AtomicBool::new(guarantee == Guarantee::AtMostOnce),
             on_demand: AtomicBool::new(false),
+            fulls: Mutex::new(Fulls::default()),
             stats: Mutex::new(CheckpointStats::default()),
             failure: Mutex::new(None),
             writes: Mutex::new(Vec::new()),
@@ -164,16 +184,58 @@ impl Coordinator {
         }
     }
 
-    /// The oldest checkpoint checkpoint `id` needs: the run's first (full) one, or the
-    /// `chain - 1`-th before it (by then every key group was copied whole once).
+    /// Marks the next checkpoint to start as full (self-contained: its keyed tables copy
+    /// every key group whole and its chain is itself alone, so no older file is needed to
+    /// restore it; a savepoint). A checkpoint in flight is not changed: the next one after
+    /// it is full. Returns the id of that checkpoint (it is complete once
+    /// `completed` reaches it, unless the job stops first).
+    pub(crate) fn request_full(&self) -> u64 {
+        let mut fulls = self.fulls.lock().unwrap_or_else(|e| e.into_inner());
+        fulls.requested = true;
+        // Under the lock `start_next` holds while it picks and publishes an id.
+        self.requested.load(Ordering::SeqCst) + 1
+    }
+
+    /// Starts the next checkpoint and returns its id: decides whether it is full (the
+    /// run's first, one requested with [`Coordinator::request_full`], or `full_every`
+    /// after the previous full one) and records that *before* publishing the id in
+    /// `requested`, since shards read [`Coordinator::copy_of`] as soon as they see it.
+    pub(crate) fn start_next(&self) -> u64 {
+        let mut fulls = self.fulls.lock().unwrap_or_else(|e| e.into_inner());
+        let id = self.requested.load(Ordering::SeqCst) + 1;
+        let previous = fulls.ids.last().copied().unwrap_or(self.first);
+        let requested = std::mem::take(&mut fulls.requested);
+        let periodic = self.full_every > 0 && id - previous >= self.full_every;
+        if id <= self.first || self.chain == 1 || requested || periodic {
+            let completed = self.completed.load(Ordering::SeqCst);
+            let needed = fulls.ids.iter().rposition(|&f| f <= completed);
+            fulls.ids.drain(..needed.unwrap_or(0));
+            fulls.ids.push(id);
+        }
+        self.requested.store(id, Ordering::SeqCst);
+        id
+    }
+
+    /// The newest full checkpoint at or before `id` (the run's first at the latest).
+    fn newest_full(&self, id: u64) -> u64 {
+        let fulls = self.fulls.lock().unwrap_or_else(|e| e.into_inner());
+        let recorded = fulls.ids.iter().rev().find(|&&f| f <= id);
+        recorded.copied().unwrap_or(self.first).max(self.first)
+    }
+
+    /// The oldest checkpoint checkpoint `id` needs: the newest full checkpoint at or
+    /// before it (the run's first at the latest), or the `chain - 1`-th before it (by then
+    /// every key group was copied whole once), whichever is newer. `id` itself if it is
+    /// full.
     pub(crate) fn chain_base(&self, id: u64) -> u64 {
-        self.first.max((id + 1).saturating_sub(self.chain))
+        self.newest_full(id)
+            .max((id + 1).saturating_sub(self.chain))
     }
 
     /// Which key groups checkpoint `id`'s keyed tables copy whole: `(i, n)`, the groups
-    /// `g % n == i`, in turn; `(0, 1)` (all of them) for the run's first checkpoint.
+    /// `g % n == i`, in turn; `(0, 1)` (all of them) for a full checkpoint.
     pub(crate) fn copy_of(&self, id: u64) -> (u32, u32) {
-        if id <= self.first || self.chain == 1 {
+        if id <= self.first || self.chain == 1 || self.newest_full(id) == id {
             (0, 1)
         } else {
             (((id - self.first) % self.chain) as u32, self.chain as u32)
@@ -290,7 +352,7 @@ mod tests {
     #[test]
     fn written_entries_go_back_to_their_shard_within_a_bound() {
         let dir = std::env::temp_dir().join("rill-spare-test");
-        let coord = Coordinator::new(2, Guarantee::ExactlyOnce, dir, vec!["op".into()], 0, 1);
+        let coord = Coordinator::new(2, Guarantee::ExactlyOnce, dir, vec!["op".into()], 0, 1, 0);
         let file = |sizes: &[usize]| ShardFile {
             checkpoint: 1,
             shard: 1,

@@ -6,6 +6,7 @@
 //! ```text
 //! DIR/chk-000042/shard-000.bin   one per shard: header + rkyv archive of its state
 //! DIR/chk-000042/MANIFEST        written last (tmp, fsync, rename): the checkpoint is complete
+//! DIR/damaged/chk-000043/        a checkpoint the latest recovery skipped, with SKIPPED (why)
 //! DIR/leases/shard-000.bin       at-most-once only: source positions to resume after
 //! ```
 //!
@@ -448,9 +449,9 @@ pub fn find_latest(root: &Path) -> Recovery {
     }
 }
 
-/// Keeps the `retain` newest complete checkpoints up to `latest` and every checkpoint
-/// their incremental chains need; deletes older checkpoint directories, and incomplete ones
-/// older than `latest`.
+/// Keeps the `retain` newest complete checkpoints up to `latest`, every checkpoint their
+/// incremental chains need, and the fallback ([`fallback`]); deletes older checkpoint
+/// directories, and incomplete ones older than `latest`.
 pub(crate) fn prune(root: &Path, latest: u64, retain: usize) {
     let ids = checkpoint_ids(root);
     let complete: Vec<u64> = ids
@@ -461,23 +462,36 @@ pub(crate) fn prune(root: &Path, latest: u64, retain: usize) {
     let retained = &complete[complete.len().saturating_sub(retain.max(1))..];
     // A manifest that cannot be read keeps everything from its own id (it is not used,
     // but nothing a readable one needs is lost).
-    let oldest_kept = retained
-        .iter()
-        .map(|&id| chain_base(root, id).unwrap_or(id))
-        .min()
-        .unwrap_or(latest);
+    let base = |id: u64| read_manifest(root, id).map_or(id, |m| m.base);
+    let oldest_kept = retained.iter().map(|&id| base(id)).min().unwrap_or(latest);
+    let fallback = complete
+        .last()
+        .and_then(|&newest| fallback(root, &complete, base(newest)));
     for id in ids {
         let complete = complete.binary_search(&id).is_ok();
-        if id < oldest_kept || (!complete && id < latest) {
+        if Some(id) != fallback && (id < oldest_kept || (!complete && id < latest)) {
             let _ = fs::remove_dir_all(checkpoint_dir(root, id));
         }
     }
 }
 
-/// The base of checkpoint `id`'s chain, from its manifest.
-fn chain_base(root: &Path, id: u64) -> Option<u64> {
+/// The fallback of a newest chain that starts at `newest_base`: the newest of the complete
+/// checkpoints `complete` (ascending) that is self-contained (full: its chain is itself
+/// alone) and older than `newest_base`, so that it shares no file with that chain. Recovery
+/// reaches it when a damaged file leaves every newer checkpoint unusable.
+fn fallback(root: &Path, complete: &[u64], newest_base: u64) -> Option<u64> {
+    complete
+        .iter()
+        .rev()
+        .copied()
+        .filter(|&id| id < newest_base)
+        .find(|&id| read_manifest(root, id).is_some_and(|m| m.base == m.id && !m.finished))
+}
+
+/// Checkpoint `id`'s manifest, if it can be read and is valid.
+fn read_manifest(root: &Path, id: u64) -> Option<Manifest> {
     let text = fs::read_to_string(checkpoint_dir(root, id).join(MANIFEST)).ok()?;
-    Manifest::parse(&text).ok().map(|m| m.base)
+    Manifest::parse(&text).ok()
 }
 
 /// Removes every checkpoint directory newer than `id` (left by a run that stopped in the
@@ -488,6 +502,39 @@ pub(crate) fn remove_after(root: &Path, id: u64) {
             let _ = fs::remove_dir_all(checkpoint_dir(root, other));
         }
     }
+}
+
+/// Where recovery keeps the checkpoints it skipped: `root/damaged`.
+pub(crate) fn damaged_dir(root: &Path) -> PathBuf {
+    root.join("damaged")
+}
+
+/// Moves the checkpoints recovery skipped (`(directory, reason)`, all newer than the one it
+/// restores) into [`damaged_dir`], each with a file `SKIPPED` that says why, instead of
+/// leaving [`remove_after`] to delete them (the next run reuses their ids): whoever looks
+/// into the failure finds the damaged files there. What an earlier recovery left there is
+/// deleted first, so that it holds one recovery's. Returns where each now lies (its old
+/// place if it could not be moved; it is then deleted with the others).
+pub(crate) fn set_aside(root: &Path, skipped: &[(PathBuf, String)]) -> Vec<(PathBuf, String)> {
+    if skipped.is_empty() {
+        return Vec::new();
+    }
+    let aside = damaged_dir(root);
+    let _ = fs::remove_dir_all(&aside);
+    let _ = fs::create_dir_all(&aside);
+    skipped
+        .iter()
+        .map(|(dir, reason)| {
+            let moved = dir.file_name().map(|name| aside.join(name));
+            match moved {
+                Some(to) if fs::rename(dir, &to).is_ok() => {
+                    let _ = fs::write(to.join("SKIPPED"), format!("{reason}\n"));
+                    (to, reason.clone())
+                }
+                _ => (dir.clone(), reason.clone()),
+            }
+        })
+        .collect()
 }
 
 /// The at-most-once lease file of the source `node` on `shard`.
@@ -532,241 +579,5 @@ pub(crate) fn load_leases(root: &Path) -> Result<(u64, Vec<AlignedVec<16>>), Err
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample(id: u64) -> ShardFile {
-        ShardFile {
-            checkpoint: id,
-            shard: 1,
-            shards: 2,
-            nodes: vec![NodeState {
-                operator: "window count".into(),
-                entries: vec![StateEntry {
-                    name: "counts".into(),
-                    version: 1,
-                    split: false,
-                    scope: 77,
-                    changelog: false,
-                    bytes: vec![1, 2, 3, 4, 5],
-                }],
-            }],
-        }
-    }
-
-    #[test]
-    fn shard_files_round_trip_and_reject_damage() {
-        let bytes = encode(&sample(7)).unwrap();
-        let payload = decode(&bytes).unwrap();
-        let f = archived(&payload);
-        assert_eq!(f.checkpoint.to_native(), 7);
-        assert_eq!(f.nodes[0].entries[0].scope.to_native(), 77);
-        assert_eq!(&f.nodes[0].entries[0].bytes[..], &[1, 2, 3, 4, 5]);
-        // Truncated at every length: an error, never a panic.
-        for len in 0..bytes.len() {
-            assert!(decode(&bytes[..len]).is_err(), "length {len}");
-        }
-        // Every single flipped byte is caught (header or checksum).
-        for i in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x5a;
-            if (20..HEADER).contains(&i) {
-                continue; // reserved bytes
-            }
-            assert!(decode(&bad).is_err(), "byte {i}");
-        }
-    }
-
-    #[test]
-    fn manifests_round_trip_and_reject_damage() {
-        let m = Manifest {
-            id: 12,
-            shards: 2,
-            guarantee: Guarantee::AtLeastOnce,
-            finished: false,
-            base: 9,
-            nodes: vec!["source".into(), "window count".into()],
-            files: vec![
-                ("shard-000.bin".into(), 10, 0xdead),
-                ("shard-001.bin".into(), 0, 1),
-            ],
-        };
-        let text = m.render();
-        assert_eq!(Manifest::parse(&text).unwrap(), m);
-        assert!(Manifest::parse(&text[..text.len() - 4]).is_err());
-        assert!(Manifest::parse(&text.replace("id 12", "id 13")).is_err());
-    }
-
-    /// Re-renders `text` with another first line, with a valid checksum.
-    fn with_head(text: &str, head: &str) -> String {
-        let body = &text[..text.rfind("crc ").unwrap()];
-        let (_, rest) = body.split_once('\n').unwrap();
-        let body = format!("{head}\n{rest}");
-        format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()))
-    }
-
-    #[test]
-    fn other_format_versions_are_refused_not_skipped() {
-        let m = Manifest {
-            id: 5,
-            shards: 1,
-            guarantee: Guarantee::ExactlyOnce,
-            finished: true,
-            base: 5,
-            nodes: vec!["source".into()],
-            files: Vec::new(),
-        };
-        let text = m.render();
-        assert!(text.starts_with("rill checkpoint v3\n"), "{text}");
-        let v1 = with_head(&text, "rill checkpoint v1");
-        assert!(matches!(Manifest::parse(&v1), Err(LoadError::Version(1))));
-        let v9 = with_head(&text, "rill checkpoint v9");
-        assert!(matches!(Manifest::parse(&v9), Err(LoadError::Version(9))));
-        let other = with_head(&text, "something else");
-        assert!(matches!(
-            Manifest::parse(&other),
-            Err(LoadError::Damaged(_))
-        ));
-        // A shard file of another version.
-        let mut bytes = encode(&sample(5)).unwrap();
-        bytes[20..24].copy_from_slice(&1u32.to_le_bytes());
-        let err = decode(&bytes).unwrap_err();
-        assert!(err.contains("format version 1"), "{err}");
-        // Recovery stops at the newest checkpoint of another version.
-        let root = std::env::temp_dir().join(format!("rill-store-v-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(checkpoint_dir(&root, 5)).unwrap();
-        fs::write(checkpoint_dir(&root, 5).join(MANIFEST), v1).unwrap();
-        let r = find_latest(&root);
-        assert_eq!(r.checkpoint(), None);
-        assert_eq!(r.other_version, Some((checkpoint_dir(&root, 5), 1)));
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn latest_valid_checkpoint_is_found_and_damaged_ones_skipped() {
-        let root = std::env::temp_dir().join(format!("rill-store-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        for id in 1..=3 {
-            write_checkpoint(&root, id, id);
-        }
-        // Checkpoint 4 was in progress (no manifest); 3's file is truncated.
-        fs::create_dir_all(checkpoint_dir(&root, 4)).unwrap();
-        let f3 = checkpoint_dir(&root, 3).join("shard-000.bin");
-        let len = fs::metadata(&f3).unwrap().len();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&f3)
-            .unwrap()
-            .set_len(len - 5)
-            .unwrap();
-        let r = find_latest(&root);
-        assert_eq!(r.checkpoint(), Some(2));
-        assert_eq!(r.skipped.len(), 1);
-        assert!(r.skipped[0].1.contains("truncated"), "{:?}", r.skipped);
-        prune(&root, 2, 1);
-        assert!(!checkpoint_dir(&root, 1).exists());
-        assert!(checkpoint_dir(&root, 2).exists());
-        remove_after(&root, 2);
-        assert!(!checkpoint_dir(&root, 3).exists());
-        assert!(!checkpoint_dir(&root, 4).exists());
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    /// Writes checkpoint `id` of chain `base` (one shard file) under `root`.
-    fn write_checkpoint(root: &Path, id: u64, base: u64) {
-        let bytes = encode(&sample(id)).unwrap();
-        let dir = checkpoint_dir(root, id);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("shard-000.bin"), &bytes).unwrap();
-        let m = Manifest {
-            id,
-            shards: 1,
-            guarantee: Guarantee::ExactlyOnce,
-            finished: false,
-            base,
-            nodes: vec!["n".into()],
-            files: vec![(
-                "shard-000.bin".into(),
-                bytes.len() as u64,
-                crc32fast::hash(&bytes),
-            )],
-        };
-        write_manifest(root, &m).unwrap();
-    }
-
-    fn damage(root: &Path, id: u64) {
-        let f = checkpoint_dir(root, id).join("shard-000.bin");
-        let mut bytes = fs::read(&f).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        fs::write(&f, bytes).unwrap();
-    }
-
-    #[test]
-    fn recovery_reads_whole_chains_and_falls_back_past_a_damaged_link() {
-        let root = std::env::temp_dir().join(format!("rill-store-chain-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        // Chains: 1 <- 2 <- 3, then 4 <- 5.
-        for (id, base) in [(1, 1), (2, 1), (3, 1), (4, 4), (5, 4)] {
-            write_checkpoint(&root, id, base);
-        }
-        let ids = |r: &Recovery| {
-            r.loaded.as_ref().map(|l| {
-                l.files
-                    .iter()
-                    .map(|p| archived(p).checkpoint.to_native())
-                    .collect::<Vec<_>>()
-            })
-        };
-        let r = find_latest(&root);
-        assert_eq!(r.checkpoint(), Some(5));
-        assert_eq!(ids(&r), Some(vec![4, 5]), "base first");
-        // The base of the newest chain is damaged: both of its checkpoints are skipped.
-        damage(&root, 4);
-        let r = find_latest(&root);
-        assert_eq!(r.checkpoint(), Some(3));
-        assert_eq!(ids(&r), Some(vec![1, 2, 3]));
-        assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
-        assert!(
-            r.skipped[0].1.contains("needs chk-000004"),
-            "{:?}",
-            r.skipped
-        );
-        // A missing increment breaks the chain after it, not before.
-        fs::remove_dir_all(checkpoint_dir(&root, 2)).unwrap();
-        let r = find_latest(&root);
-        assert_eq!(r.checkpoint(), Some(1));
-        assert!(
-            r.skipped.iter().any(|(_, why)| why.contains("chk-000002")),
-            "{:?}",
-            r.skipped
-        );
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn retention_keeps_every_checkpoint_a_retained_one_needs() {
-        let root = std::env::temp_dir().join(format!("rill-store-keep-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        for (id, base) in [(1, 1), (2, 1), (3, 1), (4, 1)] {
-            write_checkpoint(&root, id, base);
-        }
-        // Retaining one checkpoint (4) keeps its whole chain.
-        prune(&root, 4, 1);
-        assert!((1..=4).all(|id| checkpoint_dir(&root, id).exists()));
-        for (id, base) in [(5, 5), (6, 5)] {
-            write_checkpoint(&root, id, base);
-        }
-        // Retaining 2 (5 and 6): chain 1..4 is no longer needed.
-        prune(&root, 6, 2);
-        assert!((1..=4).all(|id| !checkpoint_dir(&root, id).exists()));
-        assert!(checkpoint_dir(&root, 5).exists() && checkpoint_dir(&root, 6).exists());
-        assert_eq!(find_latest(&root).checkpoint(), Some(6));
-        // Retaining 3 of chain 5..7 keeps all three.
-        write_checkpoint(&root, 7, 5);
-        prune(&root, 7, 3);
-        assert!((5..=7).all(|id| checkpoint_dir(&root, id).exists()));
-        fs::remove_dir_all(&root).unwrap();
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -5,7 +5,7 @@
 //! section, those keys' new values and the keys removed (tombstones), plus a whole copy of
 //! one part of its key groups, in turn (see
 //! [`Checkpointing::chain_length`](crate::checkpoint::Checkpointing::chain_length)); the
-//! first checkpoint of a run writes the whole table. Recovery applies the records of a
+//! first checkpoint of a run, and every full one, writes the whole table. Recovery applies the records of a
 //! checkpoint's chain oldest first, keeping the key groups the shard owns (so state
 //! rescales as other keyed state does). The built-in stateful operators keep their per-key
 //! state in such tables.
