@@ -403,7 +403,9 @@ impl JobHandle {
     /// Returns its id (it is complete once [`JobHandle::latest_checkpoint`] reaches it), or
     /// `None` without checkpointing.
     pub fn savepoint_now(&self) -> Option<u64> {
-        self.checkpoints.as_ref().map(JobCheckpoints::request_full_now)
+        self.checkpoints
+            .as_ref()
+            .map(JobCheckpoints::request_full_now)
     }
 
     /// The latest completed checkpoint (0: none yet; `None` without checkpointing).
