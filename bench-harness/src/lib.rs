@@ -12,4 +12,5 @@ pub mod latency;
 pub mod nexmark;
 pub mod plot;
 pub mod replay;
+pub mod signals;
 pub mod synthetic;

@@ -85,6 +85,40 @@ impl Job {
         true
     }
 
+    /// Runs the job and sends it `signal` after `delay`; returns false if it had already
+    /// ended. A signalled run must exit 0, stopped at a savepoint.
+    fn signal_after(&self, shards: usize, delay: Duration, signal: i32) -> bool {
+        let log_path = self.root.join("last.log");
+        let log = fs::File::create(&log_path).unwrap();
+        let mut child = self
+            .command(shards)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("rill-bench starts");
+        let deadline = Instant::now() + delay;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = fs::read_to_string(&log_path).unwrap_or_default();
+                assert!(status.success(), "run failed before the signal: {log}");
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "kill failed");
+        let status = child.wait().unwrap();
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        assert!(status.success(), "a signalled run exits 0: {status}: {log}");
+        if log.contains("stopped at savepoint") {
+            return true;
+        }
+        // It ended on its own just as the signal came.
+        assert!(!log.contains("cancelled"), "{log}");
+        false
+    }
+
     /// Runs the job to its end; returns its stdout.
     fn finish(&self, shards: usize) -> String {
         let o = self.command(shards).output().expect("rill-bench runs");
@@ -205,6 +239,45 @@ fn exactly_once_q5_survives_sigkills_rescaling_and_damaged_checkpoints() {
     // Running the finished job again changes nothing.
     let again = job.finish(2);
     assert_eq!(job.committed(), reference, "{again}");
+}
+
+/// SIGTERM and SIGINT at random moments stop the job with a savepoint (exit 0); the same
+/// command resumes it, on other shard counts too; the committed output equals an
+/// uninterrupted run's.
+#[test]
+fn exactly_once_q5_stopped_by_signals_resumes_from_savepoints() {
+    let job = Job::new("signals", "q5", 3_000_000, "exactly-once");
+    let mut delays = Delays(0x5851_f42d_4c95_7f2d);
+    let mut stopped = 0;
+    for (i, shards) in [2, 2, 1, 3, 3, 2].into_iter().enumerate() {
+        let signal = if i % 2 == 0 {
+            libc::SIGTERM
+        } else {
+            libc::SIGINT
+        };
+        if job.signal_after(shards, delays.next(150, 400), signal) {
+            stopped += 1;
+            // The newest complete checkpoint is the savepoint: self-contained.
+            let newest = job.complete_checkpoints().pop().unwrap();
+            let manifest = fs::read_to_string(newest.join("MANIFEST")).unwrap();
+            let id = manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("id "))
+                .unwrap();
+            assert!(
+                manifest.lines().any(|l| l == format!("base {id}")),
+                "{manifest}"
+            );
+        }
+    }
+    job.finish(2);
+    assert!(
+        stopped >= 4,
+        "only {stopped} runs were stopped while running"
+    );
+    let reference = job.reference();
+    assert!(!reference.is_empty());
+    assert_eq!(job.committed(), reference);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use rill_kafka::{kafka_sink, KafkaSinkConfig};
 use rill_operators::file_sink::{PartFiles, PartWriter};
-use rill_runtime::checkpoint::{Checkpointing, StateWriter};
+use rill_runtime::checkpoint::{Checkpointing, Guarantee, StateWriter};
 use rill_runtime::{Config, Dataflow, Failure, JobReport, OpResult, Runtime, Sink, Stream};
 
 use super::kafka::{kafka_events, KafkaInput};
@@ -24,6 +24,7 @@ use super::rows::{write_rows, Row};
 use super::source::{Epoch, NexmarkSource, SourceStats, Timed};
 use super::GeneratorConfig;
 use crate::latency::{new_histogram, LatencySummary};
+use crate::signals::SignalStop;
 
 /// Quarters of a run, for the latency-growth check.
 pub const PHASES: usize = 4;
@@ -57,6 +58,9 @@ pub struct RunSpec {
     pub checkpointing: Option<Checkpointing>,
     /// Delete the checkpoint directory first (a sweep's trials start from scratch).
     pub fresh_checkpoints: bool,
+    /// SIGINT and SIGTERM stop the job (with a savepoint when it takes checkpoints); a
+    /// second one cancels it. Off: the signals keep their default action.
+    pub stop_on_signal: bool,
     /// Write the rows through the transactional file sink into this directory.
     pub output_dir: Option<PathBuf>,
     /// Read the events from Kafka instead of generating them (`events` is then unused).
@@ -360,17 +364,33 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         Query::Q11 => sink.attach(&queries::q11(&input, &cx))?,
         Query::Q12 => sink.attach(&queries::q12(&input, &cx))?,
     }
+    let savepoints = config
+        .checkpoint_settings()
+        .is_some_and(|c| c.guarantee_of() != Guarantee::AtMostOnce);
     let handle = Runtime::new(config)?.spawn(df)?;
+    let signals = match spec.stop_on_signal {
+        true => Some(
+            SignalStop::install(handle.controller(), savepoints).map_err(|source| {
+                RunError::Output {
+                    path: "<signal handler>".into(),
+                    source,
+                }
+            })?,
+        ),
+        false => None,
+    };
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(50));
         watch();
     }
-    let report = handle.join()?;
+    let report = handle.join();
+    let signalled = signals.is_some_and(|s| s.finish());
+    let report = report?;
     let elapsed = Duration::from_nanos(epoch.now_ns());
-    // Read from Kafka: the events are those the sources took.
+    // Read from Kafka, or stopped early: the events are those the sources took.
     let events = match &spec.kafka {
-        Some(_) => live.sources.emitted.load(Ordering::Relaxed),
-        None => events,
+        None if !signalled => events,
+        _ => live.sources.emitted.load(Ordering::Relaxed),
     };
     if let (Some(file), Some(path)) = (file, &spec.output) {
         let mut file = file.lock().unwrap_or_else(|e| e.into_inner());

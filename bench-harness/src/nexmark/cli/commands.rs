@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rill_runtime::checkpoint::Guarantee;
+use rill_runtime::JobEnd;
 
 use super::flags::{Common, RunArgs, SweepArgs};
 use super::plots::{plot_run, plot_sweep};
@@ -61,7 +62,18 @@ fn run_once(args: &RunArgs) -> Result<(), ExitCode> {
     spec.output_dir = args.output_dir.clone();
     spec.kafka = args.kafka_input();
     spec.kafka_sink = args.kafka_sink.clone();
+    spec.stop_on_signal = true;
     let outcome = run_with_progress(&spec, c.quiet, &c.query.to_string()).map_err(fail)?;
+    match outcome.report.end {
+        JobEnd::Finished => {}
+        JobEnd::Savepoint(id) => {
+            eprintln!("rill-bench: stopped at savepoint {id}; the same command resumes from it")
+        }
+        JobEnd::Cancelled => {
+            eprintln!("rill-bench: cancelled; its output is incomplete");
+            return Err(ExitCode::from(130));
+        }
+    }
     if outcome.bad_records > 0 {
         eprintln!(
             "rill-bench: {} Kafka records were not NEXMark events (skipped)",

@@ -173,6 +173,7 @@ impl Common {
             checkpointing: self.checkpointing(),
             output_dir: None,
             fresh_checkpoints: false,
+            stop_on_signal: false,
             query: self.query,
             events,
             generator: GeneratorConfig {
