@@ -8,6 +8,7 @@
 
 pub mod csv_format;
 pub mod duration;
+pub mod embed;
 pub mod latency;
 pub mod nexmark;
 pub mod plot;

@@ -32,6 +32,9 @@ enum Command {
     Generate(rill_bench::nexmark::generate::GenerateArgs),
     /// Runs one NEXMark query, unthrottled or open loop at a target rate.
     Run(rill_bench::nexmark::cli::RunArgs),
+    /// Round trips through a job embedded in a host program (input handle in, subscription
+    /// out), against two plain channel hops, open loop.
+    Embed(rill_bench::embed::EmbedArgs),
     /// Finds a NEXMark query's maximum sustainable rate and its latency at 25-100 % of it.
     Sweep(rill_bench::nexmark::cli::SweepArgs),
 }
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         None => return rill_bench::nexmark::cli::default_benchmark(),
         Some(Command::Run(args)) => return rill_bench::nexmark::cli::run_command(&args),
         Some(Command::Sweep(args)) => return rill_bench::nexmark::cli::sweep_command(&args),
+        Some(Command::Embed(args)) => return rill_bench::embed::run(&args),
         Some(Command::Exchange(args)) => exchange(&args),
         Some(Command::Replay(args)) => return rill_bench::replay::cli::run(&args),
         Some(Command::Generate(args)) => return rill_bench::nexmark::generate::run(&args),

@@ -150,7 +150,8 @@ impl Shard {
                     });
                     idle_since = None;
                 } else {
-                    std::hint::spin_loop();
+                    // Spinning: give the core to any runnable thread (the host's).
+                    std::thread::yield_now();
                 }
             }
             executor::yield_if_needed().await;
