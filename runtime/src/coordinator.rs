@@ -499,7 +499,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
         let start = Start::prepare(&c, 1, &["op".to_string()], Vec::new()).unwrap();
         let abort = Arc::new(AtomicBool::new(false));
-        start.run(Vec::new(), abort, None, c.retain).unwrap()
+        start.run(Vec::new(), abort, None, c.retain, Arc::default()).unwrap()
     }
 
     /// As the shard: writes checkpoint `id` once it is requested (after checking whether
