@@ -271,6 +271,12 @@ impl JobCheckpoints {
         id
     }
 
+    /// The checkpoint measurements so far.
+    pub(crate) fn stats(&self) -> CheckpointStats {
+        let stats = self.thread.coord.stats.lock();
+        stats.unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The latest completed checkpoint (0: none yet).
     pub(crate) fn latest(&self) -> u64 {
         self.thread.coord.completed.load(Ordering::SeqCst)
@@ -499,7 +505,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
         let start = Start::prepare(&c, 1, &["op".to_string()], Vec::new()).unwrap();
         let abort = Arc::new(AtomicBool::new(false));
-        start.run(Vec::new(), abort, None, c.retain, Arc::default()).unwrap()
+        start
+            .run(Vec::new(), abort, None, c.retain, Arc::default())
+            .unwrap()
     }
 
     /// As the shard: writes checkpoint `id` once it is requested (after checking whether

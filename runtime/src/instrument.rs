@@ -3,12 +3,13 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Failure, OpResult};
 use crate::progress::Progress;
 use crate::push::Push;
+use crate::time::{Timestamp, MIN_WATERMARK};
 
 thread_local! {
     /// The node whose code runs now on this shard's thread (`usize::MAX`: none).
@@ -34,6 +35,55 @@ impl DroppedRecords {
     /// The records dropped so far.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One operator instance's live numbers, written by its shard and read by the job's handle
+/// while the job runs: records in (records emitted, for a source) and the watermark of
+/// each of its inputs (for a source, the watermark it emitted). One writer each, so the
+/// atomics are never contended; a store per batch or progress message, not per record.
+#[derive(Debug, Default)]
+pub(crate) struct NodeStats {
+    records: AtomicU64,
+    watermarks: Mutex<Vec<Arc<AtomicI64>>>,
+}
+
+impl NodeStats {
+    /// Adds `n` records (called by the node's one writer).
+    #[inline]
+    pub(crate) fn count(&self, n: u64) {
+        let now = self.records.load(Ordering::Relaxed);
+        self.records.store(now + n, Ordering::Relaxed);
+    }
+
+    /// Sets the record count (a source's: what it emitted so far).
+    #[inline]
+    pub(crate) fn set_records(&self, n: u64) {
+        self.records.store(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    /// A new input's watermark cell.
+    pub(crate) fn watermark_cell(&self) -> Arc<AtomicI64> {
+        let cell = Arc::new(AtomicI64::new(MIN_WATERMARK));
+        self.watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(cell.clone());
+        cell
+    }
+
+    /// The minimum over the node's inputs' watermarks (`MIN_WATERMARK` before any).
+    pub(crate) fn watermark(&self) -> Timestamp {
+        let cells = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
+        cells
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(MIN_WATERMARK)
     }
 }
 
@@ -65,7 +115,8 @@ pub(crate) fn attribute(result: OpResult, node: usize) -> OpResult {
 pub(crate) struct Instrumented<P> {
     inner: P,
     node: usize,
-    counter: Rc<Cell<u64>>,
+    stats: Arc<NodeStats>,
+    watermark: Arc<AtomicI64>,
     barrier: Option<Rc<Cell<u64>>>,
 }
 
@@ -75,13 +126,14 @@ impl<P> Instrumented<P> {
     pub fn new(
         inner: P,
         node: usize,
-        counter: Rc<Cell<u64>>,
+        stats: Arc<NodeStats>,
         barrier: Option<Rc<Cell<u64>>>,
     ) -> Self {
         Instrumented {
             inner,
             node,
-            counter,
+            watermark: stats.watermark_cell(),
+            stats,
             barrier,
         }
     }
@@ -90,7 +142,7 @@ impl<P> Instrumented<P> {
 impl<T, P: Push<T>> Push<T> for Instrumented<P> {
     #[inline]
     fn push(&mut self, batch: &mut Vec<T>) -> OpResult {
-        self.counter.set(self.counter.get() + batch.len() as u64);
+        self.stats.count(batch.len() as u64);
         let previous = enter(self.node);
         let result = self.inner.push(batch);
         leave(previous);
@@ -102,6 +154,9 @@ impl<T, P: Push<T>> Push<T> for Instrumented<P> {
             if id <= seen.get() {
                 return Ok(());
             }
+        }
+        if let Progress::Watermark(w) = progress {
+            self.watermark.store(w, Ordering::Relaxed);
         }
         let previous = enter(self.node);
         let result = self.inner.progress(progress);

@@ -17,6 +17,10 @@ pub struct OperatorReport {
     /// [`DroppedRecords`](crate::DroppedRecords)). A window operator counts its late
     /// records here even when it also hands them to a late side output.
     pub dropped: Vec<u64>,
+    /// The operator's input watermark on each shard (the minimum over its inputs; for a
+    /// source, the watermark it emitted): how far event time got there.
+    /// [`MIN_WATERMARK`](crate::MIN_WATERMARK) before any.
+    pub watermarks: Vec<crate::Timestamp>,
 }
 
 impl OperatorReport {
@@ -78,6 +82,8 @@ pub enum JobEnd {
     /// Stopped at savepoint `id`: a complete, self-contained checkpoint that a later run
     /// resumes from; nothing after its barrier was processed.
     Savepoint(u64),
+    /// Not ended: a live snapshot ([`JobHandle::metrics`](crate::JobHandle::metrics)).
+    Running,
 }
 
 impl JobReport {

@@ -17,7 +17,7 @@ use crate::coordinator::{JobCheckpoints, ShardStart, Start};
 use crate::error::{Error, Result};
 use crate::exchange::channel::{channel, ChannelLimits, ChannelMetrics};
 use crate::graph::{instantiate, Dataflow, GraphDesc, ShardEndpoints, ShardLinks};
-use crate::instrument::DroppedRecords;
+use crate::instrument::{DroppedRecords, NodeStats};
 use crate::metrics::{ChannelReport, JobEnd, JobReport, OperatorReport};
 use crate::park::ShardWaker;
 use crate::preflight;
@@ -50,6 +50,8 @@ pub struct JobHandle {
     node_names: Vec<String>,
     /// Per shard, per node: records dropped.
     dropped: Vec<Vec<DroppedRecords>>,
+    /// Per shard, per node: records and input watermarks, live.
+    stats: Vec<Vec<Arc<NodeStats>>>,
     started: Instant,
     checkpoints: Option<JobCheckpoints>,
     controller: JobController,
@@ -224,6 +226,9 @@ impl Runtime {
                     .collect()
             })
             .collect();
+        let stats: Vec<Vec<Arc<NodeStats>>> = (0..shards)
+            .map(|_| node_names.iter().map(|_| Arc::default()).collect())
+            .collect();
         let start = match &self.config.checkpointing {
             Some(c) => Some(Start::prepare(
                 c,
@@ -240,7 +245,8 @@ impl Runtime {
             Vec::new()
         } else {
             let shard_start = start.as_ref().map(Start::for_shard);
-            let endpoints = mesh.endpoints.into_iter().zip(dropped.iter().cloned());
+            let endpoints = (mesh.endpoints.into_iter())
+                .zip(dropped.iter().cloned().zip(stats.iter().cloned()));
             let started = self.start_shards(
                 graph,
                 endpoints,
@@ -287,6 +293,7 @@ impl Runtime {
             channels: mesh.channels,
             node_names,
             dropped,
+            stats,
             started,
             checkpoints,
             controller,
@@ -309,7 +316,9 @@ impl Runtime {
     fn start_shards(
         &self,
         graph: GraphDesc,
-        shards: impl ExactSizeIterator<Item = (ShardEndpoints, Vec<DroppedRecords>)>,
+        shards: impl ExactSizeIterator<
+            Item = (ShardEndpoints, (Vec<DroppedRecords>, Vec<Arc<NodeStats>>)),
+        >,
         wakers: &[Arc<ShardWaker>],
         checkpoint: Option<ShardStart>,
         abort: &Arc<AtomicBool>,
@@ -318,7 +327,7 @@ impl Runtime {
         let graph = Arc::new(graph);
         let (count, cores) = (shards.len(), core_ids());
         let mut threads = Vec::with_capacity(count);
-        for (index, (endpoints, dropped)) in shards.enumerate() {
+        for (index, (endpoints, (dropped, stats))) in shards.enumerate() {
             let settings = ExecutorSettings {
                 cpu: self.config.pin.then(|| cores[index % cores.len()]),
                 io_memory: self.config.io_memory,
@@ -339,6 +348,7 @@ impl Runtime {
                     waker: waker.clone(),
                     control: control.clone(),
                     dropped,
+                    stats,
                 };
                 let built = instantiate(
                     &graph,
@@ -411,6 +421,28 @@ impl JobHandle {
     /// The latest completed checkpoint (0: none yet; `None` without checkpointing).
     pub fn latest_checkpoint(&self) -> Option<u64> {
         self.checkpoints.as_ref().map(JobCheckpoints::latest)
+    }
+
+    /// What the job's report would hold now, while it runs: records and drops per
+    /// operator and shard, each operator's input watermark per shard, the channels'
+    /// counters and the checkpoints so far (`end` is [`JobEnd::Running`] until the job
+    /// ended). Reads atomics the shards write once per batch; never waits for a shard.
+    pub fn metrics(&self) -> JobReport {
+        let operators = (self.node_names.iter().enumerate())
+            .map(|(node, name)| OperatorReport {
+                name: name.clone(),
+                records: self.stats.iter().map(|s| s[node].records()).collect(),
+                dropped: self.dropped.iter().map(|d| d[node].get()).collect(),
+                watermarks: self.stats.iter().map(|s| s[node].watermark()).collect(),
+            })
+            .collect();
+        JobReport {
+            elapsed: self.started.elapsed(),
+            operators,
+            channels: channel_reports(&self.channels),
+            checkpoints: self.checkpoints.as_ref().map(JobCheckpoints::stats),
+            end: JobEnd::Running,
+        }
     }
 
     /// A controller to stop, cancel or savepoint this job from another thread.
@@ -495,6 +527,10 @@ impl JobHandle {
                 dropped: (self.dropped.iter())
                     .take(counts.len())
                     .map(|d| d[node].get())
+                    .collect(),
+                watermarks: (self.stats.iter())
+                    .take(counts.len())
+                    .map(|s| s[node].watermark())
                     .collect(),
             })
             .collect();

@@ -417,3 +417,63 @@ fn a_dropped_dataflow_closes_its_inputs() {
     assert_eq!(handle.send(5).unwrap_err().0, 5);
     assert!(matches!(handle.try_send(6), Err(TrySendError::Closed(6))));
 }
+
+/// The job's numbers while it runs: records per operator and shard, input watermarks,
+/// channel counters, checkpoints.
+#[test]
+fn metrics_show_a_running_job() {
+    let dir = std::env::temp_dir().join(format!("rill-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let checkpointing = rill_runtime::checkpoint::Checkpointing::new(&dir).interval(None);
+    let config = rill_runtime::Config::default()
+        .shards(2)
+        .pin(false)
+        .checkpointing(checkpointing);
+    let mut df = Dataflow::new();
+    let (input, handle) = df.input::<u64>("times");
+    let mut out = input
+        .exchange(Partitioning::by_key(|t: &u64| *t))
+        .subscribe("out", 4096);
+    let job = rill_runtime::Runtime::new(config)
+        .unwrap()
+        .spawn(df)
+        .unwrap();
+    for t in 0..1_000 {
+        handle.send(t).unwrap();
+    }
+    handle.advance_watermark(500).unwrap();
+    let before = job.metrics();
+    assert_eq!(before.end, JobEnd::Running);
+    for _ in 0..1_000 {
+        out.recv().unwrap();
+    }
+    job.checkpoint_now();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = job.metrics();
+        let sink = m.operator("out").unwrap();
+        let done = sink.total() == 1_000
+            && sink.watermarks.iter().all(|&w| w == 500)
+            && m.checkpoints
+                .as_ref()
+                .is_some_and(|c| !c.completed.is_empty());
+        if done {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "{m:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(m.operator("times").unwrap().total(), 1_000);
+    assert_eq!(m.operator("times").unwrap().watermarks, vec![500, 500]);
+    let crossed: u64 = m.channels.iter().map(|c| c.records).sum();
+    assert_eq!(crossed, 1_000);
+    assert!(before.operator("out").unwrap().total() <= 1_000);
+    drop(handle);
+    let report = job.join().unwrap();
+    assert_eq!(report.end, JobEnd::Finished);
+    assert_eq!(
+        report.operator("out").unwrap().watermarks,
+        vec![MAX_WATERMARK; 2]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,9 +4,10 @@
 //! become a sender on the producing side and a receiver (a chain head) on this shard.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::{Built, GraphDesc, NodeBuilder, ShardContext, StreamId};
 use crate::checkpoint::ShardCheckpoint;
@@ -16,7 +17,7 @@ use crate::error::Error;
 use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
 use crate::exchange::EdgeOnShard;
 use crate::head::{BlockedFlag, SenderDriver};
-use crate::instrument::DroppedRecords;
+use crate::instrument::{DroppedRecords, NodeStats};
 use crate::shard::{HeadSlot, Plan};
 
 /// The channel ends of one shard, indexed by exchange.
@@ -29,9 +30,11 @@ pub(crate) struct ShardEndpoints {
 /// What a shard shares with the job's handle and the host: how to wake the shard, the
 /// job's control requests, and its nodes' dropped-record counters (one per node).
 pub(crate) struct ShardLinks {
-    pub waker: std::sync::Arc<crate::park::ShardWaker>,
-    pub control: std::sync::Arc<crate::control::JobControl>,
+    pub waker: Arc<crate::park::ShardWaker>,
+    pub control: Arc<crate::control::JobControl>,
     pub dropped: Vec<DroppedRecords>,
+    /// Per node: its live numbers.
+    pub stats: Vec<Arc<NodeStats>>,
 }
 
 /// Builds every node of `graph` on shard `info`; `dropped` holds one counter per node.
@@ -45,10 +48,10 @@ pub(crate) fn instantiate(
     shard: ShardLinks,
 ) -> Result<Plan, Error> {
     let dropped = shard.dropped;
+    let stats = shard.stats;
     let checkpoint_context = checkpoint.as_ref().map(|c| c.context());
     let context = ShardContext::new(info, clock, checkpoint_context, dropped);
     let n = graph.nodes.len();
-    let counters: Vec<Rc<Cell<u64>>> = (0..n).map(|_| Rc::new(Cell::new(0))).collect();
     let mut consumers: HashMap<StreamId, Vec<Box<dyn Any>>> = HashMap::new();
     let mut consumer_reach: HashMap<StreamId, Vec<BlockedFlag>> = HashMap::new();
     let mut heads = Vec::new();
@@ -61,7 +64,7 @@ pub(crate) fn instantiate(
             node,
             batch_records: limits.batch_records,
             consumers: &mut consumers,
-            counter: counters[node].clone(),
+            stats: stats[node].clone(),
             checkpoint: checkpoint.clone(),
             failure: None,
             waker: shard.waker.clone(),
@@ -147,7 +150,7 @@ pub(crate) fn instantiate(
     Ok(Plan {
         heads,
         senders,
-        counters,
+        stats,
         node_names: graph.node_names(),
     })
 }

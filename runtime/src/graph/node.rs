@@ -2,7 +2,6 @@
 //! shard.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -152,7 +151,7 @@ pub(crate) struct NodeBuilder<'a> {
     pub node: usize,
     pub batch_records: usize,
     pub consumers: &'a mut HashMap<StreamId, Vec<Box<dyn Any>>>,
-    pub counter: Rc<Cell<u64>>,
+    pub stats: std::sync::Arc<crate::instrument::NodeStats>,
     /// The shard's part in checkpoints, when the job takes them.
     pub checkpoint: Option<Rc<ShardCheckpoint>>,
     /// The first failure met while building (a restore that failed).
@@ -192,7 +191,7 @@ impl NodeBuilder<'_> {
     /// checkpoints) the shard knows which barrier it passed last.
     pub fn input<I: 'static>(&mut self, push: impl Push<I> + 'static) -> Box<dyn Any> {
         let barrier = self.checkpoint.as_ref().map(|c| c.register_input());
-        let push = Instrumented::new(push, self.node, self.counter.clone(), barrier);
+        let push = Instrumented::new(push, self.node, self.stats.clone(), barrier);
         let push: Box<dyn Push<I>> = Box::new(push);
         Box::new(push)
     }
@@ -256,7 +255,7 @@ impl NodeBuilder<'_> {
             source,
             out,
             self.node,
-            self.counter.clone(),
+            self.stats.clone(),
             SourceShard {
                 budget: self.batch_records,
                 clock: self.context.clock(),

@@ -9,7 +9,7 @@
 pub(crate) mod executor;
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +21,7 @@ use crate::context::ShardInfo;
 use crate::control::JobControl;
 use crate::error::{Error, Failure, FailureKind};
 use crate::head::{BlockedFlag, Head, SenderDriver};
+use crate::instrument::NodeStats;
 use crate::park::ShardWaker;
 
 /// Longest a parked shard sleeps before it looks around again on its own.
@@ -37,8 +38,8 @@ pub(crate) struct HeadSlot {
 pub(crate) struct Plan {
     pub heads: Vec<HeadSlot>,
     pub senders: Vec<Rc<RefCell<dyn SenderDriver>>>,
-    /// Per node: records counted on this shard.
-    pub counters: Vec<Rc<Cell<u64>>>,
+    /// Per node: its live numbers on this shard.
+    pub stats: Vec<Arc<NodeStats>>,
     pub node_names: Vec<String>,
 }
 
@@ -46,7 +47,7 @@ pub(crate) struct Shard {
     info: ShardInfo,
     heads: Vec<HeadSlot>,
     senders: Vec<Rc<RefCell<dyn SenderDriver>>>,
-    counters: Vec<Rc<Cell<u64>>>,
+    stats: Vec<Arc<NodeStats>>,
     node_names: Vec<String>,
     waker: Arc<ShardWaker>,
     abort: Arc<AtomicBool>,
@@ -80,7 +81,7 @@ impl Shard {
             info,
             heads: plan.heads,
             senders: plan.senders,
-            counters: plan.counters,
+            stats: plan.stats,
             node_names: plan.node_names,
             waker,
             abort,
@@ -97,7 +98,7 @@ impl Shard {
             self.abort.store(true, Ordering::SeqCst);
         }
         result?;
-        Ok(self.counters.iter().map(|c| c.get()).collect())
+        Ok(self.stats.iter().map(|s| s.records()).collect())
     }
 
     async fn run_loop(&mut self) -> Result<(), Error> {

@@ -13,7 +13,7 @@ use crate::clock::{system_now, Clock};
 use crate::control::JobControl;
 use crate::error::{Failure, OpResult};
 use crate::head::Head;
-use crate::instrument::{attribute, enter, leave};
+use crate::instrument::{attribute, enter, leave, NodeStats};
 use crate::progress::Progress;
 use crate::push::SourceOutput;
 use crate::time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
@@ -46,7 +46,8 @@ pub(crate) struct SourceHead<S, T: Clone> {
     source: S,
     out: SourceOutput<T>,
     node: usize,
-    counter: Rc<Cell<u64>>,
+    stats: Arc<NodeStats>,
+    watermark: Arc<std::sync::atomic::AtomicI64>,
     budget: usize,
     done: bool,
     clock: Clock,
@@ -70,7 +71,7 @@ impl<S, T: Clone> SourceHead<S, T> {
         source: S,
         out: SourceOutput<T>,
         node: usize,
-        counter: Rc<Cell<u64>>,
+        stats: Arc<NodeStats>,
         shard: SourceShard,
     ) -> Self {
         let SourceShard {
@@ -99,7 +100,8 @@ impl<S, T: Clone> SourceHead<S, T> {
             source,
             out,
             node,
-            counter,
+            watermark: stats.watermark_cell(),
+            stats,
             budget,
             done: false,
             clock,
@@ -279,7 +281,9 @@ impl<T: Clone, S: Source<T>> Head for SourceHead<S, T> {
             Ok(status)
         })();
         leave(previous);
-        self.counter.set(self.out.given());
+        self.stats.set_records(self.out.given());
+        self.watermark
+            .store(self.out.current_watermark(), Ordering::Relaxed);
         let status = result.map_err(|mut e: Failure| {
             e.operator.get_or_insert(self.node);
             e

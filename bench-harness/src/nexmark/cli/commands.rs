@@ -65,7 +65,7 @@ fn run_once(args: &RunArgs) -> Result<(), ExitCode> {
     spec.stop_on_signal = true;
     let outcome = run_with_progress(&spec, c.quiet, &c.query.to_string()).map_err(fail)?;
     match outcome.report.end {
-        JobEnd::Finished => {}
+        JobEnd::Finished | JobEnd::Running => {}
         JobEnd::Savepoint(id) => {
             eprintln!("rill-bench: stopped at savepoint {id}; the same command resumes from it")
         }
