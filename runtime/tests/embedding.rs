@@ -477,3 +477,34 @@ fn metrics_show_a_running_job() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Dropping a subscription whose sink waits for room does not hang the job: the sink
+/// discards (and counts) from then on, and the job stops normally.
+#[test]
+fn dropping_a_full_subscription_does_not_hang_the_job() {
+    let emitted = Arc::new(AtomicU64::new(0));
+    let (df, mut sub, collected) = counting_job(&emitted, 4);
+    let job = runtime(2).spawn(df).unwrap();
+    for _ in 0..10 {
+        sub.recv().unwrap();
+    }
+    // The job is held back by the full subscription.
+    let held = emitted.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(emitted.load(Ordering::Relaxed) < held + 64 * 1024, "not held back");
+    drop(sub);
+    // It runs again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while emitted.load(Ordering::Relaxed) < held + 200_000 {
+        assert!(Instant::now() < deadline, "the job stayed stalled after the drop");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let report = job.stop().unwrap();
+    let out = report.operator("out").unwrap();
+    assert_eq!(out.total(), collected.take().len() as u64);
+    assert!(out.dropped_total() > 200_000 - 64 * 1024);
+    // Every record the sink took was read (10), left in the dropped queue (at most its
+    // capacity, 4) or counted as dropped.
+    let unaccounted = out.total() - out.dropped_total() - 10;
+    assert!(unaccounted <= 4, "{unaccounted} records neither read nor counted");
+}

@@ -17,7 +17,8 @@
 //! ([`JobHandle::join`](crate::JobHandle::join) says which).
 //!
 //! Dropping a subscription does not stop or fail the job: from then on its sink discards
-//! what reaches it and counts it as dropped records of the sink (in the job report).
+//! what reaches it and counts it as dropped records of the sink (in the job report). The
+//! records already in the queue (at most its capacity) go with the subscription.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
