@@ -62,8 +62,8 @@ impl Job {
         c
     }
 
-    /// Runs the job and SIGKILLs it after `delay`; returns false if it had already ended.
-    fn kill_after(&self, shards: usize, delay: Duration) -> bool {
+    /// Starts the job and lets it run for `delay`; `None` if it ended (successfully) before.
+    fn run_for(&self, shards: usize, delay: Duration) -> Option<std::process::Child> {
         let log = fs::File::create(self.root.join("last.log")).unwrap();
         let mut child = self
             .command(shards)
@@ -75,11 +75,22 @@ impl Job {
         while Instant::now() < deadline {
             if let Some(status) = child.try_wait().unwrap() {
                 let log = fs::read_to_string(self.root.join("last.log")).unwrap_or_default();
-                assert!(status.success(), "run failed before the kill: {log}");
-                return false;
+                assert!(
+                    status.success(),
+                    "run failed before it was interrupted: {log}"
+                );
+                return None;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        Some(child)
+    }
+
+    /// Runs the job and SIGKILLs it after `delay`; returns false if it had already ended.
+    fn kill_after(&self, shards: usize, delay: Duration) -> bool {
+        let Some(mut child) = self.run_for(shards, delay) else {
+            return false;
+        };
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
         true
@@ -89,22 +100,9 @@ impl Job {
     /// ended. A signalled run must exit 0, stopped at a savepoint.
     fn signal_after(&self, shards: usize, delay: Duration, signal: i32) -> bool {
         let log_path = self.root.join("last.log");
-        let log = fs::File::create(&log_path).unwrap();
-        let mut child = self
-            .command(shards)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("rill-bench starts");
-        let deadline = Instant::now() + delay;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                let log = fs::read_to_string(&log_path).unwrap_or_default();
-                assert!(status.success(), "run failed before the signal: {log}");
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let Some(mut child) = self.run_for(shards, delay) else {
+            return false;
+        };
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
         let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
         assert_eq!(sent, 0, "kill failed");

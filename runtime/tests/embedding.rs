@@ -491,12 +491,18 @@ fn dropping_a_full_subscription_does_not_hang_the_job() {
     // The job is held back by the full subscription.
     let held = emitted.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(50));
-    assert!(emitted.load(Ordering::Relaxed) < held + 64 * 1024, "not held back");
+    assert!(
+        emitted.load(Ordering::Relaxed) < held + 64 * 1024,
+        "not held back"
+    );
     drop(sub);
     // It runs again.
     let deadline = Instant::now() + Duration::from_secs(10);
     while emitted.load(Ordering::Relaxed) < held + 200_000 {
-        assert!(Instant::now() < deadline, "the job stayed stalled after the drop");
+        assert!(
+            Instant::now() < deadline,
+            "the job stayed stalled after the drop"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     let report = job.stop().unwrap();
@@ -506,5 +512,8 @@ fn dropping_a_full_subscription_does_not_hang_the_job() {
     // Every record the sink took was read (10), left in the dropped queue (at most its
     // capacity, 4) or counted as dropped.
     let unaccounted = out.total() - out.dropped_total() - 10;
-    assert!(unaccounted <= 4, "{unaccounted} records neither read nor counted");
+    assert!(
+        unaccounted <= 4,
+        "{unaccounted} records neither read nor counted"
+    );
 }

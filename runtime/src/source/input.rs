@@ -181,17 +181,15 @@ impl<T: Send + 'static> InputHandle<T> {
         let Some(bound) = self.wait_started() else {
             return Err(SendError(record));
         };
-        let shard = self.route(&record, bound.senders.len());
-        let result = match bound.senders[shard].try_send(Message::Record(record)) {
-            Ok(()) => Ok(()),
-            Err(async_channel::TrySendError::Full(m)) => {
+        match self.offer(bound, record) {
+            Offered::Sent => Ok(()),
+            Offered::Closed(r) => Err(SendError(r)),
+            Offered::Full(shard, m) => {
+                let result = bound.senders[shard].send_blocking(m);
                 bound.wakers[shard].wake();
-                bound.senders[shard].send_blocking(m).map_err(|e| e.0)
+                result.map_err(|e| SendError(record_of(e.0)))
             }
-            Err(async_channel::TrySendError::Closed(m)) => Err(m),
-        };
-        bound.wakers[shard].wake();
-        result.map_err(|m| SendError(record_of(m)))
+        }
     }
 
     /// Sends `record` if its shard's queue has room now; hands it back otherwise.
@@ -203,13 +201,11 @@ impl<T: Send + 'static> InputHandle<T> {
                 TrySendError::Full(record)
             });
         };
-        let shard = self.route(&record, bound.senders.len());
-        let result = bound.senders[shard].try_send(Message::Record(record));
-        bound.wakers[shard].wake();
-        result.map_err(|e| match e {
-            async_channel::TrySendError::Full(m) => TrySendError::Full(record_of(m)),
-            async_channel::TrySendError::Closed(m) => TrySendError::Closed(record_of(m)),
-        })
+        match self.offer(bound, record) {
+            Offered::Sent => Ok(()),
+            Offered::Closed(r) => Err(TrySendError::Closed(r)),
+            Offered::Full(_, m) => Err(TrySendError::Full(record_of(m))),
+        }
     }
 
     /// Sends `record`, waiting (asynchronously, on any executor) while its shard's queue is
@@ -219,17 +215,28 @@ impl<T: Send + 'static> InputHandle<T> {
         let Some(bound) = self.shared.bound.get() else {
             return Err(SendError(record));
         };
-        let shard = self.route(&record, bound.senders.len());
-        let result = match bound.senders[shard].try_send(Message::Record(record)) {
-            Ok(()) => Ok(()),
-            Err(async_channel::TrySendError::Full(m)) => {
+        match self.offer(bound, record) {
+            Offered::Sent => Ok(()),
+            Offered::Closed(r) => Err(SendError(r)),
+            Offered::Full(shard, m) => {
+                let result = bound.senders[shard].send(m).await;
                 bound.wakers[shard].wake();
-                bound.senders[shard].send(m).await.map_err(|e| e.0)
+                result.map_err(|e| SendError(record_of(e.0)))
             }
-            Err(async_channel::TrySendError::Closed(m)) => Err(m),
-        };
+        }
+    }
+
+    /// Puts `record` on its shard's queue if there is room, and wakes the shard (also when
+    /// the queue is full: a parked shard that drains it makes room).
+    fn offer(&self, bound: &Bound<T>, record: T) -> Offered<T> {
+        let shard = self.route(&record, bound.senders.len());
+        let result = bound.senders[shard].try_send(Message::Record(record));
         bound.wakers[shard].wake();
-        result.map_err(|m| SendError(record_of(m)))
+        match result {
+            Ok(()) => Offered::Sent,
+            Err(async_channel::TrySendError::Full(m)) => Offered::Full(shard, m),
+            Err(async_channel::TrySendError::Closed(m)) => Offered::Closed(record_of(m)),
+        }
     }
 
     /// Promises that this handle sends no record with an event time below `watermark`.
@@ -344,6 +351,15 @@ impl<T> Drop for InputHandle<T> {
             }
         }
     }
+}
+
+/// What [`InputHandle::offer`] did.
+enum Offered<T> {
+    Sent,
+    /// The queue of this shard is full: the message is handed back.
+    Full(usize, Message<T>),
+    /// The job no longer takes input.
+    Closed(T),
 }
 
 fn record_of<T>(m: Message<T>) -> T {
