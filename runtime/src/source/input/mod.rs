@@ -15,13 +15,21 @@
 //! to every shard in order behind the records sent before it. Closing or dropping every
 //! handle ends the stream (the final watermark follows, as for a bounded source).
 //!
-//! Guarantee: a handle's records are not replayable. Under checkpointing each shard's
-//! position is the number of records it took; a crash loses what the host sent after the
-//! checkpoint the job restores. Stopping with a savepoint loses nothing: the inputs close,
-//! every record already sent is processed, then the savepoint's barrier follows.
+//! Guarantee and replay: every record sent gets the next *position* (0, 1, 2, ... from the
+//! job's first start, counted on across restarts: [`InputHandle::position`]). Checkpoints
+//! record what each shard took. After a restore, [`InputHandle::resume_position`] is the
+//! lowest position not known to be taken: a host that logs its input (and sends it from
+//! one thread, so that positions follow its log) resends its log from there, and each
+//! shard drops the resent records an earlier run already took, so every record counts
+//! exactly once (see `positions`). A host that does not resend loses what it sent after
+//! the restored checkpoint (at most once). Stopping with a savepoint loses nothing: the
+//! inputs close, every record already sent is processed, then the savepoint's barrier
+//! follows, and the resumed job's `resume_position` is where the host stopped.
+
+mod positions;
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_channel::{Receiver, Sender};
@@ -30,14 +38,15 @@ use super::{Source, SourceStatus};
 use crate::checkpoint::SplitPosition;
 use crate::context::ShardInfo;
 use crate::error::Failure;
-use crate::keys::{key_group, shard_of_key_group};
 use crate::park::ShardWaker;
 use crate::push::SourceOutput;
 use crate::time::{Timestamp, MIN_WATERMARK};
+use positions::{route, split, Replay};
 
 /// What travels from the handles to a shard.
 pub(crate) enum Message<T> {
-    Record(T),
+    /// A record and its position.
+    Record(T, u64),
     Watermark(Timestamp),
 }
 
@@ -127,17 +136,49 @@ struct Shared<T> {
     name: String,
     by_key: Option<KeyHash<T>>,
     bound: OnceLock<Bound<T>>,
-    /// Closed once the job started (or can never start): a latch that blocking and async
-    /// senders wait on.
+    /// Set once every shard reported what it restored: the input takes records.
+    replay: OnceLock<Arc<Replay>>,
+    /// Closed once the input takes records (or never will): a latch that blocking and
+    /// async senders wait on.
     started: (Sender<()>, Receiver<()>),
+    /// The next record's position.
+    next: AtomicU64,
+    /// What the shards restored, until every shard reported.
+    reports: Mutex<Reports>,
     /// Each shard's receiving end, until the shard takes it.
     receivers: Mutex<Vec<Option<Receiver<Message<T>>>>>,
     marks: Mutex<Marks>,
 }
 
+/// The shards' reports of what they restored.
+#[derive(Default)]
+struct Reports {
+    expected: usize,
+    received: usize,
+    splits: Vec<SplitPosition>,
+}
+
 impl<T> Shared<T> {
     fn lock_marks(&self) -> std::sync::MutexGuard<'_, Marks> {
         self.marks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A shard restored `splits` (none: a fresh start). Once every shard reported, the
+    /// input knows its positions and takes records.
+    fn report(&self, splits: &[SplitPosition]) {
+        let mut r = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        r.splits.extend_from_slice(splits);
+        r.received += 1;
+        if r.received == r.expected {
+            let replay = Replay::from_splits(&r.splits);
+            self.next.store(replay.resume, Ordering::SeqCst);
+            let _ = self.replay.set(Arc::new(replay));
+            self.started.0.close();
+        }
+    }
+
+    fn key_hash(&self, record: &T) -> Option<u64> {
+        self.by_key.as_ref().map(|h| h(record))
     }
 }
 
@@ -145,7 +186,6 @@ impl<T> Shared<T> {
 pub struct InputHandle<T> {
     shared: Arc<Shared<T>>,
     id: usize,
-    next: AtomicUsize,
 }
 
 impl<T> fmt::Debug for InputHandle<T> {
@@ -153,7 +193,7 @@ impl<T> fmt::Debug for InputHandle<T> {
         f.debug_struct("InputHandle")
             .field("input", &self.shared.name)
             .field("handle", &self.id)
-            .field("started", &self.shared.bound.get().is_some())
+            .field("started", &self.is_started())
             .finish()
     }
 }
@@ -170,8 +210,14 @@ impl<T> Clone for InputHandle<T> {
         InputHandle {
             shared: self.shared.clone(),
             id,
-            next: AtomicUsize::new(self.next.load(Ordering::Relaxed)),
         }
+    }
+}
+
+impl<T> InputHandle<T> {
+    /// True once the job has started and takes records.
+    pub fn is_started(&self) -> bool {
+        self.shared.replay.get().is_some()
     }
 }
 
@@ -184,9 +230,10 @@ impl<T: Send + 'static> InputHandle<T> {
         match self.offer(bound, record) {
             Offered::Sent => Ok(()),
             Offered::Closed(r) => Err(SendError(r)),
-            Offered::Full(shard, m) => {
+            Offered::Full(shard, m, position) => {
                 let result = bound.senders[shard].send_blocking(m);
                 bound.wakers[shard].wake();
+                self.sent(position);
                 result.map_err(|e| SendError(record_of(e.0)))
             }
         }
@@ -194,7 +241,8 @@ impl<T: Send + 'static> InputHandle<T> {
 
     /// Sends `record` if its shard's queue has room now; hands it back otherwise.
     pub fn try_send(&self, record: T) -> Result<(), TrySendError<T>> {
-        let Some(bound) = self.shared.bound.get() else {
+        let started = self.shared.replay.get().and(self.shared.bound.get());
+        let Some(bound) = started else {
             return Err(if self.shared.started.0.is_closed() {
                 TrySendError::Closed(record)
             } else {
@@ -204,7 +252,7 @@ impl<T: Send + 'static> InputHandle<T> {
         match self.offer(bound, record) {
             Offered::Sent => Ok(()),
             Offered::Closed(r) => Err(TrySendError::Closed(r)),
-            Offered::Full(_, m) => Err(TrySendError::Full(record_of(m))),
+            Offered::Full(_, m, _) => Err(TrySendError::Full(record_of(m))),
         }
     }
 
@@ -218,9 +266,10 @@ impl<T: Send + 'static> InputHandle<T> {
         match self.offer(bound, record) {
             Offered::Sent => Ok(()),
             Offered::Closed(r) => Err(SendError(r)),
-            Offered::Full(shard, m) => {
+            Offered::Full(shard, m, position) => {
                 let result = bound.senders[shard].send(m).await;
                 bound.wakers[shard].wake();
+                self.sent(position);
                 result.map_err(|e| SendError(record_of(e.0)))
             }
         }
@@ -228,15 +277,42 @@ impl<T: Send + 'static> InputHandle<T> {
 
     /// Puts `record` on its shard's queue if there is room, and wakes the shard (also when
     /// the queue is full: a parked shard that drains it makes room).
+    /// The record gets the next position (with several sending threads at once, two may
+    /// get the same one: positions follow a host's log only from one thread).
     fn offer(&self, bound: &Bound<T>, record: T) -> Offered<T> {
-        let shard = self.route(&record, bound.senders.len());
-        let result = bound.senders[shard].try_send(Message::Record(record));
+        let position = self.shared.next.load(Ordering::Relaxed);
+        let key = self.shared.key_hash(&record);
+        let shard = route(position, key, bound.senders.len());
+        let result = bound.senders[shard].try_send(Message::Record(record, position));
         bound.wakers[shard].wake();
         match result {
-            Ok(()) => Offered::Sent,
-            Err(async_channel::TrySendError::Full(m)) => Offered::Full(shard, m),
+            Ok(()) => {
+                self.sent(position);
+                Offered::Sent
+            }
+            Err(async_channel::TrySendError::Full(m)) => Offered::Full(shard, m, position),
             Err(async_channel::TrySendError::Closed(m)) => Offered::Closed(record_of(m)),
         }
+    }
+
+    fn sent(&self, position: u64) {
+        self.shared.next.fetch_max(position + 1, Ordering::Relaxed);
+    }
+
+    /// The position the next record sent gets.
+    pub fn position(&self) -> u64 {
+        self.shared.next.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the job started, and returns the lowest position it has not taken
+    /// (0 for a fresh job): a host that replays from its own log resends from there, in
+    /// the same order (see the [module docs](self)). `None` if the job can no longer
+    /// start.
+    pub fn resume_position(&self) -> Option<u64> {
+        if self.shared.replay.get().is_none() {
+            let _ = self.shared.started.1.recv_blocking();
+        }
+        self.shared.replay.get().map(|r| r.resume)
     }
 
     /// Promises that this handle sends no record with an event time below `watermark`.
@@ -274,11 +350,6 @@ impl<T: Send + 'static> InputHandle<T> {
     /// closed: each shard processes what it was sent, then the final watermark follows.
     pub fn close(self) {}
 
-    /// True once the job has started and takes records.
-    pub fn is_started(&self) -> bool {
-        self.shared.bound.get().is_some()
-    }
-
     /// True once the job no longer takes records (it ended, stopped or was cancelled).
     pub fn is_closed(&self) -> bool {
         match self.shared.bound.get() {
@@ -288,19 +359,10 @@ impl<T: Send + 'static> InputHandle<T> {
     }
 
     fn wait_started(&self) -> Option<&Bound<T>> {
-        if let Some(b) = self.shared.bound.get() {
-            return Some(b);
+        if self.shared.replay.get().is_none() {
+            let _ = self.shared.started.1.recv_blocking();
         }
-        let _ = self.shared.started.1.recv_blocking();
         self.shared.bound.get()
-    }
-
-    #[inline]
-    fn route(&self, record: &T, shards: usize) -> usize {
-        match &self.shared.by_key {
-            Some(hash) => shard_of_key_group(key_group(hash(record)), shards),
-            None => self.next.fetch_add(1, Ordering::Relaxed) % shards,
-        }
     }
 
     /// Sends watermark `w` to every shard of the started job, waiting while a queue is
@@ -356,15 +418,15 @@ impl<T> Drop for InputHandle<T> {
 /// What [`InputHandle::offer`] did.
 enum Offered<T> {
     Sent,
-    /// The queue of this shard is full: the message is handed back.
-    Full(usize, Message<T>),
+    /// The queue of this shard is full: the message (with its position) is handed back.
+    Full(usize, Message<T>, u64),
     /// The job no longer takes input.
     Closed(T),
 }
 
 fn record_of<T>(m: Message<T>) -> T {
     match m {
-        Message::Record(r) => r,
+        Message::Record(r, _) => r,
         Message::Watermark(_) => unreachable!("only records are handed back"),
     }
 }
@@ -402,12 +464,17 @@ impl<T: Send> InputBinding for InputBinder<T> {
         }
         *self.0.receivers.lock().unwrap_or_else(|e| e.into_inner()) =
             receivers.into_iter().map(Some).collect();
+        self.0
+            .reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expected = wakers.len();
         let _ = self.0.bound.set(Bound {
             senders,
             wakers: wakers.to_vec(),
         });
         drop(marks);
-        self.0.started.0.close();
+        // The input takes records once every shard reported what it restored.
     }
 
     fn close(&self) {
@@ -437,7 +504,10 @@ pub(crate) fn input<T: Send>(
         name: name.to_string(),
         by_key,
         bound: OnceLock::new(),
+        replay: OnceLock::new(),
         started: async_channel::bounded(1),
+        next: AtomicU64::new(0),
+        reports: Mutex::new(Reports::default()),
         receivers: Mutex::new(Vec::new()),
         marks: Mutex::new(Marks {
             handles: vec![Some(MIN_WATERMARK)],
@@ -447,7 +517,6 @@ pub(crate) fn input<T: Send>(
     let handle = InputHandle {
         shared: shared.clone(),
         id: 0,
-        next: AtomicUsize::new(0),
     };
     (handle, InputBinder(shared))
 }
@@ -465,7 +534,11 @@ impl<T> InputBinder<T> {
         InputSource {
             rx,
             shard,
-            taken: 0,
+            shared: self.0.clone(),
+            restored: Vec::new(),
+            reported: false,
+            replay: None,
+            position: 0,
         }
     }
 
@@ -480,7 +553,14 @@ pub(crate) struct InputSource<T> {
     /// `None` if the input was never bound (the source ends at once).
     rx: Option<Receiver<Message<T>>>,
     shard: ShardInfo,
-    taken: u64,
+    shared: Arc<Shared<T>>,
+    /// The splits this shard restored (earlier runs' positions).
+    restored: Vec<SplitPosition>,
+    reported: bool,
+    /// What every shard restored, once all reported.
+    replay: Option<Arc<Replay>>,
+    /// One past the highest position this shard took.
+    position: u64,
 }
 
 impl<T: Clone> Source<T> for InputSource<T> {
@@ -488,37 +568,73 @@ impl<T: Clone> Source<T> for InputSource<T> {
         let Some(rx) = &self.rx else {
             return Ok(SourceStatus::Done);
         };
+        if !self.reported {
+            self.reported = true;
+            self.shared.report(&self.restored);
+        }
+        let replay = match &self.replay {
+            Some(r) => r.clone(),
+            None => match self.shared.replay.get() {
+                Some(r) => {
+                    self.replay = Some(r.clone());
+                    r.clone()
+                }
+                // Waiting for the other shards' reports: nothing was sent yet.
+                None => return Ok(SourceStatus::Idle),
+            },
+        };
         let mut status = SourceStatus::Idle;
         let mut records = 0;
         while records < max {
             match rx.try_recv() {
-                Ok(Message::Record(r)) => {
+                Ok(Message::Record(r, position)) => {
+                    status = SourceStatus::Emitted;
+                    self.position = self.position.max(position + 1);
+                    if replay.may_be_taken(position)
+                        && replay.taken(position, self.shared.key_hash(&r))
+                    {
+                        continue; // resent by the host, taken by an earlier run
+                    }
                     out.give(r);
                     records += 1;
-                    status = SourceStatus::Emitted;
                 }
                 Ok(Message::Watermark(w)) => {
                     out.watermark(w)?;
                     status = SourceStatus::Emitted;
                 }
                 Err(async_channel::TryRecvError::Empty) => break,
-                Err(async_channel::TryRecvError::Closed) => return Ok(SourceStatus::Done),
+                Err(async_channel::TryRecvError::Closed) => {
+                    // Closed and drained: every position sent was taken by some shard, so
+                    // a later run resumes after all of them.
+                    let sent = self.shared.next.load(Ordering::SeqCst);
+                    self.position = self.position.max(sent);
+                    return Ok(SourceStatus::Done);
+                }
             }
         }
-        self.taken += records as u64;
         Ok(status)
     }
 
     fn checkpoint(&self) -> Option<Vec<SplitPosition>> {
-        Some(vec![SplitPosition {
-            split: self.shard.index as u32,
-            of: self.shard.shards as u32,
-            position: self.taken,
-        }])
+        Some(match &self.replay {
+            Some(r) => {
+                let mut splits = r.carried(&self.restored);
+                let position = self.position.max(r.resume);
+                splits.push(split(
+                    r.number,
+                    self.shard.index,
+                    self.shard.shards,
+                    position,
+                ));
+                splits
+            }
+            // Not started: nothing taken in this run yet.
+            None => self.restored.clone(),
+        })
     }
 
-    fn restore(&mut self, _splits: Vec<SplitPosition>) -> Result<(), Failure> {
-        // Not replayable: what the host sends after the restart is new input.
+    fn restore(&mut self, splits: Vec<SplitPosition>) -> Result<(), Failure> {
+        self.restored = splits;
         Ok(())
     }
 
