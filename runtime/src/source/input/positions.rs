@@ -203,7 +203,7 @@ mod tests {
     fn keyed_records_are_judged_by_their_keys_shard_then() {
         let hash = crate::keys::hash_key(&42u64);
         let owner = route(0, Some(hash), 2);
-        let mut positions = vec![0, 0];
+        let mut positions = [0, 0];
         positions[owner] = 100;
         let splits = [split(0, 0, 2, positions[0]), split(0, 1, 2, positions[1])];
         let r = Replay::from_splits(&splits);
