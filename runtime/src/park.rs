@@ -5,7 +5,7 @@
 //! coordinator) unparks it. The handshake is Dekker-style: the shard announces that it
 //! parks, fences, then looks for work once more; the waker publishes, fences, then checks
 //! the announcement. The loom model below checks that no wake-up is lost
-//! (`RUSTFLAGS="--cfg loom" cargo test -p rill-runtime --lib park`).
+//! (`RUSTFLAGS="--cfg rill_loom" cargo test -p rill-runtime --lib park`).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -50,7 +50,7 @@ impl ShardWaker {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, rill_loom))]
 mod loom_tests {
     use super::ShardWaker;
     use loom::sync::atomic::{AtomicBool, Ordering};
