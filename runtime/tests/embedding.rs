@@ -110,30 +110,34 @@ fn a_stalled_job_blocks_send_and_refuses_try_send() {
     let mut out = input.subscribe("out", 8);
     let job = runtime(1).spawn(df).unwrap();
     // Fill the job: the subscription's queue, the sink's backlog, the input's queue.
+    // The job provably stalls once the sink took more than the subscription holds (its
+    // backlog then blocks the source, in the same callback that counted the records) and
+    // the input's queue is full: nothing can move until the host reads.
+    const QUEUE: u64 = 4 * 1024; // credits x batch records
     let mut accepted = 0u64;
     let deadline = Instant::now() + Duration::from_secs(20);
     let refused = loop {
         match handle.try_send(accepted) {
             Ok(()) => accepted += 1,
             Err(TrySendError::Full(r)) => {
-                // The shard may still be taking records: refused only once it stays full.
-                std::thread::sleep(Duration::from_millis(50));
-                if let Err(TrySendError::Full(_)) = handle.try_send(r) {
+                let emitted = job.metrics().operator("numbers").unwrap().total();
+                if emitted > 8 && emitted + QUEUE == accepted {
                     break r;
                 }
-                accepted += 1;
+                std::thread::sleep(Duration::from_millis(1));
             }
             Err(TrySendError::Closed(_)) => panic!("the job ended"),
         }
         assert!(Instant::now() < deadline, "never refused: no backpressure");
     };
     assert_eq!(refused, accepted, "the refused record is handed back");
-    // Bounded: the input queue (credits x batch records) plus one batch in the sink and
-    // the subscription's 8.
-    assert!(
-        accepted < 4 * 1024 + 2 * 1024 + 8,
-        "{accepted} records accepted"
-    );
+    assert!(matches!(
+        handle.try_send(refused),
+        Err(TrySendError::Full(_))
+    ));
+    // Bounded: the input queue plus one source batch in the sink's backlog and the
+    // subscription's 8.
+    assert!(accepted <= QUEUE + 1024 + 8, "{accepted} records accepted");
     let sent = Arc::new(AtomicBool::new(false));
     let blocked = {
         let (h, sent) = (handle.clone(), sent.clone());

@@ -24,7 +24,6 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,6 +34,7 @@ use crate::head::{BlockedFlag, SenderDriver};
 use crate::instrument::DroppedRecords;
 use crate::operator::Operator;
 use crate::park::ShardWaker;
+use crate::sync::{fence, AtomicBool, Ordering};
 use crate::time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
 
 /// What travels from the shards to the subscription.
@@ -84,18 +84,44 @@ struct Shared {
 impl Shared {
     /// After the reader made room: wakes the shards waiting for it.
     fn made_room(&self) {
-        fence(Ordering::SeqCst);
-        if !self.any_full.load(Ordering::Relaxed) {
-            return;
-        }
-        self.any_full.store(false, Ordering::SeqCst);
-        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
-        for w in shards.iter() {
-            if w.full.swap(false, Ordering::SeqCst) {
-                w.waker.wake();
+        let shards = || self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        made_room(&self.any_full, || {
+            for w in shards().iter() {
+                if w.full.swap(false, Ordering::SeqCst) {
+                    w.waker.wake();
+                }
             }
-        }
+        });
     }
+}
+
+/// The reader's half of the handshake that wakes a sink waiting for room: after taking an
+/// item (which made room), if some sink announced it waits, clear the announcement and
+/// wake the waiting shards (`wake_waiting`). With [`wait_for_room`] (the sink's half) no
+/// wake-up is lost: the reader fences between making room and reading the announcement,
+/// the sink between announcing and looking for room, so one of them sees the other
+/// (`loom_tests` below).
+fn made_room(any_full: &AtomicBool, wake_waiting: impl FnOnce()) {
+    fence(Ordering::SeqCst);
+    if !any_full.load(Ordering::Relaxed) {
+        return;
+    }
+    any_full.store(false, Ordering::SeqCst);
+    wake_waiting();
+}
+
+/// The sink's half: its queue was full. Announces that shard waits (`mine`, and
+/// `any_full` for the reader's quick check), then looks again: true if room appeared
+/// meanwhile (send again now); otherwise the reader wakes the shard once it makes room.
+fn wait_for_room(
+    any_full: &AtomicBool,
+    mine: &AtomicBool,
+    has_room: impl FnOnce() -> bool,
+) -> bool {
+    mine.store(true, Ordering::SeqCst);
+    any_full.store(true, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    has_room()
 }
 
 /// Reads a stream's records while the job runs (see the [module docs](self)).
@@ -348,11 +374,8 @@ impl<T> SinkState<T> {
                 Ok(()) => {}
                 Err(async_channel::TrySendError::Full(item)) => {
                     self.pending.push_front(item);
-                    self.full.store(true, Ordering::SeqCst);
-                    self.shared.any_full.store(true, Ordering::SeqCst);
-                    // The reader may have made room before it saw the flag: look again.
-                    fence(Ordering::SeqCst);
-                    if !tx.is_full() {
+                    // The reader may have made room before it saw the announcement.
+                    if wait_for_room(&self.shared.any_full, &self.full, || !tx.is_full()) {
                         continue;
                     }
                     break;
@@ -460,5 +483,61 @@ impl<T> SenderDriver for SubscriptionSink<T> {
     fn has_returns(&self) -> bool {
         let s = self.0.borrow();
         !s.pending.is_empty() && s.tx.as_ref().is_some_and(|tx| !tx.is_full())
+    }
+}
+
+#[cfg(all(test, rill_loom))]
+mod loom_tests {
+    use super::{made_room, wait_for_room};
+    use crate::park::ShardWaker;
+    use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use loom::sync::Arc;
+    use std::time::Duration;
+
+    /// A sink pushes two items through a queue of one; the reader takes them. When the
+    /// queue is full the sink announces it waits and parks unless room appeared; the
+    /// reader wakes it after making room. A lost wake-up would leave the sink parked
+    /// forever (loom's park has no timeout): loom reports it as a deadlock.
+    #[test]
+    fn no_lost_wakeup_when_the_reader_makes_room() {
+        loom::model(|| {
+            let queue = Arc::new(AtomicUsize::new(0));
+            let any_full = Arc::new(AtomicBool::new(false));
+            let full = Arc::new(AtomicBool::new(false));
+            let waker = Arc::new(ShardWaker::default());
+            let (q, any, mine, w) = (queue.clone(), any_full.clone(), full.clone(), waker.clone());
+            let sink = loom::thread::spawn(move || {
+                w.register_current();
+                let push = || {
+                    q.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                };
+                for _ in 0..2 {
+                    while !push() {
+                        if wait_for_room(&any, &mine, || q.load(Ordering::SeqCst) == 0) {
+                            continue;
+                        }
+                        w.park(Duration::from_millis(1), || q.load(Ordering::SeqCst) == 0);
+                    }
+                }
+            });
+            let mut taken = 0;
+            while taken < 2 {
+                if queue
+                    .compare_exchange(1, 0, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    taken += 1;
+                    made_room(&any_full, || {
+                        if full.swap(false, Ordering::SeqCst) {
+                            waker.wake();
+                        }
+                    });
+                } else {
+                    loom::thread::yield_now();
+                }
+            }
+            sink.join().unwrap();
+        });
     }
 }
