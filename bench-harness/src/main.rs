@@ -128,6 +128,15 @@ fn exchange(args: &ExchangeArgs) -> Result<(), rill_runtime::Error> {
 }
 
 fn main() -> ExitCode {
+    // The library's logs (job start and end, restores, damaged checkpoints, failures;
+    // checkpoints at debug) on stderr; RUST_LOG sets the level (default: warnings).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         None => return rill_bench::nexmark::cli::default_benchmark(),

@@ -92,6 +92,12 @@ impl Start {
         };
         stats.restored_from = found.restore.as_ref().map(|(id, _)| *id);
         stats.restore_load = t0.elapsed();
+        for (dir, reason) in &stats.skipped {
+            tracing::warn!(checkpoint = %dir.display(), reason, "skipped a damaged checkpoint");
+        }
+        if let Some(id) = stats.restored_from {
+            tracing::info!(checkpoint = id, read = ?stats.restore_load, "restoring");
+        }
         for hook in &hooks {
             hook.before_start(stats.restored_from, c.guarantee)
                 .map_err(|e| Error::JobHook {
@@ -348,10 +354,14 @@ impl CoordinatorThread {
             None
         } else {
             let c = coord.clone();
+            let span = tracing::Span::current();
             Some(
                 std::thread::Builder::new()
                     .name("rill-checkpoints".into())
-                    .spawn(move || run(&c, &wakers, &abort, interval, retain, &control))?,
+                    .spawn(move || {
+                        let _span = span.entered();
+                        run(&c, &wakers, &abort, interval, retain, &control)
+                    })?,
             )
         };
         Ok(CoordinatorThread { coord, handle })
@@ -409,7 +419,9 @@ fn run(
             // A savepoint holds all of its state itself (no incremental chain). Sources
             // read the stop after the request: they never inject the savepoint's barrier
             // without stopping behind it.
-            control.stop_at(coord.request_full());
+            let id = coord.request_full();
+            tracing::info!(checkpoint = id, "stopping with a savepoint");
+            control.stop_at(id);
         }
         let id = coord.start_next();
         wake_all(wakers);
@@ -421,6 +433,7 @@ fn run(
                 return;
             }
             if let Err(e) = coord.write_files(&mut buffers) {
+                tracing::error!(error = %e, "writing a checkpoint failed");
                 coord.fail(e);
                 abort.store(true, Ordering::SeqCst);
                 wake_all(wakers);
@@ -445,6 +458,7 @@ fn run(
             files: files.clone(),
         };
         if let Err(e) = coord.write_manifest(&m) {
+            tracing::error!(error = %e, "writing a checkpoint's manifest failed");
             coord.fail(e);
             abort.store(true, Ordering::SeqCst);
             wake_all(wakers);
@@ -452,6 +466,13 @@ fn run(
         }
         coord.completed.store(id, Ordering::SeqCst);
         wake_all(wakers);
+        tracing::debug!(
+            checkpoint = id,
+            duration = ?started.elapsed(),
+            bytes = files.iter().map(|f| f.1).sum::<u64>(),
+            full = m.base == id,
+            "checkpoint complete"
+        );
         let stall = coord.longest_stall();
         let record = CheckpointRecord {
             id,

@@ -56,6 +56,8 @@ pub struct JobHandle {
     checkpoints: Option<JobCheckpoints>,
     controller: JobController,
     inputs: Vec<Arc<dyn InputBinding>>,
+    /// The job's span: its shards', coordinator's and end's events are inside it.
+    span: tracing::Span,
 }
 
 /// Asks a running job to stop, cancel or stop with a savepoint, from any thread (a
@@ -197,6 +199,18 @@ impl Runtime {
     /// Starts `dataflow` and returns at once; the handle reads live channel counters and
     /// waits for the end.
     pub fn spawn(&self, dataflow: Dataflow) -> Result<JobHandle> {
+        static JOBS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let span = tracing::info_span!("job", id = JOBS.fetch_add(1, Ordering::Relaxed));
+        let entered = span.clone().entered();
+        let result = self.spawn_in(dataflow, span);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the job did not start");
+        }
+        drop(entered);
+        result
+    }
+
+    fn spawn_in(&self, dataflow: Dataflow, span: tracing::Span) -> Result<JobHandle> {
         let graph = dataflow.into_graph();
         if graph.nodes.is_empty() {
             return Err(Error::Graph {
@@ -210,6 +224,12 @@ impl Runtime {
             });
         }
         let shards = self.config.shard_count();
+        tracing::info!(
+            shards,
+            operators = graph.nodes.len(),
+            checkpoints = ?self.config.checkpointing.as_ref().map(|c| c.dir()),
+            "job starting"
+        );
         let mesh = Mesh::new(&graph, shards, self.limits());
         let inputs = graph.inputs.clone();
         let input_capacity = self.config.credits * self.config.batch_records;
@@ -298,6 +318,7 @@ impl Runtime {
             checkpoints,
             controller,
             inputs,
+            span,
         })
     }
 
@@ -341,7 +362,9 @@ impl Runtime {
                 index,
                 shards: count,
             };
+            let span = tracing::info_span!("shard", index);
             let thread = executor::spawn(index, settings, abort.clone(), move || async move {
+                let _span = span.entered();
                 waker.register_current();
                 let checkpoint = checkpoint.map(|c| c.open(info));
                 let links = ShardLinks {
@@ -472,6 +495,17 @@ impl JobHandle {
     /// Waits for the job to end. If any shard failed, returns that failure (the other
     /// shards stop as soon as they notice).
     pub fn join(self) -> Result<JobReport> {
+        let span = self.span.clone();
+        let _entered = span.enter();
+        let result = self.join_in();
+        match &result {
+            Ok(r) => tracing::info!(end = ?r.end, elapsed = ?r.elapsed, "job ended"),
+            Err(e) => tracing::error!(error = %e, "job failed"),
+        }
+        result
+    }
+
+    fn join_in(self) -> Result<JobReport> {
         let mut counts = Vec::with_capacity(self.threads.len());
         let mut first_error: Option<Error> = None;
         for (shard, thread) in self.threads.into_iter().enumerate() {

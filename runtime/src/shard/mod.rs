@@ -94,8 +94,11 @@ impl Shard {
     /// Runs the shard to completion. Returns the per-node record counts.
     pub(crate) async fn run(mut self) -> Result<Vec<u64>, Error> {
         let result = self.run_loop().await;
-        if result.is_err() {
+        if let Err(e) = &result {
             self.abort.store(true, Ordering::SeqCst);
+            if !matches!(e, Error::Aborted { .. }) {
+                tracing::error!(error = %e, "shard failed");
+            }
         }
         result?;
         Ok(self.stats.iter().map(|s| s.records()).collect())
