@@ -4,6 +4,9 @@
 //! chain and still produces the right output; it refuses only when that one is damaged
 //! too.
 
+mod common;
+
+use common::copy_tree;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -212,19 +215,6 @@ fn complete(dir: &Path) -> Vec<(u64, bool)> {
     }
     found.sort();
     found
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let _ = fs::remove_dir_all(to);
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]

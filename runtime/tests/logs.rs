@@ -53,6 +53,18 @@ impl rill_runtime::Operator<u64> for Check {
     }
 }
 
+/// 2 shards, checkpoints on demand only.
+fn on_demand(dir: &std::path::Path) -> Runtime {
+    let checkpointing = Checkpointing::new(dir).interval(None);
+    Runtime::new(
+        Config::default()
+            .shards(2)
+            .pin(false)
+            .checkpointing(checkpointing),
+    )
+    .unwrap()
+}
+
 #[test]
 fn jobs_report_through_tracing() {
     let captured = Captured::default();
@@ -95,21 +107,15 @@ fn jobs_report_through_tracing() {
     );
     // A checkpoint completes (debug), a damaged one is skipped and an older one restored.
     let dir3 = dir.join("restore");
-    let handle = Runtime::new(
-        Config::default()
-            .shards(2)
-            .pin(false)
-            .checkpointing(Checkpointing::new(&dir3).interval(None)),
-    )
-    .unwrap()
-    .spawn({
-        let mut df = Dataflow::new();
-        let (input, _keep) = df.input::<u64>("numbers");
-        input.discard("sink");
-        std::mem::forget(_keep); // the input stays open: the job runs until cancelled
-        df
-    })
-    .unwrap();
+    let handle = on_demand(&dir3)
+        .spawn({
+            let mut df = Dataflow::new();
+            let (input, _keep) = df.input::<u64>("numbers");
+            input.discard("sink");
+            std::mem::forget(_keep); // the input stays open: the job runs until cancelled
+            df
+        })
+        .unwrap();
     for id in 1..=2 {
         handle.checkpoint_now();
         while handle.latest_checkpoint().unwrap() < id {
@@ -124,21 +130,15 @@ fn jobs_report_through_tracing() {
     let i = bytes.len() / 2;
     bytes[i] ^= 0xff;
     std::fs::write(&newest, bytes).unwrap();
-    let handle = Runtime::new(
-        Config::default()
-            .shards(2)
-            .pin(false)
-            .checkpointing(Checkpointing::new(&dir3).interval(None)),
-    )
-    .unwrap()
-    .spawn({
-        let mut df = Dataflow::new();
-        let (input, handle) = df.input::<u64>("numbers");
-        input.discard("sink");
-        drop(handle);
-        df
-    })
-    .unwrap();
+    let handle = on_demand(&dir3)
+        .spawn({
+            let mut df = Dataflow::new();
+            let (input, handle) = df.input::<u64>("numbers");
+            input.discard("sink");
+            drop(handle);
+            df
+        })
+        .unwrap();
     handle.join().unwrap();
     let log = captured.take();
     assert!(log.contains("skipped a damaged checkpoint"), "{log}");

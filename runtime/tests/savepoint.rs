@@ -2,12 +2,15 @@
 //! nothing after its barrier is processed, and a job resumed from it on 1, 2 or 3 shards,
 //! also with a stateless operator inserted, gives what an uninterrupted run gives.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::copy_tree;
 use rill_runtime::checkpoint::{find_latest, Checkpointing, SplitPosition};
 use rill_runtime::state::ValueState;
 use rill_runtime::{
@@ -178,19 +181,6 @@ fn expected() -> BTreeMap<u64, u64> {
     sums
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Runs the first half on 2 shards with periodic (incremental) checkpoints and stops with
 /// a savepoint; returns its id.
 fn first_half(dir: &Path) -> u64 {
@@ -242,7 +232,7 @@ fn a_savepoint_resumes_on_any_shard_count_with_identical_output() {
     assert!(!recovery.finished());
     for (shards, inserted) in [(1, false), (2, false), (3, false), (3, true)] {
         let copy = scratch(&format!("resume-{shards}-{inserted}"));
-        copy_dir(&dir, &copy);
+        copy_tree(&dir, &copy);
         let gate = Arc::new(Gate::default());
         gate.allowed.store(END, Ordering::SeqCst);
         let (df, out) = job(&gate, inserted);

@@ -59,3 +59,17 @@ pub fn map<T: Data, U: Data>(
 ) -> Stream<U> {
     s.unary(name, move |_| MapOp(f.clone()))
 }
+
+/// Copies the directory tree `from` to `to` (replaced).
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
