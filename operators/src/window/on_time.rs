@@ -167,10 +167,7 @@ where
                     Some(end) if end <= dt => Run::Late,
                     Some(_) => {
                         // A record in a slice merged ahead: that merge is stale.
-                        if self
-                            .ahead
-                            .is_some_and(|(w, to)| w.start <= s && s < to)
-                        {
+                        if self.ahead.is_some_and(|(w, to)| w.start <= s && s < to) {
                             self.ahead = None;
                         }
                         Run::Open(
