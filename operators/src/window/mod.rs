@@ -609,6 +609,13 @@ impl WindowMetrics {
         let live = self.0.live_windows.fetch_add(1, Ordering::Relaxed) + 1;
         self.0.max_live_windows.fetch_max(live, Ordering::Relaxed);
     }
+    /// `n` windows created at once (one update of the shared counters).
+    pub(crate) fn windows_created(&self, n: u64) {
+        if n > 0 {
+            let live = self.0.live_windows.fetch_add(n, Ordering::Relaxed) + n;
+            self.0.max_live_windows.fetch_max(live, Ordering::Relaxed);
+        }
+    }
     pub(crate) fn window_removed(&self) {
         self.windows_removed(1);
     }

@@ -92,8 +92,13 @@ pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     unclocked: Vec<T>,
     track: bool,
     codec: OnTimeCodec<K, G::Acc>,
-    /// Scratch: a closing window's accumulators per key (sliding windows).
+    /// A sliding window's accumulators per key: those of the window `ahead` names, merged
+    /// ahead of its firing from its slices that start before the time it gives (see
+    /// [`OnTimeWindowOperator::prepare`]), or scratch for the window firing.
     merged: FxHashMap<K, G::Acc>,
+    /// The window `merged` is prepared for, and the start of its first slice not merged
+    /// yet (every slice of the window before it is in `merged`).
+    ahead: Option<(Window, Timestamp)>,
     /// The records an input stands for, as dropped records are counted: 1 for a record,
     /// the records in it for a partial accumulator (see `pre_aggregate.rs`).
     records: fn(&T) -> u64,
@@ -126,6 +131,7 @@ where
             track,
             codec,
             merged: FxHashMap::default(),
+            ahead: None,
             records,
         }
     }
@@ -135,9 +141,13 @@ where
     }
 
     /// Adds a batch: a run of records in one slice looks the slice's table up once.
+    /// Prepares the next sliding window's panes by one slice first.
     fn add(&mut self, batch: &mut Vec<T>, late: &mut Output<T>) {
+        self.prepare();
         let dt = self.domain_time();
         let len = self.slicing.slice_len();
+        // (key, slice) accumulators created, counted once for the batch.
+        let mut created = 0;
         // The slice of the previous record and what becomes of records in it.
         let mut current: Option<SliceRun<K, G::Acc>> = None;
         for record in batch.drain(..) {
@@ -155,12 +165,18 @@ where
                     None => Run::Closed,
                     // Every window of the slice fired.
                     Some(end) if end <= dt => Run::Late,
-                    Some(_) => Run::Open(
-                        self.slices
-                            .entry(s)
-                            .or_insert_with(|| table(self.track))
-                            .clone(),
-                    ),
+                    Some(_) => {
+                        // A record in a slice merged ahead: that merge is stale.
+                        if self.ahead.is_some_and(|(w, to)| w.start <= s && s < to) {
+                            self.ahead = None;
+                        }
+                        Run::Open(
+                            self.slices
+                                .entry(s)
+                                .or_insert_with(|| table(self.track))
+                                .clone(),
+                        )
+                    }
                 };
                 current = Some((s, run));
             }
@@ -178,14 +194,48 @@ where
                 }
             };
             let key = (self.key)(&record);
-            let (metrics, agg) = (&self.spec.metrics, &self.agg);
+            let agg = &self.agg;
             let mut table = table.borrow_mut();
             let acc = table.get_or_insert_with((key, *start), || {
-                metrics.window_created();
+                created += 1;
                 SliceAcc(agg.create())
             });
             agg.add(&mut acc.0, &record);
         }
+        self.spec.metrics.windows_created(created);
+    }
+
+    /// Merges one more slice of the next sliding window to fire into `merged`, ahead of
+    /// its firing: a slice the domain time has passed, so that, unless a record still
+    /// comes for it (which makes `add` drop what was merged ahead), the window's firing
+    /// merges only its slices that were open until then. A window's firing is the
+    /// latency of its panes; between firings the shard has time to spare.
+    ///
+    /// The accumulators merge in the same order as in `fire` (slice by slice, in slice
+    /// order), so the panes are the same.
+    fn prepare(&mut self) {
+        let (size, len) = (self.slicing.size(), self.slicing.slice_len());
+        if size == len || self.released == Timestamp::MIN || self.slices.is_empty() {
+            return;
+        }
+        let start = self.slicing.first_start_from(self.released);
+        let w = Window::new(start, start.saturating_add(size));
+        let to = match self.ahead {
+            Some((a, to)) if a == w => to,
+            _ => {
+                self.merged.clear();
+                w.start
+            }
+        };
+        self.ahead = Some((w, to));
+        let Some((&s, table)) = self.slices.range(to..w.end).next() else {
+            return;
+        };
+        if s.saturating_add(len) > self.released {
+            return;
+        }
+        merge_into(&mut self.merged, &self.agg, &table.borrow());
+        self.ahead = Some((w, s + len));
     }
 
     /// Fires every window whose end is in `(released, up_to]` and holds a slice, in end
@@ -254,17 +304,16 @@ where
                 }
             }
         } else {
-            self.merged.clear();
-            for table in tables {
-                for ((key, _), acc) in table.borrow().iter() {
-                    let agg = &self.agg;
-                    match self.merged.get_mut(key) {
-                        Some(m) => agg.merge(m, acc.0.clone()),
-                        None => {
-                            self.merged.insert(key.clone(), acc.0.clone());
-                        }
-                    }
+            // The slices merged ahead of this firing, if any (`prepare`).
+            let from = match self.ahead.take() {
+                Some((a, to)) if a == w => to,
+                _ => {
+                    self.merged.clear();
+                    w.start
                 }
+            };
+            for (_, table) in self.slices.range(from..w.end) {
+                merge_into(&mut self.merged, &self.agg, &table.borrow());
             }
             for (key, acc) in &self.merged {
                 out.give(pane(key, self.agg.result(key, &w, acc)));
@@ -279,6 +328,25 @@ where
         let dt = self.domain_time();
         if dt > self.released {
             self.release(dt, out);
+        }
+    }
+}
+
+/// Merges a slice's accumulators into `merged`, by key.
+fn merge_into<T, K, G>(
+    merged: &mut FxHashMap<K, G::Acc>,
+    agg: &G,
+    table: &KeyedState<(K, Timestamp), SliceAcc<G::Acc>>,
+) where
+    K: Clone + Hash + Eq,
+    G: Aggregate<T, K>,
+{
+    for ((key, _), acc) in table.iter() {
+        match merged.get_mut(key) {
+            Some(m) => agg.merge(m, acc.0.clone()),
+            None => {
+                merged.insert(key.clone(), acc.0.clone());
+            }
         }
     }
 }
@@ -303,6 +371,7 @@ where
     /// Restores the clock and the slices some window still open covers (checkpoints may
     /// still hold slices dropped whole since).
     fn restore(&mut self, state: &StateReader) -> OpResult {
+        self.ahead = None;
         self.clock.restore(state)?;
         self.released = self.domain_time();
         let all = table::<K, G::Acc>(false);
