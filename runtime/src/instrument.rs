@@ -39,16 +39,23 @@ impl DroppedRecords {
 }
 
 /// One operator instance's live numbers, written by its shard and read by the job's handle
-/// while the job runs: records in (records emitted, for a source) and the watermark of
-/// each of its inputs (for a source, the watermark it emitted). One writer each, so the
+/// while the job runs: records in (records emitted, for a source), the records it dropped,
+/// and the watermark of each of its inputs (for a source, the watermark it emitted). One writer each, so the
 /// atomics are never contended; a store per batch or progress message, not per record.
 #[derive(Debug, Default)]
 pub(crate) struct NodeStats {
     records: AtomicU64,
     watermarks: Mutex<Vec<Arc<AtomicI64>>>,
+    /// What the operator counted as dropped (handed to it by its `ShardContext`).
+    dropped: DroppedRecords,
 }
 
 impl NodeStats {
+    /// The operator's dropped-record counter.
+    pub(crate) fn dropped(&self) -> &DroppedRecords {
+        &self.dropped
+    }
+
     /// Adds `n` records (called by the node's one writer).
     #[inline]
     pub(crate) fn count(&self, n: u64) {

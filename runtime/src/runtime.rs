@@ -17,7 +17,7 @@ use crate::coordinator::{JobCheckpoints, ShardStart, Start};
 use crate::error::{Error, Result};
 use crate::exchange::channel::{channel, ChannelLimits, ChannelMetrics};
 use crate::graph::{instantiate, Dataflow, GraphDesc, ShardEndpoints, ShardLinks};
-use crate::instrument::{DroppedRecords, NodeStats};
+use crate::instrument::NodeStats;
 use crate::metrics::{ChannelReport, JobEnd, JobReport, OperatorReport};
 use crate::park::ShardWaker;
 use crate::preflight;
@@ -45,12 +45,10 @@ struct ChannelMeta {
 
 /// A running job.
 pub struct JobHandle {
-    threads: Vec<JoinHandle<Result<Vec<u64>>>>,
+    threads: Vec<JoinHandle<Result<()>>>,
     channels: Vec<ChannelMeta>,
     node_names: Vec<String>,
-    /// Per shard, per node: records dropped.
-    dropped: Vec<Vec<DroppedRecords>>,
-    /// Per shard, per node: records and input watermarks, live.
+    /// Per shard, per node: records, drops and input watermarks, live.
     stats: Vec<Vec<Arc<NodeStats>>>,
     started: Instant,
     checkpoints: Option<JobCheckpoints>,
@@ -238,14 +236,6 @@ impl Runtime {
         }
         let control = Arc::new(JobControl::default());
         let node_names = graph.node_names();
-        let dropped: Vec<Vec<DroppedRecords>> = (0..shards)
-            .map(|_| {
-                node_names
-                    .iter()
-                    .map(|_| DroppedRecords::default())
-                    .collect()
-            })
-            .collect();
         let stats: Vec<Vec<Arc<NodeStats>>> = (0..shards)
             .map(|_| node_names.iter().map(|_| Arc::default()).collect())
             .collect();
@@ -265,8 +255,7 @@ impl Runtime {
             Vec::new()
         } else {
             let shard_start = start.as_ref().map(Start::for_shard);
-            let endpoints = (mesh.endpoints.into_iter())
-                .zip(dropped.iter().cloned().zip(stats.iter().cloned()));
+            let endpoints = mesh.endpoints.into_iter().zip(stats.iter().cloned());
             let started = self.start_shards(
                 graph,
                 endpoints,
@@ -286,9 +275,9 @@ impl Runtime {
         let controller = JobController {
             control: control.clone(),
             wakers: mesh.wakers.clone(),
-            checkpointing: (self.config.checkpointing.as_ref()).is_some_and(|c| {
-                c.guarantee.aligned() || c.guarantee == crate::checkpoint::Guarantee::AtLeastOnce
-            }),
+            // At-most-once takes no checkpoints (leases only).
+            checkpointing: (self.config.checkpointing.as_ref())
+                .is_some_and(|c| c.guarantee != crate::checkpoint::Guarantee::AtMostOnce),
         };
         let checkpoints = match start {
             Some(s) => {
@@ -312,7 +301,6 @@ impl Runtime {
             threads,
             channels: mesh.channels,
             node_names,
-            dropped,
             stats,
             started,
             checkpoints,
@@ -337,18 +325,16 @@ impl Runtime {
     fn start_shards(
         &self,
         graph: GraphDesc,
-        shards: impl ExactSizeIterator<
-            Item = (ShardEndpoints, (Vec<DroppedRecords>, Vec<Arc<NodeStats>>)),
-        >,
+        shards: impl ExactSizeIterator<Item = (ShardEndpoints, Vec<Arc<NodeStats>>)>,
         wakers: &[Arc<ShardWaker>],
         checkpoint: Option<ShardStart>,
         abort: &Arc<AtomicBool>,
         control: &Arc<JobControl>,
-    ) -> Result<Vec<JoinHandle<Result<Vec<u64>>>>> {
+    ) -> Result<Vec<JoinHandle<Result<()>>>> {
         let graph = Arc::new(graph);
         let (count, cores) = (shards.len(), core_ids());
         let mut threads = Vec::with_capacity(count);
-        for (index, (endpoints, (dropped, stats))) in shards.enumerate() {
+        for (index, (endpoints, stats)) in shards.enumerate() {
             let settings = ExecutorSettings {
                 cpu: self.config.pin.then(|| cores[index % cores.len()]),
                 io_memory: self.config.io_memory,
@@ -370,7 +356,6 @@ impl Runtime {
                 let links = ShardLinks {
                     waker: waker.clone(),
                     control: control.clone(),
-                    dropped,
                     stats,
                 };
                 let built = instantiate(
@@ -451,21 +436,25 @@ impl JobHandle {
     /// counters and the checkpoints so far (`end` is [`JobEnd::Running`] until the job
     /// ended). Reads atomics the shards write once per batch; never waits for a shard.
     pub fn metrics(&self) -> JobReport {
-        let operators = (self.node_names.iter().enumerate())
-            .map(|(node, name)| OperatorReport {
-                name: name.clone(),
-                records: self.stats.iter().map(|s| s[node].records()).collect(),
-                dropped: self.dropped.iter().map(|d| d[node].get()).collect(),
-                watermarks: self.stats.iter().map(|s| s[node].watermark()).collect(),
-            })
-            .collect();
         JobReport {
             elapsed: self.started.elapsed(),
-            operators,
+            operators: self.operator_reports(),
             channels: channel_reports(&self.channels),
             checkpoints: self.checkpoints.as_ref().map(JobCheckpoints::stats),
             end: JobEnd::Running,
         }
+    }
+
+    /// Per operator: its records, drops and input watermark on every shard, now.
+    fn operator_reports(&self) -> Vec<OperatorReport> {
+        (self.node_names.iter().enumerate())
+            .map(|(node, name)| OperatorReport {
+                name: name.clone(),
+                records: self.stats.iter().map(|s| s[node].records()).collect(),
+                dropped: self.stats.iter().map(|s| s[node].dropped().get()).collect(),
+                watermarks: self.stats.iter().map(|s| s[node].watermark()).collect(),
+            })
+            .collect()
     }
 
     /// A controller to stop, cancel or savepoint this job from another thread.
@@ -505,10 +494,9 @@ impl JobHandle {
         result
     }
 
-    fn join_in(self) -> Result<JobReport> {
-        let mut counts = Vec::with_capacity(self.threads.len());
+    fn join_in(mut self) -> Result<JobReport> {
         let mut first_error: Option<Error> = None;
-        for (shard, thread) in self.threads.into_iter().enumerate() {
+        for (shard, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {
             let outcome = thread.join().unwrap_or_else(|panic| {
                 Err(Error::OperatorPanicked {
                     operator: "<runtime>".into(),
@@ -516,17 +504,14 @@ impl JobHandle {
                     message: crate::error::panic_message(&*panic),
                 })
             });
-            match outcome {
-                Ok(c) => counts.push(c),
-                Err(e) => {
-                    let replace = match &first_error {
-                        None => true,
-                        Some(Error::Aborted { .. }) => !matches!(e, Error::Aborted { .. }),
-                        Some(_) => false,
-                    };
-                    if replace {
-                        first_error = Some(e);
-                    }
+            if let Err(e) = outcome {
+                let replace = match &first_error {
+                    None => true,
+                    Some(Error::Aborted { .. }) => !matches!(e, Error::Aborted { .. }),
+                    Some(_) => false,
+                };
+                if replace {
+                    first_error = Some(e);
                 }
             }
         }
@@ -541,7 +526,7 @@ impl JobHandle {
         } else {
             JobEnd::Finished
         };
-        let checkpoints = match self.checkpoints {
+        let checkpoints = match self.checkpoints.take() {
             // A cancelled job, or one stopped at a savepoint, did not finish: its
             // directory must not say so.
             Some(c) => Some(c.finish(first_error.is_none() && end == JobEnd::Finished)?),
@@ -551,23 +536,7 @@ impl JobHandle {
             return Err(e);
         }
         let elapsed = self.started.elapsed();
-        let operators = self
-            .node_names
-            .iter()
-            .enumerate()
-            .map(|(node, name)| OperatorReport {
-                name: name.clone(),
-                records: counts.iter().map(|c| c[node]).collect(),
-                dropped: (self.dropped.iter())
-                    .take(counts.len())
-                    .map(|d| d[node].get())
-                    .collect(),
-                watermarks: (self.stats.iter())
-                    .take(counts.len())
-                    .map(|s| s[node].watermark())
-                    .collect(),
-            })
-            .collect();
+        let operators = self.operator_reports();
         let channels = channel_reports(&self.channels);
         Ok(JobReport {
             elapsed,

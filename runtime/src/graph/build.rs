@@ -28,16 +28,14 @@ pub(crate) struct ShardEndpoints {
 }
 
 /// What a shard shares with the job's handle and the host: how to wake the shard, the
-/// job's control requests, and its nodes' dropped-record counters (one per node).
+/// job's control requests, and its nodes' live numbers (one per node).
 pub(crate) struct ShardLinks {
     pub waker: Arc<crate::park::ShardWaker>,
     pub control: Arc<crate::control::JobControl>,
-    pub dropped: Vec<DroppedRecords>,
-    /// Per node: its live numbers.
     pub stats: Vec<Arc<NodeStats>>,
 }
 
-/// Builds every node of `graph` on shard `info`; `dropped` holds one counter per node.
+/// Builds every node of `graph` on shard `info`.
 pub(crate) fn instantiate(
     graph: &GraphDesc,
     info: ShardInfo,
@@ -47,8 +45,8 @@ pub(crate) fn instantiate(
     checkpoint: Option<Rc<ShardCheckpoint>>,
     shard: ShardLinks,
 ) -> Result<Plan, Error> {
-    let dropped = shard.dropped;
     let stats = shard.stats;
+    let dropped: Vec<DroppedRecords> = stats.iter().map(|s| s.dropped().clone()).collect();
     let checkpoint_context = checkpoint.as_ref().map(|c| c.context());
     let context = ShardContext::new(info, clock, checkpoint_context, dropped);
     let n = graph.nodes.len();
@@ -150,7 +148,6 @@ pub(crate) fn instantiate(
     Ok(Plan {
         heads,
         senders,
-        stats,
         node_names: graph.node_names(),
     })
 }

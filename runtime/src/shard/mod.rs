@@ -21,7 +21,6 @@ use crate::context::ShardInfo;
 use crate::control::JobControl;
 use crate::error::{Error, Failure, FailureKind};
 use crate::head::{BlockedFlag, Head, SenderDriver};
-use crate::instrument::NodeStats;
 use crate::park::ShardWaker;
 
 /// Longest a parked shard sleeps before it looks around again on its own.
@@ -38,8 +37,6 @@ pub(crate) struct HeadSlot {
 pub(crate) struct Plan {
     pub heads: Vec<HeadSlot>,
     pub senders: Vec<Rc<RefCell<dyn SenderDriver>>>,
-    /// Per node: its live numbers on this shard.
-    pub stats: Vec<Arc<NodeStats>>,
     pub node_names: Vec<String>,
 }
 
@@ -47,7 +44,6 @@ pub(crate) struct Shard {
     info: ShardInfo,
     heads: Vec<HeadSlot>,
     senders: Vec<Rc<RefCell<dyn SenderDriver>>>,
-    stats: Vec<Arc<NodeStats>>,
     node_names: Vec<String>,
     waker: Arc<ShardWaker>,
     abort: Arc<AtomicBool>,
@@ -81,7 +77,6 @@ impl Shard {
             info,
             heads: plan.heads,
             senders: plan.senders,
-            stats: plan.stats,
             node_names: plan.node_names,
             waker,
             abort,
@@ -91,8 +86,8 @@ impl Shard {
         }
     }
 
-    /// Runs the shard to completion. Returns the per-node record counts.
-    pub(crate) async fn run(mut self) -> Result<Vec<u64>, Error> {
+    /// Runs the shard to completion (its numbers are in the job's `NodeStats`).
+    pub(crate) async fn run(mut self) -> Result<(), Error> {
         let result = self.run_loop().await;
         if let Err(e) = &result {
             self.abort.store(true, Ordering::SeqCst);
@@ -100,8 +95,7 @@ impl Shard {
                 tracing::error!(error = %e, "shard failed");
             }
         }
-        result?;
-        Ok(self.stats.iter().map(|s| s.records()).collect())
+        result
     }
 
     async fn run_loop(&mut self) -> Result<(), Error> {

@@ -116,6 +116,24 @@ struct Bound<T> {
     wakers: Vec<Arc<ShardWaker>>,
 }
 
+impl<T> Bound<T> {
+    /// Sends watermark `w` to every shard and wakes it: waiting while a queue is full
+    /// (`wait`), or leaving a full queue without it (the next move of the minimum sends
+    /// it). False if a queue is closed.
+    fn send_watermark(&self, w: Timestamp, wait: bool) -> bool {
+        let mut open = true;
+        for (tx, waker) in self.senders.iter().zip(&self.wakers) {
+            let sent = match wait {
+                true => tx.send_blocking(Message::Watermark(w)).is_ok(),
+                false => tx.try_send(Message::Watermark(w)).is_ok(),
+            };
+            open &= sent || !tx.is_closed();
+            waker.wake();
+        }
+        open
+    }
+}
+
 /// Watermarks of the open handles.
 struct Marks {
     /// By handle id: its watermark, `None` once it closed.
@@ -368,17 +386,10 @@ impl<T: Send + 'static> InputHandle<T> {
     /// Sends watermark `w` to every shard of the started job, waiting while a queue is
     /// full.
     fn broadcast(&self, w: Timestamp) -> Result<(), SendError<Timestamp>> {
-        let Some(bound) = self.shared.bound.get() else {
-            return Ok(());
-        };
-        let mut result = Ok(());
-        for (tx, waker) in bound.senders.iter().zip(&bound.wakers) {
-            if tx.send_blocking(Message::Watermark(w)).is_err() {
-                result = Err(SendError(w));
-            }
-            waker.wake();
+        match self.shared.bound.get() {
+            Some(bound) if !bound.send_watermark(w, true) => Err(SendError(w)),
+            _ => Ok(()),
         }
-        result
     }
 }
 
@@ -407,10 +418,7 @@ impl<T> Drop for InputHandle<T> {
         // Another handle is still open and the minimum moved: tell the shards without
         // blocking the dropping thread (a full queue gets it with the next move).
         if let (Some(min), Some(bound)) = (moved, bound) {
-            for (tx, waker) in bound.senders.iter().zip(&bound.wakers) {
-                let _ = tx.try_send(Message::Watermark(min));
-                waker.wake();
-            }
+            bound.send_watermark(min, false);
         }
     }
 }
@@ -451,14 +459,16 @@ impl<T: Send> InputBinding for InputBinder<T> {
         // Under the marks' lock: a handle that moves the watermark or closes meanwhile
         // sees the queues, or is seen here.
         let marks = self.0.lock_marks();
+        let bound = Bound {
+            senders,
+            wakers: wakers.to_vec(),
+        };
         if marks.sent > MIN_WATERMARK {
-            for tx in &senders {
-                let _ = tx.try_send(Message::Watermark(marks.sent));
-            }
+            bound.send_watermark(marks.sent, false);
         }
         if marks.handles.iter().all(Option::is_none) {
             // Every handle closed before the start: the input is empty.
-            senders.iter().for_each(|tx| {
+            bound.senders.iter().for_each(|tx| {
                 tx.close();
             });
         }
@@ -469,10 +479,7 @@ impl<T: Send> InputBinding for InputBinder<T> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .expected = wakers.len();
-        let _ = self.0.bound.set(Bound {
-            senders,
-            wakers: wakers.to_vec(),
-        });
+        let _ = self.0.bound.set(bound);
         drop(marks);
         // The input takes records once every shard reported what it restored.
     }
