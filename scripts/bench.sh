@@ -8,6 +8,8 @@
 # WARMUP (default 10s) left out of latency, so that several windows close in each trial.
 # Raw sweep output (CSV per query) goes to target/bench/. RESUME=1 reuses the CSV of a query
 # swept before (an interrupted run goes on where it stopped).
+# Each query also runs open loop at FIXED_RATE events/s (default 1000000; empty: skip), the
+# rate issue 24 sets latency targets at: `rill-bench run --rate FIXED_RATE --json`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in cargo awk git; do
@@ -21,6 +23,7 @@ TRIAL_SECONDS=${TRIAL_SECONDS:-10}
 WINDOWED_TRIAL_SECONDS=${WINDOWED_TRIAL_SECONDS:-12}
 WARMUP=${WARMUP:-10s}
 OUT=${OUT:-docs/results.md}
+FIXED_RATE=${FIXED_RATE-1000000}
 shard_flag=()
 if [[ -n "${SHARDS:-}" ]]; then shard_flag=(--shards "$SHARDS"); fi
 cargo build --release -p rill-bench
@@ -43,13 +46,27 @@ for q in $QUERIES; do
   fi
   # Columns: phase,percent,query,shards,events,rate,elapsed_s,throughput,rows,latency_kind,
   #          p50_us,p95_us,p99_us,p999_us,max_us,end_lag_ms,sustainable
+  fixed="| |"
+  if [[ -n "$FIXED_RATE" ]]; then
+    json=target/bench/fixed-$q.json
+    echo "$q open loop at $FIXED_RATE events/s..." >&2
+    "$bin" run --query "$q" --rate "$FIXED_RATE" "${trial[@]}" "${shard_flag[@]}" --json \
+      --quiet >"$json"
+    fixed=$(awk -F'[:,]' '
+      /"p50_us"/ { p50 = $2 } /"p95_us"/ { p95 = $2 } /"sustainable"/ { ok = $2 }
+      END {
+        gsub(/ /, "", ok); gsub(/ /, "", p50); gsub(/ /, "", p95)
+        if (p50 == "null") { printf "| no rows |"; exit }
+        printf "| %.1f / %.1f%s |", p50, p95, (ok == "true" ? "" : " (fell behind)")
+      }' "$json")
+  fi
   rows+=("$(awk -F, '
     $1 == "search" && $17 == "true" && $6 + 0 > max { max = $6 + 0 }
     $1 == "level" && $2 == "50" { shards = $4; kind = $10; p50 = $11; p95 = $12; p99 = $13 }
     END {
-      if (max == 0) { printf "| %s | - | none found | | | | |\n", q; exit }
-      printf "| %s | %s | %.2f M | %s | %.1f | %.1f | %.1f |\n", q, shards, max / 1e6, kind, p50, p95, p99
-    }' q="$q" "$csv")")
+      if (max == 0) { printf "| %s | - | none found | | | | |", q; exit }
+      printf "| %s | %s | %.2f M | %s | %.1f | %.1f | %.1f |", q, shards, max / 1e6, kind, p50, p95, p99
+    }' q="$q" "$csv") ${fixed#| }")
 done
 {
   echo "# Measured results"
@@ -66,8 +83,13 @@ done
   echo "Latency at 50 % of it, in µs: *event* = sink time minus the event's intended time;"
   echo "*window* = sink time minus the moment the window could ideally close."
   echo
-  echo "| query | shards | max sustainable events/s | latency | p50 µs | p95 µs | p99 µs |"
-  echo "|---|---|---|---|---|---|---|"
+  if [[ -n "$FIXED_RATE" ]]; then
+    echo "Last column: p50 / p95 µs of \`rill-bench run --query qN --rate $FIXED_RATE\` with the"
+    echo "same trial length (windowed: window latency)."
+    echo
+  fi
+  echo "| query | shards | max sustainable events/s | latency | p50 µs | p95 µs | p99 µs | at ${FIXED_RATE:-(none)} events/s: p50 / p95 µs |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } >"$OUT"
 echo "wrote $OUT" >&2
