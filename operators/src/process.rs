@@ -7,11 +7,10 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, SharedKeyedState};
+use rill_runtime::state::{KeyedState, OperatorClock, SharedKeyedState};
 use rill_runtime::{Data, OpResult, Operator, Output, ShardInfo, StateData, Stream, Timestamp};
 
 use crate::key_by::{KeyFn, KeyedStream};
-use crate::window::Clock;
 use crate::{RkyvTable, Tables};
 
 /// A keyed process function over records `T` with key `K`.
@@ -156,7 +155,7 @@ struct ProcessOp<T, K, F: ProcessFunction<K, T>> {
     /// Shared with the checkpoint being collected after its barrier (copy-on-write).
     keys: SharedKeyedState<K, KeySlot<F::State>>,
     queues: Queues<K>,
-    clock: Clock,
+    clock: OperatorClock,
     codec: Tables<K, KeySlot<F::State>>,
 }
 
@@ -319,7 +318,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
                 event: BTreeMap::new(),
                 processing: BTreeMap::new(),
             },
-            clock: Clock::default(),
+            clock: OperatorClock::default(),
             codec: codec.clone(),
         })
     }

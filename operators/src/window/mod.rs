@@ -92,10 +92,9 @@ pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum, Summable};
 pub use all::{AllWindowedStream, WindowAll};
 pub use assigner::{InvalidWindows, Windows};
 pub use max_by::MaxBy;
+pub use rill_runtime::state::TimeDomain;
 pub use timestamped::Timestamped;
 pub use trigger::{ProcessingDelay, Trigger, TriggerContext, TriggerProgram};
-
-pub(crate) use state::Clock;
 
 /// A half-open interval `[start, end)` of time in milliseconds (for count windows, of
 /// record ordinals). The global window is `[Timestamp::MIN, Timestamp::MAX)`.
@@ -213,16 +212,6 @@ pub enum Accumulation {
     Accumulating,
     /// Accumulating, and each pane is preceded by the retraction of the previous one.
     Retracting,
-}
-
-/// Which clock windows are measured in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeDomain {
-    /// Record timestamps; windows close when the watermark passes their end.
-    EventTime,
-    /// Arrival (processing) time; windows close when processing time passes their end,
-    /// and when the input ends.
-    ProcessingTime,
 }
 
 type TimestampFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;

@@ -23,15 +23,14 @@ use std::hash::Hash;
 use std::rc::Rc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, SharedKeyedState};
+use rill_runtime::state::{KeyedState, OperatorClock, SharedKeyedState};
 use rill_runtime::{OpResult, Operator, Output, Timestamp};
 use rustc_hash::FxHashMap;
 
 use crate::key_by::KeyFn;
 use crate::window::slices::{slice_group, Slicing};
 use crate::window::state::{
-    check_none_held, on_batch, on_processing_time, on_watermark, Clock, Clocked, KeyRecord,
-    WindowCodec,
+    check_none_held, on_batch, on_processing_time, on_watermark, Clocked, KeyRecord, WindowCodec,
 };
 use crate::window::{Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
 
@@ -87,7 +86,7 @@ pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     slices: BTreeMap<Timestamp, Table<K, G::Acc>>,
     /// Windows ending at or before this time have fired.
     released: Timestamp,
-    clock: Clock,
+    clock: OperatorClock,
     /// Processing-time windows: records that arrived before any processing time did.
     unclocked: Vec<T>,
     track: bool,
@@ -126,7 +125,7 @@ where
             slicing,
             slices: BTreeMap::new(),
             released: Timestamp::MIN,
-            clock: Clock::default(),
+            clock: OperatorClock::default(),
             unclocked: Vec::new(),
             track,
             codec,
@@ -415,7 +414,7 @@ where
 {
     type Outs = (Output<Pane<K, G::Out>>, Output<T>);
 
-    fn clock(&mut self) -> &mut Clock {
+    fn clock(&mut self) -> &mut OperatorClock {
         &mut self.clock
     }
 

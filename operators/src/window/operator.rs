@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, SharedKeyedState};
+use rill_runtime::state::{KeyedState, OperatorClock, SharedKeyedState};
 use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
 use crate::window::state::{
-    check_none_held, on_batch, on_processing_time, on_watermark, rearm, Clock, Clocked, KeyRecord,
-    Timers, WindowCodec,
+    check_none_held, on_batch, on_processing_time, on_watermark, rearm, Clocked, KeyRecord, Timers,
+    WindowCodec,
 };
 use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::window::{
@@ -153,7 +153,7 @@ struct Core<T, K, G: Aggregate<T, K>> {
     quiet: bool,
     timers: Timers<K>,
     proc_timers: Timers<K>,
-    clock: Clock,
+    clock: OperatorClock,
     assigned: Vec<Window>,
     deadlines: Vec<Timestamp>,
     /// Scratch: the indices of a key's sessions a record overlaps.
@@ -188,7 +188,7 @@ where
                 program,
                 timers: BTreeMap::new(),
                 proc_timers: BTreeMap::new(),
-                clock: Clock::default(),
+                clock: OperatorClock::default(),
                 assigned: Vec::new(),
                 deadlines: Vec::new(),
                 overlapping: Vec::new(),
@@ -787,7 +787,7 @@ where
 {
     type Outs = Outs<K, G::Out, T>;
 
-    fn clock(&mut self) -> &mut Clock {
+    fn clock(&mut self) -> &mut OperatorClock {
         &mut self.core.clock
     }
 

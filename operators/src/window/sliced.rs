@@ -15,13 +15,13 @@ use rill_runtime::checkpoint::{StateReader, StateWriter};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rill_runtime::state::{KeyedState, SharedKeyedState};
+use rill_runtime::state::{KeyedState, OperatorClock, SharedKeyedState};
 use rill_runtime::{OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
 use crate::window::slices::{slice_group, KeyWindows, Slice, Slicing};
 use crate::window::state::{
-    check_none_held, on_batch, on_processing_time, on_watermark, rearm, Clock, Clocked, Timers,
+    check_none_held, on_batch, on_processing_time, on_watermark, rearm, Clocked, Timers,
     WindowCodec,
 };
 use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
@@ -70,7 +70,7 @@ struct Core<T, K, G: Aggregate<T, K>> {
     split: bool,
     timers: Timers<K>,
     proc_timers: Timers<K>,
-    clock: Clock,
+    clock: OperatorClock,
     assigned: Vec<Window>,
     taken: Vec<usize>,
     deadlines: Vec<Timestamp>,
@@ -113,7 +113,7 @@ where
                 slicing,
                 timers: BTreeMap::new(),
                 proc_timers: BTreeMap::new(),
-                clock: Clock::default(),
+                clock: OperatorClock::default(),
                 assigned: Vec::new(),
                 taken: Vec::new(),
                 deadlines: Vec::new(),
@@ -541,7 +541,7 @@ where
 {
     type Outs = Outs<K, G::Out, T>;
 
-    fn clock(&mut self) -> &mut Clock {
+    fn clock(&mut self) -> &mut OperatorClock {
         &mut self.core.clock
     }
 

@@ -7,114 +7,10 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{KeyedState, SharedKeyedState};
-use rill_runtime::{OpResult, StateData, Timestamp, MAX_WATERMARK, MIN_WATERMARK};
+use rill_runtime::state::{OperatorClock, TimeDomain};
+use rill_runtime::{OpResult, StateData, Timestamp, MAX_WATERMARK};
 
-use crate::window::{TimeDomain, Window};
-
-/// A window operator's (or a process function's) view of time: the input watermark and
-/// processing time.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    pub(crate) watermark: Timestamp,
-    pub(crate) now: Timestamp,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock {
-            watermark: MIN_WATERMARK,
-            now: MIN_WATERMARK,
-        }
-    }
-}
-
-impl Clock {
-    /// The time windows are measured against: the watermark, or processing time (which
-    /// jumps to the end of time when the input ends).
-    pub(crate) fn domain_time(&self, domain: TimeDomain) -> Timestamp {
-        match domain {
-            TimeDomain::EventTime => self.watermark,
-            TimeDomain::ProcessingTime if self.watermark == MAX_WATERMARK => MAX_WATERMARK,
-            TimeDomain::ProcessingTime => self.now,
-        }
-    }
-
-    /// A record's time in `domain`: `event_time()` or the current processing time.
-    #[inline]
-    pub(crate) fn element_time(
-        &self,
-        domain: TimeDomain,
-        event_time: impl FnOnce() -> Timestamp,
-    ) -> Timestamp {
-        match domain {
-            TimeDomain::EventTime => event_time(),
-            TimeDomain::ProcessingTime => self.now,
-        }
-    }
-
-    /// Processing-time windows cannot place records before processing time arrived (an
-    /// input that has not ticked yet holds the operator's clock at its minimum).
-    pub(crate) fn unclocked(&self, domain: TimeDomain) -> bool {
-        domain == TimeDomain::ProcessingTime && self.now == MIN_WATERMARK
-    }
-
-    /// The input ended before any processing time arrived (a manual clock that never
-    /// moved): held records count at time 0.
-    pub(crate) fn start(&mut self) {
-        if self.now == MIN_WATERMARK {
-            self.now = 0;
-        }
-    }
-
-    /// Whether a new watermark (`watermark` true) or processing time moved the time
-    /// windows are measured in.
-    pub(crate) fn advances(&self, domain: TimeDomain, watermark: bool) -> bool {
-        if watermark {
-            domain == TimeDomain::EventTime || self.watermark == MAX_WATERMARK
-        } else {
-            domain == TimeDomain::ProcessingTime
-        }
-    }
-
-    /// Writes the clock as this shard's own and as shared state (see
-    /// [`Clock::restore`]).
-    pub(crate) fn snapshot(&self, state: &mut StateWriter) -> OpResult {
-        let clock = (self.watermark, self.now);
-        state.section("clock", 1).put_shared(clock)?;
-        state.section("shard clock", 1).put_own(clock)
-    }
-
-    /// Restores the clock. On as many shards as the checkpoint was taken on, each shard
-    /// takes its own: an operator without an exchange in front (after `assume_keyed_by`,
-    /// the first phase of `window_all`), or any operator under unaligned barriers, saw a
-    /// watermark of its own at its barrier, and a lower one would fire again the windows
-    /// it had fired. On another shard count, the minimum over the shards: under aligned
-    /// barriers every shard fed by an exchange saw the same one, so it is exact there.
-    pub(crate) fn restore(&mut self, state: &StateReader) -> OpResult {
-        let own = state
-            .section("shard clock", 1)?
-            .own::<(Timestamp, Timestamp)>()?;
-        let (watermark, now) = match own {
-            Some(clock) => (Some(clock.0), Some(clock.1)),
-            None => {
-                let clocks = state
-                    .section("clock", 1)?
-                    .values::<(Timestamp, Timestamp)>()?;
-                (
-                    clocks.iter().map(|c| c.0).min(),
-                    clocks.iter().map(|c| c.1).min(),
-                )
-            }
-        };
-        if let Some(w) = watermark {
-            self.watermark = self.watermark.max(w);
-        }
-        if let Some(n) = now {
-            self.now = self.now.max(n);
-        }
-        Ok(())
-    }
-}
+use crate::window::Window;
 
 /// A key's state as a checkpoint record: written to the named section `SECTION`,
 /// version `VERSION` (another version is refused on restore).
@@ -187,7 +83,7 @@ pub(crate) fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult
 /// [`on_batch`], [`on_watermark`] and [`on_processing_time`] drive it.
 pub(crate) trait Clocked<T> {
     type Outs;
-    fn clock(&mut self) -> &mut Clock;
+    fn clock(&mut self) -> &mut OperatorClock;
     fn domain(&self) -> TimeDomain;
     /// Records that arrived before any processing time (processing-time windows).
     fn held(&mut self) -> &mut Vec<T>;

@@ -27,6 +27,7 @@
 //! checkpoint clones the key into the list of changed keys. Without checkpoints nothing is
 //! tracked.
 
+mod clock;
 mod copy_on_write;
 #[cfg(test)]
 mod copy_on_write_tests;
@@ -37,6 +38,7 @@ mod table;
 mod tests;
 mod timers;
 
+pub use clock::{OperatorClock, TimeDomain};
 pub use handles::{ListState, MapState, ValueState};
 pub(crate) use registry::{Registered, Registry};
 pub use table::{KeyedState, SharedKeyedState, Update};
