@@ -16,19 +16,19 @@
 //!
 //! The operator's output watermark is its input watermark (the minimum of both inputs).
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, OperatorClock, SharedKeyedState, Update};
+use rill_runtime::state::{
+    table_codec, Codec, KeyedState, OperatorClock, SharedKeyedState, TimerQueue, Update,
+};
 use rill_runtime::{
     BinaryOperator, Data, DroppedRecords, OpResult, Output, StateData, Stream, Timestamp,
 };
 
 use crate::key_by::{KeyFn, KeyedStream};
 use crate::window::{Window, Windows};
-use crate::{RkyvTable, Tables};
 
 type TsFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
 type WindowJoinFn<K, A, B, O> = Arc<dyn Fn(&K, &Window, &A, &B) -> O + Send + Sync>;
@@ -51,12 +51,12 @@ struct WindowJoin<A, B, K, O> {
     /// Per key, its windows' records from both sides (shared with the checkpoint being
     /// collected after its barrier: copy-on-write).
     state: SharedKeyedState<K, WindowSides<A, B>>,
-    /// Per window end, the keys with a window ending there (rebuilt on a restore).
-    ends: BTreeMap<Timestamp, Vec<K>>,
+    /// Per window end, the keys with a window ending there (set again on a restore).
+    ends: TimerQueue<K>,
     /// The input watermark (restored per shard: see [`OperatorClock::restore`]).
     clock: OperatorClock,
     scratch: Vec<Window>,
-    codec: Tables<K, WindowSides<A, B>>,
+    codec: Codec<K, WindowSides<A, B>>,
     /// Records that fell in no open window.
     dropped: DroppedRecords,
 }
@@ -79,7 +79,7 @@ impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
                 Some(i) => i,
                 None => {
                     sides.push((w, Vec::new(), Vec::new()));
-                    self.ends.entry(w.end).or_default().push(key.clone());
+                    self.ends.set(w.end, key.clone());
                     sides.len() - 1
                 }
             };
@@ -108,7 +108,7 @@ where
         self.codec.read(&mut table, state)?;
         for (k, sides) in table.iter() {
             for (w, _, _) in sides {
-                self.ends.entry(w.end).or_default().push(k.clone());
+                self.ends.set(w.end, k.clone());
             }
         }
         Ok(())
@@ -135,12 +135,8 @@ where
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> OpResult {
         self.clock.watermark = self.clock.watermark.max(watermark);
         let mut state = self.state.borrow_mut();
-        while let Some(entry) = self.ends.first_entry() {
-            let end = *entry.key();
-            if end > self.clock.watermark {
-                break;
-            }
-            for k in entry.remove() {
+        while let Some((end, due)) = self.ends.pop_due(self.clock.watermark) {
+            for k in due {
                 let Some(sides) = state.get_mut(&k) else {
                     continue;
                 };
@@ -183,8 +179,8 @@ struct IntervalJoin<A, B, K, O> {
     right: SharedKeyedState<K, Timed<B>>,
     /// The input watermark (restored per shard: see [`OperatorClock::restore`]).
     clock: OperatorClock,
-    codec_left: Tables<K, Timed<A>>,
-    codec_right: Tables<K, Timed<B>>,
+    codec_left: Codec<K, Timed<A>>,
+    codec_right: Codec<K, Timed<B>>,
     /// Records behind the watermark.
     dropped: DroppedRecords,
 }
@@ -336,7 +332,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         } else if let Err(e) = windows.validate() {
             self.stream().invalid(name, e.to_string());
         }
-        let codec: Tables<K, WindowSides<A, B>> = Arc::new(RkyvTable("window join", 2));
+        let codec: Codec<K, WindowSides<A, B>> = table_codec("window join", 2);
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: WindowJoinFn<K, A, B, O> = Arc::new(join);
@@ -349,7 +345,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 windows,
                 join: join.clone(),
                 state: KeyedState::shared(shard.tracks_state()),
-                ends: BTreeMap::new(),
+                ends: TimerQueue::new(),
                 clock: OperatorClock::default(),
                 scratch: Vec::new(),
                 codec: codec.clone(),
@@ -399,8 +395,8 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 format!("interval_join needs lower <= upper (got {lower} > {upper})"),
             );
         }
-        let codec_left: Tables<K, Timed<A>> = Arc::new(RkyvTable("interval join left", 1));
-        let codec_right: Tables<K, Timed<B>> = Arc::new(RkyvTable("interval join right", 1));
+        let codec_left: Codec<K, Timed<A>> = table_codec("interval join left", 1);
+        let codec_right: Codec<K, Timed<B>> = table_codec("interval join right", 1);
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: IntervalJoinFn<K, A, B, O> = Arc::new(join);

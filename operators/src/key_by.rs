@@ -1,7 +1,7 @@
 //! `key_by`: partitions a stream by key, so that all records of a key reach the shard that
 //! owns the key's state, and rolling (per-record) aggregates over it.
 
-use rill_runtime::state::{KeyedState, SharedKeyedState};
+use rill_runtime::state::{table_codec, Codec, KeyedState, SharedKeyedState};
 use std::cell::OnceCell;
 use std::hash::Hash;
 use std::rc::Rc;
@@ -10,7 +10,6 @@ use std::sync::Arc;
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 
 use crate::window::Summable;
-use crate::{RkyvTable, Tables};
 
 use rill_runtime::{
     Data, ExchangeData, OpResult, Operator, Output, Partitioning, StateData, Stream,
@@ -225,7 +224,7 @@ struct RollingOp<T, K, A, F> {
     fold: F,
     /// Shared with the checkpoint being collected after its barrier (copy-on-write).
     state: SharedKeyedState<K, A>,
-    codec: Tables<K, A>,
+    codec: Codec<K, A>,
 }
 
 impl<T, K, A, F> Operator<T> for RollingOp<T, K, A, F>
@@ -333,7 +332,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         A: StateData,
     {
         let key = self.key.clone();
-        let codec: Tables<K, A> = Arc::new(RkyvTable("rolling", 2));
+        let codec: Codec<K, A> = table_codec("rolling", 2);
         self.stream().unary(name, move |shard| RollingOp {
             key: key.clone(),
             fold: f.clone(),

@@ -27,7 +27,6 @@
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
-mod codec;
 #[doc(hidden)]
 pub mod doc_support;
 pub mod file_sink;
@@ -42,7 +41,6 @@ mod process;
 mod watermark;
 pub mod window;
 
-pub(crate) use codec::{RkyvTable, Tables};
 pub use filter::Filter;
 pub use flat_map::FlatMap;
 pub use inspect::Inspect;

@@ -269,6 +269,13 @@ impl<T, K> Clone for WindowSpec<T, K> {
 }
 
 impl<T, K> WindowSpec<T, K> {
+    /// When time window `w` is garbage-collected: its end plus the allowed lateness (the
+    /// one place every window operator takes it from).
+    #[inline]
+    pub(crate) fn gc_time(&self, w: Window) -> Timestamp {
+        w.end.saturating_add(self.lateness)
+    }
+
     /// The spec of one operator instance: its counters also count drops in the
     /// instance's shard's report.
     fn on_shard(&self, shard: &ShardContext) -> Self {
@@ -810,9 +817,9 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
             .filter(|_| spec.sliced)
             .and_then(slices::Slicing::of);
         if let Some(slicing) = slicing.filter(|_| spec.fires_once()) {
-            let codec: on_time::OnTimeCodec<K, G::Acc> = Arc::new(state::RkyvWindows);
+            let codec: on_time::OnTimeCodec<K, G::Acc> = state::codec(state::SLICE_ACCUMULATORS);
             return self.keyed.stream().unary_split(name, move |shard| {
-                on_time::OnTimeWindowOperator::new(
+                state::Windowed(on_time::OnTimeWindowOperator::new(
                     spec.on_shard(shard),
                     slicing,
                     key.clone(),
@@ -820,32 +827,34 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
                     codec.clone(),
                     shard.tracks_state(),
                     |_| 1,
-                )
+                ))
             });
         }
         if let Some(slicing) = slicing {
-            let codecs: sliced::SlicedCodecs<K, G::Acc, G::Out> =
-                (Arc::new(state::RkyvWindows), Arc::new(state::RkyvWindows));
+            let codecs: sliced::SlicedCodecs<K, G::Acc, G::Out> = (
+                state::codec(state::SLICED_WINDOWS),
+                state::codec(state::SLICES),
+            );
             return self.keyed.stream().unary_split(name, move |shard| {
-                sliced::SlicedWindowOperator::new(
+                state::Windowed(sliced::SlicedWindowOperator::new(
                     spec.on_shard(shard),
                     slicing,
                     key.clone(),
                     agg.clone(),
                     codecs.clone(),
                     shard.tracks_state(),
-                )
+                ))
             });
         }
-        let codec: state::WindowCodec<K, _> = Arc::new(state::RkyvWindows);
+        let codec = state::codec(state::WINDOWS);
         self.keyed.stream().unary_split(name, move |shard| {
-            operator::WindowOperator::new(
+            state::Windowed(operator::WindowOperator::new(
                 spec.on_shard(shard),
                 key.clone(),
                 agg.clone(),
                 codec.clone(),
                 shard.tracks_state(),
-            )
+            ))
         })
     }
 

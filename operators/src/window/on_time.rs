@@ -23,15 +23,13 @@ use std::hash::Hash;
 use std::rc::Rc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, OperatorClock, SharedKeyedState};
-use rill_runtime::{OpResult, Operator, Output, Timestamp};
+use rill_runtime::state::{Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState};
+use rill_runtime::{OpResult, Output, Timestamp};
 use rustc_hash::FxHashMap;
 
 use crate::key_by::KeyFn;
 use crate::window::slices::{slice_group, Slicing};
-use crate::window::state::{
-    check_none_held, on_batch, on_processing_time, on_watermark, Clocked, KeyRecord, WindowCodec,
-};
+use crate::window::state::{Clocked, Section, WindowTables, SLICE_ACCUMULATORS};
 use crate::window::{Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
 
 /// A slice's accumulator of one key.
@@ -41,8 +39,6 @@ pub(crate) struct SliceAcc<A>(A);
 /// One key's accumulator in one slice, in the section "slice accumulators", version 1.
 impl<A: Clone> KeyRecord for SliceAcc<A> {
     type Record = A;
-    const SECTION: &'static str = "slice accumulators";
-    const VERSION: u32 = 1;
 
     fn record(&self) -> A {
         self.0.clone()
@@ -75,7 +71,7 @@ enum Run<Tb> {
 type SliceRun<K, A> = (Timestamp, Run<Table<K, A>>);
 
 /// How the slices are written to checkpoints.
-pub(crate) type OnTimeCodec<K, A> = WindowCodec<(K, Timestamp), SliceAcc<A>>;
+pub(crate) type OnTimeCodec<K, A> = Codec<(K, Timestamp), SliceAcc<A>>;
 
 pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     spec: WindowSpec<T, K>,
@@ -350,31 +346,28 @@ fn merge_into<T, K, G>(
     }
 }
 
-impl<T, K, G> Operator<T> for OnTimeWindowOperator<T, K, G>
+impl<T, K, G> WindowTables<T> for OnTimeWindowOperator<T, K, G>
 where
     T: Clone + 'static,
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    /// The operator's clock (every shard restores it), and the slices' accumulators,
-    /// incrementally.
-    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        check_none_held(&self.unclocked)?;
-        self.clock.snapshot(state)?;
+    const SECTION: Section = SLICE_ACCUMULATORS;
+
+    /// The slices' accumulators.
+    fn write_tables(&mut self, state: &mut StateWriter) -> OpResult {
         for table in self.slices.values() {
             self.codec.write(table, state)?;
         }
         Ok(())
     }
 
-    /// Restores the clock and the slices some window still open covers (checkpoints may
-    /// still hold slices dropped whole since).
-    fn restore(&mut self, state: &StateReader) -> OpResult {
+    /// Restores the slices some window still open covers (checkpoints may still hold
+    /// slices dropped whole since).
+    fn read_tables(&mut self, state: &StateReader) -> OpResult {
         self.ahead = None;
-        self.clock.restore(state)?;
         self.released = self.domain_time();
         let all = table::<K, G::Acc>(false);
-        crate::window::state::refuse_other_sections(state, "slice accumulators")?;
         self.codec.read(&mut all.borrow_mut(), state)?;
         let all = all.borrow();
         let (track, released) = (self.track, self.released);
@@ -389,20 +382,6 @@ where
             }
         }
         Ok(())
-    }
-
-    type Out = (Output<Pane<K, G::Out>>, Output<T>);
-
-    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
-        on_batch(self, batch, out)
-    }
-
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_watermark(self, watermark, out)
-    }
-
-    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_processing_time(self, now, out)
     }
 }
 

@@ -33,7 +33,7 @@ use rustc_hash::FxHashMap;
 use crate::key_by::{key_exchange, KeyFn};
 use crate::window::on_time::{OnTimeCodec, OnTimeWindowOperator};
 use crate::window::slices::Slicing;
-use crate::window::state::RkyvWindows;
+use crate::window::state::{codec, Windowed, SLICE_ACCUMULATORS};
 use crate::window::{Aggregate, Pane, TimestampFn, Window, WindowSpec};
 
 /// What crosses the key exchange: a key's partial accumulator of one slice (by its start)
@@ -90,11 +90,11 @@ where
     });
     let exchanged = key_exchange(&partials, exchange, |p: &Partial<K, G::Acc>| p.0.clone());
     let spec = spec.timed_by(|p: &Partial<K, G::Acc>| p.1);
-    let codec: OnTimeCodec<K, G::Acc> = Arc::new(RkyvWindows);
+    let codec: OnTimeCodec<K, G::Acc> = codec(SLICE_ACCUMULATORS);
     let key_of: KeyFn<Partial<K, G::Acc>, K> = Arc::new(|p: &Partial<K, G::Acc>| p.0.clone());
     let merge = MergeSlices(agg, PhantomData);
     let (panes, _late) = exchanged.unary_split(name, move |shard| {
-        OnTimeWindowOperator::new(
+        Windowed(OnTimeWindowOperator::new(
             spec.on_shard(shard),
             slicing,
             key_of.clone(),
@@ -102,7 +102,7 @@ where
             codec.clone(),
             shard.tracks_state(),
             |p: &Partial<K, G::Acc>| p.3,
-        )
+        ))
     });
     panes
 }

@@ -1,69 +1,44 @@
 //! What the window operators keep besides their keys' windows: the clock they measure
 //! windows against, and how a key's state is written to checkpoints.
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, SharedKeyedState};
-use rill_runtime::state::{OperatorClock, TimeDomain};
-use rill_runtime::{OpResult, StateData, Timestamp, MAX_WATERMARK};
+use rill_runtime::state::{record_codec, Codec, KeyRecord, OperatorClock, TimeDomain, TimerQueue};
+use rill_runtime::{OpResult, Operator, Outputs, StateData, Timestamp, MAX_WATERMARK};
 
 use crate::window::Window;
 
-/// A key's state as a checkpoint record: written to the named section `SECTION`,
-/// version `VERSION` (another version is refused on restore).
-pub(crate) trait KeyRecord: Sized {
-    type Record;
-    const SECTION: &'static str;
-    const VERSION: u32;
-    fn record(&self) -> Self::Record;
-    fn from_record(record: Self::Record) -> Self;
-}
+/// A checkpoint section: (name, format version).
+pub(crate) type Section = (&'static str, u32);
 
-/// Writes and reads a window operator's keys (behind a trait object, so that only the
-/// constructor carries the serialization bounds).
-pub(crate) trait WindowTable<K, S> {
-    /// Writes the keys copy-on-write (see `KeyedState::snapshot_shared`).
-    fn write(&self, keys: &SharedKeyedState<K, S>, state: &mut StateWriter) -> OpResult;
-    fn read(&self, keys: &mut KeyedState<K, S>, state: &StateReader) -> OpResult;
-}
+/// The per-window operator's keys (`operator.rs`).
+pub(crate) const WINDOWS: Section = ("windows", 2);
+/// The sliced operator's keys (`sliced.rs`).
+pub(crate) const SLICED_WINDOWS: Section = ("sliced windows", 1);
+/// The sliced operator's slices (`slices.rs`).
+pub(crate) const SLICES: Section = ("slices", 1);
+/// The on-time operator's slices (`on_time.rs`).
+pub(crate) const SLICE_ACCUMULATORS: Section = ("slice accumulators", 1);
 
-/// The keys' table, incrementally, in the section its records name.
-pub(crate) struct RkyvWindows;
+/// The sections the three window operators write their keys to; the windows of a spec
+/// decide which operator runs it (see docs/windows.md).
+pub(crate) const SECTIONS: [Section; 3] = [WINDOWS, SLICED_WINDOWS, SLICE_ACCUMULATORS];
 
-impl<K, S> WindowTable<K, S> for RkyvWindows
+/// A window table's codec: its values' [`KeyRecord`]s in `section`.
+pub(crate) fn codec<K, S>(section: Section) -> Codec<K, S>
 where
     K: StateData + Hash + Eq,
     S: KeyRecord + 'static,
     S::Record: StateData,
 {
-    fn write(&self, keys: &SharedKeyedState<K, S>, state: &mut StateWriter) -> OpResult {
-        let section = state.section(S::SECTION, S::VERSION);
-        KeyedState::snapshot_shared_as(keys, section, |_, ks: &S| ks.record())
-    }
-    fn read(&self, keys: &mut KeyedState<K, S>, state: &StateReader) -> OpResult {
-        keys.restore_as(&state.section(S::SECTION, S::VERSION)?, |_, r| {
-            S::from_record(r)
-        })
-    }
+    record_codec(section.0, section.1)
 }
-
-pub(crate) type WindowCodec<K, S> = Arc<dyn WindowTable<K, S> + Send + Sync>;
-
-/// The sections the three window operators write their keys to (name, version); the
-/// windows of a spec decide which operator runs it (see docs/windows.md).
-pub(crate) const SECTIONS: [(&str, u32); 3] = [
-    ("windows", 2),
-    ("sliced windows", 1),
-    ("slice accumulators", 1),
-];
 
 /// Fails if `state` holds window state another window operator wrote (a job whose window
 /// spec changed between the checkpoint and the restore, e.g. its lateness or trigger, or a
 /// checkpoint from before windows were sliced): restoring would silently lose it.
-pub(crate) fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult {
+fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult {
     for (name, version) in SECTIONS {
         if name != mine && !state.section(name, version)?.is_empty() {
             return Err(rill_runtime::Failure::new(format!(
@@ -96,11 +71,7 @@ pub(crate) trait Clocked<T> {
 }
 
 /// Adds a batch, or holds it until processing time arrives.
-pub(crate) fn on_batch<T, O: Clocked<T>>(
-    op: &mut O,
-    batch: &mut Vec<T>,
-    out: &mut O::Outs,
-) -> OpResult {
+fn on_batch<T, O: Clocked<T>>(op: &mut O, batch: &mut Vec<T>, out: &mut O::Outs) -> OpResult {
     let domain = op.domain();
     if op.clock().unclocked(domain) {
         op.held().append(batch);
@@ -116,11 +87,7 @@ fn add_held<T, O: Clocked<T>>(op: &mut O, out: &mut O::Outs) -> OpResult {
     op.add_batch(&mut held, out)
 }
 
-pub(crate) fn on_watermark<T, O: Clocked<T>>(
-    op: &mut O,
-    watermark: Timestamp,
-    out: &mut O::Outs,
-) -> OpResult {
+fn on_watermark<T, O: Clocked<T>>(op: &mut O, watermark: Timestamp, out: &mut O::Outs) -> OpResult {
     if watermark > op.clock().watermark {
         if watermark == MAX_WATERMARK && !op.held().is_empty() {
             add_held(op, out)?;
@@ -134,11 +101,7 @@ pub(crate) fn on_watermark<T, O: Clocked<T>>(
     Ok(())
 }
 
-pub(crate) fn on_processing_time<T, O: Clocked<T>>(
-    op: &mut O,
-    now: Timestamp,
-    out: &mut O::Outs,
-) -> OpResult {
+fn on_processing_time<T, O: Clocked<T>>(op: &mut O, now: Timestamp, out: &mut O::Outs) -> OpResult {
     if now > op.clock().now {
         op.clock().now = now;
         if !op.held().is_empty() {
@@ -153,8 +116,61 @@ pub(crate) fn on_processing_time<T, O: Clocked<T>>(
     Ok(())
 }
 
+/// A window operator's tables in checkpoints: what [`Windowed`] needs besides
+/// [`Clocked`] to be an [`Operator`].
+pub(crate) trait WindowTables<T>: Clocked<T> {
+    /// The section of its keys (a restore refuses the other window operators'
+    /// [`SECTIONS`]).
+    const SECTION: Section;
+    /// Writes its tables, incrementally (after the clock).
+    fn write_tables(&mut self, state: &mut StateWriter) -> OpResult;
+    /// Reads its tables back (after the clock) and sets again the timers still to come.
+    fn read_tables(&mut self, state: &StateReader) -> OpResult;
+}
+
+/// A window operator ([`operator`](super::operator), [`sliced`](super::sliced) or
+/// [`on_time`](super::on_time)) as the runtime runs it: records, watermarks and processing
+/// time go through [`Clocked`]; a snapshot writes the clock and the tables (refusing
+/// records held for want of processing time), a restore reads them back.
+pub(crate) struct Windowed<O>(pub(crate) O);
+
+impl<T, O> Operator<T> for Windowed<O>
+where
+    O: WindowTables<T>,
+    O::Outs: Outputs,
+{
+    /// The operator's clock (each shard restores its own: see
+    /// [`OperatorClock::restore`]), and its tables, incrementally: the keys changed since
+    /// the last checkpoint.
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        check_none_held(self.0.held())?;
+        self.0.clock().snapshot(state)?;
+        self.0.write_tables(state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        self.0.clock().restore(state)?;
+        refuse_other_sections(state, O::SECTION.0)?;
+        self.0.read_tables(state)
+    }
+
+    type Out = O::Outs;
+
+    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
+        on_batch(&mut self.0, batch, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        on_watermark(&mut self.0, watermark, out)
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        on_processing_time(&mut self.0, now, out)
+    }
+}
+
 /// A checkpoint cannot hold records that wait for processing time.
-pub(crate) fn check_none_held<T>(held: &[T]) -> OpResult {
+fn check_none_held<T>(held: &[T]) -> OpResult {
     if held.is_empty() {
         return Ok(());
     }
@@ -164,31 +180,67 @@ pub(crate) fn check_none_held<T>(held: &[T]) -> OpResult {
     ))
 }
 
-/// Timers of a window operator: at a time, the (key, window) pairs to look at again.
-pub(crate) type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
+/// A window operator's timers: at a time, the (key, window) pairs to look at again, in
+/// the windows' time domain (end of window and garbage collection) and in processing time
+/// (deadlines of processing-time triggers). Not checkpointed: a restore sets them again
+/// from the windows ([`WindowTimers::rearm`]).
+pub(crate) struct WindowTimers<K> {
+    pub(crate) domain: TimerQueue<(K, Window)>,
+    pub(crate) processing: TimerQueue<(K, Window)>,
+}
 
-/// After a restore, sets again the timers of `key`'s `window` still to come (timers are
-/// not checkpointed): `times` in the window's time domain (its end and garbage
-/// collection) after `domain_time`, and its trigger's processing-time `deadlines` after
-/// `now` (those already due fired before the checkpoint).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn rearm<K: Clone>(
-    timers: &mut Timers<K>,
-    proc_timers: &mut Timers<K>,
-    key: &K,
-    window: Window,
-    times: impl IntoIterator<Item = Timestamp>,
-    domain_time: Timestamp,
-    deadlines: impl IntoIterator<Item = Timestamp>,
-    now: Timestamp,
-) {
-    for t in times.into_iter().filter(|&t| t > domain_time) {
-        timers.entry(t).or_default().push((key.clone(), window));
+impl<K: Clone> WindowTimers<K> {
+    pub(crate) fn new() -> Self {
+        WindowTimers {
+            domain: TimerQueue::new(),
+            processing: TimerQueue::new(),
+        }
     }
-    for d in deadlines.into_iter().filter(|&d| d > now) {
-        proc_timers
-            .entry(d)
-            .or_default()
-            .push((key.clone(), window));
+
+    /// Sets the timers of a new time window `window` of `key`: its end (unless
+    /// `domain_time` passed it) and its garbage collection at `gc` (see
+    /// [`WindowSpec::gc_time`](super::WindowSpec::gc_time)), if later.
+    pub(crate) fn open(&mut self, key: &K, window: Window, gc: Timestamp, domain_time: Timestamp) {
+        if window.end > domain_time {
+            self.domain.set(window.end, (key.clone(), window));
+        }
+        if gc != window.end {
+            self.domain.set(gc, (key.clone(), window));
+        }
+    }
+
+    /// Sets processing-time trigger deadlines of `key`'s `window`.
+    pub(crate) fn deadlines(
+        &mut self,
+        key: &K,
+        window: Window,
+        deadlines: impl IntoIterator<Item = Timestamp>,
+    ) {
+        for d in deadlines {
+            self.processing.set(d, (key.clone(), window));
+        }
+    }
+
+    /// After a restore, sets again the timers of `key`'s `window` still to come: its end
+    /// and garbage collection at `gc` (`None` for a count window, which ends by ordinals)
+    /// after `domain_time`, and its trigger's processing-time `deadlines` after `now`
+    /// (those already due fired before the checkpoint).
+    pub(crate) fn rearm(
+        &mut self,
+        key: &K,
+        window: Window,
+        gc: Option<Timestamp>,
+        (domain_time, now): (Timestamp, Timestamp),
+        deadlines: impl IntoIterator<Item = Timestamp>,
+    ) {
+        let times = gc.map(|gc| [Some(window.end), (gc != window.end).then_some(gc)]);
+        for t in times.into_iter().flatten().flatten() {
+            if t > domain_time {
+                self.domain.set(t, (key.clone(), window));
+            }
+        }
+        for d in deadlines.into_iter().filter(|&d| d > now) {
+            self.processing.set(d, (key.clone(), window));
+        }
     }
 }

@@ -2,31 +2,13 @@
 //! them for the operator.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::rc::Rc;
 
+use super::codec::Registered;
 use super::timers::TimerTable;
-use super::KeyedState;
-use crate::checkpoint::{StateReader, StateWriter};
+use super::{KeyedState, TimerQueue};
 use crate::data::StateData;
-use crate::error::OpResult;
-
-/// A table the runtime checkpoints and restores for the operator that registered it.
-pub(crate) trait Registered {
-    /// Writes the table copy-on-write (see [`KeyedState::snapshot_shared`]).
-    fn snapshot(self: Rc<Self>, state: &mut StateWriter) -> OpResult;
-    fn restore(&self, state: &StateReader) -> OpResult;
-}
-
-impl<K: StateData + Hash + Eq, V: StateData> Registered for RefCell<KeyedState<K, V>> {
-    fn snapshot(self: Rc<Self>, state: &mut StateWriter) -> OpResult {
-        KeyedState::snapshot_shared(&self, state)
-    }
-    fn restore(&self, state: &StateReader) -> OpResult {
-        self.borrow_mut().restore(state)
-    }
-}
 
 /// The tables a shard's operators registered, by node (built on the shard while its nodes
 /// are built).
@@ -114,7 +96,7 @@ impl Registry {
             name,
             TimerTable {
                 times: Rc::new(RefCell::new(KeyedState::new(self.track))),
-                queue: RefCell::new(BTreeMap::new()),
+                queue: RefCell::new(TimerQueue::new()),
             },
         )
     }
