@@ -819,7 +819,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         if let Some(slicing) = slicing.filter(|_| spec.fires_once()) {
             let codec: on_time::OnTimeCodec<K, G::Acc> = state::codec(state::SLICE_ACCUMULATORS);
             return self.keyed.stream().unary_split(name, move |shard| {
-                state::Windowed(on_time::OnTimeWindowOperator::new(
+                state::Windowed::new(on_time::OnTimeWindowOperator::new(
                     spec.on_shard(shard),
                     slicing,
                     key.clone(),
@@ -836,7 +836,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
                 state::codec(state::SLICES),
             );
             return self.keyed.stream().unary_split(name, move |shard| {
-                state::Windowed(sliced::SlicedWindowOperator::new(
+                state::Windowed::new(sliced::SlicedWindowOperator::new(
                     spec.on_shard(shard),
                     slicing,
                     key.clone(),
@@ -848,7 +848,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         }
         let codec = state::codec(state::WINDOWS);
         self.keyed.stream().unary_split(name, move |shard| {
-            state::Windowed(operator::WindowOperator::new(
+            state::Windowed::new(operator::WindowOperator::new(
                 spec.on_shard(shard),
                 key.clone(),
                 agg.clone(),

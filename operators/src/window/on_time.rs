@@ -29,7 +29,7 @@ use rustc_hash::FxHashMap;
 
 use crate::key_by::KeyFn;
 use crate::window::slices::{slice_group, Slicing};
-use crate::window::state::{Clocked, Section, WindowTables, SLICE_ACCUMULATORS};
+use crate::window::state::{Section, Windowing, SLICE_ACCUMULATORS};
 use crate::window::{Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
 
 /// A slice's accumulator of one key.
@@ -83,8 +83,6 @@ pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     /// Windows ending at or before this time have fired.
     released: Timestamp,
     clock: OperatorClock,
-    /// Processing-time windows: records that arrived before any processing time did.
-    unclocked: Vec<T>,
     track: bool,
     codec: OnTimeCodec<K, G::Acc>,
     /// A sliding window's accumulators per key: those of the window `ahead` names, merged
@@ -122,7 +120,6 @@ where
             slices: BTreeMap::new(),
             released: Timestamp::MIN,
             clock: OperatorClock::default(),
-            unclocked: Vec::new(),
             track,
             codec,
             merged: FxHashMap::default(),
@@ -346,12 +343,31 @@ fn merge_into<T, K, G>(
     }
 }
 
-impl<T, K, G> WindowTables<T> for OnTimeWindowOperator<T, K, G>
+impl<T, K, G> Windowing<T> for OnTimeWindowOperator<T, K, G>
 where
     T: Clone + 'static,
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
+    type Outs = (Output<Pane<K, G::Out>>, Output<T>);
+
+    fn clock(&mut self) -> &mut OperatorClock {
+        &mut self.clock
+    }
+
+    fn domain(&self) -> TimeDomain {
+        self.spec.domain
+    }
+
+    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
+        self.add(batch, &mut out.1);
+        Ok(())
+    }
+
+    fn advance(&mut self, out: &mut Self::Outs) {
+        OnTimeWindowOperator::advance(self, &mut out.0)
+    }
+
     const SECTION: Section = SLICE_ACCUMULATORS;
 
     /// The slices' accumulators.
@@ -382,35 +398,5 @@ where
             }
         }
         Ok(())
-    }
-}
-
-impl<T, K, G> Clocked<T> for OnTimeWindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
-    type Outs = (Output<Pane<K, G::Out>>, Output<T>);
-
-    fn clock(&mut self) -> &mut OperatorClock {
-        &mut self.clock
-    }
-
-    fn domain(&self) -> TimeDomain {
-        self.spec.domain
-    }
-
-    fn held(&mut self) -> &mut Vec<T> {
-        &mut self.unclocked
-    }
-
-    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
-        self.add(batch, &mut out.1);
-        Ok(())
-    }
-
-    fn advance(&mut self, out: &mut Self::Outs) {
-        OnTimeWindowOperator::advance(self, &mut out.0)
     }
 }

@@ -14,7 +14,7 @@ use rill_runtime::state::{Codec, KeyRecord, KeyedState, OperatorClock, SharedKey
 use rill_runtime::{Failure, OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
-use crate::window::state::{Clocked, Section, WindowTables, WindowTimers, WINDOWS};
+use crate::window::state::{Section, WindowTimers, Windowing, WINDOWS};
 use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::window::{
     Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec, Windows,
@@ -129,10 +129,6 @@ pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     /// Shared with the checkpoint being collected after its barrier (copy-on-write).
     keys: SharedKeyedState<K, KeyState<G::Acc, G::Out>>,
     core: Core<T, K, G>,
-    /// Processing-time windows: records that arrived before any processing time did (an
-    /// input that has not ticked yet holds the operator's clock at its minimum). They are
-    /// assigned with the first processing time, or at the end of the input.
-    unclocked: Vec<T>,
     codec: Codec<K, KeyState<G::Acc, G::Out>>,
     /// Windows chosen per key that cannot be built: the job fails with it.
     invalid: Option<Failure>,
@@ -186,7 +182,6 @@ where
                 overlapping: Vec::new(),
                 merged_trigger: Vec::new(),
             },
-            unclocked: Vec::new(),
             codec,
             invalid: None,
         }
@@ -685,12 +680,40 @@ where
     }
 }
 
-impl<T, K, G> WindowTables<T> for WindowOperator<T, K, G>
+impl<T, K, G> Windowing<T> for WindowOperator<T, K, G>
 where
     T: Clone + 'static,
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
+    type Outs = Outs<K, G::Out, T>;
+
+    fn clock(&mut self) -> &mut OperatorClock {
+        &mut self.core.clock
+    }
+
+    fn domain(&self) -> TimeDomain {
+        self.core.spec.domain
+    }
+
+    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
+        for record in batch.drain(..) {
+            self.process(record, out);
+        }
+        match self.invalid.take() {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    fn advance(&mut self, out: &mut Self::Outs) {
+        WindowOperator::advance(self, out)
+    }
+
+    fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
+        WindowOperator::fire_processing_timers(self, out)
+    }
+
     const SECTION: Section = WINDOWS;
 
     /// Every key's windows (accumulators, pane state, trigger state).
@@ -713,44 +736,5 @@ where
             }
         }
         Ok(())
-    }
-}
-
-impl<T, K, G> Clocked<T> for WindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
-    type Outs = Outs<K, G::Out, T>;
-
-    fn clock(&mut self) -> &mut OperatorClock {
-        &mut self.core.clock
-    }
-
-    fn domain(&self) -> TimeDomain {
-        self.core.spec.domain
-    }
-
-    fn held(&mut self) -> &mut Vec<T> {
-        &mut self.unclocked
-    }
-
-    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
-        for record in batch.drain(..) {
-            self.process(record, out);
-        }
-        match self.invalid.take() {
-            Some(f) => Err(f),
-            None => Ok(()),
-        }
-    }
-
-    fn advance(&mut self, out: &mut Self::Outs) {
-        WindowOperator::advance(self, out)
-    }
-
-    fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
-        WindowOperator::fire_processing_timers(self, out)
     }
 }

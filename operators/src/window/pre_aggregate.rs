@@ -94,7 +94,7 @@ where
     let key_of: KeyFn<Partial<K, G::Acc>, K> = Arc::new(|p: &Partial<K, G::Acc>| p.0.clone());
     let merge = MergeSlices(agg, PhantomData);
     let (panes, _late) = exchanged.unary_split(name, move |shard| {
-        Windowed(OnTimeWindowOperator::new(
+        Windowed::new(OnTimeWindowOperator::new(
             spec.on_shard(shard),
             slicing,
             key_of.clone(),

@@ -19,7 +19,7 @@ use rill_runtime::{OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use crate::key_by::KeyFn;
 use crate::window::slices::{slice_group, KeyWindows, Slice, Slicing};
-use crate::window::state::{Clocked, Section, WindowTables, WindowTimers, SLICED_WINDOWS};
+use crate::window::state::{Section, WindowTimers, Windowing, SLICED_WINDOWS};
 use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::window::{Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
 
@@ -43,8 +43,6 @@ pub(crate) struct SlicedWindowOperator<T, K, G: Aggregate<T, K>> {
     keys: Shared<K, Key<G, T, K>>,
     slices: Shared<(K, Timestamp), Slice<G::Acc>>,
     core: Core<T, K, G>,
-    /// Processing-time windows: records that arrived before any processing time did.
-    unclocked: Vec<T>,
     codecs: SlicedCodecs<K, G::Acc, G::Out>,
 }
 
@@ -109,7 +107,6 @@ where
                 taken: Vec::new(),
                 deadlines: Vec::new(),
             },
-            unclocked: Vec::new(),
             codecs,
         }
     }
@@ -445,12 +442,35 @@ fn nonempty<K: Clone + Hash + Eq, A, V>(
     slices_of(ks, slices, key, i).any(|s| s.last_seq >= cut)
 }
 
-impl<T, K, G> WindowTables<T> for SlicedWindowOperator<T, K, G>
+impl<T, K, G> Windowing<T> for SlicedWindowOperator<T, K, G>
 where
     T: Clone + 'static,
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
+    type Outs = Outs<K, G::Out, T>;
+
+    fn clock(&mut self) -> &mut OperatorClock {
+        &mut self.core.clock
+    }
+
+    fn domain(&self) -> TimeDomain {
+        self.core.spec.domain
+    }
+
+    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
+        self.process(batch.drain(..), out);
+        Ok(())
+    }
+
+    fn advance(&mut self, out: &mut Self::Outs) {
+        SlicedWindowOperator::advance(self, out)
+    }
+
+    fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
+        SlicedWindowOperator::fire_processing_timers(self, out)
+    }
+
     const SECTION: Section = SLICED_WINDOWS;
 
     /// Every key's slices and windows.
@@ -474,39 +494,5 @@ where
             }
         }
         Ok(())
-    }
-}
-
-impl<T, K, G> Clocked<T> for SlicedWindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
-    type Outs = Outs<K, G::Out, T>;
-
-    fn clock(&mut self) -> &mut OperatorClock {
-        &mut self.core.clock
-    }
-
-    fn domain(&self) -> TimeDomain {
-        self.core.spec.domain
-    }
-
-    fn held(&mut self) -> &mut Vec<T> {
-        &mut self.unclocked
-    }
-
-    fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
-        self.process(batch.drain(..), out);
-        Ok(())
-    }
-
-    fn advance(&mut self, out: &mut Self::Outs) {
-        SlicedWindowOperator::advance(self, out)
-    }
-
-    fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
-        SlicedWindowOperator::fire_processing_timers(self, out)
     }
 }

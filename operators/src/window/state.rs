@@ -52,132 +52,117 @@ fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult {
     Ok(())
 }
 
-/// What the window operators do alike as records and time arrive: records of
-/// processing-time windows wait for the first processing time, and a watermark or a new
-/// processing time fires what is due. Each operator says how it adds records and fires;
-/// [`on_batch`], [`on_watermark`] and [`on_processing_time`] drive it.
-pub(crate) trait Clocked<T> {
-    type Outs;
+/// One of the window operators ([`operator`](super::operator), [`sliced`](super::sliced),
+/// [`on_time`](super::on_time)): how it adds records, fires what time made due and writes
+/// its tables. [`Windowed`] does the rest, alike for the three.
+pub(crate) trait Windowing<T> {
+    type Outs: Outputs;
+    /// The section of its keys (a restore refuses the other window operators'
+    /// [`SECTIONS`]).
+    const SECTION: Section;
     fn clock(&mut self) -> &mut OperatorClock;
     fn domain(&self) -> TimeDomain;
-    /// Records that arrived before any processing time (processing-time windows).
-    fn held(&mut self) -> &mut Vec<T>;
     /// Adds records at the current time.
     fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult;
     /// Fires what the time the windows are measured in made due.
     fn advance(&mut self, out: &mut Self::Outs);
     /// Fires what processing-time triggers made due.
     fn fire_processing_timers(&mut self, _out: &mut Self::Outs) {}
-}
-
-/// Adds a batch, or holds it until processing time arrives.
-fn on_batch<T, O: Clocked<T>>(op: &mut O, batch: &mut Vec<T>, out: &mut O::Outs) -> OpResult {
-    let domain = op.domain();
-    if op.clock().unclocked(domain) {
-        op.held().append(batch);
-        return Ok(());
-    }
-    op.add_batch(batch, out)
-}
-
-/// Adds the held records at the current processing time.
-fn add_held<T, O: Clocked<T>>(op: &mut O, out: &mut O::Outs) -> OpResult {
-    op.clock().start();
-    let mut held = std::mem::take(op.held());
-    op.add_batch(&mut held, out)
-}
-
-fn on_watermark<T, O: Clocked<T>>(op: &mut O, watermark: Timestamp, out: &mut O::Outs) -> OpResult {
-    if watermark > op.clock().watermark {
-        if watermark == MAX_WATERMARK && !op.held().is_empty() {
-            add_held(op, out)?;
-        }
-        op.clock().watermark = watermark;
-        let domain = op.domain();
-        if op.clock().advances(domain, true) {
-            op.advance(out);
-        }
-    }
-    Ok(())
-}
-
-fn on_processing_time<T, O: Clocked<T>>(op: &mut O, now: Timestamp, out: &mut O::Outs) -> OpResult {
-    if now > op.clock().now {
-        op.clock().now = now;
-        if !op.held().is_empty() {
-            add_held(op, out)?;
-        }
-        op.fire_processing_timers(out);
-        let domain = op.domain();
-        if op.clock().advances(domain, false) {
-            op.advance(out);
-        }
-    }
-    Ok(())
-}
-
-/// A window operator's tables in checkpoints: what [`Windowed`] needs besides
-/// [`Clocked`] to be an [`Operator`].
-pub(crate) trait WindowTables<T>: Clocked<T> {
-    /// The section of its keys (a restore refuses the other window operators'
-    /// [`SECTIONS`]).
-    const SECTION: Section;
     /// Writes its tables, incrementally (after the clock).
     fn write_tables(&mut self, state: &mut StateWriter) -> OpResult;
     /// Reads its tables back (after the clock) and sets again the timers still to come.
     fn read_tables(&mut self, state: &StateReader) -> OpResult;
 }
 
-/// A window operator ([`operator`](super::operator), [`sliced`](super::sliced) or
-/// [`on_time`](super::on_time)) as the runtime runs it: records, watermarks and processing
-/// time go through [`Clocked`]; a snapshot writes the clock and the tables (refusing
-/// records held for want of processing time), a restore reads them back.
-pub(crate) struct Windowed<O>(pub(crate) O);
+/// A window operator as the runtime runs it: records of processing-time windows wait for
+/// the first processing time; a watermark or a new processing time fires what is due; a
+/// snapshot writes the clock and the operator's tables, a restore reads them back.
+pub(crate) struct Windowed<T, O> {
+    op: O,
+    /// Processing-time windows: records that arrived before any processing time did (an
+    /// input that has not ticked yet holds the operator's clock at its minimum). They are
+    /// assigned with the first processing time, or at the end of the input.
+    held: Vec<T>,
+}
 
-impl<T, O> Operator<T> for Windowed<O>
-where
-    O: WindowTables<T>,
-    O::Outs: Outputs,
-{
+impl<T, O: Windowing<T>> Windowed<T, O> {
+    pub(crate) fn new(op: O) -> Self {
+        Windowed {
+            op,
+            held: Vec::new(),
+        }
+    }
+
+    /// Adds the held records at the current processing time.
+    fn add_held(&mut self, out: &mut O::Outs) -> OpResult {
+        self.op.clock().start();
+        let mut held = std::mem::take(&mut self.held);
+        self.op.add_batch(&mut held, out)
+    }
+}
+
+impl<T, O: Windowing<T>> Operator<T> for Windowed<T, O> {
     /// The operator's clock (each shard restores its own: see
     /// [`OperatorClock::restore`]), and its tables, incrementally: the keys changed since
-    /// the last checkpoint.
+    /// the last checkpoint. A checkpoint cannot hold records that wait for processing
+    /// time.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        check_none_held(self.0.held())?;
-        self.0.clock().snapshot(state)?;
-        self.0.write_tables(state)
+        if !self.held.is_empty() {
+            return Err(rill_runtime::Failure::new(
+                "a processing-time window holds records that arrived before any processing \
+                 time; it cannot take a checkpoint yet",
+            ));
+        }
+        self.op.clock().snapshot(state)?;
+        self.op.write_tables(state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        self.0.clock().restore(state)?;
+        self.op.clock().restore(state)?;
         refuse_other_sections(state, O::SECTION.0)?;
-        self.0.read_tables(state)
+        self.op.read_tables(state)
     }
 
     type Out = O::Outs;
 
+    /// Adds a batch, or holds it until processing time arrives.
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
-        on_batch(&mut self.0, batch, out)
+        let domain = self.op.domain();
+        if self.op.clock().unclocked(domain) {
+            self.held.append(batch);
+            return Ok(());
+        }
+        self.op.add_batch(batch, out)
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_watermark(&mut self.0, watermark, out)
+        if watermark > self.op.clock().watermark {
+            if watermark == MAX_WATERMARK && !self.held.is_empty() {
+                self.add_held(out)?;
+            }
+            self.op.clock().watermark = watermark;
+            let domain = self.op.domain();
+            if self.op.clock().advances(domain, true) {
+                self.op.advance(out);
+            }
+        }
+        Ok(())
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_processing_time(&mut self.0, now, out)
+        if now > self.op.clock().now {
+            self.op.clock().now = now;
+            if !self.held.is_empty() {
+                self.add_held(out)?;
+            }
+            self.op.fire_processing_timers(out);
+            let domain = self.op.domain();
+            if self.op.clock().advances(domain, false) {
+                self.op.advance(out);
+            }
+        }
+        Ok(())
     }
-}
-
-/// A checkpoint cannot hold records that wait for processing time.
-fn check_none_held<T>(held: &[T]) -> OpResult {
-    if held.is_empty() {
-        return Ok(());
-    }
-    Err(rill_runtime::Failure::new(
-        "a processing-time window holds records that arrived before any processing time; \
-         it cannot take a checkpoint yet",
-    ))
 }
 
 /// A window operator's timers: at a time, the (key, window) pairs to look at again, in
