@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 
-use crate::window::Summable;
+use crate::summable::Summable;
 
 use rill_runtime::{
     Data, ExchangeData, OpResult, Operator, Output, Partitioning, StateData, Stream,
@@ -396,7 +396,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     }
 
     /// Rolling sum of `value(record)` per key, for any
-    /// [`Summable`](crate::window::Summable) value: integers wrap on overflow (in debug
+    /// [`Summable`] value: integers wrap on overflow (in debug
     /// and release builds alike), floats add. [`KeyedStream::min`] and
     /// [`KeyedStream::max`] work the same way.
     ///

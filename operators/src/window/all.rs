@@ -23,9 +23,12 @@ use std::sync::Arc;
 
 use rill_runtime::{ExchangeData, StateData, Stream};
 
+use super::aggregate::{Aggregate, Count, Max, Min, Sum};
+use super::pane::Pane;
+use super::pre_aggregate::pre_aggregate;
+use super::spec::WindowSpec;
 use crate::key_by::KeyBy;
-use crate::window::pre_aggregate::pre_aggregate;
-use crate::window::{Aggregate, Count, Max, Min, Pane, Sum, Summable, WindowSpec};
+use crate::summable::Summable;
 
 /// Non-keyed windows over a stream, ready for a window function: one result per window
 /// over all records. Windows that fire once (tumbling or sliding, event time, a watermark

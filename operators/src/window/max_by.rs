@@ -1,9 +1,9 @@
 //! [`MaxBy`]: the records with the largest score in a window (every one of them when
 //! several tie), e.g. NEXMark q7's highest bids.
 
+use super::aggregate::Aggregate;
+use super::pane::Window;
 use std::sync::Arc;
-
-use crate::window::{Aggregate, Window};
 
 type ScoreFn<T, S> = Arc<dyn Fn(&T) -> S + Send + Sync>;
 

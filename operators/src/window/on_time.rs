@@ -27,10 +27,13 @@ use rill_runtime::state::{Codec, KeyRecord, KeyedState, OperatorClock, SharedKey
 use rill_runtime::{OpResult, Output, Timestamp};
 use rustc_hash::FxHashMap;
 
+use super::aggregate::Aggregate;
+use super::pane::{Pane, Timing, Window};
+use super::slices::{slice_group, Slicing};
+use super::spec::WindowSpec;
+use super::state::{Section, Windowing, SLICE_ACCUMULATORS};
 use crate::key_by::KeyFn;
-use crate::window::slices::{slice_group, Slicing};
-use crate::window::state::{Section, Windowing, SLICE_ACCUMULATORS};
-use crate::window::{Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
+use rill_runtime::state::TimeDomain;
 
 /// A slice's accumulator of one key.
 #[derive(Debug, Clone)]

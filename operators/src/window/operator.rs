@@ -13,12 +13,14 @@ use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState};
 use rill_runtime::{Failure, OpResult, Output, Timestamp, MAX_WATERMARK};
 
+use super::aggregate::Aggregate;
+use super::assigner::Windows;
+use super::pane::{Pane, Timing, Window};
+use super::spec::{Accumulation, WindowSpec};
+use super::state::{Section, WindowTimers, Windowing, WINDOWS};
+use super::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::key_by::KeyFn;
-use crate::window::state::{Section, WindowTimers, Windowing, WINDOWS};
-use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::window::{
-    Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec, Windows,
-};
+use rill_runtime::state::TimeDomain;
 
 struct WinState<A, V> {
     window: Window,

@@ -30,11 +30,13 @@ use std::sync::Arc;
 use rill_runtime::{OpResult, Operator, Output, StateData, Stream, Timestamp};
 use rustc_hash::FxHashMap;
 
+use super::aggregate::Aggregate;
+use super::on_time::{OnTimeCodec, OnTimeWindowOperator};
+use super::pane::{Pane, Window};
+use super::slices::Slicing;
+use super::spec::{TimestampFn, WindowSpec};
+use super::state::{codec, Windowed, SLICE_ACCUMULATORS};
 use crate::key_by::{key_exchange, KeyFn};
-use crate::window::on_time::{OnTimeCodec, OnTimeWindowOperator};
-use crate::window::slices::Slicing;
-use crate::window::state::{codec, Windowed, SLICE_ACCUMULATORS};
-use crate::window::{Aggregate, Pane, TimestampFn, Window, WindowSpec};
 
 /// What crosses the key exchange: a key's partial accumulator of one slice (by its start)
 /// and the number of records in it.

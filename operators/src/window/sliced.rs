@@ -17,11 +17,14 @@ use std::rc::Rc;
 use rill_runtime::state::{Codec, KeyedState, OperatorClock, SharedKeyedState};
 use rill_runtime::{OpResult, Output, Timestamp, MAX_WATERMARK};
 
+use super::aggregate::Aggregate;
+use super::pane::{Pane, Timing, Window};
+use super::slices::{slice_group, KeyWindows, Slice, Slicing};
+use super::spec::{Accumulation, WindowSpec};
+use super::state::{Section, WindowTimers, Windowing, SLICED_WINDOWS};
+use super::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::key_by::KeyFn;
-use crate::window::slices::{slice_group, KeyWindows, Slice, Slicing};
-use crate::window::state::{Section, WindowTimers, Windowing, SLICED_WINDOWS};
-use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::window::{Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
+use rill_runtime::state::TimeDomain;
 
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
 type Key<G, T, K> = KeyWindows<<G as Aggregate<T, K>>::Out>;

@@ -31,8 +31,9 @@ use rill_runtime::keys::key_group;
 use rill_runtime::state::KeyRecord;
 use rill_runtime::{hash_key, Timestamp};
 
-use crate::window::trigger::NodeState;
-use crate::window::{Window, Windows};
+use super::assigner::Windows;
+use super::pane::Window;
+use super::trigger::NodeState;
 
 /// The slice grid of a tumbling or sliding window policy.
 #[derive(Debug, Clone, Copy)]

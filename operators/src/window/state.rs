@@ -3,11 +3,10 @@
 
 use std::hash::Hash;
 
+use super::pane::Window;
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{record_codec, Codec, KeyRecord, OperatorClock, TimeDomain, TimerQueue};
 use rill_runtime::{OpResult, Operator, Outputs, StateData, Timestamp, MAX_WATERMARK};
-
-use crate::window::Window;
 
 /// A checkpoint section: (name, format version).
 pub(crate) type Section = (&'static str, u32);
