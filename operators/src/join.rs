@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{
-    table_codec, Codec, KeyedState, OperatorClock, SharedKeyedState, TimerQueue, Update,
+    table_codec, Codec, OperatorClock, SharedKeyedState, TimerQueue, Update,
 };
 use rill_runtime::{
     BinaryOperator, Data, DroppedRecords, OpResult, Output, StateData, Stream, Timestamp,
@@ -344,7 +344,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 ts_b: ts_b.clone(),
                 windows,
                 join: join.clone(),
-                state: KeyedState::shared(shard.tracks_state()),
+                state: shard.keyed_state().into_shared(),
                 ends: TimerQueue::new(),
                 clock: OperatorClock::default(),
                 scratch: Vec::new(),
@@ -409,8 +409,8 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 lower,
                 upper,
                 join: join.clone(),
-                left: KeyedState::shared(shard.tracks_state()),
-                right: KeyedState::shared(shard.tracks_state()),
+                left: shard.keyed_state().into_shared(),
+                right: shard.keyed_state().into_shared(),
                 clock: OperatorClock::default(),
                 codec_left: codec_left.clone(),
                 codec_right: codec_right.clone(),

@@ -1,7 +1,7 @@
 //! `key_by`: partitions a stream by key, so that all records of a key reach the shard that
 //! owns the key's state, and rolling (per-record) aggregates over it.
 
-use rill_runtime::state::{table_codec, Codec, KeyedState, SharedKeyedState};
+use rill_runtime::state::{table_codec, Codec, SharedKeyedState};
 use std::cell::OnceCell;
 use std::hash::Hash;
 use std::rc::Rc;
@@ -336,7 +336,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.stream().unary(name, move |shard| RollingOp {
             key: key.clone(),
             fold: f.clone(),
-            state: KeyedState::shared(shard.tracks_state()),
+            state: shard.keyed_state().into_shared(),
             codec: codec.clone(),
         })
     }

@@ -4,9 +4,7 @@
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{
-    table_codec, Codec, KeyedState, OperatorClock, SharedKeyedState, TimerQueue,
-};
+use rill_runtime::state::{table_codec, Codec, OperatorClock, SharedKeyedState, TimerQueue};
 use rill_runtime::{Data, OpResult, Operator, Output, ShardInfo, StateData, Stream, Timestamp};
 
 use crate::key_by::{KeyFn, KeyedStream};
@@ -303,7 +301,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         self.stream().unary(name, move |shard| ProcessOp {
             f: make(shard.info()),
             key: key.clone(),
-            keys: KeyedState::shared(shard.tracks_state()),
+            keys: shard.keyed_state().into_shared(),
             queues: Queues {
                 event: TimerQueue::new(),
                 processing: TimerQueue::new(),

@@ -17,13 +17,11 @@
 //! oracle test `operators/tests/sliced_windows.rs`); panes of one window come in no
 //! particular key order.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::rc::Rc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState};
+use rill_runtime::state::{Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState};
 use rill_runtime::{OpResult, Output, Timestamp};
 use rustc_hash::FxHashMap;
 
@@ -56,11 +54,8 @@ impl<A: Clone> KeyRecord for SliceAcc<A> {
 /// (Shared with a checkpoint being collected after its barrier: copy-on-write.)
 type Table<K, A> = SharedKeyedState<(K, Timestamp), SliceAcc<A>>;
 
-fn table<K: Clone + Hash + Eq, A>(track: bool) -> Table<K, A> {
-    Rc::new(RefCell::new(KeyedState::grouped_by(
-        track,
-        slice_group::<K>,
-    )))
+fn table<K: Clone + Hash + Eq, A>(changes: Changes) -> Table<K, A> {
+    (KeyedState::with_changes(changes).grouped_by(slice_group::<K>)).into_shared()
 }
 
 /// What becomes of the records of one slice in a batch: added to its table, or dropped.
@@ -86,7 +81,7 @@ pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     /// Windows ending at or before this time have fired.
     released: Timestamp,
     clock: OperatorClock,
-    track: bool,
+    changes: Changes,
     codec: OnTimeCodec<K, G::Acc>,
     /// A sliding window's accumulators per key: those of the window `ahead` names, merged
     /// ahead of its firing from its slices that start before the time it gives (see
@@ -112,7 +107,7 @@ where
         key: KeyFn<T, K>,
         agg: G,
         codec: OnTimeCodec<K, G::Acc>,
-        track: bool,
+        changes: Changes,
         records: fn(&T) -> u64,
     ) -> Self {
         OnTimeWindowOperator {
@@ -123,7 +118,7 @@ where
             slices: BTreeMap::new(),
             released: Timestamp::MIN,
             clock: OperatorClock::default(),
-            track,
+            changes,
             codec,
             merged: FxHashMap::default(),
             ahead: None,
@@ -168,7 +163,7 @@ where
                         Run::Open(
                             self.slices
                                 .entry(s)
-                                .or_insert_with(|| table(self.track))
+                                .or_insert_with(|| table(self.changes))
                                 .clone(),
                         )
                     }
@@ -386,16 +381,16 @@ where
     fn read_tables(&mut self, state: &StateReader) -> OpResult {
         self.ahead = None;
         self.released = self.domain_time();
-        let all = table::<K, G::Acc>(false);
+        let all = table::<K, G::Acc>(Changes::Untracked);
         self.codec.read(&mut all.borrow_mut(), state)?;
         let all = all.borrow();
-        let (track, released) = (self.track, self.released);
+        let (changes, released) = (self.changes, self.released);
         for ((key, start), acc) in all.iter() {
             if self.slicing.open_after(*start, released) {
                 self.spec.metrics.window_created();
                 self.slices
                     .entry(*start)
-                    .or_insert_with(|| table(track))
+                    .or_insert_with(|| table(changes))
                     .borrow_mut()
                     .insert((key.clone(), *start), acc.clone());
             }

@@ -10,7 +10,7 @@
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState};
+use rill_runtime::state::{Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState};
 use rill_runtime::{Failure, OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use super::aggregate::Aggregate;
@@ -166,11 +166,11 @@ where
         key: KeyFn<T, K>,
         agg: G,
         codec: Codec<K, KeyState<G::Acc, G::Out>>,
-        track_changes: bool,
+        changes: Changes,
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         WindowOperator {
-            keys: KeyedState::shared(track_changes),
+            keys: KeyedState::with_changes(changes).into_shared(),
             core: Core {
                 spec,
                 key,

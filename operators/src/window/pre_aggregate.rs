@@ -6,9 +6,10 @@
 //! Each shard keeps, per slice start, a table from key to partial accumulator and record
 //! count over its own records. A slice's partials go out when the watermark of the shard's
 //! input passes the slice's end, before that watermark is forwarded; all of them go out
-//! when the table holds more than [`MAX_ENTRIES`] entries (after the batch that took it
-//! there), at a checkpoint barrier (so the operator has no state to write), when the input
-//! goes idle and when it ends. On the key's shard the operator for windows that fire once
+//! when the table holds more entries than the spec's
+//! [`pre_aggregate_capacity`](super::spec::WindowSpec::pre_aggregate_capacity) (after the
+//! batch that took it there), at a checkpoint barrier (so the operator has no state to
+//! write), when the input goes idle and when it ends. On the key's shard the operator for windows that fire once
 //! (`on_time.rs`) merges the partials into its slices.
 //!
 //! The final operator decides lateness, pane timing and firing, as without
@@ -42,13 +43,6 @@ use crate::key_by::{key_exchange, KeyFn};
 /// and the number of records in it.
 pub(crate) type Partial<K, A> = (K, Timestamp, A, u64);
 
-/// The most (key, slice) entries a shard's table holds before it sends them all: 65,536
-/// entries (about 2.5 MB for a `u32` key and a `u64` accumulator). Records combine only
-/// while their key's entry is in the table, so the bound must exceed the keys a shard sees
-/// in its open slices: 4,096 would flush the 10,000-key slices of the `windows` benchmark
-/// before any key repeats.
-pub(crate) const MAX_ENTRIES: usize = 1 << 16;
-
 /// Emptied slice tables kept for reuse (each keeps its capacity): enough for the slices
 /// that are open at once when records come in time order.
 const SPARE_TABLES: usize = 4;
@@ -80,6 +74,7 @@ where
     G::Out: StateData,
 {
     let (timestamp, local) = (spec.timestamp.clone(), agg.clone());
+    let max_entries = spec.pre_aggregate_entries;
     let partials = input.unary(&format!("{name} (pre-aggregate)"), move |_| PreAggregate {
         key: key.clone(),
         timestamp: timestamp.clone(),
@@ -87,6 +82,7 @@ where
         slicing,
         slices: BTreeMap::new(),
         entries: 0,
+        max_entries,
         watermark: Timestamp::MIN,
         spare: Vec::new(),
     });
@@ -102,7 +98,7 @@ where
             key_of.clone(),
             merge.clone(),
             codec.clone(),
-            shard.tracks_state(),
+            shard.state_changes(),
             |p: &Partial<K, G::Acc>| p.3,
         ))
     });
@@ -119,6 +115,8 @@ struct PreAggregate<T, K, G: Aggregate<T, K>> {
     slices: BTreeMap<Timestamp, SliceTable<K, G::Acc>>,
     /// Entries in `slices`.
     entries: usize,
+    /// The most entries before all go out.
+    max_entries: usize,
     /// The input's watermark: the partials of slices ending at or before it went out.
     watermark: Timestamp,
     /// Emptied tables, kept for the next slices (no allocation per slice once warm), at
@@ -218,7 +216,7 @@ where
             *n += 1;
         }
         self.put_back(current);
-        if self.entries > MAX_ENTRIES {
+        if self.entries > self.max_entries {
             self.flush_all(out);
         }
         Ok(())

@@ -11,10 +11,8 @@
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use std::cell::RefCell;
-use std::rc::Rc;
 
-use rill_runtime::state::{Codec, KeyedState, OperatorClock, SharedKeyedState};
+use rill_runtime::state::{Changes, Codec, KeyedState, OperatorClock, SharedKeyedState};
 use rill_runtime::{OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use super::aggregate::Aggregate;
@@ -82,18 +80,15 @@ where
         key: KeyFn<T, K>,
         agg: G,
         codecs: SlicedCodecs<K, G::Acc, G::Out>,
-        track_changes: bool,
+        changes: Changes,
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         let fresh = program.fresh();
         let fast = program.waits_for_end();
         let split = spec.accumulation == Accumulation::Discarding;
         SlicedWindowOperator {
-            keys: KeyedState::shared(track_changes),
-            slices: Rc::new(RefCell::new(KeyedState::grouped_by(
-                track_changes,
-                slice_group::<K>,
-            ))),
+            keys: KeyedState::with_changes(changes).into_shared(),
+            slices: (KeyedState::with_changes(changes).grouped_by(slice_group::<K>)).into_shared(),
             core: Core {
                 nodes: fresh.len(),
                 fresh,

@@ -201,7 +201,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
                     key.clone(),
                     agg.clone(),
                     codec.clone(),
-                    shard.tracks_state(),
+                    shard.state_changes(),
                     |_| 1,
                 ))
             });
@@ -218,7 +218,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
                     key.clone(),
                     agg.clone(),
                     codecs.clone(),
-                    shard.tracks_state(),
+                    shard.state_changes(),
                 ))
             });
         }
@@ -229,7 +229,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
                 key.clone(),
                 agg.clone(),
                 codec.clone(),
-                shard.tracks_state(),
+                shard.state_changes(),
             ))
         })
     }

@@ -52,6 +52,6 @@ pub(crate) use codec::Registered;
 pub use codec::{record_codec, table_codec, Codec, KeyRecord, TableCodec};
 pub use handles::{ListState, MapState, ValueState};
 pub(crate) use registry::Registry;
-pub use table::{KeyedState, SharedKeyedState, Update};
+pub use table::{Changes, KeyedState, SharedKeyedState, Update};
 pub use timer_queue::TimerQueue;
 pub use timers::Timers;

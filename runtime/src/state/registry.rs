@@ -7,15 +7,14 @@ use std::rc::Rc;
 
 use super::codec::Registered;
 use super::timers::TimerTable;
-use super::{KeyedState, TimerQueue};
+use super::{Changes, KeyedState, TimerQueue};
 use crate::data::StateData;
 
 /// The tables a shard's operators registered, by node (built on the shard while its nodes
 /// are built).
-#[derive(Default)]
 pub(crate) struct Registry {
     node: Cell<usize>,
-    track: bool,
+    changes: Changes,
     tables: RefCell<Vec<RegisteredTable>>,
 }
 
@@ -37,11 +36,17 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// A registry whose tables track changes (the job takes checkpoints) or not.
-    pub(crate) fn new(track: bool) -> Self {
+    pub(crate) fn new(changes: Changes) -> Self {
         Registry {
-            track,
-            ..Registry::default()
+            node: Cell::new(0),
+            changes,
+            tables: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Whether the tables track their changes.
+    pub(crate) fn changes(&self) -> Changes {
+        self.changes
     }
 
     /// The node being built: tables registered from now on are its.
@@ -88,14 +93,14 @@ impl Registry {
         K: StateData + Hash + Eq,
         V: StateData,
     {
-        self.register(name, RefCell::new(KeyedState::new(self.track)))
+        self.register(name, RefCell::new(KeyedState::with_changes(self.changes)))
     }
 
     pub(crate) fn timers<K: StateData + Hash + Eq>(&self, name: &str) -> Rc<TimerTable<K>> {
         self.register(
             name,
             TimerTable {
-                times: Rc::new(RefCell::new(KeyedState::new(self.track))),
+                times: Rc::new(RefCell::new(KeyedState::with_changes(self.changes))),
                 queue: RefCell::new(TimerQueue::new()),
             },
         )

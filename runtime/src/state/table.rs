@@ -39,7 +39,7 @@ pub(super) struct Slot<V> {
 /// ```
 /// use rill_runtime::state::KeyedState;
 ///
-/// let mut counts: KeyedState<String, u64> = KeyedState::new(true);
+/// let mut counts: KeyedState<String, u64> = KeyedState::tracked();
 /// *counts.get_or_insert_with("a".to_string(), || 0) += 1;
 /// *counts.get_or_insert_with("a".to_string(), || 0) += 1;
 /// assert_eq!(counts.get(&"a".to_string()), Some(&2));
@@ -98,29 +98,59 @@ impl<K, V> std::fmt::Debug for KeyedState<K, V> {
     }
 }
 
+/// Whether a table remembers which keys changed since the last checkpoint: tracked in a
+/// job that takes checkpoints (they are then incremental), untracked otherwise (a
+/// checkpoint of an untracked table can only be full: [`KeyedState::snapshot`] writes
+/// everything). A shard says which its tables need
+/// ([`ShardContext::state_changes`](crate::ShardContext::state_changes)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changes {
+    /// The table remembers the keys changed since the last checkpoint.
+    Tracked,
+    /// The table remembers nothing (no checkpoints).
+    Untracked,
+}
+
 impl<K: Clone + Hash + Eq, V> Default for KeyedState<K, V> {
     fn default() -> Self {
-        KeyedState::new(true)
+        KeyedState::tracked()
     }
 }
 
 impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
-    /// An empty table; `track_changes` false when the job takes no checkpoints (then a
-    /// checkpoint can only be full: [`KeyedState::snapshot`] writes everything).
-    pub fn new(track_changes: bool) -> Self {
-        Self::grouped_by(track_changes, group_of_key::<K>)
+    /// An empty table that tracks its changes, for incremental checkpoints.
+    pub fn tracked() -> Self {
+        Self::with_changes(Changes::Tracked)
     }
 
-    /// An empty table to share with the checkpoints taken of it (see
+    /// An empty table that tracks nothing, for a job without checkpoints.
+    pub fn untracked() -> Self {
+        Self::with_changes(Changes::Untracked)
+    }
+
+    /// An empty table that tracks its changes or not, as `changes` says.
+    pub fn with_changes(changes: Changes) -> Self {
+        KeyedState {
+            maps: (0..PARTS).map(|_| HashTable::new()).collect(),
+            changed: Vec::new(),
+            live: 0,
+            track: changes == Changes::Tracked,
+            group_of: group_of_key::<K>,
+            epoch: 1,
+            collecting: None,
+        }
+    }
+
+    /// This table shared with the checkpoints taken of it (see
     /// [`KeyedState::snapshot_shared`]).
-    pub fn shared(track_changes: bool) -> SharedKeyedState<K, V> {
-        Rc::new(RefCell::new(Self::new(track_changes)))
+    pub fn into_shared(self) -> SharedKeyedState<K, V> {
+        Rc::new(RefCell::new(self))
     }
 
-    /// An empty table whose keys are in the key group `group_of` says: for keys that hold
-    /// the partitioning key and more (Flink's namespaces), e.g. `(auction, window)` with
-    /// `|k| key_group(hash_key(&k.0))`, so that each entry is its own changelog record
-    /// and still moves with its partitioning key on a restore onto other shards.
+    /// This empty table with its keys in the key group `group_of` says: for keys that
+    /// hold the partitioning key and more (Flink's namespaces), e.g. `(auction, window)`
+    /// with `|k| key_group(hash_key(&k.0))`, so that each entry is its own changelog
+    /// record and still moves with its partitioning key on a restore onto other shards.
     ///
     /// ```
     /// use rill_runtime::keys::key_group;
@@ -129,20 +159,14 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     ///
     /// // (auction, slice start) -> bids, placed by the auction alone.
     /// let mut slices: KeyedState<(u64, i64), u64> =
-    ///     KeyedState::grouped_by(true, |k| key_group(hash_key(&k.0)));
+    ///     KeyedState::tracked().grouped_by(|k| key_group(hash_key(&k.0)));
     /// *slices.get_or_insert_with((7, 2000), || 0) += 1;
     /// assert_eq!(slices.get(&(7, 2000)), Some(&1));
     /// ```
-    pub fn grouped_by(track_changes: bool, group_of: fn(&K) -> u32) -> Self {
-        KeyedState {
-            maps: (0..PARTS).map(|_| HashTable::new()).collect(),
-            changed: Vec::new(),
-            live: 0,
-            track: track_changes,
-            group_of,
-            epoch: 1,
-            collecting: None,
-        }
+    pub fn grouped_by(mut self, group_of: fn(&K) -> u32) -> Self {
+        assert!(self.is_empty(), "grouped_by is for an empty table");
+        self.group_of = group_of;
+        self
     }
 
     /// Number of keys with state.
@@ -303,7 +327,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// ```
     /// use rill_runtime::state::{KeyedState, Update};
     ///
-    /// let mut t: KeyedState<u32, Vec<i64>> = KeyedState::new(true);
+    /// let mut t: KeyedState<u32, Vec<i64>> = KeyedState::tracked();
     /// t.insert(1, vec![5, 20]);
     /// t.insert(2, vec![30]);
     /// // Drop times before 10, and keys left without any.
