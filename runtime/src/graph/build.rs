@@ -65,6 +65,7 @@ pub(crate) fn instantiate(
             stats: stats[node].clone(),
             checkpoint: checkpoint.clone(),
             failure: None,
+            build_failure: None,
             waker: shard.waker.clone(),
             control: shard.control.clone(),
             blocking: Vec::new(),
@@ -82,6 +83,14 @@ pub(crate) fn instantiate(
         for (flag, driver) in std::mem::take(&mut builder.blocking) {
             reach_own.push(flag);
             senders.push(driver);
+        }
+        if let Some(f) = builder.build_failure.take() {
+            return Err(Error::OperatorBuild {
+                operator: desc.name.clone(),
+                shard: info.index,
+                cause: f.cause().cloned(),
+                message: f.message,
+            });
         }
         if let Some(f) = builder.failure.take() {
             return Err(Error::Restore {
