@@ -17,7 +17,7 @@
 //!
 //! **Files.** At the barrier each operator writes its state as rkyv archives (a
 //! [`StateWriter`]); the shard hands its operators' entries to the coordinator thread
-//! (`crate::coordinator`), which frames and checksums them into
+//! (`crate::job_checkpoints`), which frames and checksums them into
 //! `DIR/chk-<n>/shard-<i>.bin` and writes that while the shard keeps processing. When every
 //! shard's file is written the coordinator writes `DIR/chk-<n>/MANIFEST`: only then is
 //! checkpoint `n` complete. Every one of these files is written with
@@ -36,7 +36,7 @@
 //!
 //! This module is a shard's side of checkpoints (state written at barriers, the file
 //! format, recovery's reading of it); starting checkpoints and completing them is
-//! `crate::coordinator`'s.
+//! `crate::job_checkpoints`'s.
 //!
 //! **Rescaling.** Keyed state is written per key group ([`StateWriter::put_keyed`]); on a
 //! restore onto `M` shards each shard takes the key groups it owns under `M`. Non-keyed

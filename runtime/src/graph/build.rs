@@ -12,13 +12,13 @@ use std::sync::Arc;
 use super::{Built, GraphDesc, NodeBuilder, ShardContext, StreamId};
 use crate::checkpoint::ShardCheckpoint;
 use crate::clock::Clock;
-use crate::context::ShardInfo;
 use crate::error::Error;
 use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
 use crate::exchange::EdgeOnShard;
 use crate::head::{BlockedFlag, SenderDriver};
 use crate::instrument::{DroppedRecords, NodeStats};
 use crate::shard::{HeadSlot, Plan};
+use crate::shard_info::ShardInfo;
 
 /// The channel ends of one shard, indexed by exchange.
 #[derive(Default)]

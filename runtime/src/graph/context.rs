@@ -5,9 +5,9 @@ use std::rc::Rc;
 
 use crate::checkpoint::{CheckpointContext, Guarantee};
 use crate::clock::Clock;
-use crate::context::ShardInfo;
 use crate::data::StateData;
 use crate::instrument::DroppedRecords;
+use crate::shard_info::ShardInfo;
 use crate::state::{Changes, KeyedState, ListState, MapState, Registry, Timers, ValueState};
 
 /// The shard an operator instance is built on, and the shard's settings: handed to every
