@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{KeyedState, SharedKeyedState};
+use super::table::{KeyedState, SharedKeyedState};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::data::StateData;
 use crate::error::OpResult;

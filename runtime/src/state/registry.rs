@@ -6,8 +6,9 @@ use std::hash::Hash;
 use std::rc::Rc;
 
 use super::codec::Registered;
+use super::table::{Changes, KeyedState};
+use super::timer_queue::TimerQueue;
 use super::timers::TimerTable;
-use super::{Changes, KeyedState, TimerQueue};
 use crate::data::StateData;
 
 /// The tables a shard's operators registered, by node (built on the shard while its nodes

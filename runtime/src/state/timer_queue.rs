@@ -85,7 +85,7 @@ impl<T> TimerQueue<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::TimerQueue;
+    use crate::state::timer_queue::TimerQueue;
 
     #[test]
     fn timers_come_due_in_time_order() {

@@ -6,7 +6,8 @@ use std::hash::Hash;
 use std::rc::Rc;
 
 use super::codec::Registered;
-use super::{KeyedState, SharedKeyedState, TimerQueue};
+use super::table::{KeyedState, SharedKeyedState};
+use super::timer_queue::TimerQueue;
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::data::StateData;
 use crate::error::OpResult;

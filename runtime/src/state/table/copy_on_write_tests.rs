@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use proptest::prelude::*;
 
-use super::tests::{chain, sorted};
-use super::*;
+use super::super::tests::{chain, sorted};
+use super::super::*;
 use crate::checkpoint::{Scratch, StateWriter};
 use crate::keys::{hash_key, key_group};
 

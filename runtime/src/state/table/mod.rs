@@ -9,24 +9,28 @@ use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use super::copy_on_write::{Collecting, Collector, Take, Taken};
+mod copy_on_write;
+#[cfg(test)]
+mod copy_on_write_tests;
+
+use copy_on_write::{Collecting, Collector, Take, Taken};
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::data::StateData;
 use crate::error::OpResult;
 use crate::keys::{hash_key, key_group};
 
-pub(super) struct Slot<V> {
+struct Slot<V> {
     /// `None`: removed since the last checkpoint (a tombstone to write).
-    pub(super) value: Option<V>,
+    value: Option<V>,
     /// The epoch (see [`KeyedState`]'s `epoch`) in which the key was last listed in
     /// `changed`: it is listed now if this is the table's epoch.
-    pub(super) changed: u32,
+    changed: u32,
     /// The epoch of the last checkpoint that took this key's record (so that a checkpoint
     /// being collected takes each key once: when it is collected or before it is written).
-    pub(super) taken: u32,
+    taken: u32,
     /// The key's group (which part of the table a checkpoint copies whole).
-    pub(super) group: u32,
+    group: u32,
 }
 
 /// A table from keys to their state that writes only what changed to an incremental
@@ -50,18 +54,18 @@ pub(super) struct Slot<V> {
 pub struct KeyedState<K, V> {
     /// The slots, in `PARTS` maps by key group (`group % PARTS`): a checkpoint that copies
     /// one part of the key groups whole visits only that part's map.
-    pub(super) maps: Vec<Map<K, V>>,
+    maps: Vec<Map<K, V>>,
     /// The keys changed (or removed) in this epoch.
-    pub(super) changed: Vec<K>,
-    pub(super) live: usize,
-    pub(super) track: bool,
-    pub(super) group_of: fn(&K) -> u32,
+    changed: Vec<K>,
+    live: usize,
+    track: bool,
+    group_of: fn(&K) -> u32,
     /// Counts checkpoints (from 1): a checkpoint takes the changes of the epoch that its
     /// barrier ends.
-    pub(super) epoch: u32,
+    epoch: u32,
     /// The checkpoint whose records are being collected after its barrier, if any: a
     /// write to a key it has yet to take takes the key's record first (copy-on-write).
-    pub(super) collecting: Option<Collecting<K, V>>,
+    collecting: Option<Collecting<K, V>>,
 }
 
 /// A table shared by its operator and the checkpoint being collected from it after its
@@ -70,17 +74,17 @@ pub type SharedKeyedState<K, V> = Rc<RefCell<KeyedState<K, V>>>;
 
 /// One part of a table's slots, by key: a hash table that a checkpoint can walk by bucket
 /// index while the table is written (buckets move only when it grows).
-pub(super) type Map<K, V> = HashTable<(K, Slot<V>)>;
+type Map<K, V> = HashTable<(K, Slot<V>)>;
 
 /// The hash of a key in its map.
 #[inline]
-pub(super) fn hash<K: Hash>(key: &K) -> u64 {
+fn hash<K: Hash>(key: &K) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
 /// How many maps a table's slots are spread over (by key group); a chain length that is a
 /// multiple of it (the default, 8, is) lets a checkpoint visit one map only.
-pub(super) const PARTS: usize = 8;
+const PARTS: usize = 8;
 
 /// The key group of a key: of its [`hash_key`](crate::hash_key()).
 fn group_of_key<K: Hash>(key: &K) -> u32 {
@@ -169,6 +173,12 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
         self
     }
 
+    /// Slots in the maps: keys with state and tombstones.
+    #[cfg(test)]
+    pub(super) fn slots(&self) -> usize {
+        self.maps.iter().map(|m| m.len()).sum()
+    }
+
     /// Number of keys with state.
     pub fn len(&self) -> usize {
         self.live
@@ -194,7 +204,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
 
     /// The map `key`'s slot is in.
     #[inline]
-    pub(super) fn part(&self, key: &K) -> usize {
+    fn part(&self, key: &K) -> usize {
         (self.group_of)(key) as usize % PARTS
     }
 
