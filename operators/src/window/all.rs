@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use rill_runtime::{ExchangeData, StateData, Stream};
 
-use super::aggregate::{Aggregate, Count, Max, Min, Sum};
+use super::aggregate::{extremum_methods, Aggregate, Count, Max, Min, Sum};
 use super::pane::Pane;
 use super::pre_aggregate::pre_aggregate;
 use super::spec::WindowSpec;
@@ -129,31 +129,16 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
         self.aggregate(name, Count::new())
     }
 
-    /// The largest `value(record)` per window (the [`Max`] aggregate).
-    pub fn max<V>(
-        &self,
-        name: &str,
-        value: impl Fn(&T) -> V + Send + Sync + 'static,
-    ) -> Stream<Pane<(), Option<V>>>
-    where
-        V: Ord + StateData + ExchangeData,
-        Option<V>: StateData + ExchangeData,
-        Pane<(), Option<V>>: ExchangeData + StateData,
-    {
-        self.aggregate(name, Max::new(value))
-    }
-
-    /// The smallest `value(record)` per window (the [`Min`] aggregate).
-    pub fn min<V>(
-        &self,
-        name: &str,
-        value: impl Fn(&T) -> V + Send + Sync + 'static,
-    ) -> Stream<Pane<(), Option<V>>>
-    where
-        V: Ord + StateData + ExchangeData,
-        Option<V>: StateData + ExchangeData,
-        Pane<(), Option<V>>: ExchangeData + StateData,
-    {
-        self.aggregate(name, Min::new(value))
-    }
+    extremum_methods!(
+        (),
+        [
+            V: Ord + StateData + ExchangeData,
+            Option<V>: StateData + ExchangeData,
+            Pane<(), Option<V>>: ExchangeData + StateData,
+        ],
+        /// The largest `value(record)` per window (the [`Max`] aggregate).
+        max: Max;
+        /// The smallest `value(record)` per window (the [`Min`] aggregate).
+        min: Min;
+    );
 }

@@ -100,6 +100,20 @@ impl Windows {
         Err(InvalidWindows(problem))
     }
 
+    /// The size, period and offset of tumbling (period = size) or sliding windows; `None`
+    /// for other windows.
+    pub fn grid(&self) -> Option<(i64, i64, i64)> {
+        match *self {
+            Windows::Tumbling { size, offset } => Some((size, size, offset)),
+            Windows::Sliding {
+                size,
+                period,
+                offset,
+            } => Some((size, period, offset)),
+            _ => None,
+        }
+    }
+
     /// True for session windows, whose windows merge.
     pub fn is_merging(&self) -> bool {
         matches!(self, Windows::Session { .. })

@@ -57,15 +57,7 @@ impl Slicing {
     /// The grid of `policy`, if it is tumbling or sliding (and valid).
     pub(crate) fn of(policy: Windows) -> Option<Slicing> {
         policy.validate().ok()?;
-        let (size, period, offset) = match policy {
-            Windows::Tumbling { size, offset } => (size, size, offset),
-            Windows::Sliding {
-                size,
-                period,
-                offset,
-            } => (size, period, offset),
-            _ => return None,
-        };
+        let (size, period, offset) = policy.grid()?;
         Some(Slicing {
             size,
             period,

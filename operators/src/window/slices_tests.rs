@@ -5,18 +5,15 @@ use proptest::prelude::*;
 use rill_runtime::Timestamp;
 
 use super::assigner::Windows;
+
+#[path = "../../tests/oracle/brute.rs"]
+mod brute;
 use super::pane::Window;
 use super::slices::{KeyWindows, Slice, Slicing};
 
 /// The windows of `(size, period, offset)` that hold `t`, in ascending start order.
 fn brute_windows(size: i64, period: i64, offset: i64, t: Timestamp) -> Vec<Window> {
-    let first = (t - size - offset).div_euclid(period) - 1;
-    let last = (t - offset).div_euclid(period) + 1;
-    (first..=last)
-        .map(|k| offset + k * period)
-        .filter(|&start| start <= t && t < start + size)
-        .map(|start| Window::new(start, start + size))
-        .collect()
+    brute::windows_of(policy(size, period, offset), t)
 }
 
 fn policy(size: i64, period: i64, offset: i64) -> Windows {
@@ -74,10 +71,11 @@ proptest! {
     #[test]
     fn the_first_window_from_a_time((size, period, offset, t) in grid()) {
         let s = Slicing::of(policy(size, period, offset)).expect("tumbling or sliding");
-        let first = (t - size - offset).div_euclid(period) - 1;
-        let want = (first..)
-            .map(|k| offset + k * period)
-            .find(|&start| start > t - size)
+        // The first window of a later time `u` that holds `u`, over the times from `t` on.
+        let want = (t..t + size + period)
+            .flat_map(|u| brute_windows(size, period, offset, u))
+            .map(|w| w.start)
+            .min()
             .expect("a start");
         prop_assert_eq!(s.first_start_from(t), want);
     }

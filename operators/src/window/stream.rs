@@ -4,7 +4,7 @@
 
 use rill_runtime::{Data, StateData, Stream};
 
-use super::aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
+use super::aggregate::{extremum_methods, Aggregate, Collect, Count, Max, Min, Sum};
 use super::pane::{Pane, Window};
 use super::spec::WindowSpec;
 use super::{on_time, operator, pre_aggregate, sliced, slices, state};
@@ -294,56 +294,42 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         self.aggregate(name, Count::new())
     }
 
-    /// The minimum of `value(record)` per window (the [`Min`] aggregate), for any
-    /// `Ord + Clone` value; `None` for an empty pane (see the example of
-    /// [`WindowedStream::max`]).
-    pub fn min<V>(
-        &self,
-        name: &str,
-        value: impl Fn(&T) -> V + Send + Sync + 'static,
-    ) -> Stream<Pane<K, Option<V>>>
-    where
-        K: StateData,
-        V: Ord + StateData,
-    {
-        self.aggregate(name, Min::new(value))
-    }
-
-    /// The maximum of `value(record)` per window (the [`Max`] aggregate), for any
-    /// `Ord + Clone` value; `None` for an empty pane.
-    ///
-    /// ```
-    /// # use rill_operators::doc_support::run_on_two_shards;
-    /// use rill_operators::prelude::*;
-    ///
-    /// // (auction, price, event time in ms): the highest and lowest bid per auction and second.
-    /// type Bid = (u32, u64, i64);
-    /// let (high, low) = run_on_two_shards(|df| {
-    ///     let windowed = df
-    ///         .vec_source("bids", vec![(1, 30, 100), (1, 50, 700), (1, 20, 1500)])
-    ///         .key_by(|b: &Bid| b.0)
-    ///         .window(WindowSpec::event_time(Windows::tumbling(1000), |b: &Bid| b.2));
-    ///     let high = windowed.max("high", |b: &Bid| b.1).map("row", |p| (p.window.start, p.value));
-    ///     let low = windowed.min("low", |b: &Bid| b.1).map("row", |p| (p.window.start, p.value));
-    ///     (high.collect("high"), low.collect("low"))
-    /// });
-    /// let (mut high, mut low) = (high.take(), low.take());
-    /// high.sort();
-    /// low.sort();
-    /// assert_eq!(high, [(0, Some(50)), (1000, Some(20))]);
-    /// assert_eq!(low, [(0, Some(30)), (1000, Some(20))]);
-    /// ```
-    pub fn max<V>(
-        &self,
-        name: &str,
-        value: impl Fn(&T) -> V + Send + Sync + 'static,
-    ) -> Stream<Pane<K, Option<V>>>
-    where
-        K: StateData,
-        V: Ord + StateData,
-    {
-        self.aggregate(name, Max::new(value))
-    }
+    extremum_methods!(
+        K,
+        [
+            K: StateData,
+            V: Ord + StateData,
+        ],
+        /// The minimum of `value(record)` per window (the [`Min`] aggregate), for any
+        /// `Ord + Clone` value; `None` for an empty pane (see the example of
+        /// [`WindowedStream::max`]).
+        min: Min;
+        /// The maximum of `value(record)` per window (the [`Max`] aggregate), for any
+        /// `Ord + Clone` value; `None` for an empty pane.
+        ///
+        /// ```
+        /// # use rill_operators::doc_support::run_on_two_shards;
+        /// use rill_operators::prelude::*;
+        ///
+        /// // (auction, price, event time in ms): the highest and lowest bid per auction and second.
+        /// type Bid = (u32, u64, i64);
+        /// let (high, low) = run_on_two_shards(|df| {
+        ///     let windowed = df
+        ///         .vec_source("bids", vec![(1, 30, 100), (1, 50, 700), (1, 20, 1500)])
+        ///         .key_by(|b: &Bid| b.0)
+        ///         .window(WindowSpec::event_time(Windows::tumbling(1000), |b: &Bid| b.2));
+        ///     let high = windowed.max("high", |b: &Bid| b.1).map("row", |p| (p.window.start, p.value));
+        ///     let low = windowed.min("low", |b: &Bid| b.1).map("row", |p| (p.window.start, p.value));
+        ///     (high.collect("high"), low.collect("low"))
+        /// });
+        /// let (mut high, mut low) = (high.take(), low.take());
+        /// high.sort();
+        /// low.sort();
+        /// assert_eq!(high, [(0, Some(50)), (1000, Some(20))]);
+        /// assert_eq!(low, [(0, Some(30)), (1000, Some(20))]);
+        /// ```
+        max: Max;
+    );
 
     /// Full-window processing: `f(key, window, records)` per pane (the [`Collect`]
     /// aggregate: the window keeps its records until it fires).
