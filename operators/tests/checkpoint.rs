@@ -158,6 +158,25 @@ trait SinkLines {
     fn sink_lines(&self, out: &Path);
 }
 
+/// Panes of non-keyed windows as lines: as keyed panes with the key `()`.
+impl SinkLines for Stream<rill_operators::window::AllPane<u64>> {
+    fn sink_lines(&self, out: &Path) {
+        self.map("as keyed", |p: rill_operators::window::AllPane<u64>| {
+            rill_operators::window::Pane {
+                key: (),
+                window: p.window,
+                value: p.value,
+                timing: p.timing,
+                index: p.index,
+                is_last: p.is_last,
+                retraction: p.retraction,
+                emit_time: p.emit_time,
+            }
+        })
+        .sink_lines(out)
+    }
+}
+
 /// Panes as lines; the key as `Debug` writes it (`()` for `window_all`).
 impl<K: std::fmt::Debug + rill_runtime::Data> SinkLines
     for Stream<rill_operators::window::Pane<K, u64>>

@@ -329,23 +329,23 @@ impl<T: Clone + 'static, K: 'static, O: Clone + 'static> Aggregate<T, K> for Col
     }
 }
 
-/// A windowed stream's `min` and `max` methods (keyed or not: the pane's key type `$key`
-/// and the bounds say which), written once for both and both streams.
+/// A windowed stream's `min` and `max` methods (keyed or not: the pane type `$pane` and
+/// the bounds say which), written once for both and both streams.
 macro_rules! extremum_methods {
-    ($key:ty, [$($bound:tt)*], ) => {};
-    ($key:ty, [$($bound:tt)*], $(#[$doc:meta])* $name:ident: $agg:ident; $($rest:tt)*) => {
+    ($pane:ty, [$($bound:tt)*], ) => {};
+    ($pane:ty, [$($bound:tt)*], $(#[$doc:meta])* $name:ident: $agg:ident; $($rest:tt)*) => {
         $(#[$doc])*
         pub fn $name<V>(
             &self,
             name: &str,
             value: impl Fn(&T) -> V + Send + Sync + 'static,
-        ) -> Stream<Pane<$key, Option<V>>>
+        ) -> Stream<$pane>
         where
             $($bound)*
         {
             self.aggregate(name, $agg::new(value))
         }
-        extremum_methods!($key, [$($bound)*], $($rest)*);
+        extremum_methods!($pane, [$($bound)*], $($rest)*);
     };
 }
 pub(crate) use extremum_methods;

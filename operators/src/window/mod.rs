@@ -109,7 +109,7 @@ pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
 pub use all::{AllWindowedStream, WindowAll};
 pub use assigner::{InvalidWindows, Windows};
 pub use max_by::MaxBy;
-pub use pane::{Pane, Timing, Window};
+pub use pane::{AllPane, Pane, Timing, Window};
 pub use rill_runtime::state::TimeDomain;
 pub use spec::{Accumulation, WindowMetrics, WindowSpec};
 pub use stream::WindowedStream;

@@ -109,3 +109,38 @@ pub struct Pane<K, V> {
     /// Processing time of the firing.
     pub emit_time: Timestamp,
 }
+
+/// One output of non-keyed windows ([`WindowAll`](super::all::WindowAll)): a window's
+/// value over all records at a firing, a [`Pane`] without a key.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(crate = rkyv)]
+pub struct AllPane<V> {
+    /// The window.
+    pub window: Window,
+    /// The value (or the value being retracted).
+    pub value: V,
+    /// Early, on time or late.
+    pub timing: Timing,
+    /// The pane's number within its window, from 0.
+    pub index: u64,
+    /// True for the window's final pane.
+    pub is_last: bool,
+    /// True if this retracts `value`, emitted earlier for `window`.
+    pub retraction: bool,
+    /// Processing time of the firing.
+    pub emit_time: Timestamp,
+}
+
+impl<V> From<Pane<(), V>> for AllPane<V> {
+    fn from(p: Pane<(), V>) -> Self {
+        AllPane {
+            window: p.window,
+            value: p.value,
+            timing: p.timing,
+            index: p.index,
+            is_last: p.is_last,
+            retraction: p.retraction,
+            emit_time: p.emit_time,
+        }
+    }
+}

@@ -295,7 +295,7 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     }
 
     extremum_methods!(
-        K,
+        Pane<K, Option<V>>,
         [
             K: StateData,
             V: Ord + StateData,

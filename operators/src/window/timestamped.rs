@@ -2,7 +2,7 @@
 //! aggregate the panes of another without the user picking a time.
 
 use super::assigner::Windows;
-use super::pane::Pane;
+use super::pane::{AllPane, Pane};
 use super::spec::WindowSpec;
 use rill_runtime::Timestamp;
 
@@ -71,6 +71,13 @@ impl<K, V> Pane<K, V> {
 impl<K, V> Timestamped for Pane<K, V> {
     fn timestamp(&self) -> Timestamp {
         Pane::timestamp(self)
+    }
+}
+
+/// A pane of non-keyed windows is placed as a keyed one ([`Pane::timestamp`]).
+impl<V> Timestamped for AllPane<V> {
+    fn timestamp(&self) -> Timestamp {
+        self.window.end.saturating_sub(1)
     }
 }
 
