@@ -158,26 +158,16 @@ trait SinkLines {
     fn sink_lines(&self, out: &Path);
 }
 
-/// Panes of non-keyed windows as lines: as keyed panes with the key `()`.
-impl SinkLines for Stream<rill_operators::window::AllPane<u64>> {
+/// Lines as they are.
+impl SinkLines for Stream<String> {
     fn sink_lines(&self, out: &Path) {
-        self.map("as keyed", |p: rill_operators::window::AllPane<u64>| {
-            rill_operators::window::Pane {
-                key: (),
-                window: p.window,
-                value: p.value,
-                timing: p.timing,
-                index: p.index,
-                is_last: p.is_last,
-                retraction: p.retraction,
-                emit_time: p.emit_time,
-            }
-        })
-        .sink_lines(out)
+        write_part_files(self, "sink", out, None, |l: &String, buf: &mut Vec<u8>| {
+            buf.extend_from_slice(format!("{l}\n").as_bytes())
+        });
     }
 }
 
-/// Panes as lines; the key as `Debug` writes it (`()` for `window_all`).
+/// Panes as lines; the key as `Debug` writes it.
 impl<K: std::fmt::Debug + rill_runtime::Data> SinkLines
     for Stream<rill_operators::window::Pane<K, u64>>
 {
@@ -319,6 +309,10 @@ fn window_all_dataflow(out: &Path, crash_after: u64) -> Dataflow {
             |n: &u64| *n as i64,
         ))
         .sum("sums", |n: &u64| *n)
+        .map("line", |p| {
+            let (w, last) = (p.window, p.is_last);
+            format!("{},{},{},{},{last}", w.start, w.end, p.value, p.index)
+        })
         .sink_lines(out);
     df
 }
