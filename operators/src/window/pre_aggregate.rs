@@ -3,13 +3,13 @@
 //! accumulator, records in it)` across the key exchange instead of the records (Beam's
 //! combiner lifting, Flink SQL's local/global aggregation).
 //!
-//! Each shard keeps, per slice start, a table from key to partial accumulator and record
-//! count over its own records. A slice's partials go out when the watermark of the shard's
-//! input passes the slice's end, before that watermark is forwarded; all of them go out
-//! when the table holds more entries than the spec's
-//! [`pre_aggregate_capacity`](super::spec::WindowSpec::pre_aggregate_capacity) (after the
-//! batch that took it there), at a checkpoint barrier (so the operator has no state to
-//! write), when the input goes idle and when it ends. On the key's shard the operator for windows that fire once
+//! Each shard keeps, per slice start, a table from key to partial accumulator and record count over
+//! its own records. A slice's partials go out when the watermark of the shard's input passes the
+//! slice's end, before that watermark is forwarded; all of them go out when the table holds more
+//! entries than the spec's
+//! [`pre_aggregate_capacity`](super::spec::WindowSpec::pre_aggregate_capacity) (after the batch
+//! that took it there), at a checkpoint barrier (so the operator has no state to write), when the
+//! input goes idle and when it ends. On the key's shard the operator for windows that fire once
 //! (`on_time.rs`) merges the partials into its slices.
 //!
 //! The final operator decides lateness, pane timing and firing, as without

@@ -143,9 +143,10 @@ impl<T, K> WindowSpec<T, K> {
         self.lateness == 0 && TriggerProgram::new(&self.trigger).waits_for_end()
     }
 
-    /// Event-time windows over `timestamp(record)`, with the `AfterWatermark` trigger,
-    /// discarding panes and no allowed lateness (see the examples of
-    /// [`KeyedStream::window`](crate::KeyedStream::window) and of the window functions of [`WindowedStream`](crate::window::WindowedStream)).
+    /// Event-time windows over `timestamp(record)`, with the `AfterWatermark` trigger, discarding
+    /// panes and no allowed lateness (see the examples of
+    /// [`KeyedStream::window`](crate::KeyedStream::window) and of the window functions of
+    /// [`WindowedStream`](crate::window::WindowedStream)).
     pub fn event_time(
         windows: Windows,
         timestamp: impl Fn(&T) -> Timestamp + Send + Sync + 'static,
@@ -249,10 +250,11 @@ impl<T, K> WindowSpec<T, K> {
         self
     }
 
-    /// How long after the watermark passed its end a window still takes records, in ms.
-    /// With `allowed_lateness(500)` the record `(2, 500)` of the example of
-    /// [`WindowedStream::aggregate_with_late`](crate::window::WindowedStream::aggregate_with_late) would still count: its window is kept
-    /// until the watermark reaches 1500, and a late pane updates it.
+    /// How long after the watermark passed its end a window still takes records, in ms. With
+    /// `allowed_lateness(500)` the record `(2, 500)` of the example of
+    /// [`WindowedStream::aggregate_with_late`](crate::window::WindowedStream::aggregate_with_late)
+    /// would still count: its window is kept until the watermark reaches 1500, and a late pane
+    /// updates it.
     pub fn allowed_lateness(mut self, lateness: i64) -> Self {
         self.lateness = lateness.max(0);
         self
@@ -325,13 +327,12 @@ impl<T, K> WindowSpec<T, K> {
         self
     }
 
-    /// Whether [`WindowedStream::aggregate`](crate::window::WindowedStream::aggregate) may pre-aggregate these windows before the
-    /// key exchange where it can (the default: `true`), and whether
-    /// [`window_all`](crate::window::WindowAll::window_all) may aggregate in two phases
-    /// (else every record goes to one shard). Turn it off where a key's records
-    /// rarely repeat within a slice on one shard: then the partials are as many as the
-    /// records and the per-shard table is work for nothing. The panes are the same either
-    /// way.
+    /// Whether [`WindowedStream::aggregate`](crate::window::WindowedStream::aggregate) may
+    /// pre-aggregate these windows before the key exchange where it can (the default: `true`), and
+    /// whether [`window_all`](crate::window::WindowAll::window_all) may aggregate in two phases
+    /// (else every record goes to one shard). Turn it off where a key's records rarely repeat
+    /// within a slice on one shard: then the partials are as many as the records and the per-shard
+    /// table is work for nothing. The panes are the same either way.
     ///
     /// ```
     /// # use rill_operators::doc_support::run_on_two_shards;

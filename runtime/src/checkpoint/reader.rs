@@ -75,8 +75,10 @@ impl StateReader {
         })
     }
 
-    /// Validates and reads every entry written by [`StateWriter::put_keyed`](super::StateWriter::put_keyed) or
-    /// [`StateWriter::put_split`](super::StateWriter::put_split) as a `T` (the type the operator wrote).
+    /// Validates and reads every entry written by
+    /// [`StateWriter::put_keyed`](super::StateWriter::put_keyed) or
+    /// [`StateWriter::put_split`](super::StateWriter::put_split) as a `T` (the type the operator
+    /// wrote).
     pub fn values<T: ExchangeData>(&self) -> Result<Vec<T>, Failure> {
         let mut out = Vec::with_capacity(self.entries.len());
         for e in self.entries.iter().filter(|e| !e.mixed) {
@@ -85,8 +87,9 @@ impl StateReader {
         Ok(out)
     }
 
-    /// The value this shard wrote with [`StateWriter::put_own`](super::StateWriter::put_own) in this section, if the
-    /// checkpoint was taken on as many shards as the job runs on now (else `None`).
+    /// The value this shard wrote with [`StateWriter::put_own`](super::StateWriter::put_own) in
+    /// this section, if the checkpoint was taken on as many shards as the job runs on now (else
+    /// `None`).
     pub fn own<T>(&self) -> Result<Option<T>, Failure>
     where
         (u32, T): ExchangeData,
@@ -105,8 +108,9 @@ impl StateReader {
         }
     }
 
-    /// Validates and reads the values written by [`StateWriter::put_keyed_all`](super::StateWriter::put_keyed_all) whose key
-    /// groups this shard owns.
+    /// Validates and reads the values written by
+    /// [`StateWriter::put_keyed_all`](super::StateWriter::put_keyed_all) whose key groups this
+    /// shard owns.
     pub fn keyed_values<T>(&self) -> Result<Vec<T>, Failure>
     where
         (u32, T): ExchangeData,

@@ -182,10 +182,10 @@ impl StateWriter {
         self.put(EntryScope::KeyGroup(key_group(key_hash)), value)
     }
 
-    /// Writes many keyed values at once, `(key hash, value)`, as one archive in which
-    /// each value carries its key group: one pass and one serialization however large the
-    /// state. On a restore every shard reads the archive and keeps the values of the key
-    /// groups it owns. Read them back with [`StateReader::keyed_values`](super::StateReader::keyed_values).
+    /// Writes many keyed values at once, `(key hash, value)`, as one archive in which each value
+    /// carries its key group: one pass and one serialization however large the state. On a restore
+    /// every shard reads the archive and keeps the values of the key groups it owns. Read them back
+    /// with [`StateReader::keyed_values`](super::StateReader::keyed_values).
     pub fn put_keyed_all<T>(
         &mut self,
         values: impl IntoIterator<Item = (u64, T)>,
@@ -206,11 +206,11 @@ impl StateWriter {
         self.put(EntryScope::Split(split), value)
     }
 
-    /// Writes `value` as this shard's own state: a restore onto as many shards gives it back
-    /// to this shard ([`StateReader::own`](super::StateReader::own)); on another shard count it is not given back
-    /// (write what every shard needs then with [`StateWriter::put_shared`] as well). For
-    /// what differs between shards and has no key: the watermark an operator without an
-    /// exchange in front, or one under unaligned barriers, saw at its barrier.
+    /// Writes `value` as this shard's own state: a restore onto as many shards gives it back to
+    /// this shard ([`StateReader::own`](super::StateReader::own)); on another shard count it is not
+    /// given back (write what every shard needs then with [`StateWriter::put_shared`] as well). For
+    /// what differs between shards and has no key: the watermark an operator without an exchange in
+    /// front, or one under unaligned barriers, saw at its barrier.
     pub fn put_own<T>(&mut self, value: T) -> Result<(), Failure>
     where
         (u32, T): ExchangeData,
@@ -219,10 +219,10 @@ impl StateWriter {
         self.put(EntryScope::Split(shard), (shards, value))
     }
 
-    /// Writes `value` as state that every shard receives on a restore, whatever the shard
-    /// count: each shard writes its own, and a restored operator combines them (an
-    /// operator's watermark, say, as the minimum). Read back with [`StateReader::values`](super::StateReader::values)
-    /// of the section it was written in.
+    /// Writes `value` as state that every shard receives on a restore, whatever the shard count:
+    /// each shard writes its own, and a restored operator combines them (an operator's watermark,
+    /// say, as the minimum). Read back with [`StateReader::values`](super::StateReader::values) of
+    /// the section it was written in.
     pub fn put_shared<T: ExchangeData>(&mut self, value: T) -> Result<(), Failure> {
         self.put(EntryScope::Shared, value)
     }

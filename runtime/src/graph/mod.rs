@@ -284,7 +284,10 @@ impl<T: Data> Stream<T> {
     ///     .discard("out");
     /// let runtime = Runtime::new(Config::default().shards(2).pin(false)).unwrap();
     /// let err = runtime.run(df).unwrap_err();
-    /// assert!(matches!(err, Error::OperatorBuild { ref operator, shard: 1, .. } if operator == "connect"));
+    /// let Error::OperatorBuild { operator, shard, .. } = err else {
+    ///     panic!("{err}")
+    /// };
+    /// assert_eq!((operator.as_str(), shard), ("connect", 1));
     /// ```
     pub fn try_unary<U, Op, F>(&self, name: &str, make: F) -> Stream<U>
     where
