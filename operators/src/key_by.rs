@@ -1,19 +1,18 @@
 //! `key_by`: partitions a stream by key, so that all records of a key reach the shard that
 //! owns the key's state, and rolling (per-record) aggregates over it.
 
-use rill_runtime::state::{table_codec, Codec, SharedKeyedState};
 use std::cell::OnceCell;
 use std::hash::Hash;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-
-use crate::summable::Summable;
-
+use rill_runtime::state::{table_codec, Codec, SharedKeyedState};
 use rill_runtime::{
     Data, ExchangeData, OpResult, Operator, Output, Partitioning, StateData, Stream,
 };
+
+use crate::summable::Summable;
 
 /// Groups a stream by key.
 pub trait KeyBy<T> {

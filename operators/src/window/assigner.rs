@@ -9,8 +9,9 @@
 //! `e - size <= k < e` (Flink's `countWindow(size, slide)`; tumbling when `step == size`).
 //! A count window ends when its last record arrives, or when the input ends.
 
-use super::pane::Window;
 use rill_runtime::Timestamp;
+
+use super::pane::Window;
 
 /// A window assignment policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,10 @@
 //! [`MaxBy`]: the records with the largest score in a window (every one of them when
 //! several tie), e.g. NEXMark q7's highest bids.
 
+use std::sync::Arc;
+
 use super::aggregate::Aggregate;
 use super::pane::Window;
-use std::sync::Arc;
 
 type ScoreFn<T, S> = Arc<dyn Fn(&T) -> S + Send + Sync>;
 

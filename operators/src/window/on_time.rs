@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState};
+use rill_runtime::state::{
+    Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
+};
 use rill_runtime::{OpResult, Output, Timestamp};
 use rustc_hash::FxHashMap;
 
@@ -31,7 +33,6 @@ use super::slices::{slice_group, Slicing};
 use super::spec::WindowSpec;
 use super::state::{Section, Windowing, SLICE_ACCUMULATORS};
 use crate::key_by::KeyFn;
-use rill_runtime::state::TimeDomain;
 
 /// A slice's accumulator of one key.
 #[derive(Debug, Clone)]

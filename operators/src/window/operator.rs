@@ -10,7 +10,9 @@
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState};
+use rill_runtime::state::{
+    Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
+};
 use rill_runtime::{Failure, OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use super::aggregate::Aggregate;
@@ -20,7 +22,6 @@ use super::spec::{Accumulation, WindowSpec};
 use super::state::{Section, WindowTimers, Windowing, WINDOWS};
 use super::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::key_by::KeyFn;
-use rill_runtime::state::TimeDomain;
 
 struct WinState<A, V> {
     window: Window,

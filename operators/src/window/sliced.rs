@@ -11,8 +11,9 @@
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-
-use rill_runtime::state::{Changes, Codec, KeyedState, OperatorClock, SharedKeyedState};
+use rill_runtime::state::{
+    Changes, Codec, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
+};
 use rill_runtime::{OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use super::aggregate::Aggregate;
@@ -22,7 +23,6 @@ use super::spec::{Accumulation, WindowSpec};
 use super::state::{Section, WindowTimers, Windowing, SLICED_WINDOWS};
 use super::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::key_by::KeyFn;
-use rill_runtime::state::TimeDomain;
 
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
 type Key<G, T, K> = KeyWindows<<G as Aggregate<T, K>>::Out>;

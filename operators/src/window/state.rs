@@ -1,12 +1,14 @@
-//! What the window operators keep besides their keys' windows: the clock they measure
-//! windows against, and how a key's state is written to checkpoints.
+//! What the three window operators share: the driver that runs each as an [`Operator`]
+//! ([`Windowed`]: records held for want of processing time, the clock, snapshot and
+//! restore), their timers ([`WindowTimers`]) and the checkpoint sections of their keys.
 
 use std::hash::Hash;
 
-use super::pane::Window;
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{record_codec, Codec, KeyRecord, OperatorClock, TimeDomain, TimerQueue};
 use rill_runtime::{OpResult, Operator, Outputs, StateData, Timestamp, MAX_WATERMARK};
+
+use super::pane::Window;
 
 /// A checkpoint section: (name, format version).
 pub(crate) type Section = (&'static str, u32);

@@ -1,10 +1,11 @@
 //! Records that carry their own event time, panes first: what lets one event-time window
 //! aggregate the panes of another without the user picking a time.
 
+use rill_runtime::Timestamp;
+
 use super::assigner::Windows;
 use super::pane::{AllPane, Pane};
 use super::spec::WindowSpec;
-use rill_runtime::Timestamp;
 
 /// A record that knows its event time (Flink's element timestamp). [`Pane`] implements
 /// it with [`Pane::timestamp`]; implement it for your own records to window them with
