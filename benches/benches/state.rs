@@ -20,7 +20,7 @@ const KEYS: u64 = 1_000_000;
 
 /// A table of `KEYS` keys after a full checkpoint, then `changed` of them changed.
 fn table(changed: u64) -> SharedKeyedState<u64, u64> {
-    let mut t = KeyedState::new(true);
+    let mut t = KeyedState::tracked();
     for k in 0..KEYS {
         t.insert(k, k);
     }

@@ -16,19 +16,19 @@
 //!
 //! The operator's output watermark is its input watermark (the minimum of both inputs).
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, SharedKeyedState, Update};
+use rill_runtime::state::{
+    table_codec, Codec, OperatorClock, SharedKeyedState, TimerQueue, Update,
+};
 use rill_runtime::{
     BinaryOperator, Data, DroppedRecords, OpResult, Output, StateData, Stream, Timestamp,
 };
 
 use crate::key_by::{KeyFn, KeyedStream};
 use crate::window::{Window, Windows};
-use crate::{RkyvTable, Tables};
 
 type TsFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
 type WindowJoinFn<K, A, B, O> = Arc<dyn Fn(&K, &Window, &A, &B) -> O + Send + Sync>;
@@ -41,20 +41,6 @@ pub(crate) type WindowSides<A, B> = Vec<(Window, Vec<A>, Vec<B>)>;
 /// A key's records of one side of an interval join, each with its time.
 pub(crate) type Timed<T> = Vec<(Timestamp, T)>;
 
-/// The operator's clock in checkpoints: every shard restores the minimum (exact under
-/// aligned barriers, where every shard saw the same watermark).
-fn write_clock(watermark: Timestamp, state: &mut StateWriter) -> OpResult {
-    state.section("clock", 1).put_shared(watermark)
-}
-
-fn read_clock(state: &StateReader) -> Result<Option<Timestamp>, rill_runtime::Failure> {
-    Ok(state
-        .section("clock", 1)?
-        .values::<Timestamp>()?
-        .into_iter()
-        .min())
-}
-
 struct WindowJoin<A, B, K, O> {
     key_a: KeyFn<A, K>,
     key_b: KeyFn<B, K>,
@@ -65,11 +51,12 @@ struct WindowJoin<A, B, K, O> {
     /// Per key, its windows' records from both sides (shared with the checkpoint being
     /// collected after its barrier: copy-on-write).
     state: SharedKeyedState<K, WindowSides<A, B>>,
-    /// Per window end, the keys with a window ending there (rebuilt on a restore).
-    ends: BTreeMap<Timestamp, Vec<K>>,
-    watermark: Timestamp,
+    /// Per window end, the keys with a window ending there (set again on a restore).
+    ends: TimerQueue<K>,
+    /// The input watermark (restored per shard: see [`OperatorClock::restore`]).
+    clock: OperatorClock,
     scratch: Vec<Window>,
-    codec: Tables<K, WindowSides<A, B>>,
+    codec: Codec<K, WindowSides<A, B>>,
     /// Records that fell in no open window.
     dropped: DroppedRecords,
 }
@@ -78,13 +65,13 @@ impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
     fn insert(&mut self, key: K, t: Timestamp, mut put: impl FnMut(&mut Vec<A>, &mut Vec<B>)) {
         self.scratch.clear();
         self.windows.assign(t, &mut self.scratch);
-        if self.scratch.iter().all(|w| w.end <= self.watermark) {
+        if self.scratch.iter().all(|w| w.end <= self.clock.watermark) {
             self.dropped.add(1);
             return;
         }
         let mut state = self.state.borrow_mut();
         for &w in &self.scratch {
-            if w.end <= self.watermark {
+            if w.end <= self.clock.watermark {
                 continue;
             }
             let sides = state.get_or_insert_with(key.clone(), Vec::new);
@@ -92,7 +79,7 @@ impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
                 Some(i) => i,
                 None => {
                     sides.push((w, Vec::new(), Vec::new()));
-                    self.ends.entry(w.end).or_default().push(key.clone());
+                    self.ends.set(w.end, key.clone());
                     sides.len() - 1
                 }
             };
@@ -111,19 +98,17 @@ where
 {
     /// The clock, and per key its windows' records, incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        write_clock(self.watermark, state)?;
+        self.clock.snapshot(state)?;
         self.codec.write(&self.state, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        if let Some(w) = read_clock(state)? {
-            self.watermark = self.watermark.max(w);
-        }
+        self.clock.restore(state)?;
         let mut table = self.state.borrow_mut();
         self.codec.read(&mut table, state)?;
         for (k, sides) in table.iter() {
             for (w, _, _) in sides {
-                self.ends.entry(w.end).or_default().push(k.clone());
+                self.ends.set(w.end, k.clone());
             }
         }
         Ok(())
@@ -148,14 +133,10 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> OpResult {
-        self.watermark = self.watermark.max(watermark);
+        self.clock.watermark = self.clock.watermark.max(watermark);
         let mut state = self.state.borrow_mut();
-        while let Some(entry) = self.ends.first_entry() {
-            let end = *entry.key();
-            if end > self.watermark {
-                break;
-            }
-            for k in entry.remove() {
+        while let Some((end, due)) = self.ends.pop_due(self.clock.watermark) {
+            for k in due {
                 let Some(sides) = state.get_mut(&k) else {
                     continue;
                 };
@@ -196,9 +177,10 @@ struct IntervalJoin<A, B, K, O> {
     /// barrier: copy-on-write).
     left: SharedKeyedState<K, Timed<A>>,
     right: SharedKeyedState<K, Timed<B>>,
-    watermark: Timestamp,
-    codec_left: Tables<K, Timed<A>>,
-    codec_right: Tables<K, Timed<B>>,
+    /// The input watermark (restored per shard: see [`OperatorClock::restore`]).
+    clock: OperatorClock,
+    codec_left: Codec<K, Timed<A>>,
+    codec_right: Codec<K, Timed<B>>,
     /// Records behind the watermark.
     dropped: DroppedRecords,
 }
@@ -234,15 +216,13 @@ where
 {
     /// The clock, and per key both sides' records, incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        write_clock(self.watermark, state)?;
+        self.clock.snapshot(state)?;
         self.codec_left.write(&self.left, state)?;
         self.codec_right.write(&self.right, state)
     }
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        if let Some(w) = read_clock(state)? {
-            self.watermark = self.watermark.max(w);
-        }
+        self.clock.restore(state)?;
         self.codec_left.read(&mut self.left.borrow_mut(), state)?;
         self.codec_right.read(&mut self.right.borrow_mut(), state)
     }
@@ -253,7 +233,7 @@ where
         let (mut left, right) = (self.left.borrow_mut(), self.right.borrow());
         for a in batch.drain(..) {
             let (k, t) = ((self.key_a)(&a), (self.ts_a)(&a));
-            if t < self.watermark {
+            if t < self.clock.watermark {
                 self.dropped.add(1);
                 continue;
             }
@@ -272,7 +252,7 @@ where
         let (left, mut right) = (self.left.borrow(), self.right.borrow_mut());
         for b in batch.drain(..) {
             let (k, t) = ((self.key_b)(&b), (self.ts_b)(&b));
-            if t < self.watermark {
+            if t < self.clock.watermark {
                 self.dropped.add(1);
                 continue;
             }
@@ -288,8 +268,8 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Output<O>) -> OpResult {
-        self.watermark = self.watermark.max(watermark);
-        let (w, lower, upper) = (self.watermark, self.lower, self.upper);
+        self.clock.watermark = self.clock.watermark.max(watermark);
+        let (w, lower, upper) = (self.clock.watermark, self.lower, self.upper);
         // Only keys with records to drop are visited (and, during a checkpoint's
         // collection, copied first).
         let (after, before) = (
@@ -352,7 +332,7 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         } else if let Err(e) = windows.validate() {
             self.stream().invalid(name, e.to_string());
         }
-        let codec: Tables<K, WindowSides<A, B>> = Arc::new(RkyvTable("window join", 2));
+        let codec: Codec<K, WindowSides<A, B>> = table_codec("window join", 2);
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: WindowJoinFn<K, A, B, O> = Arc::new(join);
@@ -364,9 +344,9 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 ts_b: ts_b.clone(),
                 windows,
                 join: join.clone(),
-                state: KeyedState::shared(shard.tracks_state()),
-                ends: BTreeMap::new(),
-                watermark: Timestamp::MIN,
+                state: shard.keyed_state().into_shared(),
+                ends: TimerQueue::new(),
+                clock: OperatorClock::default(),
                 scratch: Vec::new(),
                 codec: codec.clone(),
                 dropped: shard.dropped_records(),
@@ -415,8 +395,8 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 format!("interval_join needs lower <= upper (got {lower} > {upper})"),
             );
         }
-        let codec_left: Tables<K, Timed<A>> = Arc::new(RkyvTable("interval join left", 1));
-        let codec_right: Tables<K, Timed<B>> = Arc::new(RkyvTable("interval join right", 1));
+        let codec_left: Codec<K, Timed<A>> = table_codec("interval join left", 1);
+        let codec_right: Codec<K, Timed<B>> = table_codec("interval join right", 1);
         let (key_a, key_b) = (self.key_fn(), other.key_fn());
         let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
         let join: IntervalJoinFn<K, A, B, O> = Arc::new(join);
@@ -429,9 +409,9 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
                 lower,
                 upper,
                 join: join.clone(),
-                left: KeyedState::shared(shard.tracks_state()),
-                right: KeyedState::shared(shard.tracks_state()),
-                watermark: Timestamp::MIN,
+                left: shard.keyed_state().into_shared(),
+                right: shard.keyed_state().into_shared(),
+                clock: OperatorClock::default(),
                 codec_left: codec_left.clone(),
                 codec_right: codec_right.clone(),
                 dropped: shard.dropped_records(),

@@ -1,20 +1,18 @@
 //! `key_by`: partitions a stream by key, so that all records of a key reach the shard that
 //! owns the key's state, and rolling (per-record) aggregates over it.
 
-use rill_runtime::state::{KeyedState, SharedKeyedState};
 use std::cell::OnceCell;
 use std::hash::Hash;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-
-use crate::window::Summable;
-use crate::{RkyvTable, Tables};
-
+use rill_runtime::state::{table_codec, Codec, SharedKeyedState};
 use rill_runtime::{
     Data, ExchangeData, OpResult, Operator, Output, Partitioning, StateData, Stream,
 };
+
+use crate::summable::Summable;
 
 /// Groups a stream by key.
 pub trait KeyBy<T> {
@@ -225,7 +223,7 @@ struct RollingOp<T, K, A, F> {
     fold: F,
     /// Shared with the checkpoint being collected after its barrier (copy-on-write).
     state: SharedKeyedState<K, A>,
-    codec: Tables<K, A>,
+    codec: Codec<K, A>,
 }
 
 impl<T, K, A, F> Operator<T> for RollingOp<T, K, A, F>
@@ -333,11 +331,11 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         A: StateData,
     {
         let key = self.key.clone();
-        let codec: Tables<K, A> = Arc::new(RkyvTable("rolling", 2));
+        let codec: Codec<K, A> = table_codec("rolling", 2);
         self.stream().unary(name, move |shard| RollingOp {
             key: key.clone(),
             fold: f.clone(),
-            state: KeyedState::shared(shard.tracks_state()),
+            state: shard.keyed_state().into_shared(),
             codec: codec.clone(),
         })
     }
@@ -397,7 +395,7 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
     }
 
     /// Rolling sum of `value(record)` per key, for any
-    /// [`Summable`](crate::window::Summable) value: integers wrap on overflow (in debug
+    /// [`Summable`] value: integers wrap on overflow (in debug
     /// and release builds alike), floats add. [`KeyedStream::min`] and
     /// [`KeyedStream::max`] work the same way.
     ///

@@ -24,10 +24,23 @@
 //! dataflow in `df`, runs it as above on two unpinned shards and returns what the closure
 //! returned (usually the [`Collected`](rill_runtime::Collected) records of its sink).
 //! Records from two shards interleave, so the examples sort what they collect.
+//!
+//! ## Layers
+//!
+//! The modules form layers, lowest first, on top of `rill-runtime`. A module uses only
+//! modules of lower layers (or of its own layer, without a cycle); `runtime/tests/layers.rs`
+//! reads every `crate::` and `super::` path and fails on an import that climbs, here and in
+//! `window` (whose submodules' layers `window/mod.rs` lists).
+//!
+//! 0. `doc_support`, `map`, `filter`, `flat_map`, `inspect`, `watermark`, `summable` —
+//!    stateless transformations, watermark generators, the numbers sums add up.
+//! 1. `file_source`, `file_sink` — files in and out.
+//! 2. `key_by` — keyed streams: key functions, the key exchange, rolling aggregates.
+//! 3. `window` — windows: assigners, triggers, window functions, the window operators.
+//! 4. `join`, `process` — joins of two keyed streams, keyed process functions.
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
-mod codec;
 #[doc(hidden)]
 pub mod doc_support;
 pub mod file_sink;
@@ -39,16 +52,17 @@ mod join;
 mod key_by;
 mod map;
 mod process;
+mod summable;
 mod watermark;
 pub mod window;
 
-pub(crate) use codec::{RkyvTable, Tables};
 pub use filter::Filter;
 pub use flat_map::FlatMap;
 pub use inspect::Inspect;
 pub use key_by::{KeyBy, KeyedStream};
 pub use map::Map;
 pub use process::{ProcessContext, ProcessFunction};
+pub use summable::Summable;
 pub use watermark::{AssignWatermarks, WatermarkStrategy};
 
 /// Every operator trait, for `use rill_operators::prelude::*`.

@@ -1,18 +1,13 @@
 //! Keyed process functions: per-key state and timers, for what the built-in operators do
 //! not cover (Flink's `KeyedProcessFunction`).
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 
-use std::sync::Arc;
-
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, SharedKeyedState};
+use rill_runtime::state::{table_codec, Codec, OperatorClock, SharedKeyedState, TimerQueue};
 use rill_runtime::{Data, OpResult, Operator, Output, ShardInfo, StateData, Stream, Timestamp};
 
 use crate::key_by::{KeyFn, KeyedStream};
-use crate::window::Clock;
-use crate::{RkyvTable, Tables};
 
 /// A keyed process function over records `T` with key `K`.
 ///
@@ -97,8 +92,8 @@ pub(crate) type KeySlot<S> = (Option<S>, Vec<Timestamp>, Vec<Timestamp>);
 /// Every key's timers by time: event time, processing time. (A key's own timers, in its
 /// slot, are what checkpoints hold; these are rebuilt on a restore.)
 struct Queues<K> {
-    event: BTreeMap<Timestamp, Vec<K>>,
-    processing: BTreeMap<Timestamp, Vec<K>>,
+    event: TimerQueue<K>,
+    processing: TimerQueue<K>,
 }
 
 impl<K: Clone> Queues<K> {
@@ -110,7 +105,7 @@ impl<K: Clone> Queues<K> {
         };
         if !times.contains(&time) {
             times.push(time);
-            queue.entry(time).or_default().push(key.clone());
+            queue.set(time, key.clone());
         }
     }
 }
@@ -156,8 +151,8 @@ struct ProcessOp<T, K, F: ProcessFunction<K, T>> {
     /// Shared with the checkpoint being collected after its barrier (copy-on-write).
     keys: SharedKeyedState<K, KeySlot<F::State>>,
     queues: Queues<K>,
-    clock: Clock,
-    codec: Tables<K, KeySlot<F::State>>,
+    clock: OperatorClock,
+    codec: Codec<K, KeySlot<F::State>>,
 }
 
 impl<T, K, F> ProcessOp<T, K, F>
@@ -194,14 +189,10 @@ where
             } else {
                 &mut self.queues.event
             };
-            let Some(entry) = queue.first_entry() else {
+            let Some((time, due)) = queue.pop_due(upto) else {
                 return;
             };
-            if *entry.key() > upto {
-                return;
-            }
-            let time = *entry.key();
-            for key in entry.remove() {
+            for key in due {
                 if let Some(slot) = self.keys.borrow_mut().get_mut(&key) {
                     let times = if processing { &mut slot.2 } else { &mut slot.1 };
                     times.retain(|&t| t != time);
@@ -232,14 +223,10 @@ where
         codec.read(&mut keys, state)?;
         for (key, (_, event, processing)) in keys.iter() {
             for &t in event {
-                self.queues.event.entry(t).or_default().push(key.clone());
+                self.queues.event.set(t, key.clone());
             }
             for &t in processing {
-                self.queues
-                    .processing
-                    .entry(t)
-                    .or_default()
-                    .push(key.clone());
+                self.queues.processing.set(t, key.clone());
             }
         }
         Ok(())
@@ -308,18 +295,18 @@ impl<T: Data, K: Data + Hash + Eq> KeyedStream<T, K> {
         K: StateData,
         F::State: StateData,
     {
-        let codec: Tables<K, KeySlot<F::State>> = Arc::new(RkyvTable("keys", 2));
+        let codec: Codec<K, KeySlot<F::State>> = table_codec("keys", 2);
 
         let key = self.key_fn();
         self.stream().unary(name, move |shard| ProcessOp {
             f: make(shard.info()),
             key: key.clone(),
-            keys: KeyedState::shared(shard.tracks_state()),
+            keys: shard.keyed_state().into_shared(),
             queues: Queues {
-                event: BTreeMap::new(),
-                processing: BTreeMap::new(),
+                event: TimerQueue::new(),
+                processing: TimerQueue::new(),
             },
-            clock: Clock::default(),
+            clock: OperatorClock::default(),
             codec: codec.clone(),
         })
     }

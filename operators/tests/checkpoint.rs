@@ -139,7 +139,7 @@ fn at_least_once_loses_no_window_and_never_undercounts() {
 /// includes accumulators, pane indexes, the last pane's value and the trigger's counts.
 fn window_dataflow(out: &Path, crash_after: u64) -> Dataflow {
     let mut df = Dataflow::new();
-    numbers(&mut df, EVENTS, crash_after, 4096)
+    numbers(&mut df, EVENTS, crash_after)
         .key_by(|n: &u64| n % 7)
         .window(
             WindowSpec::event_time(Windows::sliding(2_000, 1_000), |n: &u64| *n as i64)
@@ -158,7 +158,16 @@ trait SinkLines {
     fn sink_lines(&self, out: &Path);
 }
 
-/// Panes as lines; the key as `Debug` writes it (`()` for `window_all`).
+/// Lines as they are.
+impl SinkLines for Stream<String> {
+    fn sink_lines(&self, out: &Path) {
+        write_part_files(self, "sink", out, None, |l: &String, buf: &mut Vec<u8>| {
+            buf.extend_from_slice(format!("{l}\n").as_bytes())
+        });
+    }
+}
+
+/// Panes as lines; the key as `Debug` writes it.
 impl<K: std::fmt::Debug + rill_runtime::Data> SinkLines
     for Stream<rill_operators::window::Pane<K, u64>>
 {
@@ -230,7 +239,7 @@ fn exactly_once_windows_with_early_firings_and_retractions() {
 /// Sliding counts with the default trigger: pre-aggregated before the key exchange.
 fn pre_aggregated_dataflow(out: &Path, crash_after: u64) -> Dataflow {
     let mut df = Dataflow::new();
-    numbers(&mut df, EVENTS, crash_after, 4096)
+    numbers(&mut df, EVENTS, crash_after)
         .key_by(|n: &u64| n % 7)
         .window(WindowSpec::event_time(
             Windows::sliding(2_000, 1_000),
@@ -271,7 +280,7 @@ fn local_windows_dataflow(out: &Path, crash_after: u64) -> Dataflow {
             .find(|k| shard_of_key(k, 2) == shard)
             .expect("a key of each shard")
     };
-    numbers(&mut df, EVENTS, crash_after, 64)
+    numbers(&mut df, EVENTS, crash_after)
         .assume_keyed_by(owner)
         .window(WindowSpec::event_time(
             Windows::sliding(4_000, 2_000),
@@ -294,12 +303,16 @@ fn exactly_once_windows_without_an_exchange_restore_their_own_watermark() {
 
 fn window_all_dataflow(out: &Path, crash_after: u64) -> Dataflow {
     let mut df = Dataflow::new();
-    numbers(&mut df, EVENTS, crash_after, 64)
+    numbers(&mut df, EVENTS, crash_after)
         .window_all(WindowSpec::event_time(
             Windows::sliding(4_000, 2_000),
             |n: &u64| *n as i64,
         ))
         .sum("sums", |n: &u64| *n)
+        .map("line", |p| {
+            let (w, last) = (p.window, p.is_last);
+            format!("{},{},{},{},{last}", w.start, w.end, p.value, p.index)
+        })
         .sink_lines(out);
     df
 }
@@ -418,7 +431,7 @@ fn exactly_once_rolling_counts_across_a_crash_and_a_new_shard_count() {
     let (checkpoints, out) = (dir.join("checkpoints"), dir.join("out"));
     let build = |crash_after: u64| {
         let mut df = Dataflow::new();
-        let counts = numbers(&mut df, EVENTS, crash_after, 4096)
+        let counts = numbers(&mut df, EVENTS, crash_after)
             .key_by(|n: &u64| n % 97)
             .count("count");
         write_part_files(
@@ -460,7 +473,7 @@ fn exactly_once_joins_across_a_crash_and_a_new_shard_count() {
     let dir = scratch("joins");
     let build = |out: &Path, crash_after: u64| {
         let mut df = Dataflow::new();
-        let numbers = numbers(&mut df, EVENTS / 2, crash_after, 256);
+        let numbers = numbers(&mut df, EVENTS / 2, crash_after);
         let left = numbers.key_by(|n: &u64| n % 13);
         let right = numbers
             .filter("thirds", |n: &u64| n % 3 == 0)

@@ -87,7 +87,7 @@ fn removing_a_stateful_operator_is_refused_unless_allowed() {
 /// reduce, sum, min and max, a windowed sum, a full-window function and an aggregation with
 /// a late side output. Rows: `kind,key,...`.
 fn every_plain_operator(df: &mut Dataflow, crash_after: u64) -> Stream<String> {
-    let keyed = numbers(df, EVENTS / 2, crash_after, 2048).key_by(|n: &u64| n % 11);
+    let keyed = numbers(df, EVENTS / 2, crash_after).key_by(|n: &u64| n % 11);
     let row = |kind: &'static str| move |(k, v): (u64, u64)| format!("{kind},{k},{v}");
     let reduce = keyed
         .reduce("reduce", |a: &u64, b| (*a).max(b))

@@ -72,15 +72,15 @@ impl Operator<(u64, u64)> for PerKey {
 
 fn job(out: &Path, crash_after: u64) -> Dataflow {
     let mut df = Dataflow::new();
-    let rows = keyed(&numbers(&mut df, EVENTS, crash_after, 4096), "by 97", 97, 0).unary(
-        "per key",
-        |ctx| PerKey {
-            total: ctx.value_state("total"),
-            windows: ctx.map_state("windows"),
-            samples: ctx.list_state("samples"),
-            timers: ctx.timers("closing"),
-        },
-    );
+    let rows =
+        keyed(&numbers(&mut df, EVENTS, crash_after), "by 97", 97, 0).unary("per key", |ctx| {
+            PerKey {
+                total: ctx.value_state("total"),
+                windows: ctx.map_state("windows"),
+                samples: ctx.list_state("samples"),
+                timers: ctx.timers("closing"),
+            }
+        });
     write_part_files(&rows, "sink", out, None, |l: &String, buf: &mut Vec<u8>| {
         buf.extend_from_slice(l.as_bytes());
         buf.push(b'\n');

@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn job(lateness: i64, crash_after: u64) -> Dataflow {
     let mut df = Dataflow::new();
-    numbers(&mut df, 200_000, crash_after, 100)
+    numbers(&mut df, 200_000, crash_after)
         .key_by(|n: &u64| n % 7)
         .window(
             WindowSpec::event_time(Windows::sliding(1_000, 500), |n: &u64| *n as Timestamp)

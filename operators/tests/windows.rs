@@ -2,6 +2,8 @@
 //! arrival-order permutations under a perfect watermark, accumulation modes, retractions,
 //! and bounded state after the allowed lateness.
 
+mod oracle;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -102,9 +104,7 @@ fn reference(events: &[Ev], windows: Windows) -> BTreeMap<(u32, i64, i64), i64> 
         }
         _ => {
             for &(k, v, t) in events {
-                let mut ws = Vec::new();
-                windows.assign(t, &mut ws);
-                for w in ws {
+                for w in oracle::windows_of(windows, t) {
                     *out.entry((k, w.start, w.end)).or_insert(0) += v;
                 }
             }

@@ -202,6 +202,20 @@ pub enum Error {
         #[source]
         source: Cause,
     },
+    /// A fallible factory ([`Stream::try_unary`](crate::Stream::try_unary), ...) could not
+    /// build its operator, sink or source on a shard.
+    #[error("operator '{operator}' could not be built on shard {shard}: {message}")]
+    OperatorBuild {
+        /// The operator's name.
+        operator: String,
+        /// The shard.
+        shard: usize,
+        /// The error the factory returned.
+        message: String,
+        /// What caused it, if the failure carried a cause.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// Restoring an operator or source from a checkpoint failed.
     #[error("restore failed: operator '{operator}' on shard {shard}: {message}")]
     Restore {

@@ -21,7 +21,7 @@
 //!
 //! 0. `time`, `sync`, `error`, `fs` — timestamps, the loom-routable atomics, the error
 //!    types, durable file writes.
-//! 1. `clock`, `data`, `keys`, `context`, `park`, `control` — processing-time clocks, what
+//! 1. `clock`, `data`, `keys`, `shard_info`, `park`, `control` — processing-time clocks, what
 //!    records must be, stable key placement, where an instance runs, parking a shard, what
 //!    a job's handle asks of its shards (stop, cancel, savepoint).
 //! 2. `progress` — watermarks, idleness, end of stream and barriers, and how inputs
@@ -37,7 +37,7 @@
 //!    while the job runs (`source::input`, `sink::subscription`).
 //! 8. `shard` — the pinned executor (the one module that uses glommio) and its loop.
 //! 9. `graph` — describing a dataflow, and building it on a shard.
-//! 10. `metrics`, `coordinator` — job reports; checkpoint coordination for a job.
+//! 10. `metrics`, `job_checkpoints` — job reports; checkpoint coordination for a job.
 //! 11. `config`, `preflight` — settings and the machine checks before a start.
 //! 12. `runtime` — starting shards and running jobs.
 #![warn(missing_docs)]
@@ -46,9 +46,7 @@
 pub mod checkpoint;
 pub mod clock;
 mod config;
-mod context;
 mod control;
-mod coordinator;
 mod data;
 mod error;
 pub mod exchange;
@@ -56,6 +54,7 @@ pub mod fs;
 mod graph;
 mod head;
 mod instrument;
+mod job_checkpoints;
 pub mod keys;
 mod metrics;
 mod operator;
@@ -65,6 +64,7 @@ mod progress;
 mod push;
 mod runtime;
 mod shard;
+mod shard_info;
 mod sink;
 mod source;
 pub mod state;
@@ -73,7 +73,6 @@ mod time;
 
 pub use clock::Clock;
 pub use config::{available_cores, Config};
-pub use context::ShardInfo;
 pub use data::{BatchBytes, Data, ExchangeData, StateData, BATCH_ALIGN};
 pub use error::{Error, Failure, OpResult, Result};
 pub use exchange::channel::ChannelMetrics;
@@ -86,6 +85,7 @@ pub use operator::{BinaryOperator, Operator};
 pub use progress::{Frontier, Progress};
 pub use push::{Output, Outputs, SourceOutput};
 pub use runtime::{JobController, JobHandle, Runtime};
+pub use shard_info::ShardInfo;
 pub use sink::subscription::{self, Event, Subscription};
 pub use sink::{Collected, Sink};
 pub use source::input::{self, InputHandle};

@@ -11,18 +11,18 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::config::{core_ids, Config};
-use crate::context::ShardInfo;
 use crate::control::JobControl;
-use crate::coordinator::{JobCheckpoints, ShardStart, Start};
 use crate::error::{Error, Result};
 use crate::exchange::channel::{channel, ChannelLimits, ChannelMetrics};
 use crate::graph::{instantiate, Dataflow, GraphDesc, ShardEndpoints, ShardLinks};
 use crate::instrument::NodeStats;
+use crate::job_checkpoints::{JobCheckpoints, ShardStart, Start};
 use crate::metrics::{ChannelReport, JobEnd, JobReport, OperatorReport};
 use crate::park::ShardWaker;
 use crate::preflight;
 use crate::shard::executor::{self, ExecutorSettings};
 use crate::shard::Shard;
+use crate::shard_info::ShardInfo;
 use crate::source::input::InputBinding;
 
 /// Runs dataflows on a set of pinned shards.

@@ -138,3 +138,42 @@ fn a_side_output_carries_its_own_type() {
         assert_eq!(report.operator("split").unwrap().total(), 1000);
     }
 }
+
+/// A fallible factory that fails on one shard fails the job's start with an error naming
+/// the operator, the shard and the factory's message (a sink and a source alike).
+#[test]
+fn a_factory_that_fails_names_its_operator_and_shard() {
+    use rill_runtime::{Error, Failure, IterSource, OpResult, Sink};
+
+    struct Discard;
+    impl Sink<u64> for Discard {
+        fn on_batch(&mut self, batch: &mut Vec<u64>) -> OpResult {
+            batch.clear();
+            Ok(())
+        }
+    }
+    let mut df = Dataflow::new();
+    df.vec_source("numbers", (0u64..100).collect())
+        .try_sink("broker", |shard| match shard.index {
+            1 => Err(Failure::new("broker unreachable")),
+            _ => Ok(Discard),
+        });
+    let err = runtime(2).run(df).expect_err("the sink cannot be built");
+    assert!(
+        matches!(&err, Error::OperatorBuild { operator, shard: 1, message, .. }
+            if operator == "broker" && message == "broker unreachable"),
+        "{err}"
+    );
+
+    let mut df = Dataflow::new();
+    df.try_source("topic", |shard| match shard.index {
+        0 => Err(Failure::new("no such topic")),
+        _ => Ok(IterSource::new(0u64..10, shard.info())),
+    })
+    .discard("out");
+    let err = runtime(2).run(df).expect_err("the source cannot be built");
+    assert_eq!(
+        err.to_string(),
+        "operator 'topic' could not be built on shard 0: no such topic"
+    );
+}

@@ -24,7 +24,8 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::window::Window;
+use super::pane::Window;
+use crate::summable::Summable;
 
 /// An incremental window aggregate over records `T` with key `K`.
 pub trait Aggregate<T, K>: Clone + 'static {
@@ -76,63 +77,6 @@ pub trait Aggregate<T, K>: Clone + 'static {
     /// assert!(<Mean as Aggregate<(u32, f64), u32>>::PRE_AGGREGATE);
     /// ```
     const PRE_AGGREGATE: bool = false;
-}
-
-/// A value that [`Sum`] and the rolling [`KeyedStream::sum`](crate::KeyedStream::sum)
-/// can add up: a zero and an addition that does not panic.
-///
-/// Implemented for every primitive integer (wrapping addition: a sum that overflows wraps
-/// around, in debug and release builds alike) and for `f32` and `f64`.
-///
-/// ```
-/// use rill_operators::window::Summable;
-///
-/// /// Cents, summed with saturation instead of wrapping.
-/// #[derive(Clone, Copy, Debug, PartialEq)]
-/// struct Cents(i64);
-/// impl Summable for Cents {
-///     const ZERO: Self = Cents(0);
-///     fn add(self, other: Self) -> Self {
-///         Cents(self.0.saturating_add(other.0))
-///     }
-/// }
-/// assert_eq!(Cents(i64::MAX).add(Cents(1)), Cents(i64::MAX));
-/// assert_eq!(i8::MAX.add(1), i8::MIN); // the built-in integers wrap
-/// ```
-pub trait Summable: Copy + 'static {
-    /// The sum of nothing.
-    const ZERO: Self;
-    /// `self + other`.
-    fn add(self, other: Self) -> Self;
-}
-
-macro_rules! summable_int {
-    ($($t:ty),*) => {$(
-        impl Summable for $t {
-            const ZERO: Self = 0;
-            #[inline]
-            fn add(self, other: Self) -> Self {
-                self.wrapping_add(other)
-            }
-        }
-    )*};
-}
-summable_int!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
-
-impl Summable for f32 {
-    const ZERO: Self = 0.0;
-    #[inline]
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
-}
-
-impl Summable for f64 {
-    const ZERO: Self = 0.0;
-    #[inline]
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
 }
 
 /// A value extractor shared by the built-in aggregates.
@@ -384,3 +328,24 @@ impl<T: Clone + 'static, K: 'static, O: Clone + 'static> Aggregate<T, K> for Col
         (self.f)(key, window, acc)
     }
 }
+
+/// A windowed stream's `min` and `max` methods (keyed or not: the pane type `$pane` and
+/// the bounds say which), written once for both and both streams.
+macro_rules! extremum_methods {
+    ($pane:ty, [$($bound:tt)*], ) => {};
+    ($pane:ty, [$($bound:tt)*], $(#[$doc:meta])* $name:ident: $agg:ident; $($rest:tt)*) => {
+        $(#[$doc])*
+        pub fn $name<V>(
+            &self,
+            name: &str,
+            value: impl Fn(&T) -> V + Send + Sync + 'static,
+        ) -> Stream<$pane>
+        where
+            $($bound)*
+        {
+            self.aggregate(name, $agg::new(value))
+        }
+        extremum_methods!($pane, [$($bound)*], $($rest)*);
+    };
+}
+pub(crate) use extremum_methods;

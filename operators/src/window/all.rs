@@ -23,9 +23,13 @@ use std::sync::Arc;
 
 use rill_runtime::{ExchangeData, StateData, Stream};
 
+use super::aggregate::{extremum_methods, Aggregate, Count, Max, Min, Sum};
+use super::pane::{AllPane, Pane};
+use super::pre_aggregate::pre_aggregate;
+use super::spec::WindowSpec;
 use crate::key_by::KeyBy;
-use crate::window::pre_aggregate::pre_aggregate;
-use crate::window::{Aggregate, Count, Max, Min, Pane, Sum, Summable, WindowSpec};
+use crate::map::Map;
+use crate::summable::Summable;
 
 /// Non-keyed windows over a stream, ready for a window function: one result per window
 /// over all records. Windows that fire once (tumbling or sliding, event time, a watermark
@@ -85,27 +89,28 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
         &self,
         name: &str,
         agg: G,
-    ) -> Stream<Pane<(), G::Out>>
+    ) -> Stream<AllPane<G::Out>>
     where
         G::Acc: StateData + ExchangeData,
         G::Out: StateData,
     {
-        let Some(slicing) = self.spec.two_phase_slicing() else {
-            return self
+        let panes = match self.spec.two_phase_slicing() {
+            None => self
                 .stream
                 .key_by(|_: &T| ())
                 .window(self.spec.clone())
-                .aggregate(name, agg);
+                .aggregate(name, agg),
+            Some(slicing) => pre_aggregate(
+                &self.stream,
+                None,
+                name,
+                &self.spec,
+                slicing,
+                Arc::new(|_: &T| ()),
+                agg,
+            ),
         };
-        pre_aggregate(
-            &self.stream,
-            None,
-            name,
-            &self.spec,
-            slicing,
-            Arc::new(|_: &T| ()),
-            agg,
-        )
+        panes.map(&format!("{name} (panes)"), AllPane::from)
     }
 
     /// The sum of `value(record)` per window (the [`Sum`] aggregate).
@@ -113,7 +118,7 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
         &self,
         name: &str,
         value: impl Fn(&T) -> V + Send + Sync + 'static,
-    ) -> Stream<Pane<(), V>>
+    ) -> Stream<AllPane<V>>
     where
         V: Summable + StateData + ExchangeData,
         Pane<(), V>: ExchangeData + StateData,
@@ -122,35 +127,20 @@ impl<T: ExchangeData + StateData> AllWindowedStream<T> {
     }
 
     /// The number of records per window (the [`Count`] aggregate).
-    pub fn count(&self, name: &str) -> Stream<Pane<(), u64>> {
+    pub fn count(&self, name: &str) -> Stream<AllPane<u64>> {
         self.aggregate(name, Count::new())
     }
 
-    /// The largest `value(record)` per window (the [`Max`] aggregate).
-    pub fn max<V>(
-        &self,
-        name: &str,
-        value: impl Fn(&T) -> V + Send + Sync + 'static,
-    ) -> Stream<Pane<(), Option<V>>>
-    where
-        V: Ord + StateData + ExchangeData,
-        Option<V>: StateData + ExchangeData,
-        Pane<(), Option<V>>: ExchangeData + StateData,
-    {
-        self.aggregate(name, Max::new(value))
-    }
-
-    /// The smallest `value(record)` per window (the [`Min`] aggregate).
-    pub fn min<V>(
-        &self,
-        name: &str,
-        value: impl Fn(&T) -> V + Send + Sync + 'static,
-    ) -> Stream<Pane<(), Option<V>>>
-    where
-        V: Ord + StateData + ExchangeData,
-        Option<V>: StateData + ExchangeData,
-        Pane<(), Option<V>>: ExchangeData + StateData,
-    {
-        self.aggregate(name, Min::new(value))
-    }
+    extremum_methods!(
+        AllPane<Option<V>>,
+        [
+            V: Ord + StateData + ExchangeData,
+            Option<V>: StateData + ExchangeData,
+            Pane<(), Option<V>>: ExchangeData + StateData,
+        ],
+        /// The largest `value(record)` per window (the [`Max`] aggregate).
+        max: Max;
+        /// The smallest `value(record)` per window (the [`Min`] aggregate).
+        min: Min;
+    );
 }

@@ -11,7 +11,7 @@
 
 use rill_runtime::Timestamp;
 
-use crate::window::Window;
+use super::pane::Window;
 
 /// A window assignment policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,20 @@ impl Windows {
             _ => return Ok(()),
         };
         Err(InvalidWindows(problem))
+    }
+
+    /// The size, period and offset of tumbling (period = size) or sliding windows; `None`
+    /// for other windows.
+    pub fn grid(&self) -> Option<(i64, i64, i64)> {
+        match *self {
+            Windows::Tumbling { size, offset } => Some((size, size, offset)),
+            Windows::Sliding {
+                size,
+                period,
+                offset,
+            } => Some((size, period, offset)),
+            _ => None,
+        }
     }
 
     /// True for session windows, whose windows merge.

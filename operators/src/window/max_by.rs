@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::window::{Aggregate, Window};
+use super::aggregate::Aggregate;
+use super::pane::Window;
 
 type ScoreFn<T, S> = Arc<dyn Fn(&T) -> S + Send + Sync>;
 

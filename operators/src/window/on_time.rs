@@ -17,23 +17,22 @@
 //! oracle test `operators/tests/sliced_windows.rs`); panes of one window come in no
 //! particular key order.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::rc::Rc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, SharedKeyedState};
-use rill_runtime::{OpResult, Operator, Output, Timestamp};
+use rill_runtime::state::{
+    Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
+};
+use rill_runtime::{OpResult, Output, Timestamp};
 use rustc_hash::FxHashMap;
 
+use super::aggregate::Aggregate;
+use super::pane::{Pane, Timing, Window};
+use super::slices::{slice_group, Slicing};
+use super::spec::WindowSpec;
+use super::state::{Section, Windowing, SLICE_ACCUMULATORS};
 use crate::key_by::KeyFn;
-use crate::window::slices::{slice_group, Slicing};
-use crate::window::state::{
-    check_none_held, on_batch, on_processing_time, on_watermark, Clock, Clocked, KeyRecord,
-    WindowCodec,
-};
-use crate::window::{Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
 
 /// A slice's accumulator of one key.
 #[derive(Debug, Clone)]
@@ -42,8 +41,6 @@ pub(crate) struct SliceAcc<A>(A);
 /// One key's accumulator in one slice, in the section "slice accumulators", version 1.
 impl<A: Clone> KeyRecord for SliceAcc<A> {
     type Record = A;
-    const SECTION: &'static str = "slice accumulators";
-    const VERSION: u32 = 1;
 
     fn record(&self) -> A {
         self.0.clone()
@@ -58,11 +55,8 @@ impl<A: Clone> KeyRecord for SliceAcc<A> {
 /// (Shared with a checkpoint being collected after its barrier: copy-on-write.)
 type Table<K, A> = SharedKeyedState<(K, Timestamp), SliceAcc<A>>;
 
-fn table<K: Clone + Hash + Eq, A>(track: bool) -> Table<K, A> {
-    Rc::new(RefCell::new(KeyedState::grouped_by(
-        track,
-        slice_group::<K>,
-    )))
+fn table<K: Clone + Hash + Eq, A>(changes: Changes) -> Table<K, A> {
+    (KeyedState::with_changes(changes).grouped_by(slice_group::<K>)).into_shared()
 }
 
 /// What becomes of the records of one slice in a batch: added to its table, or dropped.
@@ -76,7 +70,7 @@ enum Run<Tb> {
 type SliceRun<K, A> = (Timestamp, Run<Table<K, A>>);
 
 /// How the slices are written to checkpoints.
-pub(crate) type OnTimeCodec<K, A> = WindowCodec<(K, Timestamp), SliceAcc<A>>;
+pub(crate) type OnTimeCodec<K, A> = Codec<(K, Timestamp), SliceAcc<A>>;
 
 pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     spec: WindowSpec<T, K>,
@@ -87,10 +81,8 @@ pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     slices: BTreeMap<Timestamp, Table<K, G::Acc>>,
     /// Windows ending at or before this time have fired.
     released: Timestamp,
-    clock: Clock,
-    /// Processing-time windows: records that arrived before any processing time did.
-    unclocked: Vec<T>,
-    track: bool,
+    clock: OperatorClock,
+    changes: Changes,
     codec: OnTimeCodec<K, G::Acc>,
     /// A sliding window's accumulators per key: those of the window `ahead` names, merged
     /// ahead of its firing from its slices that start before the time it gives (see
@@ -116,7 +108,7 @@ where
         key: KeyFn<T, K>,
         agg: G,
         codec: OnTimeCodec<K, G::Acc>,
-        track: bool,
+        changes: Changes,
         records: fn(&T) -> u64,
     ) -> Self {
         OnTimeWindowOperator {
@@ -126,9 +118,8 @@ where
             slicing,
             slices: BTreeMap::new(),
             released: Timestamp::MIN,
-            clock: Clock::default(),
-            unclocked: Vec::new(),
-            track,
+            clock: OperatorClock::default(),
+            changes,
             codec,
             merged: FxHashMap::default(),
             ahead: None,
@@ -173,7 +164,7 @@ where
                         Run::Open(
                             self.slices
                                 .entry(s)
-                                .or_insert_with(|| table(self.track))
+                                .or_insert_with(|| table(self.changes))
                                 .clone(),
                         )
                     }
@@ -351,63 +342,7 @@ fn merge_into<T, K, G>(
     }
 }
 
-impl<T, K, G> Operator<T> for OnTimeWindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
-    /// The operator's clock (every shard restores it), and the slices' accumulators,
-    /// incrementally.
-    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        check_none_held(&self.unclocked)?;
-        self.clock.snapshot(state)?;
-        for table in self.slices.values() {
-            self.codec.write(table, state)?;
-        }
-        Ok(())
-    }
-
-    /// Restores the clock and the slices some window still open covers (checkpoints may
-    /// still hold slices dropped whole since).
-    fn restore(&mut self, state: &StateReader) -> OpResult {
-        self.ahead = None;
-        self.clock.restore(state)?;
-        self.released = self.domain_time();
-        let all = table::<K, G::Acc>(false);
-        crate::window::state::refuse_other_sections(state, "slice accumulators")?;
-        self.codec.read(&mut all.borrow_mut(), state)?;
-        let all = all.borrow();
-        let (track, released) = (self.track, self.released);
-        for ((key, start), acc) in all.iter() {
-            if self.slicing.open_after(*start, released) {
-                self.spec.metrics.window_created();
-                self.slices
-                    .entry(*start)
-                    .or_insert_with(|| table(track))
-                    .borrow_mut()
-                    .insert((key.clone(), *start), acc.clone());
-            }
-        }
-        Ok(())
-    }
-
-    type Out = (Output<Pane<K, G::Out>>, Output<T>);
-
-    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
-        on_batch(self, batch, out)
-    }
-
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_watermark(self, watermark, out)
-    }
-
-    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_processing_time(self, now, out)
-    }
-}
-
-impl<T, K, G> Clocked<T> for OnTimeWindowOperator<T, K, G>
+impl<T, K, G> Windowing<T> for OnTimeWindowOperator<T, K, G>
 where
     T: Clone + 'static,
     K: Clone + Hash + Eq + 'static,
@@ -415,16 +350,12 @@ where
 {
     type Outs = (Output<Pane<K, G::Out>>, Output<T>);
 
-    fn clock(&mut self) -> &mut Clock {
+    fn clock(&mut self) -> &mut OperatorClock {
         &mut self.clock
     }
 
     fn domain(&self) -> TimeDomain {
         self.spec.domain
-    }
-
-    fn held(&mut self) -> &mut Vec<T> {
-        &mut self.unclocked
     }
 
     fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
@@ -434,5 +365,37 @@ where
 
     fn advance(&mut self, out: &mut Self::Outs) {
         OnTimeWindowOperator::advance(self, &mut out.0)
+    }
+
+    const SECTION: Section = SLICE_ACCUMULATORS;
+
+    /// The slices' accumulators.
+    fn write_tables(&mut self, state: &mut StateWriter) -> OpResult {
+        for table in self.slices.values() {
+            self.codec.write(table, state)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the slices some window still open covers (checkpoints may still hold
+    /// slices dropped whole since).
+    fn read_tables(&mut self, state: &StateReader) -> OpResult {
+        self.ahead = None;
+        self.released = self.domain_time();
+        let all = table::<K, G::Acc>(Changes::Untracked);
+        self.codec.read(&mut all.borrow_mut(), state)?;
+        let all = all.borrow();
+        let (changes, released) = (self.changes, self.released);
+        for ((key, start), acc) in all.iter() {
+            if self.slicing.open_after(*start, released) {
+                self.spec.metrics.window_created();
+                self.slices
+                    .entry(*start)
+                    .or_insert_with(|| table(changes))
+                    .borrow_mut()
+                    .insert((key.clone(), *start), acc.clone());
+            }
+        }
+        Ok(())
     }
 }

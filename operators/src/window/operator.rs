@@ -7,22 +7,21 @@
 //! processing-time triggers). Timers are not cancelled: a timer whose window is gone or
 //! has nothing to do is skipped when it comes due.
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, SharedKeyedState};
-use rill_runtime::{Failure, OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
+use rill_runtime::state::{
+    Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
+};
+use rill_runtime::{Failure, OpResult, Output, Timestamp, MAX_WATERMARK};
 
+use super::aggregate::Aggregate;
+use super::assigner::Windows;
+use super::pane::{Pane, Timing, Window};
+use super::spec::{Accumulation, WindowSpec};
+use super::state::{Section, WindowTimers, Windowing, WINDOWS};
+use super::trigger::{NodeState, TriggerContext, TriggerProgram};
 use crate::key_by::KeyFn;
-use crate::window::state::{
-    check_none_held, on_batch, on_processing_time, on_watermark, rearm, Clock, Clocked, KeyRecord,
-    Timers, WindowCodec,
-};
-use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::window::{
-    Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec, Windows,
-};
 
 struct WinState<A, V> {
     window: Window,
@@ -79,8 +78,6 @@ type WindowRecord<A, V> = (
 /// windows and their triggers' deadlines.
 impl<A: Clone, V: Clone> KeyRecord for KeyState<A, V> {
     type Record = (Vec<WindowRecord<A, V>>, u64, bool);
-    const SECTION: &'static str = "windows";
-    const VERSION: u32 = 2;
 
     fn record(&self) -> Self::Record {
         let windows = self
@@ -135,11 +132,7 @@ pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
     /// Shared with the checkpoint being collected after its barrier (copy-on-write).
     keys: SharedKeyedState<K, KeyState<G::Acc, G::Out>>,
     core: Core<T, K, G>,
-    /// Processing-time windows: records that arrived before any processing time did (an
-    /// input that has not ticked yet holds the operator's clock at its minimum). They are
-    /// assigned with the first processing time, or at the end of the input.
-    unclocked: Vec<T>,
-    codec: WindowCodec<K, KeyState<G::Acc, G::Out>>,
+    codec: Codec<K, KeyState<G::Acc, G::Out>>,
     /// Windows chosen per key that cannot be built: the job fails with it.
     invalid: Option<Failure>,
 }
@@ -151,9 +144,8 @@ struct Core<T, K, G: Aggregate<T, K>> {
     program: TriggerProgram,
     /// See [`TriggerProgram::quiet_before_end`].
     quiet: bool,
-    timers: Timers<K>,
-    proc_timers: Timers<K>,
-    clock: Clock,
+    timers: WindowTimers<K>,
+    clock: OperatorClock,
     assigned: Vec<Window>,
     deadlines: Vec<Timestamp>,
     /// Scratch: the indices of a key's sessions a record overlaps.
@@ -174,27 +166,25 @@ where
         spec: WindowSpec<T, K>,
         key: KeyFn<T, K>,
         agg: G,
-        codec: WindowCodec<K, KeyState<G::Acc, G::Out>>,
-        track_changes: bool,
+        codec: Codec<K, KeyState<G::Acc, G::Out>>,
+        changes: Changes,
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         WindowOperator {
-            keys: KeyedState::shared(track_changes),
+            keys: KeyedState::with_changes(changes).into_shared(),
             core: Core {
                 spec,
                 key,
                 agg,
                 quiet: program.quiet_before_end(),
                 program,
-                timers: BTreeMap::new(),
-                proc_timers: BTreeMap::new(),
-                clock: Clock::default(),
+                timers: WindowTimers::new(),
+                clock: OperatorClock::default(),
                 assigned: Vec::new(),
                 deadlines: Vec::new(),
                 overlapping: Vec::new(),
                 merged_trigger: Vec::new(),
             },
-            unclocked: Vec::new(),
             codec,
             invalid: None,
         }
@@ -244,11 +234,8 @@ where
         let core = &mut self.core;
         let mut keys = self.keys.borrow_mut();
         let dt = core.domain_time();
-        while let Some(entry) = core.timers.first_entry() {
-            if *entry.key() > dt {
-                break;
-            }
-            for (key, w) in entry.remove() {
+        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
+            for (key, w) in due {
                 let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
@@ -262,9 +249,8 @@ where
                     // The session grew since this timer was set: set it at its end now.
                     e.lazy = false;
                     core.timers
-                        .entry(e.window.end)
-                        .or_default()
-                        .push((key.clone(), e.window));
+                        .domain
+                        .set(e.window.end, (key.clone(), e.window));
                 }
                 if ks.windows.is_empty() && !ks.count {
                     keys.remove(&key);
@@ -284,11 +270,8 @@ where
     fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
         let mut keys = self.keys.borrow_mut();
-        while let Some(entry) = core.proc_timers.first_entry() {
-            if *entry.key() > core.clock.now {
-                break;
-            }
-            for (key, w) in entry.remove() {
+        while let Some((_, due)) = core.timers.processing.pop_due(core.clock.now) {
+            for (key, w) in due {
                 let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
@@ -323,7 +306,7 @@ where
     }
 
     fn gc_time(&self, w: Window) -> Timestamp {
-        w.end.saturating_add(self.spec.lateness)
+        self.spec.gc_time(w)
     }
 
     fn is_expired(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
@@ -369,14 +352,8 @@ where
     /// Registers the timers of time window `w` of `key`: its end and its garbage
     /// collection.
     fn register(&mut self, key: &K, w: Window) {
-        let dt = self.domain_time();
-        if w.end > dt {
-            self.timers.entry(w.end).or_default().push((key.clone(), w));
-        }
-        let gc = self.gc_time(w);
-        if gc != w.end {
-            self.timers.entry(gc).or_default().push((key.clone(), w));
-        }
+        let (gc, dt) = (self.gc_time(w), self.domain_time());
+        self.timers.open(key, w, gc, dt);
     }
 
     /// Adds a record to the windows of a non-merging policy. Returns how many windows
@@ -544,12 +521,7 @@ where
         if !lazy {
             self.register(key, span);
         }
-        for d in deadlines {
-            self.proc_timers
-                .entry(d)
-                .or_default()
-                .push((key.clone(), span));
-        }
+        self.timers.deadlines(key, span, deadlines);
         ks.windows.len() - 1
     }
 
@@ -584,12 +556,8 @@ where
         self.deadlines.clear();
         self.program
             .on_element(&mut e.trigger, cx, punctuation, &mut self.deadlines);
-        for &d in &self.deadlines {
-            self.proc_timers
-                .entry(d)
-                .or_default()
-                .push((key.clone(), w));
-        }
+        self.timers
+            .deadlines(key, w, self.deadlines.iter().copied());
         self.fire_if_ready(ks, key, i, out);
         true
     }
@@ -715,71 +683,7 @@ where
     }
 }
 
-impl<T, K, G> Operator<T> for WindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
-    /// The operator's clock (every shard restores it), and every key's windows
-    /// (accumulators, pane state, trigger state), incrementally: the keys changed since
-    /// the last checkpoint.
-    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        check_none_held(&self.unclocked)?;
-        self.core.clock.snapshot(state)?;
-        self.codec.write(&self.keys, state)
-    }
-
-    fn restore(&mut self, state: &StateReader) -> OpResult {
-        self.core.clock.restore(state)?;
-        crate::window::state::refuse_other_sections(state, "windows")?;
-        let mut keys = self.keys.borrow_mut();
-        self.codec.read(&mut keys, state)?;
-        // The timers still to come: a window's end and garbage collection in its time
-        // domain, its trigger's processing-time deadlines (those already due fired before
-        // the checkpoint).
-        let core = &mut self.core;
-        let (dt, now) = (core.domain_time(), core.clock.now);
-        for (key, ks) in keys.iter() {
-            for w in &ks.windows {
-                core.spec.metrics.window_created();
-                let (end, gc) = (w.window.end, core.gc_time(w.window));
-                // Count windows end by ordinals, not by time.
-                let times = match ks.count {
-                    true => [None, None],
-                    false => [Some(end), (gc != end).then_some(gc)],
-                };
-                rearm(
-                    &mut core.timers,
-                    &mut core.proc_timers,
-                    key,
-                    w.window,
-                    times.into_iter().flatten(),
-                    dt,
-                    core.program.deadlines(&w.trigger),
-                    now,
-                );
-            }
-        }
-        Ok(())
-    }
-
-    type Out = Outs<K, G::Out, T>;
-
-    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
-        on_batch(self, batch, out)
-    }
-
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_watermark(self, watermark, out)
-    }
-
-    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_processing_time(self, now, out)
-    }
-}
-
-impl<T, K, G> Clocked<T> for WindowOperator<T, K, G>
+impl<T, K, G> Windowing<T> for WindowOperator<T, K, G>
 where
     T: Clone + 'static,
     K: Clone + Hash + Eq + 'static,
@@ -787,16 +691,12 @@ where
 {
     type Outs = Outs<K, G::Out, T>;
 
-    fn clock(&mut self) -> &mut Clock {
+    fn clock(&mut self) -> &mut OperatorClock {
         &mut self.core.clock
     }
 
     fn domain(&self) -> TimeDomain {
         self.core.spec.domain
-    }
-
-    fn held(&mut self) -> &mut Vec<T> {
-        &mut self.unclocked
     }
 
     fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
@@ -815,5 +715,29 @@ where
 
     fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
         WindowOperator::fire_processing_timers(self, out)
+    }
+
+    const SECTION: Section = WINDOWS;
+
+    /// Every key's windows (accumulators, pane state, trigger state).
+    fn write_tables(&mut self, state: &mut StateWriter) -> OpResult {
+        self.codec.write(&self.keys, state)
+    }
+
+    fn read_tables(&mut self, state: &StateReader) -> OpResult {
+        let mut keys = self.keys.borrow_mut();
+        self.codec.read(&mut keys, state)?;
+        let core = &mut self.core;
+        let times = (core.domain_time(), core.clock.now);
+        for (key, ks) in keys.iter() {
+            for w in &ks.windows {
+                core.spec.metrics.window_created();
+                // Count windows end by ordinals, not by time.
+                let gc = (!ks.count).then(|| core.gc_time(w.window));
+                let deadlines = core.program.deadlines(&w.trigger);
+                core.timers.rearm(key, w.window, gc, times, deadlines);
+            }
+        }
+        Ok(())
     }
 }

@@ -3,12 +3,13 @@
 //! accumulator, records in it)` across the key exchange instead of the records (Beam's
 //! combiner lifting, Flink SQL's local/global aggregation).
 //!
-//! Each shard keeps, per slice start, a table from key to partial accumulator and record
-//! count over its own records. A slice's partials go out when the watermark of the shard's
-//! input passes the slice's end, before that watermark is forwarded; all of them go out
-//! when the table holds more than [`MAX_ENTRIES`] entries (after the batch that took it
-//! there), at a checkpoint barrier (so the operator has no state to write), when the input
-//! goes idle and when it ends. On the key's shard the operator for windows that fire once
+//! Each shard keeps, per slice start, a table from key to partial accumulator and record count over
+//! its own records. A slice's partials go out when the watermark of the shard's input passes the
+//! slice's end, before that watermark is forwarded; all of them go out when the table holds more
+//! entries than the spec's
+//! [`pre_aggregate_capacity`](super::spec::WindowSpec::pre_aggregate_capacity) (after the batch
+//! that took it there), at a checkpoint barrier (so the operator has no state to write), when the
+//! input goes idle and when it ends. On the key's shard the operator for windows that fire once
 //! (`on_time.rs`) merges the partials into its slices.
 //!
 //! The final operator decides lateness, pane timing and firing, as without
@@ -30,22 +31,17 @@ use std::sync::Arc;
 use rill_runtime::{OpResult, Operator, Output, StateData, Stream, Timestamp};
 use rustc_hash::FxHashMap;
 
+use super::aggregate::Aggregate;
+use super::on_time::{OnTimeCodec, OnTimeWindowOperator};
+use super::pane::{Pane, Window};
+use super::slices::Slicing;
+use super::spec::{TimestampFn, WindowSpec};
+use super::state::{codec, Windowed, SLICE_ACCUMULATORS};
 use crate::key_by::{key_exchange, KeyFn};
-use crate::window::on_time::{OnTimeCodec, OnTimeWindowOperator};
-use crate::window::slices::Slicing;
-use crate::window::state::RkyvWindows;
-use crate::window::{Aggregate, Pane, TimestampFn, Window, WindowSpec};
 
 /// What crosses the key exchange: a key's partial accumulator of one slice (by its start)
 /// and the number of records in it.
 pub(crate) type Partial<K, A> = (K, Timestamp, A, u64);
-
-/// The most (key, slice) entries a shard's table holds before it sends them all: 65,536
-/// entries (about 2.5 MB for a `u32` key and a `u64` accumulator). Records combine only
-/// while their key's entry is in the table, so the bound must exceed the keys a shard sees
-/// in its open slices: 4,096 would flush the 10,000-key slices of the `windows` benchmark
-/// before any key repeats.
-pub(crate) const MAX_ENTRIES: usize = 1 << 16;
 
 /// Emptied slice tables kept for reuse (each keeps its capacity): enough for the slices
 /// that are open at once when records come in time order.
@@ -78,6 +74,7 @@ where
     G::Out: StateData,
 {
     let (timestamp, local) = (spec.timestamp.clone(), agg.clone());
+    let max_entries = spec.pre_aggregate_entries;
     let partials = input.unary(&format!("{name} (pre-aggregate)"), move |_| PreAggregate {
         key: key.clone(),
         timestamp: timestamp.clone(),
@@ -85,24 +82,25 @@ where
         slicing,
         slices: BTreeMap::new(),
         entries: 0,
+        max_entries,
         watermark: Timestamp::MIN,
         spare: Vec::new(),
     });
     let exchanged = key_exchange(&partials, exchange, |p: &Partial<K, G::Acc>| p.0.clone());
     let spec = spec.timed_by(|p: &Partial<K, G::Acc>| p.1);
-    let codec: OnTimeCodec<K, G::Acc> = Arc::new(RkyvWindows);
+    let codec: OnTimeCodec<K, G::Acc> = codec(SLICE_ACCUMULATORS);
     let key_of: KeyFn<Partial<K, G::Acc>, K> = Arc::new(|p: &Partial<K, G::Acc>| p.0.clone());
     let merge = MergeSlices(agg, PhantomData);
     let (panes, _late) = exchanged.unary_split(name, move |shard| {
-        OnTimeWindowOperator::new(
+        Windowed::new(OnTimeWindowOperator::new(
             spec.on_shard(shard),
             slicing,
             key_of.clone(),
             merge.clone(),
             codec.clone(),
-            shard.tracks_state(),
+            shard.state_changes(),
             |p: &Partial<K, G::Acc>| p.3,
-        )
+        ))
     });
     panes
 }
@@ -117,6 +115,8 @@ struct PreAggregate<T, K, G: Aggregate<T, K>> {
     slices: BTreeMap<Timestamp, SliceTable<K, G::Acc>>,
     /// Entries in `slices`.
     entries: usize,
+    /// The most entries before all go out.
+    max_entries: usize,
     /// The input's watermark: the partials of slices ending at or before it went out.
     watermark: Timestamp,
     /// Emptied tables, kept for the next slices (no allocation per slice once warm), at
@@ -216,7 +216,7 @@ where
             *n += 1;
         }
         self.put_back(current);
-        if self.entries > MAX_ENTRIES {
+        if self.entries > self.max_entries {
             self.flush_all(out);
         }
         Ok(())

@@ -8,24 +8,21 @@
 //! record — the first of a slice, a late one, one for a trigger that counts — takes the
 //! general path, which does per window what the per-window operator does.
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use rill_runtime::state::{KeyedState, SharedKeyedState};
-use rill_runtime::{OpResult, Operator, Output, Timestamp, MAX_WATERMARK};
-
-use crate::key_by::KeyFn;
-use crate::window::slices::{slice_group, KeyWindows, Slice, Slicing};
-use crate::window::state::{
-    check_none_held, on_batch, on_processing_time, on_watermark, rearm, Clock, Clocked, Timers,
-    WindowCodec,
+use rill_runtime::state::{
+    Changes, Codec, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
 };
-use crate::window::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::window::{Accumulation, Aggregate, Pane, TimeDomain, Timing, Window, WindowSpec};
+use rill_runtime::{OpResult, Output, Timestamp, MAX_WATERMARK};
+
+use super::aggregate::Aggregate;
+use super::pane::{Pane, Timing, Window};
+use super::slices::{slice_group, KeyWindows, Slice, Slicing};
+use super::spec::{Accumulation, WindowSpec};
+use super::state::{Section, WindowTimers, Windowing, SLICED_WINDOWS};
+use super::trigger::{NodeState, TriggerContext, TriggerProgram};
+use crate::key_by::KeyFn;
 
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
 type Key<G, T, K> = KeyWindows<<G as Aggregate<T, K>>::Out>;
@@ -41,17 +38,12 @@ enum Added {
 }
 
 /// How the operator's two tables are written to checkpoints.
-pub(crate) type SlicedCodecs<K, A, V> = (
-    WindowCodec<K, KeyWindows<V>>,
-    WindowCodec<(K, Timestamp), Slice<A>>,
-);
+pub(crate) type SlicedCodecs<K, A, V> = (Codec<K, KeyWindows<V>>, Codec<(K, Timestamp), Slice<A>>);
 
 pub(crate) struct SlicedWindowOperator<T, K, G: Aggregate<T, K>> {
     keys: Shared<K, Key<G, T, K>>,
     slices: Shared<(K, Timestamp), Slice<G::Acc>>,
     core: Core<T, K, G>,
-    /// Processing-time windows: records that arrived before any processing time did.
-    unclocked: Vec<T>,
     codecs: SlicedCodecs<K, G::Acc, G::Out>,
 }
 
@@ -68,9 +60,8 @@ struct Core<T, K, G: Aggregate<T, K>> {
     fast: bool,
     /// Discarding panes: slices keep parts by firing.
     split: bool,
-    timers: Timers<K>,
-    proc_timers: Timers<K>,
-    clock: Clock,
+    timers: WindowTimers<K>,
+    clock: OperatorClock,
     assigned: Vec<Window>,
     taken: Vec<usize>,
     deadlines: Vec<Timestamp>,
@@ -89,18 +80,15 @@ where
         key: KeyFn<T, K>,
         agg: G,
         codecs: SlicedCodecs<K, G::Acc, G::Out>,
-        track_changes: bool,
+        changes: Changes,
     ) -> Self {
         let program = TriggerProgram::new(&spec.trigger);
         let fresh = program.fresh();
         let fast = program.waits_for_end();
         let split = spec.accumulation == Accumulation::Discarding;
         SlicedWindowOperator {
-            keys: KeyedState::shared(track_changes),
-            slices: Rc::new(RefCell::new(KeyedState::grouped_by(
-                track_changes,
-                slice_group::<K>,
-            ))),
+            keys: KeyedState::with_changes(changes).into_shared(),
+            slices: (KeyedState::with_changes(changes).grouped_by(slice_group::<K>)).into_shared(),
             core: Core {
                 nodes: fresh.len(),
                 fresh,
@@ -111,14 +99,12 @@ where
                 agg,
                 program,
                 slicing,
-                timers: BTreeMap::new(),
-                proc_timers: BTreeMap::new(),
-                clock: Clock::default(),
+                timers: WindowTimers::new(),
+                clock: OperatorClock::default(),
                 assigned: Vec::new(),
                 taken: Vec::new(),
                 deadlines: Vec::new(),
             },
-            unclocked: Vec::new(),
             codecs,
         }
     }
@@ -137,11 +123,8 @@ where
         let (mut keys, mut slices) = (self.keys.borrow_mut(), self.slices.borrow_mut());
         let core = &mut self.core;
         let dt = core.domain_time();
-        while let Some(entry) = core.timers.first_entry() {
-            if *entry.key() > dt {
-                break;
-            }
-            for (key, w) in entry.remove() {
+        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
+            for (key, w) in due {
                 let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
@@ -172,11 +155,8 @@ where
     fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
         let (mut keys, slices) = (self.keys.borrow_mut(), self.slices.borrow());
         let core = &mut self.core;
-        while let Some(entry) = core.proc_timers.first_entry() {
-            if *entry.key() > core.clock.now {
-                break;
-            }
-            for (key, w) in entry.remove() {
+        while let Some((_, due)) = core.timers.processing.pop_due(core.clock.now) {
+            for (key, w) in due {
                 let Some(ks) = keys.get_mut(&key) else {
                     continue;
                 };
@@ -241,7 +221,7 @@ where
     }
 
     fn is_expired(&self, w: Window) -> bool {
-        self.domain_time() >= w.end.saturating_add(self.spec.lateness)
+        self.domain_time() >= self.spec.gc_time(w)
     }
 
     fn context(&self, w: Window) -> TriggerContext {
@@ -316,12 +296,8 @@ where
             let state = ks.trigger_mut(i, self.nodes);
             self.program
                 .on_element(state, cx, punctuation, &mut self.deadlines);
-            for &d in &self.deadlines {
-                self.proc_timers
-                    .entry(d)
-                    .or_default()
-                    .push((key.clone(), w));
-            }
+            self.timers
+                .deadlines(key, w, self.deadlines.iter().copied());
             self.fire_if_ready(ks, slices, key, i, out);
         }
         self.taken = taken;
@@ -330,14 +306,8 @@ where
 
     /// Gives window `w` of `key` its state and timers; returns its index.
     fn open(&mut self, ks: &mut Key<G, T, K>, key: &K, w: Window) -> usize {
-        let dt = self.domain_time();
-        if w.end > dt {
-            self.timers.entry(w.end).or_default().push((key.clone(), w));
-        }
-        let gc = w.end.saturating_add(self.spec.lateness);
-        if gc != w.end {
-            self.timers.entry(gc).or_default().push((key.clone(), w));
-        }
+        let (gc, dt) = (self.spec.gc_time(w), self.domain_time());
+        self.timers.open(key, w, gc, dt);
         self.spec.metrics.window_created();
         ks.open(w, &self.fresh)
     }
@@ -470,70 +440,7 @@ fn nonempty<K: Clone + Hash + Eq, A, V>(
     slices_of(ks, slices, key, i).any(|s| s.last_seq >= cut)
 }
 
-impl<T, K, G> Operator<T> for SlicedWindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
-    /// The operator's clock (every shard restores it), and every key's slices and
-    /// windows, incrementally: the keys changed since the last checkpoint.
-    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        check_none_held(&self.unclocked)?;
-        self.core.clock.snapshot(state)?;
-        self.codecs.0.write(&self.keys, state)?;
-        self.codecs.1.write(&self.slices, state)
-    }
-
-    fn restore(&mut self, state: &StateReader) -> OpResult {
-        self.core.clock.restore(state)?;
-        crate::window::state::refuse_other_sections(state, "sliced windows")?;
-        let mut keys = self.keys.borrow_mut();
-        self.codecs.0.read(&mut keys, state)?;
-        self.codecs.1.read(&mut self.slices.borrow_mut(), state)?;
-        // The timers still to come: each window's end and garbage collection, and its
-        // trigger's processing-time deadlines (those already due fired before the
-        // checkpoint).
-        let core = &mut self.core;
-        let (dt, now) = (core.domain_time(), core.clock.now);
-        for (key, ks) in keys.iter() {
-            for (i, w) in ks.windows.iter().enumerate() {
-                core.spec.metrics.window_created();
-                let (end, gc) = (
-                    w.window.end,
-                    w.window.end.saturating_add(core.spec.lateness),
-                );
-                rearm(
-                    &mut core.timers,
-                    &mut core.proc_timers,
-                    key,
-                    w.window,
-                    [Some(end), (gc != end).then_some(gc)].into_iter().flatten(),
-                    dt,
-                    core.program.deadlines(ks.trigger(i, core.nodes)),
-                    now,
-                );
-            }
-        }
-        Ok(())
-    }
-
-    type Out = Outs<K, G::Out, T>;
-
-    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
-        on_batch(self, batch, out)
-    }
-
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_watermark(self, watermark, out)
-    }
-
-    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
-        on_processing_time(self, now, out)
-    }
-}
-
-impl<T, K, G> Clocked<T> for SlicedWindowOperator<T, K, G>
+impl<T, K, G> Windowing<T> for SlicedWindowOperator<T, K, G>
 where
     T: Clone + 'static,
     K: Clone + Hash + Eq + 'static,
@@ -541,16 +448,12 @@ where
 {
     type Outs = Outs<K, G::Out, T>;
 
-    fn clock(&mut self) -> &mut Clock {
+    fn clock(&mut self) -> &mut OperatorClock {
         &mut self.core.clock
     }
 
     fn domain(&self) -> TimeDomain {
         self.core.spec.domain
-    }
-
-    fn held(&mut self) -> &mut Vec<T> {
-        &mut self.unclocked
     }
 
     fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
@@ -564,5 +467,30 @@ where
 
     fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
         SlicedWindowOperator::fire_processing_timers(self, out)
+    }
+
+    const SECTION: Section = SLICED_WINDOWS;
+
+    /// Every key's slices and windows.
+    fn write_tables(&mut self, state: &mut StateWriter) -> OpResult {
+        self.codecs.0.write(&self.keys, state)?;
+        self.codecs.1.write(&self.slices, state)
+    }
+
+    fn read_tables(&mut self, state: &StateReader) -> OpResult {
+        let mut keys = self.keys.borrow_mut();
+        self.codecs.0.read(&mut keys, state)?;
+        self.codecs.1.read(&mut self.slices.borrow_mut(), state)?;
+        let core = &mut self.core;
+        let times = (core.domain_time(), core.clock.now);
+        for (key, ks) in keys.iter() {
+            for (i, w) in ks.windows.iter().enumerate() {
+                core.spec.metrics.window_created();
+                let gc = Some(core.spec.gc_time(w.window));
+                let deadlines = core.program.deadlines(ks.trigger(i, core.nodes));
+                core.timers.rearm(key, w.window, gc, times, deadlines);
+            }
+        }
+        Ok(())
     }
 }

@@ -28,11 +28,12 @@ use std::collections::VecDeque;
 use std::hash::Hash;
 
 use rill_runtime::keys::key_group;
+use rill_runtime::state::KeyRecord;
 use rill_runtime::{hash_key, Timestamp};
 
-use crate::window::state::KeyRecord;
-use crate::window::trigger::NodeState;
-use crate::window::{Window, Windows};
+use super::assigner::Windows;
+use super::pane::Window;
+use super::trigger::NodeState;
 
 /// The slice grid of a tumbling or sliding window policy.
 #[derive(Debug, Clone, Copy)]
@@ -56,15 +57,7 @@ impl Slicing {
     /// The grid of `policy`, if it is tumbling or sliding (and valid).
     pub(crate) fn of(policy: Windows) -> Option<Slicing> {
         policy.validate().ok()?;
-        let (size, period, offset) = match policy {
-            Windows::Tumbling { size, offset } => (size, size, offset),
-            Windows::Sliding {
-                size,
-                period,
-                offset,
-            } => (size, period, offset),
-            _ => return None,
-        };
+        let (size, period, offset) = policy.grid()?;
         Some(Slicing {
             size,
             period,
@@ -335,8 +328,6 @@ impl<V> KeyWindows<V> {
 /// the section "slices", version 1.
 impl<A: Clone> KeyRecord for Slice<A> {
     type Record = (u64, Vec<(u64, A)>);
-    const SECTION: &'static str = "slices";
-    const VERSION: u32 = 1;
 
     fn record(&self) -> Self::Record {
         let parts = self.parts().map(|p| (p.since, p.acc.clone())).collect();
@@ -373,8 +364,6 @@ type WindowRecord<V> = (
 /// the windows and their triggers' deadlines.
 impl<V: Clone> KeyRecord for KeyWindows<V> {
     type Record = (Vec<Timestamp>, Vec<WindowRecord<V>>, u64);
-    const SECTION: &'static str = "sliced windows";
-    const VERSION: u32 = 1;
 
     fn record(&self) -> Self::Record {
         let n = self.triggers.len() / self.windows.len().max(1);

@@ -1,173 +1,45 @@
-//! What the window operators keep besides their keys' windows: the clock they measure
-//! windows against, and how a key's state is written to checkpoints.
+//! What the three window operators share: the driver that runs each as an [`Operator`]
+//! ([`Windowed`]: records held for want of processing time, the clock, snapshot and
+//! restore), their timers ([`WindowTimers`]) and the checkpoint sections of their keys.
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{KeyedState, SharedKeyedState};
-use rill_runtime::{OpResult, StateData, Timestamp, MAX_WATERMARK, MIN_WATERMARK};
+use rill_runtime::state::{record_codec, Codec, KeyRecord, OperatorClock, TimeDomain, TimerQueue};
+use rill_runtime::{OpResult, Operator, Outputs, StateData, Timestamp, MAX_WATERMARK};
 
-use crate::window::{TimeDomain, Window};
+use super::pane::Window;
 
-/// A window operator's (or a process function's) view of time: the input watermark and
-/// processing time.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    pub(crate) watermark: Timestamp,
-    pub(crate) now: Timestamp,
-}
+/// A checkpoint section: (name, format version).
+pub(crate) type Section = (&'static str, u32);
 
-impl Default for Clock {
-    fn default() -> Self {
-        Clock {
-            watermark: MIN_WATERMARK,
-            now: MIN_WATERMARK,
-        }
-    }
-}
+/// The per-window operator's keys (`operator.rs`).
+pub(crate) const WINDOWS: Section = ("windows", 2);
+/// The sliced operator's keys (`sliced.rs`).
+pub(crate) const SLICED_WINDOWS: Section = ("sliced windows", 1);
+/// The sliced operator's slices (`slices.rs`).
+pub(crate) const SLICES: Section = ("slices", 1);
+/// The on-time operator's slices (`on_time.rs`).
+pub(crate) const SLICE_ACCUMULATORS: Section = ("slice accumulators", 1);
 
-impl Clock {
-    /// The time windows are measured against: the watermark, or processing time (which
-    /// jumps to the end of time when the input ends).
-    pub(crate) fn domain_time(&self, domain: TimeDomain) -> Timestamp {
-        match domain {
-            TimeDomain::EventTime => self.watermark,
-            TimeDomain::ProcessingTime if self.watermark == MAX_WATERMARK => MAX_WATERMARK,
-            TimeDomain::ProcessingTime => self.now,
-        }
-    }
+/// The sections the three window operators write their keys to; the windows of a spec
+/// decide which operator runs it (see docs/windows.md).
+pub(crate) const SECTIONS: [Section; 3] = [WINDOWS, SLICED_WINDOWS, SLICE_ACCUMULATORS];
 
-    /// A record's time in `domain`: `event_time()` or the current processing time.
-    #[inline]
-    pub(crate) fn element_time(
-        &self,
-        domain: TimeDomain,
-        event_time: impl FnOnce() -> Timestamp,
-    ) -> Timestamp {
-        match domain {
-            TimeDomain::EventTime => event_time(),
-            TimeDomain::ProcessingTime => self.now,
-        }
-    }
-
-    /// Processing-time windows cannot place records before processing time arrived (an
-    /// input that has not ticked yet holds the operator's clock at its minimum).
-    pub(crate) fn unclocked(&self, domain: TimeDomain) -> bool {
-        domain == TimeDomain::ProcessingTime && self.now == MIN_WATERMARK
-    }
-
-    /// The input ended before any processing time arrived (a manual clock that never
-    /// moved): held records count at time 0.
-    pub(crate) fn start(&mut self) {
-        if self.now == MIN_WATERMARK {
-            self.now = 0;
-        }
-    }
-
-    /// Whether a new watermark (`watermark` true) or processing time moved the time
-    /// windows are measured in.
-    pub(crate) fn advances(&self, domain: TimeDomain, watermark: bool) -> bool {
-        if watermark {
-            domain == TimeDomain::EventTime || self.watermark == MAX_WATERMARK
-        } else {
-            domain == TimeDomain::ProcessingTime
-        }
-    }
-
-    /// Writes the clock as this shard's own and as shared state (see
-    /// [`Clock::restore`]).
-    pub(crate) fn snapshot(&self, state: &mut StateWriter) -> OpResult {
-        let clock = (self.watermark, self.now);
-        state.section("clock", 1).put_shared(clock)?;
-        state.section("shard clock", 1).put_own(clock)
-    }
-
-    /// Restores the clock. On as many shards as the checkpoint was taken on, each shard
-    /// takes its own: an operator without an exchange in front (after `assume_keyed_by`,
-    /// the first phase of `window_all`), or any operator under unaligned barriers, saw a
-    /// watermark of its own at its barrier, and a lower one would fire again the windows
-    /// it had fired. On another shard count, the minimum over the shards: under aligned
-    /// barriers every shard fed by an exchange saw the same one, so it is exact there.
-    pub(crate) fn restore(&mut self, state: &StateReader) -> OpResult {
-        let own = state
-            .section("shard clock", 1)?
-            .own::<(Timestamp, Timestamp)>()?;
-        let (watermark, now) = match own {
-            Some(clock) => (Some(clock.0), Some(clock.1)),
-            None => {
-                let clocks = state
-                    .section("clock", 1)?
-                    .values::<(Timestamp, Timestamp)>()?;
-                (
-                    clocks.iter().map(|c| c.0).min(),
-                    clocks.iter().map(|c| c.1).min(),
-                )
-            }
-        };
-        if let Some(w) = watermark {
-            self.watermark = self.watermark.max(w);
-        }
-        if let Some(n) = now {
-            self.now = self.now.max(n);
-        }
-        Ok(())
-    }
-}
-
-/// A key's state as a checkpoint record: written to the named section `SECTION`,
-/// version `VERSION` (another version is refused on restore).
-pub(crate) trait KeyRecord: Sized {
-    type Record;
-    const SECTION: &'static str;
-    const VERSION: u32;
-    fn record(&self) -> Self::Record;
-    fn from_record(record: Self::Record) -> Self;
-}
-
-/// Writes and reads a window operator's keys (behind a trait object, so that only the
-/// constructor carries the serialization bounds).
-pub(crate) trait WindowTable<K, S> {
-    /// Writes the keys copy-on-write (see `KeyedState::snapshot_shared`).
-    fn write(&self, keys: &SharedKeyedState<K, S>, state: &mut StateWriter) -> OpResult;
-    fn read(&self, keys: &mut KeyedState<K, S>, state: &StateReader) -> OpResult;
-}
-
-/// The keys' table, incrementally, in the section its records name.
-pub(crate) struct RkyvWindows;
-
-impl<K, S> WindowTable<K, S> for RkyvWindows
+/// A window table's codec: its values' [`KeyRecord`]s in `section`.
+pub(crate) fn codec<K, S>(section: Section) -> Codec<K, S>
 where
     K: StateData + Hash + Eq,
     S: KeyRecord + 'static,
     S::Record: StateData,
 {
-    fn write(&self, keys: &SharedKeyedState<K, S>, state: &mut StateWriter) -> OpResult {
-        let section = state.section(S::SECTION, S::VERSION);
-        KeyedState::snapshot_shared_as(keys, section, |_, ks: &S| ks.record())
-    }
-    fn read(&self, keys: &mut KeyedState<K, S>, state: &StateReader) -> OpResult {
-        keys.restore_as(&state.section(S::SECTION, S::VERSION)?, |_, r| {
-            S::from_record(r)
-        })
-    }
+    record_codec(section.0, section.1)
 }
-
-pub(crate) type WindowCodec<K, S> = Arc<dyn WindowTable<K, S> + Send + Sync>;
-
-/// The sections the three window operators write their keys to (name, version); the
-/// windows of a spec decide which operator runs it (see docs/windows.md).
-pub(crate) const SECTIONS: [(&str, u32); 3] = [
-    ("windows", 2),
-    ("sliced windows", 1),
-    ("slice accumulators", 1),
-];
 
 /// Fails if `state` holds window state another window operator wrote (a job whose window
 /// spec changed between the checkpoint and the restore, e.g. its lateness or trigger, or a
 /// checkpoint from before windows were sliced): restoring would silently lose it.
-pub(crate) fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult {
+fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult {
     for (name, version) in SECTIONS {
         if name != mine && !state.section(name, version)?.is_empty() {
             return Err(rill_runtime::Failure::new(format!(
@@ -181,118 +53,180 @@ pub(crate) fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult
     Ok(())
 }
 
-/// What the window operators do alike as records and time arrive: records of
-/// processing-time windows wait for the first processing time, and a watermark or a new
-/// processing time fires what is due. Each operator says how it adds records and fires;
-/// [`on_batch`], [`on_watermark`] and [`on_processing_time`] drive it.
-pub(crate) trait Clocked<T> {
-    type Outs;
-    fn clock(&mut self) -> &mut Clock;
+/// One of the window operators ([`operator`](super::operator), [`sliced`](super::sliced),
+/// [`on_time`](super::on_time)): how it adds records, fires what time made due and writes
+/// its tables. [`Windowed`] does the rest, alike for the three.
+pub(crate) trait Windowing<T> {
+    type Outs: Outputs;
+    /// The section of its keys (a restore refuses the other window operators'
+    /// [`SECTIONS`]).
+    const SECTION: Section;
+    fn clock(&mut self) -> &mut OperatorClock;
     fn domain(&self) -> TimeDomain;
-    /// Records that arrived before any processing time (processing-time windows).
-    fn held(&mut self) -> &mut Vec<T>;
     /// Adds records at the current time.
     fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult;
     /// Fires what the time the windows are measured in made due.
     fn advance(&mut self, out: &mut Self::Outs);
     /// Fires what processing-time triggers made due.
     fn fire_processing_timers(&mut self, _out: &mut Self::Outs) {}
+    /// Writes its tables, incrementally (after the clock).
+    fn write_tables(&mut self, state: &mut StateWriter) -> OpResult;
+    /// Reads its tables back (after the clock) and sets again the timers still to come.
+    fn read_tables(&mut self, state: &StateReader) -> OpResult;
 }
 
-/// Adds a batch, or holds it until processing time arrives.
-pub(crate) fn on_batch<T, O: Clocked<T>>(
-    op: &mut O,
-    batch: &mut Vec<T>,
-    out: &mut O::Outs,
-) -> OpResult {
-    let domain = op.domain();
-    if op.clock().unclocked(domain) {
-        op.held().append(batch);
-        return Ok(());
-    }
-    op.add_batch(batch, out)
+/// A window operator as the runtime runs it: records of processing-time windows wait for
+/// the first processing time; a watermark or a new processing time fires what is due; a
+/// snapshot writes the clock and the operator's tables, a restore reads them back.
+pub(crate) struct Windowed<T, O> {
+    op: O,
+    /// Processing-time windows: records that arrived before any processing time did (an
+    /// input that has not ticked yet holds the operator's clock at its minimum). They are
+    /// assigned with the first processing time, or at the end of the input.
+    held: Vec<T>,
 }
 
-/// Adds the held records at the current processing time.
-fn add_held<T, O: Clocked<T>>(op: &mut O, out: &mut O::Outs) -> OpResult {
-    op.clock().start();
-    let mut held = std::mem::take(op.held());
-    op.add_batch(&mut held, out)
-}
-
-pub(crate) fn on_watermark<T, O: Clocked<T>>(
-    op: &mut O,
-    watermark: Timestamp,
-    out: &mut O::Outs,
-) -> OpResult {
-    if watermark > op.clock().watermark {
-        if watermark == MAX_WATERMARK && !op.held().is_empty() {
-            add_held(op, out)?;
-        }
-        op.clock().watermark = watermark;
-        let domain = op.domain();
-        if op.clock().advances(domain, true) {
-            op.advance(out);
+impl<T, O: Windowing<T>> Windowed<T, O> {
+    pub(crate) fn new(op: O) -> Self {
+        Windowed {
+            op,
+            held: Vec::new(),
         }
     }
-    Ok(())
+
+    /// Adds the held records at the current processing time.
+    fn add_held(&mut self, out: &mut O::Outs) -> OpResult {
+        self.op.clock().start();
+        let mut held = std::mem::take(&mut self.held);
+        self.op.add_batch(&mut held, out)
+    }
 }
 
-pub(crate) fn on_processing_time<T, O: Clocked<T>>(
-    op: &mut O,
-    now: Timestamp,
-    out: &mut O::Outs,
-) -> OpResult {
-    if now > op.clock().now {
-        op.clock().now = now;
-        if !op.held().is_empty() {
-            add_held(op, out)?;
+impl<T, O: Windowing<T>> Operator<T> for Windowed<T, O> {
+    /// The operator's clock (each shard restores its own: see
+    /// [`OperatorClock::restore`]), and its tables, incrementally: the keys changed since
+    /// the last checkpoint. A checkpoint cannot hold records that wait for processing
+    /// time.
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        if !self.held.is_empty() {
+            return Err(rill_runtime::Failure::new(
+                "a processing-time window holds records that arrived before any processing \
+                 time; it cannot take a checkpoint yet",
+            ));
         }
-        op.fire_processing_timers(out);
-        let domain = op.domain();
-        if op.clock().advances(domain, false) {
-            op.advance(out);
+        self.op.clock().snapshot(state)?;
+        self.op.write_tables(state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        self.op.clock().restore(state)?;
+        refuse_other_sections(state, O::SECTION.0)?;
+        self.op.read_tables(state)
+    }
+
+    type Out = O::Outs;
+
+    /// Adds a batch, or holds it until processing time arrives.
+    fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {
+        let domain = self.op.domain();
+        if self.op.clock().unclocked(domain) {
+            self.held.append(batch);
+            return Ok(());
+        }
+        self.op.add_batch(batch, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Self::Out) -> OpResult {
+        if watermark > self.op.clock().watermark {
+            if watermark == MAX_WATERMARK && !self.held.is_empty() {
+                self.add_held(out)?;
+            }
+            self.op.clock().watermark = watermark;
+            let domain = self.op.domain();
+            if self.op.clock().advances(domain, true) {
+                self.op.advance(out);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Self::Out) -> OpResult {
+        if now > self.op.clock().now {
+            self.op.clock().now = now;
+            if !self.held.is_empty() {
+                self.add_held(out)?;
+            }
+            self.op.fire_processing_timers(out);
+            let domain = self.op.domain();
+            if self.op.clock().advances(domain, false) {
+                self.op.advance(out);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A window operator's timers: at a time, the (key, window) pairs to look at again, in
+/// the windows' time domain (end of window and garbage collection) and in processing time
+/// (deadlines of processing-time triggers). Not checkpointed: a restore sets them again
+/// from the windows ([`WindowTimers::rearm`]).
+pub(crate) struct WindowTimers<K> {
+    pub(crate) domain: TimerQueue<(K, Window)>,
+    pub(crate) processing: TimerQueue<(K, Window)>,
+}
+
+impl<K: Clone> WindowTimers<K> {
+    pub(crate) fn new() -> Self {
+        WindowTimers {
+            domain: TimerQueue::new(),
+            processing: TimerQueue::new(),
         }
     }
-    Ok(())
-}
 
-/// A checkpoint cannot hold records that wait for processing time.
-pub(crate) fn check_none_held<T>(held: &[T]) -> OpResult {
-    if held.is_empty() {
-        return Ok(());
+    /// Sets the timers of a new time window `window` of `key`: its end (unless
+    /// `domain_time` passed it) and its garbage collection at `gc` (see
+    /// [`WindowSpec::gc_time`](super::WindowSpec::gc_time)), if later.
+    pub(crate) fn open(&mut self, key: &K, window: Window, gc: Timestamp, domain_time: Timestamp) {
+        if window.end > domain_time {
+            self.domain.set(window.end, (key.clone(), window));
+        }
+        if gc != window.end {
+            self.domain.set(gc, (key.clone(), window));
+        }
     }
-    Err(rill_runtime::Failure::new(
-        "a processing-time window holds records that arrived before any processing time; \
-         it cannot take a checkpoint yet",
-    ))
-}
 
-/// Timers of a window operator: at a time, the (key, window) pairs to look at again.
-pub(crate) type Timers<K> = BTreeMap<Timestamp, Vec<(K, Window)>>;
-
-/// After a restore, sets again the timers of `key`'s `window` still to come (timers are
-/// not checkpointed): `times` in the window's time domain (its end and garbage
-/// collection) after `domain_time`, and its trigger's processing-time `deadlines` after
-/// `now` (those already due fired before the checkpoint).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn rearm<K: Clone>(
-    timers: &mut Timers<K>,
-    proc_timers: &mut Timers<K>,
-    key: &K,
-    window: Window,
-    times: impl IntoIterator<Item = Timestamp>,
-    domain_time: Timestamp,
-    deadlines: impl IntoIterator<Item = Timestamp>,
-    now: Timestamp,
-) {
-    for t in times.into_iter().filter(|&t| t > domain_time) {
-        timers.entry(t).or_default().push((key.clone(), window));
+    /// Sets processing-time trigger deadlines of `key`'s `window`.
+    pub(crate) fn deadlines(
+        &mut self,
+        key: &K,
+        window: Window,
+        deadlines: impl IntoIterator<Item = Timestamp>,
+    ) {
+        for d in deadlines {
+            self.processing.set(d, (key.clone(), window));
+        }
     }
-    for d in deadlines.into_iter().filter(|&d| d > now) {
-        proc_timers
-            .entry(d)
-            .or_default()
-            .push((key.clone(), window));
+
+    /// After a restore, sets again the timers of `key`'s `window` still to come: its end
+    /// and garbage collection at `gc` (`None` for a count window, which ends by ordinals)
+    /// after `domain_time`, and its trigger's processing-time `deadlines` after `now`
+    /// (those already due fired before the checkpoint).
+    pub(crate) fn rearm(
+        &mut self,
+        key: &K,
+        window: Window,
+        gc: Option<Timestamp>,
+        (domain_time, now): (Timestamp, Timestamp),
+        deadlines: impl IntoIterator<Item = Timestamp>,
+    ) {
+        let times = gc.map(|gc| [Some(window.end), (gc != window.end).then_some(gc)]);
+        for t in times.into_iter().flatten().flatten() {
+            if t > domain_time {
+                self.domain.set(t, (key.clone(), window));
+            }
+        }
+        for d in deadlines.into_iter().filter(|&d| d > now) {
+            self.processing.set(d, (key.clone(), window));
+        }
     }
 }

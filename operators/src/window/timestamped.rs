@@ -3,7 +3,9 @@
 
 use rill_runtime::Timestamp;
 
-use crate::window::{Pane, WindowSpec, Windows};
+use super::assigner::Windows;
+use super::pane::{AllPane, Pane};
+use super::spec::WindowSpec;
 
 /// A record that knows its event time (Flink's element timestamp). [`Pane`] implements
 /// it with [`Pane::timestamp`]; implement it for your own records to window them with
@@ -70,6 +72,13 @@ impl<K, V> Pane<K, V> {
 impl<K, V> Timestamped for Pane<K, V> {
     fn timestamp(&self) -> Timestamp {
         Pane::timestamp(self)
+    }
+}
+
+/// A pane of non-keyed windows is placed as a keyed one ([`Pane::timestamp`]).
+impl<V> Timestamped for AllPane<V> {
+    fn timestamp(&self) -> Timestamp {
+        self.window.end.saturating_sub(1)
     }
 }
 

@@ -3,16 +3,16 @@
 //! them, and reading the committed part files back.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rill_operators::file_sink::write_part_files;
 use rill_operators::prelude::*;
-use rill_runtime::checkpoint::{SplitPosition, StateReader, StateWriter};
+use rill_runtime::checkpoint::{Guarantee, SplitPosition, StateReader, StateWriter};
 use rill_runtime::{
     hash_key, BinaryOperator, Dataflow, Failure, OpResult, Operator, Output, Partitioning, Source,
     SourceOutput, SourceStatus, Stream, Timestamp,
@@ -22,10 +22,40 @@ pub const EVENTS: u64 = 120_000;
 pub const WINDOW: u64 = 1_000;
 
 /// Numbers `0..end` in splits `s, s + of, ...`; the event time of `n` is `n`.
+///
+/// With a `hold` of `h` records, the source stops at the number `start + h` (`start`: the
+/// smallest position it begins or is restored at) until two checkpoint barriers passed it
+/// there: the first checkpoint, taken with every record before that number, is then
+/// complete (a checkpoint starts only after the previous one completed). A crash after
+/// more than `h` records therefore always finds a checkpoint at that record, whatever the
+/// timing: the crash tests are driven by the barrier at record N, not by sleeps.
 pub struct RangeSource {
     splits: Vec<SplitPosition>,
     end: u64,
     watermark: Timestamp,
+    /// Records to emit before waiting for a checkpoint (0: never wait).
+    hold: u64,
+    /// The number the source waits at (`u64::MAX`: none).
+    gate: u64,
+    /// Barriers that passed the source while it waited at the gate.
+    barriers: Cell<u32>,
+}
+
+impl RangeSource {
+    /// Sets the gate `hold` records after the smallest position.
+    fn set_gate(&mut self) {
+        let start = self.splits.iter().map(|s| s.position).min();
+        self.gate = match (self.hold, start) {
+            (0, _) | (_, None) => u64::MAX,
+            (hold, Some(start)) => start + hold,
+        };
+        self.barriers.set(0);
+    }
+
+    /// True while the source waits at its gate for a complete checkpoint.
+    fn waiting(&self, next: u64) -> bool {
+        next >= self.gate && self.barriers.get() < 2
+    }
 }
 
 impl Source<u64> for RangeSource {
@@ -40,6 +70,9 @@ impl Source<u64> for RangeSource {
             else {
                 return Ok(SourceStatus::Done);
             };
+            if s.position >= self.gate && self.barriers.get() < 2 {
+                break;
+            }
             out.give(s.position);
             s.position += s.of as u64;
             emitted += 1;
@@ -55,16 +88,24 @@ impl Source<u64> for RangeSource {
                 self.watermark = next as Timestamp;
                 out.watermark(self.watermark)?;
             }
+            if emitted == 0 && self.waiting(next) {
+                return Ok(SourceStatus::Idle);
+            }
         }
         Ok(SourceStatus::Emitted)
     }
 
     fn checkpoint(&self) -> Option<Vec<SplitPosition>> {
+        let next = self.splits.iter().map(|s| s.position).min();
+        if next.is_some_and(|n| n >= self.gate) {
+            self.barriers.set(self.barriers.get() + 1);
+        }
         Some(self.splits.clone())
     }
 
     fn restore(&mut self, splits: Vec<SplitPosition>) -> Result<(), Failure> {
         self.splits = splits;
+        self.set_gate();
         Ok(())
     }
 }
@@ -180,28 +221,33 @@ impl Operator<u64> for Crash {
 }
 
 /// Numbers `0..end` from a [`RangeSource`] on every shard, through a [`Crash`] after
-/// `crash_after` records, slowed down a little (a sleep every `pace` numbers) so that
-/// checkpoints happen before the crash.
-pub fn numbers(df: &mut Dataflow, end: u64, crash_after: u64, pace: u64) -> Stream<u64> {
+/// `crash_after` records (0: never). With checkpoints (not at-most-once), the source waits
+/// at half of `crash_after` until a checkpoint there completed, so that every crashed run
+/// leaves a checkpoint to restore.
+pub fn numbers(df: &mut Dataflow, end: u64, crash_after: u64) -> Stream<u64> {
     let seen = Arc::new(AtomicU64::new(0));
-    df.source("numbers", move |shard| RangeSource {
-        splits: vec![SplitPosition {
-            split: shard.index as u32,
-            of: shard.shards as u32,
-            position: shard.index as u64,
-        }],
-        end,
-        watermark: Timestamp::MIN,
+    df.source("numbers", move |shard| {
+        let snapshots = shard
+            .checkpoint()
+            .is_some_and(|c| c.guarantee != Guarantee::AtMostOnce);
+        let mut source = RangeSource {
+            splits: vec![SplitPosition {
+                split: shard.index as u32,
+                of: shard.shards as u32,
+                position: shard.index as u64,
+            }],
+            end,
+            watermark: Timestamp::MIN,
+            hold: if snapshots { crash_after / 2 } else { 0 },
+            gate: u64::MAX,
+            barriers: Cell::new(0),
+        };
+        source.set_gate();
+        source
     })
     .unary("crash", move |_| Crash {
         seen: seen.clone(),
         after: crash_after,
-    })
-    .map("pace", move |n: u64| {
-        if n % pace == 0 {
-            std::thread::sleep(Duration::from_micros(300));
-        }
-        n
     })
 }
 
@@ -227,7 +273,7 @@ pub fn dataflow(out: &Path, crash_after: u64, two_input: bool) -> Dataflow {
 
 pub fn shaped(out: &Path, crash_after: u64, two_input: bool, shape: Shape) -> Dataflow {
     let mut df = Dataflow::new();
-    let numbers = numbers(&mut df, EVENTS, crash_after, 4096);
+    let numbers = numbers(&mut df, EVENTS, crash_after);
     let a = keyed(&numbers, "by 97", 97, 0);
     let b = keyed(&numbers, "by 13", 13, 1000);
     let counts = match shape {

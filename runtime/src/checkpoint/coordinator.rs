@@ -1,6 +1,6 @@
 //! What the shards and the checkpoint coordinator share: the checkpoint requested and
 //! completed, each shard's acknowledgement, the files handed over for writing, and the
-//! job's checkpoint measurements. The coordinator thread itself is `crate::coordinator`.
+//! job's checkpoint measurements. The coordinator thread itself is `crate::job_checkpoints`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
+use super::scope::EntryScope;
 use super::Guarantee;
 use crate::error::Error;
 use crate::fs::write_atomic;
@@ -53,9 +54,10 @@ pub(crate) struct NodeState {
     pub entries: Vec<StateEntry>,
 }
 
-/// One piece of state: keyed (`scope` is a key group) or per split (`scope` is the split),
-/// part of the operator's named state `name` written at `version` (see
-/// [`StateWriter::section`](super::StateWriter::section)).
+/// One piece of state, part of the operator's named state `name` written at `version` (see
+/// [`StateWriter::section`](super::StateWriter::section)). The file holds its
+/// [`EntryScope`] as `split` and `scope` (a key group or a split, `u32::MAX` for all): code
+/// writes it through [`StateEntry::new`] and reads it with [`EntryScope::from_parts`].
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone)]
 pub(crate) struct StateEntry {
     pub name: String,
@@ -67,6 +69,27 @@ pub(crate) struct StateEntry {
     /// from the newest checkpoint only.
     pub changelog: bool,
     pub bytes: Vec<u8>,
+}
+
+impl StateEntry {
+    /// An entry of section `name` at `version`, restored by the shards `scope` says.
+    pub(crate) fn new(
+        name: String,
+        version: u32,
+        scope: EntryScope,
+        changelog: bool,
+        bytes: Vec<u8>,
+    ) -> Self {
+        let (split, scope) = scope.to_parts();
+        StateEntry {
+            name,
+            version,
+            split,
+            scope,
+            changelog,
+            bytes,
+        }
+    }
 }
 
 /// Serializes a shard file with its header.

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use super::{Built, GraphDesc, NodeBuilder, ShardContext, StreamId};
 use crate::checkpoint::ShardCheckpoint;
 use crate::clock::Clock;
-use crate::context::ShardInfo;
 use crate::error::Error;
 use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
 use crate::exchange::EdgeOnShard;
 use crate::head::{BlockedFlag, SenderDriver};
 use crate::instrument::{DroppedRecords, NodeStats};
 use crate::shard::{HeadSlot, Plan};
+use crate::shard_info::ShardInfo;
 
 /// The channel ends of one shard, indexed by exchange.
 #[derive(Default)]
@@ -65,6 +65,7 @@ pub(crate) fn instantiate(
             stats: stats[node].clone(),
             checkpoint: checkpoint.clone(),
             failure: None,
+            build_failure: None,
             waker: shard.waker.clone(),
             control: shard.control.clone(),
             blocking: Vec::new(),
@@ -82,6 +83,14 @@ pub(crate) fn instantiate(
         for (flag, driver) in std::mem::take(&mut builder.blocking) {
             reach_own.push(flag);
             senders.push(driver);
+        }
+        if let Some(f) = builder.build_failure.take() {
+            return Err(Error::OperatorBuild {
+                operator: desc.name.clone(),
+                shard: info.index,
+                cause: f.cause().cloned(),
+                message: f.message,
+            });
         }
         if let Some(f) = builder.failure.take() {
             return Err(Error::Restore {

@@ -5,10 +5,10 @@ use std::rc::Rc;
 
 use crate::checkpoint::{CheckpointContext, Guarantee};
 use crate::clock::Clock;
-use crate::context::ShardInfo;
 use crate::data::StateData;
 use crate::instrument::DroppedRecords;
-use crate::state::{ListState, MapState, Registry, Timers, ValueState};
+use crate::shard_info::ShardInfo;
+use crate::state::{Changes, KeyedState, ListState, MapState, Registry, Timers, ValueState};
 
 /// The shard an operator instance is built on, and the shard's settings: handed to every
 /// source, operator and sink factory (timely hands its `Worker` to the user's closure), so
@@ -55,12 +55,17 @@ impl ShardContext {
         checkpoint: Option<CheckpointContext>,
         dropped: Vec<DroppedRecords>,
     ) -> Self {
-        let track = checkpoint.is_some_and(|c| c.guarantee != Guarantee::AtMostOnce);
+        let snapshots = checkpoint.is_some_and(|c| c.guarantee != Guarantee::AtMostOnce);
+        let changes = if snapshots {
+            Changes::Tracked
+        } else {
+            Changes::Untracked
+        };
         ShardContext {
             info,
             clock,
             checkpoint,
-            states: Rc::new(Registry::new(track)),
+            states: Rc::new(Registry::new(changes)),
             dropped: dropped.into(),
         }
     }
@@ -192,11 +197,16 @@ impl ShardContext {
         self.dropped[self.states.node()].clone()
     }
 
-    /// True if keyed state should track its changes for incremental checkpoints (the job
-    /// takes snapshots).
-    pub fn tracks_state(&self) -> bool {
-        self.checkpoint
-            .is_some_and(|c| c.guarantee != Guarantee::AtMostOnce)
+    /// Whether keyed state tables should track their changes, for incremental
+    /// checkpoints (tracked when the job takes snapshots).
+    pub fn state_changes(&self) -> Changes {
+        self.states.changes()
+    }
+
+    /// An empty keyed state table for an operator of this shard, tracking its changes if
+    /// the job takes snapshots ([`ShardContext::state_changes`]).
+    pub fn keyed_state<K: Clone + Hash + Eq, V>(&self) -> KeyedState<K, V> {
+        KeyedState::with_changes(self.state_changes())
     }
 }
 

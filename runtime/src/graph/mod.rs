@@ -35,6 +35,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::data::{Data, ExchangeData};
+use crate::error::Failure;
 use crate::exchange::route::Partitioning;
 use crate::exchange::TypedExchange;
 use crate::operator::binary::{BinaryState, LeftInput, RightInput};
@@ -123,12 +124,27 @@ impl Dataflow {
         S: Source<T> + 'static,
         F: Fn(&ShardContext) -> S + Send + Sync + 'static,
     {
+        self.try_source(name, move |shard| Ok(make(shard)))
+    }
+
+    /// [`Dataflow::source`] whose factory can fail (e.g. connecting to a broker): an error
+    /// fails the job's start, naming the source and the shard
+    /// ([`Error::OperatorBuild`](crate::Error::OperatorBuild)).
+    pub fn try_source<T, S, F>(&mut self, name: &str, make: F) -> Stream<T>
+    where
+        T: Data,
+        S: Source<T> + 'static,
+        F: Fn(&ShardContext) -> Result<S, Failure> + Send + Sync + 'static,
+    {
         let node = self.graph.borrow_mut().add(NodeDesc {
             name: name.to_string(),
             inputs: Vec::new(),
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let Some(source) = b.made(make(b.context)) else {
+                    return Built::Inputs(Vec::new());
+                };
                 let out = SourceOutput::new(b.output::<T>(0));
-                Built::Source(b.source_head(make(b.context), out))
+                Built::Source(b.source_head(source, out))
             }),
         });
         self.stream(node, 0)
@@ -241,12 +257,52 @@ impl<T: Data> Stream<T> {
         Op: Operator<T, Out = Output<U>> + 'static,
         F: Fn(&ShardContext) -> Op + Send + Sync + 'static,
     {
+        self.try_unary(name, move |shard| Ok(make(shard)))
+    }
+
+    /// [`Stream::unary`] whose factory can fail (e.g. opening a file or a connection): an
+    /// error fails the job's start, naming the operator and the shard
+    /// ([`Error::OperatorBuild`](crate::Error::OperatorBuild)).
+    ///
+    /// ```
+    /// use rill_runtime::{Config, Dataflow, Error, Failure, OpResult, Operator, Output, Runtime};
+    ///
+    /// struct Pass;
+    /// impl Operator<u64> for Pass {
+    ///     type Out = Output<u64>;
+    ///     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Output<u64>) -> OpResult {
+    ///         out.give_vec(batch);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let mut df = Dataflow::new();
+    /// df.vec_source("numbers", vec![1u64, 2, 3])
+    ///     .try_unary("connect", |shard| match shard.index {
+    ///         0 => Ok(Pass),
+    ///         _ => Err(Failure::new("no route to the service")),
+    ///     })
+    ///     .discard("out");
+    /// let runtime = Runtime::new(Config::default().shards(2).pin(false)).unwrap();
+    /// let err = runtime.run(df).unwrap_err();
+    /// let Error::OperatorBuild { operator, shard, .. } = err else {
+    ///     panic!("{err}")
+    /// };
+    /// assert_eq!((operator.as_str(), shard), ("connect", 1));
+    /// ```
+    pub fn try_unary<U, Op, F>(&self, name: &str, make: F) -> Stream<U>
+    where
+        U: Data,
+        Op: Operator<T, Out = Output<U>> + 'static,
+        F: Fn(&ShardContext) -> Result<Op, Failure> + Send + Sync + 'static,
+    {
         let node = self.add_node(NodeDesc {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let Some(mut op) = b.made(make(b.context)) else {
+                    return Built::Inputs(Vec::new());
+                };
                 let out = b.output::<U>(0);
-                let mut op = make(b.context);
                 b.restore(|s| op.restore(s));
                 Built::Inputs(vec![b.unary_input::<T, _>(op, out)])
             }),
@@ -284,12 +340,25 @@ impl<T: Data> Stream<T> {
         Op: Operator<T, Out = (Output<A>, Output<B>)> + 'static,
         F: Fn(&ShardContext) -> Op + Send + Sync + 'static,
     {
+        self.try_unary_split(name, move |shard| Ok(make(shard)))
+    }
+
+    /// [`Stream::unary_split`] whose factory can fail (see [`Stream::try_unary`]).
+    pub fn try_unary_split<A, B, Op, F>(&self, name: &str, make: F) -> (Stream<A>, Stream<B>)
+    where
+        A: Data,
+        B: Data,
+        Op: Operator<T, Out = (Output<A>, Output<B>)> + 'static,
+        F: Fn(&ShardContext) -> Result<Op, Failure> + Send + Sync + 'static,
+    {
         let node = self.add_node(NodeDesc {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let Some(mut op) = b.made(make(b.context)) else {
+                    return Built::Inputs(Vec::new());
+                };
                 let outs = (b.output::<A>(0), b.output::<B>(1));
-                let mut op = make(b.context);
                 b.restore(|s| op.restore(s));
                 Built::Inputs(vec![b.unary_input::<T, _>(op, outs)])
             }),
@@ -305,12 +374,26 @@ impl<T: Data> Stream<T> {
         Op: BinaryOperator<T, B, Out = Output<U>> + 'static,
         F: Fn(&ShardContext) -> Op + Send + Sync + 'static,
     {
+        self.try_binary(other, name, move |shard| Ok(make(shard)))
+    }
+
+    /// [`Stream::binary`] whose factory can fail (see [`Stream::try_unary`]).
+    pub fn try_binary<B, U, Op, F>(&self, other: &Stream<B>, name: &str, make: F) -> Stream<U>
+    where
+        B: Data,
+        U: Data,
+        Op: BinaryOperator<T, B, Out = Output<U>> + 'static,
+        F: Fn(&ShardContext) -> Result<Op, Failure> + Send + Sync + 'static,
+    {
         let node = self.add_node(NodeDesc {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id), InputDesc::forward(other.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
+                let Some(op) = b.made(make(b.context)) else {
+                    return Built::Inputs(Vec::new());
+                };
                 let out = b.output::<U>(0);
-                let state = BinaryState::new(make(b.context), out, b.snapshots());
+                let state = BinaryState::new(op, out, b.snapshots());
                 b.restore(|s| state.borrow_mut().restore(s));
                 Built::Inputs(vec![
                     b.input::<T>(LeftInput(state.clone())),
@@ -391,11 +474,24 @@ impl<T: Data> Stream<T> {
         S: Sink<T> + 'static,
         F: Fn(&ShardContext) -> S + Send + Sync + 'static,
     {
+        self.try_sink(name, move |shard| Ok(make(shard)))
+    }
+
+    /// [`Stream::sink`] whose factory can fail (e.g. connecting to a broker): see
+    /// [`Stream::try_unary`].
+    pub fn try_sink<S, F>(&self, name: &str, make: F)
+    where
+        S: Sink<T> + 'static,
+        F: Fn(&ShardContext) -> Result<S, Failure> + Send + Sync + 'static,
+    {
         self.add_node(NodeDesc {
             name: name.to_string(),
             inputs: vec![InputDesc::forward(self.id)],
             build: Box::new(move |b: &mut NodeBuilder<'_>| {
-                let mut op = SinkOperator::new(make(b.context), b.checkpoint.as_deref());
+                let Some(sink) = b.made(make(b.context)) else {
+                    return Built::Inputs(Vec::new());
+                };
+                let mut op = SinkOperator::new(sink, b.checkpoint.as_deref());
                 b.restore(|s| op.restore(s));
                 Built::Inputs(vec![b.unary_input::<T, _>(op, ())])
             }),

@@ -156,6 +156,8 @@ pub(crate) struct NodeBuilder<'a> {
     pub checkpoint: Option<Rc<ShardCheckpoint>>,
     /// The first failure met while building (a restore that failed).
     pub failure: Option<crate::error::Failure>,
+    /// The error a fallible factory returned (the node is not built).
+    pub build_failure: Option<crate::error::Failure>,
     /// Wakes this shard when it parked (for hosts that send to it or read from it).
     pub waker: std::sync::Arc<crate::park::ShardWaker>,
     /// What the job's handle asks of the shards.
@@ -194,6 +196,18 @@ impl NodeBuilder<'_> {
         let push = Instrumented::new(push, self.node, self.stats.clone(), barrier);
         let push: Box<dyn Push<I>> = Box::new(push);
         Box::new(push)
+    }
+
+    /// What `make` built, or `None` after noting its error (the job then fails to start,
+    /// naming the node: [`Error::OperatorBuild`](crate::Error::OperatorBuild)).
+    pub fn made<X>(&mut self, made: Result<X, crate::error::Failure>) -> Option<X> {
+        match made {
+            Ok(x) => Some(x),
+            Err(e) => {
+                self.build_failure.get_or_insert(e);
+                None
+            }
+        }
     }
 
     /// The input of one-input operator `op` writing to `out`.

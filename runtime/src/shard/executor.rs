@@ -6,7 +6,7 @@
 //! that a shard's loop lets other tasks of its executor run. What rill does *not* use from
 //! it: its channels (shards exchange batches over rtrb rings polled in the shard's loop,
 //! with a wake-up only for a parked shard, see `crate::park`), its timers and its file I/O
-//! (checkpoint files are written by the coordinator thread; see `crate::coordinator` for
+//! (checkpoint files are written by the coordinator thread; see `crate::job_checkpoints` for
 //! why). `crate::preflight` checks io_uring and `RLIMIT_MEMLOCK` before any executor starts.
 
 use std::future::Future;

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::ShardCheckpoint;
-use crate::context::ShardInfo;
 use crate::control::JobControl;
 use crate::error::{Error, Failure, FailureKind};
 use crate::head::{BlockedFlag, Head, SenderDriver};
 use crate::park::ShardWaker;
+use crate::shard_info::ShardInfo;
 
 /// Longest a parked shard sleeps before it looks around again on its own.
 const PARK_TIMEOUT: Duration = Duration::from_millis(1);

@@ -1,17 +1,17 @@
 //! Sources: where records enter a dataflow. One instance runs on every shard and produces
 //! that shard's part of the input.
 
-mod head;
 pub mod input;
+mod source_head;
 
 use std::sync::Arc;
 
 use crate::checkpoint::{SplitPosition, AT_MOST_ONCE_LEASE};
-use crate::context::ShardInfo;
 use crate::error::Failure;
 use crate::push::SourceOutput;
+use crate::shard_info::ShardInfo;
 
-pub(crate) use head::{SourceHead, SourceShard};
+pub(crate) use source_head::{SourceHead, SourceShard};
 
 /// What a source's poll did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

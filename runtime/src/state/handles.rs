@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::hash::Hash;
 use std::rc::Rc;
 
-use super::{KeyedState, SharedKeyedState};
+use super::table::{KeyedState, SharedKeyedState};
 
 /// A value per key, checkpointed by the runtime (from
 /// [`ShardContext::value_state`](crate::ShardContext::value_state)).

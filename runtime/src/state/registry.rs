@@ -2,38 +2,20 @@
 //! them for the operator.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::rc::Rc;
 
+use super::codec::Registered;
+use super::table::{Changes, KeyedState};
+use super::timer_queue::TimerQueue;
 use super::timers::TimerTable;
-use super::KeyedState;
-use crate::checkpoint::{StateReader, StateWriter};
 use crate::data::StateData;
-use crate::error::OpResult;
-
-/// A table the runtime checkpoints and restores for the operator that registered it.
-pub(crate) trait Registered {
-    /// Writes the table copy-on-write (see [`KeyedState::snapshot_shared`]).
-    fn snapshot(self: Rc<Self>, state: &mut StateWriter) -> OpResult;
-    fn restore(&self, state: &StateReader) -> OpResult;
-}
-
-impl<K: StateData + Hash + Eq, V: StateData> Registered for RefCell<KeyedState<K, V>> {
-    fn snapshot(self: Rc<Self>, state: &mut StateWriter) -> OpResult {
-        KeyedState::snapshot_shared(&self, state)
-    }
-    fn restore(&self, state: &StateReader) -> OpResult {
-        self.borrow_mut().restore(state)
-    }
-}
 
 /// The tables a shard's operators registered, by node (built on the shard while its nodes
 /// are built).
-#[derive(Default)]
 pub(crate) struct Registry {
     node: Cell<usize>,
-    track: bool,
+    changes: Changes,
     tables: RefCell<Vec<RegisteredTable>>,
 }
 
@@ -55,11 +37,17 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// A registry whose tables track changes (the job takes checkpoints) or not.
-    pub(crate) fn new(track: bool) -> Self {
+    pub(crate) fn new(changes: Changes) -> Self {
         Registry {
-            track,
-            ..Registry::default()
+            node: Cell::new(0),
+            changes,
+            tables: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Whether the tables track their changes.
+    pub(crate) fn changes(&self) -> Changes {
+        self.changes
     }
 
     /// The node being built: tables registered from now on are its.
@@ -106,15 +94,15 @@ impl Registry {
         K: StateData + Hash + Eq,
         V: StateData,
     {
-        self.register(name, RefCell::new(KeyedState::new(self.track)))
+        self.register(name, RefCell::new(KeyedState::with_changes(self.changes)))
     }
 
     pub(crate) fn timers<K: StateData + Hash + Eq>(&self, name: &str) -> Rc<TimerTable<K>> {
         self.register(
             name,
             TimerTable {
-                times: Rc::new(RefCell::new(KeyedState::new(self.track))),
-                queue: RefCell::new(BTreeMap::new()),
+                times: Rc::new(RefCell::new(KeyedState::with_changes(self.changes))),
+                queue: RefCell::new(TimerQueue::new()),
             },
         )
     }

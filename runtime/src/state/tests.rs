@@ -64,7 +64,7 @@ pub(super) fn sorted(table: &KeyedState<u64, String>) -> Vec<(u64, String)> {
 
 #[test]
 fn an_increment_holds_only_changed_and_removed_keys() {
-    let mut t: KeyedState<u64, String> = KeyedState::new(true);
+    let mut t: KeyedState<u64, String> = KeyedState::tracked();
     for k in 0..100 {
         t.insert(k, format!("v{k}"));
     }
@@ -105,7 +105,7 @@ fn an_increment_holds_only_changed_and_removed_keys() {
 
 #[test]
 fn a_chain_restores_the_table_onto_any_shard_count() {
-    let mut t: KeyedState<u64, String> = KeyedState::new(true);
+    let mut t: KeyedState<u64, String> = KeyedState::tracked();
     let mut writers = Vec::new();
     for step in 0..5u64 {
         for k in 0..50 {
@@ -123,7 +123,7 @@ fn a_chain_restores_the_table_onto_any_shard_count() {
         for shard in 0..shards {
             let clone = writers.iter().map(|w| w.entries.clone()).collect();
             let reader = entries(clone, shard, shards);
-            let mut r: KeyedState<u64, String> = KeyedState::new(true);
+            let mut r: KeyedState<u64, String> = KeyedState::tracked();
             r.restore(&reader.section("t", 1).unwrap()).unwrap();
             assert_eq!(r.changed(), 0, "a restored table is clean");
             for (k, _) in r.iter() {
@@ -142,7 +142,7 @@ fn a_chain_restores_the_table_onto_any_shard_count() {
 #[test]
 fn the_last_n_checkpoints_hold_every_key_once_each_part_was_copied() {
     let n = 4;
-    let mut t: KeyedState<u64, String> = KeyedState::new(true);
+    let mut t: KeyedState<u64, String> = KeyedState::tracked();
     for k in 0..200 {
         t.insert(k, format!("{k}"));
     }
@@ -158,7 +158,7 @@ fn the_last_n_checkpoints_hold_every_key_once_each_part_was_copied() {
         .iter()
         .map(|w| w.entries.clone())
         .collect();
-    let mut r: KeyedState<u64, String> = KeyedState::new(true);
+    let mut r: KeyedState<u64, String> = KeyedState::tracked();
     r.restore(&entries(newest, 0, 1)).unwrap();
     assert_eq!(sorted(&r), sorted(&t));
     // An increment writes its changes and about a quarter of the table, not all of it.
@@ -172,23 +172,19 @@ fn the_last_n_checkpoints_hold_every_key_once_each_part_was_copied() {
         .iter()
         .map(|w| w.entries.clone())
         .collect();
-    let mut r: KeyedState<u64, String> = KeyedState::new(true);
+    let mut r: KeyedState<u64, String> = KeyedState::tracked();
     r.restore(&entries(short, 0, 1)).unwrap();
     assert!(r.len() < t.len());
 }
 
 #[test]
 fn without_tracking_nothing_is_remembered_and_snapshots_are_full() {
-    let mut t: KeyedState<u64, String> = KeyedState::new(false);
+    let mut t: KeyedState<u64, String> = KeyedState::untracked();
     t.insert(1, "a".into());
     t.insert(2, "b".into());
     t.remove(&1);
     assert_eq!(t.changed(), 0);
-    assert_eq!(
-        t.maps.iter().map(|m| m.len()).sum::<usize>(),
-        1,
-        "no tombstone kept"
-    );
+    assert_eq!(t.slots(), 1, "no tombstone kept");
     let w = snapshot(&mut t, false);
     let all: Vec<(u64, Option<String>)> = chain(vec![w], 0, 1).changelog().unwrap();
     assert_eq!(all, [(2, Some("b".into()))]);
@@ -196,7 +192,7 @@ fn without_tracking_nothing_is_remembered_and_snapshots_are_full() {
 
 #[test]
 fn update_each_marks_only_what_it_changed() {
-    let mut t: KeyedState<u64, String> = KeyedState::new(true);
+    let mut t: KeyedState<u64, String> = KeyedState::tracked();
     for k in 0..10 {
         t.insert(k, "x".repeat(k as usize));
     }
@@ -217,7 +213,7 @@ fn update_each_marks_only_what_it_changed() {
 
 #[test]
 fn timers_fire_in_time_order_once_and_survive_deletion() {
-    let registry = Registry::new(true);
+    let registry = Registry::new(Changes::Tracked);
     let timers: Timers<u64> = Timers(registry.timers("t"));
     timers.set(1, 30);
     timers.set(2, 10);
@@ -234,7 +230,7 @@ fn timers_fire_in_time_order_once_and_survive_deletion() {
 
 #[test]
 fn map_and_list_state_keep_their_entries_per_key() {
-    let registry = Registry::new(true);
+    let registry = Registry::new(Changes::Tracked);
     let map: MapState<u64, String, u32> = MapState(registry.table("m"));
     map.put(1, "b".into(), 2);
     map.put(1, "a".into(), 1);
@@ -254,7 +250,7 @@ fn map_and_list_state_keep_their_entries_per_key() {
 #[test]
 #[should_panic(expected = "two states named 'x'")]
 fn two_states_of_one_name_are_refused() {
-    let registry = Registry::new(true);
+    let registry = Registry::new(Changes::Tracked);
     let _a: ValueState<u64, u64> = ValueState(registry.table("x"));
     let _b: ValueState<u64, u64> = ValueState(registry.table("x"));
 }

@@ -1,12 +1,13 @@
 //! [`Timers`]: event- or processing-time timers per key, checkpointed by the runtime.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::hash::Hash;
 use std::rc::Rc;
 
-use super::registry::Registered;
-use super::{KeyedState, SharedKeyedState};
+use super::codec::Registered;
+use super::table::{KeyedState, SharedKeyedState};
+use super::timer_queue::TimerQueue;
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::data::StateData;
 use crate::error::OpResult;
@@ -21,8 +22,8 @@ pub struct Timers<K>(pub(crate) Rc<TimerTable<K>>);
 pub(crate) struct TimerTable<K> {
     /// Every key's timers: what checkpoints hold.
     pub(super) times: SharedKeyedState<K, BTreeSet<Timestamp>>,
-    /// The same timers by time (rebuilt on restore; may hold deleted ones, skipped).
-    pub(super) queue: RefCell<BTreeMap<Timestamp, Vec<K>>>,
+    /// The same timers by time (set again on restore; may hold deleted ones, skipped).
+    pub(super) queue: RefCell<TimerQueue<K>>,
 }
 
 impl<K> std::fmt::Debug for Timers<K> {
@@ -43,7 +44,7 @@ impl<K: StateData + Hash + Eq> Registered for TimerTable<K> {
         let mut queue = self.queue.borrow_mut();
         for (key, set) in times.iter() {
             for &t in set {
-                queue.entry(t).or_default().push(key.clone());
+                queue.set(t, key.clone());
             }
         }
         Ok(())
@@ -58,7 +59,7 @@ impl<K: Clone + Hash + Eq> Timers<K> {
             .get_or_insert_with(key.clone(), BTreeSet::new)
             .insert(time)
         {
-            self.0.queue.borrow_mut().entry(time).or_default().push(key);
+            self.0.queue.borrow_mut().set(time, key);
         }
     }
 
@@ -77,20 +78,8 @@ impl<K: Clone + Hash + Eq> Timers<K> {
 
     /// Removes and returns the earliest timer at or before `upto`, with its key.
     pub fn pop_due(&self, upto: Timestamp) -> Option<(Timestamp, K)> {
-        let mut queue = self.0.queue.borrow_mut();
         loop {
-            let mut entry = queue.first_entry()?;
-            let time = *entry.key();
-            if time > upto {
-                return None;
-            }
-            let Some(key) = entry.get_mut().pop() else {
-                entry.remove();
-                continue;
-            };
-            if entry.get().is_empty() {
-                entry.remove();
-            }
+            let (time, key) = self.0.queue.borrow_mut().pop_one_due(upto)?;
             // Deleted timers stay in the queue; only a timer still set fires.
             if self.delete(&key, time) {
                 return Some((time, key));
@@ -105,7 +94,6 @@ impl<K: Clone + Hash + Eq> Timers<K> {
             .queue
             .borrow()
             .iter()
-            .flat_map(|(&t, keys)| keys.iter().map(move |k| (t, k)))
             .find(|(t, k)| times.get(k).is_some_and(|s| s.contains(t)))
             .map(|(t, _)| t)
     }

@@ -2,7 +2,7 @@
 //! (session windows) and q12 processing-time windows.
 
 use rill_operators::prelude::*;
-use rill_operators::window::{MaxBy, Pane};
+use rill_operators::window::{AllPane, MaxBy, Pane};
 use rill_runtime::rkyv;
 use rill_runtime::Stream;
 
@@ -54,7 +54,7 @@ pub fn q5(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q5Row> {
         .count("q5 bids per auction")
         .window_all(WindowSpec::timestamped(Windows::tumbling(slide)))
         .aggregate("q5 hottest", MaxBy::new(|p: &Pane<u64, u64>| p.value))
-        .flat_map("q5 rows", move |top: Pane<(), Vec<Pane<u64, u64>>>| {
+        .flat_map("q5 rows", move |top: AllPane<Vec<Pane<u64, u64>>>| {
             let cx = cx.clone();
             top.value.into_iter().map(move |p| Q5Row {
                 window_start: p.window.start,
@@ -76,7 +76,7 @@ pub fn q7(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q7Row> {
             |b: &BidSummary| b.time,
         ))
         .aggregate("q7 highest", MaxBy::new(|b: &BidSummary| b.price))
-        .flat_map("q7 rows", move |top: Pane<(), Vec<BidSummary>>| {
+        .flat_map("q7 rows", move |top: AllPane<Vec<BidSummary>>| {
             let (w, cx) = (top.window, cx.clone());
             top.value.into_iter().map(move |b| Q7Row {
                 window_start: w.start,

@@ -36,10 +36,10 @@ use async_channel::{Receiver, Sender};
 
 use super::{Source, SourceStatus};
 use crate::checkpoint::SplitPosition;
-use crate::context::ShardInfo;
 use crate::error::Failure;
 use crate::park::ShardWaker;
 use crate::push::SourceOutput;
+use crate::shard_info::ShardInfo;
 use crate::time::{Timestamp, MIN_WATERMARK};
 use positions::{route, split, Replay};
 

@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use proptest::prelude::*;
 
-use super::tests::{chain, sorted};
-use super::*;
+use super::super::tests::{chain, sorted};
+use super::super::*;
 use crate::checkpoint::{Scratch, StateWriter};
 use crate::keys::{hash_key, key_group};
 
@@ -16,7 +16,13 @@ type Table = SharedKeyedState<u64, String>;
 type Records = Vec<(u64, Option<String>)>;
 
 fn table(track: bool) -> Table {
-    Rc::new(std::cell::RefCell::new(KeyedState::new(track)))
+    Rc::new(std::cell::RefCell::new(KeyedState::with_changes(
+        if track {
+            Changes::Tracked
+        } else {
+            Changes::Untracked
+        },
+    )))
 }
 
 /// Takes a copy-on-write snapshot of `table` at a barrier copying the key groups `copy`.
@@ -142,13 +148,13 @@ fn writes_during_collection_leave_the_checkpoint_as_at_the_barrier() {
     // Restored after the next increment, the chain gives the table as it is now.
     let mut next = barrier(&t, (u32::MAX - 1, u32::MAX));
     next.archive().unwrap();
-    let mut base = KeyedState::new(true);
+    let mut base = KeyedState::tracked();
     for (k, v) in &at_barrier {
         base.insert(*k, v.clone());
     }
     let mut full = StateWriter::default();
     base.snapshot(full.section("t", 1)).unwrap();
-    let mut r: KeyedState<u64, String> = KeyedState::new(true);
+    let mut r: KeyedState<u64, String> = KeyedState::tracked();
     r.restore(&chain(vec![full, next], 0, 1).section("t", 1).unwrap())
         .unwrap();
     assert_eq!(sorted(&r), sorted(&t.borrow()));
@@ -359,7 +365,7 @@ fn run(ops: Vec<Op>, track: bool) -> Result<(), TestCaseError> {
         writers.drain(..writers.len() - 1);
     }
     if !writers.is_empty() {
-        let mut r: KeyedState<u64, String> = KeyedState::new(true);
+        let mut r: KeyedState<u64, String> = KeyedState::tracked();
         r.restore(&chain(writers, 0, 1).section("t", 1).unwrap())
             .unwrap();
         let got: BTreeMap<u64, String> = r.iter().map(|(k, v)| (*k, v.clone())).collect();

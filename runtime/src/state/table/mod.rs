@@ -9,24 +9,28 @@ use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use super::copy_on_write::{Collecting, Collector, Take, Taken};
+mod copy_on_write;
+#[cfg(test)]
+mod copy_on_write_tests;
+
+use copy_on_write::{Collecting, Collector, Take, Taken};
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::data::StateData;
 use crate::error::OpResult;
 use crate::keys::{hash_key, key_group};
 
-pub(super) struct Slot<V> {
+struct Slot<V> {
     /// `None`: removed since the last checkpoint (a tombstone to write).
-    pub(super) value: Option<V>,
+    value: Option<V>,
     /// The epoch (see [`KeyedState`]'s `epoch`) in which the key was last listed in
     /// `changed`: it is listed now if this is the table's epoch.
-    pub(super) changed: u32,
+    changed: u32,
     /// The epoch of the last checkpoint that took this key's record (so that a checkpoint
     /// being collected takes each key once: when it is collected or before it is written).
-    pub(super) taken: u32,
+    taken: u32,
     /// The key's group (which part of the table a checkpoint copies whole).
-    pub(super) group: u32,
+    group: u32,
 }
 
 /// A table from keys to their state that writes only what changed to an incremental
@@ -39,7 +43,7 @@ pub(super) struct Slot<V> {
 /// ```
 /// use rill_runtime::state::KeyedState;
 ///
-/// let mut counts: KeyedState<String, u64> = KeyedState::new(true);
+/// let mut counts: KeyedState<String, u64> = KeyedState::tracked();
 /// *counts.get_or_insert_with("a".to_string(), || 0) += 1;
 /// *counts.get_or_insert_with("a".to_string(), || 0) += 1;
 /// assert_eq!(counts.get(&"a".to_string()), Some(&2));
@@ -50,18 +54,18 @@ pub(super) struct Slot<V> {
 pub struct KeyedState<K, V> {
     /// The slots, in `PARTS` maps by key group (`group % PARTS`): a checkpoint that copies
     /// one part of the key groups whole visits only that part's map.
-    pub(super) maps: Vec<Map<K, V>>,
+    maps: Vec<Map<K, V>>,
     /// The keys changed (or removed) in this epoch.
-    pub(super) changed: Vec<K>,
-    pub(super) live: usize,
-    pub(super) track: bool,
-    pub(super) group_of: fn(&K) -> u32,
+    changed: Vec<K>,
+    live: usize,
+    track: bool,
+    group_of: fn(&K) -> u32,
     /// Counts checkpoints (from 1): a checkpoint takes the changes of the epoch that its
     /// barrier ends.
-    pub(super) epoch: u32,
+    epoch: u32,
     /// The checkpoint whose records are being collected after its barrier, if any: a
     /// write to a key it has yet to take takes the key's record first (copy-on-write).
-    pub(super) collecting: Option<Collecting<K, V>>,
+    collecting: Option<Collecting<K, V>>,
 }
 
 /// A table shared by its operator and the checkpoint being collected from it after its
@@ -70,17 +74,17 @@ pub type SharedKeyedState<K, V> = Rc<RefCell<KeyedState<K, V>>>;
 
 /// One part of a table's slots, by key: a hash table that a checkpoint can walk by bucket
 /// index while the table is written (buckets move only when it grows).
-pub(super) type Map<K, V> = HashTable<(K, Slot<V>)>;
+type Map<K, V> = HashTable<(K, Slot<V>)>;
 
 /// The hash of a key in its map.
 #[inline]
-pub(super) fn hash<K: Hash>(key: &K) -> u64 {
+fn hash<K: Hash>(key: &K) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
 /// How many maps a table's slots are spread over (by key group); a chain length that is a
 /// multiple of it (the default, 8, is) lets a checkpoint visit one map only.
-pub(super) const PARTS: usize = 8;
+const PARTS: usize = 8;
 
 /// The key group of a key: of its [`hash_key`](crate::hash_key()).
 fn group_of_key<K: Hash>(key: &K) -> u32 {
@@ -98,29 +102,59 @@ impl<K, V> std::fmt::Debug for KeyedState<K, V> {
     }
 }
 
+/// Whether a table remembers which keys changed since the last checkpoint: tracked in a
+/// job that takes checkpoints (they are then incremental), untracked otherwise (a
+/// checkpoint of an untracked table can only be full: [`KeyedState::snapshot`] writes
+/// everything). A shard says which its tables need
+/// ([`ShardContext::state_changes`](crate::ShardContext::state_changes)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changes {
+    /// The table remembers the keys changed since the last checkpoint.
+    Tracked,
+    /// The table remembers nothing (no checkpoints).
+    Untracked,
+}
+
 impl<K: Clone + Hash + Eq, V> Default for KeyedState<K, V> {
     fn default() -> Self {
-        KeyedState::new(true)
+        KeyedState::tracked()
     }
 }
 
 impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
-    /// An empty table; `track_changes` false when the job takes no checkpoints (then a
-    /// checkpoint can only be full: [`KeyedState::snapshot`] writes everything).
-    pub fn new(track_changes: bool) -> Self {
-        Self::grouped_by(track_changes, group_of_key::<K>)
+    /// An empty table that tracks its changes, for incremental checkpoints.
+    pub fn tracked() -> Self {
+        Self::with_changes(Changes::Tracked)
     }
 
-    /// An empty table to share with the checkpoints taken of it (see
+    /// An empty table that tracks nothing, for a job without checkpoints.
+    pub fn untracked() -> Self {
+        Self::with_changes(Changes::Untracked)
+    }
+
+    /// An empty table that tracks its changes or not, as `changes` says.
+    pub fn with_changes(changes: Changes) -> Self {
+        KeyedState {
+            maps: (0..PARTS).map(|_| HashTable::new()).collect(),
+            changed: Vec::new(),
+            live: 0,
+            track: changes == Changes::Tracked,
+            group_of: group_of_key::<K>,
+            epoch: 1,
+            collecting: None,
+        }
+    }
+
+    /// This table shared with the checkpoints taken of it (see
     /// [`KeyedState::snapshot_shared`]).
-    pub fn shared(track_changes: bool) -> SharedKeyedState<K, V> {
-        Rc::new(RefCell::new(Self::new(track_changes)))
+    pub fn into_shared(self) -> SharedKeyedState<K, V> {
+        Rc::new(RefCell::new(self))
     }
 
-    /// An empty table whose keys are in the key group `group_of` says: for keys that hold
-    /// the partitioning key and more (Flink's namespaces), e.g. `(auction, window)` with
-    /// `|k| key_group(hash_key(&k.0))`, so that each entry is its own changelog record
-    /// and still moves with its partitioning key on a restore onto other shards.
+    /// This empty table with its keys in the key group `group_of` says: for keys that
+    /// hold the partitioning key and more (Flink's namespaces), e.g. `(auction, window)`
+    /// with `|k| key_group(hash_key(&k.0))`, so that each entry is its own changelog
+    /// record and still moves with its partitioning key on a restore onto other shards.
     ///
     /// ```
     /// use rill_runtime::keys::key_group;
@@ -129,20 +163,20 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     ///
     /// // (auction, slice start) -> bids, placed by the auction alone.
     /// let mut slices: KeyedState<(u64, i64), u64> =
-    ///     KeyedState::grouped_by(true, |k| key_group(hash_key(&k.0)));
+    ///     KeyedState::tracked().grouped_by(|k| key_group(hash_key(&k.0)));
     /// *slices.get_or_insert_with((7, 2000), || 0) += 1;
     /// assert_eq!(slices.get(&(7, 2000)), Some(&1));
     /// ```
-    pub fn grouped_by(track_changes: bool, group_of: fn(&K) -> u32) -> Self {
-        KeyedState {
-            maps: (0..PARTS).map(|_| HashTable::new()).collect(),
-            changed: Vec::new(),
-            live: 0,
-            track: track_changes,
-            group_of,
-            epoch: 1,
-            collecting: None,
-        }
+    pub fn grouped_by(mut self, group_of: fn(&K) -> u32) -> Self {
+        assert!(self.is_empty(), "grouped_by is for an empty table");
+        self.group_of = group_of;
+        self
+    }
+
+    /// Slots in the maps: keys with state and tombstones.
+    #[cfg(test)]
+    pub(super) fn slots(&self) -> usize {
+        self.maps.iter().map(|m| m.len()).sum()
     }
 
     /// Number of keys with state.
@@ -170,7 +204,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
 
     /// The map `key`'s slot is in.
     #[inline]
-    pub(super) fn part(&self, key: &K) -> usize {
+    fn part(&self, key: &K) -> usize {
         (self.group_of)(key) as usize % PARTS
     }
 
@@ -303,7 +337,7 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// ```
     /// use rill_runtime::state::{KeyedState, Update};
     ///
-    /// let mut t: KeyedState<u32, Vec<i64>> = KeyedState::new(true);
+    /// let mut t: KeyedState<u32, Vec<i64>> = KeyedState::tracked();
     /// t.insert(1, vec![5, 20]);
     /// t.insert(2, vec![30]);
     /// // Drop times before 10, and keys left without any.

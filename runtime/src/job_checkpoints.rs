@@ -52,7 +52,7 @@ pub(crate) struct ShardStart {
 impl ShardStart {
     /// The shard's checkpoint state, with the entries of the restored checkpoint that this
     /// shard owns. Call on the shard's thread.
-    pub(crate) fn open(self, info: crate::context::ShardInfo) -> Rc<ShardCheckpoint> {
+    pub(crate) fn open(self, info: crate::shard_info::ShardInfo) -> Rc<ShardCheckpoint> {
         let ids = &self.coord.operator_ids;
         let restore = self
             .restore

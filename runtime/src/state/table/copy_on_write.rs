@@ -22,8 +22,7 @@ use std::cell::RefCell;
 use std::hash::Hash;
 use std::rc::{Rc, Weak};
 
-use super::table::{hash, Map, Slot, PARTS};
-use super::KeyedState;
+use super::{hash, KeyedState, Map, Slot, PARTS};
 use crate::checkpoint::{archive_chunk, Archiving, Scratch};
 use crate::data::StateData;
 use crate::error::Failure;
