@@ -347,7 +347,11 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         live: live.latency.clone(),
         rows: live.rows.clone(),
         kafka_sink: match (&spec.kafka_sink, &spec.kafka) {
-            (Some(topic), Some(k)) => Some(KafkaSinkConfig::new(k.brokers.clone(), topic.clone())),
+            (Some(topic), Some(k)) => Some(kafka_sink_config(
+                &k.brokers,
+                topic,
+                spec.checkpointing.as_ref(),
+            )?),
             _ => None,
         },
     };
@@ -442,6 +446,36 @@ pub fn header_of(query: Query) -> String {
 }
 
 /// Everything a row sink needs, to attach one to a query's output.
+/// The partitions of a `--kafka-sink` topic the run creates.
+const SINK_PARTITIONS: usize = 4;
+
+/// `--kafka-sink TOPIC`, created with 4 partitions if missing: exactly-once
+/// (transactions) when the job takes exactly-once checkpoints, with the transactional id
+/// prefix `rill-<topic>-<hash of the checkpoint directory>`: stable across restarts of
+/// the job, distinct between jobs; else at least once.
+fn kafka_sink_config(
+    brokers: &str,
+    topic: &str,
+    checkpointing: Option<&Checkpointing>,
+) -> Result<KafkaSinkConfig, rill_kafka::Error> {
+    rill_kafka::admin::ensure_topic(brokers, topic, SINK_PARTITIONS)?;
+    let config = KafkaSinkConfig::new(brokers.to_string(), topic.to_string());
+    Ok(match checkpointing {
+        Some(c) if c.guarantee_of() == Guarantee::ExactlyOnce => {
+            let dir = std::path::absolute(c.dir()).unwrap_or_else(|_| c.dir().to_path_buf());
+            // FNV-1a: stable across builds and runs (std's hasher is not).
+            let hash = dir
+                .to_string_lossy()
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+                });
+            config.exactly_once(format!("rill-{topic}-{hash:016x}"))
+        }
+        _ => config,
+    })
+}
+
 struct SinkParts {
     epoch: Epoch,
     file: Option<Arc<Mutex<BufWriter<File>>>>,

@@ -1,4 +1,5 @@
-//! The Kafka sink: at-least-once output to a topic.
+//! The Kafka sink: at-least-once output to a topic, or exactly-once through transactions
+//! ([`KafkaSinkConfig::exactly_once`], see [`crate::exactly_once`]).
 //!
 //! Records are handed to librdkafka's producer as they arrive (it batches and sends them
 //! in the background). At a checkpoint barrier the sink *flushes*: it waits until the
@@ -6,10 +7,6 @@
 //! (and so the job) if any was not. A checkpoint therefore completes only when everything
 //! before its barrier is in Kafka: after a crash the job replays from the checkpoint and
 //! nothing is lost, though records sent after it may be written twice.
-//!
-//! Exactly-once through Kafka transactions is not offered: see docs/kafka.md (the brokers
-//! the tests can run do not isolate aborted transactions from `read_committed` readers,
-//! so it could not be shown); the transactional file sink is rill's exactly-once output.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +21,7 @@ use rill_runtime::{Data, Failure, OpResult, Sink, Stream};
 
 use crate::config::KafkaSinkConfig;
 use crate::error::{Error, Result};
+use crate::exactly_once::ExactlyOnceKafkaSink;
 use crate::health::{broker_up, Health, STATS_INTERVAL_MS};
 use crate::plan::client_config;
 
@@ -160,7 +158,7 @@ pub(crate) fn flush(
     Ok(())
 }
 
-type EncodeFn<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
+pub(crate) type EncodeFn<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
 
 /// One shard's instance of the Kafka sink.
 pub struct KafkaSink<T> {
@@ -246,6 +244,27 @@ where
     let config = Arc::new(config);
     let encode: EncodeFn<T> = Arc::new(encode);
     let sink_name = name.to_string();
+    // A missing topic is an error now, not refused records later (and the exactly-once
+    // sink's markers name partition 0 of it).
+    if crate::admin::partition_count(&config.brokers, &config.topic)?.is_none() {
+        return Err(Error::UnknownTopic {
+            brokers: config.brokers.clone(),
+            topic: config.topic.clone(),
+        });
+    }
+    if config.transactional_id.is_some() {
+        let dropped = Arc::new(AtomicU64::new(0));
+        stream.sink(name, move |shard| {
+            ExactlyOnceKafkaSink::new(
+                sink_name.clone(),
+                config.clone(),
+                encode.clone(),
+                shard.index,
+                dropped.clone(),
+            )
+        });
+        return Ok(());
+    }
     stream.sink(name, move |shard| KafkaSink {
         name: sink_name.clone(),
         producer: producer(&config.brokers, &config.properties, config.flush_timeout)

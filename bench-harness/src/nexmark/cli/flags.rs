@@ -228,8 +228,10 @@ pub struct RunArgs {
     /// Read the topic up to its end offsets seen at the start, then finish.
     #[arg(long, requires = "kafka")]
     pub(super) until_end: bool,
-    /// Write the result rows (CSV lines, no header) to this topic, at least once, on the
-    /// brokers of --kafka.
+    /// Write the result rows (CSV lines, no header) to this topic on the brokers of
+    /// --kafka (created with 4 partitions if missing): exactly once through Kafka
+    /// transactions with `--guarantee exactly-once` and --checkpoint-dir (for
+    /// read_committed readers), else at least once.
     #[arg(long, requires = "kafka", conflicts_with_all = ["output", "output_dir"])]
     pub(super) kafka_sink: Option<String>,
     /// A librdkafka consumer property for the Kafka source, KEY=VALUE (repeatable), e.g.
