@@ -3,10 +3,11 @@
 //!
 //! Shard `s` writes through a [`TransactionalProducer`] with the transactional id
 //! `<prefix>-<s>` ([`KafkaSinkConfig::exactly_once`]). The records between barrier `e-1`
-//! and barrier `e` go into one transaction. At barrier `e` the shard waits until the
-//! broker acknowledged them (**pre-commit**), adds the marker `e` to the transaction, and
-//! writes into its checkpoint state `(transactional id, e, the transaction's records)`.
-//! When checkpoint `e` completes it **commits**. Records that arrive between the barrier
+//! and barrier `e` go into one transaction. At barrier `e` the shard writes into its
+//! checkpoint state `(transactional id, e, the transaction's records)` (**pre-commit**:
+//! what the checkpoint holds can be produced again, so the barrier waits for nothing).
+//! When checkpoint `e` completes it adds the marker `e` to the transaction and
+//! **commits** (which waits for the broker's acknowledgements). Records that arrive between the barrier
 //! and the completion are held in memory and go into the next transaction after the
 //! commit (a librdkafka producer has one transaction at a time); if the next barrier
 //! comes first, they join the open transaction, which then commits with that later
@@ -22,10 +23,11 @@
 //! of the checkpoint (as Flink's two-phase sinks keep their pending transactions).
 //!
 //! **End of input.** The open transaction is committed at the end with a marker flagged
-//! *last*. A restore that finds such a marker at or past its epoch knows that everything
-//! this shard wrote after the restored checkpoint is committed already: the shard drops
-//! (and counts) what the replay produces. That is exact when the job restores onto as many
-//! shards (each shard then produces the same records again); docs/kafka.md says more.
+//! *last* (with the job's shard count). A restore onto as many shards that finds such a
+//! marker at or past its epoch knows that everything this shard wrote after the restored
+//! checkpoint is committed already: the shard drops (and counts) what the replay
+//! produces, which is the same records again. Restored onto another shard count it
+//! cannot tell them apart: those records may then be written twice (docs/kafka.md).
 //!
 //! A failpoint for tests: with `RILL_KAFKA_CRASH_BEFORE_COMMIT=N` the process aborts at the
 //! `N`-th commit of a completed checkpoint, after the completion and before the commit.
@@ -38,7 +40,7 @@ use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::{Failure, OpResult, Sink};
 
 use crate::config::KafkaSinkConfig;
-use crate::sink::{flush, send, EncodeFn};
+use crate::sink::{send, EncodeFn};
 use crate::transaction::{Marker, TransactionalProducer};
 
 /// The state section of the sink: `(transactional id, epoch, framed records)`.
@@ -69,7 +71,7 @@ fn frame(framed: &mut Vec<u8>, record: &[u8]) {
 }
 
 /// The records of `framed`; an error if the framing is broken.
-fn records(framed: &[u8]) -> Result<Vec<&[u8]>, Failure> {
+pub(crate) fn records(framed: &[u8]) -> Result<Vec<&[u8]>, Failure> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < framed.len() {
@@ -94,6 +96,7 @@ pub struct ExactlyOnceKafkaSink<T> {
     config: Arc<KafkaSinkConfig>,
     encode: EncodeFn<T>,
     shard: u32,
+    shards: u32,
     id: String,
     producer: Option<TransactionalProducer>,
     buffer: Vec<u8>,
@@ -130,6 +133,7 @@ impl<T> ExactlyOnceKafkaSink<T> {
         config: Arc<KafkaSinkConfig>,
         encode: EncodeFn<T>,
         shard: usize,
+        shards: usize,
         dropped: Arc<AtomicU64>,
     ) -> Self {
         let prefix = config.transactional_id.clone().unwrap_or_default();
@@ -138,6 +142,7 @@ impl<T> ExactlyOnceKafkaSink<T> {
             config,
             encode,
             shard: shard as u32,
+            shards: shards as u32,
             id: format!("{prefix}-{shard}"),
             producer: None,
             buffer: Vec::new(),
@@ -202,7 +207,10 @@ impl<T> ExactlyOnceKafkaSink<T> {
             .map_err(|e| self.fail("cannot read the marker", e))?;
         match marker {
             Some(m) if m.epoch >= epoch => {
-                if m.last && producer.id() == self.id {
+                // Discard the replay only where it produces what was committed: this
+                // shard's own id, restored onto as many shards (with another shard count
+                // the records after the checkpoint go to other shards: they may repeat).
+                if m.last == Some(self.shards) && producer.id() == self.id {
                     self.discard = true;
                 }
                 Ok(())
@@ -223,7 +231,7 @@ impl<T> ExactlyOnceKafkaSink<T> {
                     .map_err(|e| self.fail("cannot send", e))?;
                 }
                 producer
-                    .mark(Marker { epoch, last: false })
+                    .mark(Marker { epoch, last: None })
                     .map_err(|e| self.fail("cannot add the marker", e))?;
                 producer
                     .commit()
@@ -259,21 +267,24 @@ impl<T> ExactlyOnceKafkaSink<T> {
         Ok(())
     }
 
-    /// Flushes the open transaction and adds `marker` to it.
-    fn pre_commit(&mut self, marker: Marker) -> OpResult {
+    /// Adds `marker` to the open transaction and commits it (which first waits for the
+    /// broker's acknowledgements): two round trips, at a checkpoint's completion or at the
+    /// end, never at a barrier.
+    fn commit(&mut self, marker: Marker) -> OpResult {
         self.ensure_producer()?;
         let producer = self.created()?;
-        let flushed = flush(producer.producer(), self.config.flush_timeout);
-        let marked = flushed.and_then(|()| producer.mark(marker).map_err(|e| e.to_string()));
-        marked.map_err(|e| self.fail(&format!("cannot pre-commit epoch {}", marker.epoch), e))
-    }
-
-    fn commit(&mut self) -> OpResult {
-        self.ensure_producer()?;
-        let producer = self.created()?;
+        producer.mark(marker).map_err(|e| {
+            self.fail(
+                &format!("cannot add the marker of epoch {}", marker.epoch),
+                e,
+            )
+        })?;
+        if marker.last.is_none() {
+            failpoint();
+        }
         producer
             .commit()
-            .map_err(|e| self.fail("cannot commit", e))?;
+            .map_err(|e| self.fail(&format!("cannot commit epoch {}", marker.epoch), e))?;
         self.open = false;
         self.transaction.clear();
         self.ready = None;
@@ -318,11 +329,12 @@ impl<T> Sink<T> for ExactlyOnceKafkaSink<T> {
                 self.send_all(&held)?;
             }
             if self.open {
-                self.pre_commit(Marker {
-                    epoch: checkpoint,
-                    last: false,
-                })?;
+                // Pre-committed: the records are in the checkpoint (below), so the barrier
+                // waits for no acknowledgement; the commit does.
                 self.ready = Some(checkpoint);
+                if let Some(p) = &self.producer {
+                    p.producer().poll(Duration::ZERO);
+                }
             }
         }
         let records = match self.ready {
@@ -337,8 +349,10 @@ impl<T> Sink<T> for ExactlyOnceKafkaSink<T> {
     fn on_checkpoint_complete(&mut self, checkpoint: u64) -> OpResult {
         match self.ready {
             Some(ready) if ready <= checkpoint => {
-                failpoint();
-                self.commit()?;
+                self.commit(Marker {
+                    epoch: ready,
+                    last: None,
+                })?;
                 let held = std::mem::take(&mut self.held);
                 self.send_all(&held)
             }
@@ -368,10 +382,9 @@ impl<T> Sink<T> for ExactlyOnceKafkaSink<T> {
             producer.begin().map_err(|e| self.fail("cannot begin", e))?;
             self.open = true;
         }
-        self.pre_commit(Marker {
+        self.commit(Marker {
             epoch: self.last_barrier,
-            last: true,
-        })?;
-        self.commit()
+            last: Some(self.shards),
+        })
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Kafka for rill: [`kafka_source`] reads topics as a replayable source (partitions are
 //! its splits, offsets are in rill's checkpoints, watermarks per partition) and
-//! [`kafka_sink`] writes records at least once (a checkpoint completes only after the
-//! broker acknowledged everything before its barrier) or exactly once (one Kafka
-//! transaction per checkpoint epoch and shard, committed when the checkpoint completes). Built on librdkafka (through
+//! [`kafka_sink`] writes records at least once (what the broker has not acknowledged at a
+//! barrier goes into the checkpoint and is sent again on restore) or exactly once (one
+//! Kafka transaction per checkpoint epoch and shard, committed when the checkpoint
+//! completes). Built on librdkafka (through
 //! `rdkafka`), compiled from source and linked statically, without TLS, SASL or
 //! compression. See `docs/kafka.md` for usage and guarantees, and `docs/scale-out.md` for
 //! jobs that span processes through consumer groups.

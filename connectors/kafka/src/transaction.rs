@@ -31,12 +31,14 @@ use crate::sink::{producer, DeliveryContext};
 pub struct Marker {
     /// The epoch (checkpoint id) of the transaction.
     pub epoch: u64,
-    /// The transaction was the last one, committed at the end of the input: everything
-    /// the producer wrote after `epoch`'s barrier is committed too.
-    pub last: bool,
+    /// `Some(shards)`: the transaction was the last one, committed at the end of the input
+    /// by a job on `shards` shards: everything the producer wrote after `epoch`'s barrier
+    /// is committed too.
+    pub last: Option<u32>,
 }
 
-const LAST: &str = "last";
+/// The marker's metadata of a last transaction: `last/<shards>`.
+const LAST: &str = "last/";
 
 /// A producer with a stable transactional id and an epoch marker (see the module docs).
 pub struct TransactionalProducer {
@@ -167,7 +169,7 @@ impl TransactionalProducer {
             .and_then(|e| match e.offset() {
                 Offset::Offset(o) if o >= 0 => Some(Marker {
                     epoch: o as u64,
-                    last: e.metadata() == LAST,
+                    last: e.metadata().strip_prefix(LAST).and_then(|n| n.parse().ok()),
                 }),
                 _ => None,
             }))
@@ -183,11 +185,13 @@ impl TransactionalProducer {
     /// Adds `marker` to the open transaction (a request to the group coordinator).
     pub fn mark(&self, marker: Marker) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
-        let metadata = if marker.last { LAST } else { "" };
+        let metadata = marker
+            .last
+            .map_or_else(String::new, |shards| format!("{LAST}{shards}"));
         tpl.add_partition_offset(&self.topic, 0, Offset::Offset(marker.epoch as i64))
             .map_err(|e| self.error("building the marker", e))?;
         if let Some(mut e) = tpl.find_partition(&self.topic, 0) {
-            e.set_metadata(metadata);
+            e.set_metadata(&metadata);
         }
         retrying(self.timeout, || {
             self.producer

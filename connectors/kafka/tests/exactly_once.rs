@@ -41,7 +41,7 @@ fn a_zombie_is_fenced_and_only_committed_records_are_read() {
     let e = zombie
         .mark(Marker {
             epoch: 1,
-            last: false,
+            last: None,
         })
         .and_then(|()| zombie.commit())
         .unwrap_err();
@@ -59,7 +59,7 @@ fn a_zombie_is_fenced_and_only_committed_records_are_read() {
     fresh
         .mark(Marker {
             epoch: 7,
-            last: false,
+            last: None,
         })
         .unwrap();
     fresh.commit().unwrap();
@@ -68,7 +68,7 @@ fn a_zombie_is_fenced_and_only_committed_records_are_read() {
         fresh.committed_marker().unwrap(),
         Some(Marker {
             epoch: 7,
-            last: false
+            last: None
         })
     );
     // Another id's marker is its own.
