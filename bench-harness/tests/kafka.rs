@@ -7,7 +7,8 @@
 //! - `--kafka-sink` at least once, SIGKILLed: every row is in the output topic.
 //! - `--kafka-sink` exactly once (transactions), SIGKILLed on 1, 2 and 3 shards and
 //!   aborted by the failpoint between a checkpoint's completion and its commit: a
-//!   `read_committed` reader sees every row once.
+//!   `read_committed` reader sees every row once; aborted right after a shard's last
+//!   commit at the end of the input: no row repeats.
 //! - Kafka to rill to Kafka (exactly once) to rill (read_committed, exactly-once files),
 //!   both jobs SIGKILLed: the rows equal the generator run's.
 //! - Two processes in one consumer group, one SIGKILLed mid-run: the other takes over its
@@ -286,6 +287,43 @@ fn exactly_once_kafka_sink_writes_every_row_once_across_sigkills_and_the_failpoi
         expected.len(),
         "a read_committed reader sees {} rows for {} results after {kills} kills and the \
          failpoint",
+        written.len(),
+        expected.len()
+    );
+    assert_eq!(written, expected);
+}
+
+#[test]
+fn a_crash_after_a_shards_last_commit_repeats_no_row() {
+    let broker = TestBroker::shared();
+    let b = broker.brokers();
+    let root = scratch("eos-last");
+    let events = 50_000;
+    generate(&b, "events-last", events, 4);
+    let expected = reference(&root, "q1", events);
+    let run = |shards: usize| {
+        let mut c = kafka_run(&root, &b, "events-last", "q1", "exactly-once", shards);
+        c.args(["--kafka-sink", "rows-last"]);
+        c
+    };
+    // The first shard to end commits its last transaction and the process aborts, before
+    // the job's final manifest: the restored job replays from its last checkpoint, and
+    // that shard drops what it already committed.
+    let mut c = run(2);
+    c.env("RILL_KAFKA_CRASH_AFTER_LAST_COMMIT", "1");
+    let o = c.output().expect("rill-bench runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("after the last commit"),
+        "the failpoint did not fire ({}): {stderr}",
+        o.status
+    );
+    finish(run(2));
+    let written = committed_records(&b, "rows-last");
+    assert_eq!(
+        written.len(),
+        expected.len(),
+        "a read_committed reader sees {} rows for {} results",
         written.len(),
         expected.len()
     );

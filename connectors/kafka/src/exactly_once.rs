@@ -25,30 +25,42 @@
 //! **End of input.** The open transaction is committed at the end with a marker flagged
 //! *last* (with the job's shard count). A restore onto as many shards that finds such a
 //! marker at or past its epoch knows that everything this shard wrote after the restored
-//! checkpoint is committed already: the shard drops (and counts) what the replay
-//! produces, which is the same records again. Restored onto another shard count it
-//! cannot tell them apart: those records may then be written twice (docs/kafka.md).
+//! checkpoint is committed already: the shard drops what the replay produces, which is
+//! the same records again (counted as the sink's dropped records in the job report).
+//! Restored onto another shard count it cannot tell them apart: those records may then
+//! be written twice (docs/kafka.md).
 //!
-//! A failpoint for tests: with `RILL_KAFKA_CRASH_BEFORE_COMMIT=N` the process aborts at the
-//! `N`-th commit of a completed checkpoint, after the completion and before the commit.
+//! Failpoints for tests: with `RILL_KAFKA_CRASH_BEFORE_COMMIT=N` the process aborts at the
+//! `N`-th commit of a completed checkpoint, after the completion and before the commit;
+//! with `RILL_KAFKA_CRASH_AFTER_LAST_COMMIT` set, right after a shard's last commit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::{Failure, OpResult, Sink};
+use rill_runtime::{DroppedRecords, Failure, OpResult, Sink};
 
 use crate::config::KafkaSinkConfig;
 use crate::sink::{send, EncodeFn};
 use crate::transaction::{Marker, TransactionalProducer};
 
-/// The state section of the sink: `(transactional id, epoch, framed records)`.
+/// The state section of the sink: one [`Pending`] per shard.
 const STATE: &str = "kafka-transaction";
+
+/// A shard's checkpointed transaction: its transactional id, the epoch (checkpoint) that
+/// commits it, its records (framed; empty if none is pre-committed), and the shard count
+/// of a run that was discarding a replay (0: none): a restore onto as many shards goes on
+/// discarding.
+type Pending = (String, u64, Vec<u8>, u32);
 const STATE_VERSION: u32 = 1;
 
 /// The failpoint's environment variable (see the module docs).
 pub const CRASH_BEFORE_COMMIT: &str = "RILL_KAFKA_CRASH_BEFORE_COMMIT";
+
+/// A second failpoint: when set, the process aborts right after a shard committed its
+/// last transaction at the end of the input (before the job's final manifest).
+pub const CRASH_AFTER_LAST_COMMIT: &str = "RILL_KAFKA_CRASH_AFTER_LAST_COMMIT";
 
 static COMMITS: AtomicU64 = AtomicU64::new(0);
 
@@ -111,10 +123,11 @@ pub struct ExactlyOnceKafkaSink<T> {
     /// The last barrier seen.
     last_barrier: u64,
     /// What the state of a restore asked for, done when the producer is created.
-    recovered: Vec<(String, u64, Vec<u8>)>,
+    recovered: Vec<Pending>,
     /// The replay's records are committed already (a *last* marker): drop them.
     discard: bool,
-    dropped: Arc<AtomicU64>,
+    /// The sink's dropped-record counter (in the job report).
+    dropped: DroppedRecords,
 }
 
 impl<T> std::fmt::Debug for ExactlyOnceKafkaSink<T> {
@@ -134,7 +147,7 @@ impl<T> ExactlyOnceKafkaSink<T> {
         encode: EncodeFn<T>,
         shard: usize,
         shards: usize,
-        dropped: Arc<AtomicU64>,
+        dropped: DroppedRecords,
     ) -> Self {
         let prefix = config.transactional_id.clone().unwrap_or_default();
         ExactlyOnceKafkaSink {
@@ -179,7 +192,11 @@ impl<T> ExactlyOnceKafkaSink<T> {
     fn ensure_producer(&mut self) -> OpResult {
         if self.producer.is_none() {
             let own = self.transactional(&self.id.clone())?;
-            for (id, epoch, framed) in std::mem::take(&mut self.recovered) {
+            for (id, epoch, framed, discarding) in std::mem::take(&mut self.recovered) {
+                if id == self.id && discarding == self.shards {
+                    // Still replaying what a last transaction committed (see `recover`).
+                    self.discard = true;
+                }
                 if id == self.id {
                     self.recover(&own, epoch, &framed)?;
                 } else {
@@ -295,8 +312,7 @@ impl<T> ExactlyOnceKafkaSink<T> {
 impl<T> Sink<T> for ExactlyOnceKafkaSink<T> {
     fn on_batch(&mut self, batch: &mut Vec<T>) -> OpResult {
         if self.discard {
-            self.dropped
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.dropped.add(batch.len() as u64);
             batch.clear();
             return Ok(());
         }
@@ -341,9 +357,11 @@ impl<T> Sink<T> for ExactlyOnceKafkaSink<T> {
             Some(_) => self.transaction.clone(),
             None => Vec::new(),
         };
-        state
-            .section(STATE, STATE_VERSION)
-            .put_split(self.shard, (self.id.clone(), checkpoint, records))
+        let discarding = if self.discard { self.shards } else { 0 };
+        state.section(STATE, STATE_VERSION).put_split(
+            self.shard,
+            (self.id.clone(), checkpoint, records, discarding),
+        )
     }
 
     fn on_checkpoint_complete(&mut self, checkpoint: u64) -> OpResult {
@@ -362,9 +380,7 @@ impl<T> Sink<T> for ExactlyOnceKafkaSink<T> {
 
     fn restore(&mut self, state: &StateReader) -> OpResult {
         self.last_barrier = state.checkpoint();
-        self.recovered = state
-            .section(STATE, STATE_VERSION)?
-            .values::<(String, u64, Vec<u8>)>()?;
+        self.recovered = state.section(STATE, STATE_VERSION)?.values::<Pending>()?;
         // Fence, finish and learn the markers now, before the first record.
         self.ensure_producer()
     }
@@ -385,6 +401,11 @@ impl<T> Sink<T> for ExactlyOnceKafkaSink<T> {
         self.commit(Marker {
             epoch: self.last_barrier,
             last: Some(self.shards),
-        })
+        })?;
+        if std::env::var_os(CRASH_AFTER_LAST_COMMIT).is_some() {
+            eprintln!("{CRASH_AFTER_LAST_COMMIT}: aborting after the last commit");
+            std::process::abort();
+        }
+        Ok(())
     }
 }

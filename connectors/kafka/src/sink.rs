@@ -364,7 +364,6 @@ where
         });
     }
     if config.transactional_id.is_some() {
-        let dropped = Arc::new(AtomicU64::new(0));
         stream.sink(name, move |shard| {
             ExactlyOnceKafkaSink::new(
                 sink_name.clone(),
@@ -372,7 +371,7 @@ where
                 encode.clone(),
                 shard.index,
                 shard.shards,
-                dropped.clone(),
+                shard.dropped_records(),
             )
         });
         return Ok(());
