@@ -58,8 +58,11 @@ impl ProducerContext for DeliveryContext {
         match result {
             Ok(_) => {
                 self.acked.fetch_add(1, Ordering::Relaxed);
-                let mut by_tag = self.acked_by_tag.lock().unwrap_or_else(|e| e.into_inner());
-                *by_tag.entry(tag).or_default() += 1;
+                // Tag 0: untracked (the topic writer, the exactly-once sink).
+                if tag != 0 {
+                    let mut by_tag = self.acked_by_tag.lock().unwrap_or_else(|e| e.into_inner());
+                    *by_tag.entry(tag).or_default() += 1;
+                }
             }
             Err((e, m)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
