@@ -399,6 +399,72 @@ fn kafka_to_rill_to_kafka_to_rill_is_exactly_once_through_crashes_of_both_jobs()
     );
 }
 
+#[test]
+fn latency_from_kafka_is_measured_from_the_intended_send_times() {
+    let broker = TestBroker::shared();
+    let b = broker.brokers();
+    // The run first (its clock starts before the first event is due), then the paced
+    // writer.
+    assert_eq!(
+        rill_kafka::admin::ensure_topic(&b, "events-paced", 2).unwrap(),
+        2
+    );
+    let generate = std::thread::spawn({
+        let b = b.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(500));
+            bench(&[
+                "generate",
+                "--events",
+                "40000",
+                "--rate",
+                "10k",
+                "--kafka",
+                &b,
+                "--topic",
+                "events-paced",
+            ]);
+        }
+    });
+    let o = Command::new(BIN)
+        .args([
+            "run",
+            "--query",
+            "q0",
+            "--kafka",
+            &b,
+            "--topic",
+            "events-paced",
+        ])
+        .args([
+            "--kafka-latency",
+            "--seconds",
+            "3",
+            "--shards",
+            "2",
+            "--no-pin",
+        ])
+        .output()
+        .expect("rill-bench runs");
+    generate.join().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The summary row: query shards mode events/s rows latency p50 p95 p99 ...
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("q0"))
+        .unwrap_or_else(|| panic!("no summary row: {stdout}"))
+        .split_whitespace()
+        .collect();
+    // (Durations print as a number and a unit: "1.23 ms".)
+    let rows: u64 = row[4].parse().unwrap_or(0);
+    assert!(rows > 1000, "{rows} rows: {stdout}");
+    assert!(
+        row[6].parse::<f64>().is_ok_and(|v| v > 0.0) && ["ns", "µs", "ms", "s"].contains(&row[7]),
+        "no latency measured: {stdout}"
+    );
+}
+
 fn group_member(root: &Path, brokers: &str, name: &str) -> Command {
     let dir = root.join(name);
     let mut c = Command::new(BIN);

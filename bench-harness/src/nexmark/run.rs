@@ -310,7 +310,8 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         None => None,
     };
     let mut df = Dataflow::new();
-    let (events, open_loop) = (spec.events, spec.rate.is_some());
+    let kafka_latency = spec.kafka.as_ref().and_then(|k| k.latency_for);
+    let (events, open_loop) = (spec.events, spec.rate.is_some() || kafka_latency.is_some());
     let (g, e, s) = (generator.clone(), epoch.clone(), live.sources.clone());
     let mut bad = None;
     let input = match &spec.kafka {
@@ -342,7 +343,10 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
             .clone()
             .map(|dir| (dir, header_of(spec.query))),
         measure: open_loop,
-        run_ns: events.saturating_mul(generator.inter_event_ns),
+        run_ns: match kafka_latency {
+            Some(d) => (spec.warmup + d).as_nanos() as u64,
+            None => events.saturating_mul(generator.inter_event_ns),
+        },
         warmup_ns: spec.warmup.as_nanos() as u64,
         live: live.latency.clone(),
         rows: live.rows.clone(),
@@ -383,9 +387,16 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         ),
         false => None,
     };
+    // A latency run from Kafka stops (drains) once its measured time is over.
+    let stop_at = kafka_latency.map(|d| spec.warmup + d + Duration::from_millis(500));
+    let mut stopped = false;
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(50));
         watch();
+        if !stopped && stop_at.is_some_and(|t| Duration::from_nanos(epoch.now_ns()) >= t) {
+            handle.controller().stop();
+            stopped = true;
+        }
     }
     let report = handle.join();
     let signalled = signals.is_some_and(|s| s.finish());
