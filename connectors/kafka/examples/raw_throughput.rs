@@ -5,13 +5,16 @@
 //! ```sh
 //! cargo run --release -p rill-kafka --example raw_throughput -- consume BROKERS TOPIC THREADS
 //! cargo run --release -p rill-kafka --example raw_throughput -- produce BROKERS TOPIC RECORDS BYTES
+//! cargo run --release -p rill-kafka --example raw_throughput -- latency BROKERS TOPIC SECONDS
 //! ```
 //!
 //! `consume`: one consumer per thread, thread `i` reading the partitions `p` with
 //! `p % THREADS == i` from the earliest offset to the end offset seen at the start (as a
 //! bounded `run --kafka --until-end` with THREADS shards reads them). `produce`: one
 //! producer writing RECORDS records of BYTES bytes round-robin over the partitions, then
-//! waiting for every acknowledgement.
+//! waiting for every acknowledgement. `latency`: one consumer of every partition from
+//! its end, for SECONDS, printing the percentiles of (receive time - Kafka timestamp)
+//! (the intended send time with `rill-bench generate --kafka --rate`).
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +25,8 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: raw_throughput consume BROKERS TOPIC THREADS | produce BROKERS TOPIC RECORDS BYTES"
+        "usage: raw_throughput consume BROKERS TOPIC THREADS | produce BROKERS TOPIC RECORDS \
+         BYTES | latency BROKERS TOPIC SECONDS"
     );
     std::process::exit(2)
 }
@@ -148,11 +152,56 @@ fn produce(brokers: &str, topic: &str, records: u64, size: usize) {
     );
 }
 
+fn latency(brokers: &str, topic: &str, seconds: f64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "raw-latency")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("a consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..metadata.topics()[0].partitions().len() as i32 {
+        tpl.add_partition_offset(topic, p, Offset::End)
+            .expect("assign");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut lat = Vec::new();
+    while Instant::now() < end {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+            if let Some(ts) = m.timestamp().to_millis() {
+                lat.push(now_ms() - ts);
+            }
+        }
+    }
+    lat.sort_unstable();
+    let q = |f: f64| lat.get(((lat.len() as f64 * f) as usize).min(lat.len().saturating_sub(1)));
+    println!(
+        "latency: {} records, p50 {:?} ms, p95 {:?} ms, p99 {:?} ms, max {:?} ms",
+        lat.len(),
+        q(0.5),
+        q(0.95),
+        q(0.99),
+        lat.last()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("consume") => consume(&args[2], &args[3], arg(&args, 4)),
         Some("produce") => produce(&args[2], &args[3], arg(&args, 4), arg(&args, 5)),
+        Some("latency") => latency(&args[2], &args[3], arg(&args, 4)),
         _ => usage(),
     }
 }
