@@ -43,6 +43,10 @@ pub struct GenerateArgs {
     /// Partitions of a topic --kafka creates.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub partitions: u64,
+    /// Open loop: send the events at this many per second (e.g. 100k), each with its
+    /// intended send time as its Kafka timestamp (for `run --kafka --kafka-latency`).
+    #[arg(long, requires = "kafka", value_parser = crate::nexmark::cli::parse_rate)]
+    pub rate: Option<u64>,
 }
 
 /// Runs `rill-bench generate`: 0 on success (or when the reader of stdout goes away early,
@@ -67,6 +71,7 @@ pub fn run(args: &GenerateArgs) -> ExitCode {
             brokers,
             topic,
             args.partitions as usize,
+            args.rate,
         ) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {

@@ -34,6 +34,10 @@ pub struct KafkaInput {
     pub broker_timeout: Duration,
     /// librdkafka consumer properties for the source.
     pub properties: Vec<(String, String)>,
+    /// Measure latency open loop for this long, then stop: each record's Kafka timestamp
+    /// is its intended time (as `generate --kafka --rate` writes it), and a row's latency
+    /// is from the intended time of its input to the sink.
+    pub latency_for: Option<Duration>,
 }
 
 /// What the Kafka input counts.
@@ -46,7 +50,8 @@ pub struct KafkaCounts {
 }
 
 /// The events of `input` as a stream of [`Timed`] events, due at their Kafka timestamps
-/// (latency is measured only open loop, which a Kafka run is not).
+/// (latency is measured with [`KafkaInput::latency_for`], when those are the intended
+/// send times of `generate --kafka --rate`).
 pub fn kafka_events(
     df: &mut Dataflow,
     input: &KafkaInput,
@@ -90,18 +95,49 @@ pub fn kafka_events(
 
 /// Writes events `0..events` of `config` to `topic` (created with `partitions`
 /// partitions if missing): event `p` to partition `p % P` with its `date_time` as the
-/// Kafka timestamp. Returns the topic's partition count.
+/// Kafka timestamp; with `rate`, open loop: event `p` is sent at its intended time
+/// `t0 + p / rate` and carries that wall-clock time (ms) as its Kafka timestamp instead
+/// (the events' own times stay in their CSV lines). Returns the topic's partition count.
 pub fn write_events_to_kafka(
     config: &GeneratorConfig,
     events: u64,
     brokers: &str,
     topic: &str,
     partitions: usize,
+    rate: Option<u64>,
 ) -> Result<usize, rill_kafka::Error> {
     let partitions = ensure_topic(brokers, topic, partitions)?;
-    let writer = TopicWriter::new(brokers, topic)?;
+    let writer = match rate {
+        // Open loop: a short linger. (`linger.ms=0` sends a request per few records, more
+        // requests than the broker here keeps up with at 50k/s: latency grew through the
+        // run to seconds; docs/kafka.md.)
+        Some(_) => TopicWriter::with_properties(brokers, topic, &[("linger.ms", "2")])?,
+        None => TopicWriter::new(brokers, topic)?,
+    };
     let mut line = Vec::with_capacity(1024);
+    let start = std::time::Instant::now();
+    let start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut max_lag_ns = 0u64;
     for position in 0..events {
+        let mut timestamp = None;
+        if let Some(rate) = rate {
+            let due_ns = (position as u128 * 1_000_000_000 / rate as u128) as u64;
+            loop {
+                let now = start.elapsed().as_nanos() as u64;
+                if now >= due_ns {
+                    max_lag_ns = max_lag_ns.max(now - due_ns);
+                    break;
+                }
+                if due_ns - now > 200_000 {
+                    std::thread::sleep(Duration::from_nanos(due_ns - now - 100_000));
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            timestamp = Some(((start_unix_ns + due_ns) / 1_000_000) as i64);
+        }
         let event = config.event(position);
         line.clear();
         event.write_csv(&mut line);
@@ -109,8 +145,16 @@ pub fn write_events_to_kafka(
             line.pop();
         }
         let partition = (position % partitions as u64) as i32;
-        writer.send(partition, Some(event.date_time() as i64), &line)?;
+        let timestamp = timestamp.unwrap_or(event.date_time() as i64);
+        writer.send(partition, Some(timestamp), &line)?;
     }
     writer.flush()?;
+    if let Some(rate) = rate {
+        // Behind schedule, the events' latency includes the writer's lag: say how much.
+        eprintln!(
+            "generate: {events} events at {rate}/s, at most {:.1} ms behind schedule",
+            max_lag_ns as f64 / 1e6
+        );
+    }
     Ok(partitions)
 }

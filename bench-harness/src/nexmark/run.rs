@@ -310,7 +310,8 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         None => None,
     };
     let mut df = Dataflow::new();
-    let (events, open_loop) = (spec.events, spec.rate.is_some());
+    let kafka_latency = spec.kafka.as_ref().and_then(|k| k.latency_for);
+    let (events, open_loop) = (spec.events, spec.rate.is_some() || kafka_latency.is_some());
     let (g, e, s) = (generator.clone(), epoch.clone(), live.sources.clone());
     let mut bad = None;
     let input = match &spec.kafka {
@@ -342,12 +343,19 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
             .clone()
             .map(|dir| (dir, header_of(spec.query))),
         measure: open_loop,
-        run_ns: events.saturating_mul(generator.inter_event_ns),
+        run_ns: match kafka_latency {
+            Some(d) => (spec.warmup + d).as_nanos() as u64,
+            None => events.saturating_mul(generator.inter_event_ns),
+        },
         warmup_ns: spec.warmup.as_nanos() as u64,
         live: live.latency.clone(),
         rows: live.rows.clone(),
         kafka_sink: match (&spec.kafka_sink, &spec.kafka) {
-            (Some(topic), Some(k)) => Some(KafkaSinkConfig::new(k.brokers.clone(), topic.clone())),
+            (Some(topic), Some(k)) => Some(kafka_sink_config(
+                &k.brokers,
+                topic,
+                spec.checkpointing.as_ref(),
+            )?),
             _ => None,
         },
     };
@@ -379,9 +387,16 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         ),
         false => None,
     };
+    // A latency run from Kafka stops (drains) once its measured time is over.
+    let stop_at = kafka_latency.map(|d| spec.warmup + d + Duration::from_millis(500));
+    let mut stopped = false;
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(50));
         watch();
+        if !stopped && stop_at.is_some_and(|t| Duration::from_nanos(epoch.now_ns()) >= t) {
+            handle.controller().stop();
+            stopped = true;
+        }
     }
     let report = handle.join();
     let signalled = signals.is_some_and(|s| s.finish());
@@ -442,6 +457,36 @@ pub fn header_of(query: Query) -> String {
 }
 
 /// Everything a row sink needs, to attach one to a query's output.
+/// The partitions of a `--kafka-sink` topic the run creates.
+const SINK_PARTITIONS: usize = 4;
+
+/// `--kafka-sink TOPIC`, created with 4 partitions if missing: exactly-once
+/// (transactions) when the job takes exactly-once checkpoints, with the transactional id
+/// prefix `rill-<topic>-<hash of the checkpoint directory>`: stable across restarts of
+/// the job, distinct between jobs; else at least once.
+fn kafka_sink_config(
+    brokers: &str,
+    topic: &str,
+    checkpointing: Option<&Checkpointing>,
+) -> Result<KafkaSinkConfig, rill_kafka::Error> {
+    rill_kafka::admin::ensure_topic(brokers, topic, SINK_PARTITIONS)?;
+    let config = KafkaSinkConfig::new(brokers.to_string(), topic.to_string());
+    Ok(match checkpointing {
+        Some(c) if c.guarantee_of() == Guarantee::ExactlyOnce => {
+            let dir = std::path::absolute(c.dir()).unwrap_or_else(|_| c.dir().to_path_buf());
+            // FNV-1a: stable across builds and runs (std's hasher is not).
+            let hash = dir
+                .to_string_lossy()
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+                });
+            config.exactly_once(format!("rill-{topic}-{hash:016x}"))
+        }
+        _ => config,
+    })
+}
+
 struct SinkParts {
     epoch: Epoch,
     file: Option<Arc<Mutex<BufWriter<File>>>>,

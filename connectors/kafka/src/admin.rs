@@ -171,9 +171,23 @@ impl TopicWriter {
     }
 }
 
+/// The consumer's position in `topic`/`partition` (the offset it fetches next), if known.
+pub(crate) fn position_of<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    match positions.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
 /// Reads every record's value of every partition of `topic`, from the earliest offset
 /// until the consumer reaches each partition's end at or after the end offset seen at the
-/// start (for tests and checks).
+/// start (for tests and checks). It reads with `read_committed` isolation (librdkafka's
+/// default): records of aborted or open transactions are not returned.
 pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Vec<u8>>> {
     let Some(partitions) = partition_count(brokers, topic)? else {
         return Err(Error::UnknownTopic {
@@ -185,6 +199,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Vec<u8>>> {
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("group.id", "rill-read-topic")
+        .set("isolation.level", "read_committed")
         .create_with_context(HealthContext::default())
         .map_err(|source| Error::Client {
             brokers: brokers.to_string(),
@@ -223,8 +238,11 @@ pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Vec<u8>>> {
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
+                // (The consumer's position passes transaction markers, which are no
+                // records: a transactional topic's last offset is often one.)
+                let position = position_of(&consumer, topic, p);
                 let p = p as usize;
-                if p < partitions && next[p] >= ends[p] {
+                if p < partitions && next[p].max(position.unwrap_or(0)) >= ends[p] {
                     done[p] = true;
                 }
             }

@@ -206,6 +206,7 @@ pub struct KafkaSinkConfig {
     pub(crate) topic: String,
     pub(crate) flush_timeout: Duration,
     pub(crate) properties: Vec<(String, String)>,
+    pub(crate) transactional_id: Option<String>,
 }
 
 impl KafkaSinkConfig {
@@ -217,7 +218,17 @@ impl KafkaSinkConfig {
             topic: topic.into(),
             flush_timeout: Duration::from_secs(60),
             properties: Vec::new(),
+            transactional_id: None,
         }
+    }
+
+    /// Exactly-once output through Kafka transactions (see [`crate::exactly_once`]):
+    /// shard `s` writes with transactional id `<prefix>-<s>`. The prefix names the job
+    /// and the sink: stable across restarts (so that a restarted job fences the old
+    /// one's producers), distinct between jobs and sinks writing at the same time.
+    pub fn exactly_once(mut self, transactional_id_prefix: impl Into<String>) -> Self {
+        self.transactional_id = Some(transactional_id_prefix.into());
+        self
     }
 
     /// How long a barrier waits for acknowledgements before the job fails.
@@ -239,6 +250,20 @@ impl KafkaSinkConfig {
         }
         if self.flush_timeout.is_zero() {
             return Err(Error::Config("the flush timeout must be positive".into()));
+        }
+        if self.transactional_id.as_deref() == Some("") {
+            return Err(Error::Config(
+                "an exactly-once sink needs a transactional id prefix".into(),
+            ));
+        }
+        if let Some((key, _)) = self
+            .properties
+            .iter()
+            .find(|(k, _)| k == "transactional.id")
+        {
+            return Err(Error::Config(format!(
+                "the sink sets {key} itself (exactly_once gives the transactional id prefix)"
+            )));
         }
         Ok(())
     }
@@ -269,5 +294,20 @@ mod tests {
         assert!(e.to_string().contains("consumer group"), "{e}");
         let e = KafkaSinkConfig::new("a:1", "").validate().unwrap_err();
         assert!(e.to_string().contains("topic"), "{e}");
+        let e = KafkaSinkConfig::new("a:1", "t")
+            .exactly_once("")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("transactional id"), "{e}");
+        let e = KafkaSinkConfig::new("a:1", "t")
+            .exactly_once("job")
+            .property("transactional.id", "x")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("transactional.id"), "{e}");
+        assert!(KafkaSinkConfig::new("a:1", "t")
+            .exactly_once("job")
+            .validate()
+            .is_ok());
     }
 }

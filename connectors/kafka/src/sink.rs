@@ -1,16 +1,17 @@
-//! The Kafka sink: at-least-once output to a topic.
+//! The Kafka sink: at-least-once output to a topic, or exactly-once through transactions
+//! ([`KafkaSinkConfig::exactly_once`], see [`crate::exactly_once`]).
 //!
 //! Records are handed to librdkafka's producer as they arrive (it batches and sends them
-//! in the background). At a checkpoint barrier the sink *flushes*: it waits until the
-//! broker acknowledged every record sent before the barrier, and fails the checkpoint
-//! (and so the job) if any was not. A checkpoint therefore completes only when everything
-//! before its barrier is in Kafka: after a crash the job replays from the checkpoint and
-//! nothing is lost, though records sent after it may be written twice.
-//!
-//! Exactly-once through Kafka transactions is not offered: see docs/kafka.md (the brokers
-//! the tests can run do not isolate aborted transactions from `read_committed` readers,
-//! so it could not be shown); the transactional file sink is rill's exactly-once output.
+//! in the background), each tagged with its *epoch* (the barriers it falls between), and
+//! a copy of each epoch's records is kept until the broker acknowledged all of them
+//! (delivery reports, counted per epoch). At a checkpoint barrier the sink does not wait
+//! for the broker: it writes the records of the epochs not yet acknowledged into its
+//! checkpoint state, and a restore sends them again. So everything before a completed
+//! checkpoint's barrier is either in Kafka or in the checkpoint: nothing is lost, though
+//! records may be written twice. A refused record fails the job (which restarts from the
+//! last checkpoint). At the end of the input the sink waits for every acknowledgement.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,19 +20,22 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::Message;
-use rill_runtime::checkpoint::StateWriter;
+use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::{Data, Failure, OpResult, Sink, Stream};
 
 use crate::config::KafkaSinkConfig;
 use crate::error::{Error, Result};
+use crate::exactly_once::ExactlyOnceKafkaSink;
 use crate::health::{broker_up, Health, STATS_INTERVAL_MS};
 use crate::plan::client_config;
 
-/// Counts what the broker acknowledged and what it refused.
+/// Counts what the broker acknowledged (in all, and per tag: a record's delivery opaque,
+/// the at-least-once sink's epoch) and what it refused.
 #[derive(Debug, Default)]
 pub(crate) struct DeliveryContext {
     pub(crate) health: Arc<Health>,
     pub(crate) acked: AtomicU64,
+    pub(crate) acked_by_tag: Mutex<BTreeMap<usize, u64>>,
     pub(crate) failed: AtomicU64,
     pub(crate) first_failure: Mutex<Option<String>>,
 }
@@ -49,11 +53,16 @@ impl ClientContext for DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
         match result {
             Ok(_) => {
                 self.acked.fetch_add(1, Ordering::Relaxed);
+                // Tag 0: untracked (the topic writer, the exactly-once sink).
+                if tag != 0 {
+                    let mut by_tag = self.acked_by_tag.lock().unwrap_or_else(|e| e.into_inner());
+                    *by_tag.entry(tag).or_default() += 1;
+                }
             }
             Err((e, m)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -87,9 +96,9 @@ pub(crate) fn producer(
         })
 }
 
-/// Sends `payload` to `topic` (partition `partition`, or the producer's choice), waiting
-/// while librdkafka's queue is full; fails once the brokers have been unreachable for
-/// longer than `timeout`.
+/// Sends `payload` to `topic` (partition `partition`, or the producer's choice), its
+/// delivery counted under `tag`, waiting while librdkafka's queue is full; fails once the
+/// brokers have been unreachable for longer than `timeout`.
 pub(crate) fn send(
     producer: &BaseProducer<DeliveryContext>,
     topic: &str,
@@ -98,7 +107,20 @@ pub(crate) fn send(
     payload: &[u8],
     timeout: Duration,
 ) -> std::result::Result<(), String> {
-    let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload);
+    send_tagged(producer, topic, partition, timestamp, payload, timeout, 0)
+}
+
+/// [`send`] with the delivery counted under `tag`.
+pub(crate) fn send_tagged(
+    producer: &BaseProducer<DeliveryContext>,
+    topic: &str,
+    partition: Option<i32>,
+    timestamp: Option<i64>,
+    payload: &[u8],
+    timeout: Duration,
+    tag: usize,
+) -> std::result::Result<(), String> {
+    let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, tag).payload(payload);
     record.partition = partition;
     record.timestamp = timestamp;
     let mut waiting: Option<Instant> = None;
@@ -160,15 +182,33 @@ pub(crate) fn flush(
     Ok(())
 }
 
-type EncodeFn<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
+pub(crate) type EncodeFn<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
 
-/// One shard's instance of the Kafka sink.
+/// The records of one epoch (between two barriers) not all acknowledged yet.
+#[derive(Debug)]
+struct Unconfirmed {
+    tag: usize,
+    sent: u64,
+    acked: u64,
+    /// The records, each a 4-byte little-endian length and the bytes.
+    framed: Vec<u8>,
+}
+
+/// The state section of the at-least-once sink: the framed records not acknowledged at
+/// the barrier.
+const UNCONFIRMED: &str = "kafka-unconfirmed";
+
+/// One shard's instance of the at-least-once Kafka sink.
 pub struct KafkaSink<T> {
     name: String,
+    shard: u32,
     config: Arc<KafkaSinkConfig>,
     producer: std::result::Result<BaseProducer<DeliveryContext>, String>,
     encode: EncodeFn<T>,
     buffer: Vec<u8>,
+    /// Epochs with records in flight, oldest first; the last is the current one.
+    unconfirmed: VecDeque<Unconfirmed>,
+    next_tag: usize,
 }
 
 impl<T> std::fmt::Debug for KafkaSink<T> {
@@ -193,34 +233,106 @@ impl<T> KafkaSink<T> {
             ))
         })
     }
-}
 
-impl<T> Sink<T> for KafkaSink<T> {
-    fn on_batch(&mut self, batch: &mut Vec<T>) -> OpResult {
+    /// Sends `payload` in the current epoch and keeps a copy until it is acknowledged.
+    fn send(&mut self, payload: &[u8]) -> OpResult {
+        if self.unconfirmed.is_empty() {
+            self.new_epoch();
+        }
+        let epoch = self.unconfirmed.back_mut().expect("an epoch");
         let producer = self
             .producer
             .as_ref()
             .map_err(|e| Failure::new(e.clone()))?;
-        for record in batch.drain(..) {
-            self.buffer.clear();
-            (self.encode)(&record, &mut self.buffer);
-            send(
-                producer,
-                &self.config.topic,
-                None,
-                None,
-                &self.buffer,
-                self.config.flush_timeout,
-            )
-            .map_err(|e| Failure::new(format!("Kafka sink {}: {e}", self.name)))?;
-        }
-        // Serve delivery reports.
-        producer.poll(Duration::ZERO);
+        send_tagged(
+            producer,
+            &self.config.topic,
+            None,
+            None,
+            payload,
+            self.config.flush_timeout,
+            epoch.tag,
+        )
+        .map_err(|e| Failure::new(format!("Kafka sink {}: {e}", self.name)))?;
+        epoch.sent += 1;
+        epoch
+            .framed
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        epoch.framed.extend_from_slice(payload);
         Ok(())
     }
 
-    fn snapshot(&mut self, checkpoint: u64, _state: &mut StateWriter) -> OpResult {
-        self.flush(&format!("at the barrier of checkpoint {checkpoint}"))
+    fn new_epoch(&mut self) {
+        self.next_tag += 1;
+        self.unconfirmed.push_back(Unconfirmed {
+            tag: self.next_tag,
+            sent: 0,
+            acked: 0,
+            framed: Vec::new(),
+        });
+    }
+
+    /// Serves delivery reports, fails on a refused record, and forgets the epochs whose
+    /// records were all acknowledged.
+    fn confirm(&mut self) -> OpResult {
+        let producer = self.producer()?;
+        producer.poll(Duration::ZERO);
+        let ctx = producer.context();
+        if ctx.failed.load(Ordering::Relaxed) > 0 {
+            let first = ctx.first_failure.lock().unwrap_or_else(|e| e.into_inner());
+            return Err(Failure::new(format!(
+                "Kafka sink {} ({}): the broker refused {} records, the first: {}",
+                self.name,
+                self.config.topic,
+                ctx.failed.load(Ordering::Relaxed),
+                first.as_deref().unwrap_or("?")
+            )));
+        }
+        let acked =
+            std::mem::take(&mut *ctx.acked_by_tag.lock().unwrap_or_else(|e| e.into_inner()));
+        for epoch in &mut self.unconfirmed {
+            epoch.acked += acked.get(&epoch.tag).copied().unwrap_or(0);
+        }
+        let current = self.unconfirmed.back().map(|e| e.tag);
+        self.unconfirmed
+            .retain(|e| e.acked < e.sent || Some(e.tag) == current);
+        Ok(())
+    }
+}
+
+impl<T> Sink<T> for KafkaSink<T> {
+    fn on_batch(&mut self, batch: &mut Vec<T>) -> OpResult {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        for record in batch.drain(..) {
+            buffer.clear();
+            (self.encode)(&record, &mut buffer);
+            self.send(&buffer)?;
+        }
+        self.buffer = buffer;
+        self.confirm()
+    }
+
+    /// No waiting for the broker here: the records sent before the barrier that it has
+    /// not acknowledged yet go into the checkpoint, and a restore sends them again.
+    fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
+        self.confirm()?;
+        let mut framed = Vec::new();
+        for epoch in &self.unconfirmed {
+            if epoch.acked < epoch.sent {
+                framed.extend_from_slice(&epoch.framed);
+            }
+        }
+        self.new_epoch();
+        state.section(UNCONFIRMED, 1).put_split(self.shard, framed)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> OpResult {
+        for framed in state.section(UNCONFIRMED, 1)?.values::<Vec<u8>>()? {
+            for record in crate::exactly_once::records(&framed)? {
+                self.send(record)?;
+            }
+        }
+        Ok(())
     }
 
     fn on_end(&mut self) -> OpResult {
@@ -246,8 +358,32 @@ where
     let config = Arc::new(config);
     let encode: EncodeFn<T> = Arc::new(encode);
     let sink_name = name.to_string();
+    // A missing topic is an error now, not refused records later (and the exactly-once
+    // sink's markers name partition 0 of it).
+    if crate::admin::partition_count(&config.brokers, &config.topic)?.is_none() {
+        return Err(Error::UnknownTopic {
+            brokers: config.brokers.clone(),
+            topic: config.topic.clone(),
+        });
+    }
+    if config.transactional_id.is_some() {
+        stream.sink(name, move |shard| {
+            ExactlyOnceKafkaSink::new(
+                sink_name.clone(),
+                config.clone(),
+                encode.clone(),
+                shard.index,
+                shard.shards,
+                shard.dropped_records(),
+            )
+        });
+        return Ok(());
+    }
     stream.sink(name, move |shard| KafkaSink {
         name: sink_name.clone(),
+        shard: shard.index as u32,
+        unconfirmed: VecDeque::new(),
+        next_tag: 0,
         producer: producer(&config.brokers, &config.properties, config.flush_timeout)
             .map_err(|e| format!("shard {}: {e}", shard.index)),
         config: config.clone(),

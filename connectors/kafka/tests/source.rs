@@ -1,5 +1,6 @@
-//! The Kafka source against a real broker (tansu on loopback, started by the test):
-//! bounded reads, undecodable records, and the broker going away and coming back.
+//! The Kafka source against Apache Kafka (on loopback, started by the tests: one shared
+//! broker, and a broker of their own behind a proxy for the tests that cut it): bounded
+//! reads, undecodable records, start positions, and the broker going away and coming back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,7 +50,7 @@ fn two_shards() -> Config {
 
 #[test]
 fn bounded_read_counts_undecodable_records_and_sends_them_aside() {
-    let broker = TestBroker::start();
+    let broker = TestBroker::shared();
     let b = broker.brokers();
     let bad_at = [7, 1000, 2999];
     fill(&b, "numbers", 3, 3000, &bad_at);
@@ -78,7 +79,7 @@ fn bounded_read_counts_undecodable_records_and_sends_them_aside() {
 
 #[test]
 fn an_unknown_topic_or_bad_brokers_are_refused_before_the_job_starts() {
-    let broker = TestBroker::start();
+    let broker = TestBroker::shared();
     let mut df = Dataflow::new();
     let e = kafka_source(
         &mut df,
@@ -193,7 +194,7 @@ fn offsets_of_completed_checkpoints_are_committed_to_the_group() {
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
     use rill_runtime::checkpoint::Checkpointing;
 
-    let broker = TestBroker::start();
+    let broker = TestBroker::shared();
     let b = broker.brokers();
     let n = 2_000;
     fill(&b, "lagging", 2, n, &[]);
@@ -245,7 +246,7 @@ fn offsets_of_completed_checkpoints_are_committed_to_the_group() {
 fn starts_at_a_timestamp() {
     use rill_kafka::StartFrom;
 
-    let broker = TestBroker::start();
+    let broker = TestBroker::shared();
     let b = broker.brokers();
     assert_eq!(ensure_topic(&b, "timed", 2).unwrap(), 2);
     let w = TopicWriter::new(&b, "timed").unwrap();
@@ -277,7 +278,8 @@ fn starts_at_a_timestamp() {
         read(StartFrom::Timestamp(1_000_600)),
         (600..1000).collect::<Vec<_>>()
     );
-    // (`StartFrom::Latest` is not checked here: tansu answers the end-offset lookup with
-    // the base offset of the last batch, so "latest" would include that batch.)
     assert_eq!(read(StartFrom::Earliest).len(), 1000);
+    // Apache Kafka's end-offset lookup is exact: a bounded read from the latest offset
+    // reads nothing. (tansu 0.6 answered it with the last batch's base offset.)
+    assert_eq!(read(StartFrom::Latest), Vec::<u64>::new());
 }

@@ -228,8 +228,15 @@ pub struct RunArgs {
     /// Read the topic up to its end offsets seen at the start, then finish.
     #[arg(long, requires = "kafka")]
     pub(super) until_end: bool,
-    /// Write the result rows (CSV lines, no header) to this topic, at least once, on the
-    /// brokers of --kafka.
+    /// Measure latency open loop for --seconds (after --warmup), then stop: from each
+    /// record's Kafka timestamp, its intended send time as `generate --kafka --rate`
+    /// writes it (start the run first), to the sink.
+    #[arg(long, requires = "kafka", conflicts_with = "until_end")]
+    pub(super) kafka_latency: bool,
+    /// Write the result rows (CSV lines, no header) to this topic on the brokers of
+    /// --kafka (created with 4 partitions if missing): exactly once through Kafka
+    /// transactions with `--guarantee exactly-once` and --checkpoint-dir (for
+    /// read_committed readers), else at least once.
     #[arg(long, requires = "kafka", conflicts_with_all = ["output", "output_dir"])]
     pub(super) kafka_sink: Option<String>,
     /// A librdkafka consumer property for the Kafka source, KEY=VALUE (repeatable), e.g.
@@ -251,6 +258,9 @@ impl RunArgs {
             until_end: self.until_end,
             broker_timeout: Duration::from_millis(self.kafka_timeout as u64),
             properties: self.kafka_properties.clone(),
+            latency_for: self
+                .kafka_latency
+                .then(|| Duration::from_secs_f64(self.seconds)),
         })
     }
 }
