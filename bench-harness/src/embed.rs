@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rill_runtime::state::ValueState;
-use rill_runtime::{Config, Dataflow, InputHandle, OpResult, Operator, Output, Runtime};
+use rill_runtime::{
+    Config, Dataflow, InputHandle, OpResult, Operator, OperatorState, Output, Runtime,
+};
 use serde::Serialize;
 
 use crate::latency::{fmt_ns, new_histogram, LatencySummary};
@@ -259,6 +261,7 @@ struct Totals {
 
 impl Operator<Request> for Totals {
     type Out = Output<Answer>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
     fn on_batch(&mut self, batch: &mut Vec<Request>, out: &mut Output<Answer>) -> OpResult {
         for r in batch.drain(..) {
             let total = self.totals.update(

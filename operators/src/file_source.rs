@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::SplitPosition;
 use rill_runtime::{
-    Data, Dataflow, Failure, OpResult, Operator, Output, Source, SourceOutput, SourceStatus, Stream,
+    Data, Dataflow, Failure, OpResult, Operator, OperatorState, Output, Source, SourceOutput,
+    SourceStatus, Stream,
 };
 
 /// A line that did not parse.
@@ -173,6 +174,7 @@ struct SplitLines;
 
 impl<T: Data> Operator<Line<T>> for SplitLines {
     type Out = (Output<T>, Output<BadLine>);
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<Line<T>>, out: &mut Self::Out) -> OpResult {
         for line in batch.drain(..) {
             match line {

@@ -1,6 +1,6 @@
 //! `filter`: keeps the records a predicate accepts.
 
-use rill_runtime::{Data, OpResult, Operator, Output, Stream};
+use rill_runtime::{Data, OpResult, Operator, OperatorState, Output, Stream};
 
 /// Drops records.
 pub trait Filter<T> {
@@ -28,6 +28,7 @@ struct FilterOp<F>(F);
 
 impl<T: Data, F: Fn(&T) -> bool> Operator<T> for FilterOp<F> {
     type Out = Output<T>;
+    const STATE: OperatorState = OperatorState::Stateless;
     #[inline]
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<T>) -> OpResult {
         batch.retain(|r| (self.0)(r));

@@ -1,6 +1,6 @@
 //! `flat_map`: any number of output records per input record.
 
-use rill_runtime::{Data, OpResult, Operator, Output, Stream};
+use rill_runtime::{Data, OpResult, Operator, OperatorState, Output, Stream};
 
 /// Expands every record into zero or more records.
 pub trait FlatMap<T> {
@@ -31,6 +31,7 @@ struct FlatMapOp<F>(F);
 
 impl<T, U: Data, I: IntoIterator<Item = U>, F: Fn(T) -> I> Operator<T> for FlatMapOp<F> {
     type Out = Output<U>;
+    const STATE: OperatorState = OperatorState::Stateless;
     #[inline]
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<U>) -> OpResult {
         for r in batch.drain(..) {

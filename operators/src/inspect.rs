@@ -1,6 +1,6 @@
 //! `inspect`: looks at records without changing them.
 
-use rill_runtime::{Data, OpResult, Operator, Output, ShardInfo, Stream};
+use rill_runtime::{Data, OpResult, Operator, OperatorState, Output, ShardInfo, Stream};
 
 /// Observes records as they pass.
 pub trait Inspect<T> {
@@ -36,6 +36,7 @@ struct InspectOp<F> {
 
 impl<T: Data, F: Fn(ShardInfo, &T)> Operator<T> for InspectOp<F> {
     type Out = Output<T>;
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<T>) -> OpResult {
         for r in batch.iter() {
             (self.f)(self.shard, r);

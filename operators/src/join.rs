@@ -24,7 +24,8 @@ use rill_runtime::state::{
     table_codec, Codec, OperatorClock, SharedKeyedState, TimerQueue, Update,
 };
 use rill_runtime::{
-    BinaryOperator, Data, DroppedRecords, OpResult, Output, StateData, Stream, Timestamp,
+    BinaryOperator, Data, DroppedRecords, OpResult, OperatorState, Output, StateData, Stream,
+    Timestamp,
 };
 
 use crate::key_by::{KeyFn, KeyedStream};
@@ -115,6 +116,7 @@ where
     }
 
     type Out = Output<O>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
 
     fn on_left(&mut self, batch: &mut Vec<A>, _out: &mut Output<O>) -> OpResult {
         for a in batch.drain(..) {
@@ -228,6 +230,7 @@ where
     }
 
     type Out = Output<O>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
 
     fn on_left(&mut self, batch: &mut Vec<A>, out: &mut Output<O>) -> OpResult {
         let (mut left, right) = (self.left.borrow_mut(), self.right.borrow());

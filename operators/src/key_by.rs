@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{table_codec, Codec, SharedKeyedState};
 use rill_runtime::{
-    Data, ExchangeData, OpResult, Operator, Output, Partitioning, StateData, Stream,
+    Data, ExchangeData, OpResult, Operator, OperatorState, Output, Partitioning, StateData, Stream,
 };
 
 use crate::summable::Summable;
@@ -242,6 +242,7 @@ where
     }
 
     type Out = Output<(K, A)>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<(K, A)>) -> OpResult {
         let mut table = self.state.borrow_mut();
         for r in batch.drain(..) {

@@ -1,6 +1,6 @@
 //! `map`: one output record per input record.
 
-use rill_runtime::{Data, OpResult, Operator, Output, Stream};
+use rill_runtime::{Data, OpResult, Operator, OperatorState, Output, Stream};
 
 /// Transforms every record.
 pub trait Map<T> {
@@ -26,6 +26,7 @@ struct MapOp<F>(F);
 
 impl<T, U: Data, F: Fn(T) -> U> Operator<T> for MapOp<F> {
     type Out = Output<U>;
+    const STATE: OperatorState = OperatorState::Stateless;
     #[inline]
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<U>) -> OpResult {
         for r in batch.drain(..) {

@@ -5,7 +5,9 @@ use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{table_codec, Codec, OperatorClock, SharedKeyedState, TimerQueue};
-use rill_runtime::{Data, OpResult, Operator, Output, ShardInfo, StateData, Stream, Timestamp};
+use rill_runtime::{
+    Data, OpResult, Operator, OperatorState, Output, ShardInfo, StateData, Stream, Timestamp,
+};
 
 use crate::key_by::{KeyFn, KeyedStream};
 
@@ -233,6 +235,7 @@ where
     }
 
     type Out = Output<F::Out>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<F::Out>) -> OpResult {
         for record in batch.drain(..) {

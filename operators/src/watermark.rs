@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use rill_runtime::{
-    Data, OpResult, Operator, SourceOutput, Stream, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
+    Data, OpResult, Operator, OperatorState, SourceOutput, Stream, Timestamp, MAX_WATERMARK,
+    MIN_WATERMARK,
 };
 
 type TimestampFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
@@ -185,6 +186,7 @@ struct WatermarkGenerator<T> {
 
 impl<T: Data> Operator<T> for WatermarkGenerator<T> {
     type Out = SourceOutput<T>;
+    const STATE: OperatorState = OperatorState::Stateless;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut SourceOutput<T>) -> OpResult {
         let mut next = self.emitted;

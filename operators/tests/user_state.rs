@@ -14,7 +14,9 @@ use common::{committed, keyed, numbers, scratch, EVENTS, WINDOW};
 use rill_operators::file_sink::write_part_files;
 use rill_runtime::checkpoint::Checkpointing;
 use rill_runtime::state::{ListState, MapState, Timers, ValueState};
-use rill_runtime::{Config, Dataflow, OpResult, Operator, Output, Runtime, Timestamp};
+use rill_runtime::{
+    Config, Dataflow, OpResult, Operator, OperatorState, Output, Runtime, Timestamp,
+};
 
 /// Per key: a running total (value), counts per window (map), every 1000th number (list),
 /// and an event-time timer per window that emits the window's count when it closes.
@@ -40,6 +42,7 @@ impl PerKey {
 
 impl Operator<(u64, u64)> for PerKey {
     type Out = Output<String>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
     fn on_batch(&mut self, batch: &mut Vec<(u64, u64)>, _out: &mut Self::Out) -> OpResult {
         for (key, n) in batch.drain(..) {
             self.total.update(key, || 0, |t| *t += 1);

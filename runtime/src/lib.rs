@@ -81,7 +81,7 @@ pub use graph::{Dataflow, ShardContext, Stream};
 pub use instrument::DroppedRecords;
 pub use keys::{hash_key, shard_of_key, KEY_GROUPS};
 pub use metrics::{ChannelReport, JobEnd, JobReport, OperatorReport};
-pub use operator::{BinaryOperator, Operator};
+pub use operator::{BinaryOperator, Operator, OperatorState};
 pub use progress::{Frontier, Progress};
 pub use push::{Output, Outputs, SourceOutput};
 pub use runtime::{JobController, JobHandle, Runtime};

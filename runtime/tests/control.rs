@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use common::{map, runtime, Rec};
 use rill_runtime::{
-    shard_of_key, Config, Dataflow, Error, Failure, OpResult, Operator, Output, Partitioning,
-    Runtime, Source, SourceOutput, SourceStatus, Timestamp, MAX_WATERMARK,
+    shard_of_key, Config, Dataflow, Error, Failure, OpResult, Operator, OperatorState, Output,
+    Partitioning, Runtime, Source, SourceOutput, SourceStatus, Timestamp, MAX_WATERMARK,
 };
 
 #[global_allocator]
@@ -52,6 +52,7 @@ struct WatermarkCheck {
 
 impl Operator<Rec> for WatermarkCheck {
     type Out = Output<Rec>;
+    const STATE: OperatorState = OperatorState::NotCheckpointed;
     fn on_batch(&mut self, batch: &mut Vec<Rec>, out: &mut Output<Rec>) -> OpResult {
         for r in batch.drain(..) {
             if (r.seq as Timestamp) < self.watermark {
@@ -170,6 +171,7 @@ fn a_factory_that_panics_on_one_shard_fails_the_job_with_checkpoints_on() {
 struct Fallible;
 impl Operator<u64> for Fallible {
     type Out = Output<u64>;
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Output<u64>) -> OpResult {
         for n in batch.drain(..) {
             if n == 4_242 {
@@ -310,4 +312,60 @@ fn no_hang_when_a_consumer_dies_while_producers_are_blocked() {
     let err = rt.run(df).expect_err("the job fails");
     assert!(matches!(err, Error::OperatorPanicked { .. }), "{err:?}");
     assert!(stop.load(Ordering::Relaxed));
+}
+
+/// Sums what it sees in a field it does not checkpoint, and says so.
+struct Unsaved(u64);
+impl Operator<u64> for Unsaved {
+    type Out = Output<u64>;
+    const STATE: OperatorState = OperatorState::NotCheckpointed;
+    fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Output<u64>) -> OpResult {
+        for n in batch.drain(..) {
+            self.0 += n;
+            out.give(self.0);
+        }
+        Ok(())
+    }
+}
+
+fn running_sums() -> Dataflow {
+    let mut df = Dataflow::new();
+    df.vec_source("numbers", (0u64..1_000).collect())
+        .unary("running sum", |_| Unsaved(0))
+        .discard("sink");
+    df
+}
+
+#[test]
+fn an_operator_with_state_it_does_not_checkpoint_refuses_a_checkpointed_job_and_runs_without() {
+    let dir = std::env::temp_dir().join(format!("rill-unsaved-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config::default()
+        .shards(2)
+        .pin(false)
+        .checkpointing(rill_runtime::checkpoint::Checkpointing::new(&dir));
+    let err = Runtime::new(config)
+        .unwrap()
+        .run(running_sums())
+        .expect_err("refused at start");
+    match err {
+        Error::OperatorBuild {
+            operator, message, ..
+        } => {
+            assert_eq!(operator, "running sum");
+            assert!(message.contains("does not checkpoint"), "{message}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = runtime(2)
+        .run(running_sums())
+        .expect("runs without checkpoints");
+    let sums: u64 = report
+        .operators
+        .iter()
+        .filter(|o| o.name == "running sum")
+        .flat_map(|o| o.records.iter())
+        .sum();
+    assert_eq!(sums, 1_000);
 }

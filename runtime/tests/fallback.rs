@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use rill_runtime::checkpoint::{Checkpointing, SplitPosition};
 use rill_runtime::state::ValueState;
 use rill_runtime::{
-    Config, Dataflow, Error, Failure, OpResult, Operator, Output, Partitioning, Runtime, Source,
-    SourceOutput, SourceStatus,
+    Config, Dataflow, Error, Failure, OpResult, Operator, OperatorState, Output, Partitioning,
+    Runtime, Source, SourceOutput, SourceStatus,
 };
 
 #[global_allocator]
@@ -97,6 +97,7 @@ struct Count {
 
 impl Operator<u64> for Count {
     type Out = Output<(u64, u64)>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
     fn on_batch(&mut self, batch: &mut Vec<u64>, _out: &mut Self::Out) -> OpResult {
         if self.gate.crash.load(Ordering::SeqCst) {
             return Err(Failure::new("injected crash"));

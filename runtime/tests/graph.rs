@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use common::{map, runtime};
 use rill_runtime::{
-    BinaryOperator, Dataflow, OpResult, Operator, Output, Partitioning, Timestamp, MAX_WATERMARK,
+    BinaryOperator, Dataflow, OpResult, Operator, OperatorState, Output, Partitioning, Timestamp,
+    MAX_WATERMARK,
 };
 
 #[global_allocator]
@@ -47,6 +48,7 @@ struct CountBoth {
 
 impl BinaryOperator<u64, (u64, String)> for CountBoth {
     type Out = Output<(u64, u64, u64)>;
+    const STATE: OperatorState = OperatorState::NotCheckpointed;
     fn on_left(&mut self, batch: &mut Vec<u64>, _out: &mut Self::Out) -> OpResult {
         for k in batch.drain(..) {
             *self.left.entry(k).or_default() += 1;
@@ -108,6 +110,7 @@ struct SplitEvenOdd;
 
 impl Operator<u64> for SplitEvenOdd {
     type Out = (Output<u64>, Output<String>);
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
         for n in batch.drain(..) {
             if n % 2 == 0 {

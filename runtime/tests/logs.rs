@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rill_runtime::checkpoint::Checkpointing;
+use rill_runtime::OperatorState;
 use rill_runtime::{Config, Dataflow, Failure, Partitioning, Runtime};
 
 #[global_allocator]
@@ -44,6 +45,7 @@ struct Check(bool);
 
 impl rill_runtime::Operator<u64> for Check {
     type Out = rill_runtime::Output<u64>;
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> rill_runtime::OpResult {
         if self.0 {
             return Err(Failure::new("injected failure"));

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use common::runtime;
 use rill_runtime::{
-    Dataflow, Failure, OpResult, Operator, Output, Partitioning, Source, SourceOutput,
-    SourceStatus, Stream, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
+    Dataflow, Failure, OpResult, Operator, OperatorState, Output, Partitioning, Source,
+    SourceOutput, SourceStatus, Stream, Timestamp, MAX_WATERMARK, MIN_WATERMARK,
 };
 
 #[global_allocator]
@@ -54,6 +54,7 @@ struct Recorder {
 
 impl Operator<i64> for Recorder {
     type Out = Output<i64>;
+    const STATE: OperatorState = OperatorState::NotCheckpointed;
     fn on_batch(&mut self, batch: &mut Vec<i64>, _out: &mut Output<i64>) -> OpResult {
         let mut seen = self.seen.lock().unwrap();
         for t in batch.drain(..) {
@@ -81,6 +82,7 @@ struct Forgetful;
 
 impl Operator<i64> for Forgetful {
     type Out = Output<i64>;
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<i64>, out: &mut Output<i64>) -> OpResult {
         out.give_vec(batch);
         Ok(())
@@ -119,6 +121,7 @@ impl Delay {
 
 impl Operator<i64> for Delay {
     type Out = Output<i64>;
+    const STATE: OperatorState = OperatorState::NotCheckpointed;
     fn on_batch(&mut self, batch: &mut Vec<i64>, out: &mut Output<i64>) -> OpResult {
         self.waiting.extend(batch.drain(..));
         self.update_hold(out);

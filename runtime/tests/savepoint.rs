@@ -14,8 +14,8 @@ use common::copy_tree;
 use rill_runtime::checkpoint::{find_latest, Checkpointing, SplitPosition};
 use rill_runtime::state::ValueState;
 use rill_runtime::{
-    Collected, Config, Dataflow, Error, Failure, JobEnd, OpResult, Operator, Output, Partitioning,
-    Runtime, Source, SourceOutput, SourceStatus,
+    Collected, Config, Dataflow, Error, Failure, JobEnd, OpResult, Operator, OperatorState, Output,
+    Partitioning, Runtime, Source, SourceOutput, SourceStatus,
 };
 
 #[global_allocator]
@@ -78,6 +78,7 @@ struct Count {
 
 impl Operator<u64> for Count {
     type Out = Output<(u64, u64)>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
     fn on_batch(&mut self, batch: &mut Vec<u64>, _out: &mut Self::Out) -> OpResult {
         for n in batch.drain(..) {
             self.counts.update(n % 1000, || 0, |c| *c += n);
@@ -127,6 +128,7 @@ struct Slow(bool);
 
 impl Operator<u64> for Slow {
     type Out = Output<u64>;
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
         if self.0 {
             std::thread::sleep(Duration::from_millis(10));
@@ -138,6 +140,7 @@ impl Operator<u64> for Slow {
 
 impl Operator<u64> for Identity {
     type Out = Output<u64>;
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
         out.give_vec(batch);
         Ok(())

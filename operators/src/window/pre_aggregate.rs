@@ -28,7 +28,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use rill_runtime::{OpResult, Operator, Output, StateData, Stream, Timestamp};
+use rill_runtime::{OpResult, Operator, OperatorState, Output, StateData, Stream, Timestamp};
 use rustc_hash::FxHashMap;
 
 use super::aggregate::Aggregate;
@@ -174,6 +174,7 @@ where
     G: Aggregate<T, K>,
 {
     type Out = Output<Partial<K, G::Acc>>;
+    const STATE: OperatorState = OperatorState::Stateless;
 
     /// Adds each record to its key's partial of its slice. The table of the slice of the
     /// previous record is taken out of the map while a run of records in that slice lasts,

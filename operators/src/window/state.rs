@@ -6,7 +6,9 @@ use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{record_codec, Codec, KeyRecord, OperatorClock, TimeDomain, TimerQueue};
-use rill_runtime::{OpResult, Operator, Outputs, StateData, Timestamp, MAX_WATERMARK};
+use rill_runtime::{
+    OpResult, Operator, OperatorState, Outputs, StateData, Timestamp, MAX_WATERMARK,
+};
 
 use super::pane::Window;
 
@@ -125,6 +127,7 @@ impl<T, O: Windowing<T>> Operator<T> for Windowed<T, O> {
     }
 
     type Out = O::Outs;
+    const STATE: OperatorState = OperatorState::Checkpointed;
 
     /// Adds a batch, or holds it until processing time arrives.
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Out) -> OpResult {

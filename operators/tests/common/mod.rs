@@ -14,8 +14,8 @@ use rill_operators::file_sink::write_part_files;
 use rill_operators::prelude::*;
 use rill_runtime::checkpoint::{Guarantee, SplitPosition, StateReader, StateWriter};
 use rill_runtime::{
-    hash_key, BinaryOperator, Dataflow, Failure, OpResult, Operator, Output, Partitioning, Source,
-    SourceOutput, SourceStatus, Stream, Timestamp,
+    hash_key, BinaryOperator, Dataflow, Failure, OpResult, Operator, OperatorState, Output,
+    Partitioning, Source, SourceOutput, SourceStatus, Stream, Timestamp,
 };
 
 pub const EVENTS: u64 = 120_000;
@@ -152,6 +152,7 @@ impl WindowCounts {
 
 impl Operator<(u64, u64)> for WindowCounts {
     type Out = Output<String>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
     fn on_batch(&mut self, batch: &mut Vec<(u64, u64)>, _out: &mut Self::Out) -> OpResult {
         self.add(batch);
         Ok(())
@@ -178,6 +179,7 @@ pub struct TwoInputCounts(WindowCounts);
 
 impl BinaryOperator<(u64, u64), (u64, u64)> for TwoInputCounts {
     type Out = Output<String>;
+    const STATE: OperatorState = OperatorState::Checkpointed;
     fn on_left(&mut self, batch: &mut Vec<(u64, u64)>, _out: &mut Self::Out) -> OpResult {
         self.0.add(batch);
         Ok(())
@@ -210,6 +212,7 @@ pub struct Crash {
 
 impl Operator<u64> for Crash {
     type Out = Output<u64>;
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
         let seen = self.seen.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
         if self.after > 0 && seen >= self.after {

@@ -16,12 +16,13 @@ use crate::state::{Changes, KeyedState, ListState, MapState, Registry, Timers, V
 /// [`ShardInfo`], so `ctx.index` and `ctx.shards` read as before.
 ///
 /// ```
-/// use rill_runtime::{Config, Dataflow, OpResult, Operator, Output, Runtime};
+/// use rill_runtime::{Config, Dataflow, OpResult, Operator, OperatorState, Output, Runtime};
 ///
 /// /// Tags each record with the shard that saw it.
 /// struct Tag(usize);
 /// impl Operator<u64> for Tag {
 ///     type Out = Output<(usize, u64)>;
+///     const STATE: OperatorState = OperatorState::Stateless;
 ///     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
 ///         batch.drain(..).for_each(|n| out.give((self.0, n)));
 ///         Ok(())
@@ -97,12 +98,13 @@ impl ShardContext {
     ///
     /// ```
     /// use rill_runtime::state::ValueState;
-    /// use rill_runtime::{Config, Dataflow, OpResult, Operator, Output, Runtime};
+    /// use rill_runtime::{Config, Dataflow, OpResult, Operator, OperatorState, Output, Runtime};
     ///
     /// /// A running count per key, kept in the runtime's state.
     /// struct Count(ValueState<u64, u64>);
     /// impl Operator<u64> for Count {
     ///     type Out = Output<(u64, u64)>;
+    ///     const STATE: OperatorState = OperatorState::Checkpointed;
     ///     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
     ///         for key in batch.drain(..) {
     ///             let n = self.0.update(key, || 0, |n| {
@@ -168,12 +170,15 @@ impl ShardContext {
     /// operator's factory.
     ///
     /// ```
-    /// use rill_runtime::{Config, Dataflow, DroppedRecords, OpResult, Operator, Output, Runtime};
+    /// use rill_runtime::{
+    ///     Config, Dataflow, DroppedRecords, OpResult, Operator, OperatorState, Output, Runtime,
+    /// };
     ///
     /// /// Passes even numbers on and drops odd ones, counting them.
     /// struct Evens(DroppedRecords);
     /// impl Operator<u64> for Evens {
     ///     type Out = Output<u64>;
+    ///     const STATE: OperatorState = OperatorState::Stateless;
     ///     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Self::Out) -> OpResult {
     ///         for n in batch.drain(..) {
     ///             if n % 2 == 0 {

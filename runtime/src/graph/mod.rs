@@ -265,11 +265,14 @@ impl<T: Data> Stream<T> {
     /// ([`Error::OperatorBuild`](crate::Error::OperatorBuild)).
     ///
     /// ```
-    /// use rill_runtime::{Config, Dataflow, Error, Failure, OpResult, Operator, Output, Runtime};
+    /// use rill_runtime::{
+    ///     Config, Dataflow, Error, Failure, OpResult, Operator, OperatorState, Output, Runtime,
+    /// };
     ///
     /// struct Pass;
     /// impl Operator<u64> for Pass {
     ///     type Out = Output<u64>;
+    ///     const STATE: OperatorState = OperatorState::Stateless;
     ///     fn on_batch(&mut self, batch: &mut Vec<u64>, out: &mut Output<u64>) -> OpResult {
     ///         out.give_vec(batch);
     ///         Ok(())
@@ -392,6 +395,7 @@ impl<T: Data> Stream<T> {
                 let Some(op) = b.made(make(b.context)) else {
                     return Built::Inputs(Vec::new());
                 };
+                b.declared(Op::STATE);
                 let out = b.output::<U>(0);
                 let state = BinaryState::new(op, out, b.snapshots());
                 b.restore(|s| state.borrow_mut().restore(s));

@@ -13,7 +13,7 @@ use crate::graph::ShardContext;
 use crate::head::Head;
 use crate::instrument::{attribute, enter, leave, Instrumented};
 use crate::operator::unary::UnaryInput;
-use crate::operator::{Operator, Snapshots};
+use crate::operator::{Operator, OperatorState, Snapshots};
 use crate::push::{Output, Push, SourceOutput};
 use crate::source::Source;
 use crate::source::{SourceHead, SourceShard};
@@ -219,8 +219,22 @@ impl NodeBuilder<'_> {
     where
         Op::Out: 'static,
     {
+        self.declared(Op::STATE);
         let input = UnaryInput::new(op, out, self.snapshots());
         self.input::<I>(input)
+    }
+
+    /// Notes what the node's operator declared it keeps: state it does not checkpoint
+    /// fails the job's start under checkpointing
+    /// ([`OperatorState::NotCheckpointed`]).
+    pub fn declared(&mut self, state: OperatorState) {
+        if self.checkpoint.is_some() && state == OperatorState::NotCheckpointed {
+            self.build_failure.get_or_insert(crate::error::Failure::new(
+                "the operator keeps state it does not checkpoint (OperatorState::NotCheckpointed): \
+                 run the job without checkpointing, or checkpoint the state (snapshot/restore or \
+                 registered tables) and declare OperatorState::Checkpointed",
+            ));
+        }
     }
 
     /// Where this node's operator hands its state at a barrier.

@@ -7,7 +7,9 @@
 //! the runtime forwards the input's watermark, processing time, checkpoint barriers and end
 //! of stream downstream, behind the records the callback emitted. An operator can hold its
 //! output watermark back ([`Output::hold_watermark`](crate::Output::hold_watermark)), never
-//! forge or drop progress. The defaults do nothing, which suits stateless transformations.
+//! forge or drop progress. The callbacks' defaults do nothing; what an operator keeps
+//! between callbacks it must declare ([`OperatorState`]), so that saying nothing cannot
+//! lose state at a restore.
 //!
 //! The runtime's side is in [`unary`] (one input), [`binary`] (two inputs sharing one
 //! instance) and [`union`] (merging streams); the last two also align checkpoint barriers
@@ -25,10 +27,40 @@ use crate::push::Outputs;
 use crate::state::Registered;
 use crate::time::Timestamp;
 
+/// What an operator instance keeps between its callbacks, which decides what a checkpoint
+/// needs from it. Every operator declares it ([`Operator::STATE`],
+/// [`BinaryOperator::STATE`]): there is no default, so a stateful operator cannot lose its
+/// state at a restore by saying nothing (Flink's operators have the same choice between
+/// checkpointed state and none, but can keep plain fields that a restore silently drops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorState {
+    /// Nothing a restore would need: each callback's output depends only on its input
+    /// (map, filter, a sink that hands records on).
+    Stateless,
+    /// Keeps state and checkpoints all of it: in [`Operator::snapshot`] and
+    /// [`Operator::restore`], in tables registered with the shard's state
+    /// ([`ShardContext::value_state`](crate::ShardContext::value_state),
+    /// [`ShardContext::map_state`](crate::ShardContext::map_state)), or both.
+    Checkpointed,
+    /// Keeps state it does not checkpoint (a cache that can be rebuilt is [`Stateless`]
+    /// for this purpose; this is state whose loss changes results). A job with
+    /// checkpointing refuses to start with it
+    /// ([`Error::OperatorBuild`](crate::Error::OperatorBuild)) instead of losing the state
+    /// at a restore; without checkpointing it runs.
+    ///
+    /// [`Stateless`]: OperatorState::Stateless
+    NotCheckpointed,
+}
+
 /// A one-input operator instance.
 pub trait Operator<I> {
     /// Where the operator writes: an [`Output`](crate::Output), a pair, or `()` for a sink.
     type Out: Outputs;
+
+    /// What the operator keeps between callbacks, and so whether it can run under
+    /// checkpointing ([`OperatorState`]). Required: a stateful operator that says nothing
+    /// does not compile, rather than lose its state at a restore.
+    const STATE: OperatorState;
 
     /// Processes a batch. Records left in `batch` afterwards are discarded.
     fn on_batch(&mut self, batch: &mut Vec<I>, out: &mut Self::Out) -> OpResult;
@@ -72,8 +104,9 @@ pub trait Operator<I> {
 
     /// Checkpoint `checkpoint`'s barrier arrived: write the operator's state (keyed state
     /// per key, with [`StateWriter::put_keyed`]; anything else per split). The default
-    /// writes nothing, which is right for stateless operators only: a stateful operator
-    /// that does not support checkpoints must return an error here.
+    /// writes nothing, which is right for a [`OperatorState::Stateless`] operator and for a
+    /// [`OperatorState::Checkpointed`] one whose state is all in registered tables (the
+    /// runtime writes those after this).
     fn snapshot(&mut self, _checkpoint: u64, _state: &mut StateWriter) -> OpResult {
         Ok(())
     }
@@ -90,6 +123,8 @@ pub trait Operator<I> {
 pub trait BinaryOperator<A, B> {
     /// Where the operator writes.
     type Out: Outputs;
+    /// What the operator keeps between callbacks (see [`Operator::STATE`]).
+    const STATE: OperatorState;
     /// Processes a batch from the first input.
     fn on_left(&mut self, batch: &mut Vec<A>, out: &mut Self::Out) -> OpResult;
     /// Processes a batch from the second input.

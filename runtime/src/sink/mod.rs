@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::{ShardCheckpoint, StateReader, StateWriter};
 use crate::error::OpResult;
-use crate::operator::Operator;
+use crate::operator::{Operator, OperatorState};
 use crate::time::Timestamp;
 
 pub mod subscription;
@@ -64,6 +64,7 @@ impl<S> SinkOperator<S> {
 
 impl<T, S: Sink<T>> Operator<T> for SinkOperator<S> {
     type Out = ();
+    const STATE: OperatorState = OperatorState::Checkpointed;
     fn on_batch(&mut self, batch: &mut Vec<T>, _out: &mut ()) -> OpResult {
         self.0.borrow_mut().on_batch(batch)
     }

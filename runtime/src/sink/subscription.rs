@@ -32,7 +32,7 @@ use async_channel::{Receiver, Sender};
 use crate::error::{Failure, OpResult};
 use crate::head::{BlockedFlag, SenderDriver};
 use crate::instrument::DroppedRecords;
-use crate::operator::Operator;
+use crate::operator::{Operator, OperatorState};
 use crate::park::ShardWaker;
 use crate::sync::{fence, AtomicBool, Ordering};
 use crate::time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
@@ -422,6 +422,7 @@ impl<T> SubscriptionSink<T> {
 
 impl<T> Operator<T> for SubscriptionSink<T> {
     type Out = ();
+    const STATE: OperatorState = OperatorState::Stateless;
 
     fn on_batch(&mut self, batch: &mut Vec<T>, _out: &mut ()) -> OpResult {
         let mut s = self.0.borrow_mut();

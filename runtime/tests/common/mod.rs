@@ -1,7 +1,7 @@
 //! Helpers shared by the runtime's integration tests.
 #![allow(dead_code)]
 
-use rill_runtime::{Config, Data, OpResult, Operator, Output, Runtime, Stream};
+use rill_runtime::{Config, Data, OpResult, Operator, OperatorState, Output, Runtime, Stream};
 
 /// A record that remembers where and in which order it was produced.
 #[derive(
@@ -44,6 +44,7 @@ pub struct MapOp<F>(pub F);
 
 impl<T, U: Data, F: FnMut(T) -> U> Operator<T> for MapOp<F> {
     type Out = Output<U>;
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<T>, out: &mut Output<U>) -> OpResult {
         for r in batch.drain(..) {
             out.give((self.0)(r));

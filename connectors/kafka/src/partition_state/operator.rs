@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::rkyv::ser::allocator::Arena;
-use rill_runtime::{Data, ExchangeData, Failure, OpResult, Operator, Output};
+use rill_runtime::{Data, ExchangeData, Failure, OpResult, Operator, OperatorState, Output};
 
 use super::file::{expired, StateFiles};
 use super::{PartitionRecord, ProcessFn};
@@ -177,6 +177,7 @@ impl<T: Data, S: ExchangeData + Default, O: Data> Operator<Item<T>>
     for PartitionStateOperator<T, S, O>
 {
     type Out = (Output<O>, Output<BadRecord>);
+    const STATE: OperatorState = OperatorState::Checkpointed;
 
     fn on_batch(&mut self, batch: &mut Vec<Item<T>>, out: &mut Self::Out) -> OpResult {
         if let Some(why) = &self.refused {

@@ -33,8 +33,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use rill_runtime::checkpoint::SplitPosition;
 use rill_runtime::{
-    Data, Dataflow, Failure, OpResult, Operator, Output, Source, SourceOutput, SourceStatus,
-    Stream, Timestamp,
+    Data, Dataflow, Failure, OpResult, Operator, OperatorState, Output, Source, SourceOutput,
+    SourceStatus, Stream, Timestamp,
 };
 
 use crate::config::{Assignment, EventTime, KafkaSourceConfig, StartFrom};
@@ -667,6 +667,7 @@ struct SplitRecords;
 
 impl<T: Data> Operator<Item<T>> for SplitRecords {
     type Out = (Output<T>, Output<BadRecord>);
+    const STATE: OperatorState = OperatorState::Stateless;
     fn on_batch(&mut self, batch: &mut Vec<Item<T>>, out: &mut Self::Out) -> OpResult {
         for item in batch.drain(..) {
             match item {
