@@ -34,3 +34,28 @@ pub fn system_now() -> Timestamp {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Timestamp)
 }
+
+/// The event time that is due now, which an operator's watermark lag is measured from
+/// ([`Config::event_time_now`](crate::Config::event_time_now)): by default the wall clock,
+/// in milliseconds since the Unix epoch.
+#[derive(Clone)]
+pub(crate) struct EventTimeNow(pub std::sync::Arc<dyn Fn() -> Timestamp + Send + Sync>);
+
+impl EventTimeNow {
+    /// The event time due now.
+    pub(crate) fn now(&self) -> Timestamp {
+        (self.0)()
+    }
+}
+
+impl Default for EventTimeNow {
+    fn default() -> Self {
+        EventTimeNow(std::sync::Arc::new(system_now))
+    }
+}
+
+impl std::fmt::Debug for EventTimeNow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventTimeNow(..)")
+    }
+}

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use crate::checkpoint::Checkpointing;
-use crate::clock::Clock;
+use crate::clock::{Clock, EventTimeNow};
 use crate::error::{Error, Result};
+use crate::time::Timestamp;
 
 /// How a runtime runs its jobs. Built with chained setters; checked by [`Config::validate`]
 /// when a [`Runtime`](crate::Runtime) is created.
@@ -29,6 +30,8 @@ pub struct Config {
     pub(crate) io_memory: usize,
     pub(crate) clock: Clock,
     pub(crate) checkpointing: Option<Checkpointing>,
+    pub(crate) profile: bool,
+    pub(crate) event_time_now: EventTimeNow,
 }
 
 impl Default for Config {
@@ -44,6 +47,8 @@ impl Default for Config {
             io_memory: 256 * 1024,
             clock: Clock::System,
             checkpointing: None,
+            profile: true,
+            event_time_now: EventTimeNow::default(),
         }
     }
 }
@@ -65,6 +70,34 @@ impl Config {
     /// [`clock`](crate::clock).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Measures where the time goes (default on): each operator instance's time busy in its
+    /// callbacks, and each shard's time busy, idle, backpressured and on checkpoint work
+    /// (`docs/metrics.md`). It reads the clock twice per batch an operator handles and once
+    /// per turn of a shard's loop; NEXMark q0, the cheapest query per record, ran within
+    /// the noise of the same binary with it off (`docs/results.md`). Off, those times read
+    /// zero; records, drops and watermarks are counted either way.
+    pub fn profile(mut self, on: bool) -> Self {
+        self.profile = on;
+        self
+    }
+
+    /// Whether where the time goes is measured ([`Config::profile`]).
+    pub fn profiled(&self) -> bool {
+        self.profile
+    }
+
+    /// Where an operator's watermark lag is measured from: `now` returns the event time
+    /// (ms) that is due at the moment it is called. The lag is `now() - watermark`.
+    /// Default: the wall clock, in ms since the Unix epoch, which is right when event time
+    /// is wall-clock time (records stamped as they happen, Kafka timestamps). A job whose
+    /// event times follow a schedule of their own (a replay of last year's log, a
+    /// generator) gives that schedule here, so that the lag says how far behind it each
+    /// operator is; see `docs/metrics.md`, "Watermark lag".
+    pub fn event_time_now(mut self, now: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        self.event_time_now = EventTimeNow(std::sync::Arc::new(now));
         self
     }
 

@@ -72,6 +72,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The metrics endpoint could not be started.
+    #[error("metrics endpoint: could not {what}: {source}")]
+    MetricsEndpoint {
+        /// What failed (bind the address, start the thread).
+        what: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The dataflow description is not valid.
     #[error("invalid dataflow: {problem}")]
     Graph {

@@ -277,10 +277,17 @@ impl JobCheckpoints {
         id
     }
 
-    /// The checkpoint measurements so far.
-    pub(crate) fn stats(&self) -> CheckpointStats {
-        let stats = self.thread.coord.stats.lock();
-        stats.unwrap_or_else(|e| e.into_inner()).clone()
+    /// Reads the checkpoint measurements from any thread, for as long as the reader lives
+    /// (the job's live metrics).
+    pub(crate) fn stats_reader(&self) -> crate::metrics::live::CheckpointReader {
+        let coord = self.thread.coord.clone();
+        Box::new(move || {
+            coord
+                .stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
     }
 
     /// The latest completed checkpoint (0: none yet).

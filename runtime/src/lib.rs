@@ -30,14 +30,16 @@
 //!    the files and their validation, what the shards and the coordinator share; keyed
 //!    state tables that checkpoint incrementally.
 //! 4. `push`, `head` — chained edges and operator outputs; what a shard's loop polls.
-//! 5. `instrument` — record counters and which operator runs, for errors and panics.
+//! 5. `instrument` — record counters, time busy per operator and per shard, and which
+//!    operator runs, for errors and panics.
 //! 6. `exchange`, `operator` — channels between shards; the operator interfaces and the
 //!    runtime's side of them (forwarding progress, aligning barriers).
 //! 7. `source`, `sink` — where records enter and leave, also from and to the host program
 //!    while the job runs (`source::input`, `sink::subscription`).
 //! 8. `shard` — the pinned executor (the one module that uses glommio) and its loop.
 //! 9. `graph` — describing a dataflow, and building it on a shard.
-//! 10. `metrics`, `job_checkpoints` — job reports; checkpoint coordination for a job.
+//! 10. `metrics`, `job_checkpoints` — job reports, live metrics and their Prometheus
+//!     endpoint; checkpoint coordination for a job.
 //! 11. `config`, `preflight` — settings and the machine checks before a start.
 //! 12. `runtime` — starting shards and running jobs.
 #![warn(missing_docs)]
@@ -80,14 +82,17 @@ pub use exchange::route::Partitioning;
 pub use graph::{Dataflow, ShardContext, Stream};
 pub use instrument::DroppedRecords;
 pub use keys::{hash_key, shard_of_key, KEY_GROUPS};
-pub use metrics::{ChannelReport, JobEnd, JobReport, OperatorReport};
+pub use metrics::prometheus;
+pub use metrics::{
+    ChannelReport, JobEnd, JobReport, MetricsServer, OperatorReport, Profile, ShardReport,
+};
 pub use operator::{BinaryOperator, Operator, OperatorState};
 pub use progress::{Frontier, Progress};
 pub use push::{Output, Outputs, SourceOutput};
 pub use runtime::{JobController, JobHandle, Runtime};
 pub use shard_info::ShardInfo;
 pub use sink::subscription::{self, Event, Subscription};
-pub use sink::{Collected, Sink};
+pub use sink::{Collected, Pending, Sink};
 pub use source::input::{self, InputHandle};
 pub use source::{IterSource, Source, SourceStatus};
 pub use time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};

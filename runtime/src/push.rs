@@ -35,6 +35,9 @@ pub struct Output<T> {
     batch_records: usize,
     error: Option<Failure>,
     given: u64,
+    /// Where the records pushed downstream so far are published (the node's live
+    /// records-out counter), once per pushed batch.
+    published: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     clock: WatermarkClock,
 }
 
@@ -93,7 +96,20 @@ impl<T: Clone> Output<T> {
             batch_records,
             error: None,
             given: 0,
+            published: None,
             clock: WatermarkClock::new(),
+        }
+    }
+
+    /// Publishes the records pushed downstream to `cell` from now on.
+    pub(crate) fn publish_given(&mut self, cell: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.published = Some(cell);
+    }
+
+    #[inline]
+    fn publish(&self) {
+        if let Some(cell) = &self.published {
+            cell.store(self.given, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -117,6 +133,7 @@ impl<T: Clone> Output<T> {
             self.flush_or_remember();
         }
         self.given += records.len() as u64;
+        self.publish();
         if let Err(e) = self.push_to_consumers(records) {
             self.error.get_or_insert(e);
         }
@@ -149,6 +166,7 @@ impl<T: Clone> Output<T> {
             return Ok(());
         }
         self.given += self.staging.len() as u64;
+        self.publish();
         let mut staged = std::mem::take(&mut self.staging);
         let result = self.push_to_consumers(&mut staged);
         staged.clear();

@@ -15,9 +15,11 @@ use crate::control::JobControl;
 use crate::error::{Error, Result};
 use crate::exchange::channel::{channel, ChannelLimits, ChannelMetrics};
 use crate::graph::{instantiate, Dataflow, GraphDesc, ShardEndpoints, ShardLinks};
-use crate::instrument::NodeStats;
+use crate::instrument::{NodeStats, ShardProfile, ShardStats};
 use crate::job_checkpoints::{JobCheckpoints, ShardStart, Start};
-use crate::metrics::{ChannelReport, JobEnd, JobReport, OperatorReport};
+use crate::metrics::live::{ChannelMeta, LiveMetrics};
+use crate::metrics::prometheus::{self, Format};
+use crate::metrics::{ChannelReport, JobEnd, JobReport, MetricsServer};
 use crate::park::ShardWaker;
 use crate::preflight;
 use crate::shard::executor::{self, ExecutorSettings};
@@ -35,22 +37,11 @@ pub struct Runtime {
     config: Config,
 }
 
-#[derive(Debug)]
-struct ChannelMeta {
-    exchange: String,
-    from: usize,
-    to: usize,
-    metrics: Arc<ChannelMetrics>,
-}
-
 /// A running job.
 pub struct JobHandle {
     threads: Vec<JoinHandle<Result<()>>>,
-    channels: Vec<ChannelMeta>,
-    node_names: Vec<String>,
-    /// Per shard, per node: records, drops and input watermarks, live.
-    stats: Vec<Vec<Arc<NodeStats>>>,
-    started: Instant,
+    /// The job's live numbers (what reports, snapshots and the metrics endpoint read).
+    live: Arc<LiveMetrics>,
     checkpoints: Option<JobCheckpoints>,
     controller: JobController,
     inputs: Vec<Arc<dyn InputBinding>>,
@@ -66,6 +57,7 @@ pub struct JobController {
     control: Arc<JobControl>,
     wakers: Vec<Arc<ShardWaker>>,
     checkpointing: bool,
+    live: Arc<LiveMetrics>,
 }
 
 impl std::fmt::Debug for JobController {
@@ -111,13 +103,58 @@ impl JobController {
             w.wake();
         }
     }
+
+    /// The job's numbers now: what [`JobHandle::metrics`] returns, from any thread.
+    pub fn metrics(&self) -> JobReport {
+        self.live.snapshot()
+    }
+
+    /// The job's numbers now in the Prometheus text format (`format`), every series
+    /// labelled `job="<job>"`: what an embedding service answers a scrape with from its own
+    /// HTTP server (with [`Format::content_type`] as the `Content-Type`). See
+    /// `docs/metrics.md` for the metrics.
+    pub fn prometheus_text(&self, job: &str, format: Format) -> String {
+        prometheus::encode(&self.live.snapshot(), job, format)
+    }
+
+    /// Serves the job's metrics over HTTP at `addr` (`GET /metrics`, Prometheus text format
+    /// or OpenMetrics as the scraper's `Accept` asks) on a thread of its own, until the job
+    /// ends (its handle joined or dropped) or the returned server is stopped or dropped.
+    /// `addr` may give port 0; [`MetricsServer::local_addr`] says which port it got.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use rill_runtime::{Config, Dataflow, Runtime};
+    ///
+    /// let mut df = Dataflow::new();
+    /// let (numbers, input) = df.input::<u64>("numbers");
+    /// numbers.discard("sink");
+    /// let job = Runtime::new(Config::default().shards(1).pin(false)).unwrap().spawn(df).unwrap();
+    /// let server = job.controller().serve_metrics("127.0.0.1:0", "example").unwrap();
+    /// let mut scrape = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    /// scrape.write_all(b"GET /metrics HTTP/1.1\r\nHost: rill\r\n\r\n").unwrap();
+    /// let mut response = String::new();
+    /// scrape.read_to_string(&mut response).unwrap();
+    /// assert!(response.starts_with("HTTP/1.1 200 OK"));
+    /// assert!(response.contains("rill_operator_records_in_total{job=\"example\""));
+    /// drop(input);
+    /// job.join().unwrap();
+    /// server.join(); // it closed with the job
+    /// ```
+    pub fn serve_metrics(
+        &self,
+        addr: impl std::net::ToSocketAddrs,
+        job: &str,
+    ) -> Result<MetricsServer> {
+        MetricsServer::start(addr, self.live.clone(), job.to_string())
+    }
 }
 
 impl std::fmt::Debug for JobHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobHandle")
             .field("shards", &self.threads.len())
-            .field("operators", &self.node_names)
+            .field("operators", &self.live.node_names)
             .field("checkpointing", &self.checkpoints.is_some())
             .finish()
     }
@@ -239,6 +276,7 @@ impl Runtime {
         let stats: Vec<Vec<Arc<NodeStats>>> = (0..shards)
             .map(|_| node_names.iter().map(|_| Arc::default()).collect())
             .collect();
+        let shard_stats: Vec<Arc<ShardStats>> = (0..shards).map(|_| Arc::default()).collect();
         let start = match &self.config.checkpointing {
             Some(c) => Some(Start::prepare(
                 c,
@@ -255,7 +293,8 @@ impl Runtime {
             Vec::new()
         } else {
             let shard_start = start.as_ref().map(Start::for_shard);
-            let endpoints = mesh.endpoints.into_iter().zip(stats.iter().cloned());
+            let endpoints = (mesh.endpoints.into_iter())
+                .zip(stats.iter().cloned().zip(shard_stats.iter().cloned()));
             let started = self.start_shards(
                 graph,
                 endpoints,
@@ -272,13 +311,7 @@ impl Runtime {
                 }
             }
         };
-        let controller = JobController {
-            control: control.clone(),
-            wakers: mesh.wakers.clone(),
-            // At-most-once takes no checkpoints (leases only).
-            checkpointing: (self.config.checkpointing.as_ref())
-                .is_some_and(|c| c.guarantee != crate::checkpoint::Guarantee::AtMostOnce),
-        };
+        let wakers = mesh.wakers.clone();
         let checkpoints = match start {
             Some(s) => {
                 let c = self
@@ -286,7 +319,13 @@ impl Runtime {
                     .checkpointing
                     .as_ref()
                     .expect("checkpointing is on");
-                match s.run(mesh.wakers, abort.clone(), c.interval, c.retain, control) {
+                match s.run(
+                    mesh.wakers,
+                    abort.clone(),
+                    c.interval,
+                    c.retain,
+                    control.clone(),
+                ) {
                     Ok(c) => Some(c),
                     Err(e) => {
                         abort.store(true, Ordering::SeqCst);
@@ -297,12 +336,28 @@ impl Runtime {
             }
             None => None,
         };
+        let live = Arc::new(LiveMetrics {
+            node_names,
+            nodes: stats,
+            shards: shard_stats,
+            channels: mesh.channels,
+            started,
+            checkpoints: checkpoints.as_ref().map(JobCheckpoints::stats_reader),
+            event_time_now: self.config.event_time_now.clone(),
+            profiled: self.config.profile,
+            ended: Default::default(),
+        });
+        let controller = JobController {
+            control: control.clone(),
+            wakers,
+            // At-most-once takes no checkpoints (leases only).
+            checkpointing: (self.config.checkpointing.as_ref())
+                .is_some_and(|c| c.guarantee != crate::checkpoint::Guarantee::AtMostOnce),
+            live: live.clone(),
+        };
         Ok(JobHandle {
             threads,
-            channels: mesh.channels,
-            node_names,
-            stats,
-            started,
+            live,
             checkpoints,
             controller,
             inputs,
@@ -321,11 +376,11 @@ impl Runtime {
 
     /// Starts one thread per shard: it creates the shard's executor, installs its part of
     /// the job's checkpointing, builds the shard's operator instances and runs its loop.
-    /// `shards` gives each shard its channel ends and its nodes' dropped-record counters.
+    /// `shards` gives each shard its channel ends, its nodes' live numbers and its own.
     fn start_shards(
         &self,
         graph: GraphDesc,
-        shards: impl ExactSizeIterator<Item = (ShardEndpoints, Vec<Arc<NodeStats>>)>,
+        shards: impl ExactSizeIterator<Item = (ShardEndpoints, (Vec<Arc<NodeStats>>, Arc<ShardStats>))>,
         wakers: &[Arc<ShardWaker>],
         checkpoint: Option<ShardStart>,
         abort: &Arc<AtomicBool>,
@@ -334,7 +389,7 @@ impl Runtime {
         let graph = Arc::new(graph);
         let (count, cores) = (shards.len(), core_ids());
         let mut threads = Vec::with_capacity(count);
-        for (index, (endpoints, stats)) in shards.enumerate() {
+        for (index, (endpoints, (stats, shard_stats))) in shards.enumerate() {
             let settings = ExecutorSettings {
                 cpu: self.config.pin.then(|| cores[index % cores.len()]),
                 io_memory: self.config.io_memory,
@@ -342,6 +397,7 @@ impl Runtime {
             let (graph, waker, abort2) = (graph.clone(), wakers[index].clone(), abort.clone());
             let (limits, clock) = (self.limits(), self.config.clock);
             let spin_before_park = self.config.spin_before_park;
+            let profile = self.config.profile;
             let checkpoint = checkpoint.clone();
             let control = control.clone();
             let info = ShardInfo {
@@ -357,6 +413,8 @@ impl Runtime {
                     waker: waker.clone(),
                     control: control.clone(),
                     stats,
+                    profile: std::rc::Rc::new(ShardProfile::new(profile)),
+                    shard_stats,
                 };
                 let built = instantiate(
                     &graph,
@@ -401,7 +459,7 @@ impl Runtime {
 impl JobHandle {
     /// The per-channel counters now (they keep changing while the job runs).
     pub fn channel_stats(&self) -> Vec<ChannelReport> {
-        channel_reports(&self.channels)
+        self.live.channel_reports()
     }
 
     /// True once every shard has stopped.
@@ -431,30 +489,23 @@ impl JobHandle {
         self.checkpoints.as_ref().map(JobCheckpoints::latest)
     }
 
-    /// What the job's report would hold now, while it runs: records and drops per
-    /// operator and shard, each operator's input watermark per shard, the channels'
-    /// counters and the checkpoints so far (`end` is [`JobEnd::Running`] until the job
-    /// ended). Reads atomics the shards write once per batch; never waits for a shard.
+    /// What the job's report would hold now, while it runs: records in and out, drops,
+    /// busy time, input watermark and watermark lag per operator and shard, where each
+    /// shard's time went, the channels' counters and the checkpoints so far (`end` is
+    /// [`JobEnd::Running`] until the job ended). Reads atomics the shards write once per
+    /// batch or loop turn; never waits for a shard.
     pub fn metrics(&self) -> JobReport {
-        JobReport {
-            elapsed: self.started.elapsed(),
-            operators: self.operator_reports(),
-            channels: channel_reports(&self.channels),
-            checkpoints: self.checkpoints.as_ref().map(JobCheckpoints::stats),
-            end: JobEnd::Running,
-        }
+        self.live.snapshot()
     }
 
-    /// Per operator: its records, drops and input watermark on every shard, now.
-    fn operator_reports(&self) -> Vec<OperatorReport> {
-        (self.node_names.iter().enumerate())
-            .map(|(node, name)| OperatorReport {
-                name: name.clone(),
-                records: self.stats.iter().map(|s| s[node].records()).collect(),
-                dropped: self.stats.iter().map(|s| s[node].dropped().get()).collect(),
-                watermarks: self.stats.iter().map(|s| s[node].watermark()).collect(),
-            })
-            .collect()
+    /// [`JobController::serve_metrics`]: serves this job's metrics over HTTP at `addr`
+    /// until the job ends.
+    pub fn serve_metrics(
+        &self,
+        addr: impl std::net::ToSocketAddrs,
+        job: &str,
+    ) -> Result<MetricsServer> {
+        self.controller.serve_metrics(addr, job)
     }
 
     /// A controller to stop, cancel or savepoint this job from another thread.
@@ -518,6 +569,7 @@ impl JobHandle {
         for input in &self.inputs {
             input.close();
         }
+        self.live.end();
         let control = &self.controller.control;
         let end = if control.cancelled() {
             JobEnd::Cancelled
@@ -535,30 +587,13 @@ impl JobHandle {
         if let Some(e) = first_error {
             return Err(e);
         }
-        let elapsed = self.started.elapsed();
-        let operators = self.operator_reports();
-        let channels = channel_reports(&self.channels);
-        Ok(JobReport {
-            elapsed,
-            operators,
-            channels,
-            checkpoints,
-            end,
-        })
+        Ok(self.live.report(checkpoints, end))
     }
 }
 
-fn channel_reports(channels: &[ChannelMeta]) -> Vec<ChannelReport> {
-    channels
-        .iter()
-        .map(|c| ChannelReport {
-            exchange: c.exchange.clone(),
-            from: c.from,
-            to: c.to,
-            batches: c.metrics.batches(),
-            records: c.metrics.records(),
-            bytes: c.metrics.bytes(),
-            backpressured: c.metrics.backpressured(),
-        })
-        .collect()
+impl Drop for JobHandle {
+    /// A dropped handle's job can no longer be joined: its metrics endpoints close.
+    fn drop(&mut self) {
+        self.live.end();
+    }
 }

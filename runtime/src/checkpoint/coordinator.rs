@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::local::{Piece, Stall};
+use super::stall::{Piece, Stall};
 use super::store::{self, Manifest, ShardFile};
 use super::Guarantee;
 use crate::error::Error;

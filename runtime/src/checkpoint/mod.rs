@@ -68,6 +68,7 @@ mod local;
 mod reader;
 mod scope;
 mod splits;
+mod stall;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -79,11 +80,12 @@ pub use coordinator::{CheckpointRecord, CheckpointStats};
 pub(crate) use coordinator::{Coordinator, WriteBuffers};
 pub use hooks::{HookError, JobHook};
 pub(crate) use leases::{merge_leases, write_lease};
-pub(crate) use local::{ShardCheckpoint, Stopwatch};
+pub(crate) use local::ShardCheckpoint;
 pub(crate) use reader::RestoredEntry;
 pub use reader::StateReader;
 pub(crate) use splits::SPLITS;
 pub use splits::{SplitPosition, AT_MOST_ONCE_LEASE};
+pub(crate) use stall::Stopwatch;
 pub(crate) use store::{
     archived, load_leases as store_leases, prune, remove_after, set_aside, Manifest, FORMAT_VERSION,
 };

@@ -16,6 +16,7 @@ pub(crate) mod sender;
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::checkpoint::ShardCheckpoint;
 use crate::data::ExchangeData;
@@ -24,6 +25,7 @@ use crate::exchange::receiver::ExchangeReceiver;
 use crate::exchange::route::Partitioning;
 use crate::exchange::sender::{ExchangeSender, Route, SharedSender};
 use crate::head::{BlockedFlag, Head, SenderDriver};
+use crate::instrument::{NodeStats, ShardProfile, Timed, TimedHead};
 use crate::push::Push;
 
 /// The pieces one exchange edge becomes on one shard.
@@ -43,6 +45,9 @@ pub(crate) struct EdgeOnShard {
     pub rx: Vec<ChannelRx>,
     pub limits: ChannelLimits,
     pub checkpoint: Option<Rc<ShardCheckpoint>>,
+    /// With profiling: the exchange's node, charged the time of its sending side (routing
+    /// and serializing records) and of its receiving side (reading batches).
+    pub timing: Option<(Rc<ShardProfile>, Arc<NodeStats>)>,
 }
 
 /// An exchange edge with its record type erased, so the job description can hold it.
@@ -64,6 +69,7 @@ impl<T: ExchangeData> ErasedExchange for TypedExchange<T> {
             rx,
             limits,
             checkpoint,
+            timing,
         } = edge;
         let downstream = *downstream
             .downcast::<Box<dyn Push<T>>>()
@@ -82,12 +88,28 @@ impl<T: ExchangeData> ErasedExchange for TypedExchange<T> {
             blocked.clone(),
             limits,
         )));
-        let push: Box<dyn Push<T>> = Box::new(SharedSender(sender.clone()));
+        let push = SharedSender(sender.clone());
+        let head: Box<dyn Head> = Box::new(ExchangeReceiver::new(name, rx, downstream, checkpoint));
+        let (push, head): (Box<dyn Push<T>>, Box<dyn Head>) = match timing {
+            Some((profile, stats)) => (
+                Box::new(Timed {
+                    inner: push,
+                    profile: profile.clone(),
+                    stats: stats.clone(),
+                }),
+                Box::new(TimedHead {
+                    inner: head,
+                    profile,
+                    stats,
+                }),
+            ),
+            None => (Box::new(push), head),
+        };
         ShardExchange {
             sender_push: Box::new(push),
             driver: sender,
             blocked,
-            head: Box::new(ExchangeReceiver::new(name, rx, downstream, checkpoint)),
+            head,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::exchange::channel::{ChannelLimits, ChannelRx, ChannelTx};
 use crate::exchange::EdgeOnShard;
 use crate::head::{BlockedFlag, SenderDriver};
-use crate::instrument::{DroppedRecords, NodeStats};
+use crate::instrument::{DroppedRecords, NodeStats, ShardProfile, ShardStats};
 use crate::shard::{HeadSlot, Plan};
 use crate::shard_info::ShardInfo;
 
@@ -33,6 +33,9 @@ pub(crate) struct ShardLinks {
     pub waker: Arc<crate::park::ShardWaker>,
     pub control: Arc<crate::control::JobControl>,
     pub stats: Vec<Arc<NodeStats>>,
+    /// The shard's time accounting, and where its loop publishes its time.
+    pub profile: Rc<ShardProfile>,
+    pub shard_stats: Arc<ShardStats>,
 }
 
 /// Builds every node of `graph` on shard `info`.
@@ -63,6 +66,7 @@ pub(crate) fn instantiate(
             batch_records: limits.batch_records,
             consumers: &mut consumers,
             stats: stats[node].clone(),
+            profile: shard.profile.clone(),
             checkpoint: checkpoint.clone(),
             failure: None,
             build_failure: None,
@@ -133,6 +137,10 @@ pub(crate) fn instantiate(
                                 rx: std::mem::take(&mut endpoints.rx[x]),
                                 limits,
                                 checkpoint: checkpoint.clone(),
+                                timing: shard
+                                    .profile
+                                    .enabled()
+                                    .then(|| (shard.profile.clone(), stats[ex.node].clone())),
                             };
                             let built = ex.edge.build(ex.name.clone(), push, edge);
                             heads.push(HeadSlot {
@@ -158,5 +166,7 @@ pub(crate) fn instantiate(
         heads,
         senders,
         node_names: graph.node_names(),
+        profile: shard.profile,
+        stats: shard.shard_stats,
     })
 }

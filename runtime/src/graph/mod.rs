@@ -496,6 +496,7 @@ impl<T: Data> Stream<T> {
                     return Built::Inputs(Vec::new());
                 };
                 let mut op = SinkOperator::new(sink, b.checkpoint.as_deref());
+                b.blocking.push(op.driver::<T>(b.node));
                 b.restore(|s| op.restore(s));
                 Built::Inputs(vec![b.unary_input::<T, _>(op, ())])
             }),

@@ -11,7 +11,7 @@ use crate::error::OpResult;
 use crate::exchange::ErasedExchange;
 use crate::graph::ShardContext;
 use crate::head::Head;
-use crate::instrument::{attribute, enter, leave, Instrumented};
+use crate::instrument::{attribute, enter, leave, Instrumented, ShardProfile};
 use crate::operator::unary::UnaryInput;
 use crate::operator::{Operator, OperatorState, Snapshots};
 use crate::push::{Output, Push, SourceOutput};
@@ -152,6 +152,8 @@ pub(crate) struct NodeBuilder<'a> {
     pub batch_records: usize,
     pub consumers: &'a mut HashMap<StreamId, Vec<Box<dyn Any>>>,
     pub stats: std::sync::Arc<crate::instrument::NodeStats>,
+    /// The shard's time accounting (busy time per operator).
+    pub profile: Rc<ShardProfile>,
     /// The shard's part in checkpoints, when the job takes them.
     pub checkpoint: Option<Rc<ShardCheckpoint>>,
     /// The first failure met while building (a restore that failed).
@@ -186,14 +188,17 @@ impl NodeBuilder<'_> {
                     .expect("a consumer's input has its stream's record type")
             })
             .collect();
-        Output::new(consumers, self.batch_records)
+        let mut output = Output::new(consumers, self.batch_records);
+        output.publish_given(self.stats.output_cell());
+        output
     }
 
     /// Wraps an input so that its records are counted, failures name this node, and (with
     /// checkpoints) the shard knows which barrier it passed last.
     pub fn input<I: 'static>(&mut self, push: impl Push<I> + 'static) -> Box<dyn Any> {
         let barrier = self.checkpoint.as_ref().map(|c| c.register_input());
-        let push = Instrumented::new(push, self.node, self.stats.clone(), barrier);
+        let (node, stats, profile) = (self.node, self.stats.clone(), self.profile.clone());
+        let push = Instrumented::new(push, node, stats, barrier, profile);
         let push: Box<dyn Push<I>> = Box::new(push);
         Box::new(push)
     }
@@ -243,6 +248,7 @@ impl NodeBuilder<'_> {
             node: self.node,
             checkpoint,
             tables: Rc::from(self.context.states().of(self.node)),
+            profile: self.profile.clone(),
         })
     }
 
@@ -289,6 +295,7 @@ impl NodeBuilder<'_> {
                 clock: self.context.clock(),
                 checkpoint: self.checkpoint.clone(),
                 control: self.control.clone(),
+                profile: self.profile.clone(),
             },
         ))
     }

@@ -23,6 +23,7 @@ use std::rc::Rc;
 
 use crate::checkpoint::{ShardCheckpoint, StateReader, StateWriter, Stopwatch};
 use crate::error::OpResult;
+use crate::instrument::ShardProfile;
 use crate::push::Outputs;
 use crate::state::Registered;
 use crate::time::Timestamp;
@@ -160,6 +161,9 @@ pub(crate) struct Snapshots {
     pub checkpoint: Rc<ShardCheckpoint>,
     /// The keyed-state tables the node's operator registered: written after its own state.
     pub tables: Rc<[(String, Rc<dyn Registered>)]>,
+    /// The shard's time accounting: a snapshot's time is checkpoint work, not the
+    /// operator's.
+    pub profile: Rc<ShardProfile>,
 }
 
 impl Snapshots {
@@ -186,8 +190,9 @@ pub(crate) fn take_snapshot(
         table.clone().snapshot(state.section(section, 1))?;
     }
     if let Some(s) = snapshots {
-        s.checkpoint
-            .submit(s.node, checkpoint, state, started.elapsed());
+        let took = started.elapsed();
+        s.profile.checkpoint_work(took.wall);
+        s.checkpoint.submit(s.node, checkpoint, state, took);
     }
     Ok(())
 }

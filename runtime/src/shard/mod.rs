@@ -20,6 +20,7 @@ use crate::checkpoint::ShardCheckpoint;
 use crate::control::JobControl;
 use crate::error::{Error, Failure, FailureKind};
 use crate::head::{BlockedFlag, Head, SenderDriver};
+use crate::instrument::{ShardProfile, ShardStats};
 use crate::park::ShardWaker;
 use crate::shard_info::ShardInfo;
 
@@ -38,6 +39,10 @@ pub(crate) struct Plan {
     pub heads: Vec<HeadSlot>,
     pub senders: Vec<Rc<RefCell<dyn SenderDriver>>>,
     pub node_names: Vec<String>,
+    /// The shard's time accounting (what its operators were charged).
+    pub profile: Rc<ShardProfile>,
+    /// Where the loop publishes the shard's busy, idle, backpressured and checkpoint time.
+    pub stats: Arc<ShardStats>,
 }
 
 pub(crate) struct Shard {
@@ -50,12 +55,17 @@ pub(crate) struct Shard {
     spin_before_park: Duration,
     checkpoint: Option<Rc<ShardCheckpoint>>,
     control: Arc<JobControl>,
+    profile: Rc<ShardProfile>,
+    stats: Arc<ShardStats>,
 }
 
 /// What one turn of a shard's loop found.
 struct Turn {
     /// It did work.
     worked: bool,
+    /// A chain head that is not done was held back (a downstream channel without credit,
+    /// or a subscription without room).
+    blocked: bool,
     /// Every chain head is done.
     all_done: bool,
     /// A sender still holds records it could not send.
@@ -83,12 +93,17 @@ impl Shard {
             spin_before_park,
             checkpoint,
             control,
+            profile: plan.profile,
+            stats: plan.stats,
         }
     }
 
     /// Runs the shard to completion (its numbers are in the job's `NodeStats`).
     pub(crate) async fn run(mut self) -> Result<(), Error> {
-        let result = self.run_loop().await;
+        let mut clock = TurnClock::new(&self.profile, &self.stats);
+        let result = self.run_loop(&mut clock).await;
+        clock.end();
+        self.stats.end();
         if let Err(e) = &result {
             self.abort.store(true, Ordering::SeqCst);
             if !matches!(e, Error::Aborted { .. }) {
@@ -98,9 +113,11 @@ impl Shard {
         result
     }
 
-    async fn run_loop(&mut self) -> Result<(), Error> {
+    async fn run_loop(&mut self, clock: &mut TurnClock) -> Result<(), Error> {
         let mut idle_since: Option<Instant> = None;
         loop {
+            // The previous turn ends here: its step, and its park or yield.
+            clock.end();
             if self.control.cancelled() {
                 return Ok(());
             }
@@ -114,6 +131,7 @@ impl Shard {
                 Ok(Err((failure, exchange))) => return Err(self.error(failure, exchange)),
                 Err(panic) => return Err(self.panic_error(panic)),
             };
+            clock.note(&turn);
             // Stopping at a savepoint: the shard ends once its sinks committed it (and
             // what they had received before its barrier went out), without an end of
             // stream.
@@ -160,6 +178,7 @@ impl Shard {
     fn step(&mut self) -> Result<Turn, (Failure, Option<String>)> {
         let mut worked = false;
         let mut all_done = true;
+        let mut held_back = false;
         for slot in &mut self.heads {
             if slot.head.is_done() {
                 continue;
@@ -168,6 +187,7 @@ impl Shard {
             let blockers = &slot.blockers;
             let blocked = || blockers.iter().any(|b| b.get());
             if blocked() {
+                held_back = true;
                 continue;
             }
             match slot.head.poll(&blocked) {
@@ -191,10 +211,26 @@ impl Shard {
                         .map_err(|f| (f, slot.head.exchange_name().map(str::to_string)))?;
                 }
             }
-            worked |= checkpoint.service().map_err(|f| (f, None))?;
+            let started = self.profile.enabled().then(Instant::now);
+            let serviced = checkpoint.service().map_err(|f| (f, None))?;
+            if let Some(started) = started {
+                self.profile.checkpoint_work(started.elapsed());
+            }
+            if serviced {
+                // A sink's commit may have started on another thread (`Sink::pending`):
+                // the shard must not stop at a savepoint before it finished.
+                for sender in &self.senders {
+                    unsent |= sender
+                        .borrow_mut()
+                        .poll(now, false)
+                        .map_err(|f| (f, None))?;
+                }
+            }
+            worked |= serviced;
         }
         Ok(Turn {
             worked,
+            blocked: held_back,
             all_done,
             unsent,
         })
@@ -227,5 +263,80 @@ impl Shard {
             shard: self.info.index,
             message: crate::error::panic_message(&*panic),
         }
+    }
+}
+
+/// Splits the shard loop's wall time into busy, idle, backpressured and checkpoint time,
+/// one turn at a time (one `Instant` per turn; nothing with profiling off). A turn runs from
+/// the end of the previous one through its step and its park or yield. Its checkpoint work
+/// (snapshots at barriers, the checkpoint service) is checkpoint time. A turn that did work
+/// is busy for the rest; one that found nothing to do is busy only for the operators'
+/// callbacks it ran (processing time reaching an operator, say), and idle for the rest, or
+/// backpressured if a chain head was held back for lack of credit or room.
+struct TurnClock {
+    profile: Rc<ShardProfile>,
+    stats: Arc<ShardStats>,
+    mark: Option<Instant>,
+    /// `ShardProfile::totals` at `mark`.
+    totals: (u64, u64),
+    /// What the turn under way found so far.
+    worked: bool,
+    blocked: bool,
+}
+
+impl TurnClock {
+    fn new(profile: &Rc<ShardProfile>, stats: &Arc<ShardStats>) -> Self {
+        let mark = profile.enabled().then(Instant::now);
+        if let Some(at) = mark {
+            stats.start(at);
+        }
+        TurnClock {
+            profile: profile.clone(),
+            stats: stats.clone(),
+            mark,
+            totals: profile.totals(),
+            worked: false,
+            blocked: false,
+        }
+    }
+
+    /// What the turn's step found.
+    #[inline]
+    fn note(&mut self, turn: &Turn) {
+        (self.worked, self.blocked) = (turn.worked, turn.blocked);
+    }
+
+    /// Ends the turn that began at the mark and starts the next.
+    #[inline]
+    fn end(&mut self) {
+        let Some(mark) = self.mark else {
+            return;
+        };
+        let (worked, blocked) = (self.worked, self.blocked);
+        (self.worked, self.blocked) = (false, false);
+        let now = Instant::now();
+        let turn = now.saturating_duration_since(mark).as_nanos() as u64;
+        let (charged, checkpoint) = self.profile.totals();
+        // Saturating: a panic that unwound through open regions (the job then fails)
+        // leaves `charged` behind.
+        let charged_delta = charged.saturating_sub(self.totals.0);
+        let checkpoint_delta = checkpoint.saturating_sub(self.totals.1);
+        (self.mark, self.totals) = (Some(now), (charged, checkpoint));
+        let rest = turn.saturating_sub(checkpoint_delta);
+        let busy = if worked {
+            rest
+        } else {
+            charged_delta.saturating_sub(checkpoint_delta).min(rest)
+        };
+        let s = &self.stats;
+        s.turn_ended(now);
+        ShardStats::add(&s.checkpoint_ns, checkpoint_delta);
+        ShardStats::add(&s.busy_ns, busy);
+        let waiting = if blocked {
+            &s.backpressured_ns
+        } else {
+            &s.idle_ns
+        };
+        ShardStats::add(waiting, rest - busy);
     }
 }

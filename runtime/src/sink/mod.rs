@@ -1,12 +1,14 @@
 //! Sinks: where records leave a dataflow. [`Collected`] gathers them for tests and
 //! embedders; a discarding sink only counts them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::checkpoint::{ShardCheckpoint, StateReader, StateWriter};
-use crate::error::OpResult;
+use crate::error::{Failure, OpResult};
+use crate::head::{BlockedFlag, SenderDriver};
 use crate::operator::{Operator, OperatorState};
 use crate::time::Timestamp;
 
@@ -40,11 +42,57 @@ pub trait Sink<T> {
     fn restore(&mut self, _state: &StateReader) -> OpResult {
         Ok(())
     }
+    /// What the sink keeps that it has not finished, so that it never has to wait for it
+    /// (the shard's other operators go on meanwhile): [`Pending::Nothing`] by default.
+    /// While it is not `Nothing` the shard calls [`Sink::poll_pending`] on every turn of
+    /// its loop (at least every millisecond while it parks) and does not finish; while it
+    /// is [`Pending::Blocked`], the chain heads that feed the sink are not scheduled either
+    /// (backpressure: nothing more reaches it, barriers included).
+    fn pending(&self) -> Pending {
+        Pending::Nothing
+    }
+    /// Goes on with what [`Sink::pending`] reports, without waiting (an error fails the
+    /// job). Default: nothing.
+    fn poll_pending(&mut self) -> OpResult {
+        Ok(())
+    }
+}
+
+/// What a sink keeps that it has not finished ([`Sink::pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Nothing: the sink is done with what it received.
+    Nothing,
+    /// Work under way elsewhere (a commit on another thread, acknowledgements at the end
+    /// of the input): poll the sink, do not finish, and go on feeding it.
+    Working,
+    /// Records the sink took and could not pass on yet (a client library's full queue):
+    /// poll the sink, and feed it nothing more until it can.
+    Blocked,
 }
 
 /// Adapts a [`Sink`] to the operator interface. The sink is shared with the shard's
-/// checkpoint-complete hook.
-pub(crate) struct SinkOperator<S>(pub Rc<RefCell<S>>);
+/// checkpoint-complete hook and with the shard loop's [`PendingDriver`]; after every call
+/// the sink's [`Sink::pending`] sets the flag that holds back the chain heads feeding it.
+pub(crate) struct SinkOperator<S> {
+    sink: Rc<RefCell<S>>,
+    pending: PendingFlags,
+}
+
+/// A sink's [`Pending`] as the shard sees it: the flag that holds back the heads feeding
+/// it (while `Blocked`), and whether its driver has work (while not `Nothing`).
+#[derive(Clone, Default)]
+struct PendingFlags {
+    blocked: BlockedFlag,
+    working: Rc<Cell<bool>>,
+}
+
+impl PendingFlags {
+    fn set(&self, pending: Pending) {
+        self.blocked.set(pending == Pending::Blocked);
+        self.working.set(pending != Pending::Nothing);
+    }
+}
 
 impl<S> SinkOperator<S> {
     pub(crate) fn new<T>(sink: S, checkpoint: Option<&ShardCheckpoint>) -> Self
@@ -52,13 +100,43 @@ impl<S> SinkOperator<S> {
         S: Sink<T> + 'static,
     {
         let sink = Rc::new(RefCell::new(sink));
+        let pending = PendingFlags::default();
         if let Some(checkpoint) = checkpoint {
-            let hook = sink.clone();
+            let (hook, flags) = (sink.clone(), pending.clone());
             checkpoint.on_complete(Box::new(move |id| {
-                hook.borrow_mut().on_checkpoint_complete(id)
+                let mut sink = hook.borrow_mut();
+                let result = sink.on_checkpoint_complete(id);
+                flags.set(sink.pending());
+                result
             }));
         }
-        SinkOperator(sink)
+        SinkOperator { sink, pending }
+    }
+
+    /// The flag set while the sink keeps something, and the shard loop's side, which
+    /// polls the sink (`node`: the sink's node, named in its failures).
+    pub(crate) fn driver<T>(&self, node: usize) -> (BlockedFlag, Rc<RefCell<dyn SenderDriver>>)
+    where
+        S: Sink<T> + 'static,
+        T: 'static,
+    {
+        let driver = PendingDriver {
+            sink: self.sink.clone(),
+            pending: self.pending.clone(),
+            node,
+            records: std::marker::PhantomData::<fn(T)>,
+        };
+        (self.pending.blocked.clone(), Rc::new(RefCell::new(driver)))
+    }
+
+    fn call<T>(&mut self, f: impl FnOnce(&mut S) -> OpResult) -> OpResult
+    where
+        S: Sink<T>,
+    {
+        let mut sink = self.sink.borrow_mut();
+        let result = f(&mut sink);
+        self.pending.set(sink.pending());
+        result
     }
 }
 
@@ -66,19 +144,48 @@ impl<T, S: Sink<T>> Operator<T> for SinkOperator<S> {
     type Out = ();
     const STATE: OperatorState = OperatorState::Checkpointed;
     fn on_batch(&mut self, batch: &mut Vec<T>, _out: &mut ()) -> OpResult {
-        self.0.borrow_mut().on_batch(batch)
+        self.call(|s| s.on_batch(batch))
     }
     fn on_watermark(&mut self, watermark: Timestamp, _out: &mut ()) -> OpResult {
-        self.0.borrow_mut().on_watermark(watermark)
+        self.call(|s| s.on_watermark(watermark))
     }
     fn on_end(&mut self, _out: &mut ()) -> OpResult {
-        self.0.borrow_mut().on_end()
+        self.call(|s| s.on_end())
     }
     fn snapshot(&mut self, checkpoint: u64, state: &mut StateWriter) -> OpResult {
-        self.0.borrow_mut().snapshot(checkpoint, state)
+        self.call(|s| s.snapshot(checkpoint, state))
     }
     fn restore(&mut self, state: &StateReader) -> OpResult {
-        self.0.borrow_mut().restore(state)
+        self.call(|s| s.restore(state))
+    }
+}
+
+/// The shard loop's side of a sink that keeps work ([`Sink::pending`]): polls it while it
+/// does, and keeps the shard from finishing meanwhile.
+pub(crate) struct PendingDriver<S, T> {
+    sink: Rc<RefCell<S>>,
+    pending: PendingFlags,
+    node: usize,
+    records: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, S: Sink<T>> SenderDriver for PendingDriver<S, T> {
+    fn poll(&mut self, _now: Instant, _force: bool) -> Result<bool, Failure> {
+        if !self.pending.working.get() {
+            return Ok(false);
+        }
+        let mut sink = self.sink.borrow_mut();
+        let result = sink.poll_pending();
+        self.pending.set(sink.pending());
+        result.map_err(|mut e| {
+            e.operator.get_or_insert(self.node);
+            e
+        })?;
+        Ok(self.pending.working.get())
+    }
+
+    fn has_returns(&self) -> bool {
+        false
     }
 }
 

@@ -13,7 +13,7 @@ use crate::clock::{system_now, Clock};
 use crate::control::JobControl;
 use crate::error::{Failure, OpResult};
 use crate::head::Head;
-use crate::instrument::{attribute, enter, leave, NodeStats};
+use crate::instrument::{attribute, enter, leave, NodeStats, ShardProfile};
 use crate::progress::Progress;
 use crate::push::SourceOutput;
 use crate::time::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
@@ -55,6 +55,7 @@ pub(crate) struct SourceHead<S, T: Clone> {
     checkpoint: Option<SourceCheckpoint>,
     control: Arc<JobControl>,
     closing: Closing,
+    profile: Rc<ShardProfile>,
 }
 
 /// What a source's chain head needs from its shard.
@@ -64,6 +65,8 @@ pub(crate) struct SourceShard {
     pub clock: Clock,
     pub checkpoint: Option<Rc<ShardCheckpoint>>,
     pub control: Arc<JobControl>,
+    /// The shard's time accounting (the source's busy time, its barrier's checkpoint work).
+    pub profile: Rc<ShardProfile>,
 }
 
 impl<S, T: Clone> SourceHead<S, T> {
@@ -79,6 +82,7 @@ impl<S, T: Clone> SourceHead<S, T> {
             clock,
             checkpoint,
             control,
+            profile,
         } = shard;
         let checkpoint = checkpoint.map(|shard| {
             let completed = Rc::new(Cell::new(0));
@@ -108,6 +112,7 @@ impl<S, T: Clone> SourceHead<S, T> {
             stamped: MIN_WATERMARK,
             control,
             closing: Closing::Open,
+            profile,
         }
     }
 }
@@ -157,7 +162,9 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
         for &p in &positions {
             state.section(SPLITS, 1).put_split(p.split, p)?;
         }
-        shard.submit(self.node, requested, state, started.elapsed());
+        let took = started.elapsed();
+        self.profile.checkpoint_work(took.wall);
+        shard.submit(self.node, requested, state, took);
         self.out.inner().send(Progress::Barrier(requested))?;
         if let Some(cp) = &mut self.checkpoint {
             cp.injected.set(requested);
@@ -219,9 +226,11 @@ impl<S: Source<T>, T: Clone> SourceHead<S, T> {
 impl<T: Clone, S: Source<T>> Head for SourceHead<S, T> {
     fn late_barrier(&mut self) -> Result<(), Failure> {
         if self.checkpoint.as_ref().is_some_and(|c| c.leased.is_none()) {
+            let region = self.profile.start();
             let previous = enter(self.node);
             let result = self.inject();
             leave(previous);
+            self.profile.stop(region, &self.stats);
             return attribute(result, self.node);
         }
         Ok(())
@@ -231,6 +240,7 @@ impl<T: Clone, S: Source<T>> Head for SourceHead<S, T> {
         if self.done {
             return Ok(false);
         }
+        let region = self.profile.start();
         let previous = enter(self.node);
         let result = (|| {
             if self.closing == Closing::Open
@@ -281,6 +291,11 @@ impl<T: Clone, S: Source<T>> Head for SourceHead<S, T> {
             Ok(status)
         })();
         leave(previous);
+        match result {
+            // Nothing was due: polling it was the shard's idle time, not the source's work.
+            Ok(SourceStatus::Idle) => self.profile.stop_idle(region),
+            _ => self.profile.stop(region, &self.stats),
+        }
         self.stats.set_records(self.out.given());
         self.watermark
             .store(self.out.current_watermark(), Ordering::Relaxed);

@@ -247,8 +247,34 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
     /// The state of `key`, created with `make` if it has none (the key counts as changed).
     #[inline]
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        let (track, epoch) = (self.track, self.epoch);
         let group = (self.group_of)(&key);
+        self.get_or_insert_in_group(key, group, make)
+    }
+
+    /// [`KeyedState::get_or_insert_with`] for a caller that knows `key`'s group (what
+    /// [`KeyedState::grouped_by`]'s function gives for it, checked in debug builds): one
+    /// that touches a key in several tables finds its group once.
+    ///
+    /// ```
+    /// use rill_runtime::keys::key_group;
+    /// use rill_runtime::hash_key;
+    /// use rill_runtime::state::KeyedState;
+    ///
+    /// let mut windows: KeyedState<(u64, i64), u64> =
+    ///     KeyedState::tracked().grouped_by(|k| key_group(hash_key(&k.0)));
+    /// let group = key_group(hash_key(&7u64));
+    /// *windows.get_or_insert_in_group((7, 2000), group, || 0) += 1;
+    /// assert_eq!(windows.get(&(7, 2000)), Some(&1));
+    /// ```
+    #[inline]
+    pub fn get_or_insert_in_group(
+        &mut self,
+        key: K,
+        group: u32,
+        make: impl FnOnce() -> V,
+    ) -> &mut V {
+        debug_assert_eq!(group, (self.group_of)(&key), "the key's group");
+        let (track, epoch) = (self.track, self.epoch);
         let part = group as usize % PARTS;
         if self.collecting.is_some() {
             self.before_growing(part);
