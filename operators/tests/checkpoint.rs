@@ -326,6 +326,38 @@ fn exactly_once_window_all_across_crashes_and_shard_counts() {
     committed_as_uninterrupted("window-all", &runs, window_all_dataflow);
 }
 
+/// Window Top-N: key 0 takes the first 1,500 numbers of every 4,000, keys 1 to 7 the
+/// rest in turn, so key 0 wins a window with records it got long before the window
+/// closes (at the checkpoint the source waits for, at a multiple of 17,500, too): a
+/// restore must find it at the top without another record for it.
+fn top_dataflow(out: &Path, crash_after: u64) -> Dataflow {
+    let mut df = Dataflow::new();
+    numbers(&mut df, EVENTS, crash_after)
+        .key_by(|n: &u64| if n % 4_000 < 1_500 { 0 } else { 1 + n % 7 })
+        .window(WindowSpec::event_time(
+            Windows::sliding(4_000, 2_000),
+            |n: &u64| *n as i64,
+        ))
+        .top_count("top")
+        .map("line", |p| {
+            let mut keys = p.value;
+            keys.sort();
+            let (w, last) = (p.window, p.is_last);
+            format!("{},{},{keys:?},{},{last}", w.start, w.end, p.index)
+        })
+        .sink_lines(out);
+    df
+}
+
+/// Window Top-N across crashes and shard counts: its windows' counts are keyed state by
+/// key group, restored onto any shard count, and a restore finds each window's top again;
+/// the committed tops are those of a run without.
+#[test]
+fn exactly_once_top_across_crashes_and_shard_counts() {
+    let runs = [(2, 35_000), (2, 35_000), (3, 35_000), (2, 0)];
+    committed_as_uninterrupted("top", &runs, top_dataflow);
+}
+
 /// Runs `job` uninterrupted on 2 shards, then through `runs` (see [`crash_and_restore`];
 /// the last run restores): the committed output must be the uninterrupted run's.
 fn committed_as_uninterrupted(

@@ -82,7 +82,8 @@
 //! 3. `spec` — a window operator's configuration and counters.
 //! 4. `timestamped`, `state` — pane event time; what the window operators share (their
 //!    driver, timers, checkpoint sections).
-//! 5. `operator`, `sliced`, `on_time` — the three window operators.
+//! 5. `operator`, `sliced`, `on_time`, `top` — the three window operators, and the top
+//!    keys per window (Window Top-N).
 //! 6. `pre_aggregate` — aggregation before the key exchange.
 //! 7. `stream`, `all` — windowed streams, keyed and not: what picks the operator.
 
@@ -102,6 +103,7 @@ mod spec;
 mod state;
 mod stream;
 mod timestamped;
+mod top;
 mod trigger;
 
 pub use crate::summable::Summable;
@@ -109,7 +111,7 @@ pub use aggregate::{Aggregate, Collect, Count, Max, Min, Sum};
 pub use all::{AllWindowedStream, WindowAll};
 pub use assigner::{InvalidWindows, Windows};
 pub use max_by::MaxBy;
-pub use pane::{AllPane, Pane, Timing, Window};
+pub use pane::{AllPane, Pane, Timing, TopPane, Window};
 pub use rill_runtime::state::TimeDomain;
 pub use spec::{Accumulation, WindowMetrics, WindowSpec};
 pub use stream::WindowedStream;

@@ -144,3 +144,7 @@ impl<V> From<Pane<(), V>> for AllPane<V> {
         }
     }
 }
+
+/// The output of a Window Top-N ([`WindowedStream::top_by`](super::WindowedStream::top_by)):
+/// per window, the keys at the largest value and that value, all of them when several tie.
+pub type TopPane<K, V> = AllPane<Vec<(K, V)>>;

@@ -23,10 +23,13 @@ pub(crate) const SLICED_WINDOWS: Section = ("sliced windows", 1);
 pub(crate) const SLICES: Section = ("slices", 1);
 /// The on-time operator's slices (`on_time.rs`).
 pub(crate) const SLICE_ACCUMULATORS: Section = ("slice accumulators", 1);
+/// The top operator's windows (`top.rs`).
+pub(crate) const TOP_WINDOWS: Section = ("top windows", 1);
 
-/// The sections the three window operators write their keys to; the windows of a spec
-/// decide which operator runs it (see docs/windows.md).
-pub(crate) const SECTIONS: [Section; 3] = [WINDOWS, SLICED_WINDOWS, SLICE_ACCUMULATORS];
+/// The sections the window operators write their keys to; the windows of a spec decide
+/// which operator runs it (see docs/windows.md), and a top (`top.rs`) has its own.
+pub(crate) const SECTIONS: [Section; 4] =
+    [WINDOWS, SLICED_WINDOWS, SLICE_ACCUMULATORS, TOP_WINDOWS];
 
 /// A window table's codec: its values' [`KeyRecord`]s in `section`.
 pub(crate) fn codec<K, S>(section: Section) -> Codec<K, S>

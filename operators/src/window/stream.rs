@@ -2,12 +2,17 @@
 //! functions that make its operator (the spec's windows and trigger choose which of the
 //! three window operators runs it, and whether it pre-aggregates: see docs/windows.md).
 
-use rill_runtime::{Data, StateData, Stream};
+use rill_runtime::state::{table_codec, TimeDomain};
+use rill_runtime::{Data, ExchangeData, StateData, Stream};
 
 use super::aggregate::{extremum_methods, Aggregate, Collect, Count, Max, Min, Sum};
-use super::pane::{Pane, Window};
+use super::all::WindowAll;
+use super::assigner::Windows;
+use super::pane::{AllPane, Pane, TopPane, Window};
 use super::spec::WindowSpec;
+use super::top::{MergeTops, TopWindowOperator, WindowTopKeys};
 use super::{on_time, operator, pre_aggregate, sliced, slices, state};
+use crate::flat_map::FlatMap;
 use crate::key_by::KeyedStream;
 use crate::summable::Summable;
 
@@ -232,6 +237,131 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
                 shard.state_changes(),
             ))
         })
+    }
+
+    /// Window Top-N, for the largest value: per window, the keys whose aggregate `agg` is
+    /// the largest, with that value, all of them when several tie (in no particular
+    /// order): the result of `.aggregate(name, agg)` followed by
+    /// `window_all(..).aggregate(.., MaxBy::new(|p| p.value))` over its panes, as one
+    /// [`AllPane`] per window with records, whose window is the keyed window.
+    ///
+    /// Made for values that only grow as records are added (a count, a sum of
+    /// non-negative values, a maximum): each window keeps its largest value and the keys
+    /// at it up to date as records arrive, so a window's close emits its top keys instead
+    /// of a pane per key (Flink's Window Top-N with a monotonic ranking). An aggregate
+    /// whose value can shrink still gives the right top, by a scan of the window at its
+    /// close when a value at the top shrank. Records cross the key exchange as they are;
+    /// each shard sends its top per window to one shard (`window_all`'s two phases),
+    /// which merges them.
+    ///
+    /// Windows must fire once: tumbling or sliding windows in event time with a trigger
+    /// that waits for the end of the window and no allowed lateness (the default spec).
+    /// Any other spec is refused when the job starts. Late records are dropped and
+    /// counted as the window operators count them.
+    ///
+    /// ```
+    /// # use rill_operators::doc_support::run_on_two_shards;
+    /// use rill_operators::prelude::*;
+    /// use rill_operators::window::Sum;
+    ///
+    /// // (item, amount, event time in ms): the best-selling items per second.
+    /// type Sale = (u32, u64, i64);
+    /// let sales = vec![(1, 5, 100), (2, 3, 200), (2, 2, 300), (3, 1, 1100), (4, 1, 1900)];
+    /// let out = run_on_two_shards(|df| {
+    ///     df.vec_source("sales", sales)
+    ///         .key_by(|s: &Sale| s.0)
+    ///         .window(WindowSpec::event_time(Windows::tumbling(1000), |s: &Sale| s.2))
+    ///         .top_by("best sellers", Sum::new(|s: &Sale| s.1))
+    ///         .map("row", |p| {
+    ///             let mut items = p.value;
+    ///             items.sort();
+    ///             (p.window.start, items)
+    ///         })
+    ///         .collect("out")
+    /// });
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, [(0, vec![(1, 5), (2, 5)]), (1000, vec![(3, 1), (4, 1)])]);
+    /// ```
+    pub fn top_by<G: Aggregate<T, K> + Send + Sync>(
+        &self,
+        name: &str,
+        agg: G,
+    ) -> Stream<TopPane<K, G::Out>>
+    where
+        K: StateData + ExchangeData,
+        G::Acc: StateData,
+        G::Out: Ord + StateData + ExchangeData,
+        Pane<(), Vec<(K, G::Out)>>: StateData + ExchangeData,
+        Option<(Window, Vec<(K, G::Out)>)>: StateData + ExchangeData,
+    {
+        let spec = self.spec.clone();
+        let grid = spec.fixed.and_then(|w| w.validate().ok().and(w.grid()));
+        let slicing = spec.fixed.and_then(slices::Slicing::of);
+        let input = self.keyed.input();
+        let (slicing, (size, period, offset)) = match (slicing, grid) {
+            (Some(slicing), Some(grid))
+                if spec.domain == TimeDomain::EventTime && spec.fires_once() =>
+            {
+                (slicing, grid)
+            }
+            _ => {
+                input.invalid(
+                    name,
+                    "a top (top_by, top_count) needs tumbling or sliding windows in event \
+                     time that fire once: a trigger that waits for the end of the window \
+                     and no allowed lateness",
+                );
+                let tumbling = Windows::tumbling(1);
+                (slices::Slicing::of(tumbling).expect("tumbling"), (1, 1, 0))
+            }
+        };
+        let key = self.keyed.key_fn();
+        let codec = table_codec(state::TOP_WINDOWS.0, state::TOP_WINDOWS.1);
+        let tops = self.keyed.stream().unary(name, move |shard| {
+            state::Windowed::new(TopWindowOperator::new(
+                spec.on_shard(shard),
+                slicing,
+                key.clone(),
+                agg.clone(),
+                codec.clone(),
+                shard.state_changes(),
+            ))
+        });
+        // One tumbling window of `period` per window end: the shards' tops of a window
+        // (placed at its end - 1) meet in the merge, which fires at that end.
+        let ends = Windows::Tumbling {
+            size: period,
+            offset: (offset + size).rem_euclid(period),
+        };
+        tops.window_all(WindowSpec::timestamped(ends))
+            .aggregate(&format!("{name} (merge)"), MergeTops::new())
+            .flat_map(
+                &format!("{name} (top)"),
+                |p: AllPane<WindowTopKeys<K, G::Out>>| {
+                    p.value.map(|(window, value)| AllPane {
+                        window,
+                        value,
+                        timing: p.timing,
+                        index: p.index,
+                        is_last: p.is_last,
+                        retraction: p.retraction,
+                        emit_time: p.emit_time,
+                    })
+                },
+            )
+    }
+
+    /// Window Top-N by record count: per window, the keys with the most records and
+    /// their count ([`WindowedStream::top_by`] with [`Count`]), e.g. NEXMark q5's hot
+    /// items.
+    pub fn top_count(&self, name: &str) -> Stream<TopPane<K, u64>>
+    where
+        K: StateData + ExchangeData,
+        Pane<(), Vec<(K, u64)>>: StateData + ExchangeData,
+        Option<(Window, Vec<(K, u64)>)>: StateData + ExchangeData,
+    {
+        self.top_by(name, Count::new())
     }
 
     /// The sum of `value(record)` per window (the [`Sum`] aggregate), for any

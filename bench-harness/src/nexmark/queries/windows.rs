@@ -2,7 +2,7 @@
 //! (session windows) and q12 processing-time windows.
 
 use rill_operators::prelude::*;
-use rill_operators::window::{AllPane, MaxBy, Pane};
+use rill_operators::window::{AllPane, MaxBy, Pane, TopPane};
 use rill_runtime::rkyv;
 use rill_runtime::Stream;
 
@@ -37,11 +37,9 @@ fn bid_summaries(events: &Stream<Timed>, name: &str) -> Stream<BidSummary> {
     })
 }
 
-/// q5: per sliding window, the auctions with the most bids. Bids per auction in sliding
-/// windows (on slices), then, over all auctions, the panes with the largest count per
-/// window: the panes of the windows ending at `e` carry the timestamp `e - 1`
-/// (`Pane::timestamp`), so the tumbling windows of `slide` over the panes' timestamps group
-/// them by their window.
+/// q5: per sliding window, the auctions with the most bids: a Window Top-N by count
+/// (`top_count`), which keeps each window's largest count and its auctions up to date as
+/// bids arrive, so a window's close emits its top auctions instead of a pane per auction.
 pub fn q5(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q5Row> {
     let (size, slide) = (cx.window_ms, cx.slide_ms);
     let cx = cx.clone();
@@ -51,17 +49,15 @@ pub fn q5(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q5Row> {
             Windows::sliding(size, slide),
             |b: &BidSummary| b.time,
         ))
-        .count("q5 bids per auction")
-        .window_all(WindowSpec::timestamped(Windows::tumbling(slide)))
-        .aggregate("q5 hottest", MaxBy::new(|p: &Pane<u64, u64>| p.value))
-        .flat_map("q5 rows", move |top: AllPane<Vec<Pane<u64, u64>>>| {
-            let cx = cx.clone();
-            top.value.into_iter().map(move |p| Q5Row {
-                window_start: p.window.start,
-                window_end: p.window.end,
-                auction: p.key,
-                count: p.value,
-                ideal_ns: cx.event_time_ns(p.window.end),
+        .top_count("q5 hottest")
+        .flat_map("q5 rows", move |top: TopPane<u64, u64>| {
+            let (w, cx) = (top.window, cx.clone());
+            top.value.into_iter().map(move |(auction, count)| Q5Row {
+                window_start: w.start,
+                window_end: w.end,
+                auction,
+                count,
+                ideal_ns: cx.event_time_ns(w.end),
             })
         })
 }
