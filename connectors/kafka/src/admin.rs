@@ -154,20 +154,13 @@ impl TopicWriter {
             payload,
             self.timeout,
         )
-        .map_err(|reason| Error::Topic {
-            brokers: self.brokers.clone(),
-            topic: self.topic.clone(),
-            reason,
-        })
+        .map_err(|reason| Error::topic(&self.brokers, &self.topic, reason))
     }
 
     /// Waits until the broker acknowledged every record queued.
     pub fn flush(&self) -> Result<()> {
-        flush(&self.producer, self.timeout).map_err(|reason| Error::Topic {
-            brokers: self.brokers.clone(),
-            topic: self.topic.clone(),
-            reason,
-        })
+        flush(&self.producer, self.timeout)
+            .map_err(|reason| Error::topic(&self.brokers, &self.topic, reason))
     }
 }
 

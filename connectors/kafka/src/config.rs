@@ -6,7 +6,7 @@ use std::time::Duration;
 use rill_runtime::Timestamp;
 
 use crate::error::{Error, Result};
-use crate::watermark::WatermarkStrategy;
+use crate::watermark::PartitionWatermarks;
 
 /// Where a source starts reading a partition that has no restored position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub struct KafkaSourceConfig<T> {
     pub(crate) start: StartFrom,
     pub(crate) until_end: bool,
     pub(crate) event_time: EventTime<T>,
-    pub(crate) strategy: WatermarkStrategy,
+    pub(crate) strategy: PartitionWatermarks,
     pub(crate) idle_after: Option<Duration>,
     pub(crate) broker_timeout: Duration,
     pub(crate) properties: Vec<(String, String)>,
@@ -89,7 +89,7 @@ impl<T> KafkaSourceConfig<T> {
             start: StartFrom::Earliest,
             until_end: false,
             event_time: EventTime::RecordTimestamp,
-            strategy: WatermarkStrategy::Ascending,
+            strategy: PartitionWatermarks::Ascending,
             idle_after: None,
             broker_timeout: Duration::from_secs(60),
             properties: Vec::new(),
@@ -131,7 +131,7 @@ impl<T> KafkaSourceConfig<T> {
     }
 
     /// How a partition's watermark follows its event times.
-    pub fn watermarks(mut self, strategy: WatermarkStrategy) -> Self {
+    pub fn watermarks(mut self, strategy: PartitionWatermarks) -> Self {
         self.strategy = strategy;
         self
     }

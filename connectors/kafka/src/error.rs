@@ -82,5 +82,16 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// [`Error::Topic`]: writing or reading `topic` at `brokers` failed for `reason`.
+    pub(crate) fn topic(brokers: &str, topic: &str, reason: String) -> Error {
+        Error::Topic {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            reason,
+        }
+    }
+}
+
 /// The connector's result type.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -34,4 +34,4 @@ pub use partition_state::{
 pub use sink::{kafka_sink, KafkaSink};
 pub use source::{kafka_source, BadRecord, KafkaRecord, KafkaSource};
 pub use transaction::{Marker, TransactionalProducer};
-pub use watermark::WatermarkStrategy;
+pub use watermark::PartitionWatermarks;

@@ -21,11 +21,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::Message;
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::{Data, Failure, OpResult, Sink, Stream};
+use rill_runtime::{Data, Failure, OpResult, Pending, Sink, Stream};
 
 use crate::config::KafkaSinkConfig;
 use crate::error::{Error, Result};
-use crate::exactly_once::ExactlyOnceKafkaSink;
+use crate::exactly_once::{framed_at, ExactlyOnceKafkaSink};
 use crate::health::{broker_up, Health, STATS_INTERVAL_MS};
 use crate::plan::client_config;
 
@@ -131,16 +131,7 @@ pub(crate) fn send_tagged(
                 record = r;
                 let since = *waiting.get_or_insert_with(Instant::now);
                 if since.elapsed() > timeout {
-                    return Err(format!(
-                        "the producer's queue stayed full for {:.1} s: the brokers do not take \
-                         records ({})",
-                        timeout.as_secs_f64(),
-                        producer
-                            .context()
-                            .health
-                            .down_for()
-                            .map_or_else(|| "no transport error".to_string(), |(_, w)| w)
-                    ));
+                    return Err(queue_full_error(producer, timeout));
                 }
                 producer.poll(Duration::from_millis(10));
             }
@@ -149,37 +140,87 @@ pub(crate) fn send_tagged(
     }
 }
 
+/// Hands `payload` to the producer for `topic` without waiting, its delivery counted
+/// under `tag`: false if librdkafka's queue is full (the caller keeps the record and tries
+/// again later).
+pub(crate) fn try_send(
+    producer: &BaseProducer<DeliveryContext>,
+    topic: &str,
+    payload: &[u8],
+    tag: usize,
+) -> std::result::Result<bool, String> {
+    let record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, tag).payload(payload);
+    match producer.send(record) {
+        Ok(()) => Ok(true),
+        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Ok(false),
+        Err((e, _)) => Err(format!("cannot send to {topic}: {e}")),
+    }
+}
+
+/// The error for a producer whose queue stayed full for longer than `timeout`.
+pub(crate) fn queue_full_error(
+    producer: &BaseProducer<DeliveryContext>,
+    timeout: Duration,
+) -> String {
+    format!(
+        "the producer's queue stayed full for {:.1} s: the brokers do not take records ({})",
+        timeout.as_secs_f64(),
+        producer
+            .context()
+            .health
+            .down_for()
+            .map_or_else(|| "no transport error".to_string(), |(_, w)| w)
+    )
+}
+
+/// A refused record, if the broker refused one.
+pub(crate) fn refused(producer: &BaseProducer<DeliveryContext>) -> Option<String> {
+    let ctx = producer.context();
+    let failed = ctx.failed.load(Ordering::Relaxed);
+    (failed > 0).then(|| {
+        let first = ctx.first_failure.lock().unwrap_or_else(|e| e.into_inner());
+        format!(
+            "the broker refused {failed} records, the first: {}",
+            first.as_deref().unwrap_or("?")
+        )
+    })
+}
+
+/// The error for records not acknowledged within `timeout`.
+pub(crate) fn unacknowledged_error(
+    producer: &BaseProducer<DeliveryContext>,
+    timeout: Duration,
+) -> String {
+    format!(
+        "{} records not acknowledged within {:.1} s{}",
+        producer.in_flight_count(),
+        timeout.as_secs_f64(),
+        producer
+            .context()
+            .health
+            .down_for()
+            .map_or_else(String::new, |(d, w)| format!(
+                "; brokers unreachable for {:.1} s: {w}",
+                d.as_secs_f64()
+            ))
+    )
+}
+
 /// Waits until every record sent was acknowledged; an error if one was refused or the
 /// wait passed `timeout`.
 pub(crate) fn flush(
     producer: &BaseProducer<DeliveryContext>,
     timeout: Duration,
 ) -> std::result::Result<(), String> {
-    producer.flush(timeout).map_err(|e| {
-        format!(
-            "{} records not acknowledged within {:.1} s ({e}){}",
-            producer.in_flight_count(),
-            timeout.as_secs_f64(),
-            producer
-                .context()
-                .health
-                .down_for()
-                .map_or_else(String::new, |(d, w)| format!(
-                    "; brokers unreachable for {:.1} s: {w}",
-                    d.as_secs_f64()
-                ))
-        )
-    })?;
-    let ctx = producer.context();
-    if ctx.failed.load(Ordering::Relaxed) > 0 {
-        let first = ctx.first_failure.lock().unwrap_or_else(|e| e.into_inner());
-        return Err(format!(
-            "the broker refused {} records, the first: {}",
-            ctx.failed.load(Ordering::Relaxed),
-            first.as_deref().unwrap_or("?")
-        ));
-    }
-    Ok(())
+    producer
+        .flush(timeout)
+        .map_err(|e| format!("{} ({e})", unacknowledged_error(producer, timeout)))?;
+    refused(producer).map_or(Ok(()), Err)
+}
+
+/// A failure of Kafka sink `name` writing to `topic`.
+fn sink_failure(name: &str, topic: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::new(format!("Kafka sink {name} ({topic}): {e}"))
 }
 
 pub(crate) type EncodeFn<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
@@ -188,10 +229,20 @@ pub(crate) type EncodeFn<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
 #[derive(Debug)]
 struct Unconfirmed {
     tag: usize,
+    /// Records handed to the producer.
     sent: u64,
     acked: u64,
     /// The records, each a 4-byte little-endian length and the bytes.
     framed: Vec<u8>,
+    /// The bytes of `framed` whose records were handed to the producer (the rest waits
+    /// for room in its queue).
+    handed: usize,
+}
+
+impl Unconfirmed {
+    fn done(&self) -> bool {
+        self.handed == self.framed.len() && self.acked >= self.sent
+    }
 }
 
 /// The state section of the at-least-once sink: the framed records not acknowledged at
@@ -206,9 +257,14 @@ pub struct KafkaSink<T> {
     producer: std::result::Result<BaseProducer<DeliveryContext>, String>,
     encode: EncodeFn<T>,
     buffer: Vec<u8>,
-    /// Epochs with records in flight, oldest first; the last is the current one.
+    /// Epochs with records not handed over or in flight, oldest first; the last is the
+    /// current one.
     unconfirmed: VecDeque<Unconfirmed>,
     next_tag: usize,
+    /// Since when librdkafka's queue has been full (records wait to be handed over).
+    full_since: Option<Instant>,
+    /// When the input ended (the sink then waits for every acknowledgement).
+    ended_at: Option<Instant>,
 }
 
 impl<T> std::fmt::Debug for KafkaSink<T> {
@@ -225,40 +281,52 @@ impl<T> KafkaSink<T> {
         self.producer.as_ref().map_err(|e| Failure::new(e.clone()))
     }
 
-    fn flush(&self, when: &str) -> OpResult {
-        flush(self.producer()?, self.config.flush_timeout).map_err(|e| {
-            Failure::new(format!(
-                "Kafka sink {} ({}): {when}: {e}",
-                self.name, self.config.topic
-            ))
-        })
+    fn fail(&self, e: impl std::fmt::Display) -> Failure {
+        sink_failure(&self.name, &self.config.topic, e)
     }
 
-    /// Sends `payload` in the current epoch and keeps a copy until it is acknowledged.
-    fn send(&mut self, payload: &[u8]) -> OpResult {
+    /// Takes `payload` into the current epoch (a copy is kept until it is acknowledged);
+    /// [`Self::hand_over`] gives it to the producer.
+    fn take(&mut self, payload: &[u8]) {
         if self.unconfirmed.is_empty() {
             self.new_epoch();
         }
         let epoch = self.unconfirmed.back_mut().expect("an epoch");
-        let producer = self
-            .producer
-            .as_ref()
-            .map_err(|e| Failure::new(e.clone()))?;
-        send_tagged(
-            producer,
-            &self.config.topic,
-            None,
-            None,
-            payload,
-            self.config.flush_timeout,
-            epoch.tag,
-        )
-        .map_err(|e| Failure::new(format!("Kafka sink {}: {e}", self.name)))?;
-        epoch.sent += 1;
         epoch
             .framed
             .extend_from_slice(&(payload.len() as u32).to_le_bytes());
         epoch.framed.extend_from_slice(payload);
+    }
+
+    /// Hands the records taken to the producer, oldest first, until its queue is full
+    /// (never waits: what does not fit waits for the next call). Fails once the queue
+    /// stayed full for longer than the flush timeout.
+    fn hand_over(&mut self) -> OpResult {
+        let producer = self
+            .producer
+            .as_ref()
+            .map_err(|e| Failure::new(e.clone()))?;
+        for epoch in &mut self.unconfirmed {
+            while epoch.handed < epoch.framed.len() {
+                let (record, next) = framed_at(&epoch.framed, epoch.handed)?;
+                match try_send(producer, &self.config.topic, record, epoch.tag) {
+                    Ok(true) => {
+                        epoch.handed = next;
+                        epoch.sent += 1;
+                    }
+                    Ok(false) => {
+                        let since = *self.full_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > self.config.flush_timeout {
+                            let e = queue_full_error(producer, self.config.flush_timeout);
+                            return Err(sink_failure(&self.name, &self.config.topic, e));
+                        }
+                        return Ok(());
+                    }
+                    Err(e) => return Err(sink_failure(&self.name, &self.config.topic, e)),
+                }
+            }
+        }
+        self.full_since = None;
         Ok(())
     }
 
@@ -269,6 +337,7 @@ impl<T> KafkaSink<T> {
             sent: 0,
             acked: 0,
             framed: Vec::new(),
+            handed: 0,
         });
     }
 
@@ -277,17 +346,10 @@ impl<T> KafkaSink<T> {
     fn confirm(&mut self) -> OpResult {
         let producer = self.producer()?;
         producer.poll(Duration::ZERO);
-        let ctx = producer.context();
-        if ctx.failed.load(Ordering::Relaxed) > 0 {
-            let first = ctx.first_failure.lock().unwrap_or_else(|e| e.into_inner());
-            return Err(Failure::new(format!(
-                "Kafka sink {} ({}): the broker refused {} records, the first: {}",
-                self.name,
-                self.config.topic,
-                ctx.failed.load(Ordering::Relaxed),
-                first.as_deref().unwrap_or("?")
-            )));
+        if let Some(e) = refused(producer) {
+            return Err(self.fail(e));
         }
+        let ctx = producer.context();
         let acked =
             std::mem::take(&mut *ctx.acked_by_tag.lock().unwrap_or_else(|e| e.into_inner()));
         for epoch in &mut self.unconfirmed {
@@ -295,7 +357,7 @@ impl<T> KafkaSink<T> {
         }
         let current = self.unconfirmed.back().map(|e| e.tag);
         self.unconfirmed
-            .retain(|e| e.acked < e.sent || Some(e.tag) == current);
+            .retain(|e| !e.done() || Some(e.tag) == current);
         Ok(())
     }
 }
@@ -306,19 +368,21 @@ impl<T> Sink<T> for KafkaSink<T> {
         for record in batch.drain(..) {
             buffer.clear();
             (self.encode)(&record, &mut buffer);
-            self.send(&buffer)?;
+            self.take(&buffer);
         }
         self.buffer = buffer;
+        self.hand_over()?;
         self.confirm()
     }
 
-    /// No waiting for the broker here: the records sent before the barrier that it has
-    /// not acknowledged yet go into the checkpoint, and a restore sends them again.
+    /// No waiting for the broker here: the records taken before the barrier that it has
+    /// not acknowledged yet (handed over or not) go into the checkpoint, and a restore
+    /// sends them again.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
         self.confirm()?;
         let mut framed = Vec::new();
         for epoch in &self.unconfirmed {
-            if epoch.acked < epoch.sent {
+            if !epoch.done() {
                 framed.extend_from_slice(&epoch.framed);
             }
         }
@@ -329,14 +393,44 @@ impl<T> Sink<T> for KafkaSink<T> {
     fn restore(&mut self, state: &StateReader) -> OpResult {
         for framed in state.section(UNCONFIRMED, 1)?.values::<Vec<u8>>()? {
             for record in crate::exactly_once::records(&framed)? {
-                self.send(record)?;
+                self.take(record);
+            }
+        }
+        self.hand_over()
+    }
+
+    /// Waits for nothing: the shard polls the sink ([`Sink::poll_pending`]) until every
+    /// record was acknowledged.
+    fn on_end(&mut self) -> OpResult {
+        self.ended_at = Some(Instant::now());
+        self.hand_over()?;
+        self.confirm()
+    }
+
+    /// Blocked while records wait for room in librdkafka's queue; at the end, working
+    /// until every record was acknowledged.
+    fn pending(&self) -> Pending {
+        if self.unconfirmed.iter().any(|e| e.handed < e.framed.len()) {
+            Pending::Blocked
+        } else if self.ended_at.is_some() && self.unconfirmed.iter().any(|e| !e.done()) {
+            Pending::Working
+        } else {
+            Pending::Nothing
+        }
+    }
+
+    fn poll_pending(&mut self) -> OpResult {
+        self.confirm()?;
+        self.hand_over()?;
+        if let Some(at) = self.ended_at {
+            let timeout = self.config.flush_timeout;
+            if at.elapsed() > timeout && self.unconfirmed.iter().any(|e| !e.done()) {
+                let producer = self.producer()?;
+                let e = unacknowledged_error(producer, timeout);
+                return Err(self.fail(format!("at the end of the input: {e}")));
             }
         }
         Ok(())
-    }
-
-    fn on_end(&mut self) -> OpResult {
-        self.flush("at the end of the input")
     }
 }
 
@@ -384,6 +478,8 @@ where
         shard: shard.index as u32,
         unconfirmed: VecDeque::new(),
         next_tag: 0,
+        full_since: None,
+        ended_at: None,
         producer: producer(&config.brokers, &config.properties, config.flush_timeout)
             .map_err(|e| format!("shard {}: {e}", shard.index)),
         config: config.clone(),

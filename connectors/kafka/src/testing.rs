@@ -173,6 +173,19 @@ fn fetch_jars(root: &Path, libs: &Path) {
     }
 }
 
+/// Every record of `topic` as a `read_committed` reader sees it (`admin::read_topic`), as
+/// UTF-8 text, sorted: what a test compares with the rows a job must write. Panics on an
+/// error or a record that is not UTF-8.
+pub fn read_text_sorted(brokers: &str, topic: &str) -> Vec<String> {
+    let mut v: Vec<String> = crate::admin::read_topic(brokers, topic)
+        .unwrap_or_else(|e| panic!("reading {topic}: {e}"))
+        .into_iter()
+        .map(|v| String::from_utf8(v).expect("a UTF-8 record"))
+        .collect();
+    v.sort();
+    v
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; a race with other processes is
 /// possible but unlikely).
 pub fn free_port() -> u16 {

@@ -128,20 +128,13 @@ impl TransactionalProducer {
             payload,
             self.timeout,
         )
-        .map_err(|reason| Error::Topic {
-            brokers: self.brokers.clone(),
-            topic: self.topic.clone(),
-            reason,
-        })
+        .map_err(|reason| Error::topic(&self.brokers, &self.topic, reason))
     }
 
     /// Waits until the broker acknowledged every record sent.
     pub fn flush(&self) -> Result<()> {
-        crate::sink::flush(&self.producer, self.timeout).map_err(|reason| Error::Topic {
-            brokers: self.brokers.clone(),
-            topic: self.topic.clone(),
-            reason,
-        })
+        crate::sink::flush(&self.producer, self.timeout)
+            .map_err(|reason| Error::topic(&self.brokers, &self.topic, reason))
     }
 
     /// The marker of the last committed transaction; `None` if none committed one.

@@ -15,7 +15,7 @@ use rill_runtime::{Timestamp, MAX_WATERMARK, MIN_WATERMARK};
 
 /// How a partition's watermark follows the event times of its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatermarkStrategy {
+pub enum PartitionWatermarks {
     /// Event times never decrease within a partition: the watermark is the largest seen.
     Ascending,
     /// Records are at most this late within a partition: the watermark is the largest
@@ -55,11 +55,11 @@ impl PartitionClock {
         self.finished
     }
 
-    fn watermark(&self, strategy: WatermarkStrategy) -> Timestamp {
+    fn watermark(&self, strategy: PartitionWatermarks) -> Timestamp {
         match (self.max_time, strategy) {
             (None, _) => MIN_WATERMARK,
-            (Some(t), WatermarkStrategy::Ascending) => t,
-            (Some(t), WatermarkStrategy::BoundedOutOfOrderness(bound)) => {
+            (Some(t), PartitionWatermarks::Ascending) => t,
+            (Some(t), PartitionWatermarks::BoundedOutOfOrderness(bound)) => {
                 t.saturating_sub(bound.as_millis().min(i64::MAX as u128) as i64)
             }
         }
@@ -81,7 +81,7 @@ pub(crate) enum Combined {
 /// The combined watermark of `clocks` at `now`.
 pub(crate) fn combine<'a>(
     clocks: impl IntoIterator<Item = &'a PartitionClock>,
-    strategy: WatermarkStrategy,
+    strategy: PartitionWatermarks,
     idle_after: Option<Duration>,
     now: Instant,
 ) -> Combined {
@@ -114,7 +114,7 @@ mod tests {
     fn the_minimum_of_active_partitions_a_silent_one_holds_until_idle() {
         let t0 = Instant::now();
         let (mut a, mut b) = (PartitionClock::new(t0), PartitionClock::new(t0));
-        let asc = WatermarkStrategy::Ascending;
+        let asc = PartitionWatermarks::Ascending;
         let idle = Some(Duration::from_secs(1));
         a.observe(100, t0);
         a.observe(90, t0); // out of order: the watermark does not go back
@@ -134,7 +134,7 @@ mod tests {
         );
         // Without an idle timeout b holds the watermark forever.
         assert_eq!(combine([&a, &b], asc, None, later), Combined::Watermark(50));
-        let bounded = WatermarkStrategy::BoundedOutOfOrderness(Duration::from_millis(30));
+        let bounded = PartitionWatermarks::BoundedOutOfOrderness(Duration::from_millis(30));
         assert_eq!(
             combine([&a, &b], bounded, None, later),
             Combined::Watermark(20)

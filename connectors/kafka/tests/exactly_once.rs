@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use rill_kafka::admin::{ensure_topic, read_topic, TopicWriter};
-use rill_kafka::testing::TestBroker;
+use rill_kafka::admin::{ensure_topic, TopicWriter};
+use rill_kafka::testing::{read_text_sorted, TestBroker};
 use rill_kafka::{
     kafka_sink, kafka_source, KafkaRecord, KafkaSinkConfig, KafkaSourceConfig, Marker,
     TransactionalProducer,
@@ -15,16 +15,6 @@ use rill_runtime::checkpoint::Checkpointing;
 use rill_runtime::{Config, Dataflow, Runtime};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn values(brokers: &str, topic: &str) -> Vec<String> {
-    let mut v: Vec<String> = read_topic(brokers, topic)
-        .unwrap()
-        .into_iter()
-        .map(|v| String::from_utf8(v).unwrap())
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn a_zombie_is_fenced_and_only_committed_records_are_read() {
@@ -63,7 +53,7 @@ fn a_zombie_is_fenced_and_only_committed_records_are_read() {
         })
         .unwrap();
     fresh.commit().unwrap();
-    assert_eq!(values(&b, "fenced"), ["one", "two"]);
+    assert_eq!(read_text_sorted(&b, "fenced"), ["one", "two"]);
     assert_eq!(
         fresh.committed_marker().unwrap(),
         Some(Marker {
@@ -120,7 +110,7 @@ fn a_job_with_checkpoints_writes_every_record_once() {
     .unwrap();
     let completed = report.checkpoints.as_ref().map_or(0, |c| c.completed.len());
     assert!(completed >= 3, "{completed} checkpoints completed");
-    let mut got: Vec<u64> = values(&b, "eos-out")
+    let mut got: Vec<u64> = read_text_sorted(&b, "eos-out")
         .iter()
         .map(|v| v.parse().unwrap())
         .collect();
@@ -203,7 +193,7 @@ fn the_broker_going_away_during_a_transaction_loses_and_repeats_nothing() {
     let report = handle.join().unwrap();
     let completed = report.checkpoints.as_ref().map_or(0, |c| c.completed.len());
     assert!(completed >= 3, "{completed} checkpoints completed");
-    let mut got: Vec<u64> = values(&b, "away-out")
+    let mut got: Vec<u64> = read_text_sorted(&b, "away-out")
         .iter()
         .map(|v| v.parse().unwrap())
         .collect();

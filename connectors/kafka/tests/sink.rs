@@ -19,8 +19,9 @@ fn parse(r: &KafkaRecord<'_>) -> Result<u64, String> {
     text.parse::<u64>().map_err(|e| format!("{text:?}: {e}"))
 }
 
-/// The job: the source (everything fetched at once), slowed down, to the sink.
-fn job(brokers: &str, seen: Arc<AtomicU64>) -> Dataflow {
+/// The job: the source (everything fetched at once), slowed down to `pace` per record, to
+/// the sink.
+fn job(brokers: &str, seen: Arc<AtomicU64>, pace: Duration) -> Dataflow {
     let mut df = Dataflow::new();
     let config = KafkaSourceConfig::new(brokers.to_string(), &["unacked-in"])
         .until_end(true)
@@ -29,7 +30,7 @@ fn job(brokers: &str, seen: Arc<AtomicU64>) -> Dataflow {
     let source = kafka_source(&mut df, "in", config, parse).unwrap();
     let records = source.records.inspect("count", move |_, _: &u64| {
         seen.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_micros(100));
+        std::thread::sleep(pace);
     });
     kafka_sink(
         &records,
@@ -49,7 +50,10 @@ fn records_unacknowledged_at_a_barrier_are_sent_again_after_a_restore() {
     let _broker = TestBroker::start_advertising(port, proxy.port());
     proxy.restore();
     let b = format!("127.0.0.1:{}", proxy.port());
-    let n = 10_000u64;
+    // The first run is slow (100 us a record: 5 s per shard for all of them), so that it
+    // is still running when it is cancelled however loaded the machine; the restored run
+    // goes at full speed.
+    let n = 100_000u64;
     assert_eq!(ensure_topic(&b, "unacked-in", 2).unwrap(), 2);
     assert_eq!(ensure_topic(&b, "unacked-out", 2).unwrap(), 2);
     let w = TopicWriter::new(&b, "unacked-in").unwrap();
@@ -69,7 +73,7 @@ fn records_unacknowledged_at_a_barrier_are_sent_again_after_a_restore() {
     let seen = Arc::new(AtomicU64::new(0));
     let handle = Runtime::new(checkpoints())
         .unwrap()
-        .spawn(job(&b, seen.clone()))
+        .spawn(job(&b, seen.clone(), Duration::from_micros(100)))
         .unwrap();
     let start = Instant::now();
     while seen.load(Ordering::Relaxed) < 500 {
@@ -101,7 +105,7 @@ fn records_unacknowledged_at_a_barrier_are_sent_again_after_a_restore() {
     proxy.restore();
     Runtime::new(checkpoints())
         .unwrap()
-        .run(job(&b, Arc::new(AtomicU64::new(0))))
+        .run(job(&b, Arc::new(AtomicU64::new(0)), Duration::ZERO))
         .unwrap();
     let written: BTreeSet<u64> = read_topic(&b, "unacked-out")
         .unwrap()
