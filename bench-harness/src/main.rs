@@ -31,7 +31,7 @@ enum Command {
     /// Writes NEXMark events as CSV, one per line.
     Generate(rill_bench::nexmark::generate::GenerateArgs),
     /// Runs one NEXMark query, unthrottled or open loop at a target rate.
-    Run(rill_bench::nexmark::cli::RunArgs),
+    Run(Box<rill_bench::nexmark::cli::RunArgs>),
     /// Round trips through a job embedded in a host program (input handle in, subscription
     /// out), against two plain channel hops, open loop.
     Embed(rill_bench::embed::EmbedArgs),

@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rill_kafka::admin::read_topic;
-use rill_kafka::testing::TestBroker;
+use rill_kafka::testing::{read_text_sorted, TestBroker};
 
 mod common;
 
@@ -233,101 +233,111 @@ fn at_least_once_kafka_sink_loses_no_row_across_sigkills() {
     );
 }
 
-/// Kafka records of `topic` as read by a `read_committed` reader, sorted.
-fn committed_records(brokers: &str, topic: &str) -> Vec<String> {
-    let mut v: Vec<String> = read_topic(brokers, topic)
-        .unwrap()
-        .into_iter()
-        .map(|v| String::from_utf8(v).unwrap())
-        .collect();
-    v.sort();
-    v
+/// Runs `c` with failpoint `var=value`: the process must abort, saying `says`.
+fn failpoint(mut c: Command, var: &str, value: &str, says: &str) {
+    c.env(var, value);
+    let o = c.output().expect("rill-bench runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains(says),
+        "the failpoint {var}={value} did not fire ({}): {stderr}",
+        o.status
+    );
+}
+
+/// q1 from topic `events-NAME` (4 partitions) to `rows-NAME` through the exactly-once
+/// Kafka sink, with the rows the query must write.
+struct EosSinkJob {
+    brokers: String,
+    root: PathBuf,
+    name: String,
+    expected: Vec<String>,
+}
+
+impl EosSinkJob {
+    fn new(name: &str, events: u64) -> Self {
+        let brokers = TestBroker::shared().brokers();
+        let root = scratch(&format!("eos-{name}"));
+        generate(&brokers, &format!("events-{name}"), events, 4);
+        let expected = reference(&root, "q1", events);
+        EosSinkJob {
+            brokers,
+            root,
+            name: name.to_string(),
+            expected,
+        }
+    }
+
+    /// A run on `shards` shards, from the last checkpoint if there is one.
+    fn run(&self, shards: usize) -> Command {
+        let input = format!("events-{}", self.name);
+        let (root, b) = (&self.root, &self.brokers);
+        let mut c = kafka_run(root, b, &input, "q1", "exactly-once", shards);
+        c.args(["--kafka-sink", &format!("rows-{}", self.name)]);
+        c
+    }
+
+    /// A `read_committed` reader sees every expected row once, after `what`.
+    fn assert_committed_once(&self, what: &str) {
+        let written = read_text_sorted(&self.brokers, &format!("rows-{}", self.name));
+        assert_eq!(
+            written.len(),
+            self.expected.len(),
+            "a read_committed reader sees {} rows for {} results after {what}",
+            written.len(),
+            self.expected.len()
+        );
+        assert_eq!(written, self.expected);
+    }
 }
 
 #[test]
 fn exactly_once_kafka_sink_writes_every_row_once_across_sigkills_and_the_failpoint() {
-    let broker = TestBroker::shared();
-    let b = broker.brokers();
-    let root = scratch("eos-sink");
     // Enough events that the kills come before a run's end (a kill between a shard's end
     // and the job's, restored onto another shard count, may repeat that shard's last rows:
     // docs/kafka.md).
-    let events = 200_000;
-    generate(&b, "events-eos", events, 4);
-    let expected = reference(&root, "q1", events);
-    let run = |shards: usize| {
-        let mut c = kafka_run(&root, &b, "events-eos", "q1", "exactly-once", shards);
-        c.args(["--kafka-sink", "rows-eos"]);
-        c
-    };
+    let job = EosSinkJob::new("eos", 200_000);
+    let run = |shards| job.run(shards);
     // The failpoint first: the process aborts after its third checkpoint completed and
     // before that epoch's transaction committed; the next run must produce it again.
-    let mut c = run(2);
-    c.env("RILL_KAFKA_CRASH_BEFORE_COMMIT", "3");
-    let o = c.output().expect("rill-bench runs");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && stderr.contains("between completion and commit"),
-        "the failpoint did not fire ({}): {stderr}",
-        o.status
+    failpoint(
+        run(2),
+        "RILL_KAFKA_CRASH_BEFORE_COMMIT",
+        "3",
+        "between completion and commit",
     );
     let mut delays = Delays(0x5851_f42d_4c95_7f2d);
     let mut kills = 0;
     for shards in [1, 2, 3] {
-        kills += kill_after(run(shards), &root.join("last.log"), delays.next(300, 900)) as usize;
+        kills += kill_after(
+            run(shards),
+            &job.root.join("last.log"),
+            delays.next(300, 900),
+        ) as usize;
     }
     finish(run(3));
     assert!(
         kills >= 2,
         "only {kills} runs were killed before they ended"
     );
-    let written = committed_records(&b, "rows-eos");
-    assert_eq!(
-        written.len(),
-        expected.len(),
-        "a read_committed reader sees {} rows for {} results after {kills} kills and the \
-         failpoint",
-        written.len(),
-        expected.len()
-    );
-    assert_eq!(written, expected);
+    job.assert_committed_once(&format!("{kills} kills and the failpoint"));
 }
 
 #[test]
 fn a_crash_after_a_shards_last_commit_repeats_no_row() {
-    let broker = TestBroker::shared();
-    let b = broker.brokers();
-    let root = scratch("eos-last");
-    let events = 50_000;
-    generate(&b, "events-last", events, 4);
-    let expected = reference(&root, "q1", events);
-    let run = |shards: usize| {
-        let mut c = kafka_run(&root, &b, "events-last", "q1", "exactly-once", shards);
-        c.args(["--kafka-sink", "rows-last"]);
-        c
-    };
+    let job = EosSinkJob::new("last", 50_000);
+    let run = |shards| job.run(shards);
     // The first shard to end commits its last transaction and the process aborts, before
     // the job's final manifest: the restored job replays from its last checkpoint, and
     // that shard drops what it already committed.
-    let mut c = run(2);
-    c.env("RILL_KAFKA_CRASH_AFTER_LAST_COMMIT", "1");
-    let o = c.output().expect("rill-bench runs");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && stderr.contains("after the last commit"),
-        "the failpoint did not fire ({}): {stderr}",
-        o.status
+    failpoint(
+        run(2),
+        "RILL_KAFKA_CRASH_AFTER_LAST_COMMIT",
+        "1",
+        "after the last commit",
     );
     finish(run(2));
-    let written = committed_records(&b, "rows-last");
-    assert_eq!(
-        written.len(),
-        expected.len(),
-        "a read_committed reader sees {} rows for {} results",
-        written.len(),
-        expected.len()
-    );
-    assert_eq!(written, expected);
+    job.assert_committed_once("the failpoint");
 }
 
 #[test]
@@ -362,7 +372,7 @@ fn kafka_to_rill_to_kafka_to_rill_is_exactly_once_through_crashes_of_both_jobs()
     }
     finish(first(2));
     assert_eq!(
-        committed_records(&b, "mid").len() as u64,
+        read_text_sorted(&b, "mid").len() as u64,
         events,
         "job 1 wrote each event once"
     );
@@ -463,6 +473,136 @@ fn latency_from_kafka_is_measured_from_the_intended_send_times() {
         row[6].parse::<f64>().is_ok_and(|v| v > 0.0) && ["ns", "µs", "ms", "s"].contains(&row[7]),
         "no latency measured: {stdout}"
     );
+}
+
+/// `run --kafka-latency` of `query` over `topic` (paced), with `extra` flags: the
+/// latency summary's p50 in ms, and the row count.
+fn kafka_latency_run(brokers: &str, topic: &str, query: &str, extra: &[&str]) -> (f64, u64) {
+    let o = Command::new(BIN)
+        .args([
+            "run", "--query", query, "--kafka", brokers, "--topic", topic,
+        ])
+        .args([
+            "--kafka-latency",
+            "--seconds",
+            "3",
+            "--shards",
+            "2",
+            "--no-pin",
+        ])
+        .args(extra)
+        .output()
+        .expect("rill-bench runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with(query))
+        .unwrap_or_else(|| panic!("no summary row: {stdout}"))
+        .split_whitespace()
+        .collect();
+    let rows: u64 = row[4].parse().unwrap_or(0);
+    let p50: f64 = row[6]
+        .parse()
+        .unwrap_or_else(|_| panic!("no latency measured: {stdout}"));
+    let ms = match row[7] {
+        "ns" => p50 / 1e6,
+        "µs" => p50 / 1e3,
+        "ms" => p50,
+        "s" => p50 * 1e3,
+        unit => panic!("unit {unit}: {stdout}"),
+    };
+    (ms, rows)
+}
+
+/// Windows from Kafka are measured from when the first record at or past their end was
+/// due (or, with --from-poll, polled); single events with --from-poll from their poll.
+#[test]
+fn window_latency_and_rills_part_are_measured_from_kafka() {
+    let b = TestBroker::shared().brokers();
+    let topic = "events-paced-windows";
+    assert_eq!(rill_kafka::admin::ensure_topic(&b, topic, 2).unwrap(), 2);
+    // 40k events at 10k/s: 4 s of wall time and of event time (100 µs apart), so 500 ms
+    // windows close every 500 ms. Each run reads the topic from its start: the second
+    // measures from the poll, so the records the first run read cost it nothing.
+    let q7 = std::thread::spawn({
+        let b = b.clone();
+        move || kafka_latency_run(&b, topic, "q7", &["--window-size", "500ms"])
+    });
+    let write = |b: &str| {
+        std::thread::sleep(Duration::from_millis(500));
+        bench(&[
+            "generate", "--events", "40000", "--rate", "10k", "--kafka", b, "--topic", topic,
+        ]);
+    };
+    write(&b);
+    let (q7_p50, q7_rows) = q7.join().unwrap();
+    assert!(q7_rows >= 3, "{q7_rows} q7 rows");
+    // Measured (rows due within the run), from a time within the run (a loaded machine
+    // makes the figure itself vary a lot: seconds under a release build).
+    assert!(q7_p50 > 0.0 && q7_p50 < 3_000.0, "q7 p50 {q7_p50} ms");
+
+    let q0 = std::thread::spawn({
+        let b = b.clone();
+        move || kafka_latency_run(&b, topic, "q0", &["--from-poll"])
+    });
+    write(&b);
+    let (q0_p50, q0_rows) = q0.join().unwrap();
+    assert!(q0_rows > 1000, "{q0_rows} q0 rows");
+    assert!(
+        q0_p50 > 0.0 && q0_p50 < 400.0,
+        "q0 from the poll: p50 {q0_p50} ms"
+    );
+}
+
+/// Events written in the binary encoding read back as the same events: q2's and q5's
+/// rows from them equal the generator run's.
+#[test]
+fn binary_events_from_kafka_give_the_generator_runs_rows() {
+    let b = TestBroker::shared().brokers();
+    let root = scratch("binary");
+    let events = 20_000u64;
+    bench(&[
+        "generate",
+        "--events",
+        &events.to_string(),
+        "--seed",
+        "7",
+        "--kafka",
+        &b,
+        "--topic",
+        "events-binary",
+        "--partitions",
+        "3",
+        "--kafka-format",
+        "binary",
+    ]);
+    for query in ["q2", "q5"] {
+        let out = root.join(format!("{query}.csv"));
+        bench(&[
+            "run",
+            "--query",
+            query,
+            "--kafka",
+            &b,
+            "--topic",
+            "events-binary",
+            "--until-end",
+            "--shards",
+            "2",
+            "--no-pin",
+            "--quiet",
+            "--window-size",
+            "1s",
+            "--window-slide",
+            "500ms",
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        let got = common::output_rows(&out);
+        assert!(!got.is_empty(), "{query}: no rows");
+        assert_eq!(got, reference(&root, query, events), "{query}");
+    }
 }
 
 fn group_member(root: &Path, brokers: &str, name: &str) -> Command {

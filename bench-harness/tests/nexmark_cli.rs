@@ -90,7 +90,8 @@ fn unthrottled_run_reports_json_and_csv() {
     let v = json(&o);
     assert_eq!(v["query"], "q1");
     assert_eq!(v["events"], 50_000);
-    assert_eq!(v["shards"], 2);
+    assert_eq!(v["shard_count"], 2);
+    assert_eq!(v["shards"].as_array().map(Vec::len), Some(2));
     // Every 50 events hold 46 bids; q1 keeps every bid.
     assert_eq!(v["rows"], 46_000);
     assert!(v["throughput"].as_f64().unwrap() > 0.0);
@@ -189,4 +190,117 @@ fn sweep_finds_a_rate_and_reports_levels() {
         .collect();
     assert_eq!(percents, [25, 50, 75, 100]);
     assert_eq!(levels[1]["run"]["rate"], 10_000);
+}
+
+#[test]
+fn json_has_operators_and_shards_arrays_and_profile_prints_a_table() {
+    let o = rill_bench(&[
+        "run", "--query", "q1", "--events", "50000", "--shards", "2", "--no-pin", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    let operators = v["operators"].as_array().expect("an operators array");
+    // Every operator on both shards.
+    assert!(
+        operators.len() >= 4 && operators.len() % 2 == 0,
+        "{operators:?}"
+    );
+    for op in operators {
+        for field in ["name", "shard", "records_in", "records_out", "busy_ms"] {
+            assert!(!op[field].is_null(), "{field} missing in {op}");
+        }
+        assert!(op.get("watermark_lag_ms").is_some(), "{op}");
+    }
+    let source_out: u64 = (operators.iter())
+        .filter(|o| o["name"] == "nexmark")
+        .map(|o| o["records_out"].as_u64().unwrap())
+        .sum();
+    assert_eq!(source_out, 50_000);
+    let busy: f64 = operators
+        .iter()
+        .map(|o| o["busy_ms"].as_f64().unwrap())
+        .sum();
+    assert!(busy > 0.0);
+    let shards = v["shards"].as_array().expect("a shards array");
+    assert_eq!(shards.len(), 2);
+    for s in shards {
+        let part = |f: &str| s[f].as_f64().unwrap_or_else(|| panic!("{f} in {s}"));
+        let sum =
+            part("busy_ms") + part("idle_ms") + part("backpressured_ms") + part("checkpoint_ms");
+        let wall = part("wall_ms");
+        assert!((sum - wall).abs() <= 0.03 * wall, "{s}");
+    }
+
+    let q1_on_one_shard = |flags: &[&str]| {
+        let mut args = vec!["run", "--query", "q1", "--events", "20000", "--shards", "1"];
+        args.push("--no-pin");
+        args.extend_from_slice(flags);
+        rill_bench(&args)
+    };
+    let o = q1_on_one_shard(&["--profile"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("records out"), "{out}");
+    assert!(out.contains("backpressured"), "{out}");
+
+    let o = q1_on_one_shard(&["--json", "--no-profile"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    let busy: f64 = (v["operators"].as_array().unwrap().iter())
+        .map(|o| o["busy_ms"].as_f64().unwrap())
+        .sum();
+    assert_eq!(busy, 0.0);
+}
+
+#[test]
+fn metrics_addr_serves_the_run_while_it_lasts() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--query",
+            "q0",
+            "--rate",
+            "100k",
+            "--seconds",
+            "4",
+            "--shards",
+            "1",
+            "--no-pin",
+            "--quiet",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let body = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            let mut response = String::new();
+            s.read_to_string(&mut response).unwrap();
+            if response
+                .contains(r#"rill_operator_records_in_total{job="q0",operator="sink",shard="0"}"#)
+            {
+                break response;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no metrics at {addr}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(body.starts_with("HTTP/1.1 200 OK"));
+    assert!(body.contains(r#"rill_shard_busy_seconds_total{job="q0",shard="0"}"#));
+    assert!(child.wait().unwrap().success());
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "still serving after the run"
+    );
 }

@@ -47,6 +47,19 @@ pub struct GenerateArgs {
     /// intended send time as its Kafka timestamp (for `run --kafka --kafka-latency`).
     #[arg(long, requires = "kafka", value_parser = crate::nexmark::cli::parse_rate)]
     pub rate: Option<u64>,
+    /// How --kafka encodes each event: `csv` (its CSV line) or `binary` (a magic byte and
+    /// its rkyv archive: cheaper to read; `run --kafka` reads both).
+    #[arg(long, requires = "kafka", default_value = "csv")]
+    pub kafka_format: KafkaFormat,
+}
+
+/// How `generate --kafka` encodes each event.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaFormat {
+    /// The event's CSV line, without its line break.
+    Csv,
+    /// [`BINARY_MAGIC`](crate::nexmark::model::BINARY_MAGIC) and the event's rkyv archive.
+    Binary,
 }
 
 /// Runs `rill-bench generate`: 0 on success (or when the reader of stdout goes away early,
@@ -72,6 +85,7 @@ pub fn run(args: &GenerateArgs) -> ExitCode {
             topic,
             args.partitions as usize,
             args.rate,
+            args.kafka_format,
         ) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {

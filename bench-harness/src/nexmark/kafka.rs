@@ -8,14 +8,16 @@
 //! minimum: no event is ever late, as with the generator, so a bounded run (`--until-end`)
 //! produces exactly the rows of the generator run with the same events.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rill_kafka::admin::{ensure_topic, TopicWriter};
 use rill_kafka::{kafka_source, KafkaRecord, KafkaSourceConfig, StartFrom};
 use rill_runtime::{Dataflow, Stream};
 
+use super::generate::KafkaFormat;
 use super::source::{Epoch, SourceStats, Timed};
 use super::{Event, GeneratorConfig};
 
@@ -38,6 +40,53 @@ pub struct KafkaInput {
     /// is its intended time (as `generate --kafka --rate` writes it), and a row's latency
     /// is from the intended time of its input to the sink.
     pub latency_for: Option<Duration>,
+    /// With `latency_for`: measure from when the source polled each record (the part
+    /// rill adds) instead of its intended time.
+    pub latency_from_poll: bool,
+}
+
+/// When each millisecond of event time was reached in a run from Kafka, on the run's
+/// clock: the time (intended, or polled with [`KafkaInput::latency_from_poll`]) of the
+/// first record polled with that event time. A window's results are due once the first
+/// record at or past its end arrived (the partitions' watermarks are ascending over event
+/// time), so their latency is measured from [`EventClock::reached`] of the window's end,
+/// as the generator's runs measure it from the end's place in the schedule.
+#[derive(Debug, Default)]
+pub struct EventClock {
+    /// Event time (ms) to the run's time (ns after the epoch), the last 10 minutes.
+    reached: Mutex<BTreeMap<i64, u64>>,
+    /// The largest event time noted: only records past it are noted (one lock per
+    /// millisecond of event time, not per record).
+    newest: AtomicI64,
+}
+
+/// How much event time an [`EventClock`] keeps.
+const EVENT_CLOCK_KEEPS_MS: i64 = 600_000;
+
+impl EventClock {
+    /// A record of event time `ms` arrived, at `at_ns` on the run's clock.
+    #[inline]
+    pub fn note(&self, ms: i64, at_ns: u64) {
+        if ms <= self.newest.load(Ordering::Relaxed) {
+            return;
+        }
+        self.newest.fetch_max(ms, Ordering::Relaxed);
+        let mut reached = self.reached.lock().unwrap_or_else(|e| e.into_inner());
+        let at = reached.entry(ms).or_insert(at_ns);
+        *at = (*at).min(at_ns);
+        while reached
+            .first_key_value()
+            .is_some_and(|(&first, _)| first < ms - EVENT_CLOCK_KEEPS_MS)
+        {
+            reached.pop_first();
+        }
+    }
+
+    /// When event time first reached `ms` (a record at or past it), if it did.
+    pub fn reached(&self, ms: i64) -> Option<u64> {
+        let reached = self.reached.lock().unwrap_or_else(|e| e.into_inner());
+        reached.range(ms..).next().map(|(_, &at)| at)
+    }
 }
 
 /// What the Kafka input counts.
@@ -57,6 +106,7 @@ pub fn kafka_events(
     input: &KafkaInput,
     epoch: &Epoch,
     stats: &Arc<SourceStats>,
+    clock: Option<Arc<EventClock>>,
 ) -> Result<(Stream<Timed>, KafkaCounts), rill_kafka::Error> {
     let mut config = KafkaSourceConfig::new(input.brokers.clone(), &[input.topic.as_str()])
         .start_from(StartFrom::Earliest)
@@ -73,14 +123,20 @@ pub fn kafka_events(
         config = config.group(g.clone());
     }
     let (epoch, stats) = (epoch.clone(), stats.clone());
+    let from_poll = input.latency_from_poll;
     let source = kafka_source(df, "kafka", config, move |r: &KafkaRecord<'_>| {
-        let text = std::str::from_utf8(r.payload.unwrap_or_default())
-            .map_err(|e| format!("not UTF-8: {e}"))?;
-        let event = Event::parse_csv(text).map_err(|e| e.to_string())?;
+        // A CSV line or the binary encoding (`generate --kafka-format`).
+        let event = Event::parse(r.payload.unwrap_or_default()).map_err(|e| e.to_string())?;
         stats.emitted.fetch_add(1, Ordering::Relaxed);
         // Due at its Kafka timestamp (the event's time, as `generate --kafka` writes it):
-        // no clock read per record.
-        let due_ns = epoch.from_unix_ms(r.timestamp.unwrap_or(0));
+        // no clock read per record, unless latency is measured from the poll.
+        let due_ns = match from_poll {
+            true => epoch.now_ns(),
+            false => epoch.from_unix_ms(r.timestamp.unwrap_or(0)),
+        };
+        if let Some(clock) = &clock {
+            clock.note(event.date_time() as i64, due_ns);
+        }
         Ok::<_, String>(Timed { due_ns, event })
     })?;
     source.bad_records.discard("kafka (bad records)");
@@ -105,6 +161,7 @@ pub fn write_events_to_kafka(
     topic: &str,
     partitions: usize,
     rate: Option<u64>,
+    format: KafkaFormat,
 ) -> Result<usize, rill_kafka::Error> {
     let partitions = ensure_topic(brokers, topic, partitions)?;
     let writer = match rate {
@@ -140,9 +197,14 @@ pub fn write_events_to_kafka(
         }
         let event = config.event(position);
         line.clear();
-        event.write_csv(&mut line);
-        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            line.pop();
+        match format {
+            KafkaFormat::Csv => {
+                event.write_csv(&mut line);
+                while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    line.pop();
+                }
+            }
+            KafkaFormat::Binary => event.write_binary(&mut line),
         }
         let partition = (position % partitions as u64) as i32;
         let timestamp = timestamp.unwrap_or(event.date_time() as i64);
@@ -157,4 +219,26 @@ pub fn write_events_to_kafka(
         );
     }
     Ok(partitions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventClock;
+
+    #[test]
+    fn the_event_clock_keeps_when_each_event_time_was_first_reached() {
+        let clock = EventClock::default();
+        clock.note(1_000, 50);
+        clock.note(1_000, 40); // the same millisecond again: not a new one
+        clock.note(999, 10); // older than the newest: ignored
+        clock.note(1_005, 90);
+        assert_eq!(clock.reached(900), Some(50));
+        assert_eq!(clock.reached(1_000), Some(50));
+        // A window ending at 1_003 could close with the first record at or past it.
+        assert_eq!(clock.reached(1_003), Some(90));
+        assert_eq!(clock.reached(1_006), None);
+        // Ten minutes later the oldest are forgotten.
+        clock.note(1_005 + 600_000, 1_000);
+        assert_eq!(clock.reached(0), Some(90));
+    }
 }

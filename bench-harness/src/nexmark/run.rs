@@ -16,9 +16,12 @@ use hdrhistogram::Histogram;
 use rill_kafka::{kafka_sink, KafkaSinkConfig};
 use rill_operators::file_sink::{PartFiles, PartWriter};
 use rill_runtime::checkpoint::{Checkpointing, Guarantee, StateWriter};
-use rill_runtime::{Config, Dataflow, Failure, JobReport, OpResult, Runtime, Sink, Stream};
+use rill_runtime::{
+    Config, Dataflow, Failure, JobReport, OpResult, Operator, OperatorState, Output, Runtime, Sink,
+    Stream,
+};
 
-use super::kafka::{kafka_events, KafkaInput};
+use super::kafka::{kafka_events, EventClock, KafkaInput};
 use super::queries::{self, Query, QueryContext};
 use super::rows::{write_rows, Row};
 use super::source::{Epoch, NexmarkSource, SourceStats, Timed};
@@ -68,6 +71,8 @@ pub struct RunSpec {
     /// Write the rows (CSV lines) to this Kafka topic, at least once, on the brokers of
     /// `kafka`.
     pub kafka_sink: Option<String>,
+    /// Serve the job's metrics (Prometheus text format) at this address while it runs.
+    pub metrics_addr: Option<String>,
 }
 
 /// What a run measured.
@@ -133,12 +138,10 @@ fn phases() -> Box<PhaseHistograms> {
     Box::new(std::array::from_fn(|_| new_histogram()))
 }
 
-/// Writes rows (optionally) and records their latency.
-struct RowSink {
+/// Records rows' latency (sink time minus ideal time) into per-shard histograms, one per
+/// quarter of the run, and publishes them (with the row count) every 100 ms.
+struct Latencies {
     epoch: Epoch,
-    file: Option<Arc<Mutex<BufWriter<File>>>>,
-    parts: Option<PartWriter>,
-    buffer: Vec<u8>,
     measure: bool,
     run_ns: u64,
     warmup_ns: u64,
@@ -152,7 +155,32 @@ struct RowSink {
 const PUBLISH_NS: u64 = 100_000_000;
 const FLUSH_BYTES: usize = 1 << 20;
 
-impl RowSink {
+impl Latencies {
+    /// Records the latency of `batch`, reaching the sink now.
+    fn record<R: Row>(&mut self, batch: &[R]) -> OpResult {
+        let now = self.epoch.now_ns();
+        self.unpublished_rows += batch.len() as u64;
+        if self.measure {
+            for row in batch {
+                let ideal = row.ideal_ns();
+                if ideal > self.run_ns || ideal < self.warmup_ns {
+                    // Warm-up, or a window that closes after the last event (the end of
+                    // the input flushed it early, so it has no meaningful latency).
+                    continue;
+                }
+                let measured = (self.run_ns - self.warmup_ns).max(1) as u128;
+                let phase = (((ideal - self.warmup_ns) as u128 * PHASES as u128) / measured)
+                    .min(PHASES as u128 - 1) as usize;
+                self.local[phase].saturating_record(now.saturating_sub(ideal).max(1));
+            }
+        }
+        if now.saturating_sub(self.last_publish) >= PUBLISH_NS {
+            self.last_publish = now;
+            self.publish()?;
+        }
+        Ok(())
+    }
+
     fn publish(&mut self) -> OpResult {
         if self.measure {
             let mut shared = self.live.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,7 +197,37 @@ impl RowSink {
         );
         Ok(())
     }
+}
 
+/// Passes rows on unchanged and records their latency: in front of a sink that measures
+/// nothing itself (the Kafka sink), so that the latency is that of rows reaching it.
+struct MeasureRows(Latencies);
+
+impl<R: Row> Operator<R> for MeasureRows {
+    type Out = Output<R>;
+    // The histograms are measurements, not state a restore needs.
+    const STATE: OperatorState = OperatorState::Stateless;
+
+    fn on_batch(&mut self, batch: &mut Vec<R>, out: &mut Output<R>) -> OpResult {
+        self.0.record(batch)?;
+        out.give_vec(batch);
+        Ok(())
+    }
+
+    fn on_end(&mut self, _out: &mut Output<R>) -> OpResult {
+        self.0.publish()
+    }
+}
+
+/// Writes rows (optionally) and records their latency.
+struct RowSink {
+    file: Option<Arc<Mutex<BufWriter<File>>>>,
+    parts: Option<PartWriter>,
+    buffer: Vec<u8>,
+    latencies: Latencies,
+}
+
+impl RowSink {
     fn write_out(&mut self) -> OpResult {
         if let Some(file) = &self.file {
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,22 +241,7 @@ impl RowSink {
 
 impl<R: Row> Sink<R> for RowSink {
     fn on_batch(&mut self, batch: &mut Vec<R>) -> OpResult {
-        let now = self.epoch.now_ns();
-        self.unpublished_rows += batch.len() as u64;
-        if self.measure {
-            for row in batch.iter() {
-                let ideal = row.ideal_ns();
-                if ideal > self.run_ns || ideal < self.warmup_ns {
-                    // Warm-up, or a window that closes after the last event (the end of
-                    // the input flushed it early, so it has no meaningful latency).
-                    continue;
-                }
-                let measured = (self.run_ns - self.warmup_ns).max(1) as u128;
-                let phase = (((ideal - self.warmup_ns) as u128 * PHASES as u128) / measured)
-                    .min(PHASES as u128 - 1) as usize;
-                self.local[phase].saturating_record(now.saturating_sub(ideal).max(1));
-            }
-        }
+        self.latencies.record(batch)?;
         let csv_failure = |e: csv::Error| Failure::new(format!("writing the output: {e}"));
         if self.file.is_some() {
             write_rows(batch, &mut self.buffer).map_err(csv_failure)?;
@@ -211,10 +254,6 @@ impl<R: Row> Sink<R> for RowSink {
             parts.written()?;
         }
         batch.clear();
-        if now.saturating_sub(self.last_publish) >= PUBLISH_NS {
-            self.last_publish = now;
-            self.publish()?;
-        }
         Ok(())
     }
 
@@ -223,7 +262,7 @@ impl<R: Row> Sink<R> for RowSink {
         if let Some(parts) = &mut self.parts {
             parts.end()?;
         }
-        self.publish()
+        self.latencies.publish()
     }
 
     fn snapshot(&mut self, checkpoint: u64, _state: &mut StateWriter) -> OpResult {
@@ -286,9 +325,21 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
     let shards = config.shard_count();
     let generator = Arc::new(generator);
     let epoch = Epoch::default();
+    config = config.event_time_now(due_event_time(
+        &generator,
+        &epoch,
+        open_loop_rate(spec),
+        live.sources.clone(),
+    ));
+    let event_clock = spec
+        .kafka
+        .as_ref()
+        .and_then(|k| k.latency_for)
+        .map(|_| Arc::new(EventClock::default()));
     let cx = QueryContext {
         window_ms: spec.window_ms,
         slide_ms: spec.slide_ms,
+        event_clock: event_clock.clone(),
         ..QueryContext::new(generator.base_time_ms, epoch.clone())
     };
     let file = match &spec.output {
@@ -316,7 +367,8 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
     let mut bad = None;
     let input = match &spec.kafka {
         Some(k) => {
-            let (input, counts) = kafka_events(&mut df, k, &epoch, &live.sources)?;
+            let (input, counts) =
+                kafka_events(&mut df, k, &epoch, &live.sources, event_clock.clone())?;
             bad = Some(counts.bad);
             input
         }
@@ -376,6 +428,10 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         .checkpoint_settings()
         .is_some_and(|c| c.guarantee_of() != Guarantee::AtMostOnce);
     let handle = Runtime::new(config)?.spawn(df)?;
+    let metrics = match &spec.metrics_addr {
+        Some(addr) => Some(handle.serve_metrics(addr.as_str(), &spec.query.to_string())?),
+        None => None,
+    };
     let signals = match spec.stop_on_signal {
         true => Some(
             SignalStop::install(handle.controller(), savepoints).map_err(|source| {
@@ -390,15 +446,25 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
     // A latency run from Kafka stops (drains) once its measured time is over.
     let stop_at = kafka_latency.map(|d| spec.warmup + d + Duration::from_millis(500));
     let mut stopped = false;
+    // At the end every input ended and has no lag: the report keeps the last lag sampled
+    // while the run lasted, every 200 ms.
+    let mut lags = LastLags::default();
+    let mut turn = 0u64;
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(50));
         watch();
+        turn += 1;
+        if turn % 4 == 0 {
+            lags.sample(&handle.metrics());
+        }
         if !stopped && stop_at.is_some_and(|t| Duration::from_nanos(epoch.now_ns()) >= t) {
             handle.controller().stop();
             stopped = true;
         }
     }
-    let report = handle.join();
+    let report = handle.join().map(|r| lags.fill(r));
+    // The endpoint closed with the job.
+    drop(metrics);
     let signalled = signals.is_some_and(|s| s.finish());
     let report = report?;
     let elapsed = Duration::from_nanos(epoch.now_ns());
@@ -437,6 +503,65 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         report,
         bad_records: bad.map_or(0, |b| b.load(Ordering::Relaxed)),
     })
+}
+
+/// Per operator and shard, the last watermark lag seen while the job ran.
+#[derive(Default)]
+struct LastLags(Vec<Vec<Option<i64>>>);
+
+impl LastLags {
+    fn sample(&mut self, report: &JobReport) {
+        self.0.resize(report.operators.len(), Vec::new());
+        for (last, op) in self.0.iter_mut().zip(&report.operators) {
+            last.resize(op.watermark_lag_ms.len(), None);
+            for (l, now) in last.iter_mut().zip(&op.watermark_lag_ms) {
+                if now.is_some() {
+                    *l = *now;
+                }
+            }
+        }
+    }
+
+    /// `report` with the last lag seen where its own is empty.
+    fn fill(&self, mut report: JobReport) -> JobReport {
+        for (op, last) in report.operators.iter_mut().zip(&self.0) {
+            for (l, seen) in op.watermark_lag_ms.iter_mut().zip(last) {
+                *l = l.or(*seen);
+            }
+        }
+        report
+    }
+}
+
+/// Whether the run is open loop (and so its events follow the wall clock's schedule).
+fn open_loop_rate(spec: &RunSpec) -> bool {
+    spec.rate.is_some() && spec.kafka.is_none()
+}
+
+/// The event time due now, which operators' watermark lag is measured from
+/// (`docs/metrics.md`, "Watermark lag"). The generator's event times start in 2015, so
+/// the wall clock would make every lag years long. Open loop, event `n` is due
+/// `n * inter_event_ns` after the epoch: the event time due now is the generator's
+/// schedule read at the wall clock. Unthrottled (or read from Kafka), events have no
+/// schedule: the event time due now is that of the newest event the sources emitted, so
+/// the lag says how far each operator is behind the sources.
+fn due_event_time(
+    generator: &Arc<GeneratorConfig>,
+    epoch: &Epoch,
+    open_loop: bool,
+    sources: Arc<SourceStats>,
+) -> impl Fn() -> rill_runtime::Timestamp + Send + Sync + 'static {
+    let (generator, epoch) = (generator.clone(), epoch.clone());
+    move || {
+        let base = generator.base_time_ms as rill_runtime::Timestamp;
+        if open_loop {
+            let ns = epoch.started_ns().unwrap_or(0);
+            base + (ns / 1_000_000) as rill_runtime::Timestamp
+        } else {
+            let emitted = sources.emitted.load(Ordering::Relaxed);
+            generator.timestamp_ms(emitted) as rill_runtime::Timestamp
+        }
+    }
 }
 
 /// The CSV header of a query's output.
@@ -500,11 +625,28 @@ struct SinkParts {
 }
 
 impl SinkParts {
+    fn latencies(&self) -> Latencies {
+        Latencies {
+            epoch: self.epoch.clone(),
+            measure: self.measure,
+            run_ns: self.run_ns,
+            warmup_ns: self.warmup_ns,
+            local: phases(),
+            live: self.live.clone(),
+            rows: self.rows.clone(),
+            unpublished_rows: 0,
+            last_publish: 0,
+        }
+    }
+
     fn attach<R: Row>(&self, stream: &Stream<R>) -> Result<(), RunError> {
         if let Some(config) = &self.kafka_sink {
-            let rows = self.rows.clone();
+            // Latency to the Kafka sink: rows measured as they reach it (its encoding is
+            // chained right after), counted there too.
+            let parts = self.clone_for_measure();
+            let measured = stream.unary("measure", move |_| MeasureRows(parts.latencies()));
             return Ok(kafka_sink(
-                stream,
+                &measured,
                 "sink",
                 config.clone(),
                 move |row: &R, buf| {
@@ -512,35 +654,35 @@ impl SinkParts {
                     while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                         buf.pop();
                     }
-                    rows.fetch_add(1, Ordering::Relaxed);
                 },
             )?);
         }
-        let warmup_ns = self.warmup_ns;
-        let (epoch, file, measure, run_ns) = (
-            self.epoch.clone(),
-            self.file.clone(),
-            self.measure,
-            self.run_ns,
-        );
-        let (live, rows) = (self.live.clone(), self.rows.clone());
+        let file = self.file.clone();
         let parts = self.parts.clone();
+        let measure = self.clone_for_measure();
         stream.sink("sink", move |shard| RowSink {
-            epoch: epoch.clone(),
             file: file.clone(),
             parts: parts
                 .as_ref()
                 .map(|(dir, header)| PartWriter::new(shard, dir.clone(), Some(header.clone()))),
             buffer: Vec::with_capacity(FLUSH_BYTES + 4096),
-            measure,
-            run_ns,
-            warmup_ns,
-            local: phases(),
-            live: live.clone(),
-            rows: rows.clone(),
-            unpublished_rows: 0,
-            last_publish: 0,
+            latencies: measure.latencies(),
         });
         Ok(())
+    }
+
+    /// What the per-shard [`Latencies`] are made from (shared with the shards' builders).
+    fn clone_for_measure(&self) -> SinkParts {
+        SinkParts {
+            epoch: self.epoch.clone(),
+            file: None,
+            parts: None,
+            measure: self.measure,
+            run_ns: self.run_ns,
+            warmup_ns: self.warmup_ns,
+            live: self.live.clone(),
+            rows: self.rows.clone(),
+            kafka_sink: None,
+        }
     }
 }

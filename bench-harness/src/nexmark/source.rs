@@ -52,6 +52,11 @@ impl Epoch {
         self.get().0.elapsed().as_nanos() as u64
     }
 
+    /// Nanoseconds since the epoch, if a source started it (without starting it).
+    pub fn started_ns(&self) -> Option<u64> {
+        self.0.get().map(|(at, _)| at.elapsed().as_nanos() as u64)
+    }
+
     /// The epoch's wall-clock time, in ns since the Unix epoch.
     pub fn unix_ns(&self) -> u64 {
         self.get().1

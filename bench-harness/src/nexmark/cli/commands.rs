@@ -62,6 +62,7 @@ fn run_once(args: &RunArgs) -> Result<(), ExitCode> {
     spec.output_dir = args.output_dir.clone();
     spec.kafka = args.kafka_input();
     spec.kafka_sink = args.kafka_sink.clone();
+    spec.metrics_addr = args.metrics_addr.clone();
     spec.stop_on_signal = true;
     let outcome = run_with_progress(&spec, c.quiet, &c.query.to_string()).map_err(fail)?;
     match outcome.report.end {
@@ -85,6 +86,9 @@ fn run_once(args: &RunArgs) -> Result<(), ExitCode> {
         .map(|r| Duration::from_secs_f64(events as f64 / r as f64));
     let verdict = scheduled.map(|s| judge(&outcome, s));
     print_run(c, &outcome, verdict.as_ref())?;
+    if args.profile && !c.json && !c.csv {
+        print!("{}", outcome.report.profile());
+    }
     if let Some(dir) = &c.plot {
         plot_run(dir, &outcome).map_err(fail)?;
     }
@@ -323,6 +327,7 @@ pub fn default_benchmark() -> ExitCode {
             checkpoint_dir: None,
             checkpoint_interval: 1000,
             guarantee: Guarantee::ExactlyOnce,
+            no_profile: false,
         };
         for (events, rate) in [(events, None), (rate * seconds, Some(rate))] {
             let spec = common.spec(events, rate, None);

@@ -129,6 +129,10 @@ pub struct Common {
     /// exactly-once, at-least-once or at-most-once (with --checkpoint-dir).
     #[arg(long, default_value = "exactly-once", value_parser = parse_guarantee)]
     pub guarantee: Guarantee,
+    /// Do not measure where the time goes (busy, idle and backpressured time per operator
+    /// and shard: `Config::profile(false)`); records and watermarks are still counted.
+    #[arg(long)]
+    pub no_profile: bool,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -145,7 +149,9 @@ fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
 
 impl Common {
     pub(super) fn config(&self) -> Config {
-        let mut config = Config::default().pin(!self.no_pin);
+        let mut config = Config::default()
+            .pin(!self.no_pin)
+            .profile(!self.no_profile);
         if let Some(n) = self.shards {
             config = config.shards(n as usize);
         }
@@ -189,6 +195,7 @@ impl Common {
             config: self.config(),
             kafka: None,
             kafka_sink: None,
+            metrics_addr: None,
         }
     }
 }
@@ -233,6 +240,11 @@ pub struct RunArgs {
     /// writes it (start the run first), to the sink.
     #[arg(long, requires = "kafka", conflicts_with = "until_end")]
     pub(super) kafka_latency: bool,
+    /// With --kafka-latency: measure from when the source polled each record instead of
+    /// its intended time, i.e. the part of the latency rill adds (windows: from when the
+    /// source polled the first record at or past the window's end).
+    #[arg(long, requires = "kafka_latency")]
+    pub(super) from_poll: bool,
     /// Write the result rows (CSV lines, no header) to this topic on the brokers of
     /// --kafka (created with 4 partitions if missing): exactly once through Kafka
     /// transactions with `--guarantee exactly-once` and --checkpoint-dir (for
@@ -246,6 +258,15 @@ pub struct RunArgs {
     /// Fail once the Kafka brokers have been unreachable for this long (e.g. 30s).
     #[arg(long, default_value = "60s", value_parser = parse_ms, requires = "kafka")]
     pub(super) kafka_timeout: i64,
+    /// Print where the time went: per operator and shard its records in and out, busy time
+    /// and watermark lag; per shard its busy, idle, backpressured and checkpoint time
+    /// (`--json` always has them, as `operators` and `shards`).
+    #[arg(long, conflicts_with = "no_profile")]
+    pub(super) profile: bool,
+    /// Serve live metrics in the Prometheus text format at http://HOST:PORT/metrics while
+    /// the job runs (docs/metrics.md), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(super) metrics_addr: Option<String>,
 }
 
 impl RunArgs {
@@ -261,6 +282,7 @@ impl RunArgs {
             latency_for: self
                 .kafka_latency
                 .then(|| Duration::from_secs_f64(self.seconds)),
+            latency_from_poll: self.from_poll,
         })
     }
 }

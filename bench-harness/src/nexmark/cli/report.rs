@@ -16,7 +16,8 @@ use crate::nexmark::sweep::Verdict;
 pub struct RunSummary {
     /// Query name.
     pub query: String,
-    /// Shards.
+    /// Shards (in JSON `shard_count`: `shards` is the per-shard array below).
+    #[serde(rename = "shard_count")]
     pub shards: usize,
     /// Events processed.
     pub events: u64,
@@ -79,6 +80,84 @@ pub struct RunSummary {
     pub restored_from: Option<u64>,
     /// Time to read and validate it, ms.
     pub restore_load_ms: Option<f64>,
+    /// Where the time went, per operator instance (operator x shard). JSON only.
+    pub operators: Vec<OperatorTimes>,
+    /// Where the time went, per shard: JSON `shards`, an array of objects with `shard`,
+    /// `busy_ms`, `idle_ms`, `backpressured_ms`, `checkpoint_ms` and `wall_ms`. JSON only.
+    #[serde(rename = "shards")]
+    pub shard_times: Vec<ShardTimes>,
+}
+
+/// One operator instance's records and time (`rill_runtime::OperatorReport`, one shard).
+#[derive(Serialize, Clone, Debug)]
+pub struct OperatorTimes {
+    /// The operator's name.
+    pub name: String,
+    /// The shard.
+    pub shard: usize,
+    /// Records in (a source: the records it read).
+    pub records_in: u64,
+    /// Records emitted on all its outputs.
+    pub records_out: u64,
+    /// Records dropped.
+    pub dropped: u64,
+    /// Time busy in its callbacks, exclusive of the operators it called, ms.
+    pub busy_ms: f64,
+    /// Event time due minus its input watermark, ms, as last sampled while the run lasted
+    /// (every 200 ms); null if it never had a watermark (docs/metrics.md, "Watermark lag").
+    pub watermark_lag_ms: Option<i64>,
+}
+
+/// One shard's time: busy + idle + backpressured + checkpoint = wall.
+#[derive(Serialize, Clone, Debug)]
+pub struct ShardTimes {
+    /// The shard.
+    pub shard: usize,
+    /// Turns of its loop that did work, less checkpoint work, ms.
+    pub busy_ms: f64,
+    /// Turns that found nothing to do, ms.
+    pub idle_ms: f64,
+    /// Turns that found nothing to do while a chain head waited for credit or room, ms.
+    pub backpressured_ms: f64,
+    /// Checkpoint work on the shard, ms.
+    pub checkpoint_ms: f64,
+    /// The shard loop's wall time, ms.
+    pub wall_ms: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn operator_times(o: &RunOutcome) -> Vec<OperatorTimes> {
+    let mut rows = Vec::new();
+    for op in &o.report.operators {
+        for shard in 0..op.records.len() {
+            rows.push(OperatorTimes {
+                name: op.name.clone(),
+                shard,
+                records_in: op.records[shard],
+                records_out: op.records_out.get(shard).copied().unwrap_or(0),
+                dropped: op.dropped.get(shard).copied().unwrap_or(0),
+                busy_ms: op.busy.get(shard).copied().map_or(0.0, ms),
+                watermark_lag_ms: op.watermark_lag_ms.get(shard).copied().flatten(),
+            });
+        }
+    }
+    rows
+}
+
+fn shard_times(o: &RunOutcome) -> Vec<ShardTimes> {
+    (o.report.shards.iter())
+        .map(|s| ShardTimes {
+            shard: s.shard,
+            busy_ms: ms(s.busy),
+            idle_ms: ms(s.idle),
+            backpressured_ms: ms(s.backpressured),
+            checkpoint_ms: ms(s.checkpoint),
+            wall_ms: ms(s.wall),
+        })
+        .collect()
 }
 
 /// The operators of the run that dropped records, with their counts.
@@ -141,6 +220,8 @@ impl RunSummary {
             checkpoint_bytes_p50: None,
             restored_from: None,
             restore_load_ms: None,
+            operators: operator_times(o),
+            shard_times: shard_times(o),
         }
         .with_checkpoints(o.report.checkpoints.as_ref())
     }

@@ -13,6 +13,7 @@ mod windows;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rill_runtime::Timestamp;
 
@@ -21,6 +22,7 @@ pub use sales::{q4, q6};
 pub use simple::{q0, q1, q2};
 pub use windows::{q11, q12, q5, q7};
 
+use super::kafka::EventClock;
 use super::source::Epoch;
 
 /// What a query needs besides its input: how to turn times into latency deadlines.
@@ -34,6 +36,9 @@ pub struct QueryContext {
     pub window_ms: i64,
     /// Slide of q5's sliding windows in ms; default 2 s.
     pub slide_ms: i64,
+    /// A run from Kafka: when event time reached each millisecond (else event time maps
+    /// onto the generator's schedule).
+    pub event_clock: Option<Arc<EventClock>>,
 }
 
 impl QueryContext {
@@ -44,12 +49,17 @@ impl QueryContext {
             epoch,
             window_ms: 10_000,
             slide_ms: 2_000,
+            event_clock: None,
         }
     }
 
-    /// The moment event time reaches `ms` in an open-loop run, in ns after the epoch.
+    /// The moment event time reaches `ms` in an open-loop run, in ns after the epoch
+    /// (from Kafka: `u64::MAX` if it has not, which no latency figure counts).
     #[inline]
     pub fn event_time_ns(&self, ms: Timestamp) -> u64 {
+        if let Some(clock) = &self.event_clock {
+            return clock.reached(ms).unwrap_or(u64::MAX);
+        }
         (ms.max(0) as u64)
             .saturating_sub(self.base_ms)
             .saturating_mul(1_000_000)
