@@ -11,17 +11,16 @@ use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{
-    Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
+    Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
 };
 use rill_runtime::{Failure, OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use super::aggregate::Aggregate;
 use super::assigner::Windows;
 use super::pane::{Pane, Timing, Window};
-use super::spec::{Accumulation, WindowSpec};
-use super::state::{Section, WindowTimers, Windowing, WINDOWS};
+use super::spec::Accumulation;
+use super::state::{Section, WindowBase, WindowTimers, Windowing, WINDOWS};
 use super::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::key_by::KeyFn;
 
 struct WinState<A, V> {
     window: Window,
@@ -138,14 +137,11 @@ pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
 }
 
 struct Core<T, K, G: Aggregate<T, K>> {
-    spec: WindowSpec<T, K>,
-    key: KeyFn<T, K>,
-    agg: G,
+    base: WindowBase<T, K, G>,
     program: TriggerProgram,
     /// See [`TriggerProgram::quiet_before_end`].
     quiet: bool,
     timers: WindowTimers<K>,
-    clock: OperatorClock,
     assigned: Vec<Window>,
     deadlines: Vec<Timestamp>,
     /// Scratch: the indices of a key's sessions a record overlaps.
@@ -163,23 +159,17 @@ where
     G: Aggregate<T, K>,
 {
     pub(crate) fn new(
-        spec: WindowSpec<T, K>,
-        key: KeyFn<T, K>,
-        agg: G,
+        base: WindowBase<T, K, G>,
         codec: Codec<K, KeyState<G::Acc, G::Out>>,
-        changes: Changes,
     ) -> Self {
-        let program = TriggerProgram::new(&spec.trigger);
+        let program = TriggerProgram::new(&base.spec.trigger);
         WindowOperator {
-            keys: KeyedState::with_changes(changes).into_shared(),
+            keys: KeyedState::with_changes(base.changes).into_shared(),
             core: Core {
-                spec,
-                key,
-                agg,
+                base,
                 quiet: program.quiet_before_end(),
                 program,
                 timers: WindowTimers::new(),
-                clock: OperatorClock::default(),
                 assigned: Vec::new(),
                 deadlines: Vec::new(),
                 overlapping: Vec::new(),
@@ -192,8 +182,8 @@ where
 
     fn process(&mut self, record: T, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
-        let key = (core.key)(&record);
-        let policy = (core.spec.windows)(&key);
+        let key = (core.base.key)(&record);
+        let policy = (core.base.spec.windows)(&key);
         let mut keys = self.keys.borrow_mut();
         let ks = match keys.get_mut(&key) {
             Some(ks) => ks,
@@ -217,10 +207,10 @@ where
         };
         if kept == 0 {
             if late {
-                core.spec.metrics.add_late(1);
+                core.base.spec.metrics.add_late(1);
                 out.1.give(record);
             } else {
-                core.spec.metrics.add_closed(1);
+                core.base.spec.metrics.add_closed(1);
             }
         }
         if ks.windows.is_empty() && !policy.is_count() {
@@ -233,7 +223,7 @@ where
     fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
         let mut keys = self.keys.borrow_mut();
-        let dt = core.domain_time();
+        let dt = core.base.domain_time();
         while let Some((_, due)) = core.timers.domain.pop_due(dt) {
             for (key, w) in due {
                 let Some(ks) = keys.get_mut(&key) else {
@@ -270,7 +260,7 @@ where
     fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
         let mut keys = self.keys.borrow_mut();
-        while let Some((_, due)) = core.timers.processing.pop_due(core.clock.now) {
+        while let Some((_, due)) = core.timers.processing.pop_due(core.base.clock.now) {
             for (key, w) in due {
                 let Some(ks) = keys.get_mut(&key) else {
                     continue;
@@ -289,12 +279,8 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    fn domain_time(&self) -> Timestamp {
-        self.clock.domain_time(self.spec.domain)
-    }
-
     fn past_end(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
-        let dt = self.domain_time();
+        let dt = self.base.domain_time();
         if dt == MAX_WATERMARK {
             return true;
         }
@@ -306,27 +292,22 @@ where
     }
 
     fn gc_time(&self, w: Window) -> Timestamp {
-        self.spec.gc_time(w)
+        self.base.spec.gc_time(w)
     }
 
     fn is_expired(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
         if ks.count {
             self.past_end(ks, w)
         } else {
-            self.domain_time() >= self.gc_time(w)
+            self.base.domain_time() >= self.gc_time(w)
         }
     }
 
     fn context(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> TriggerContext {
         TriggerContext {
             past_end: self.past_end(ks, w),
-            now: self.clock.now,
+            now: self.base.clock.now,
         }
-    }
-
-    fn element_time(&self, record: &T) -> Timestamp {
-        self.clock
-            .element_time(self.spec.domain, || (self.spec.timestamp)(record))
     }
 
     /// A new window's state, with its timers registered.
@@ -334,10 +315,10 @@ where
         if !count {
             self.register(key, w);
         }
-        self.spec.metrics.window_created();
+        self.base.spec.metrics.window_created();
         WinState {
             window: w,
-            acc: self.agg.create(),
+            acc: self.base.agg.create(),
             nonempty: false,
             holding: false,
             index: 0,
@@ -352,7 +333,7 @@ where
     /// Registers the timers of time window `w` of `key`: its end and its garbage
     /// collection.
     fn register(&mut self, key: &K, w: Window) {
-        let (gc, dt) = (self.gc_time(w), self.domain_time());
+        let (gc, dt) = (self.gc_time(w), self.base.domain_time());
         self.timers.open(key, w, gc, dt);
     }
 
@@ -370,7 +351,7 @@ where
         let t = if count {
             ks.ordinal as Timestamp
         } else {
-            self.element_time(record)
+            self.base.element_time(record)
         };
         let mut assigned = std::mem::take(&mut self.assigned);
         assigned.clear();
@@ -418,7 +399,7 @@ where
         gap: i64,
         out: &mut Outs<K, G::Out, T>,
     ) -> (usize, bool) {
-        let t = self.element_time(record);
+        let t = self.base.element_time(record);
         let proto = Window::new(t, t.saturating_add(gap));
         let mut span = proto;
         let mut overlapping = std::mem::take(&mut self.overlapping);
@@ -472,7 +453,7 @@ where
                 cx,
             );
         }
-        let retracting = self.spec.accumulation == Accumulation::Retracting;
+        let retracting = self.base.spec.accumulation == Accumulation::Retracting;
         let (&first, rest) = parts.split_first().expect("a merge has parts");
         // Moving the first part last shifts the later windows down by one.
         ks.windows[first..].rotate_left(1);
@@ -486,7 +467,7 @@ where
         for (removed, &i) in rest.iter().enumerate() {
             let p = ks.windows.remove(i - 1 - removed);
             let merged = ks.windows.last_mut().expect("a merge has parts");
-            self.agg.merge(&mut merged.acc, p.acc);
+            self.base.agg.merge(&mut merged.acc, p.acc);
             merged.nonempty |= p.nonempty;
             merged.holding |= p.holding;
             if retracting {
@@ -497,13 +478,13 @@ where
         // The parts are gone and the merged window is new: one fewer live window per part
         // beyond the first (the largest count of live windows is not touched either way).
         if !rest.is_empty() {
-            self.spec.metrics.windows_removed(rest.len() as u64);
+            self.base.spec.metrics.windows_removed(rest.len() as u64);
         }
         // A session extended at its end keeps its pending end timer (see `lazy`) where
         // only that timer is due (no allowed lateness) and it is still to fire.
         let lazy = rest.is_empty()
             && old.start == span.start
-            && old.end > self.domain_time()
+            && old.end > self.base.domain_time()
             && self.gc_time(old) == old.end
             && self.gc_time(span) == span.end;
         let merged = ks.windows.last_mut().expect("a merge has parts");
@@ -543,14 +524,19 @@ where
         if self.quiet && !cx.past_end {
             // The trigger neither looks at the record nor fires before the end.
             let e = &mut ks.windows[i];
-            self.agg.add(&mut e.acc, record);
+            self.base.agg.add(&mut e.acc, record);
             e.nonempty = true;
             e.holding = true;
             return true;
         }
-        let punctuation = self.spec.punctuation.as_ref().is_some_and(|p| p(record));
+        let punctuation = self
+            .base
+            .spec
+            .punctuation
+            .as_ref()
+            .is_some_and(|p| p(record));
         let e = &mut ks.windows[i];
-        self.agg.add(&mut e.acc, record);
+        self.base.agg.add(&mut e.acc, record);
         e.nonempty = true;
         e.holding |= !cx.past_end;
         self.deadlines.clear();
@@ -607,7 +593,7 @@ where
         self.emit(key, e, cx, finished, &mut out.0);
         if finished {
             e.closed = true;
-            e.acc = self.agg.create();
+            e.acc = self.base.agg.create();
             e.last = None;
             e.retract = Vec::new();
         }
@@ -625,7 +611,7 @@ where
         let w = ks.windows[i].window;
         let cx = self.context(ks, w);
         let mut e = ks.windows.remove(i);
-        self.spec.metrics.window_removed();
+        self.base.spec.metrics.window_removed();
         if e.closed {
             return;
         }
@@ -646,7 +632,7 @@ where
     ) {
         let timing = Timing::of(cx.past_end, e.holding);
         if e.nonempty || timing == Timing::OnTime {
-            let value = self.agg.result(key, &e.window, &e.acc);
+            let value = self.base.agg.result(key, &e.window, &e.acc);
             let pane = |window, value, retraction| Pane {
                 key: key.clone(),
                 window,
@@ -655,10 +641,10 @@ where
                 index: e.index,
                 is_last,
                 retraction,
-                emit_time: self.clock.now,
+                emit_time: self.base.clock.now,
             };
             let mut panes = 1;
-            if self.spec.accumulation == Accumulation::Retracting {
+            if self.base.spec.accumulation == Accumulation::Retracting {
                 for (w, v) in std::mem::take(&mut e.retract) {
                     out.give(pane(w, v, true));
                     panes += 1;
@@ -670,15 +656,15 @@ where
                 e.last = Some(value.clone());
             }
             out.give(pane(e.window, value, false));
-            self.spec.metrics.add_panes(panes);
+            self.base.spec.metrics.add_panes(panes);
             e.index += 1;
             if timing != Timing::Early {
                 e.holding = false;
             }
         }
         e.nonempty = false;
-        if self.spec.accumulation == Accumulation::Discarding {
-            e.acc = self.agg.create();
+        if self.base.spec.accumulation == Accumulation::Discarding {
+            e.acc = self.base.agg.create();
         }
     }
 }
@@ -692,11 +678,11 @@ where
     type Outs = Outs<K, G::Out, T>;
 
     fn clock(&mut self) -> &mut OperatorClock {
-        &mut self.core.clock
+        &mut self.core.base.clock
     }
 
     fn domain(&self) -> TimeDomain {
-        self.core.spec.domain
+        self.core.base.spec.domain
     }
 
     fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
@@ -728,10 +714,10 @@ where
         let mut keys = self.keys.borrow_mut();
         self.codec.read(&mut keys, state)?;
         let core = &mut self.core;
-        let times = (core.domain_time(), core.clock.now);
+        let times = (core.base.domain_time(), core.base.clock.now);
         for (key, ks) in keys.iter() {
             for w in &ks.windows {
-                core.spec.metrics.window_created();
+                core.base.spec.metrics.window_created();
                 // Count windows end by ordinals, not by time.
                 let gc = (!ks.count).then(|| core.gc_time(w.window));
                 let deadlines = core.program.deadlines(&w.trigger);

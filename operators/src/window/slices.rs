@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::hash::Hash;
 
 use rill_runtime::keys::key_group;
-use rill_runtime::state::KeyRecord;
+use rill_runtime::state::{Changes, KeyRecord, KeyedState, SharedKeyedState};
 use rill_runtime::{hash_key, Timestamp};
 
 use super::assigner::Windows;
@@ -149,6 +149,14 @@ pub(crate) struct Slice<A> {
 /// The key group of a slice: its key's (so a slice moves with its key on a restore).
 pub(crate) fn slice_group<K: Hash>(slice: &(K, Timestamp)) -> u32 {
     key_group(hash_key(&slice.0))
+}
+
+/// A table keyed by (key, slice start or window end), placed by the key, shared with the
+/// checkpoint being collected after its barrier (copy-on-write).
+pub(crate) fn slice_table<K: Clone + Hash + Eq, V>(
+    changes: Changes,
+) -> SharedKeyedState<(K, Timestamp), V> {
+    (KeyedState::with_changes(changes).grouped_by(slice_group::<K>)).into_shared()
 }
 
 impl<A> Slice<A> {
