@@ -17,7 +17,7 @@ use rill_runtime::{Failure, OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use super::aggregate::Aggregate;
 use super::assigner::Windows;
-use super::pane::{Pane, Timing, Window};
+use super::pane::{Firing, Pane, Panes, Window};
 use super::spec::Accumulation;
 use super::state::{Section, WindowBase, WindowTimers, Windowing, WINDOWS};
 use super::trigger::{NodeState, TriggerContext, TriggerProgram};
@@ -27,10 +27,7 @@ struct WinState<A, V> {
     acc: A,
     /// Records arrived since the previous firing.
     nonempty: bool,
-    holding: bool,
-    index: u64,
-    /// The value of the previous pane (retracting mode).
-    last: Option<V>,
+    panes: Panes<V>,
     /// Values of windows merged into this one, to retract before its first pane.
     retract: Vec<(Window, V)>,
     trigger: Vec<NodeState>,
@@ -87,9 +84,9 @@ impl<A: Clone, V: Clone> KeyRecord for KeyState<A, V> {
                     w.window,
                     w.acc.clone(),
                     w.nonempty,
-                    w.holding,
-                    w.index,
-                    w.last.clone(),
+                    w.panes.holding,
+                    w.panes.index,
+                    w.panes.last.clone(),
                     w.retract.clone(),
                     w.trigger.iter().map(|n| n.to_parts()).collect(),
                     w.closed,
@@ -108,9 +105,11 @@ impl<A: Clone, V: Clone> KeyRecord for KeyState<A, V> {
                         window,
                         acc,
                         nonempty,
-                        holding,
-                        index,
-                        last,
+                        panes: Panes {
+                            holding,
+                            index,
+                            last,
+                        },
                         retract,
                         trigger: trigger.into_iter().map(NodeState::from_parts).collect(),
                         closed,
@@ -151,6 +150,7 @@ struct Core<T, K, G: Aggregate<T, K>> {
 }
 
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
+type Key<G, T, K> = KeyState<<G as Aggregate<T, K>>::Acc, <G as Aggregate<T, K>>::Out>;
 
 impl<T, K, G> WindowOperator<T, K, G>
 where
@@ -217,60 +217,6 @@ where
             keys.remove(&key);
         }
     }
-
-    /// Fires the domain-time timers that are due, in time order; at the end of time also
-    /// closes every count window.
-    fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
-        let core = &mut self.core;
-        let mut keys = self.keys.borrow_mut();
-        let dt = core.base.domain_time();
-        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
-            for (key, w) in due {
-                let Some(ks) = keys.get_mut(&key) else {
-                    continue;
-                };
-                if let Some(i) = ks.find(w) {
-                    core.on_timer(ks, &key, i, out);
-                } else if let Some(e) = ks
-                    .windows
-                    .iter_mut()
-                    .find(|e| e.lazy && e.window.start == w.start && e.window.end > w.end)
-                {
-                    // The session grew since this timer was set: set it at its end now.
-                    e.lazy = false;
-                    core.timers
-                        .domain
-                        .set(e.window.end, (key.clone(), e.window));
-                }
-                if ks.windows.is_empty() && !ks.count {
-                    keys.remove(&key);
-                }
-            }
-        }
-        if dt == MAX_WATERMARK {
-            for (key, ks) in keys.iter_mut() {
-                ks.windows.sort_by_key(|e| (e.window.end, e.window.start));
-                while !ks.windows.is_empty() {
-                    core.garbage_collect(ks, key, 0, out);
-                }
-            }
-        }
-    }
-
-    fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
-        let core = &mut self.core;
-        let mut keys = self.keys.borrow_mut();
-        while let Some((_, due)) = core.timers.processing.pop_due(core.base.clock.now) {
-            for (key, w) in due {
-                let Some(ks) = keys.get_mut(&key) else {
-                    continue;
-                };
-                if let Some(i) = ks.find(w) {
-                    core.fire_if_ready(ks, &key, i, out);
-                }
-            }
-        }
-    }
 }
 
 impl<T, K, G> Core<T, K, G>
@@ -279,7 +225,7 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    fn past_end(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
+    fn past_end(&self, ks: &Key<G, T, K>, w: Window) -> bool {
         let dt = self.base.domain_time();
         if dt == MAX_WATERMARK {
             return true;
@@ -295,7 +241,7 @@ where
         self.base.spec.gc_time(w)
     }
 
-    fn is_expired(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
+    fn is_expired(&self, ks: &Key<G, T, K>, w: Window) -> bool {
         if ks.count {
             self.past_end(ks, w)
         } else {
@@ -303,7 +249,7 @@ where
         }
     }
 
-    fn context(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> TriggerContext {
+    fn context(&self, ks: &Key<G, T, K>, w: Window) -> TriggerContext {
         TriggerContext {
             past_end: self.past_end(ks, w),
             now: self.base.clock.now,
@@ -320,9 +266,7 @@ where
             window: w,
             acc: self.base.agg.create(),
             nonempty: false,
-            holding: false,
-            index: 0,
-            last: None,
+            panes: Panes::default(),
             retract: Vec::new(),
             trigger: self.program.fresh(),
             closed: false,
@@ -341,7 +285,7 @@ where
     /// took it, and whether it was dropped as late (rather than for closed windows).
     fn add_to_windows(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         record: &T,
         policy: Windows,
@@ -393,7 +337,7 @@ where
     /// Adds a record to its key's sessions, merging the ones it bridges.
     fn add_to_session(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         record: &T,
         gap: i64,
@@ -437,13 +381,7 @@ where
     /// merges the parts' in order. It takes the first part's state and goes last, where a
     /// new window would go (the other windows keep their order), so that extending a
     /// session by a record allocates and moves nothing.
-    fn merge(
-        &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
-        key: &K,
-        parts: &[usize],
-        span: Window,
-    ) -> usize {
+    fn merge(&mut self, ks: &mut Key<G, T, K>, key: &K, parts: &[usize], span: Window) -> usize {
         let cx = self.context(ks, span);
         let mut trigger = std::mem::take(&mut self.merged_trigger);
         if parts.len() > 1 {
@@ -460,7 +398,7 @@ where
         let old = ks.windows.last().expect("a merge has parts").window;
         if retracting {
             let merged = ks.windows.last_mut().expect("a merge has parts");
-            let last = merged.last.take().map(|v| (merged.window, v));
+            let last = merged.panes.last.take().map(|v| (merged.window, v));
             merged.retract.extend(last);
         }
         // Removing a part shifts the later ones (and the merged window) down by one.
@@ -469,10 +407,10 @@ where
             let merged = ks.windows.last_mut().expect("a merge has parts");
             self.base.agg.merge(&mut merged.acc, p.acc);
             merged.nonempty |= p.nonempty;
-            merged.holding |= p.holding;
+            merged.panes.holding |= p.panes.holding;
             if retracting {
                 merged.retract.extend(p.retract);
-                merged.retract.extend(p.last.map(|v| (p.window, v)));
+                merged.retract.extend(p.panes.last.map(|v| (p.window, v)));
             }
         }
         // The parts are gone and the merged window is new: one fewer live window per part
@@ -495,8 +433,8 @@ where
         }
         self.merged_trigger = trigger;
         merged.window = span;
-        merged.index = 0;
-        merged.last = None;
+        merged.panes.index = 0;
+        merged.panes.last = None;
         merged.lazy = lazy;
         let deadlines = self.program.deadlines(&merged.trigger);
         if !lazy {
@@ -510,7 +448,7 @@ where
     /// window is closed.
     fn add(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         i: usize,
         record: &T,
@@ -526,19 +464,14 @@ where
             let e = &mut ks.windows[i];
             self.base.agg.add(&mut e.acc, record);
             e.nonempty = true;
-            e.holding = true;
+            e.panes.holding = true;
             return true;
         }
-        let punctuation = self
-            .base
-            .spec
-            .punctuation
-            .as_ref()
-            .is_some_and(|p| p(record));
+        let punctuation = self.base.punctuates(record);
         let e = &mut ks.windows[i];
         self.base.agg.add(&mut e.acc, record);
         e.nonempty = true;
-        e.holding |= !cx.past_end;
+        e.panes.holding |= !cx.past_end;
         self.deadlines.clear();
         self.program
             .on_element(&mut e.trigger, cx, punctuation, &mut self.deadlines);
@@ -549,13 +482,7 @@ where
     }
 
     /// A domain-time timer of window `i` came due.
-    fn on_timer(
-        &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
-        key: &K,
-        i: usize,
-        out: &mut Outs<K, G::Out, T>,
-    ) {
+    fn on_timer(&mut self, ks: &mut Key<G, T, K>, key: &K, i: usize, out: &mut Outs<K, G::Out, T>) {
         let w = ks.windows[i].window;
         if self.is_expired(ks, w) {
             self.garbage_collect(ks, key, i, out);
@@ -567,7 +494,7 @@ where
     /// Fires window `i` if it is open and its trigger is ready.
     fn fire_if_ready(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         i: usize,
         out: &mut Outs<K, G::Out, T>,
@@ -581,7 +508,7 @@ where
     /// The trigger of window `i` fired.
     fn fire(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         i: usize,
         cx: TriggerContext,
@@ -594,7 +521,7 @@ where
         if finished {
             e.closed = true;
             e.acc = self.base.agg.create();
-            e.last = None;
+            e.panes.last = None;
             e.retract = Vec::new();
         }
     }
@@ -603,7 +530,7 @@ where
     /// previous firing, or if its trigger is ready (the on-time pane); then it is removed.
     fn garbage_collect(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         i: usize,
         out: &mut Outs<K, G::Out, T>,
@@ -630,37 +557,11 @@ where
         is_last: bool,
         out: &mut Output<Pane<K, G::Out>>,
     ) {
-        let timing = Timing::of(cx.past_end, e.holding);
-        if e.nonempty || timing == Timing::OnTime {
+        if let Some(timing) = e.panes.due(cx.past_end, e.nonempty) {
             let value = self.base.agg.result(key, &e.window, &e.acc);
-            let pane = |window, value, retraction| Pane {
-                key: key.clone(),
-                window,
-                value,
-                timing,
-                index: e.index,
-                is_last,
-                retraction,
-                emit_time: self.base.clock.now,
-            };
-            let mut panes = 1;
-            if self.base.spec.accumulation == Accumulation::Retracting {
-                for (w, v) in std::mem::take(&mut e.retract) {
-                    out.give(pane(w, v, true));
-                    panes += 1;
-                }
-                if let Some(previous) = e.last.take() {
-                    out.give(pane(e.window, previous, true));
-                    panes += 1;
-                }
-                e.last = Some(value.clone());
-            }
-            out.give(pane(e.window, value, false));
-            self.base.spec.metrics.add_panes(panes);
-            e.index += 1;
-            if timing != Timing::Early {
-                e.holding = false;
-            }
+            let merged = std::mem::take(&mut e.retract);
+            let firing = Firing::new(key, e.window, timing, is_last);
+            self.base.emit(&mut e.panes, firing, value, merged, out);
         }
         e.nonempty = false;
         if self.base.spec.accumulation == Accumulation::Discarding {
@@ -695,12 +596,58 @@ where
         }
     }
 
+    /// Fires the domain-time timers that are due, in time order; at the end of time also
+    /// closes every count window.
     fn advance(&mut self, out: &mut Self::Outs) {
-        WindowOperator::advance(self, out)
+        let core = &mut self.core;
+        let mut keys = self.keys.borrow_mut();
+        let dt = core.base.domain_time();
+        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
+            for (key, w) in due {
+                let Some(ks) = keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.find(w) {
+                    core.on_timer(ks, &key, i, out);
+                } else if let Some(e) = ks
+                    .windows
+                    .iter_mut()
+                    .find(|e| e.lazy && e.window.start == w.start && e.window.end > w.end)
+                {
+                    // The session grew since this timer was set: set it at its end now.
+                    e.lazy = false;
+                    core.timers
+                        .domain
+                        .set(e.window.end, (key.clone(), e.window));
+                }
+                if ks.windows.is_empty() && !ks.count {
+                    keys.remove(&key);
+                }
+            }
+        }
+        if dt == MAX_WATERMARK {
+            for (key, ks) in keys.iter_mut() {
+                ks.windows.sort_by_key(|e| (e.window.end, e.window.start));
+                while !ks.windows.is_empty() {
+                    core.garbage_collect(ks, key, 0, out);
+                }
+            }
+        }
     }
 
     fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
-        WindowOperator::fire_processing_timers(self, out)
+        let core = &mut self.core;
+        let mut keys = self.keys.borrow_mut();
+        while let Some((_, due)) = core.timers.processing.pop_due(core.base.clock.now) {
+            for (key, w) in due {
+                let Some(ks) = keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.find(w) {
+                    core.fire_if_ready(ks, &key, i, out);
+                }
+            }
+        }
     }
 
     const SECTION: Section = WINDOWS;

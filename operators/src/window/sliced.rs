@@ -15,7 +15,7 @@ use rill_runtime::state::{Codec, KeyedState, OperatorClock, SharedKeyedState, Ti
 use rill_runtime::{OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use super::aggregate::Aggregate;
-use super::pane::{Pane, Timing, Window};
+use super::pane::{Firing, Pane, Window};
 use super::slices::{slice_table, KeyWindows, Slice, Slicing};
 use super::spec::Accumulation;
 use super::state::{Section, WindowBase, WindowTimers, Windowing, SLICED_WINDOWS};
@@ -67,7 +67,7 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    /// The operator for `spec`, whose windows are tumbling or sliding (`slicing`).
+    /// The operator for `base`'s spec, whose windows are tumbling or sliding (`slicing`).
     pub(crate) fn new(
         base: WindowBase<T, K, G>,
         slicing: Slicing,
@@ -100,56 +100,6 @@ where
         let (mut keys, mut slices) = (self.keys.borrow_mut(), self.slices.borrow_mut());
         for record in batch {
             self.core.process(&mut keys, &mut slices, record, out);
-        }
-    }
-
-    /// Fires the domain-time timers that are due, in time order; at the end of time
-    /// garbage-collects every window.
-    fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
-        let (mut keys, mut slices) = (self.keys.borrow_mut(), self.slices.borrow_mut());
-        let core = &mut self.core;
-        let dt = core.base.domain_time();
-        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
-            for (key, w) in due {
-                let Some(ks) = keys.get_mut(&key) else {
-                    continue;
-                };
-                if let Some(i) = ks.window(w) {
-                    if core.is_expired(w) {
-                        core.garbage_collect(ks, &mut slices, &key, i, out);
-                    } else {
-                        core.fire_if_ready(ks, &slices, &key, i, out);
-                    }
-                }
-                if ks.windows.is_empty() {
-                    keys.remove(&key);
-                }
-            }
-        }
-        if dt == MAX_WATERMARK {
-            for (key, ks) in keys.iter_mut() {
-                while let Some(i) = (0..ks.windows.len())
-                    .min_by_key(|&i| (ks.windows[i].window.end, ks.windows[i].window.start))
-                {
-                    core.garbage_collect(ks, &mut slices, key, i, out);
-                }
-            }
-            keys.update_each(|_, _| rill_runtime::state::Update::Remove);
-        }
-    }
-
-    fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
-        let (mut keys, slices) = (self.keys.borrow_mut(), self.slices.borrow());
-        let core = &mut self.core;
-        while let Some((_, due)) = core.timers.processing.pop_due(core.base.clock.now) {
-            for (key, w) in due {
-                let Some(ks) = keys.get_mut(&key) else {
-                    continue;
-                };
-                if let Some(i) = ks.window(w) {
-                    core.fire_if_ready(ks, &slices, &key, i, out);
-                }
-            }
         }
     }
 }
@@ -263,17 +213,12 @@ where
                 ks.add_start(slice);
             }
         }
-        let punctuation = self
-            .base
-            .spec
-            .punctuation
-            .as_ref()
-            .is_some_and(|p| p(record));
+        let punctuation = self.base.punctuates(record);
         let taken = std::mem::take(&mut self.taken);
         for &i in &taken {
             let w = ks.windows[i].window;
             let cx = self.context(w);
-            ks.windows[i].holding |= !cx.past_end;
+            ks.windows[i].panes.holding |= !cx.past_end;
             self.deadlines.clear();
             let state = ks.trigger_mut(i, self.nodes);
             self.program
@@ -312,7 +257,7 @@ where
         if finished {
             let e = &mut ks.windows[i];
             e.closed = true;
-            e.last = None;
+            e.panes.last = None;
         }
     }
 
@@ -366,35 +311,13 @@ where
         is_last: bool,
         out: &mut Output<Pane<K, G::Out>>,
     ) {
-        let timing = Timing::of(cx.past_end, ks.windows[i].holding);
-        if nonempty(ks, slices, key, i) || timing == Timing::OnTime {
+        let nonempty = nonempty(ks, slices, key, i);
+        if let Some(timing) = ks.windows[i].panes.due(cx.past_end, nonempty) {
             let value = self.value(ks, slices, key, i);
             let e = &mut ks.windows[i];
             let value = self.base.agg.result(key, &e.window, &value);
-            let pane = |value, retraction| Pane {
-                key: key.clone(),
-                window: e.window,
-                value,
-                timing,
-                index: e.index,
-                is_last,
-                retraction,
-                emit_time: self.base.clock.now,
-            };
-            let mut panes = 1;
-            if self.base.spec.accumulation == Accumulation::Retracting {
-                if let Some(previous) = e.last.take() {
-                    out.give(pane(previous, true));
-                    panes += 1;
-                }
-                e.last = Some(value.clone());
-            }
-            out.give(pane(value, false));
-            self.base.spec.metrics.add_panes(panes);
-            e.index += 1;
-            if timing != Timing::Early {
-                e.holding = false;
-            }
+            let firing = Firing::new(key, e.window, timing, is_last);
+            self.base.emit(&mut e.panes, firing, value, Vec::new(), out);
         }
         ks.fired(i);
     }
@@ -443,12 +366,54 @@ where
         Ok(())
     }
 
+    /// Fires the domain-time timers that are due, in time order; at the end of time
+    /// garbage-collects every window.
     fn advance(&mut self, out: &mut Self::Outs) {
-        SlicedWindowOperator::advance(self, out)
+        let (mut keys, mut slices) = (self.keys.borrow_mut(), self.slices.borrow_mut());
+        let core = &mut self.core;
+        let dt = core.base.domain_time();
+        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
+            for (key, w) in due {
+                let Some(ks) = keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.window(w) {
+                    if core.is_expired(w) {
+                        core.garbage_collect(ks, &mut slices, &key, i, out);
+                    } else {
+                        core.fire_if_ready(ks, &slices, &key, i, out);
+                    }
+                }
+                if ks.windows.is_empty() {
+                    keys.remove(&key);
+                }
+            }
+        }
+        if dt == MAX_WATERMARK {
+            for (key, ks) in keys.iter_mut() {
+                while let Some(i) = (0..ks.windows.len())
+                    .min_by_key(|&i| (ks.windows[i].window.end, ks.windows[i].window.start))
+                {
+                    core.garbage_collect(ks, &mut slices, key, i, out);
+                }
+            }
+            keys.update_each(|_, _| rill_runtime::state::Update::Remove);
+        }
     }
 
     fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
-        SlicedWindowOperator::fire_processing_timers(self, out)
+        let (mut keys, slices) = (self.keys.borrow_mut(), self.slices.borrow());
+        let core = &mut self.core;
+        while let Some((_, due)) = core.timers.processing.pop_due(core.base.clock.now) {
+            for (key, w) in due {
+                let Some(ks) = keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.window(w) {
+                    core.fire_if_ready(ks, &slices, &key, i, out);
+                }
+            }
+        }
     }
 
     const SECTION: Section = SLICED_WINDOWS;

@@ -10,11 +10,11 @@ use rill_runtime::state::{
     record_codec, Changes, Codec, KeyRecord, OperatorClock, TimeDomain, TimerQueue,
 };
 use rill_runtime::{
-    OpResult, Operator, OperatorState, Outputs, StateData, Timestamp, MAX_WATERMARK,
+    OpResult, Operator, OperatorState, Output, Outputs, StateData, Timestamp, MAX_WATERMARK,
 };
 
-use super::pane::Window;
-use super::spec::WindowSpec;
+use super::pane::{Firing, Pane, Panes, Window};
+use super::spec::{Accumulation, WindowSpec};
 use crate::key_by::KeyFn;
 
 /// A checkpoint section: (name, format version).
@@ -90,6 +90,31 @@ impl<T, K, G> WindowBase<T, K, G> {
     #[inline]
     pub(crate) fn domain_time(&self) -> Timestamp {
         self.clock.domain_time(self.spec.domain)
+    }
+
+    /// Whether `record` is a punctuation (the spec's punctuation says so).
+    #[inline]
+    pub(crate) fn punctuates(&self, record: &T) -> bool {
+        self.spec.punctuation.as_ref().is_some_and(|p| p(record))
+    }
+
+    /// Emits a window's pane of `value` at `firing` (and, in retracting mode, the
+    /// retractions of `merged` and of the previous value: see [`Panes::emit`]), and
+    /// counts them.
+    #[inline]
+    pub(crate) fn emit<V: Clone>(
+        &self,
+        panes: &mut Panes<V>,
+        firing: Firing<'_, K>,
+        value: V,
+        merged: Vec<(Window, V)>,
+        out: &mut Output<Pane<K, V>>,
+    ) where
+        K: Clone,
+    {
+        let retracting = self.spec.accumulation == Accumulation::Retracting;
+        let emitted = panes.emit(firing, (self.clock.now, retracting), value, merged, out);
+        self.spec.metrics.add_panes(emitted);
     }
 
     /// The time of `record` in the windows' time domain.
