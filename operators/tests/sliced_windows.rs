@@ -5,56 +5,18 @@
 //! records, on 1, 2 and 4 shards. Panes (values, timing, index, last, retractions, emission
 //! time), the late side output and the drop counters must be identical.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{Ev, Script, Step};
 use proptest::prelude::*;
 use rill_operators::prelude::*;
 use rill_operators::window::{Pane, ProcessingDelay, Sum, Trigger, WindowMetrics};
-use rill_runtime::{
-    shard_of_key, Clock, Config, Dataflow, Failure, Runtime, Source, SourceOutput, SourceStatus,
-};
+use rill_runtime::{Clock, Config, Dataflow, Failure, Runtime, Source, SourceOutput, SourceStatus};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// (key, value, event time)
-type Ev = (u32, i64, i64);
-
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Record(Ev),
-    Watermark(i64),
-    Tick(i64),
-}
-
-/// Plays the script on every shard, each giving only the records of the keys it owns (as
-/// the replay CLI does): every window operator then sees the script's watermarks and
-/// processing times in the script's order, so processing-time firings are certain on any
-/// shard count.
-struct Script {
-    steps: Arc<Vec<Step>>,
-    next: usize,
-    shard: usize,
-    shards: usize,
-}
-
-impl Source<Ev> for Script {
-    fn poll(&mut self, out: &mut SourceOutput<Ev>, max: usize) -> Result<SourceStatus, Failure> {
-        for _ in 0..max {
-            let Some(&step) = self.steps.get(self.next) else {
-                return Ok(SourceStatus::Done);
-            };
-            self.next += 1;
-            match step {
-                Step::Record(e) if shard_of_key(&e.0, self.shards) == self.shard => out.give(e),
-                Step::Record(_) => {}
-                Step::Watermark(w) => out.watermark(w)?,
-                Step::Tick(t) => out.processing_time(t)?,
-            }
-        }
-        Ok(SourceStatus::Emitted)
-    }
-}
 
 /// A pane as a sortable row: (key, start, end, index, retraction, value, timing, last,
 /// emission time).
@@ -88,12 +50,7 @@ fn run(steps: &[Step], shards: usize, spec: WindowSpec<Ev, u32>) -> Outcome {
     let steps = Arc::new(steps.to_vec());
     let mut df = Dataflow::new();
     let (panes, late) = df
-        .source("script", move |s| Script {
-            steps: steps.clone(),
-            next: 0,
-            shard: s.index,
-            shards: s.shards,
-        })
+        .source("script", move |s| Script::by_key(steps.clone(), s))
         .assume_keyed_by(|e: &Ev| e.0)
         .window(spec)
         .aggregate_with_late("sum", Sum::new(|e: &Ev| e.1));
@@ -127,22 +84,10 @@ fn run_keyed(
     with_late: bool,
 ) -> (Outcome, u64, Vec<String>) {
     let metrics: WindowMetrics = spec.metrics();
-    let steps = Arc::new(steps.to_vec());
+    let steps = steps.to_vec();
     let mut df = Dataflow::new();
     let windowed = df
-        .source("script", move |s| {
-            let mine = steps
-                .iter()
-                .enumerate()
-                .filter(|&(i, step)| !matches!(step, Step::Record(_)) || i % s.shards == s.index)
-                .map(|(_, step)| *step);
-            Script {
-                steps: Arc::new(mine.collect()),
-                next: 0,
-                shard: 0,
-                shards: 1,
-            }
-        })
+        .source("script", move |s| Script::round_robin(&steps, s))
         .key_by(|e: &Ev| e.0)
         .window(spec);
     let (panes, late) = if with_late {

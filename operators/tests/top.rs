@@ -5,49 +5,19 @@
 //! late records (dropped and counted), counts, sums (of non-negative values, and of any
 //! values: a value at the top can shrink), maxima, on 1, 2 and 4 shards.
 
+mod common;
 mod oracle;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use common::{Ev, Script, Step};
 use proptest::prelude::*;
 use rill_operators::prelude::*;
 use rill_operators::window::{AllPane, Count, Max, MaxBy, Pane, Sum, Window, WindowMetrics};
-use rill_runtime::{Config, Dataflow, Failure, Runtime, Source, SourceOutput, SourceStatus};
+use rill_runtime::{Config, Dataflow, Runtime};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// (key, value, event time)
-type Ev = (u32, i64, i64);
-
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Record(Ev),
-    Watermark(i64),
-}
-
-/// Plays its steps in order.
-struct Script {
-    steps: Vec<Step>,
-    next: usize,
-}
-
-impl Source<Ev> for Script {
-    fn poll(&mut self, out: &mut SourceOutput<Ev>, max: usize) -> Result<SourceStatus, Failure> {
-        for _ in 0..max {
-            let Some(&step) = self.steps.get(self.next) else {
-                return Ok(SourceStatus::Done);
-            };
-            self.next += 1;
-            match step {
-                Step::Record(e) => out.give(e),
-                Step::Watermark(w) => out.watermark(w)?,
-            }
-        }
-        Ok(SourceStatus::Emitted)
-    }
-}
 
 /// Per window, its top keys and their value (as `i64`), keys sorted.
 type Rows = Vec<(Window, Vec<(u32, i64)>)>;
@@ -72,18 +42,8 @@ enum Agg {
 /// Every shard plays the watermarks; record `i` is played by shard `i % shards`, so the
 /// operator's watermark is the minimum over the shards.
 fn source(df: &mut Dataflow, steps: &[Step]) -> rill_runtime::Stream<Ev> {
-    let steps = Arc::new(steps.to_vec());
-    df.source("script", move |s| {
-        let mine = steps
-            .iter()
-            .enumerate()
-            .filter(|&(i, step)| !matches!(step, Step::Record(_)) || i % s.shards == s.index)
-            .map(|(_, step)| *step);
-        Script {
-            steps: mine.collect(),
-            next: 0,
-        }
-    })
+    let steps = steps.to_vec();
+    df.source("script", move |s| Script::round_robin(&steps, s))
 }
 
 fn sorted(mut rows: Rows) -> Rows {
@@ -151,6 +111,7 @@ fn reference(steps: &[Step], windows: Windows, agg: Agg) -> Outcome {
     for step in steps {
         match *step {
             Step::Watermark(w) => watermark = watermark.max(w),
+            Step::Tick(_) => {}
             Step::Record((key, value, t)) => {
                 let all = oracle::windows_of(windows, t);
                 if all.is_empty() {
@@ -210,6 +171,7 @@ fn script(late: bool) -> impl Strategy<Value = Vec<Step>> {
                 match step {
                     Step::Record(e) => earliest = earliest.min(e.2),
                     Step::Watermark(w) => *w = (*w).min(earliest),
+                    Step::Tick(_) => {}
                 }
             }
         }

@@ -121,6 +121,14 @@ proptest! {
     }
 }
 
+/// The reference's sums per window.
+fn reference_sums(events: &[Ev], windows: Windows) -> Vec<(Window, i64)> {
+    reference(events, windows)
+        .into_iter()
+        .map(|(w, e)| (w, e.0))
+        .collect()
+}
+
 /// Records stay on their shards: what crosses the exchange is one partial per shard and
 /// window, far fewer than the records.
 #[test]
@@ -128,10 +136,7 @@ fn no_shard_receives_every_record() {
     let events: Vec<Ev> = (0..100_000).map(|i| (i % 7, i / 10)).collect();
     let windows = Windows::tumbling(1_000);
     let (sums, report) = run(&events, 2, event_time(windows), Sum::new(|e: &Ev| e.0));
-    let expected: Vec<(Window, i64)> = reference(&events, windows)
-        .into_iter()
-        .map(|(w, e)| (w, e.0))
-        .collect();
+    let expected = reference_sums(&events, windows);
     assert_eq!(sums, expected);
     let crossed: u64 = report.channels.iter().map(|c| c.records).sum();
     // 10 windows, 2 shards: at most 20 partials (a shard sends to itself through its own
@@ -151,10 +156,7 @@ fn other_specs_run_in_one_phase() {
     let windows = Windows::tumbling(30);
     let spec = event_time(windows).allowed_lateness(5);
     let (sums, report) = run(&events, 2, spec, Sum::new(|e: &Ev| e.0));
-    let expected: Vec<(Window, i64)> = reference(&events, windows)
-        .into_iter()
-        .map(|(w, e)| (w, e.0))
-        .collect();
+    let expected = reference_sums(&events, windows);
     assert_eq!(sums, expected);
     let crossed: u64 = report.channels.iter().map(|c| c.records).sum();
     assert_eq!(crossed, 1_000);

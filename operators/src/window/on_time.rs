@@ -29,10 +29,8 @@ use rustc_hash::FxHashMap;
 
 use super::aggregate::Aggregate;
 use super::pane::{Pane, Timing, Window};
-use super::slices::{slice_group, Slicing};
-use super::spec::WindowSpec;
-use super::state::{Section, Windowing, SLICE_ACCUMULATORS};
-use crate::key_by::KeyFn;
+use super::slices::{slice_table, Slicing};
+use super::state::{Section, WindowBase, Windowing, SLICE_ACCUMULATORS};
 
 /// A slice's accumulator of one key.
 #[derive(Debug, Clone)]
@@ -55,10 +53,6 @@ impl<A: Clone> KeyRecord for SliceAcc<A> {
 /// (Shared with a checkpoint being collected after its barrier: copy-on-write.)
 type Table<K, A> = SharedKeyedState<(K, Timestamp), SliceAcc<A>>;
 
-fn table<K: Clone + Hash + Eq, A>(changes: Changes) -> Table<K, A> {
-    (KeyedState::with_changes(changes).grouped_by(slice_group::<K>)).into_shared()
-}
-
 /// What becomes of the records of one slice in a batch: added to its table, or dropped.
 enum Run<Tb> {
     Open(Tb),
@@ -73,16 +67,12 @@ type SliceRun<K, A> = (Timestamp, Run<Table<K, A>>);
 pub(crate) type OnTimeCodec<K, A> = Codec<(K, Timestamp), SliceAcc<A>>;
 
 pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
-    spec: WindowSpec<T, K>,
-    key: KeyFn<T, K>,
-    agg: G,
+    base: WindowBase<T, K, G>,
     slicing: Slicing,
     /// Per slice start, its keys' accumulators.
     slices: BTreeMap<Timestamp, Table<K, G::Acc>>,
     /// Windows ending at or before this time have fired.
     released: Timestamp,
-    clock: OperatorClock,
-    changes: Changes,
     codec: OnTimeCodec<K, G::Acc>,
     /// A sliding window's accumulators per key: those of the window `ahead` names, merged
     /// ahead of its firing from its slices that start before the time it gives (see
@@ -102,24 +92,19 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
+    /// The operator for `base`'s spec, whose windows are tumbling or sliding (`slicing`)
+    /// and fire once; `records` counts the records an input stands for.
     pub(crate) fn new(
-        spec: WindowSpec<T, K>,
+        base: WindowBase<T, K, G>,
         slicing: Slicing,
-        key: KeyFn<T, K>,
-        agg: G,
         codec: OnTimeCodec<K, G::Acc>,
-        changes: Changes,
         records: fn(&T) -> u64,
     ) -> Self {
         OnTimeWindowOperator {
-            spec,
-            key,
-            agg,
-            slicing,
+            base,
             slices: BTreeMap::new(),
             released: Timestamp::MIN,
-            clock: OperatorClock::default(),
-            changes,
+            slicing,
             codec,
             merged: FxHashMap::default(),
             ahead: None,
@@ -127,24 +112,18 @@ where
         }
     }
 
-    fn domain_time(&self) -> Timestamp {
-        self.clock.domain_time(self.spec.domain)
-    }
-
     /// Adds a batch: a run of records in one slice looks the slice's table up once.
     /// Prepares the next sliding window's panes by one slice first.
     fn add(&mut self, batch: &mut Vec<T>, late: &mut Output<T>) {
         self.prepare();
-        let dt = self.domain_time();
+        let dt = self.base.domain_time();
         let len = self.slicing.slice_len();
         // (key, slice) accumulators created, counted once for the batch.
         let mut created = 0;
         // The slice of the previous record and what becomes of records in it.
         let mut current: Option<SliceRun<K, G::Acc>> = None;
         for record in batch.drain(..) {
-            let t = self
-                .clock
-                .element_time(self.spec.domain, || (self.spec.timestamp)(&record));
+            let t = self.base.element_time(&record);
             if !current
                 .as_ref()
                 .is_some_and(|(s, _)| *s <= t && t - *s < len)
@@ -164,7 +143,7 @@ where
                         Run::Open(
                             self.slices
                                 .entry(s)
-                                .or_insert_with(|| table(self.changes))
+                                .or_insert_with(|| slice_table(self.base.changes))
                                 .clone(),
                         )
                     }
@@ -175,17 +154,17 @@ where
             let table = match run {
                 Run::Open(table) => table,
                 Run::Late => {
-                    self.spec.metrics.add_late((self.records)(&record));
+                    self.base.spec.metrics.add_late((self.records)(&record));
                     late.give(record);
                     continue;
                 }
                 Run::Closed => {
-                    self.spec.metrics.add_closed((self.records)(&record));
+                    self.base.spec.metrics.add_closed((self.records)(&record));
                     continue;
                 }
             };
-            let key = (self.key)(&record);
-            let agg = &self.agg;
+            let key = (self.base.key)(&record);
+            let agg = &self.base.agg;
             let mut table = table.borrow_mut();
             let acc = table.get_or_insert_with((key, *start), || {
                 created += 1;
@@ -193,7 +172,7 @@ where
             });
             agg.add(&mut acc.0, &record);
         }
-        self.spec.metrics.windows_created(created);
+        self.base.spec.metrics.windows_created(created);
     }
 
     /// Merges one more slice of the next sliding window to fire into `merged`, ahead of
@@ -225,7 +204,7 @@ where
         if s.saturating_add(len) > self.released {
             return;
         }
-        merge_into(&mut self.merged, &self.agg, &table.borrow());
+        merge_into(&mut self.merged, &self.base.agg, &table.borrow());
         self.ahead = Some((w, s + len));
     }
 
@@ -261,7 +240,7 @@ where
         }
         self.released = self.released.max(up_to);
         let (slicing, released) = (self.slicing, self.released);
-        let metrics = &self.spec.metrics;
+        let metrics = &self.base.spec.metrics;
         self.slices.retain(|&s, table| {
             let open = slicing.open_after(s, released);
             if !open {
@@ -273,7 +252,7 @@ where
 
     /// Emits window `w`'s panes: one per key with records in its slices.
     fn fire(&mut self, w: Window, out: &mut Output<Pane<K, G::Out>>) {
-        let now = self.clock.now;
+        let now = self.base.clock.now;
         let pane = |key: &K, value| Pane {
             key: key.clone(),
             window: w,
@@ -290,7 +269,7 @@ where
             // One slice per window (tumbling): its accumulators are the values.
             if let Some(table) = tables.next() {
                 for ((key, _), acc) in table.borrow().iter() {
-                    out.give(pane(key, self.agg.result(key, &w, &acc.0)));
+                    out.give(pane(key, self.base.agg.result(key, &w, &acc.0)));
                     panes += 1;
                 }
             }
@@ -304,19 +283,19 @@ where
                 }
             };
             for (_, table) in self.slices.range(from..w.end) {
-                merge_into(&mut self.merged, &self.agg, &table.borrow());
+                merge_into(&mut self.merged, &self.base.agg, &table.borrow());
             }
             for (key, acc) in &self.merged {
-                out.give(pane(key, self.agg.result(key, &w, acc)));
+                out.give(pane(key, self.base.agg.result(key, &w, acc)));
                 panes += 1;
             }
         }
-        self.spec.metrics.add_panes(panes);
+        self.base.spec.metrics.add_panes(panes);
     }
 
     /// Releases the windows the domain time has passed.
     fn advance(&mut self, out: &mut Output<Pane<K, G::Out>>) {
-        let dt = self.domain_time();
+        let dt = self.base.domain_time();
         if dt > self.released {
             self.release(dt, out);
         }
@@ -351,11 +330,11 @@ where
     type Outs = (Output<Pane<K, G::Out>>, Output<T>);
 
     fn clock(&mut self) -> &mut OperatorClock {
-        &mut self.clock
+        &mut self.base.clock
     }
 
     fn domain(&self) -> TimeDomain {
-        self.spec.domain
+        self.base.spec.domain
     }
 
     fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
@@ -381,17 +360,17 @@ where
     /// slices dropped whole since).
     fn read_tables(&mut self, state: &StateReader) -> OpResult {
         self.ahead = None;
-        self.released = self.domain_time();
-        let all = table::<K, G::Acc>(Changes::Untracked);
+        self.released = self.base.domain_time();
+        let all = slice_table::<K, _>(Changes::Untracked);
         self.codec.read(&mut all.borrow_mut(), state)?;
         let all = all.borrow();
-        let (changes, released) = (self.changes, self.released);
+        let (changes, released) = (self.base.changes, self.released);
         for ((key, start), acc) in all.iter() {
             if self.slicing.open_after(*start, released) {
-                self.spec.metrics.window_created();
+                self.base.spec.metrics.window_created();
                 self.slices
                     .entry(*start)
-                    .or_insert_with(|| table(changes))
+                    .or_insert_with(|| slice_table(changes))
                     .borrow_mut()
                     .insert((key.clone(), *start), acc.clone());
             }

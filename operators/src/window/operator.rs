@@ -11,27 +11,23 @@ use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{
-    Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
+    Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
 };
 use rill_runtime::{Failure, OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use super::aggregate::Aggregate;
 use super::assigner::Windows;
-use super::pane::{Pane, Timing, Window};
-use super::spec::{Accumulation, WindowSpec};
-use super::state::{Section, WindowTimers, Windowing, WINDOWS};
+use super::pane::{Firing, Pane, Panes, Window};
+use super::spec::Accumulation;
+use super::state::{Section, WindowBase, WindowTimers, Windowing, WINDOWS};
 use super::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::key_by::KeyFn;
 
 struct WinState<A, V> {
     window: Window,
     acc: A,
     /// Records arrived since the previous firing.
     nonempty: bool,
-    holding: bool,
-    index: u64,
-    /// The value of the previous pane (retracting mode).
-    last: Option<V>,
+    panes: Panes<V>,
     /// Values of windows merged into this one, to retract before its first pane.
     retract: Vec<(Window, V)>,
     trigger: Vec<NodeState>,
@@ -88,9 +84,9 @@ impl<A: Clone, V: Clone> KeyRecord for KeyState<A, V> {
                     w.window,
                     w.acc.clone(),
                     w.nonempty,
-                    w.holding,
-                    w.index,
-                    w.last.clone(),
+                    w.panes.holding,
+                    w.panes.index,
+                    w.panes.last.clone(),
                     w.retract.clone(),
                     w.trigger.iter().map(|n| n.to_parts()).collect(),
                     w.closed,
@@ -109,9 +105,11 @@ impl<A: Clone, V: Clone> KeyRecord for KeyState<A, V> {
                         window,
                         acc,
                         nonempty,
-                        holding,
-                        index,
-                        last,
+                        panes: Panes {
+                            holding,
+                            index,
+                            last,
+                        },
                         retract,
                         trigger: trigger.into_iter().map(NodeState::from_parts).collect(),
                         closed,
@@ -138,14 +136,11 @@ pub(crate) struct WindowOperator<T, K, G: Aggregate<T, K>> {
 }
 
 struct Core<T, K, G: Aggregate<T, K>> {
-    spec: WindowSpec<T, K>,
-    key: KeyFn<T, K>,
-    agg: G,
+    base: WindowBase<T, K, G>,
     program: TriggerProgram,
     /// See [`TriggerProgram::quiet_before_end`].
     quiet: bool,
     timers: WindowTimers<K>,
-    clock: OperatorClock,
     assigned: Vec<Window>,
     deadlines: Vec<Timestamp>,
     /// Scratch: the indices of a key's sessions a record overlaps.
@@ -155,6 +150,7 @@ struct Core<T, K, G: Aggregate<T, K>> {
 }
 
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
+type Key<G, T, K> = KeyState<<G as Aggregate<T, K>>::Acc, <G as Aggregate<T, K>>::Out>;
 
 impl<T, K, G> WindowOperator<T, K, G>
 where
@@ -163,23 +159,17 @@ where
     G: Aggregate<T, K>,
 {
     pub(crate) fn new(
-        spec: WindowSpec<T, K>,
-        key: KeyFn<T, K>,
-        agg: G,
+        base: WindowBase<T, K, G>,
         codec: Codec<K, KeyState<G::Acc, G::Out>>,
-        changes: Changes,
     ) -> Self {
-        let program = TriggerProgram::new(&spec.trigger);
+        let program = TriggerProgram::new(&base.spec.trigger);
         WindowOperator {
-            keys: KeyedState::with_changes(changes).into_shared(),
+            keys: KeyedState::with_changes(base.changes).into_shared(),
             core: Core {
-                spec,
-                key,
-                agg,
+                base,
                 quiet: program.quiet_before_end(),
                 program,
                 timers: WindowTimers::new(),
-                clock: OperatorClock::default(),
                 assigned: Vec::new(),
                 deadlines: Vec::new(),
                 overlapping: Vec::new(),
@@ -192,8 +182,8 @@ where
 
     fn process(&mut self, record: T, out: &mut Outs<K, G::Out, T>) {
         let core = &mut self.core;
-        let key = (core.key)(&record);
-        let policy = (core.spec.windows)(&key);
+        let key = (core.base.key)(&record);
+        let policy = (core.base.spec.windows)(&key);
         let mut keys = self.keys.borrow_mut();
         let ks = match keys.get_mut(&key) {
             Some(ks) => ks,
@@ -217,68 +207,14 @@ where
         };
         if kept == 0 {
             if late {
-                core.spec.metrics.add_late(1);
+                core.base.spec.metrics.add_late(1);
                 out.1.give(record);
             } else {
-                core.spec.metrics.add_closed(1);
+                core.base.spec.metrics.add_closed(1);
             }
         }
         if ks.windows.is_empty() && !policy.is_count() {
             keys.remove(&key);
-        }
-    }
-
-    /// Fires the domain-time timers that are due, in time order; at the end of time also
-    /// closes every count window.
-    fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
-        let core = &mut self.core;
-        let mut keys = self.keys.borrow_mut();
-        let dt = core.domain_time();
-        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
-            for (key, w) in due {
-                let Some(ks) = keys.get_mut(&key) else {
-                    continue;
-                };
-                if let Some(i) = ks.find(w) {
-                    core.on_timer(ks, &key, i, out);
-                } else if let Some(e) = ks
-                    .windows
-                    .iter_mut()
-                    .find(|e| e.lazy && e.window.start == w.start && e.window.end > w.end)
-                {
-                    // The session grew since this timer was set: set it at its end now.
-                    e.lazy = false;
-                    core.timers
-                        .domain
-                        .set(e.window.end, (key.clone(), e.window));
-                }
-                if ks.windows.is_empty() && !ks.count {
-                    keys.remove(&key);
-                }
-            }
-        }
-        if dt == MAX_WATERMARK {
-            for (key, ks) in keys.iter_mut() {
-                ks.windows.sort_by_key(|e| (e.window.end, e.window.start));
-                while !ks.windows.is_empty() {
-                    core.garbage_collect(ks, key, 0, out);
-                }
-            }
-        }
-    }
-
-    fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
-        let core = &mut self.core;
-        let mut keys = self.keys.borrow_mut();
-        while let Some((_, due)) = core.timers.processing.pop_due(core.clock.now) {
-            for (key, w) in due {
-                let Some(ks) = keys.get_mut(&key) else {
-                    continue;
-                };
-                if let Some(i) = ks.find(w) {
-                    core.fire_if_ready(ks, &key, i, out);
-                }
-            }
         }
     }
 }
@@ -289,12 +225,8 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    fn domain_time(&self) -> Timestamp {
-        self.clock.domain_time(self.spec.domain)
-    }
-
-    fn past_end(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
-        let dt = self.domain_time();
+    fn past_end(&self, ks: &Key<G, T, K>, w: Window) -> bool {
+        let dt = self.base.domain_time();
         if dt == MAX_WATERMARK {
             return true;
         }
@@ -306,27 +238,22 @@ where
     }
 
     fn gc_time(&self, w: Window) -> Timestamp {
-        self.spec.gc_time(w)
+        self.base.spec.gc_time(w)
     }
 
-    fn is_expired(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> bool {
+    fn is_expired(&self, ks: &Key<G, T, K>, w: Window) -> bool {
         if ks.count {
             self.past_end(ks, w)
         } else {
-            self.domain_time() >= self.gc_time(w)
+            self.base.domain_time() >= self.gc_time(w)
         }
     }
 
-    fn context(&self, ks: &KeyState<G::Acc, G::Out>, w: Window) -> TriggerContext {
+    fn context(&self, ks: &Key<G, T, K>, w: Window) -> TriggerContext {
         TriggerContext {
             past_end: self.past_end(ks, w),
-            now: self.clock.now,
+            now: self.base.clock.now,
         }
-    }
-
-    fn element_time(&self, record: &T) -> Timestamp {
-        self.clock
-            .element_time(self.spec.domain, || (self.spec.timestamp)(record))
     }
 
     /// A new window's state, with its timers registered.
@@ -334,14 +261,12 @@ where
         if !count {
             self.register(key, w);
         }
-        self.spec.metrics.window_created();
+        self.base.spec.metrics.window_created();
         WinState {
             window: w,
-            acc: self.agg.create(),
+            acc: self.base.agg.create(),
             nonempty: false,
-            holding: false,
-            index: 0,
-            last: None,
+            panes: Panes::default(),
             retract: Vec::new(),
             trigger: self.program.fresh(),
             closed: false,
@@ -352,7 +277,7 @@ where
     /// Registers the timers of time window `w` of `key`: its end and its garbage
     /// collection.
     fn register(&mut self, key: &K, w: Window) {
-        let (gc, dt) = (self.gc_time(w), self.domain_time());
+        let (gc, dt) = (self.gc_time(w), self.base.domain_time());
         self.timers.open(key, w, gc, dt);
     }
 
@@ -360,7 +285,7 @@ where
     /// took it, and whether it was dropped as late (rather than for closed windows).
     fn add_to_windows(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         record: &T,
         policy: Windows,
@@ -370,7 +295,7 @@ where
         let t = if count {
             ks.ordinal as Timestamp
         } else {
-            self.element_time(record)
+            self.base.element_time(record)
         };
         let mut assigned = std::mem::take(&mut self.assigned);
         assigned.clear();
@@ -412,13 +337,13 @@ where
     /// Adds a record to its key's sessions, merging the ones it bridges.
     fn add_to_session(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         record: &T,
         gap: i64,
         out: &mut Outs<K, G::Out, T>,
     ) -> (usize, bool) {
-        let t = self.element_time(record);
+        let t = self.base.element_time(record);
         let proto = Window::new(t, t.saturating_add(gap));
         let mut span = proto;
         let mut overlapping = std::mem::take(&mut self.overlapping);
@@ -456,13 +381,7 @@ where
     /// merges the parts' in order. It takes the first part's state and goes last, where a
     /// new window would go (the other windows keep their order), so that extending a
     /// session by a record allocates and moves nothing.
-    fn merge(
-        &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
-        key: &K,
-        parts: &[usize],
-        span: Window,
-    ) -> usize {
+    fn merge(&mut self, ks: &mut Key<G, T, K>, key: &K, parts: &[usize], span: Window) -> usize {
         let cx = self.context(ks, span);
         let mut trigger = std::mem::take(&mut self.merged_trigger);
         if parts.len() > 1 {
@@ -472,38 +391,38 @@ where
                 cx,
             );
         }
-        let retracting = self.spec.accumulation == Accumulation::Retracting;
+        let retracting = self.base.spec.accumulation == Accumulation::Retracting;
         let (&first, rest) = parts.split_first().expect("a merge has parts");
         // Moving the first part last shifts the later windows down by one.
         ks.windows[first..].rotate_left(1);
         let old = ks.windows.last().expect("a merge has parts").window;
         if retracting {
             let merged = ks.windows.last_mut().expect("a merge has parts");
-            let last = merged.last.take().map(|v| (merged.window, v));
+            let last = merged.panes.last.take().map(|v| (merged.window, v));
             merged.retract.extend(last);
         }
         // Removing a part shifts the later ones (and the merged window) down by one.
         for (removed, &i) in rest.iter().enumerate() {
             let p = ks.windows.remove(i - 1 - removed);
             let merged = ks.windows.last_mut().expect("a merge has parts");
-            self.agg.merge(&mut merged.acc, p.acc);
+            self.base.agg.merge(&mut merged.acc, p.acc);
             merged.nonempty |= p.nonempty;
-            merged.holding |= p.holding;
+            merged.panes.holding |= p.panes.holding;
             if retracting {
                 merged.retract.extend(p.retract);
-                merged.retract.extend(p.last.map(|v| (p.window, v)));
+                merged.retract.extend(p.panes.last.map(|v| (p.window, v)));
             }
         }
         // The parts are gone and the merged window is new: one fewer live window per part
         // beyond the first (the largest count of live windows is not touched either way).
         if !rest.is_empty() {
-            self.spec.metrics.windows_removed(rest.len() as u64);
+            self.base.spec.metrics.windows_removed(rest.len() as u64);
         }
         // A session extended at its end keeps its pending end timer (see `lazy`) where
         // only that timer is due (no allowed lateness) and it is still to fire.
         let lazy = rest.is_empty()
             && old.start == span.start
-            && old.end > self.domain_time()
+            && old.end > self.base.domain_time()
             && self.gc_time(old) == old.end
             && self.gc_time(span) == span.end;
         let merged = ks.windows.last_mut().expect("a merge has parts");
@@ -514,8 +433,8 @@ where
         }
         self.merged_trigger = trigger;
         merged.window = span;
-        merged.index = 0;
-        merged.last = None;
+        merged.panes.index = 0;
+        merged.panes.last = None;
         merged.lazy = lazy;
         let deadlines = self.program.deadlines(&merged.trigger);
         if !lazy {
@@ -529,7 +448,7 @@ where
     /// window is closed.
     fn add(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         i: usize,
         record: &T,
@@ -543,16 +462,16 @@ where
         if self.quiet && !cx.past_end {
             // The trigger neither looks at the record nor fires before the end.
             let e = &mut ks.windows[i];
-            self.agg.add(&mut e.acc, record);
+            self.base.agg.add(&mut e.acc, record);
             e.nonempty = true;
-            e.holding = true;
+            e.panes.holding = true;
             return true;
         }
-        let punctuation = self.spec.punctuation.as_ref().is_some_and(|p| p(record));
+        let punctuation = self.base.punctuates(record);
         let e = &mut ks.windows[i];
-        self.agg.add(&mut e.acc, record);
+        self.base.agg.add(&mut e.acc, record);
         e.nonempty = true;
-        e.holding |= !cx.past_end;
+        e.panes.holding |= !cx.past_end;
         self.deadlines.clear();
         self.program
             .on_element(&mut e.trigger, cx, punctuation, &mut self.deadlines);
@@ -563,13 +482,7 @@ where
     }
 
     /// A domain-time timer of window `i` came due.
-    fn on_timer(
-        &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
-        key: &K,
-        i: usize,
-        out: &mut Outs<K, G::Out, T>,
-    ) {
+    fn on_timer(&mut self, ks: &mut Key<G, T, K>, key: &K, i: usize, out: &mut Outs<K, G::Out, T>) {
         let w = ks.windows[i].window;
         if self.is_expired(ks, w) {
             self.garbage_collect(ks, key, i, out);
@@ -581,7 +494,7 @@ where
     /// Fires window `i` if it is open and its trigger is ready.
     fn fire_if_ready(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         i: usize,
         out: &mut Outs<K, G::Out, T>,
@@ -595,7 +508,7 @@ where
     /// The trigger of window `i` fired.
     fn fire(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         i: usize,
         cx: TriggerContext,
@@ -607,8 +520,8 @@ where
         self.emit(key, e, cx, finished, &mut out.0);
         if finished {
             e.closed = true;
-            e.acc = self.agg.create();
-            e.last = None;
+            e.acc = self.base.agg.create();
+            e.panes.last = None;
             e.retract = Vec::new();
         }
     }
@@ -617,7 +530,7 @@ where
     /// previous firing, or if its trigger is ready (the on-time pane); then it is removed.
     fn garbage_collect(
         &mut self,
-        ks: &mut KeyState<G::Acc, G::Out>,
+        ks: &mut Key<G, T, K>,
         key: &K,
         i: usize,
         out: &mut Outs<K, G::Out, T>,
@@ -625,7 +538,7 @@ where
         let w = ks.windows[i].window;
         let cx = self.context(ks, w);
         let mut e = ks.windows.remove(i);
-        self.spec.metrics.window_removed();
+        self.base.spec.metrics.window_removed();
         if e.closed {
             return;
         }
@@ -644,41 +557,15 @@ where
         is_last: bool,
         out: &mut Output<Pane<K, G::Out>>,
     ) {
-        let timing = Timing::of(cx.past_end, e.holding);
-        if e.nonempty || timing == Timing::OnTime {
-            let value = self.agg.result(key, &e.window, &e.acc);
-            let pane = |window, value, retraction| Pane {
-                key: key.clone(),
-                window,
-                value,
-                timing,
-                index: e.index,
-                is_last,
-                retraction,
-                emit_time: self.clock.now,
-            };
-            let mut panes = 1;
-            if self.spec.accumulation == Accumulation::Retracting {
-                for (w, v) in std::mem::take(&mut e.retract) {
-                    out.give(pane(w, v, true));
-                    panes += 1;
-                }
-                if let Some(previous) = e.last.take() {
-                    out.give(pane(e.window, previous, true));
-                    panes += 1;
-                }
-                e.last = Some(value.clone());
-            }
-            out.give(pane(e.window, value, false));
-            self.spec.metrics.add_panes(panes);
-            e.index += 1;
-            if timing != Timing::Early {
-                e.holding = false;
-            }
+        if let Some(timing) = e.panes.due(cx.past_end, e.nonempty) {
+            let value = self.base.agg.result(key, &e.window, &e.acc);
+            let merged = std::mem::take(&mut e.retract);
+            let firing = Firing::new(key, e.window, timing, is_last);
+            self.base.emit(&mut e.panes, firing, value, merged, out);
         }
         e.nonempty = false;
-        if self.spec.accumulation == Accumulation::Discarding {
-            e.acc = self.agg.create();
+        if self.base.spec.accumulation == Accumulation::Discarding {
+            e.acc = self.base.agg.create();
         }
     }
 }
@@ -692,11 +579,11 @@ where
     type Outs = Outs<K, G::Out, T>;
 
     fn clock(&mut self) -> &mut OperatorClock {
-        &mut self.core.clock
+        &mut self.core.base.clock
     }
 
     fn domain(&self) -> TimeDomain {
-        self.core.spec.domain
+        self.core.base.spec.domain
     }
 
     fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
@@ -709,12 +596,58 @@ where
         }
     }
 
+    /// Fires the domain-time timers that are due, in time order; at the end of time also
+    /// closes every count window.
     fn advance(&mut self, out: &mut Self::Outs) {
-        WindowOperator::advance(self, out)
+        let core = &mut self.core;
+        let mut keys = self.keys.borrow_mut();
+        let dt = core.base.domain_time();
+        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
+            for (key, w) in due {
+                let Some(ks) = keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.find(w) {
+                    core.on_timer(ks, &key, i, out);
+                } else if let Some(e) = ks
+                    .windows
+                    .iter_mut()
+                    .find(|e| e.lazy && e.window.start == w.start && e.window.end > w.end)
+                {
+                    // The session grew since this timer was set: set it at its end now.
+                    e.lazy = false;
+                    core.timers
+                        .domain
+                        .set(e.window.end, (key.clone(), e.window));
+                }
+                if ks.windows.is_empty() && !ks.count {
+                    keys.remove(&key);
+                }
+            }
+        }
+        if dt == MAX_WATERMARK {
+            for (key, ks) in keys.iter_mut() {
+                ks.windows.sort_by_key(|e| (e.window.end, e.window.start));
+                while !ks.windows.is_empty() {
+                    core.garbage_collect(ks, key, 0, out);
+                }
+            }
+        }
     }
 
     fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
-        WindowOperator::fire_processing_timers(self, out)
+        let core = &mut self.core;
+        let mut keys = self.keys.borrow_mut();
+        while let Some((_, due)) = core.timers.processing.pop_due(core.base.clock.now) {
+            for (key, w) in due {
+                let Some(ks) = keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.find(w) {
+                    core.fire_if_ready(ks, &key, i, out);
+                }
+            }
+        }
     }
 
     const SECTION: Section = WINDOWS;
@@ -728,10 +661,10 @@ where
         let mut keys = self.keys.borrow_mut();
         self.codec.read(&mut keys, state)?;
         let core = &mut self.core;
-        let times = (core.domain_time(), core.clock.now);
+        let times = (core.base.domain_time(), core.base.clock.now);
         for (key, ks) in keys.iter() {
             for w in &ks.windows {
-                core.spec.metrics.window_created();
+                core.base.spec.metrics.window_created();
                 // Count windows end by ordinals, not by time.
                 let gc = (!ks.count).then(|| core.gc_time(w.window));
                 let deadlines = core.program.deadlines(&w.trigger);

@@ -36,7 +36,7 @@ use super::on_time::{OnTimeCodec, OnTimeWindowOperator};
 use super::pane::{Pane, Window};
 use super::slices::Slicing;
 use super::spec::{TimestampFn, WindowSpec};
-use super::state::{codec, Windowed, SLICE_ACCUMULATORS};
+use super::state::{codec, WindowBase, Windowed, SLICE_ACCUMULATORS};
 use crate::key_by::{key_exchange, KeyFn};
 
 /// What crosses the key exchange: a key's partial accumulator of one slice (by its start)
@@ -92,14 +92,18 @@ where
     let key_of: KeyFn<Partial<K, G::Acc>, K> = Arc::new(|p: &Partial<K, G::Acc>| p.0.clone());
     let merge = MergeSlices(agg, PhantomData);
     let (panes, _late) = exchanged.unary_split(name, move |shard| {
-        Windowed::new(OnTimeWindowOperator::new(
+        let base = WindowBase::new(
             spec.on_shard(shard),
-            slicing,
             key_of.clone(),
             merge.clone(),
-            codec.clone(),
             shard.state_changes(),
-            |p: &Partial<K, G::Acc>| p.3,
+        );
+        let records = |p: &Partial<K, G::Acc>| p.3;
+        Windowed::new(OnTimeWindowOperator::new(
+            base,
+            slicing,
+            codec.clone(),
+            records,
         ))
     });
     panes

@@ -11,18 +11,15 @@
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{
-    Changes, Codec, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
-};
+use rill_runtime::state::{Codec, KeyedState, OperatorClock, SharedKeyedState, TimeDomain};
 use rill_runtime::{OpResult, Output, Timestamp, MAX_WATERMARK};
 
 use super::aggregate::Aggregate;
-use super::pane::{Pane, Timing, Window};
-use super::slices::{slice_group, KeyWindows, Slice, Slicing};
-use super::spec::{Accumulation, WindowSpec};
-use super::state::{Section, WindowTimers, Windowing, SLICED_WINDOWS};
+use super::pane::{Firing, Pane, Window};
+use super::slices::{slice_table, KeyWindows, Slice, Slicing};
+use super::spec::Accumulation;
+use super::state::{Section, WindowBase, WindowTimers, Windowing, SLICED_WINDOWS};
 use super::trigger::{NodeState, TriggerContext, TriggerProgram};
-use crate::key_by::KeyFn;
 
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
 type Key<G, T, K> = KeyWindows<<G as Aggregate<T, K>>::Out>;
@@ -48,9 +45,7 @@ pub(crate) struct SlicedWindowOperator<T, K, G: Aggregate<T, K>> {
 }
 
 struct Core<T, K, G: Aggregate<T, K>> {
-    spec: WindowSpec<T, K>,
-    key: KeyFn<T, K>,
-    agg: G,
+    base: WindowBase<T, K, G>,
     program: TriggerProgram,
     /// Trigger nodes per window.
     nodes: usize,
@@ -61,7 +56,6 @@ struct Core<T, K, G: Aggregate<T, K>> {
     /// Discarding panes: slices keep parts by firing.
     split: bool,
     timers: WindowTimers<K>,
-    clock: OperatorClock,
     assigned: Vec<Window>,
     taken: Vec<usize>,
     deadlines: Vec<Timestamp>,
@@ -73,34 +67,26 @@ where
     K: Clone + Hash + Eq + 'static,
     G: Aggregate<T, K>,
 {
-    /// The operator for `spec`, whose windows are tumbling or sliding (`slicing`).
+    /// The operator for `base`'s spec, whose windows are tumbling or sliding (`slicing`).
     pub(crate) fn new(
-        spec: WindowSpec<T, K>,
+        base: WindowBase<T, K, G>,
         slicing: Slicing,
-        key: KeyFn<T, K>,
-        agg: G,
         codecs: SlicedCodecs<K, G::Acc, G::Out>,
-        changes: Changes,
     ) -> Self {
-        let program = TriggerProgram::new(&spec.trigger);
+        let program = TriggerProgram::new(&base.spec.trigger);
         let fresh = program.fresh();
-        let fast = program.waits_for_end();
-        let split = spec.accumulation == Accumulation::Discarding;
         SlicedWindowOperator {
-            keys: KeyedState::with_changes(changes).into_shared(),
-            slices: (KeyedState::with_changes(changes).grouped_by(slice_group::<K>)).into_shared(),
+            keys: KeyedState::with_changes(base.changes).into_shared(),
+            slices: slice_table(base.changes),
             core: Core {
                 nodes: fresh.len(),
                 fresh,
-                fast,
-                split,
-                spec,
-                key,
-                agg,
+                fast: program.waits_for_end(),
+                split: base.spec.accumulation == Accumulation::Discarding,
+                base,
                 program,
                 slicing,
                 timers: WindowTimers::new(),
-                clock: OperatorClock::default(),
                 assigned: Vec::new(),
                 taken: Vec::new(),
                 deadlines: Vec::new(),
@@ -114,56 +100,6 @@ where
         let (mut keys, mut slices) = (self.keys.borrow_mut(), self.slices.borrow_mut());
         for record in batch {
             self.core.process(&mut keys, &mut slices, record, out);
-        }
-    }
-
-    /// Fires the domain-time timers that are due, in time order; at the end of time
-    /// garbage-collects every window.
-    fn advance(&mut self, out: &mut Outs<K, G::Out, T>) {
-        let (mut keys, mut slices) = (self.keys.borrow_mut(), self.slices.borrow_mut());
-        let core = &mut self.core;
-        let dt = core.domain_time();
-        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
-            for (key, w) in due {
-                let Some(ks) = keys.get_mut(&key) else {
-                    continue;
-                };
-                if let Some(i) = ks.window(w) {
-                    if core.is_expired(w) {
-                        core.garbage_collect(ks, &mut slices, &key, i, out);
-                    } else {
-                        core.fire_if_ready(ks, &slices, &key, i, out);
-                    }
-                }
-                if ks.windows.is_empty() {
-                    keys.remove(&key);
-                }
-            }
-        }
-        if dt == MAX_WATERMARK {
-            for (key, ks) in keys.iter_mut() {
-                while let Some(i) = (0..ks.windows.len())
-                    .min_by_key(|&i| (ks.windows[i].window.end, ks.windows[i].window.start))
-                {
-                    core.garbage_collect(ks, &mut slices, key, i, out);
-                }
-            }
-            keys.update_each(|_, _| rill_runtime::state::Update::Remove);
-        }
-    }
-
-    fn fire_processing_timers(&mut self, out: &mut Outs<K, G::Out, T>) {
-        let (mut keys, slices) = (self.keys.borrow_mut(), self.slices.borrow());
-        let core = &mut self.core;
-        while let Some((_, due)) = core.timers.processing.pop_due(core.clock.now) {
-            for (key, w) in due {
-                let Some(ks) = keys.get_mut(&key) else {
-                    continue;
-                };
-                if let Some(i) = ks.window(w) {
-                    core.fire_if_ready(ks, &slices, &key, i, out);
-                }
-            }
         }
     }
 }
@@ -181,15 +117,15 @@ where
         record: T,
         out: &mut Outs<K, G::Out, T>,
     ) {
-        let key = (self.key)(&record);
-        let t = self.element_time(&record);
+        let key = (self.base.key)(&record);
+        let t = self.base.element_time(&record);
         let slice = self.slicing.slice_of(t);
-        let key = if self.fast && t >= self.domain_time() {
+        let key = if self.fast && t >= self.base.domain_time() {
             // No window of the record is past its end: with a trigger that ignores
             // elements, adding it to its slice, if the key has it, is all there is to do.
             let at = (key, slice);
             if let Some(s) = slices.get_mut(&at) {
-                s.add_fast(|acc| self.agg.add(acc, &record));
+                s.add_fast(|acc| self.base.agg.add(acc, &record));
                 return;
             }
             at.0
@@ -204,30 +140,21 @@ where
         match added {
             Added::Taken => {}
             Added::Late => {
-                self.spec.metrics.add_late(1);
+                self.base.spec.metrics.add_late(1);
                 out.1.give(record);
             }
-            Added::Closed => self.spec.metrics.add_closed(1),
+            Added::Closed => self.base.spec.metrics.add_closed(1),
         }
     }
 
-    fn domain_time(&self) -> Timestamp {
-        self.clock.domain_time(self.spec.domain)
-    }
-
-    fn element_time(&self, record: &T) -> Timestamp {
-        self.clock
-            .element_time(self.spec.domain, || (self.spec.timestamp)(record))
-    }
-
     fn is_expired(&self, w: Window) -> bool {
-        self.domain_time() >= self.spec.gc_time(w)
+        self.base.domain_time() >= self.base.spec.gc_time(w)
     }
 
     fn context(&self, w: Window) -> TriggerContext {
         TriggerContext {
-            past_end: self.domain_time() >= w.end,
-            now: self.clock.now,
+            past_end: self.base.domain_time() >= w.end,
+            now: self.base.clock.now,
         }
     }
 
@@ -270,7 +197,7 @@ where
         let at = (key.clone(), slice);
         match slices.get_mut(&at) {
             Some(s) => {
-                let agg = &self.agg;
+                let agg = &self.base.agg;
                 ks.add_to(
                     s,
                     slice,
@@ -280,18 +207,18 @@ where
                 );
             }
             None => {
-                let mut acc = self.agg.create();
-                self.agg.add(&mut acc, record);
+                let mut acc = self.base.agg.create();
+                self.base.agg.add(&mut acc, record);
                 slices.insert(at, Slice::new(ks.seq, acc));
                 ks.add_start(slice);
             }
         }
-        let punctuation = self.spec.punctuation.as_ref().is_some_and(|p| p(record));
+        let punctuation = self.base.punctuates(record);
         let taken = std::mem::take(&mut self.taken);
         for &i in &taken {
             let w = ks.windows[i].window;
             let cx = self.context(w);
-            ks.windows[i].holding |= !cx.past_end;
+            ks.windows[i].panes.holding |= !cx.past_end;
             self.deadlines.clear();
             let state = ks.trigger_mut(i, self.nodes);
             self.program
@@ -306,9 +233,9 @@ where
 
     /// Gives window `w` of `key` its state and timers; returns its index.
     fn open(&mut self, ks: &mut Key<G, T, K>, key: &K, w: Window) -> usize {
-        let (gc, dt) = (self.spec.gc_time(w), self.domain_time());
+        let (gc, dt) = (self.base.spec.gc_time(w), self.base.domain_time());
         self.timers.open(key, w, gc, dt);
-        self.spec.metrics.window_created();
+        self.base.spec.metrics.window_created();
         ks.open(w, &self.fresh)
     }
 
@@ -330,7 +257,7 @@ where
         if finished {
             let e = &mut ks.windows[i];
             e.closed = true;
-            e.last = None;
+            e.panes.last = None;
         }
     }
 
@@ -355,17 +282,17 @@ where
         ks.remove_window(i, self.nodes, |s| {
             slices.remove(&(key.clone(), s));
         });
-        self.spec.metrics.window_removed();
+        self.base.spec.metrics.window_removed();
     }
 
     /// The value of window `i`: the merge of its slices (in discarding mode, of the
     /// parts since its previous firing).
     fn value(&self, ks: &Key<G, T, K>, slices: &Slices<K, G::Acc>, key: &K, i: usize) -> G::Acc {
         let cut = if self.split { ks.windows[i].cut } else { 0 };
-        let mut acc = self.agg.create();
+        let mut acc = self.base.agg.create();
         for s in slices_of(ks, slices, key, i) {
             for p in s.parts().filter(|p| p.since >= cut) {
-                self.agg.merge(&mut acc, p.acc.clone());
+                self.base.agg.merge(&mut acc, p.acc.clone());
             }
         }
         acc
@@ -384,35 +311,13 @@ where
         is_last: bool,
         out: &mut Output<Pane<K, G::Out>>,
     ) {
-        let timing = Timing::of(cx.past_end, ks.windows[i].holding);
-        if nonempty(ks, slices, key, i) || timing == Timing::OnTime {
+        let nonempty = nonempty(ks, slices, key, i);
+        if let Some(timing) = ks.windows[i].panes.due(cx.past_end, nonempty) {
             let value = self.value(ks, slices, key, i);
             let e = &mut ks.windows[i];
-            let value = self.agg.result(key, &e.window, &value);
-            let pane = |value, retraction| Pane {
-                key: key.clone(),
-                window: e.window,
-                value,
-                timing,
-                index: e.index,
-                is_last,
-                retraction,
-                emit_time: self.clock.now,
-            };
-            let mut panes = 1;
-            if self.spec.accumulation == Accumulation::Retracting {
-                if let Some(previous) = e.last.take() {
-                    out.give(pane(previous, true));
-                    panes += 1;
-                }
-                e.last = Some(value.clone());
-            }
-            out.give(pane(value, false));
-            self.spec.metrics.add_panes(panes);
-            e.index += 1;
-            if timing != Timing::Early {
-                e.holding = false;
-            }
+            let value = self.base.agg.result(key, &e.window, &value);
+            let firing = Firing::new(key, e.window, timing, is_last);
+            self.base.emit(&mut e.panes, firing, value, Vec::new(), out);
         }
         ks.fired(i);
     }
@@ -449,11 +354,11 @@ where
     type Outs = Outs<K, G::Out, T>;
 
     fn clock(&mut self) -> &mut OperatorClock {
-        &mut self.core.clock
+        &mut self.core.base.clock
     }
 
     fn domain(&self) -> TimeDomain {
-        self.core.spec.domain
+        self.core.base.spec.domain
     }
 
     fn add_batch(&mut self, batch: &mut Vec<T>, out: &mut Self::Outs) -> OpResult {
@@ -461,12 +366,54 @@ where
         Ok(())
     }
 
+    /// Fires the domain-time timers that are due, in time order; at the end of time
+    /// garbage-collects every window.
     fn advance(&mut self, out: &mut Self::Outs) {
-        SlicedWindowOperator::advance(self, out)
+        let (mut keys, mut slices) = (self.keys.borrow_mut(), self.slices.borrow_mut());
+        let core = &mut self.core;
+        let dt = core.base.domain_time();
+        while let Some((_, due)) = core.timers.domain.pop_due(dt) {
+            for (key, w) in due {
+                let Some(ks) = keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.window(w) {
+                    if core.is_expired(w) {
+                        core.garbage_collect(ks, &mut slices, &key, i, out);
+                    } else {
+                        core.fire_if_ready(ks, &slices, &key, i, out);
+                    }
+                }
+                if ks.windows.is_empty() {
+                    keys.remove(&key);
+                }
+            }
+        }
+        if dt == MAX_WATERMARK {
+            for (key, ks) in keys.iter_mut() {
+                while let Some(i) = (0..ks.windows.len())
+                    .min_by_key(|&i| (ks.windows[i].window.end, ks.windows[i].window.start))
+                {
+                    core.garbage_collect(ks, &mut slices, key, i, out);
+                }
+            }
+            keys.update_each(|_, _| rill_runtime::state::Update::Remove);
+        }
     }
 
     fn fire_processing_timers(&mut self, out: &mut Self::Outs) {
-        SlicedWindowOperator::fire_processing_timers(self, out)
+        let (mut keys, slices) = (self.keys.borrow_mut(), self.slices.borrow());
+        let core = &mut self.core;
+        while let Some((_, due)) = core.timers.processing.pop_due(core.base.clock.now) {
+            for (key, w) in due {
+                let Some(ks) = keys.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(i) = ks.window(w) {
+                    core.fire_if_ready(ks, &slices, &key, i, out);
+                }
+            }
+        }
     }
 
     const SECTION: Section = SLICED_WINDOWS;
@@ -482,11 +429,11 @@ where
         self.codecs.0.read(&mut keys, state)?;
         self.codecs.1.read(&mut self.slices.borrow_mut(), state)?;
         let core = &mut self.core;
-        let times = (core.domain_time(), core.clock.now);
+        let times = (core.base.domain_time(), core.base.clock.now);
         for (key, ks) in keys.iter() {
             for (i, w) in ks.windows.iter().enumerate() {
-                core.spec.metrics.window_created();
-                let gc = Some(core.spec.gc_time(w.window));
+                core.base.spec.metrics.window_created();
+                let gc = Some(core.base.spec.gc_time(w.window));
                 let deadlines = core.program.deadlines(ks.trigger(i, core.nodes));
                 core.timers.rearm(key, w.window, gc, times, deadlines);
             }

@@ -28,11 +28,11 @@ use std::collections::VecDeque;
 use std::hash::Hash;
 
 use rill_runtime::keys::key_group;
-use rill_runtime::state::KeyRecord;
+use rill_runtime::state::{Changes, KeyRecord, KeyedState, SharedKeyedState};
 use rill_runtime::{hash_key, Timestamp};
 
 use super::assigner::Windows;
-use super::pane::Window;
+use super::pane::{Panes, Window};
 use super::trigger::NodeState;
 
 /// The slice grid of a tumbling or sliding window policy.
@@ -151,6 +151,14 @@ pub(crate) fn slice_group<K: Hash>(slice: &(K, Timestamp)) -> u32 {
     key_group(hash_key(&slice.0))
 }
 
+/// A table keyed by (key, slice start or window end), placed by the key, shared with the
+/// checkpoint being collected after its barrier (copy-on-write).
+pub(crate) fn slice_table<K: Clone + Hash + Eq, V>(
+    changes: Changes,
+) -> SharedKeyedState<(K, Timestamp), V> {
+    (KeyedState::with_changes(changes).grouped_by(slice_group::<K>)).into_shared()
+}
+
 impl<A> Slice<A> {
     /// A slice from its first part.
     pub(crate) fn new(seq: u64, acc: A) -> Self {
@@ -182,14 +190,11 @@ impl<A> Slice<A> {
 #[derive(Debug, Clone)]
 pub(crate) struct PaneState<V> {
     pub(crate) window: Window,
-    pub(crate) holding: bool,
+    pub(crate) panes: Panes<V>,
     /// The trigger finished: the window takes no more records.
     pub(crate) closed: bool,
-    pub(crate) index: u64,
     /// The key's firing number after this window's previous firing (0: never fired).
     pub(crate) cut: u64,
-    /// The value of the previous pane (retracting mode).
-    pub(crate) last: Option<V>,
 }
 
 /// A key's windows and the starts of its slices.
@@ -237,11 +242,9 @@ impl<V> KeyWindows<V> {
     pub(crate) fn open(&mut self, w: Window, fresh: &[NodeState]) -> usize {
         self.windows.push(PaneState {
             window: w,
-            holding: false,
+            panes: Panes::default(),
             closed: false,
-            index: 0,
             cut: 0,
-            last: None,
         });
         self.triggers.extend_from_slice(fresh);
         self.windows.len() - 1
@@ -373,8 +376,16 @@ impl<V: Clone> KeyRecord for KeyWindows<V> {
             .enumerate()
             .map(|(i, w)| {
                 let trigger = self.trigger(i, n).iter().map(|t| t.to_parts()).collect();
-                let (index, cut, last) = (w.index, w.cut, w.last.clone());
-                (w.window, w.holding, w.closed, index, cut, last, trigger)
+                let (index, cut, last) = (w.panes.index, w.cut, w.panes.last.clone());
+                (
+                    w.window,
+                    w.panes.holding,
+                    w.closed,
+                    index,
+                    cut,
+                    last,
+                    trigger,
+                )
             })
             .collect();
         (self.starts.iter().copied().collect(), windows, self.seq)
@@ -389,11 +400,13 @@ impl<V: Clone> KeyRecord for KeyWindows<V> {
         for (window, holding, closed, index, cut, last, trigger) in windows {
             key.windows.push(PaneState {
                 window,
-                holding,
+                panes: Panes {
+                    holding,
+                    index,
+                    last,
+                },
                 closed,
-                index,
                 cut,
-                last,
             });
             key.triggers
                 .extend(trigger.into_iter().map(NodeState::from_parts));

@@ -1,16 +1,21 @@
-//! What the three window operators share: the driver that runs each as an [`Operator`]
-//! ([`Windowed`]: records held for want of processing time, the clock, snapshot and
-//! restore), their timers ([`WindowTimers`]) and the checkpoint sections of their keys.
+//! What the window operators share: what each is made of ([`WindowBase`]: spec, key,
+//! aggregate, clock), the driver that runs each as an [`Operator`] ([`Windowed`]: records
+//! held for want of processing time, the clock, snapshot and restore), their timers
+//! ([`WindowTimers`]) and the checkpoint sections of their keys.
 
 use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{record_codec, Codec, KeyRecord, OperatorClock, TimeDomain, TimerQueue};
+use rill_runtime::state::{
+    record_codec, Changes, Codec, KeyRecord, OperatorClock, TimeDomain, TimerQueue,
+};
 use rill_runtime::{
-    OpResult, Operator, OperatorState, Outputs, StateData, Timestamp, MAX_WATERMARK,
+    OpResult, Operator, OperatorState, Output, Outputs, StateData, Timestamp, MAX_WATERMARK,
 };
 
-use super::pane::Window;
+use super::pane::{Firing, Pane, Panes, Window};
+use super::spec::{Accumulation, WindowSpec};
+use crate::key_by::KeyFn;
 
 /// A checkpoint section: (name, format version).
 pub(crate) type Section = (&'static str, u32);
@@ -56,6 +61,68 @@ fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult {
         }
     }
     Ok(())
+}
+
+/// What every window operator is made of: its spec (on its shard), the key of a record,
+/// the aggregate of its panes, its clock, and how its tables record changes for
+/// incremental checkpoints.
+pub(crate) struct WindowBase<T, K, G> {
+    pub(crate) spec: WindowSpec<T, K>,
+    pub(crate) key: KeyFn<T, K>,
+    pub(crate) agg: G,
+    pub(crate) clock: OperatorClock,
+    pub(crate) changes: Changes,
+}
+
+impl<T, K, G> WindowBase<T, K, G> {
+    /// An operator's parts, its clock at its start.
+    pub(crate) fn new(spec: WindowSpec<T, K>, key: KeyFn<T, K>, agg: G, changes: Changes) -> Self {
+        WindowBase {
+            spec,
+            key,
+            agg,
+            clock: OperatorClock::default(),
+            changes,
+        }
+    }
+
+    /// The time the windows are measured in: the watermark, or processing time.
+    #[inline]
+    pub(crate) fn domain_time(&self) -> Timestamp {
+        self.clock.domain_time(self.spec.domain)
+    }
+
+    /// Whether `record` is a punctuation (the spec's punctuation says so).
+    #[inline]
+    pub(crate) fn punctuates(&self, record: &T) -> bool {
+        self.spec.punctuation.as_ref().is_some_and(|p| p(record))
+    }
+
+    /// Emits a window's pane of `value` at `firing` (and, in retracting mode, the
+    /// retractions of `merged` and of the previous value: see [`Panes::emit`]), and
+    /// counts them.
+    #[inline]
+    pub(crate) fn emit<V: Clone>(
+        &self,
+        panes: &mut Panes<V>,
+        firing: Firing<'_, K>,
+        value: V,
+        merged: Vec<(Window, V)>,
+        out: &mut Output<Pane<K, V>>,
+    ) where
+        K: Clone,
+    {
+        let retracting = self.spec.accumulation == Accumulation::Retracting;
+        let emitted = panes.emit(firing, (self.clock.now, retracting), value, merged, out);
+        self.spec.metrics.add_panes(emitted);
+    }
+
+    /// The time of `record` in the windows' time domain.
+    #[inline]
+    pub(crate) fn element_time(&self, record: &T) -> Timestamp {
+        self.clock
+            .element_time(self.spec.domain, || (self.spec.timestamp)(record))
+    }
 }
 
 /// One of the window operators ([`operator`](super::operator), [`sliced`](super::sliced),

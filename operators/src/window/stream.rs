@@ -3,13 +3,14 @@
 //! three window operators runs it, and whether it pre-aggregates: see docs/windows.md).
 
 use rill_runtime::state::{table_codec, TimeDomain};
-use rill_runtime::{Data, ExchangeData, StateData, Stream};
+use rill_runtime::{Data, ExchangeData, ShardContext, StateData, Stream};
 
 use super::aggregate::{extremum_methods, Aggregate, Collect, Count, Max, Min, Sum};
 use super::all::WindowAll;
 use super::assigner::Windows;
 use super::pane::{AllPane, Pane, TopPane, Window};
 use super::spec::WindowSpec;
+use super::state::WindowBase;
 use super::top::{MergeTops, TopWindowOperator, WindowTopKeys};
 use super::{on_time, operator, pre_aggregate, sliced, slices, state};
 use crate::flat_map::FlatMap;
@@ -189,53 +190,43 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
     {
         let spec = self.spec.clone();
         let key = self.keyed.key_fn();
-        if let Some(Err(e)) = spec.fixed.map(|w| w.validate()) {
-            // Refused before the job starts (windows chosen per key are checked per key).
-            self.keyed.input().invalid(name, e.to_string());
-        }
-        let slicing = spec
-            .fixed
-            .filter(|_| spec.sliced)
-            .and_then(slices::Slicing::of);
-        if let Some(slicing) = slicing.filter(|_| spec.fires_once()) {
-            let codec: on_time::OnTimeCodec<K, G::Acc> = state::codec(state::SLICE_ACCUMULATORS);
-            return self.keyed.stream().unary_split(name, move |shard| {
-                state::Windowed::new(on_time::OnTimeWindowOperator::new(
-                    spec.on_shard(shard),
-                    slicing,
-                    key.clone(),
-                    agg.clone(),
-                    codec.clone(),
-                    shard.state_changes(),
-                    |_| 1,
-                ))
-            });
-        }
-        if let Some(slicing) = slicing {
-            let codecs: sliced::SlicedCodecs<K, G::Acc, G::Out> = (
-                state::codec(state::SLICED_WINDOWS),
-                state::codec(state::SLICES),
-            );
-            return self.keyed.stream().unary_split(name, move |shard| {
-                state::Windowed::new(sliced::SlicedWindowOperator::new(
-                    spec.on_shard(shard),
-                    slicing,
-                    key.clone(),
-                    agg.clone(),
-                    codecs.clone(),
-                    shard.state_changes(),
-                ))
-            });
-        }
-        let codec = state::codec(state::WINDOWS);
-        self.keyed.stream().unary_split(name, move |shard| {
-            state::Windowed::new(operator::WindowOperator::new(
+        let (fixed, sliced, fires_once) = (spec.fixed, spec.sliced, spec.fires_once());
+        // What every window operator is made of, on its shard.
+        let base = move |shard: &ShardContext| {
+            WindowBase::new(
                 spec.on_shard(shard),
                 key.clone(),
                 agg.clone(),
-                codec.clone(),
                 shard.state_changes(),
-            ))
+            )
+        };
+        if let Some(Err(e)) = fixed.map(|w| w.validate()) {
+            // Refused before the job starts (windows chosen per key are checked per key).
+            self.keyed.input().invalid(name, e.to_string());
+        }
+        let slicing = fixed.filter(|_| sliced).and_then(slices::Slicing::of);
+        let input = self.keyed.stream();
+        if let Some(slicing) = slicing.filter(|_| fires_once) {
+            let codec: on_time::OnTimeCodec<K, G::Acc> = state::codec(state::SLICE_ACCUMULATORS);
+            return input.unary_split(name, move |shard| {
+                let op =
+                    on_time::OnTimeWindowOperator::new(base(shard), slicing, codec.clone(), |_| 1);
+                state::Windowed::new(op)
+            });
+        }
+        if let Some(slicing) = slicing {
+            let codecs = (
+                state::codec(state::SLICED_WINDOWS),
+                state::codec(state::SLICES),
+            );
+            return input.unary_split(name, move |shard| {
+                let op = sliced::SlicedWindowOperator::new(base(shard), slicing, codecs.clone());
+                state::Windowed::new(op)
+            });
+        }
+        let codec = state::codec(state::WINDOWS);
+        input.unary_split(name, move |shard| {
+            state::Windowed::new(operator::WindowOperator::new(base(shard), codec.clone()))
         })
     }
 
@@ -319,14 +310,13 @@ impl<T: Data, K: Data + std::hash::Hash + Eq> WindowedStream<T, K> {
         let key = self.keyed.key_fn();
         let codec = table_codec(state::TOP_WINDOWS.0, state::TOP_WINDOWS.1);
         let tops = self.keyed.stream().unary(name, move |shard| {
-            state::Windowed::new(TopWindowOperator::new(
+            let base = WindowBase::new(
                 spec.on_shard(shard),
-                slicing,
                 key.clone(),
                 agg.clone(),
-                codec.clone(),
                 shard.state_changes(),
-            ))
+            );
+            state::Windowed::new(TopWindowOperator::new(base, slicing, codec.clone()))
         });
         // One tumbling window of `period` per window end: the shards' tops of a window
         // (placed at its end - 1) meet in the merge, which fires at that end.

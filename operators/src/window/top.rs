@@ -34,17 +34,13 @@ use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::keys::key_group;
-use rill_runtime::state::{
-    Changes, Codec, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
-};
+use rill_runtime::state::{Changes, Codec, OperatorClock, SharedKeyedState, TimeDomain};
 use rill_runtime::{hash_key, OpResult, Output, Timestamp};
 
 use super::aggregate::Aggregate;
 use super::pane::{Pane, Timing, Window};
-use super::slices::{slice_group, Slicing};
-use super::spec::WindowSpec;
-use super::state::{Section, Windowing, TOP_WINDOWS};
-use crate::key_by::KeyFn;
+use super::slices::{slice_table, Slicing};
+use super::state::{Section, WindowBase, Windowing, TOP_WINDOWS};
 
 /// A window's accumulators by (key, window end), placed by the key.
 type Table<K, A> = SharedKeyedState<(K, Timestamp), A>;
@@ -54,10 +50,6 @@ pub(crate) type TopCodec<K, A> = Codec<(K, Timestamp), A>;
 
 /// A shard's top of one window: the window and its keys at the largest value.
 pub(crate) type ShardTop<K, V> = Pane<(), Vec<(K, V)>>;
-
-fn table<K: Clone + Hash + Eq, A>(changes: Changes) -> Table<K, A> {
-    (KeyedState::with_changes(changes).grouped_by(slice_group::<K>)).into_shared()
-}
 
 /// One open window: its accumulators, its largest value and the keys at it.
 struct WindowTop<K, A, V> {
@@ -71,7 +63,7 @@ struct WindowTop<K, A, V> {
 impl<K: Clone + Hash + Eq, A, V: Ord> WindowTop<K, A, V> {
     fn new(changes: Changes) -> Self {
         WindowTop {
-            table: table(changes),
+            table: slice_table(changes),
             best: None,
             top: Vec::new(),
             stale: false,
@@ -146,16 +138,12 @@ where
 }
 
 pub(crate) struct TopWindowOperator<T, K, G: Aggregate<T, K>> {
-    spec: WindowSpec<T, K>,
-    key: KeyFn<T, K>,
-    agg: G,
+    base: WindowBase<T, K, G>,
     slicing: Slicing,
     /// Open windows by end.
     windows: BTreeMap<Timestamp, WindowTop<K, G::Acc, G::Out>>,
     /// Windows ending at or before this time have fired.
     released: Timestamp,
-    clock: OperatorClock,
-    changes: Changes,
     codec: TopCodec<K, G::Acc>,
     /// Tables of fired windows, dropped at the next batch (after the close's callback).
     retired: Vec<Table<K, G::Acc>>,
@@ -171,50 +159,39 @@ where
     G::Out: Ord,
 {
     pub(crate) fn new(
-        spec: WindowSpec<T, K>,
+        base: WindowBase<T, K, G>,
         slicing: Slicing,
-        key: KeyFn<T, K>,
-        agg: G,
         codec: TopCodec<K, G::Acc>,
-        changes: Changes,
     ) -> Self {
         TopWindowOperator {
-            spec,
-            key,
-            agg,
-            slicing,
             windows: BTreeMap::new(),
             released: Timestamp::MIN,
-            clock: OperatorClock::default(),
-            changes,
+            base,
+            slicing,
             codec,
             retired: Vec::new(),
             missing: Vec::new(),
         }
     }
 
-    fn domain_time(&self) -> Timestamp {
-        self.clock.domain_time(self.spec.domain)
-    }
-
     /// Adds each record to every window it falls in that has not fired, and moves those
     /// windows' tops.
     fn add(&mut self, batch: &mut Vec<T>) {
         self.retired.clear();
-        let dt = self.domain_time();
+        let dt = self.base.domain_time();
         let (size, period) = (self.slicing.size(), self.slicing.period());
         let mut created = 0;
         let mut missing = std::mem::take(&mut self.missing);
         for record in batch.drain(..) {
-            let t = (self.spec.timestamp)(&record);
+            let t = (self.base.spec.timestamp)(&record);
             // The end of the last window holding `t` (window bounds lie on the slice grid,
             // so `t`'s is its slice's: one division where `slice_of` would take two).
             let Some(last) = self.slicing.last_end(t) else {
-                self.spec.metrics.add_closed(1);
+                self.base.spec.metrics.add_closed(1);
                 continue;
             };
             if last <= dt {
-                self.spec.metrics.add_late(1);
+                self.base.spec.metrics.add_late(1);
                 continue;
             }
             // The record's windows not fired yet end at `first`, `first + period`, ...,
@@ -223,12 +200,12 @@ where
             while first.saturating_sub(period) > t.max(dt) {
                 first -= period;
             }
-            let key = (self.key)(&record);
+            let key = (self.base.key)(&record);
             let mut add = Add {
                 group: key_group(hash_key(&key)),
                 key: &key,
                 record: &record,
-                agg: &self.agg,
+                agg: &self.base.agg,
                 size,
                 created: &mut created,
             };
@@ -247,7 +224,7 @@ where
                 missing.push(e);
                 expected = e.checked_add(period);
             }
-            let changes = self.changes;
+            let changes = self.base.changes;
             for end in missing.drain(..) {
                 let w = self
                     .windows
@@ -257,7 +234,7 @@ where
             }
         }
         self.missing = missing;
-        self.spec.metrics.windows_created(created);
+        self.base.spec.metrics.windows_created(created);
     }
 
     /// Fires every window ending at or before `up_to`, in end order: its top, as one
@@ -275,7 +252,7 @@ where
                 self.rescan(window, &mut w);
             }
             let keys = w.table.borrow().len() as u64;
-            self.spec.metrics.windows_removed(keys);
+            self.base.spec.metrics.windows_removed(keys);
             if let Some(best) = w.best.take() {
                 let value = w.top.drain(..).map(|k| (k, best.clone())).collect();
                 out.give(Pane {
@@ -286,9 +263,9 @@ where
                     index: 0,
                     is_last: true,
                     retraction: false,
-                    emit_time: self.clock.now,
+                    emit_time: self.base.clock.now,
                 });
-                self.spec.metrics.add_panes(1);
+                self.base.spec.metrics.add_panes(1);
             }
             self.retired.push(w.table);
         }
@@ -303,7 +280,7 @@ where
         w.stale = false;
         let table = w.table.clone();
         for ((key, _), acc) in table.borrow().iter() {
-            w.update(key, None, self.agg.result(key, &window, acc));
+            w.update(key, None, self.base.agg.result(key, &window, acc));
         }
     }
 }
@@ -320,11 +297,11 @@ where
     const SECTION: Section = TOP_WINDOWS;
 
     fn clock(&mut self) -> &mut OperatorClock {
-        &mut self.clock
+        &mut self.base.clock
     }
 
     fn domain(&self) -> TimeDomain {
-        self.spec.domain
+        self.base.spec.domain
     }
 
     fn add_batch(&mut self, batch: &mut Vec<T>, _out: &mut Self::Outs) -> OpResult {
@@ -333,7 +310,7 @@ where
     }
 
     fn advance(&mut self, out: &mut Self::Outs) {
-        let dt = self.domain_time();
+        let dt = self.base.domain_time();
         if dt > self.released {
             self.release(dt, out);
         }
@@ -350,14 +327,14 @@ where
     /// Restores the windows still open (checkpoints may still hold windows fired since)
     /// and finds their tops.
     fn read_tables(&mut self, state: &StateReader) -> OpResult {
-        self.released = self.domain_time();
-        let all = table::<K, G::Acc>(Changes::Untracked);
+        self.released = self.base.domain_time();
+        let all = slice_table::<K, _>(Changes::Untracked);
         self.codec.read(&mut all.borrow_mut(), state)?;
         let all = all.borrow();
-        let changes = self.changes;
+        let changes = self.base.changes;
         for ((key, end), acc) in all.iter() {
             if *end > self.released {
-                self.spec.metrics.window_created();
+                self.base.spec.metrics.window_created();
                 self.windows
                     .entry(*end)
                     .or_insert_with(|| WindowTop::new(changes))

@@ -1,6 +1,7 @@
-//! Helpers shared by the checkpoint tests: a replayable numbers source, an operator that
-//! crashes on purpose, windowed counts with hand-written snapshots, the dataflows built from
-//! them, and reading the committed part files back.
+//! Helpers shared by the tests: for the checkpoint tests a replayable numbers source, an
+//! operator that crashes on purpose, windowed counts with hand-written snapshots, the
+//! dataflows built from them, and reading the committed part files back; for the window
+//! tests a source that plays a script of records, watermarks and processing times.
 #![allow(dead_code)]
 
 use std::cell::Cell;
@@ -14,8 +15,8 @@ use rill_operators::file_sink::write_part_files;
 use rill_operators::prelude::*;
 use rill_runtime::checkpoint::{Guarantee, SplitPosition, StateReader, StateWriter};
 use rill_runtime::{
-    hash_key, BinaryOperator, Dataflow, Failure, OpResult, Operator, OperatorState, Output,
-    Partitioning, Source, SourceOutput, SourceStatus, Stream, Timestamp,
+    hash_key, shard_of_key, BinaryOperator, Dataflow, Failure, OpResult, Operator, OperatorState,
+    Output, Partitioning, ShardContext, Source, SourceOutput, SourceStatus, Stream, Timestamp,
 };
 
 pub const EVENTS: u64 = 120_000;
@@ -348,4 +349,73 @@ pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rill-ckpt-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     dir
+}
+
+/// A scripted record: (key, value, event time).
+pub type Ev = (u32, i64, i64);
+
+/// One step of a script: a record, a watermark, or a processing time.
+#[derive(Debug, Clone, Copy)]
+pub enum Step {
+    Record(Ev),
+    Watermark(i64),
+    Tick(i64),
+}
+
+/// Plays a script's steps in order.
+pub struct Script {
+    steps: Arc<Vec<Step>>,
+    next: usize,
+    /// (shard, shards): play only the records of the keys this shard owns.
+    owner: Option<(usize, usize)>,
+}
+
+impl Script {
+    /// Plays the script on shard `s`, giving only the records of the keys it owns (as the
+    /// replay CLI does): every window operator then sees the script's watermarks and
+    /// processing times in the script's order, so processing-time firings are certain on
+    /// any shard count.
+    pub fn by_key(steps: Arc<Vec<Step>>, s: &ShardContext) -> Script {
+        Script {
+            steps,
+            next: 0,
+            owner: Some((s.index, s.shards)),
+        }
+    }
+
+    /// Plays every watermark and processing time on shard `s`, and record `i` if `s` is
+    /// shard `i % shards`: an operator after a key exchange sees the minimum of the
+    /// shards' watermarks.
+    pub fn round_robin(steps: &[Step], s: &ShardContext) -> Script {
+        let mine = steps
+            .iter()
+            .enumerate()
+            .filter(|&(i, step)| !matches!(step, Step::Record(_)) || i % s.shards == s.index)
+            .map(|(_, step)| *step);
+        Script {
+            steps: Arc::new(mine.collect()),
+            next: 0,
+            owner: None,
+        }
+    }
+}
+
+impl Source<Ev> for Script {
+    fn poll(&mut self, out: &mut SourceOutput<Ev>, max: usize) -> Result<SourceStatus, Failure> {
+        for _ in 0..max {
+            let Some(&step) = self.steps.get(self.next) else {
+                return Ok(SourceStatus::Done);
+            };
+            self.next += 1;
+            match step {
+                Step::Record(e) => match self.owner {
+                    Some((shard, shards)) if shard_of_key(&e.0, shards) != shard => {}
+                    _ => out.give(e),
+                },
+                Step::Watermark(w) => out.watermark(w)?,
+                Step::Tick(t) => out.processing_time(t)?,
+            }
+        }
+        Ok(SourceStatus::Emitted)
+    }
 }
