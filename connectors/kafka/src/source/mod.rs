@@ -38,7 +38,7 @@ use rill_runtime::{
 };
 
 use crate::config::{Assignment, EventTime, KafkaSourceConfig, StartFrom};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::health::{Health, STATS_INTERVAL_MS};
 use crate::plan::{client_config, plan, Plan};
 use crate::watermark::{combine, Combined, PartitionClock};
@@ -154,7 +154,7 @@ pub struct KafkaPartitions<T> {
     /// Whether the job takes checkpoints (else a group member commits a partition's end
     /// offset as soon as it reaches it, in bounded mode).
     checkpointing: bool,
-    consumer: std::result::Result<BaseConsumer<SourceContext>, String>,
+    consumer: BaseConsumer<SourceContext>,
     health: Arc<Health>,
     restored: Arc<Mutex<HashMap<usize, i64>>>,
     owned: Vec<Owned>,
@@ -233,7 +233,14 @@ fn consumer_config<T>(c: &KafkaSourceConfig<T>, name: &str, shard: usize) -> Cli
 }
 
 impl<T: Data> KafkaPartitions<T> {
-    fn new(shared: Arc<Shared<T>>, shard: usize, shards: usize, checkpointing: bool) -> Self {
+    /// Shard `shard`'s instance, with its consumer (an error if librdkafka refuses to
+    /// create it).
+    fn new(
+        shared: Arc<Shared<T>>,
+        shard: usize,
+        shards: usize,
+        checkpointing: bool,
+    ) -> Result<Self> {
         let health = Arc::new(Health::default());
         let restored = Arc::new(Mutex::new(HashMap::new()));
         let props = consumer_config(&shared.config, &shared.name, shard);
@@ -247,7 +254,10 @@ impl<T: Data> KafkaPartitions<T> {
         };
         let consumer = props
             .create_with_context(context)
-            .map_err(|e| format!("cannot create the Kafka consumer: {e}"));
+            .map_err(|source| Error::Client {
+                brokers: shared.config.brokers.clone(),
+                source: Box::new(source),
+            })?;
         let pending = match shared.config.assignment {
             Assignment::Static { .. } => Some(
                 (0..shared.plan.partitions.len())
@@ -257,7 +267,7 @@ impl<T: Data> KafkaPartitions<T> {
             ),
             Assignment::Group(_) => None,
         };
-        KafkaPartitions {
+        Ok(KafkaPartitions {
             shared,
             shard,
             checkpointing,
@@ -269,11 +279,7 @@ impl<T: Data> KafkaPartitions<T> {
             restored_static: false,
             uncommitted: None,
             last: 0,
-        }
-    }
-
-    fn consumer(&self) -> std::result::Result<&BaseConsumer<SourceContext>, Failure> {
-        self.consumer.as_ref().map_err(|e| Failure::new(e.clone()))
+        })
     }
 
     fn failure(&self, what: &str, e: KafkaError) -> Failure {
@@ -312,7 +318,7 @@ impl<T: Data> KafkaPartitions<T> {
                 start,
             });
         }
-        self.consumer()?
+        self.consumer
             .assign(&tpl)
             .map_err(|e| self.failure("cannot assign the partitions", e))?;
         Ok(())
@@ -321,14 +327,10 @@ impl<T: Data> KafkaPartitions<T> {
     /// Group mode: applies what rebalances did to this member's partitions, and reports
     /// the offsets the group acknowledged since the last call.
     fn apply_rebalances(&mut self, out: &mut SourceOutput<Item<T>>) -> OpResult {
-        let consumer = self
-            .consumer
-            .as_ref()
-            .map_err(|e| Failure::new(e.clone()))?;
-        if apply_rebalances(consumer, &mut self.owned, out) {
+        if apply_rebalances(&self.consumer, &mut self.owned, out) {
             self.last = 0;
         }
-        report_committed(consumer, out);
+        report_committed(&self.consumer, out);
         Ok(())
     }
 
@@ -345,10 +347,7 @@ impl<T: Data> KafkaPartitions<T> {
         let group = matches!(self.shared.config.assignment, Assignment::Group(_));
         let of = self.shared.plan.partitions.len() as u32;
         let mut finished = Vec::new();
-        let consumer = self
-            .consumer
-            .as_ref()
-            .map_err(|e| Failure::new(e.clone()))?;
+        let consumer = &self.consumer;
         for o in &mut self.owned {
             // The consumer's position passes transaction markers (no records): a topic
             // written with transactions often ends with one.
@@ -385,7 +384,7 @@ impl<T: Data> KafkaPartitions<T> {
         let p = &self.shared.plan.partitions[split];
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&p.topic, p.partition);
-        self.consumer()?
+        self.consumer
             .pause(&tpl)
             .map_err(|e| self.failure("cannot pause a finished partition", e))
     }
@@ -402,7 +401,7 @@ impl<T: Data> KafkaPartitions<T> {
         }
         // Asynchronous: the shard does not wait; a commit lost in a crash only means that
         // the group's offsets lag one checkpoint more.
-        self.consumer()?
+        self.consumer
             .commit(&tpl, CommitMode::Async)
             .map_err(|e| self.failure("cannot commit offsets", e))
     }
@@ -433,7 +432,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
     ) -> std::result::Result<SourceStatus, Failure> {
         let group = matches!(self.shared.config.assignment, Assignment::Group(_));
         if group {
-            if self.consumer.is_ok() && self.owned.is_empty() && self.pending.is_none() {
+            if self.owned.is_empty() && self.pending.is_none() {
                 // First poll: join the group.
                 let topics: Vec<&str> = self
                     .shared
@@ -442,7 +441,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                     .iter()
                     .map(String::as_str)
                     .collect();
-                self.consumer()?
+                self.consumer
                     .subscribe(&topics)
                     .map_err(|e| self.failure("cannot subscribe", e))?;
                 self.pending = Some(Vec::new());
@@ -455,10 +454,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
         let now = Instant::now();
         let bounded = self.shared.plan.end.is_some();
         while emitted < max {
-            let consumer = self
-                .consumer
-                .as_ref()
-                .map_err(|e| Failure::new(e.clone()))?;
+            let consumer = &self.consumer;
             let message = match consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(m)) => m,
@@ -556,7 +552,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
         if group {
             self.apply_rebalances(out)?;
         } else {
-            report_committed(self.consumer()?, out);
+            report_committed(&self.consumer, out);
         }
         let c = &self.shared.config;
         let combined = combine(
@@ -782,13 +778,16 @@ where
         bad: bad.clone(),
         group_end,
     });
-    let items = df.source(name, move |shard| {
+    // A consumer that cannot be created (e.g. properties that conflict with the source's
+    // defaults) fails the job's start, naming the source and the shard.
+    let items = df.try_source(name, move |shard| {
         KafkaPartitions::new(
             shared.clone(),
             shard.index,
             shard.shards,
             shard.checkpoint().is_some(),
         )
+        .map_err(Failure::from_error)
     });
     Ok(SourceItems {
         items,
