@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rill_runtime::checkpoint::SplitPosition;
 use rill_runtime::{
@@ -43,8 +44,10 @@ use crate::health::{Health, STATS_INTERVAL_MS};
 use crate::plan::{client_config, plan, Plan};
 use crate::watermark::{combine, Combined, PartitionClock};
 
+mod fetch;
 mod group;
 
+use fetch::FetchQueue;
 use group::{apply_rebalances, report_committed, GroupEnd, SourceContext};
 
 /// A record as the decoder sees it.
@@ -154,6 +157,9 @@ pub struct KafkaPartitions<T> {
     /// Whether the job takes checkpoints (else a group member commits a partition's end
     /// offset as soon as it reaches it, in bounded mode).
     checkpointing: bool,
+    /// Static assignment: the queue the partitions' records are read from in batches
+    /// (declared before the consumer: it is dropped first).
+    fetch: Option<FetchQueue>,
     consumer: BaseConsumer<SourceContext>,
     health: Arc<Health>,
     restored: Arc<Mutex<HashMap<usize, i64>>>,
@@ -167,6 +173,9 @@ pub struct KafkaPartitions<T> {
     uncommitted: Option<Vec<SplitPosition>>,
     /// The index into `owned` of the last record's partition (records come in runs).
     last: usize,
+    /// The topic handle and partition of `last` for records read in batches (a handle is
+    /// compared, never dereferenced; null: none yet).
+    last_handle: (*const rdkafka::bindings::rd_kafka_topic_t, i32),
 }
 
 impl<T> std::fmt::Debug for KafkaPartitions<T> {
@@ -271,6 +280,7 @@ impl<T: Data> KafkaPartitions<T> {
             shared,
             shard,
             checkpointing,
+            fetch: None,
             consumer,
             health,
             restored,
@@ -279,6 +289,7 @@ impl<T: Data> KafkaPartitions<T> {
             restored_static: false,
             uncommitted: None,
             last: 0,
+            last_handle: (std::ptr::null(), -1),
         })
     }
 
@@ -321,6 +332,17 @@ impl<T: Data> KafkaPartitions<T> {
         self.consumer
             .assign(&tpl)
             .map_err(|e| self.failure("cannot assign the partitions", e))?;
+        // Read the partitions' records in batches (see `fetch`); a partition librdkafka
+        // does not forward stays on the consumer's queue, read by `poll`.
+        if self.fetch.is_none() {
+            self.fetch = FetchQueue::new(&self.consumer);
+        }
+        if let Some(fetch) = &self.fetch {
+            for o in &self.owned {
+                let p = &self.shared.plan.partitions[o.split];
+                fetch.forward(&self.consumer, &p.topic, p.partition);
+            }
+        }
         Ok(())
     }
 
@@ -339,8 +361,10 @@ impl<T: Data> KafkaPartitions<T> {
     /// offset seen at the start. (Finishing at the consumer's end rather than exactly at
     /// the start's end offset also copes with brokers whose offset lookup reports less
     /// than the partition holds, as tansu 0.6 does for the last batch; Apache Kafka's is
-    /// exact.)
-    fn finish_at_eof(&mut self, partition: i32) -> OpResult {
+    /// exact.) `at`: the topic and offset of the end, if the event said them (read in a
+    /// batch, where the consumer's position is one past it); else the consumer's position
+    /// is asked.
+    fn finish_at_eof(&mut self, partition: i32, at: Option<(&str, i64)>) -> OpResult {
         let Some(ends) = self.shared.plan.end.clone() else {
             return Ok(());
         };
@@ -353,7 +377,11 @@ impl<T: Data> KafkaPartitions<T> {
             // written with transactions often ends with one.
             let id = &self.shared.plan.partitions[o.split];
             if id.partition == partition {
-                if let Some(p) = crate::admin::position_of(consumer, &id.topic, partition) {
+                let position = match at {
+                    Some((topic, offset)) => (topic == id.topic).then_some(offset),
+                    None => crate::admin::position_of(consumer, &id.topic, partition),
+                };
+                if let Some(p) = position {
                     o.next = Some(o.next.map_or(p, |n| n.max(p)));
                 }
             }
@@ -406,6 +434,80 @@ impl<T: Data> KafkaPartitions<T> {
             .map_err(|e| self.failure("cannot commit offsets", e))
     }
 
+    /// Static assignment: reads records from the fetch queue in batches until `max` are
+    /// emitted or it is empty, or a fetch error came; returns how many were emitted.
+    fn read_batches(
+        &mut self,
+        fetch: &mut FetchQueue,
+        max: usize,
+        now: Instant,
+        out: &mut SourceOutput<Item<T>>,
+    ) -> std::result::Result<usize, Failure> {
+        let mut emitted = 0;
+        let mut fetch_error = false;
+        while emitted < max && !fetch_error {
+            let batch = fetch.take((max - emitted).min(FETCH_BATCH));
+            if batch.len() == 0 {
+                break;
+            }
+            let mut records = false;
+            for i in 0..batch.len() {
+                let m = batch.get(i);
+                match m.err() {
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {}
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
+                        // The event's offset: the consumer's position is one past it
+                        // after a batch (see `fetch`).
+                        self.finish_at_eof(m.partition(), Some((m.topic(), m.offset())))?;
+                        continue;
+                    }
+                    code => {
+                        // As from `poll`: fetch errors are transient (librdkafka
+                        // retries), transport errors count towards the broker timeout.
+                        // The rest of the batch is still taken (it is consumed).
+                        let e = KafkaError::MessageConsumption(code.into());
+                        self.health.error(&e, "while fetching");
+                        fetch_error = true;
+                        continue;
+                    }
+                }
+                records = true;
+                let key = (m.topic_handle(), m.partition());
+                if key != self.last_handle || self.last >= self.owned.len() {
+                    let topic = m.topic();
+                    let plan = &self.shared.plan;
+                    let found = self.owned.iter().position(|o| {
+                        let p = &plan.partitions[o.split];
+                        p.partition == key.1 && p.topic == topic
+                    });
+                    match found {
+                        Some(j) => {
+                            self.last = j;
+                            self.last_handle = key;
+                        }
+                        None => continue, // not one of this shard's partitions
+                    }
+                }
+                let owned = &mut self.owned[self.last];
+                let record = KafkaRecord {
+                    topic: &self.shared.plan.partitions[owned.split].topic,
+                    partition: key.1,
+                    offset: m.offset(),
+                    timestamp: m.timestamp(),
+                    key: m.key(),
+                    payload: m.payload(),
+                };
+                if deliver(&self.shared, owned, &record, now, out) {
+                    emitted += 1;
+                }
+            }
+            if records {
+                self.health.up();
+            }
+        }
+        Ok(emitted)
+    }
+
     fn check_brokers(&self) -> OpResult {
         if let Some((down, why)) = self.health.down_for() {
             let limit = self.shared.config.broker_timeout;
@@ -453,13 +555,19 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
         let mut emitted = 0;
         let now = Instant::now();
         let bounded = self.shared.plan.end.is_some();
+        // Whether the consumer's queue was emptied (statistics, errors, rebalances, and
+        // records of partitions not forwarded to the fetch queue).
+        let mut drained = false;
         while emitted < max {
             let consumer = &self.consumer;
             let message = match consumer.poll(Duration::ZERO) {
-                None => break,
+                None => {
+                    drained = true;
+                    break;
+                }
                 Some(Ok(m)) => m,
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    self.finish_at_eof(partition)?;
+                    self.finish_at_eof(partition, None)?;
                     continue;
                 }
                 Some(Err(e)) => {
@@ -495,22 +603,6 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                     None => continue, // a partition revoked since it was fetched
                 }
             }
-            let owned = &mut self.owned[self.last];
-            if owned.clock.is_finished() {
-                continue;
-            }
-            owned.next = Some(offset + 1);
-            let split = owned.split as u32;
-            if let Some(t) = owned.skip_before {
-                if message.timestamp().to_millis().is_some_and(|ts| ts < t) {
-                    out.give(Item::Skipped {
-                        split,
-                        next: offset + 1,
-                    });
-                    continue;
-                }
-                owned.skip_before = None;
-            }
             let record = KafkaRecord {
                 topic,
                 partition,
@@ -519,35 +611,18 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                 key: message.key(),
                 payload: message.payload(),
             };
-            match (self.shared.decode)(&record) {
-                Ok(value) => {
-                    let time = match &self.shared.config.event_time {
-                        EventTime::RecordTimestamp => record.timestamp.unwrap_or(Timestamp::MIN),
-                        EventTime::Extract(f) => f(&value),
-                    };
-                    owned.clock.observe(time, now);
-                    out.give(Item::Record {
-                        split,
-                        offset,
-                        value,
-                    });
-                }
-                Err(error) => {
-                    self.shared.bad.fetch_add(1, Ordering::Relaxed);
-                    owned.clock.observe(Timestamp::MIN, now);
-                    out.give(Item::Bad {
-                        split,
-                        record: BadRecord {
-                            topic: topic.to_string(),
-                            partition,
-                            offset,
-                            payload: record.payload.unwrap_or_default().to_vec(),
-                            error,
-                        },
-                    });
-                }
+            if deliver(&self.shared, &mut self.owned[self.last], &record, now, out) {
+                emitted += 1;
             }
-            emitted += 1;
+        }
+        // Only once the consumer's queue is empty (records that reached it before their
+        // partition was forwarded come first), the fetch queue.
+        if drained && emitted < max {
+            if let Some(mut fetch) = self.fetch.take() {
+                let read = self.read_batches(&mut fetch, max - emitted, now, out);
+                self.fetch = Some(fetch);
+                emitted += read?;
+            }
         }
         if group {
             self.apply_rebalances(out)?;
@@ -661,6 +736,65 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
         // Offsets: far more than one poll reads.
         1 << 16
     }
+}
+
+/// The most messages one batch takes from the fetch queue.
+const FETCH_BATCH: usize = 4096;
+
+/// Hands `record` of partition `owned` to `out`, decoded or as a bad record, or skips it
+/// (its partition finished; before the start time): whether it was emitted.
+fn deliver<T: Data>(
+    shared: &Shared<T>,
+    owned: &mut Owned,
+    record: &KafkaRecord<'_>,
+    now: Instant,
+    out: &mut SourceOutput<Item<T>>,
+) -> bool {
+    if owned.clock.is_finished() {
+        return false;
+    }
+    let offset = record.offset;
+    owned.next = Some(offset + 1);
+    let split = owned.split as u32;
+    if let Some(t) = owned.skip_before {
+        if record.timestamp.is_some_and(|ts| ts < t) {
+            out.give(Item::Skipped {
+                split,
+                next: offset + 1,
+            });
+            return false;
+        }
+        owned.skip_before = None;
+    }
+    match (shared.decode)(record) {
+        Ok(value) => {
+            let time = match &shared.config.event_time {
+                EventTime::RecordTimestamp => record.timestamp.unwrap_or(Timestamp::MIN),
+                EventTime::Extract(f) => f(&value),
+            };
+            owned.clock.observe(time, now);
+            out.give(Item::Record {
+                split,
+                offset,
+                value,
+            });
+        }
+        Err(error) => {
+            shared.bad.fetch_add(1, Ordering::Relaxed);
+            owned.clock.observe(Timestamp::MIN, now);
+            out.give(Item::Bad {
+                split,
+                record: BadRecord {
+                    topic: record.topic.to_string(),
+                    partition: record.partition,
+                    offset,
+                    payload: record.payload.unwrap_or_default().to_vec(),
+                    error,
+                },
+            });
+        }
+    }
+    true
 }
 
 /// Splits decoded records from bad ones.
