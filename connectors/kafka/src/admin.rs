@@ -154,13 +154,12 @@ impl TopicWriter {
             payload,
             self.timeout,
         )
-        .map_err(|reason| Error::topic(&self.brokers, &self.topic, reason))
+        .map_err(|e| Error::write(&self.brokers, &self.topic, e))
     }
 
     /// Waits until the broker acknowledged every record queued.
     pub fn flush(&self) -> Result<()> {
-        flush(&self.producer, self.timeout)
-            .map_err(|reason| Error::topic(&self.brokers, &self.topic, reason))
+        flush(&self.producer, self.timeout).map_err(|e| Error::write(&self.brokers, &self.topic, e))
     }
 }
 

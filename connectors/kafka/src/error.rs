@@ -8,7 +8,7 @@ pub enum Error {
     #[error("invalid Kafka configuration: {0}")]
     Config(String),
     /// librdkafka refused to create a client with these properties.
-    #[error("cannot create a Kafka client for {brokers}")]
+    #[error("cannot create a Kafka client for {brokers}: {source}")]
     Client {
         /// The bootstrap brokers.
         brokers: String,
@@ -35,7 +35,7 @@ pub enum Error {
         /// The topic.
         topic: String,
     },
-    /// Creating, writing or reading a topic outside a job failed.
+    /// Creating or reading a topic outside a job failed.
     #[error("Kafka at {brokers}, topic {topic:?}: {reason}")]
     Topic {
         /// The bootstrap brokers.
@@ -44,6 +44,67 @@ pub enum Error {
         topic: String,
         /// The broker's answer.
         reason: String,
+    },
+    /// Writing to `topic` outside a sink (a [`crate::TopicWriter`] or a
+    /// [`crate::TransactionalProducer`]) failed.
+    #[error("Kafka at {brokers}, topic {topic:?}: {source}")]
+    Write {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// The topic.
+        topic: String,
+        /// What failed: [`Error::Send`], [`Error::QueueFull`], [`Error::Refused`] or
+        /// [`Error::Unacknowledged`].
+        #[source]
+        source: Box<Error>,
+    },
+    /// librdkafka did not take a record (other than for a full queue).
+    #[error("cannot send a record: {source}")]
+    Send {
+        /// librdkafka's error.
+        #[source]
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// librdkafka's producer queue stayed full for longer than the timeout.
+    #[error(
+        "the producer's queue stayed full for {:.1} s: the brokers do not take records ({})",
+        waited.as_secs_f64(),
+        unreachable.as_deref().unwrap_or("no transport error")
+    )]
+    QueueFull {
+        /// How long the queue stayed full.
+        waited: std::time::Duration,
+        /// The last transport error, if the brokers are unreachable.
+        unreachable: Option<String>,
+    },
+    /// The broker refused records (their deliveries failed).
+    #[error("the broker refused {count} records, the first: {first}")]
+    Refused {
+        /// How many.
+        count: u64,
+        /// The first refusal: `topic/partition: error`.
+        first: String,
+    },
+    /// Records sent were not acknowledged in time.
+    #[error(
+        "{in_flight} records not acknowledged within {:.1} s{}{}",
+        timeout.as_secs_f64(),
+        unreachable.as_ref().map_or_else(String::new, |(d, w)| format!(
+            "; brokers unreachable for {:.1} s: {w}",
+            d.as_secs_f64()
+        )),
+        source.as_ref().map_or_else(String::new, |e| format!(" ({e})"))
+    )]
+    Unacknowledged {
+        /// The records in flight.
+        in_flight: i32,
+        /// How long the wait was.
+        timeout: std::time::Duration,
+        /// For how long the brokers have been unreachable, and the last transport error.
+        unreachable: Option<(std::time::Duration, String)>,
+        /// librdkafka's error of the flush, if it returned one.
+        #[source]
+        source: Option<Box<rdkafka::error::KafkaError>>,
     },
     /// A partition-state file could not be read, written or removed.
     #[error("partition state: could not {action} {}", path.display())]
@@ -83,12 +144,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// [`Error::Topic`]: writing or reading `topic` at `brokers` failed for `reason`.
-    pub(crate) fn topic(brokers: &str, topic: &str, reason: String) -> Error {
-        Error::Topic {
+    /// [`Error::Write`]: writing to `topic` at `brokers` failed with `source`.
+    pub(crate) fn write(brokers: &str, topic: &str, source: Error) -> Error {
+        Error::Write {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
-            reason,
+            source: Box::new(source),
         }
     }
 }

@@ -106,7 +106,7 @@ pub(crate) fn send(
     timestamp: Option<i64>,
     payload: &[u8],
     timeout: Duration,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
     send_tagged(producer, topic, partition, timestamp, payload, timeout, 0)
 }
 
@@ -119,7 +119,7 @@ pub(crate) fn send_tagged(
     payload: &[u8],
     timeout: Duration,
     tag: usize,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
     let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, tag).payload(payload);
     record.partition = partition;
     record.timestamp = timestamp;
@@ -135,7 +135,11 @@ pub(crate) fn send_tagged(
                 }
                 producer.poll(Duration::from_millis(10));
             }
-            Err((e, _)) => return Err(format!("cannot send to {topic}: {e}")),
+            Err((e, _)) => {
+                return Err(Error::Send {
+                    source: Box::new(e),
+                })
+            }
         }
     }
 }
@@ -148,12 +152,14 @@ pub(crate) fn try_send(
     topic: &str,
     payload: &[u8],
     tag: usize,
-) -> std::result::Result<bool, String> {
+) -> Result<bool> {
     let record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, tag).payload(payload);
     match producer.send(record) {
         Ok(()) => Ok(true),
         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Ok(false),
-        Err((e, _)) => Err(format!("cannot send to {topic}: {e}")),
+        Err((e, _)) => Err(Error::Send {
+            source: Box::new(e),
+        }),
     }
 }
 
@@ -161,66 +167,52 @@ pub(crate) fn try_send(
 pub(crate) fn queue_full_error(
     producer: &BaseProducer<DeliveryContext>,
     timeout: Duration,
-) -> String {
-    format!(
-        "the producer's queue stayed full for {:.1} s: the brokers do not take records ({})",
-        timeout.as_secs_f64(),
-        producer
-            .context()
-            .health
-            .down_for()
-            .map_or_else(|| "no transport error".to_string(), |(_, w)| w)
-    )
+) -> Error {
+    Error::QueueFull {
+        waited: timeout,
+        unreachable: producer.context().health.down_for().map(|(_, w)| w),
+    }
 }
 
 /// A refused record, if the broker refused one.
-pub(crate) fn refused(producer: &BaseProducer<DeliveryContext>) -> Option<String> {
+pub(crate) fn refused(producer: &BaseProducer<DeliveryContext>) -> Option<Error> {
     let ctx = producer.context();
-    let failed = ctx.failed.load(Ordering::Relaxed);
-    (failed > 0).then(|| {
+    let count = ctx.failed.load(Ordering::Relaxed);
+    (count > 0).then(|| {
         let first = ctx.first_failure.lock().unwrap_or_else(|e| e.into_inner());
-        format!(
-            "the broker refused {failed} records, the first: {}",
-            first.as_deref().unwrap_or("?")
-        )
+        Error::Refused {
+            count,
+            first: first.clone().unwrap_or_else(|| "?".to_string()),
+        }
     })
 }
 
-/// The error for records not acknowledged within `timeout`.
+/// The error for records not acknowledged within `timeout` (`source`: the flush's error).
 pub(crate) fn unacknowledged_error(
     producer: &BaseProducer<DeliveryContext>,
     timeout: Duration,
-) -> String {
-    format!(
-        "{} records not acknowledged within {:.1} s{}",
-        producer.in_flight_count(),
-        timeout.as_secs_f64(),
-        producer
-            .context()
-            .health
-            .down_for()
-            .map_or_else(String::new, |(d, w)| format!(
-                "; brokers unreachable for {:.1} s: {w}",
-                d.as_secs_f64()
-            ))
-    )
+    source: Option<KafkaError>,
+) -> Error {
+    Error::Unacknowledged {
+        in_flight: producer.in_flight_count(),
+        timeout,
+        unreachable: producer.context().health.down_for(),
+        source: source.map(Box::new),
+    }
 }
 
 /// Waits until every record sent was acknowledged; an error if one was refused or the
 /// wait passed `timeout`.
-pub(crate) fn flush(
-    producer: &BaseProducer<DeliveryContext>,
-    timeout: Duration,
-) -> std::result::Result<(), String> {
+pub(crate) fn flush(producer: &BaseProducer<DeliveryContext>, timeout: Duration) -> Result<()> {
     producer
         .flush(timeout)
-        .map_err(|e| format!("{} ({e})", unacknowledged_error(producer, timeout)))?;
+        .map_err(|e| unacknowledged_error(producer, timeout, Some(e)))?;
     refused(producer).map_or(Ok(()), Err)
 }
 
 /// A failure of Kafka sink `name` writing to `topic`.
-fn sink_failure(name: &str, topic: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::new(format!("Kafka sink {name} ({topic}): {e}"))
+fn sink_failure(name: &str, topic: &str, e: Error) -> Failure {
+    Failure::caused_by(format!("Kafka sink {name} ({topic})"), e)
 }
 
 pub(crate) type EncodeFn<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
@@ -254,7 +246,7 @@ pub struct KafkaSink<T> {
     name: String,
     shard: u32,
     config: Arc<KafkaSinkConfig>,
-    producer: std::result::Result<BaseProducer<DeliveryContext>, String>,
+    producer: BaseProducer<DeliveryContext>,
     encode: EncodeFn<T>,
     buffer: Vec<u8>,
     /// Epochs with records not handed over or in flight, oldest first; the last is the
@@ -277,11 +269,7 @@ impl<T> std::fmt::Debug for KafkaSink<T> {
 }
 
 impl<T> KafkaSink<T> {
-    fn producer(&self) -> std::result::Result<&BaseProducer<DeliveryContext>, Failure> {
-        self.producer.as_ref().map_err(|e| Failure::new(e.clone()))
-    }
-
-    fn fail(&self, e: impl std::fmt::Display) -> Failure {
+    fn fail(&self, e: Error) -> Failure {
         sink_failure(&self.name, &self.config.topic, e)
     }
 
@@ -302,10 +290,7 @@ impl<T> KafkaSink<T> {
     /// (never waits: what does not fit waits for the next call). Fails once the queue
     /// stayed full for longer than the flush timeout.
     fn hand_over(&mut self) -> OpResult {
-        let producer = self
-            .producer
-            .as_ref()
-            .map_err(|e| Failure::new(e.clone()))?;
+        let producer = &self.producer;
         for epoch in &mut self.unconfirmed {
             while epoch.handed < epoch.framed.len() {
                 let (record, next) = framed_at(&epoch.framed, epoch.handed)?;
@@ -344,7 +329,7 @@ impl<T> KafkaSink<T> {
     /// Serves delivery reports, fails on a refused record, and forgets the epochs whose
     /// records were all acknowledged.
     fn confirm(&mut self) -> OpResult {
-        let producer = self.producer()?;
+        let producer = &self.producer;
         producer.poll(Duration::ZERO);
         if let Some(e) = refused(producer) {
             return Err(self.fail(e));
@@ -425,9 +410,14 @@ impl<T> Sink<T> for KafkaSink<T> {
         if let Some(at) = self.ended_at {
             let timeout = self.config.flush_timeout;
             if at.elapsed() > timeout && self.unconfirmed.iter().any(|e| !e.done()) {
-                let producer = self.producer()?;
-                let e = unacknowledged_error(producer, timeout);
-                return Err(self.fail(format!("at the end of the input: {e}")));
+                let e = unacknowledged_error(&self.producer, timeout, None);
+                return Err(Failure::caused_by(
+                    format!(
+                        "Kafka sink {} ({}): at the end of the input",
+                        self.name, self.config.topic
+                    ),
+                    e,
+                ));
             }
         }
         Ok(())
@@ -473,18 +463,22 @@ where
         });
         return Ok(());
     }
-    stream.sink(name, move |shard| KafkaSink {
-        name: sink_name.clone(),
-        shard: shard.index as u32,
-        unconfirmed: VecDeque::new(),
-        next_tag: 0,
-        full_since: None,
-        ended_at: None,
-        producer: producer(&config.brokers, &config.properties, config.flush_timeout)
-            .map_err(|e| format!("shard {}: {e}", shard.index)),
-        config: config.clone(),
-        encode: encode.clone(),
-        buffer: Vec::new(),
+    // A producer that cannot be created fails the job's start (naming the sink and the
+    // shard).
+    stream.try_sink(name, move |shard| {
+        Ok(KafkaSink {
+            name: sink_name.clone(),
+            shard: shard.index as u32,
+            unconfirmed: VecDeque::new(),
+            next_tag: 0,
+            full_since: None,
+            ended_at: None,
+            producer: producer(&config.brokers, &config.properties, config.flush_timeout)
+                .map_err(Failure::from_error)?,
+            config: config.clone(),
+            encode: encode.clone(),
+            buffer: Vec::new(),
+        })
     });
     Ok(())
 }

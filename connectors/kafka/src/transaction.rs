@@ -128,13 +128,13 @@ impl TransactionalProducer {
             payload,
             self.timeout,
         )
-        .map_err(|reason| Error::topic(&self.brokers, &self.topic, reason))
+        .map_err(|e| Error::write(&self.brokers, &self.topic, e))
     }
 
     /// Waits until the broker acknowledged every record sent.
     pub fn flush(&self) -> Result<()> {
         crate::sink::flush(&self.producer, self.timeout)
-            .map_err(|reason| Error::topic(&self.brokers, &self.topic, reason))
+            .map_err(|e| Error::write(&self.brokers, &self.topic, e))
     }
 
     /// The marker of the last committed transaction; `None` if none committed one.

@@ -99,6 +99,54 @@ fn an_unknown_topic_or_bad_brokers_are_refused_before_the_job_starts() {
     assert!(e.to_string().contains("host:port"), "{e}");
 }
 
+#[test]
+fn a_client_librdkafka_refuses_fails_before_the_job_or_at_its_start() {
+    let broker = TestBroker::shared();
+    let b = broker.brokers();
+    fill(&b, "bad-client", 2, 10, &[]);
+    // A property librdkafka does not know: refused when the source asks for the
+    // partitions, before the job.
+    let mut df = Dataflow::new();
+    let config =
+        KafkaSourceConfig::new(b.clone(), &["bad-client"]).property("no.such.property", "1");
+    let e = kafka_source(&mut df, "s", config, parse).unwrap_err();
+    assert!(
+        matches!(e, rill_kafka::Error::Client { .. }) && e.to_string().contains("no.such.property"),
+        "{e}"
+    );
+    // Properties that conflict only with the source's consumer defaults (the group
+    // protocol of KIP-848 refuses the session timeout the source sets for a group): the
+    // consumers cannot be created, and the job fails at its start, naming the source.
+    let mut df = Dataflow::new();
+    let config = KafkaSourceConfig::new(b.clone(), &["bad-client"])
+        .group("bad-client-group")
+        .property("group.protocol", "consumer");
+    let source = kafka_source(&mut df, "conflicting", config, parse).unwrap();
+    source.records.discard("out");
+    let e = Runtime::new(two_shards()).unwrap().run(df).unwrap_err();
+    let rill_runtime::Error::OperatorBuild {
+        operator,
+        message,
+        cause: Some(cause),
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(operator, "conflicting");
+    assert!(
+        message.contains("cannot create a Kafka client") && message.contains("session.timeout.ms"),
+        "{e}"
+    );
+    assert!(
+        matches!(
+            cause.downcast_ref::<rill_kafka::Error>(),
+            Some(rill_kafka::Error::Client { .. })
+        ),
+        "{cause:?}"
+    );
+}
+
 /// A broker behind a proxy the test can cut: returns (broker, proxy, bootstrap).
 fn broker_behind_proxy() -> (TestBroker, Proxy, String) {
     let port = free_port();

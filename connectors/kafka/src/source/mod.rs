@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rill_runtime::checkpoint::SplitPosition;
 use rill_runtime::{
@@ -38,13 +39,15 @@ use rill_runtime::{
 };
 
 use crate::config::{Assignment, EventTime, KafkaSourceConfig, StartFrom};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::health::{Health, STATS_INTERVAL_MS};
 use crate::plan::{client_config, plan, Plan};
 use crate::watermark::{combine, Combined, PartitionClock};
 
+mod fetch;
 mod group;
 
+use fetch::FetchQueue;
 use group::{apply_rebalances, report_committed, GroupEnd, SourceContext};
 
 /// A record as the decoder sees it.
@@ -154,7 +157,10 @@ pub struct KafkaPartitions<T> {
     /// Whether the job takes checkpoints (else a group member commits a partition's end
     /// offset as soon as it reaches it, in bounded mode).
     checkpointing: bool,
-    consumer: std::result::Result<BaseConsumer<SourceContext>, String>,
+    /// Static assignment: the queue the partitions' records are read from in batches
+    /// (declared before the consumer: it is dropped first).
+    fetch: Option<FetchQueue>,
+    consumer: BaseConsumer<SourceContext>,
     health: Arc<Health>,
     restored: Arc<Mutex<HashMap<usize, i64>>>,
     owned: Vec<Owned>,
@@ -167,6 +173,9 @@ pub struct KafkaPartitions<T> {
     uncommitted: Option<Vec<SplitPosition>>,
     /// The index into `owned` of the last record's partition (records come in runs).
     last: usize,
+    /// The topic handle and partition of `last` for records read in batches (a handle is
+    /// compared, never dereferenced; null: none yet).
+    last_handle: (*const rdkafka::bindings::rd_kafka_topic_t, i32),
 }
 
 impl<T> std::fmt::Debug for KafkaPartitions<T> {
@@ -233,7 +242,14 @@ fn consumer_config<T>(c: &KafkaSourceConfig<T>, name: &str, shard: usize) -> Cli
 }
 
 impl<T: Data> KafkaPartitions<T> {
-    fn new(shared: Arc<Shared<T>>, shard: usize, shards: usize, checkpointing: bool) -> Self {
+    /// Shard `shard`'s instance, with its consumer (an error if librdkafka refuses to
+    /// create it).
+    fn new(
+        shared: Arc<Shared<T>>,
+        shard: usize,
+        shards: usize,
+        checkpointing: bool,
+    ) -> Result<Self> {
         let health = Arc::new(Health::default());
         let restored = Arc::new(Mutex::new(HashMap::new()));
         let props = consumer_config(&shared.config, &shared.name, shard);
@@ -247,7 +263,10 @@ impl<T: Data> KafkaPartitions<T> {
         };
         let consumer = props
             .create_with_context(context)
-            .map_err(|e| format!("cannot create the Kafka consumer: {e}"));
+            .map_err(|source| Error::Client {
+                brokers: shared.config.brokers.clone(),
+                source: Box::new(source),
+            })?;
         let pending = match shared.config.assignment {
             Assignment::Static { .. } => Some(
                 (0..shared.plan.partitions.len())
@@ -257,10 +276,11 @@ impl<T: Data> KafkaPartitions<T> {
             ),
             Assignment::Group(_) => None,
         };
-        KafkaPartitions {
+        Ok(KafkaPartitions {
             shared,
             shard,
             checkpointing,
+            fetch: None,
             consumer,
             health,
             restored,
@@ -269,11 +289,8 @@ impl<T: Data> KafkaPartitions<T> {
             restored_static: false,
             uncommitted: None,
             last: 0,
-        }
-    }
-
-    fn consumer(&self) -> std::result::Result<&BaseConsumer<SourceContext>, Failure> {
-        self.consumer.as_ref().map_err(|e| Failure::new(e.clone()))
+            last_handle: (std::ptr::null(), -1),
+        })
     }
 
     fn failure(&self, what: &str, e: KafkaError) -> Failure {
@@ -312,23 +329,30 @@ impl<T: Data> KafkaPartitions<T> {
                 start,
             });
         }
-        self.consumer()?
+        self.consumer
             .assign(&tpl)
             .map_err(|e| self.failure("cannot assign the partitions", e))?;
+        // Read the partitions' records in batches (see `fetch`); a partition librdkafka
+        // does not forward stays on the consumer's queue, read by `poll`.
+        if self.fetch.is_none() {
+            self.fetch = FetchQueue::new(&self.consumer);
+        }
+        if let Some(fetch) = &self.fetch {
+            for o in &self.owned {
+                let p = &self.shared.plan.partitions[o.split];
+                fetch.forward(&self.consumer, &p.topic, p.partition);
+            }
+        }
         Ok(())
     }
 
     /// Group mode: applies what rebalances did to this member's partitions, and reports
     /// the offsets the group acknowledged since the last call.
     fn apply_rebalances(&mut self, out: &mut SourceOutput<Item<T>>) -> OpResult {
-        let consumer = self
-            .consumer
-            .as_ref()
-            .map_err(|e| Failure::new(e.clone()))?;
-        if apply_rebalances(consumer, &mut self.owned, out) {
+        if apply_rebalances(&self.consumer, &mut self.owned, out) {
             self.last = 0;
         }
-        report_committed(consumer, out);
+        report_committed(&self.consumer, out);
         Ok(())
     }
 
@@ -337,24 +361,27 @@ impl<T: Data> KafkaPartitions<T> {
     /// offset seen at the start. (Finishing at the consumer's end rather than exactly at
     /// the start's end offset also copes with brokers whose offset lookup reports less
     /// than the partition holds, as tansu 0.6 does for the last batch; Apache Kafka's is
-    /// exact.)
-    fn finish_at_eof(&mut self, partition: i32) -> OpResult {
+    /// exact.) `at`: the topic and offset of the end, if the event said them (read in a
+    /// batch, where the consumer's position is one past it); else the consumer's position
+    /// is asked.
+    fn finish_at_eof(&mut self, partition: i32, at: Option<(&str, i64)>) -> OpResult {
         let Some(ends) = self.shared.plan.end.clone() else {
             return Ok(());
         };
         let group = matches!(self.shared.config.assignment, Assignment::Group(_));
         let of = self.shared.plan.partitions.len() as u32;
         let mut finished = Vec::new();
-        let consumer = self
-            .consumer
-            .as_ref()
-            .map_err(|e| Failure::new(e.clone()))?;
+        let consumer = &self.consumer;
         for o in &mut self.owned {
             // The consumer's position passes transaction markers (no records): a topic
             // written with transactions often ends with one.
             let id = &self.shared.plan.partitions[o.split];
             if id.partition == partition {
-                if let Some(p) = crate::admin::position_of(consumer, &id.topic, partition) {
+                let position = match at {
+                    Some((topic, offset)) => (topic == id.topic).then_some(offset),
+                    None => crate::admin::position_of(consumer, &id.topic, partition),
+                };
+                if let Some(p) = position {
                     o.next = Some(o.next.map_or(p, |n| n.max(p)));
                 }
             }
@@ -385,7 +412,7 @@ impl<T: Data> KafkaPartitions<T> {
         let p = &self.shared.plan.partitions[split];
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&p.topic, p.partition);
-        self.consumer()?
+        self.consumer
             .pause(&tpl)
             .map_err(|e| self.failure("cannot pause a finished partition", e))
     }
@@ -402,9 +429,83 @@ impl<T: Data> KafkaPartitions<T> {
         }
         // Asynchronous: the shard does not wait; a commit lost in a crash only means that
         // the group's offsets lag one checkpoint more.
-        self.consumer()?
+        self.consumer
             .commit(&tpl, CommitMode::Async)
             .map_err(|e| self.failure("cannot commit offsets", e))
+    }
+
+    /// Static assignment: reads records from the fetch queue in batches until `max` are
+    /// emitted or it is empty, or a fetch error came; returns how many were emitted.
+    fn read_batches(
+        &mut self,
+        fetch: &mut FetchQueue,
+        max: usize,
+        now: Instant,
+        out: &mut SourceOutput<Item<T>>,
+    ) -> std::result::Result<usize, Failure> {
+        let mut emitted = 0;
+        let mut fetch_error = false;
+        while emitted < max && !fetch_error {
+            let batch = fetch.take((max - emitted).min(FETCH_BATCH));
+            if batch.len() == 0 {
+                break;
+            }
+            let mut records = false;
+            for i in 0..batch.len() {
+                let m = batch.get(i);
+                match m.err() {
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {}
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
+                        // The event's offset: the consumer's position is one past it
+                        // after a batch (see `fetch`).
+                        self.finish_at_eof(m.partition(), Some((m.topic(), m.offset())))?;
+                        continue;
+                    }
+                    code => {
+                        // As from `poll`: fetch errors are transient (librdkafka
+                        // retries), transport errors count towards the broker timeout.
+                        // The rest of the batch is still taken (it is consumed).
+                        let e = KafkaError::MessageConsumption(code.into());
+                        self.health.error(&e, "while fetching");
+                        fetch_error = true;
+                        continue;
+                    }
+                }
+                records = true;
+                let key = (m.topic_handle(), m.partition());
+                if key != self.last_handle || self.last >= self.owned.len() {
+                    let topic = m.topic();
+                    let plan = &self.shared.plan;
+                    let found = self.owned.iter().position(|o| {
+                        let p = &plan.partitions[o.split];
+                        p.partition == key.1 && p.topic == topic
+                    });
+                    match found {
+                        Some(j) => {
+                            self.last = j;
+                            self.last_handle = key;
+                        }
+                        None => continue, // not one of this shard's partitions
+                    }
+                }
+                let owned = &mut self.owned[self.last];
+                let record = KafkaRecord {
+                    topic: &self.shared.plan.partitions[owned.split].topic,
+                    partition: key.1,
+                    offset: m.offset(),
+                    timestamp: m.timestamp(),
+                    key: m.key(),
+                    payload: m.payload(),
+                };
+                if deliver(&self.shared, owned, &record, now, out) {
+                    emitted += 1;
+                }
+            }
+            if records {
+                self.health.up();
+            }
+        }
+        Ok(emitted)
     }
 
     fn check_brokers(&self) -> OpResult {
@@ -433,7 +534,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
     ) -> std::result::Result<SourceStatus, Failure> {
         let group = matches!(self.shared.config.assignment, Assignment::Group(_));
         if group {
-            if self.consumer.is_ok() && self.owned.is_empty() && self.pending.is_none() {
+            if self.owned.is_empty() && self.pending.is_none() {
                 // First poll: join the group.
                 let topics: Vec<&str> = self
                     .shared
@@ -442,7 +543,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                     .iter()
                     .map(String::as_str)
                     .collect();
-                self.consumer()?
+                self.consumer
                     .subscribe(&topics)
                     .map_err(|e| self.failure("cannot subscribe", e))?;
                 self.pending = Some(Vec::new());
@@ -454,16 +555,19 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
         let mut emitted = 0;
         let now = Instant::now();
         let bounded = self.shared.plan.end.is_some();
+        // Whether the consumer's queue was emptied (statistics, errors, rebalances, and
+        // records of partitions not forwarded to the fetch queue).
+        let mut drained = false;
         while emitted < max {
-            let consumer = self
-                .consumer
-                .as_ref()
-                .map_err(|e| Failure::new(e.clone()))?;
+            let consumer = &self.consumer;
             let message = match consumer.poll(Duration::ZERO) {
-                None => break,
+                None => {
+                    drained = true;
+                    break;
+                }
                 Some(Ok(m)) => m,
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    self.finish_at_eof(partition)?;
+                    self.finish_at_eof(partition, None)?;
                     continue;
                 }
                 Some(Err(e)) => {
@@ -499,22 +603,6 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                     None => continue, // a partition revoked since it was fetched
                 }
             }
-            let owned = &mut self.owned[self.last];
-            if owned.clock.is_finished() {
-                continue;
-            }
-            owned.next = Some(offset + 1);
-            let split = owned.split as u32;
-            if let Some(t) = owned.skip_before {
-                if message.timestamp().to_millis().is_some_and(|ts| ts < t) {
-                    out.give(Item::Skipped {
-                        split,
-                        next: offset + 1,
-                    });
-                    continue;
-                }
-                owned.skip_before = None;
-            }
             let record = KafkaRecord {
                 topic,
                 partition,
@@ -523,40 +611,23 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                 key: message.key(),
                 payload: message.payload(),
             };
-            match (self.shared.decode)(&record) {
-                Ok(value) => {
-                    let time = match &self.shared.config.event_time {
-                        EventTime::RecordTimestamp => record.timestamp.unwrap_or(Timestamp::MIN),
-                        EventTime::Extract(f) => f(&value),
-                    };
-                    owned.clock.observe(time, now);
-                    out.give(Item::Record {
-                        split,
-                        offset,
-                        value,
-                    });
-                }
-                Err(error) => {
-                    self.shared.bad.fetch_add(1, Ordering::Relaxed);
-                    owned.clock.observe(Timestamp::MIN, now);
-                    out.give(Item::Bad {
-                        split,
-                        record: BadRecord {
-                            topic: topic.to_string(),
-                            partition,
-                            offset,
-                            payload: record.payload.unwrap_or_default().to_vec(),
-                            error,
-                        },
-                    });
-                }
+            if deliver(&self.shared, &mut self.owned[self.last], &record, now, out) {
+                emitted += 1;
             }
-            emitted += 1;
+        }
+        // Only once the consumer's queue is empty (records that reached it before their
+        // partition was forwarded come first), the fetch queue.
+        if drained && emitted < max {
+            if let Some(mut fetch) = self.fetch.take() {
+                let read = self.read_batches(&mut fetch, max - emitted, now, out);
+                self.fetch = Some(fetch);
+                emitted += read?;
+            }
         }
         if group {
             self.apply_rebalances(out)?;
         } else {
-            report_committed(self.consumer()?, out);
+            report_committed(&self.consumer, out);
         }
         let c = &self.shared.config;
         let combined = combine(
@@ -665,6 +736,65 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
         // Offsets: far more than one poll reads.
         1 << 16
     }
+}
+
+/// The most messages one batch takes from the fetch queue.
+const FETCH_BATCH: usize = 4096;
+
+/// Hands `record` of partition `owned` to `out`, decoded or as a bad record, or skips it
+/// (its partition finished; before the start time): whether it was emitted.
+fn deliver<T: Data>(
+    shared: &Shared<T>,
+    owned: &mut Owned,
+    record: &KafkaRecord<'_>,
+    now: Instant,
+    out: &mut SourceOutput<Item<T>>,
+) -> bool {
+    if owned.clock.is_finished() {
+        return false;
+    }
+    let offset = record.offset;
+    owned.next = Some(offset + 1);
+    let split = owned.split as u32;
+    if let Some(t) = owned.skip_before {
+        if record.timestamp.is_some_and(|ts| ts < t) {
+            out.give(Item::Skipped {
+                split,
+                next: offset + 1,
+            });
+            return false;
+        }
+        owned.skip_before = None;
+    }
+    match (shared.decode)(record) {
+        Ok(value) => {
+            let time = match &shared.config.event_time {
+                EventTime::RecordTimestamp => record.timestamp.unwrap_or(Timestamp::MIN),
+                EventTime::Extract(f) => f(&value),
+            };
+            owned.clock.observe(time, now);
+            out.give(Item::Record {
+                split,
+                offset,
+                value,
+            });
+        }
+        Err(error) => {
+            shared.bad.fetch_add(1, Ordering::Relaxed);
+            owned.clock.observe(Timestamp::MIN, now);
+            out.give(Item::Bad {
+                split,
+                record: BadRecord {
+                    topic: record.topic.to_string(),
+                    partition: record.partition,
+                    offset,
+                    payload: record.payload.unwrap_or_default().to_vec(),
+                    error,
+                },
+            });
+        }
+    }
+    true
 }
 
 /// Splits decoded records from bad ones.
@@ -782,13 +912,16 @@ where
         bad: bad.clone(),
         group_end,
     });
-    let items = df.source(name, move |shard| {
+    // A consumer that cannot be created (e.g. properties that conflict with the source's
+    // defaults) fails the job's start, naming the source and the shard.
+    let items = df.try_source(name, move |shard| {
         KafkaPartitions::new(
             shared.clone(),
             shard.index,
             shard.shards,
             shard.checkpoint().is_some(),
         )
+        .map_err(Failure::from_error)
     });
     Ok(SourceItems {
         items,
