@@ -161,6 +161,12 @@ impl Latencies {
         let now = self.epoch.now_ns();
         self.unpublished_rows += batch.len() as u64;
         if self.measure {
+            // Phase `p` holds the rows whose ideal time is at least `bounds[p - 1]` past
+            // the warm-up: `floor(since * PHASES / measured)`, without a division per row.
+            let measured = u128::from((self.run_ns - self.warmup_ns).max(1));
+            let bounds: [u64; PHASES - 1] = std::array::from_fn(|k| {
+                ((k as u128 + 1) * measured).div_ceil(PHASES as u128) as u64
+            });
             for row in batch {
                 let ideal = row.ideal_ns();
                 if ideal > self.run_ns || ideal < self.warmup_ns {
@@ -168,9 +174,8 @@ impl Latencies {
                     // the input flushed it early, so it has no meaningful latency).
                     continue;
                 }
-                let measured = (self.run_ns - self.warmup_ns).max(1) as u128;
-                let phase = (((ideal - self.warmup_ns) as u128 * PHASES as u128) / measured)
-                    .min(PHASES as u128 - 1) as usize;
+                let since = ideal - self.warmup_ns;
+                let phase = bounds.iter().filter(|&&b| since >= b).count();
                 self.local[phase].saturating_record(now.saturating_sub(ideal).max(1));
             }
         }

@@ -17,8 +17,10 @@
 //! oracle test `operators/tests/sliced_windows.rs`); panes of one window come in no
 //! particular key order.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hash::Hash;
+use std::rc::Rc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{
@@ -253,8 +255,8 @@ where
     /// Emits window `w`'s panes: one per key with records in its slices.
     fn fire(&mut self, w: Window, out: &mut Output<Pane<K, G::Out>>) {
         let now = self.base.clock.now;
-        let pane = |key: &K, value| Pane {
-            key: key.clone(),
+        let pane = |key: K, value| Pane {
+            key,
             window: w,
             value,
             timing: Timing::OnTime,
@@ -264,14 +266,34 @@ where
             emit_time: now,
         };
         let mut panes = 0;
-        let mut tables = self.slices.range(w.start..w.end).map(|(_, t)| t);
+        let agg = &self.base.agg;
         if w.end - w.start == self.slicing.slice_len() {
-            // One slice per window (tumbling): its accumulators are the values.
-            if let Some(table) = tables.next() {
-                for ((key, _), acc) in table.borrow().iter() {
-                    out.give(pane(key, self.base.agg.result(key, &w, &acc.0)));
-                    panes += 1;
+            // One slice per window (tumbling): its accumulators are the values, and this
+            // firing is the slice's last use (`release` would drop it next), so it is
+            // dropped here and its accumulators are moved into the panes; unless a
+            // checkpoint is still collected from it (then they are cloned, and dropping
+            // the table hands it to that checkpoint).
+            let start = self.slices.range(w.start..w.end).next().map(|(&s, _)| s);
+            if let Some(table) = start.and_then(|s| self.slices.remove(&s)) {
+                let table = Rc::try_unwrap(table).map(RefCell::into_inner);
+                let table =
+                    table.and_then(|t| t.into_entries().map_err(|t| Rc::new(RefCell::new(t))));
+                match table {
+                    Ok(entries) => {
+                        for ((key, _), acc) in entries {
+                            let value = agg.finish(&key, &w, acc.0);
+                            out.give(pane(key, value));
+                            panes += 1;
+                        }
+                    }
+                    Err(shared) => {
+                        for ((key, _), acc) in shared.borrow().iter() {
+                            out.give(pane(key.clone(), agg.result(key, &w, &acc.0)));
+                            panes += 1;
+                        }
+                    }
                 }
+                self.base.spec.metrics.windows_removed(panes);
             }
         } else {
             // The slices merged ahead of this firing, if any (`prepare`).
@@ -285,8 +307,10 @@ where
             for (_, table) in self.slices.range(from..w.end) {
                 merge_into(&mut self.merged, &self.base.agg, &table.borrow());
             }
-            for (key, acc) in &self.merged {
-                out.give(pane(key, self.base.agg.result(key, &w, acc)));
+            // `merged` is scratch from here on (the next window's merge starts empty).
+            for (key, acc) in self.merged.drain() {
+                let value = agg.finish(&key, &w, acc);
+                out.give(pane(key, value));
                 panes += 1;
             }
         }

@@ -557,16 +557,21 @@ where
         is_last: bool,
         out: &mut Output<Pane<K, G::Out>>,
     ) {
+        let discarding = self.base.spec.accumulation == Accumulation::Discarding;
+        let agg = &self.base.agg;
         if let Some(timing) = e.panes.due(cx.past_end, e.nonempty) {
-            let value = self.base.agg.result(key, &e.window, &e.acc);
+            let value = if discarding {
+                agg.finish(key, &e.window, std::mem::replace(&mut e.acc, agg.create()))
+            } else {
+                agg.result(key, &e.window, &e.acc)
+            };
             let merged = std::mem::take(&mut e.retract);
             let firing = Firing::new(key, e.window, timing, is_last);
             self.base.emit(&mut e.panes, firing, value, merged, out);
+        } else if discarding {
+            e.acc = agg.create();
         }
         e.nonempty = false;
-        if self.base.spec.accumulation == Accumulation::Discarding {
-            e.acc = self.base.agg.create();
-        }
     }
 }
 

@@ -279,4 +279,8 @@ where
     fn result(&self, key: &K, window: &Window, acc: &G::Acc) -> G::Out {
         self.0.result(key, window, acc)
     }
+    #[inline]
+    fn finish(&self, key: &K, window: &Window, acc: G::Acc) -> G::Out {
+        self.0.finish(key, window, acc)
+    }
 }

@@ -315,7 +315,7 @@ where
         if let Some(timing) = ks.windows[i].panes.due(cx.past_end, nonempty) {
             let value = self.value(ks, slices, key, i);
             let e = &mut ks.windows[i];
-            let value = self.base.agg.result(key, &e.window, &value);
+            let value = self.base.agg.finish(key, &e.window, value);
             let firing = Firing::new(key, e.window, timing, is_last);
             self.base.emit(&mut e.panes, firing, value, Vec::new(), out);
         }

@@ -170,6 +170,9 @@ impl Aggregate<Activity, u64> for NewSeller {
     fn result(&self, _key: &u64, _window: &Window, acc: &Self::Acc) -> Option<String> {
         acc.0.clone().filter(|_| acc.1)
     }
+    fn finish(&self, _key: &u64, _window: &Window, acc: Self::Acc) -> Option<String> {
+        acc.0.filter(|_| acc.1)
+    }
 }
 
 /// q8: people who registered and opened an auction in the same tumbling window.

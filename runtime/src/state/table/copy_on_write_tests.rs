@@ -218,6 +218,32 @@ fn a_table_dropped_during_collection_hands_its_checkpoint_the_rest() {
     }
 }
 
+#[test]
+fn a_table_being_collected_is_not_taken_apart() {
+    let t = table(true);
+    for k in 0..100 {
+        t.borrow_mut().insert(k, format!("{k}"));
+    }
+    let mut w = barrier(&t, (0, 1));
+    slice(&mut w, 4);
+    let t = Rc::try_unwrap(t).unwrap().into_inner();
+    let Err(t) = t.into_entries() else {
+        panic!("a table a checkpoint still collects from was taken apart");
+    };
+    drop(t);
+    while !slice(&mut w, 5) {}
+    let want: Records = (0..100).map(|k| (k, Some(format!("{k}")))).collect();
+    assert_eq!(records(w), want);
+    // Once collected, the table can be taken.
+    let t = table(true);
+    t.borrow_mut().insert(7, "seven".into());
+    let mut w = barrier(&t, (0, 1));
+    while !slice(&mut w, 5) {}
+    let t = Rc::try_unwrap(t).unwrap().into_inner();
+    let taken: Vec<_> = t.into_entries().ok().unwrap().collect();
+    assert_eq!(taken, [(7, "seven".to_string())]);
+}
+
 /// What the table does between slices of collection.
 #[derive(Debug, Clone)]
 enum Op {

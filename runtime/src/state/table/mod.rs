@@ -420,6 +420,34 @@ impl<K: Clone + Hash + Eq, V> KeyedState<K, V> {
         }
     }
 
+    /// Every key and its state, taking the table, in no particular order: for an operator
+    /// that drops a table whole and moves its values out instead of cloning them. While a
+    /// checkpoint is still being collected from the table after its barrier
+    /// ([`KeyedState::snapshot_shared`]) it gives the table back (`Err`): that checkpoint
+    /// needs the records, and dropping the table hands them to it.
+    ///
+    /// ```
+    /// use rill_runtime::state::KeyedState;
+    ///
+    /// let mut names: KeyedState<u64, String> = KeyedState::untracked();
+    /// names.insert(1, "ada".to_string());
+    /// names.remove(&1);
+    /// names.insert(2, "grace".to_string());
+    /// let taken: Vec<(u64, String)> = names.into_entries().unwrap().collect();
+    /// assert_eq!(taken, [(2, "grace".to_string())]);
+    /// ```
+    #[allow(clippy::result_large_err)]
+    pub fn into_entries(mut self) -> Result<impl Iterator<Item = (K, V)>, Self> {
+        if self.collecting.is_some() {
+            return Err(self);
+        }
+        let maps = std::mem::take(&mut self.maps);
+        Ok(maps
+            .into_iter()
+            .flat_map(|m| m.into_iter())
+            .filter_map(|(k, s)| s.value.map(|v| (k, v))))
+    }
+
     /// Every key and its state, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.maps
