@@ -268,8 +268,32 @@ impl Event {
     /// [`write_csv`](Event::write_csv) (a trailing `\n` or `\r\n` is ignored; quoted fields
     /// are unquoted).
     pub fn parse_csv(line: &str) -> Result<Event, ParseEventError> {
-        let f = fields(line)?;
-        let (kind, expected) = match f[0].as_str() {
+        let body = line
+            .strip_suffix("\r\n")
+            .or_else(|| line.strip_suffix('\n'))
+            .unwrap_or(line);
+        if body.contains(['"', '\n', '\r']) {
+            // Quoted fields, or more than one line: the CSV reader's way.
+            let owned = fields(line)?;
+            let f: Vec<&str> = owned.iter().map(String::as_str).collect();
+            return Event::from_fields(&f, f.len());
+        }
+        // The common case, the same result: the comma-separated parts, borrowed (only the
+        // event's own strings are allocated).
+        let mut f = [""; AUCTION_FIELDS];
+        let mut found = 0;
+        for part in body.split(',') {
+            if let Some(slot) = f.get_mut(found) {
+                *slot = part;
+            }
+            found += 1;
+        }
+        Event::from_fields(&f[..found.min(f.len())], found)
+    }
+
+    /// The event of a line's fields `f` (the first `f.len()` of `found`).
+    fn from_fields(f: &[&str], found: usize) -> Result<Event, ParseEventError> {
+        let (kind, expected) = match f[0] {
             "person" => ("person", PERSON_FIELDS),
             "auction" => ("auction", AUCTION_FIELDS),
             "bid" => ("bid", BID_FIELDS),
@@ -279,47 +303,47 @@ impl Event {
                 })
             }
         };
-        if f.len() != expected {
+        if found != expected {
             return Err(ParseEventError::FieldCount {
                 kind,
                 expected,
-                found: f.len(),
+                found,
             });
         }
         // The kind is read; the count is checked, so every field is there.
-        let mut f = f.into_iter().skip(1);
-        let mut text = || f.next().unwrap_or_default();
+        let mut f = f.iter().skip(1).copied();
+        let mut next = || f.next().unwrap_or_default();
         Ok(match kind {
             "person" => Event::Person(Person {
-                id: int("id", &text())?,
-                name: text(),
-                email: text(),
-                credit_card: text(),
-                city: text(),
-                state: text(),
-                date_time: int("date_time", &text())?,
-                extra: text(),
+                id: int("id", next())?,
+                name: next().to_owned(),
+                email: next().to_owned(),
+                credit_card: next().to_owned(),
+                city: next().to_owned(),
+                state: next().to_owned(),
+                date_time: int("date_time", next())?,
+                extra: next().to_owned(),
             }),
             "auction" => Event::Auction(Auction {
-                id: int("id", &text())?,
-                item_name: text(),
-                description: text(),
-                initial_bid: int("initial_bid", &text())?,
-                reserve: int("reserve", &text())?,
-                date_time: int("date_time", &text())?,
-                expires: int("expires", &text())?,
-                seller: int("seller", &text())?,
-                category: int("category", &text())?,
-                extra: text(),
+                id: int("id", next())?,
+                item_name: next().to_owned(),
+                description: next().to_owned(),
+                initial_bid: int("initial_bid", next())?,
+                reserve: int("reserve", next())?,
+                date_time: int("date_time", next())?,
+                expires: int("expires", next())?,
+                seller: int("seller", next())?,
+                category: int("category", next())?,
+                extra: next().to_owned(),
             }),
             _ => Event::Bid(Bid {
-                auction: int("auction", &text())?,
-                bidder: int("bidder", &text())?,
-                price: int("price", &text())?,
-                date_time: int("date_time", &text())?,
-                channel: text(),
-                url: text(),
-                extra: text(),
+                auction: int("auction", next())?,
+                bidder: int("bidder", next())?,
+                price: int("price", next())?,
+                date_time: int("date_time", next())?,
+                channel: next().to_owned(),
+                url: next().to_owned(),
+                extra: next().to_owned(),
             }),
         })
     }
