@@ -42,11 +42,61 @@ pub(crate) type WindowSides<A, B> = Vec<(Window, Vec<A>, Vec<B>)>;
 /// A key's records of one side of an interval join, each with its time.
 pub(crate) type Timed<T> = Vec<(Timestamp, T)>;
 
-struct WindowJoin<A, B, K, O> {
+/// How a join reads its inputs' records: each side's key and event time.
+struct JoinInputs<A, B, K> {
     key_a: KeyFn<A, K>,
     key_b: KeyFn<B, K>,
     ts_a: TsFn<A>,
     ts_b: TsFn<B>,
+}
+
+impl<A, B, K> Clone for JoinInputs<A, B, K> {
+    fn clone(&self) -> Self {
+        JoinInputs {
+            key_a: self.key_a.clone(),
+            key_b: self.key_b.clone(),
+            ts_a: self.ts_a.clone(),
+            ts_b: self.ts_b.clone(),
+        }
+    }
+}
+
+impl<A, B, K> JoinInputs<A, B, K> {
+    /// Reads `left`'s and `right`'s keys, and their times with `time_a` and `time_b`.
+    fn new(
+        left: &KeyedStream<A, K>,
+        right: &KeyedStream<B, K>,
+        time_a: impl Fn(&A) -> Timestamp + Send + Sync + 'static,
+        time_b: impl Fn(&B) -> Timestamp + Send + Sync + 'static,
+    ) -> Self
+    where
+        A: Data,
+        B: Data,
+        K: Data + Hash + Eq,
+    {
+        JoinInputs {
+            key_a: left.key_fn(),
+            key_b: right.key_fn(),
+            ts_a: Arc::new(time_a),
+            ts_b: Arc::new(time_b),
+        }
+    }
+
+    /// A left record's key and event time.
+    #[inline]
+    fn left(&self, a: &A) -> (K, Timestamp) {
+        ((self.key_a)(a), (self.ts_a)(a))
+    }
+
+    /// A right record's key and event time.
+    #[inline]
+    fn right(&self, b: &B) -> (K, Timestamp) {
+        ((self.key_b)(b), (self.ts_b)(b))
+    }
+}
+
+struct WindowJoin<A, B, K, O> {
+    inputs: JoinInputs<A, B, K>,
     windows: Windows,
     join: WindowJoinFn<K, A, B, O>,
     /// Per key, its windows' records from both sides (shared with the checkpoint being
@@ -90,12 +140,8 @@ impl<A: Clone, B: Clone, K: Clone + Hash + Eq, O> WindowJoin<A, B, K, O> {
     }
 }
 
-impl<A, B, K, O> BinaryOperator<A, B> for WindowJoin<A, B, K, O>
-where
-    A: Clone + 'static,
-    B: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    O: Data,
+impl<A: Clone + 'static, B: Clone + 'static, K: Clone + Hash + Eq + 'static, O: Data>
+    BinaryOperator<A, B> for WindowJoin<A, B, K, O>
 {
     /// The clock, and per key its windows' records, incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
@@ -120,7 +166,7 @@ where
 
     fn on_left(&mut self, batch: &mut Vec<A>, _out: &mut Output<O>) -> OpResult {
         for a in batch.drain(..) {
-            let (k, t) = ((self.key_a)(&a), (self.ts_a)(&a));
+            let (k, t) = self.inputs.left(&a);
             self.insert(k, t, |left, _| left.push(a.clone()));
         }
         Ok(())
@@ -128,7 +174,7 @@ where
 
     fn on_right(&mut self, batch: &mut Vec<B>, _out: &mut Output<O>) -> OpResult {
         for b in batch.drain(..) {
-            let (k, t) = ((self.key_b)(&b), (self.ts_b)(&b));
+            let (k, t) = self.inputs.right(&b);
             self.insert(k, t, |_, right| right.push(b.clone()));
         }
         Ok(())
@@ -168,10 +214,7 @@ where
 }
 
 struct IntervalJoin<A, B, K, O> {
-    key_a: KeyFn<A, K>,
-    key_b: KeyFn<B, K>,
-    ts_a: TsFn<A>,
-    ts_b: TsFn<B>,
+    inputs: JoinInputs<A, B, K>,
     lower: i64,
     upper: i64,
     join: IntervalJoinFn<K, A, B, O>,
@@ -209,12 +252,8 @@ fn expire<T>(
     }
 }
 
-impl<A, B, K, O> BinaryOperator<A, B> for IntervalJoin<A, B, K, O>
-where
-    A: Clone + 'static,
-    B: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    O: Data,
+impl<A: Clone + 'static, B: Clone + 'static, K: Clone + Hash + Eq + 'static, O: Data>
+    BinaryOperator<A, B> for IntervalJoin<A, B, K, O>
 {
     /// The clock, and per key both sides' records, incrementally.
     fn snapshot(&mut self, _checkpoint: u64, state: &mut StateWriter) -> OpResult {
@@ -235,7 +274,7 @@ where
     fn on_left(&mut self, batch: &mut Vec<A>, out: &mut Output<O>) -> OpResult {
         let (mut left, right) = (self.left.borrow_mut(), self.right.borrow());
         for a in batch.drain(..) {
-            let (k, t) = ((self.key_a)(&a), (self.ts_a)(&a));
+            let (k, t) = self.inputs.left(&a);
             if t < self.clock.watermark {
                 self.dropped.add(1);
                 continue;
@@ -254,7 +293,7 @@ where
     fn on_right(&mut self, batch: &mut Vec<B>, out: &mut Output<O>) -> OpResult {
         let (left, mut right) = (self.left.borrow(), self.right.borrow_mut());
         for b in batch.drain(..) {
-            let (k, t) = ((self.key_b)(&b), (self.ts_b)(&b));
+            let (k, t) = self.inputs.right(&b);
             if t < self.clock.watermark {
                 self.dropped.add(1);
                 continue;
@@ -335,16 +374,12 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         } else if let Err(e) = windows.validate() {
             self.stream().invalid(name, e.to_string());
         }
-        let codec: Codec<K, WindowSides<A, B>> = table_codec("window join", 2);
-        let (key_a, key_b) = (self.key_fn(), other.key_fn());
-        let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
+        let inputs = JoinInputs::new(self, other, time_a, time_b);
         let join: WindowJoinFn<K, A, B, O> = Arc::new(join);
+        let codec: Codec<K, WindowSides<A, B>> = table_codec("window join", 2);
         self.stream()
             .binary(other.stream(), name, move |shard| WindowJoin {
-                key_a: key_a.clone(),
-                key_b: key_b.clone(),
-                ts_a: ts_a.clone(),
-                ts_b: ts_b.clone(),
+                inputs: inputs.clone(),
                 windows,
                 join: join.clone(),
                 state: shard.keyed_state().into_shared(),
@@ -400,15 +435,11 @@ impl<A: Data, K: Data + Hash + Eq> KeyedStream<A, K> {
         }
         let codec_left: Codec<K, Timed<A>> = table_codec("interval join left", 1);
         let codec_right: Codec<K, Timed<B>> = table_codec("interval join right", 1);
-        let (key_a, key_b) = (self.key_fn(), other.key_fn());
-        let (ts_a, ts_b): (TsFn<A>, TsFn<B>) = (Arc::new(time_a), Arc::new(time_b));
+        let inputs = JoinInputs::new(self, other, time_a, time_b);
         let join: IntervalJoinFn<K, A, B, O> = Arc::new(join);
         self.stream()
             .binary(other.stream(), name, move |shard| IntervalJoin {
-                key_a: key_a.clone(),
-                key_b: key_b.clone(),
-                ts_a: ts_a.clone(),
-                ts_b: ts_b.clone(),
+                inputs: inputs.clone(),
                 lower,
                 upper,
                 join: join.clone(),

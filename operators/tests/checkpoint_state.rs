@@ -11,7 +11,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use rill_operators::file_sink::write_part_files;
 use rill_operators::prelude::*;
 use rill_runtime::checkpoint::Checkpointing;
 use rill_runtime::{Config, Dataflow, Runtime, Stream, Timestamp};
@@ -123,10 +122,7 @@ fn every_plain_stateful_operator_survives_a_crash_and_a_new_shard_count() {
     let run = |out: &Path, shards: usize, crash_after: u64, checkpoints: Option<&Path>| {
         let mut df = Dataflow::new();
         let rows = every_plain_operator(&mut df, crash_after);
-        write_part_files(&rows, "sink", out, None, |l: &String, buf: &mut Vec<u8>| {
-            buf.extend_from_slice(l.as_bytes());
-            buf.push(b'\n');
-        });
+        write_lines(&rows, "sink", out);
         let mut config = Config::default().shards(shards).pin(false);
         if let Some(c) = checkpoints {
             config = config

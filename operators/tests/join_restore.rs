@@ -22,13 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{committed, scratch};
-use rill_operators::file_sink::write_part_files;
+use common::{committed, scratch, write_lines};
 use rill_operators::prelude::*;
 use rill_runtime::checkpoint::{Checkpointing, Guarantee, SplitPosition};
 use rill_runtime::{
     shard_of_key, Config, Dataflow, Failure, JobHandle, Runtime, Source, SourceOutput,
-    SourceStatus, Stream, Timestamp,
+    SourceStatus, Timestamp,
 };
 
 #[global_allocator]
@@ -111,13 +110,6 @@ fn event(n: u64) -> Ev {
     (key(n), time as i64, n)
 }
 
-fn sink(rows: &Stream<String>, name: &str, dir: &Path) {
-    write_part_files(rows, name, dir, None, |row: &String, buf: &mut Vec<u8>| {
-        buf.extend_from_slice(row.as_bytes());
-        buf.push(b'\n');
-    });
-}
-
 /// A window join and an interval join of the numbers with themselves, keyed without an
 /// exchange, into `out/window` and `out/interval`.
 fn job(out: &Path, gate: Arc<AtomicU64>) -> Dataflow {
@@ -152,8 +144,8 @@ fn job(out: &Path, gate: Arc<AtomicU64>) -> Dataflow {
         |b: &Ev| b.1,
         |k, a, b| format!("{k},{},{}", a.2, b.2),
     );
-    sink(&windowed, "window sink", &out.join("window"));
-    sink(&interval, "interval sink", &out.join("interval"));
+    write_lines(&windowed, "window sink", &out.join("window"));
+    write_lines(&interval, "interval sink", &out.join("interval"));
     df
 }
 

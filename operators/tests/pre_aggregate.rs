@@ -2,17 +2,17 @@
 //! more entries than the spec's `pre_aggregate_capacity`: with a small capacity that flush
 //! happens after every batch, and the panes are still those of a computation from scratch.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::{run_on, Ev};
 use rill_operators::prelude::*;
 use rill_operators::window::Sum;
-use rill_runtime::{Config, Dataflow, JobReport, Runtime};
+use rill_runtime::{Dataflow, JobReport};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// (key, value, event time)
-type Ev = (u32, i64, i64);
 
 const KEYS: u32 = 40;
 
@@ -44,10 +44,7 @@ fn run(capacity: Option<usize>) -> (BTreeMap<(u32, i64), i64>, JobReport) {
         .window(spec)
         .aggregate("sum", Sum::new(|e: &Ev| e.1))
         .collect("panes");
-    let report = Runtime::new(Config::default().shards(2).pin(false))
-        .unwrap()
-        .run(df)
-        .unwrap();
+    let report = run_on(2, df).unwrap();
     let mut sums = BTreeMap::new();
     for p in panes.take() {
         assert!(p.is_last && !p.retraction, "{p:?}");

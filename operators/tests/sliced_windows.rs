@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Ev, Script, Step};
+use common::{run_on, sums_with_late, Ev, Script, Step};
 use proptest::prelude::*;
 use rill_operators::prelude::*;
 use rill_operators::window::{Pane, ProcessingDelay, Sum, Trigger, WindowMetrics};
@@ -49,12 +49,11 @@ fn run(steps: &[Step], shards: usize, spec: WindowSpec<Ev, u32>) -> Outcome {
     let metrics: WindowMetrics = spec.metrics();
     let steps = Arc::new(steps.to_vec());
     let mut df = Dataflow::new();
-    let (panes, late) = df
+    let windowed = df
         .source("script", move |s| Script::by_key(steps.clone(), s))
         .assume_keyed_by(|e: &Ev| e.0)
-        .window(spec)
-        .aggregate_with_late("sum", Sum::new(|e: &Ev| e.1));
-    let (panes, late) = (panes.collect("panes"), late.collect("late"));
+        .window(spec);
+    let (panes, late) = sums_with_late(windowed);
     let config = Config::default()
         .shards(shards)
         .pin(false)
@@ -91,8 +90,8 @@ fn run_keyed(
         .key_by(|e: &Ev| e.0)
         .window(spec);
     let (panes, late) = if with_late {
-        let (panes, late) = windowed.aggregate_with_late("sum", Sum::new(|e: &Ev| e.1));
-        (panes.collect("panes"), Some(late.collect("late")))
+        let (panes, late) = sums_with_late(windowed);
+        (panes, Some(late))
     } else {
         let panes = windowed.aggregate("sum", Sum::new(|e: &Ev| e.1));
         (panes.collect("panes"), None)
@@ -325,10 +324,7 @@ fn operator_names(spec: WindowSpec<Ev, u32>) -> Vec<String> {
         .window(spec)
         .aggregate("sum", Sum::new(|e: &Ev| e.1))
         .discard("out");
-    let report = Runtime::new(Config::default().shards(1).pin(false))
-        .unwrap()
-        .run(df)
-        .unwrap();
+    let report = run_on(1, df).unwrap();
     report.operators.iter().map(|o| o.name.clone()).collect()
 }
 
@@ -488,8 +484,7 @@ fn an_idle_shard_sends_its_partials_before_its_idleness() {
         .window(spec)
         .aggregate("sum", Sum::new(|e: &Ev| e.1))
         .collect("panes");
-    let config = Config::default().shards(2).pin(false);
-    let report = Runtime::new(config).unwrap().run(df).unwrap();
+    let report = run_on(2, df).unwrap();
     assert!(report.operator("sum (pre-aggregate)").is_some());
     let mut sums: Vec<(u32, i64, i64)> = panes
         .take()
@@ -530,28 +525,16 @@ fn a_different_spec_gives_other_panes() {
     let steps: Vec<Step> = (0..40)
         .map(|i| Step::Record((i % 3, 1, i as i64)))
         .collect();
-    let a = run(
-        &steps,
-        1,
+    let discarding = |windows| {
         spec(
-            Windows::sliding(10, 5),
-            false,
-            Trigger::after_watermark(),
-            Accumulation::Discarding,
-            0,
-        ),
-    );
-    let b = run(
-        &steps,
-        1,
-        spec(
-            Windows::sliding(10, 2),
+            windows,
             false,
             Trigger::after_watermark(),
             Accumulation::Discarding,
             0,
         )
-        .per_window(),
-    );
+    };
+    let a = run(&steps, 1, discarding(Windows::sliding(10, 5)));
+    let b = run(&steps, 1, discarding(Windows::sliding(10, 2)).per_window());
     assert_ne!(a, b);
 }

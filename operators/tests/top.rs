@@ -10,7 +10,7 @@ mod oracle;
 
 use std::collections::BTreeMap;
 
-use common::{Ev, Script, Step};
+use common::{run_on, Ev, Script, Step};
 use proptest::prelude::*;
 use rill_operators::prelude::*;
 use rill_operators::window::{AllPane, Count, Max, MaxBy, Pane, Sum, Window, WindowMetrics};
@@ -275,10 +275,7 @@ fn ties_across_shards_are_kept_and_windows_are_freed() {
                 (p.window, keys)
             })
             .collect("out");
-        Runtime::new(Config::default().shards(shards).pin(false))
-            .unwrap()
-            .run(df)
-            .unwrap();
+        run_on(shards, df).unwrap();
         assert_eq!(sorted(out.take()), want.rows, "{shards} shards");
         assert_eq!(metrics.live_windows(), 0, "{shards} shards");
         assert!(metrics.max_live_windows() > 0);
@@ -303,10 +300,7 @@ fn specs_a_top_cannot_run_are_refused() {
             .window(spec)
             .top_count("top")
             .discard("out");
-        let err = Runtime::new(Config::default().shards(2).pin(false))
-            .unwrap()
-            .run(df)
-            .unwrap_err();
+        let err = run_on(2, df).unwrap_err();
         assert!(err.to_string().contains("fire once"), "{err}");
     }
 }

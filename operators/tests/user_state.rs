@@ -10,8 +10,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{committed, keyed, numbers, scratch, EVENTS, WINDOW};
-use rill_operators::file_sink::write_part_files;
+use common::{committed, keyed, numbers, scratch, write_lines, EVENTS, WINDOW};
 use rill_runtime::checkpoint::Checkpointing;
 use rill_runtime::state::{ListState, MapState, Timers, ValueState};
 use rill_runtime::{
@@ -84,10 +83,7 @@ fn job(out: &Path, crash_after: u64) -> Dataflow {
                 timers: ctx.timers("closing"),
             }
         });
-    write_part_files(&rows, "sink", out, None, |l: &String, buf: &mut Vec<u8>| {
-        buf.extend_from_slice(l.as_bytes());
-        buf.push(b'\n');
-    });
+    write_lines(&rows, "sink", out);
     df
 }
 

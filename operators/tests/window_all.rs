@@ -2,15 +2,17 @@
 //! and the job report showing that records stay on their shards (only partials per shard
 //! and slice cross an exchange).
 
+mod common;
 mod oracle;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use common::run_on;
 use proptest::prelude::*;
 use rill_operators::prelude::*;
 use rill_operators::window::{Aggregate, Count, Max, Sum, Window};
-use rill_runtime::{Config, Dataflow, JobReport, Runtime};
+use rill_runtime::{Dataflow, JobReport};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,10 +49,7 @@ where
         .aggregate("agg", agg)
         .map("row", |p| (p.window, p.value))
         .collect("out");
-    let report = Runtime::new(Config::default().shards(shards).pin(false))
-        .unwrap()
-        .run(df)
-        .unwrap();
+    let report = run_on(shards, df).unwrap();
     let mut rows = out.take();
     rows.sort();
     (rows, report)
@@ -177,9 +176,6 @@ fn windows_that_cannot_be_built_are_a_clear_error() {
         .window_all(event_time(Windows::tumbling(0)))
         .sum("sums", |e: &Ev| e.0)
         .discard("sink");
-    let err = Runtime::new(Config::default().shards(2).pin(false))
-        .unwrap()
-        .run(df)
-        .unwrap_err();
+    let err = run_on(2, df).unwrap_err();
     assert!(err.to_string().contains("window size must be > 0"), "{err}");
 }

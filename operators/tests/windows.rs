@@ -2,50 +2,20 @@
 //! arrival-order permutations under a perfect watermark, accumulation modes, retractions,
 //! and bounded state after the allowed lateness.
 
+mod common;
 mod oracle;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use common::{perfect_watermarks, run_on, sums_with_late, Ev, Script, Step};
 use proptest::prelude::*;
 use rill_operators::prelude::*;
 use rill_operators::window::{Pane, Sum, Timing, WindowMetrics};
-use rill_runtime::{
-    Config, Dataflow, Failure, Runtime, Source, SourceOutput, SourceStatus, Timestamp,
-    MAX_WATERMARK,
-};
+use rill_runtime::{Config, Dataflow, Runtime, Timestamp};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// (key, value, event time)
-type Ev = (u32, i64, i64);
-
-/// Emits the events in the given order on shard 0, each followed by the perfect watermark
-/// (the smallest event time still to come).
-struct PerfectSource {
-    events: Arc<Vec<Ev>>,
-    next: usize,
-}
-
-impl Source<Ev> for PerfectSource {
-    fn poll(&mut self, out: &mut SourceOutput<Ev>, max: usize) -> Result<SourceStatus, Failure> {
-        for _ in 0..max {
-            let Some(&e) = self.events.get(self.next) else {
-                return Ok(SourceStatus::Done);
-            };
-            self.next += 1;
-            out.give(e);
-            let w = self.events[self.next..]
-                .iter()
-                .map(|e| e.2)
-                .min()
-                .unwrap_or(MAX_WATERMARK);
-            out.watermark(w)?;
-        }
-        Ok(SourceStatus::Emitted)
-    }
-}
 
 fn run(
     events: &[Ev],
@@ -54,24 +24,15 @@ fn run(
 ) -> (Vec<Pane<u32, i64>>, WindowMetrics) {
     let metrics = spec.metrics();
     let mut df = Dataflow::new();
-    let events = Arc::new(events.to_vec());
+    // Each event on shard 0, followed by the perfect watermark.
+    let steps = Arc::new(perfect_watermarks(events));
     let panes = df
-        .source("events", move |s| PerfectSource {
-            events: if s.index == 0 {
-                events.clone()
-            } else {
-                Arc::new(Vec::new())
-            },
-            next: 0,
-        })
+        .source("events", move |s| Script::on_first_shard(steps.clone(), s))
         .key_by(|e: &Ev| e.0)
         .window(spec)
         .aggregate("sum", Sum::new(|e: &Ev| e.1))
         .collect("panes");
-    Runtime::new(Config::default().shards(shards).pin(false))
-        .unwrap()
-        .run(df)
-        .unwrap();
+    run_on(shards, df).unwrap();
     (panes.take(), metrics)
 }
 
@@ -245,10 +206,7 @@ fn state_is_bounded_by_allowed_lateness() {
     .window(spec)
     .aggregate("sum", Sum::new(|e: &Ev| e.1))
     .discard("out");
-    Runtime::new(Config::default().shards(1).pin(false))
-        .unwrap()
-        .run(df)
-        .unwrap();
+    run_on(1, df).unwrap();
     // Live windows at any time: 100 keys x (1 s lateness + the 1,024 ms of event time a
     // source batch spans before its watermark) / 100 ms, plus slack; the input makes
     // 200,000 windows in all.
@@ -263,51 +221,27 @@ fn state_is_bounded_by_allowed_lateness() {
     assert!(metrics.dropped_late() > 3_000, "{}", metrics.dropped_late());
 }
 
-/// A source that plays a script of records (`Ok`) and watermarks (`Err`) on shard 0.
-struct Script(Vec<Result<Ev, Timestamp>>, usize);
-
-impl Source<Ev> for Script {
-    fn poll(&mut self, out: &mut SourceOutput<Ev>, _: usize) -> Result<SourceStatus, Failure> {
-        match self.0.get(self.1) {
-            None => return Ok(SourceStatus::Done),
-            Some(Ok(e)) => out.give(*e),
-            Some(Err(w)) => out.watermark(*w)?,
-        }
-        self.1 += 1;
-        Ok(SourceStatus::Emitted)
-    }
-}
-
 /// A pane as a script's test compares it: (start, end, value, timing, last).
 type PaneRow = (i64, i64, i64, Timing, bool);
 
-/// Runs `script` through `spec`'s sum per key on one shard: every pane, and the late side
-/// output.
+/// Runs `script` of records (`Ok`) and watermarks (`Err`) through `spec`'s sum per key on
+/// one shard: every pane, and the late side output.
 fn scripted(
     script: Vec<Result<Ev, Timestamp>>,
     spec: WindowSpec<Ev, u32>,
 ) -> (Vec<PaneRow>, Vec<Ev>) {
     let mut df = Dataflow::new();
-    let script = Arc::new(script);
-    let (panes, late) = df
-        .source("script", move |s| {
-            Script(
-                if s.index == 0 {
-                    (*script).clone()
-                } else {
-                    Vec::new()
-                },
-                0,
-            )
-        })
+    let steps: Vec<Step> = script
+        .into_iter()
+        .map(|step| step.map_or_else(Step::Watermark, Step::Record))
+        .collect();
+    let steps = Arc::new(steps);
+    let windowed = df
+        .source("script", move |s| Script::on_first_shard(steps.clone(), s))
         .key_by(|e: &Ev| e.0)
-        .window(spec)
-        .aggregate_with_late("sum", Sum::new(|e: &Ev| e.1));
-    let (panes, late) = (panes.collect("panes"), late.collect("late"));
-    Runtime::new(Config::default().shards(1).pin(false))
-        .unwrap()
-        .run(df)
-        .unwrap();
+        .window(spec);
+    let (panes, late) = sums_with_late(windowed);
+    run_on(1, df).unwrap();
     let panes = panes
         .take()
         .into_iter()
@@ -439,36 +373,36 @@ fn processing_time_windows_before_any_processing_time() {
     assert_eq!(got, vec![(0, 0, 10, 34), (1, 0, 10, 33), (2, 0, 10, 33)]);
 }
 
+/// The error of a job counting `events` per key in `spec`'s windows (operator `name`) on
+/// two shards.
+fn count_error(
+    events: Vec<(u32, i64)>,
+    spec: WindowSpec<(u32, i64), u32>,
+    name: &str,
+) -> rill_runtime::Error {
+    let mut df = Dataflow::new();
+    df.vec_source("events", events)
+        .key_by(|e: &(u32, i64)| e.0)
+        .window(spec)
+        .count(name)
+        .discard("sink");
+    run_on(2, df).unwrap_err()
+}
+
 #[test]
 fn windows_that_cannot_be_built_are_a_clear_error() {
-    let config = || Config::default().shards(2).pin(false);
     // Fixed windows: refused before any shard starts.
-    let mut df = Dataflow::new();
-    df.vec_source("events", vec![(1u32, 5i64)])
-        .key_by(|e: &(u32, i64)| e.0)
-        .window(WindowSpec::event_time(
-            Windows::tumbling(0),
-            |e: &(u32, i64)| e.1,
-        ))
-        .count("counts")
-        .discard("sink");
-    let err = Runtime::new(config()).unwrap().run(df).unwrap_err();
+    let spec = WindowSpec::event_time(Windows::tumbling(0), |e: &(u32, i64)| e.1);
+    let err = count_error(vec![(1, 5)], spec, "counts");
     assert!(
         matches!(&err, rill_runtime::Error::InvalidOperator { operator, .. } if operator == "counts"),
         "{err:?}"
     );
     assert!(err.to_string().contains("window size must be > 0"), "{err}");
     // Windows chosen per key: the job fails when a key's windows are built.
-    let mut df = Dataflow::new();
-    df.vec_source("events", vec![(1u32, 5i64), (2, 6)])
-        .key_by(|e: &(u32, i64)| e.0)
-        .window(
-            WindowSpec::event_time(Windows::session(10), |e: &(u32, i64)| e.1)
-                .per_key(|k: &u32| Windows::session(if *k == 2 { 0 } else { 10 })),
-        )
-        .count("sessions")
-        .discard("sink");
-    let err = Runtime::new(config()).unwrap().run(df).unwrap_err();
+    let spec = WindowSpec::event_time(Windows::session(10), |e: &(u32, i64)| e.1)
+        .per_key(|k: &u32| Windows::session(if *k == 2 { 0 } else { 10 }));
+    let err = count_error(vec![(1, 5), (2, 6)], spec, "sessions");
     assert!(
         matches!(&err, rill_runtime::Error::OperatorFailed { operator, .. } if operator == "sessions"),
         "{err:?}"

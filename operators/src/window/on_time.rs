@@ -32,7 +32,7 @@ use rustc_hash::FxHashMap;
 use super::aggregate::Aggregate;
 use super::pane::{Pane, Timing, Window};
 use super::slices::{slice_table, Slicing};
-use super::state::{Section, WindowBase, Windowing, SLICE_ACCUMULATORS};
+use super::state::{Element, Section, WindowBase, WindowKey, Windowing, SLICE_ACCUMULATORS};
 
 /// A slice's accumulator of one key.
 #[derive(Debug, Clone)]
@@ -88,12 +88,7 @@ pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     records: fn(&T) -> u64,
 }
 
-impl<T, K, G> OnTimeWindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G> {
     /// The operator for `base`'s spec, whose windows are tumbling or sliding (`slicing`)
     /// and fire once; `records` counts the records an input stands for.
     pub(crate) fn new(
@@ -345,12 +340,7 @@ fn merge_into<T, K, G>(
     }
 }
 
-impl<T, K, G> Windowing<T> for OnTimeWindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> Windowing<T> for OnTimeWindowOperator<T, K, G> {
     type Outs = (Output<Pane<K, G::Out>>, Output<T>);
 
     fn clock(&mut self) -> &mut OperatorClock {

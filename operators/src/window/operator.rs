@@ -7,8 +7,6 @@
 //! processing-time triggers). Timers are not cancelled: a timer whose window is gone or
 //! has nothing to do is skipped when it comes due.
 
-use std::hash::Hash;
-
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::state::{
     Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
@@ -19,7 +17,7 @@ use super::aggregate::Aggregate;
 use super::assigner::Windows;
 use super::pane::{Firing, Pane, Panes, Window};
 use super::spec::Accumulation;
-use super::state::{Section, WindowBase, WindowTimers, Windowing, WINDOWS};
+use super::state::{Element, Section, WindowBase, WindowKey, WindowTimers, Windowing, WINDOWS};
 use super::trigger::{NodeState, TriggerContext, TriggerProgram};
 
 struct WinState<A, V> {
@@ -152,12 +150,7 @@ struct Core<T, K, G: Aggregate<T, K>> {
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
 type Key<G, T, K> = KeyState<<G as Aggregate<T, K>>::Acc, <G as Aggregate<T, K>>::Out>;
 
-impl<T, K, G> WindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> WindowOperator<T, K, G> {
     pub(crate) fn new(
         base: WindowBase<T, K, G>,
         codec: Codec<K, KeyState<G::Acc, G::Out>>,
@@ -219,12 +212,7 @@ where
     }
 }
 
-impl<T, K, G> Core<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> Core<T, K, G> {
     fn past_end(&self, ks: &Key<G, T, K>, w: Window) -> bool {
         let dt = self.base.domain_time();
         if dt == MAX_WATERMARK {
@@ -575,12 +563,7 @@ where
     }
 }
 
-impl<T, K, G> Windowing<T> for WindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> Windowing<T> for WindowOperator<T, K, G> {
     type Outs = Outs<K, G::Out, T>;
 
     fn clock(&mut self) -> &mut OperatorClock {

@@ -18,7 +18,9 @@ use super::aggregate::Aggregate;
 use super::pane::{Firing, Pane, Window};
 use super::slices::{slice_table, KeyWindows, Slice, Slicing};
 use super::spec::Accumulation;
-use super::state::{Section, WindowBase, WindowTimers, Windowing, SLICED_WINDOWS};
+use super::state::{
+    Element, Section, WindowBase, WindowKey, WindowTimers, Windowing, SLICED_WINDOWS,
+};
 use super::trigger::{NodeState, TriggerContext, TriggerProgram};
 
 type Outs<K, V, T> = (Output<Pane<K, V>>, Output<T>);
@@ -61,12 +63,7 @@ struct Core<T, K, G: Aggregate<T, K>> {
     deadlines: Vec<Timestamp>,
 }
 
-impl<T, K, G> SlicedWindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> SlicedWindowOperator<T, K, G> {
     /// The operator for `base`'s spec, whose windows are tumbling or sliding (`slicing`).
     pub(crate) fn new(
         base: WindowBase<T, K, G>,
@@ -104,12 +101,7 @@ where
     }
 }
 
-impl<T, K, G> Core<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> Core<T, K, G> {
     fn process(
         &mut self,
         keys: &mut KeyedState<K, Key<G, T, K>>,
@@ -345,12 +337,7 @@ fn nonempty<K: Clone + Hash + Eq, A, V>(
     slices_of(ks, slices, key, i).any(|s| s.last_seq >= cut)
 }
 
-impl<T, K, G> Windowing<T> for SlicedWindowOperator<T, K, G>
-where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
-{
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> Windowing<T> for SlicedWindowOperator<T, K, G> {
     type Outs = Outs<K, G::Out, T>;
 
     fn clock(&mut self) -> &mut OperatorClock {

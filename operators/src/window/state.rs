@@ -63,6 +63,16 @@ fn refuse_other_sections(state: &StateReader, mine: &str) -> OpResult {
     Ok(())
 }
 
+/// What the window operators need of a record: a value they can clone and own.
+pub(crate) trait Element: Clone + 'static {}
+
+impl<T: Clone + 'static> Element for T {}
+
+/// What the window operators need of a key: a value they can clone, hash and own.
+pub(crate) trait WindowKey: Clone + Hash + Eq + 'static {}
+
+impl<K: Clone + Hash + Eq + 'static> WindowKey for K {}
+
 /// What every window operator is made of: its spec (on its shard), the key of a record,
 /// the aggregate of its panes, its clock, and how its tables record changes for
 /// incremental checkpoints.

@@ -40,7 +40,7 @@ use rill_runtime::{hash_key, OpResult, Output, Timestamp};
 use super::aggregate::Aggregate;
 use super::pane::{Pane, Timing, Window};
 use super::slices::{slice_table, Slicing};
-use super::state::{Section, WindowBase, Windowing, TOP_WINDOWS};
+use super::state::{Element, Section, WindowBase, WindowKey, Windowing, TOP_WINDOWS};
 
 /// A window's accumulators by (key, window end), placed by the key.
 type Table<K, A> = SharedKeyedState<(K, Timestamp), A>;
@@ -151,11 +151,8 @@ pub(crate) struct TopWindowOperator<T, K, G: Aggregate<T, K>> {
     missing: Vec<Timestamp>,
 }
 
-impl<T, K, G> TopWindowOperator<T, K, G>
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> TopWindowOperator<T, K, G>
 where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
     G::Out: Ord,
 {
     pub(crate) fn new(
@@ -285,11 +282,8 @@ where
     }
 }
 
-impl<T, K, G> Windowing<T> for TopWindowOperator<T, K, G>
+impl<T: Element, K: WindowKey, G: Aggregate<T, K>> Windowing<T> for TopWindowOperator<T, K, G>
 where
-    T: Clone + 'static,
-    K: Clone + Hash + Eq + 'static,
-    G: Aggregate<T, K>,
     G::Out: Ord,
 {
     type Outs = Output<ShardTop<K, G::Out>>;

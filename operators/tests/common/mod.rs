@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use rill_operators::file_sink::write_part_files;
 use rill_operators::prelude::*;
+use rill_operators::window::{Pane, Sum, WindowedStream};
 use rill_runtime::checkpoint::{Guarantee, SplitPosition, StateReader, StateWriter};
 use rill_runtime::{
-    hash_key, shard_of_key, BinaryOperator, Dataflow, Failure, OpResult, Operator, OperatorState,
-    Output, Partitioning, ShardContext, Source, SourceOutput, SourceStatus, Stream, Timestamp,
+    hash_key, shard_of_key, BinaryOperator, Collected, Config, Dataflow, Failure, JobReport,
+    OpResult, Operator, OperatorState, Output, Partitioning, Runtime, ShardContext, Source,
+    SourceOutput, SourceStatus, Stream, Timestamp, MAX_WATERMARK,
 };
 
 pub const EVENTS: u64 = 120_000;
@@ -289,17 +291,21 @@ pub fn shaped(out: &Path, crash_after: u64, two_input: bool, shape: Shape) -> Da
             .unary("counts", |_| WindowCounts::default()),
         Shape::Same => a.union(&[b]).unary("counts", |_| WindowCounts::default()),
     };
-    write_part_files(
-        &counts,
-        "sink",
-        out,
-        None,
-        |line: &String, buf: &mut Vec<u8>| {
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(b'\n');
-        },
-    );
+    write_lines(&counts, "sink", out);
     df
+}
+
+/// Writes each row as a line of part files in `dir` (a sink named `name`).
+pub fn write_lines(rows: &Stream<String>, name: &str, dir: &Path) {
+    write_part_files(rows, name, dir, None, |line: &String, buf: &mut Vec<u8>| {
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+    });
+}
+
+/// Runs `df` on `shards` unpinned shards.
+pub fn run_on(shards: usize, df: Dataflow) -> rill_runtime::Result<JobReport> {
+    Runtime::new(Config::default().shards(shards).pin(false))?.run(df)
 }
 
 pub fn expected() -> Vec<String> {
@@ -383,6 +389,15 @@ impl Script {
         }
     }
 
+    /// Plays the whole script on shard 0 and nothing on the other shards.
+    pub fn on_first_shard(steps: Arc<Vec<Step>>, s: &ShardContext) -> Script {
+        Script {
+            steps: if s.index == 0 { steps } else { Arc::default() },
+            next: 0,
+            owner: None,
+        }
+    }
+
     /// Plays every watermark and processing time on shard `s`, and record `i` if `s` is
     /// shard `i % shards`: an operator after a key exchange sees the minimum of the
     /// shards' watermarks.
@@ -398,6 +413,29 @@ impl Script {
             owner: None,
         }
     }
+}
+
+/// Sums the values per key and window: the panes and the late side output, collected.
+pub fn sums_with_late(
+    windowed: WindowedStream<Ev, u32>,
+) -> (Collected<Pane<u32, i64>>, Collected<Ev>) {
+    let (panes, late) = windowed.aggregate_with_late("sum", Sum::new(|e: &Ev| e.1));
+    (panes.collect("panes"), late.collect("late"))
+}
+
+/// Each event followed by the perfect watermark (the smallest event time still to come).
+pub fn perfect_watermarks(events: &[Ev]) -> Vec<Step> {
+    let mut steps = Vec::with_capacity(2 * events.len());
+    for (i, &e) in events.iter().enumerate() {
+        let w = events[i + 1..]
+            .iter()
+            .map(|e| e.2)
+            .min()
+            .unwrap_or(MAX_WATERMARK);
+        steps.push(Step::Record(e));
+        steps.push(Step::Watermark(w));
+    }
+    steps
 }
 
 impl Source<Ev> for Script {
