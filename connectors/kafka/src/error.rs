@@ -45,7 +45,7 @@ pub enum Error {
         /// The broker's answer.
         reason: String,
     },
-    /// Writing to `topic` outside a sink (a [`crate::TopicWriter`] or a
+    /// Writing to `topic` outside a sink (a [`crate::admin::TopicWriter`] or a
     /// [`crate::TransactionalProducer`]) failed.
     #[error("Kafka at {brokers}, topic {topic:?}: {source}")]
     Write {
