@@ -474,13 +474,8 @@ impl<T: Data> KafkaPartitions<T> {
                 records = true;
                 let key = (m.topic_handle(), m.partition());
                 if key != self.last_handle || self.last >= self.owned.len() {
-                    let topic = m.topic();
-                    let plan = &self.shared.plan;
-                    let found = self.owned.iter().position(|o| {
-                        let p = &plan.partitions[o.split];
-                        p.partition == key.1 && p.topic == topic
-                    });
-                    match found {
+                    let (plan, topic) = (&self.shared.plan, m.topic());
+                    match self.owned.iter().position(|o| holds(plan, o, topic, key.1)) {
                         Some(j) => {
                             self.last = j;
                             self.last_handle = key;
@@ -586,19 +581,16 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
             let (topic, partition, offset) =
                 (message.topic(), message.partition(), message.offset());
             let plan = &self.shared.plan;
-            let hit = self.owned.get(self.last).is_some_and(|o| {
-                let p = &plan.partitions[o.split];
-                p.partition == partition && p.topic == topic
-            });
+            let hit = self
+                .owned
+                .get(self.last)
+                .is_some_and(|o| holds(plan, o, topic, partition));
             if !hit {
-                let find = |owned: &[Owned]| {
-                    owned.iter().position(|o| {
-                        let p = &plan.partitions[o.split];
-                        p.partition == partition && p.topic == topic
-                    })
-                };
-                let found = find(&self.owned);
-                match found {
+                match self
+                    .owned
+                    .iter()
+                    .position(|o| holds(plan, o, topic, partition))
+                {
                     Some(i) => self.last = i,
                     None => continue, // a partition revoked since it was fetched
                 }
@@ -743,6 +735,13 @@ const FETCH_BATCH: usize = 4096;
 
 /// Hands `record` of partition `owned` to `out`, decoded or as a bad record, or skips it
 /// (its partition finished; before the start time): whether it was emitted.
+/// True if `owned` is the split of `topic`'s `partition`.
+#[inline]
+fn holds(plan: &Plan, owned: &Owned, topic: &str, partition: i32) -> bool {
+    let p = &plan.partitions[owned.split];
+    p.partition == partition && p.topic == topic
+}
+
 fn deliver<T: Data>(
     shared: &Shared<T>,
     owned: &mut Owned,
