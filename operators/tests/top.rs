@@ -10,10 +10,14 @@ mod oracle;
 
 use std::collections::BTreeMap;
 
-use common::{run_on, Ev, Script, Step};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{run_on, scratch, Ev, Script, Step};
 use proptest::prelude::*;
 use rill_operators::prelude::*;
 use rill_operators::window::{AllPane, Count, Max, MaxBy, Pane, Sum, Window, WindowMetrics};
+use rill_runtime::checkpoint::Checkpointing;
 use rill_runtime::{Config, Dataflow, Runtime};
 
 #[global_allocator]
@@ -54,8 +58,31 @@ fn sorted(mut rows: Rows) -> Rows {
     rows
 }
 
-/// Runs the top (`two_stage` false) or the two-stage plan.
+/// Runs the top (`two_stage` false) or the two-stage plan, in a job that takes no
+/// checkpoints (the top's windows keep plain maps).
 fn run(steps: &[Step], shards: usize, windows: Windows, agg: Agg, two_stage: bool) -> Outcome {
+    run_in(steps, shards, windows, agg, two_stage, None)
+}
+
+/// Runs the top in a job that checkpoints every millisecond into a scratch directory (the
+/// top's windows keep tables that track their changes).
+fn run_checkpointed(steps: &[Step], shards: usize, windows: Windows, agg: Agg) -> Outcome {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let dir = scratch(&format!("top-{}", RUNS.fetch_add(1, Ordering::Relaxed)));
+    let every = Checkpointing::new(&dir).interval(Some(Duration::from_millis(1)));
+    let outcome = run_in(steps, shards, windows, agg, false, Some(every));
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+fn run_in(
+    steps: &[Step],
+    shards: usize,
+    windows: Windows,
+    agg: Agg,
+    two_stage: bool,
+    checkpoints: Option<Checkpointing>,
+) -> Outcome {
     let spec = WindowSpec::event_time(windows, |e: &Ev| e.2);
     let metrics: WindowMetrics = spec.metrics();
     let mut df = Dataflow::new();
@@ -92,7 +119,10 @@ fn run(steps: &[Step], shards: usize, windows: Windows, agg: Agg, two_stage: boo
         Agg::Max => plan!(Max::new(|e: &Ev| e.1), Option<i64>, |m: &Option<i64>| m
             .unwrap()),
     };
-    let config = Config::default().shards(shards).pin(false);
+    let mut config = Config::default().shards(shards).pin(false);
+    if let Some(checkpoints) = checkpoints {
+        config = config.checkpointing(checkpoints);
+    }
     Runtime::new(config).unwrap().run(df).unwrap();
     Outcome {
         rows: sorted(out.take()),
@@ -213,6 +243,8 @@ proptest! {
         }
         let two_stage = run(&steps, 2, windows, agg, true);
         prop_assert_eq!(&two_stage.rows, &want.rows, "two-stage plan");
+        let tracked = run_checkpointed(&steps, 2, windows, agg);
+        prop_assert_eq!(&tracked, &want, "top with checkpoints");
     }
 
     /// Late records too (on one shard, where which records are late is certain): dropped

@@ -372,6 +372,8 @@ pub enum Step {
 pub struct Script {
     steps: Arc<Vec<Step>>,
     next: usize,
+    /// (shard, shards) of the shard it plays on: its one split in checkpoints.
+    split: (u32, u32),
     /// (shard, shards): play only the records of the keys this shard owns.
     owner: Option<(usize, usize)>,
 }
@@ -385,6 +387,7 @@ impl Script {
         Script {
             steps,
             next: 0,
+            split: Script::split_of(s),
             owner: Some((s.index, s.shards)),
         }
     }
@@ -394,6 +397,7 @@ impl Script {
         Script {
             steps: if s.index == 0 { steps } else { Arc::default() },
             next: 0,
+            split: Script::split_of(s),
             owner: None,
         }
     }
@@ -410,8 +414,13 @@ impl Script {
         Script {
             steps: Arc::new(mine.collect()),
             next: 0,
+            split: Script::split_of(s),
             owner: None,
         }
+    }
+
+    fn split_of(s: &ShardContext) -> (u32, u32) {
+        (s.index as u32, s.shards as u32)
     }
 }
 
@@ -455,5 +464,28 @@ impl Source<Ev> for Script {
             }
         }
         Ok(SourceStatus::Emitted)
+    }
+
+    /// Its position in its steps: a job on a script can take checkpoints (and restore on
+    /// the same shard count only: each shard's steps are its own).
+    fn checkpoint(&self) -> Option<Vec<SplitPosition>> {
+        let (split, of) = self.split;
+        Some(vec![SplitPosition {
+            split,
+            of,
+            position: self.next as u64,
+        }])
+    }
+
+    fn restore(&mut self, splits: Vec<SplitPosition>) -> Result<(), Failure> {
+        match splits[..] {
+            [p] if (p.split, p.of) == self.split => {
+                self.next = p.position as usize;
+                Ok(())
+            }
+            _ => Err(Failure::new(
+                "a script restores on the shard count it ran on only",
+            )),
+        }
     }
 }
