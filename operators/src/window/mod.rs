@@ -87,6 +87,7 @@
 //! 6. `pre_aggregate` — aggregation before the key exchange.
 //! 7. `stream`, `all` — windowed streams, keyed and not: what picks the operator.
 
+mod accs;
 mod aggregate;
 mod all;
 mod assigner;

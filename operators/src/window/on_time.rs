@@ -11,7 +11,8 @@
 //! (q5's hand-written operator did the same). Records come mostly in time order, so a
 //! record's update is one probe of the newest slice's table, which stays small enough to
 //! live in the cache; a window's panes come from a scan of its slices' tables. A slice no
-//! window still open covers is dropped whole.
+//! window still open covers is dropped whole. (In a job that takes no snapshots a slice's
+//! table is a plain map, emptied and reused by a later slice: `accs.rs`.)
 //!
 //! The panes and the late side output are those of the per-window operator (see the
 //! oracle test `operators/tests/sliced_windows.rs`); panes of one window come in no
@@ -23,12 +24,11 @@ use std::hash::Hash;
 use std::rc::Rc;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
-use rill_runtime::state::{
-    Changes, Codec, KeyRecord, KeyedState, OperatorClock, SharedKeyedState, TimeDomain,
-};
+use rill_runtime::state::{Changes, Codec, KeyRecord, OperatorClock, TimeDomain};
 use rill_runtime::{OpResult, Output, Timestamp};
 use rustc_hash::FxHashMap;
 
+use super::accs::{SliceAccs, Spare};
 use super::aggregate::Aggregate;
 use super::pane::{Pane, Timing, Window};
 use super::slices::{slice_table, Slicing};
@@ -51,19 +51,13 @@ impl<A: Clone> KeyRecord for SliceAcc<A> {
     }
 }
 
-/// A slice's accumulators by (key, slice start), placed by the key.
-/// (Shared with a checkpoint being collected after its barrier: copy-on-write.)
-type Table<K, A> = SharedKeyedState<(K, Timestamp), SliceAcc<A>>;
-
-/// What becomes of the records of one slice in a batch: added to its table, or dropped.
-enum Run<Tb> {
-    Open(Tb),
+/// What becomes of the records of one slice in a batch: added to its accumulators, or
+/// dropped.
+enum Run<'a, K, A> {
+    Open(&'a mut SliceAccs<K, SliceAcc<A>>),
     Late,
     Closed,
 }
-
-/// A slice start and what becomes of its records.
-type SliceRun<K, A> = (Timestamp, Run<Table<K, A>>);
 
 /// How the slices are written to checkpoints.
 pub(crate) type OnTimeCodec<K, A> = Codec<(K, Timestamp), SliceAcc<A>>;
@@ -72,7 +66,9 @@ pub(crate) struct OnTimeWindowOperator<T, K, G: Aggregate<T, K>> {
     base: WindowBase<T, K, G>,
     slicing: Slicing,
     /// Per slice start, its keys' accumulators.
-    slices: BTreeMap<Timestamp, Table<K, G::Acc>>,
+    slices: BTreeMap<Timestamp, SliceAccs<K, SliceAcc<G::Acc>>>,
+    /// Plain maps of dropped slices, emptied, for the next slices.
+    spare: Spare<K, SliceAcc<G::Acc>>,
     /// Windows ending at or before this time have fired.
     released: Timestamp,
     codec: OnTimeCodec<K, G::Acc>,
@@ -100,6 +96,7 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
         OnTimeWindowOperator {
             base,
             slices: BTreeMap::new(),
+            spare: Spare::new(),
             released: Timestamp::MIN,
             slicing,
             codec,
@@ -117,57 +114,65 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
         let len = self.slicing.slice_len();
         // (key, slice) accumulators created, counted once for the batch.
         let mut created = 0;
-        // The slice of the previous record and what becomes of records in it.
-        let mut current: Option<SliceRun<K, G::Acc>> = None;
-        for record in batch.drain(..) {
-            let t = self.base.element_time(&record);
-            if !current
-                .as_ref()
-                .is_some_and(|(s, _)| *s <= t && t - *s < len)
-            {
-                let s = self.slicing.slice_of(t);
-                let run = match self.slicing.last_end(s) {
-                    // No window holds the slice (a gap between sliding windows): counted
-                    // as dropped for a closed window.
-                    None => Run::Closed,
-                    // Every window of the slice fired.
-                    Some(end) if end <= dt => Run::Late,
-                    Some(_) => {
-                        // A record in a slice merged ahead: that merge is stale.
-                        if self.ahead.is_some_and(|(w, to)| w.start <= s && s < to) {
-                            self.ahead = None;
-                        }
-                        Run::Open(
-                            self.slices
-                                .entry(s)
-                                .or_insert_with(|| slice_table(self.base.changes))
-                                .clone(),
-                        )
+        let mut records = batch.drain(..);
+        // The next record and its time, read ahead by the previous run.
+        let mut next = None;
+        loop {
+            let Some((record, t)) = next.take().or_else(|| {
+                let r = records.next()?;
+                let t = self.base.element_time(&r);
+                Some((r, t))
+            }) else {
+                break;
+            };
+            let s = self.slicing.slice_of(t);
+            let in_slice = |t: Timestamp| s <= t && (t.wrapping_sub(s) as u64) < len as u64;
+            let mut run = match self.slicing.last_end(s) {
+                // No window holds the slice (a gap between sliding windows): counted as
+                // dropped for a closed window.
+                None => Run::Closed,
+                // Every window of the slice fired.
+                Some(end) if end <= dt => Run::Late,
+                Some(_) => {
+                    // A record in a slice merged ahead: that merge is stale.
+                    if self.ahead.is_some_and(|(w, to)| w.start <= s && s < to) {
+                        self.ahead = None;
                     }
-                };
-                current = Some((s, run));
-            }
-            let (start, run) = current.as_ref().expect("set above");
-            let table = match run {
-                Run::Open(table) => table,
-                Run::Late => {
-                    self.base.spec.metrics.add_late((self.records)(&record));
-                    late.give(record);
-                    continue;
-                }
-                Run::Closed => {
-                    self.base.spec.metrics.add_closed((self.records)(&record));
-                    continue;
+                    let (changes, spare) = (self.base.changes, &mut self.spare);
+                    Run::Open(
+                        self.slices
+                            .entry(s)
+                            .or_insert_with(|| SliceAccs::new(changes, spare)),
+                    )
                 }
             };
-            let key = (self.base.key)(&record);
-            let agg = &self.base.agg;
-            let mut table = table.borrow_mut();
-            let acc = table.get_or_insert_with((key, *start), || {
-                created += 1;
-                SliceAcc(agg.create())
-            });
-            agg.add(&mut acc.0, &record);
+            let mut record = Some(record);
+            while let Some(r) = record.take() {
+                match &mut run {
+                    Run::Open(accs) => {
+                        let key = (self.base.key)(&r);
+                        let agg = &self.base.agg;
+                        let make = || SliceAcc(agg.create());
+                        accs.update(key, s, None, make, |acc, fresh| {
+                            created += u64::from(fresh);
+                            agg.add(&mut acc.0, &r);
+                        });
+                    }
+                    Run::Late => {
+                        self.base.spec.metrics.add_late((self.records)(&r));
+                        late.give(r);
+                    }
+                    Run::Closed => self.base.spec.metrics.add_closed((self.records)(&r)),
+                }
+                if let Some(r) = records.next() {
+                    let t = self.base.element_time(&r);
+                    if in_slice(t) {
+                        record = Some(r);
+                    } else {
+                        next = Some((r, t));
+                    }
+                }
+            }
         }
         self.base.spec.metrics.windows_created(created);
     }
@@ -201,7 +206,7 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
         if s.saturating_add(len) > self.released {
             return;
         }
-        merge_into(&mut self.merged, &self.base.agg, &table.borrow());
+        merge_into(&mut self.merged, &self.base.agg, table);
         self.ahead = Some((w, s + len));
     }
 
@@ -236,15 +241,16 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
             });
         }
         self.released = self.released.max(up_to);
-        let (slicing, released) = (self.slicing, self.released);
-        let metrics = &self.base.spec.metrics;
-        self.slices.retain(|&s, table| {
-            let open = slicing.open_after(s, released);
-            if !open {
-                metrics.windows_removed(table.borrow().len() as u64);
+        // Slices in start order end their last window in that order too: the ones done
+        // with are the first ones.
+        while let Some(first) = self.slices.first_entry() {
+            if self.slicing.open_after(*first.key(), self.released) {
+                break;
             }
-            open
-        });
+            let accs = first.remove();
+            self.base.spec.metrics.windows_removed(accs.len() as u64);
+            accs.recycle(&mut self.spare);
+        }
     }
 
     /// Emits window `w`'s panes: one per key with records in its slices.
@@ -269,27 +275,38 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
             // checkpoint is still collected from it (then they are cloned, and dropping
             // the table hands it to that checkpoint).
             let start = self.slices.range(w.start..w.end).next().map(|(&s, _)| s);
-            if let Some(table) = start.and_then(|s| self.slices.remove(&s)) {
-                let table = Rc::try_unwrap(table).map(RefCell::into_inner);
-                let table =
-                    table.and_then(|t| t.into_entries().map_err(|t| Rc::new(RefCell::new(t))));
-                match table {
-                    Ok(entries) => {
-                        for ((key, _), acc) in entries {
-                            let value = agg.finish(&key, &w, acc.0);
-                            out.give(pane(key, value));
-                            panes += 1;
-                        }
+            match start.and_then(|s| self.slices.remove(&s)) {
+                Some(SliceAccs::Plain(mut map)) => {
+                    for (key, acc) in map.drain() {
+                        let value = agg.finish(&key, &w, acc.0);
+                        out.give(pane(key, value));
+                        panes += 1;
                     }
-                    Err(shared) => {
-                        for ((key, _), acc) in shared.borrow().iter() {
-                            out.give(pane(key.clone(), agg.result(key, &w, &acc.0)));
-                            panes += 1;
+                    SliceAccs::Plain(map).recycle(&mut self.spare);
+                }
+                Some(SliceAccs::Tracked(table)) => {
+                    let table = Rc::try_unwrap(table).map(RefCell::into_inner);
+                    let table =
+                        table.and_then(|t| t.into_entries().map_err(|t| Rc::new(RefCell::new(t))));
+                    match table {
+                        Ok(entries) => {
+                            for ((key, _), acc) in entries {
+                                let value = agg.finish(&key, &w, acc.0);
+                                out.give(pane(key, value));
+                                panes += 1;
+                            }
+                        }
+                        Err(shared) => {
+                            for ((key, _), acc) in shared.borrow().iter() {
+                                out.give(pane(key.clone(), agg.result(key, &w, &acc.0)));
+                                panes += 1;
+                            }
                         }
                     }
                 }
-                self.base.spec.metrics.windows_removed(panes);
+                None => {}
             }
+            self.base.spec.metrics.windows_removed(panes);
         } else {
             // The slices merged ahead of this firing, if any (`prepare`).
             let from = match self.ahead.take() {
@@ -299,8 +316,8 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
                     w.start
                 }
             };
-            for (_, table) in self.slices.range(from..w.end) {
-                merge_into(&mut self.merged, &self.base.agg, &table.borrow());
+            for (_, accs) in self.slices.range(from..w.end) {
+                merge_into(&mut self.merged, &self.base.agg, accs);
             }
             // `merged` is scratch from here on (the next window's merge starts empty).
             for (key, acc) in self.merged.drain() {
@@ -325,19 +342,17 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
 fn merge_into<T, K, G>(
     merged: &mut FxHashMap<K, G::Acc>,
     agg: &G,
-    table: &KeyedState<(K, Timestamp), SliceAcc<G::Acc>>,
+    accs: &SliceAccs<K, SliceAcc<G::Acc>>,
 ) where
     K: Clone + Hash + Eq,
     G: Aggregate<T, K>,
 {
-    for ((key, _), acc) in table.iter() {
-        match merged.get_mut(key) {
-            Some(m) => agg.merge(m, acc.0.clone()),
-            None => {
-                merged.insert(key.clone(), acc.0.clone());
-            }
+    accs.for_each(|key, acc| match merged.get_mut(key) {
+        Some(m) => agg.merge(m, acc.0.clone()),
+        None => {
+            merged.insert(key.clone(), acc.0.clone());
         }
-    }
+    });
 }
 
 impl<T: Element, K: WindowKey, G: Aggregate<T, K>> Windowing<T> for OnTimeWindowOperator<T, K, G> {
@@ -364,8 +379,8 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> Windowing<T> for OnTimeWindow
 
     /// The slices' accumulators.
     fn write_tables(&mut self, state: &mut StateWriter) -> OpResult {
-        for table in self.slices.values() {
-            self.codec.write(table, state)?;
+        for (&start, accs) in &self.slices {
+            accs.write(start, &self.codec, state)?;
         }
         Ok(())
     }
@@ -382,11 +397,11 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> Windowing<T> for OnTimeWindow
         for ((key, start), acc) in all.iter() {
             if self.slicing.open_after(*start, released) {
                 self.base.spec.metrics.window_created();
+                let spare = &mut self.spare;
                 self.slices
                     .entry(*start)
-                    .or_insert_with(|| slice_table(changes))
-                    .borrow_mut()
-                    .insert((key.clone(), *start), acc.clone());
+                    .or_insert_with(|| SliceAccs::new(changes, spare))
+                    .insert(key.clone(), *start, acc.clone());
             }
         }
         Ok(())

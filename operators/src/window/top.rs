@@ -39,17 +39,14 @@ use std::hash::Hash;
 
 use rill_runtime::checkpoint::{StateReader, StateWriter};
 use rill_runtime::keys::key_group;
-use rill_runtime::state::{Changes, Codec, OperatorClock, SharedKeyedState, TimeDomain};
+use rill_runtime::state::{Changes, Codec, OperatorClock, TimeDomain};
 use rill_runtime::{hash_key, OpResult, Output, Timestamp};
-use rustc_hash::FxHashMap;
 
+use super::accs::{SliceAccs, Spare};
 use super::aggregate::Aggregate;
 use super::pane::{Pane, Timing, Window};
 use super::slices::{slice_table, Slicing};
 use super::state::{Element, Section, WindowBase, WindowKey, Windowing, TOP_WINDOWS};
-
-/// A window's accumulators by (key, window end), placed by the key.
-type Table<K, A> = SharedKeyedState<(K, Timestamp), A>;
 
 /// How the windows' accumulators are written to checkpoints.
 pub(crate) type TopCodec<K, A> = Codec<(K, Timestamp), A>;
@@ -57,39 +54,9 @@ pub(crate) type TopCodec<K, A> = Codec<(K, Timestamp), A>;
 /// A shard's top of one window: the window and its keys at the largest value.
 pub(crate) type ShardTop<K, V> = Pane<(), Vec<(K, V)>>;
 
-/// A window's accumulators by key.
-///
-/// A job that takes snapshots keeps them in a table that tracks its changes (written
-/// copy-on-write to incremental checkpoints, keyed by (key, window end)). A job that
-/// takes none keeps them in a plain map by key: its entries are a key and an accumulator
-/// (16 bytes for q5's auction and count, against 48 for the table's slot with its
-/// change marks and key group), so a shard's open windows stay in its core's cache
-/// where the tables' would not (docs/windows.md, "Library against hand-written").
-enum Accs<K, A> {
-    Tracked(Table<K, A>),
-    Plain(FxHashMap<K, A>),
-}
-
-impl<K: Clone + Hash + Eq, A> Accs<K, A> {
-    fn len(&self) -> usize {
-        match self {
-            Accs::Tracked(table) => table.borrow().len(),
-            Accs::Plain(map) => map.len(),
-        }
-    }
-
-    /// Calls `visit` with each key and its accumulator.
-    fn for_each(&self, mut visit: impl FnMut(&K, &A)) {
-        match self {
-            Accs::Tracked(table) => table.borrow().iter().for_each(|((k, _), a)| visit(k, a)),
-            Accs::Plain(map) => map.iter().for_each(|(k, a)| visit(k, a)),
-        }
-    }
-}
-
 /// One open window: its accumulators and its top.
 struct WindowTop<K, A, V> {
-    accs: Accs<K, A>,
+    accs: SliceAccs<K, A>,
     rank: Rank<K, V>,
 }
 
@@ -102,14 +69,10 @@ struct Rank<K, V> {
 }
 
 impl<K: Clone + Hash + Eq, A, V: Ord> WindowTop<K, A, V> {
-    /// A window with no keys, on a map of `spare` if it has one (plain maps only).
-    fn new(changes: Changes, spare: &mut Vec<FxHashMap<K, A>>) -> Self {
-        let accs = match changes {
-            Changes::Tracked => Accs::Tracked(slice_table(changes)),
-            Changes::Untracked => Accs::Plain(spare.pop().unwrap_or_default()),
-        };
+    /// A window with no keys.
+    fn new(changes: Changes, spare: &mut Spare<K, A>) -> Self {
         WindowTop {
-            accs,
+            accs: SliceAccs::new(changes, spare),
             rank: Rank {
                 best: None,
                 top: Vec::new(),
@@ -152,8 +115,9 @@ impl<K: Clone, V: Ord> Rank<K, V> {
 /// One record's update of its windows (see [`TopWindowOperator::add`]).
 struct Add<'a, T, K, G> {
     key: &'a K,
-    /// The key group of the record's key (and of its entries in every window's table).
-    group: u32,
+    /// The key group of the record's key (and of its entries in every window's table),
+    /// for tracked tables.
+    group: Option<u32>,
     record: &'a T,
     agg: &'a G,
     size: i64,
@@ -171,22 +135,12 @@ where
     fn to(&mut self, end: Timestamp, w: &mut WindowTop<K, G::Acc, G::Out>) {
         let (agg, key) = (self.agg, self.key);
         let window = Window::new(end - self.size, end);
-        let mut fresh = false;
-        let make = || {
-            fresh = true;
-            agg.create()
-        };
-        let (before, after) = match &mut w.accs {
-            Accs::Tracked(table) => {
-                let mut table = table.borrow_mut();
-                let acc = table.get_or_insert_in_group((key.clone(), end), self.group, make);
-                Self::apply(agg, key, &window, acc, self.record, fresh)
-            }
-            Accs::Plain(map) => {
-                let acc = map.entry(key.clone()).or_insert_with(make);
-                Self::apply(agg, key, &window, acc, self.record, fresh)
-            }
-        };
+        let group = self.group;
+        let (before, after) = w.accs.update(key.clone(), end, group, || agg.create(), {
+            let record = self.record;
+            move |acc, fresh| Self::apply(agg, key, &window, acc, record, fresh)
+        });
+        let fresh = before.is_none();
         *self.created += u64::from(fresh);
         w.rank.update(key, before, after);
     }
@@ -218,9 +172,9 @@ pub(crate) struct TopWindowOperator<T, K, G: Aggregate<T, K>> {
     codec: TopCodec<K, G::Acc>,
     /// Accumulators of fired windows, dropped at the next batch (after the close's
     /// callback).
-    retired: Vec<Accs<K, G::Acc>>,
+    retired: Vec<SliceAccs<K, G::Acc>>,
     /// Plain maps of fired windows, emptied, for the next windows.
-    spare: Vec<FxHashMap<K, G::Acc>>,
+    spare: Spare<K, G::Acc>,
 }
 
 impl<T: Element, K: WindowKey, G: Aggregate<T, K>> TopWindowOperator<T, K, G>
@@ -251,10 +205,7 @@ where
     /// once per run of records in one slice, not once per record.
     fn add(&mut self, batch: &mut Vec<T>) {
         for accs in self.retired.drain(..) {
-            if let Accs::Plain(mut map) = accs {
-                map.clear();
-                self.spare.push(map);
-            }
+            accs.recycle(&mut self.spare);
         }
         let dt = self.base.domain_time();
         let tracked = self.base.changes == Changes::Tracked;
@@ -306,11 +257,7 @@ where
                 let key = (self.base.key)(&r);
                 let mut add = Add {
                     // Only a tracked table places its entries by key group.
-                    group: if tracked {
-                        key_group(hash_key(&key))
-                    } else {
-                        0
-                    },
+                    group: tracked.then(|| key_group(hash_key(&key))),
                     key: &key,
                     record: &r,
                     agg: &self.base.agg,
@@ -431,19 +378,7 @@ where
     /// The open windows' accumulators (the tops are found again by a scan at a restore).
     fn write_tables(&mut self, state: &mut StateWriter) -> OpResult {
         for (&end, w) in &self.windows {
-            match &w.accs {
-                Accs::Tracked(table) => self.codec.write(table, state)?,
-                // A job that tracks no changes writes its tables whole (a savepoint).
-                Accs::Plain(map) => {
-                    let table = slice_table(Changes::Untracked);
-                    let mut entries = table.borrow_mut();
-                    for (key, acc) in map {
-                        entries.insert((key.clone(), end), acc.clone());
-                    }
-                    drop(entries);
-                    self.codec.write(&table, state)?;
-                }
-            }
+            w.accs.write(end, &self.codec, state)?;
         }
         Ok(())
     }
@@ -463,14 +398,7 @@ where
                     .windows
                     .entry(*end)
                     .or_insert_with(|| WindowTop::new(changes, spare));
-                match &mut w.accs {
-                    Accs::Tracked(table) => {
-                        table.borrow_mut().insert((key.clone(), *end), acc.clone());
-                    }
-                    Accs::Plain(map) => {
-                        map.insert(key.clone(), acc.clone());
-                    }
-                }
+                w.accs.insert(key.clone(), *end, acc.clone());
             }
         }
         let size = self.slicing.size();
