@@ -77,8 +77,9 @@
 //! 0. `pane` — windows, panes and their timing: the words of the model.
 //! 1. `assigner`, `trigger`, `aggregate` — which windows a record belongs to, when a
 //!    window fires, what a pane's value is.
-//! 2. `slices`, `slices_tests`, `max_by` — the slice grid and the state of tumbling and sliding windows;
-//!    the largest record by a value.
+//! 2. `slices`, `accs`, `slices_tests`, `max_by` — the slice grid and the state of
+//!    tumbling and sliding windows (per slice, a tracked table or a plain map); the
+//!    largest record by a value.
 //! 3. `spec` — a window operator's configuration and counters.
 //! 4. `timestamped`, `state` — pane event time; what the window operators share (their
 //!    driver, timers, checkpoint sections).
