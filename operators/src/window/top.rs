@@ -30,7 +30,7 @@
 //! map, emptied for a later window) on the next batch, not in the callback that fired it.
 //!
 //! In a job that takes no snapshots a window's accumulators are a plain map by key,
-//! otherwise a table that tracks its changes (see `Accs`); and a run of records in one
+//! otherwise a table that tracks its changes (`accs.rs`); and a run of records in one
 //! slice looks its windows up once. Both together took the library's q5 from a third of
 //! the hand-written plan's speed to par (docs/windows.md, "Library against hand-written").
 
