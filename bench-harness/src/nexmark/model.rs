@@ -38,7 +38,7 @@ use std::io;
 
 use rill_runtime::rkyv;
 
-use crate::csv_format::{fields, line_writer, CsvLineError, Decimal};
+use crate::csv_format::{fields, record_writer, CsvLineError, Decimal};
 
 /// A person registering to buy or sell.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -184,11 +184,11 @@ impl Event {
 
     /// Appends the event's CSV line and a `'\n'` to `out`; the bytes are exactly those of
     /// [`Display`](fmt::Display) plus the newline. Writing many events, one
-    /// [`line_writer`] over the buffer and [`write_record`](Event::write_record) per event
+    /// [`line_writer`](crate::csv_format::line_writer) over the buffer and [`write_record`](Event::write_record) per event
     /// is cheaper.
     pub fn write_csv(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail.
-        let _ = self.write_record(&mut line_writer(out));
+        let _ = self.write_record(&mut record_writer(out));
     }
 
     /// Appends the event in the binary encoding: [`BINARY_MAGIC`], then the event's rkyv

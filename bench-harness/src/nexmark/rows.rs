@@ -10,7 +10,7 @@ use rill_runtime::rkyv;
 use rill_runtime::Data;
 
 use super::source::Timed;
-use crate::csv_format::{line_writer, record_line, Decimal};
+use crate::csv_format::{line_writer, record_line, record_writer, Decimal};
 
 /// A query result row.
 pub trait Row: Data {
@@ -23,7 +23,7 @@ pub trait Row: Data {
     /// Appends the row as one CSV line, with its line break.
     fn write_csv(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail.
-        let _ = self.write_record(&mut line_writer(out));
+        let _ = self.write_record(&mut record_writer(out));
     }
 }
 
