@@ -193,6 +193,13 @@ fn produce(brokers: &str, topic: &str, records: u64, size: usize) {
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
     let partitions = probe.topics()[0].partitions().len() as u64;
+    if partitions == 0 {
+        eprintln!(
+            "topic {topic} has no partitions at {brokers}: create it first (e.g. with \
+             `rill-bench generate --events 1 --kafka {brokers} --topic {topic} --partitions 4`)"
+        );
+        std::process::exit(2);
+    }
     let payload = vec![b'x'; size];
     let start = Instant::now();
     for i in 0..records {
