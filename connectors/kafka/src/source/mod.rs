@@ -733,8 +733,6 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
 /// The most messages one batch takes from the fetch queue.
 const FETCH_BATCH: usize = 4096;
 
-/// Hands `record` of partition `owned` to `out`, decoded or as a bad record, or skips it
-/// (its partition finished; before the start time): whether it was emitted.
 /// True if `owned` is the split of `topic`'s `partition`.
 #[inline]
 fn holds(plan: &Plan, owned: &Owned, topic: &str, partition: i32) -> bool {
@@ -742,6 +740,8 @@ fn holds(plan: &Plan, owned: &Owned, topic: &str, partition: i32) -> bool {
     p.partition == partition && p.topic == topic
 }
 
+/// Hands `record` of partition `owned` to `out`, decoded or as a bad record, or skips it
+/// (its partition finished; before the start time): whether it was emitted.
 fn deliver<T: Data>(
     shared: &Shared<T>,
     owned: &mut Owned,
