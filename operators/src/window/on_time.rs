@@ -31,7 +31,7 @@ use rustc_hash::FxHashMap;
 use super::accs::{SliceAccs, Spare};
 use super::aggregate::Aggregate;
 use super::pane::{Pane, Timing, Window};
-use super::slices::{slice_table, Slicing};
+use super::slices::{slice_table, SliceRuns, Slicing};
 use super::state::{Element, Section, WindowBase, WindowKey, Windowing, SLICE_ACCUMULATORS};
 
 /// A slice's accumulator of one key.
@@ -111,22 +111,11 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
     fn add(&mut self, batch: &mut Vec<T>, late: &mut Output<T>) {
         self.prepare();
         let dt = self.base.domain_time();
-        let len = self.slicing.slice_len();
         // (key, slice) accumulators created, counted once for the batch.
         let mut created = 0;
-        let mut records = batch.drain(..);
-        // The next record and its time, read ahead by the previous run.
-        let mut next = None;
-        loop {
-            let Some((record, t)) = next.take().or_else(|| {
-                let r = records.next()?;
-                let t = self.base.element_time(&r);
-                Some((r, t))
-            }) else {
-                break;
-            };
-            let s = self.slicing.slice_of(t);
-            let in_slice = |t: Timestamp| s <= t && (t.wrapping_sub(s) as u64) < len as u64;
+        let base = &self.base;
+        let mut runs = SliceRuns::new(batch.drain(..), &self.slicing, |r| base.element_time(r));
+        while let Some((s, first)) = runs.next_run() {
             let mut run = match self.slicing.last_end(s) {
                 // No window holds the slice (a gap between sliding windows): counted as
                 // dropped for a closed window.
@@ -138,7 +127,7 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
                     if self.ahead.is_some_and(|(w, to)| w.start <= s && s < to) {
                         self.ahead = None;
                     }
-                    let (changes, spare) = (self.base.changes, &mut self.spare);
+                    let (changes, spare) = (base.changes, &mut self.spare);
                     Run::Open(
                         self.slices
                             .entry(s)
@@ -146,12 +135,12 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
                     )
                 }
             };
-            let mut record = Some(record);
-            while let Some(r) = record.take() {
+            let mut record = Some(first);
+            while let Some(r) = record {
                 match &mut run {
                     Run::Open(accs) => {
-                        let key = (self.base.key)(&r);
-                        let agg = &self.base.agg;
+                        let key = (base.key)(&r);
+                        let agg = &base.agg;
                         let make = || SliceAcc(agg.create());
                         accs.update(key, s, None, make, |acc, fresh| {
                             created += u64::from(fresh);
@@ -159,19 +148,12 @@ impl<T: Element, K: WindowKey, G: Aggregate<T, K>> OnTimeWindowOperator<T, K, G>
                         });
                     }
                     Run::Late => {
-                        self.base.spec.metrics.add_late((self.records)(&r));
+                        base.spec.metrics.add_late((self.records)(&r));
                         late.give(r);
                     }
-                    Run::Closed => self.base.spec.metrics.add_closed((self.records)(&r)),
+                    Run::Closed => base.spec.metrics.add_closed((self.records)(&r)),
                 }
-                if let Some(r) = records.next() {
-                    let t = self.base.element_time(&r);
-                    if in_slice(t) {
-                        record = Some(r);
-                    } else {
-                        next = Some((r, t));
-                    }
-                }
+                record = runs.next_in_run();
             }
         }
         self.base.spec.metrics.windows_created(created);

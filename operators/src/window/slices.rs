@@ -127,6 +127,66 @@ impl Slicing {
     }
 }
 
+/// A batch's records in runs of consecutive records in one slice: an operator looks a
+/// slice's state up once per run, not once per record (time moves slowly against a
+/// batch, so most of a batch is one run). The first record of the next run is read ahead
+/// and kept for it.
+pub(crate) struct SliceRuns<'s, I: Iterator, F> {
+    records: I,
+    time: F,
+    slicing: &'s Slicing,
+    /// The first record of the next run and its time, read ahead by the current one.
+    next: Option<(I::Item, Timestamp)>,
+    /// The current run's slice.
+    slice: Timestamp,
+}
+
+impl<'s, I: Iterator, F: FnMut(&I::Item) -> Timestamp> SliceRuns<'s, I, F> {
+    /// The runs of `records`, `time` giving each one's time.
+    pub(crate) fn new(records: I, slicing: &'s Slicing, time: F) -> Self {
+        SliceRuns {
+            records,
+            time,
+            slicing,
+            next: None,
+            slice: Timestamp::MIN,
+        }
+    }
+
+    /// Starts the next run: its slice and first record; `None` at the batch's end.
+    #[inline]
+    pub(crate) fn next_run(&mut self) -> Option<(Timestamp, I::Item)> {
+        let (record, t) = match self.next.take() {
+            Some(next) => next,
+            None => {
+                let r = self.records.next()?;
+                let t = (self.time)(&r);
+                (r, t)
+            }
+        };
+        self.slice = self.slicing.slice_of(t);
+        Some((self.slice, record))
+    }
+
+    /// The run's next record; `None` at its end (the record after it, in another slice,
+    /// starts the next run).
+    #[inline]
+    pub(crate) fn next_in_run(&mut self) -> Option<I::Item> {
+        if self.next.is_some() {
+            return None;
+        }
+        let r = self.records.next()?;
+        let t = (self.time)(&r);
+        let (s, len) = (self.slice, self.slicing.slice);
+        if s <= t && (t.wrapping_sub(s) as u64) < len as u64 {
+            Some(r)
+        } else {
+            self.next = Some((r, t));
+            None
+        }
+    }
+}
+
 /// Part of a slice's accumulator: the records that arrived from firing number `since` on
 /// (and before the next part's).
 #[derive(Debug, Clone)]

@@ -45,7 +45,7 @@ use rill_runtime::{hash_key, OpResult, Output, Timestamp};
 use super::accs::{SliceAccs, Spare};
 use super::aggregate::Aggregate;
 use super::pane::{Pane, Timing, Window};
-use super::slices::{slice_table, Slicing};
+use super::slices::{slice_table, SliceRuns, Slicing};
 use super::state::{Element, Section, WindowBase, WindowKey, Windowing, TOP_WINDOWS};
 
 /// How the windows' accumulators are written to checkpoints.
@@ -209,40 +209,25 @@ where
         }
         let dt = self.base.domain_time();
         let tracked = self.base.changes == Changes::Tracked;
-        let (size, slice) = (self.slicing.size(), self.slicing.slice_len());
+        let size = self.slicing.size();
         let mut created = 0;
-        let mut records = batch.drain(..);
-        // The next record and its time, read ahead by the previous run.
-        let mut next = None;
-        loop {
-            let Some((record, t)) = next.take().or_else(|| {
-                let r = records.next()?;
-                let t = (self.base.spec.timestamp)(&r);
-                Some((r, t))
-            }) else {
-                break;
-            };
-            let s = self.slicing.slice_of(t);
-            let in_slice = |t: Timestamp| s <= t && (t.wrapping_sub(s) as u64) < slice as u64;
+        let base = &self.base;
+        let mut runs = SliceRuns::new(batch.drain(..), &self.slicing, |r| (base.spec.timestamp)(r));
+        while let Some((s, first)) = runs.next_run() {
             let Some(ends) = self.open_windows(s, dt) else {
                 // Late or in no window: so is every record of its slice.
                 let mut dropped = 1;
-                for r in records.by_ref() {
-                    let t = (self.base.spec.timestamp)(&r);
-                    if !in_slice(t) {
-                        next = Some((r, t));
-                        break;
-                    }
+                while runs.next_in_run().is_some() {
                     dropped += 1;
                 }
                 if self.slicing.last_end(s).is_some() {
-                    self.base.spec.metrics.add_late(dropped);
+                    base.spec.metrics.add_late(dropped);
                 } else {
-                    self.base.spec.metrics.add_closed(dropped);
+                    base.spec.metrics.add_closed(dropped);
                 }
                 continue;
             };
-            let (changes, spare) = (self.base.changes, &mut self.spare);
+            let (changes, spare) = (base.changes, &mut self.spare);
             let period = self.slicing.period();
             let mut end = Some(*ends.start());
             while let Some(e) = end.filter(|e| e <= ends.end()) {
@@ -252,29 +237,22 @@ where
                 end = e.checked_add(period);
             }
             let mut windows: Vec<_> = self.windows.range_mut(ends).collect();
-            let mut record = Some(record);
-            while let Some(r) = record.take() {
-                let key = (self.base.key)(&r);
+            let mut record = Some(first);
+            while let Some(r) = record {
+                let key = (base.key)(&r);
                 let mut add = Add {
                     // Only a tracked table places its entries by key group.
                     group: tracked.then(|| key_group(hash_key(&key))),
                     key: &key,
                     record: &r,
-                    agg: &self.base.agg,
+                    agg: &base.agg,
                     size,
                     created: &mut created,
                 };
                 for (end, w) in windows.iter_mut() {
                     add.to(**end, w);
                 }
-                if let Some(r) = records.next() {
-                    let t = (self.base.spec.timestamp)(&r);
-                    if in_slice(t) {
-                        record = Some(r);
-                    } else {
-                        next = Some((r, t));
-                    }
-                }
+                record = runs.next_in_run();
             }
         }
         self.base.spec.metrics.windows_created(created);
