@@ -172,7 +172,7 @@ impl Committer {
                                 .commit()
                                 .map_err(|e| (format!("cannot commit epoch {}", marker.epoch), e))
                         })
-                        .map_err(|(what, e)| Failure::new(format!("{describe}: {what}: {e}")));
+                        .map_err(|(what, e)| Failure::caused_by(format!("{describe}: {what}"), e));
                     if outbox.send(result).is_err() {
                         return;
                     }
@@ -286,8 +286,9 @@ impl<T> ExactlyOnceKafkaSink<T> {
         )
     }
 
-    fn fail(&self, what: &str, e: impl std::fmt::Display) -> Failure {
-        Failure::new(format!("{}: {what}: {e}", self.describe()))
+    /// A failure of the sink while doing `what`, caused by `e` (kept as its source).
+    fn fail(&self, what: &str, e: crate::Error) -> Failure {
+        Failure::caused_by(format!("{}: {what}", self.describe()), e)
     }
 
     fn transactional(&self, id: &str) -> Result<TransactionalProducer, Failure> {
@@ -452,10 +453,12 @@ impl<T> ExactlyOnceKafkaSink<T> {
             .committer
             .as_ref()
             .ok_or_else(|| Failure::new("the commit thread was not started"))?;
-        committer
-            .jobs
-            .send(marker)
-            .map_err(|_| self.fail("cannot commit", "the commit thread ended"))?;
+        committer.jobs.send(marker).map_err(|_| {
+            Failure::new(format!(
+                "{}: cannot commit: the commit thread ended",
+                self.describe()
+            ))
+        })?;
         self.committing = Some(marker);
         Ok(())
     }
@@ -544,9 +547,10 @@ impl<T> ExactlyOnceKafkaSink<T> {
             Ok(Ok(())) => self.committed(marker),
             Ok(Err(e)) => Err(e),
             Err(mpsc::TryRecvError::Empty) => Ok(()),
-            Err(mpsc::TryRecvError::Disconnected) => {
-                Err(self.fail("cannot commit", "the commit thread ended"))
-            }
+            Err(mpsc::TryRecvError::Disconnected) => Err(Failure::new(format!(
+                "{}: cannot commit: the commit thread ended",
+                self.describe()
+            ))),
         }
     }
 }
