@@ -290,6 +290,93 @@ fn offsets_of_completed_checkpoints_are_committed_to_the_group() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A group job without checkpoints commits nothing while it reads (no completed
+/// checkpoint to commit), so a rebalance must commit where it got to: else the partitions'
+/// next owners read them again from the start.
+#[test]
+fn a_group_member_without_checkpoints_commits_what_it_read_when_a_rebalance_takes_it() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let broker = TestBroker::shared();
+    let b = broker.brokers();
+    let n = 2_000;
+    fill(&b, "handover", 2, n, &[]);
+    let mut df = Dataflow::new();
+    let config = KafkaSourceConfig::new(b.clone(), &["handover"])
+        .group("handover-members")
+        .event_time(|v: &u64| *v as i64);
+    let source = kafka_source(&mut df, "handover", config, parse).unwrap();
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    source.records.inspect("count", move |_, _: &u64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let one_shard = Config::default().shards(1).pin(false);
+    let handle = Runtime::new(one_shard).unwrap().spawn(df).unwrap();
+    let start = Instant::now();
+    while seen.load(Ordering::Relaxed) < n {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A second member joins: the range assignor gives it one of the two partitions.
+    let other: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("group.id", "handover-members")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .unwrap();
+    other.subscribe(&["handover"]).unwrap();
+    let mut read_again = 0;
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the second member got no partition"
+        );
+        if let Some(Ok(_)) = other.poll(Duration::from_millis(100)) {
+            read_again += 1;
+        }
+        if other.assignment().is_ok_and(|a| a.count() > 0) {
+            break;
+        }
+    }
+    // Whatever it has fetched by now came from where the first member had got to.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Some(Ok(_)) = other.poll(Duration::from_millis(100)) {
+            read_again += 1;
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("handover", 0);
+    tpl.add_partition("handover", 1);
+    let committed = other
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    let offsets: Vec<Option<i64>> = (0..2)
+        .map(
+            |p| match committed.find_partition("handover", p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
+        .collect();
+    let report = handle.stop().unwrap();
+    drop(report);
+    assert_eq!(
+        offsets,
+        vec![Some(n as i64 / 2); 2],
+        "committed at the revocation"
+    );
+    assert_eq!(read_again, 0, "the second member read records again");
+    // The first member went on from its own commit: nothing read twice.
+    assert_eq!(seen.load(Ordering::Relaxed), n);
+}
+
 #[test]
 fn starts_at_a_timestamp() {
     use rill_kafka::StartFrom;

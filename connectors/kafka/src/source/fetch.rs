@@ -15,9 +15,16 @@
 //!
 //! librdkafka forwards a partition's fetch queue to the consumer's queue when it starts
 //! fetching and clears the forwarding when it stops (at an unassignment); a forwarding
-//! the application set is kept at the start. Records that reached the consumer's queue
-//! before the forwarding are returned by `BaseConsumer::poll`: the source drains that
-//! queue before it reads this one, so a partition's records keep their order.
+//! the application set is kept at the start. So a static assignment forwards its
+//! partitions once, after assigning them, and a group member forwards each partition a
+//! rebalance gives it when the source applies that rebalance (again after every
+//! reassignment). Records that reached the consumer's queue before the forwarding are
+//! returned by `BaseConsumer::poll`: the source drains that queue before it reads this
+//! one, so a partition's records keep their order. A revoked partition's records still in
+//! this queue are read after the source applied the revocation, and dropped (the
+//! partition's next owner reads them from the committed offset); librdkafka discards the
+//! ones fetched before an unassignment if the partition comes back (their fetch version
+//! is outdated).
 //!
 //! librdkafka 2.12 moves the consumer's position one past an end-of-partition event read
 //! in a batch (confluentinc/librdkafka#4844, fixed after 2.12.1): the source takes a

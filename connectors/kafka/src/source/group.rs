@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use rill_runtime::{Data, SourceOutput};
 
+use super::fetch::FetchQueue;
 use super::{Item, Owned, Start};
 use crate::error::{Error, Result};
 use crate::health::{broker_up, Health};
@@ -45,6 +46,14 @@ pub(super) struct SourceContext {
     pub(super) rebalanced: AtomicBool,
     /// Offsets the group acknowledged (split, offset), not yet reported.
     pub(super) committed: Mutex<Vec<(usize, i64)>>,
+    /// Whether a revocation commits `read` (a job without checkpoints, whose offsets are
+    /// otherwise never committed before a partition's end: without it, every rebalance
+    /// would send each partition's next owner back to the start).
+    pub(super) commit_on_revoke: bool,
+    /// Where the source had got to in each partition (split, next offset) when it last
+    /// polled the consumer: what a revocation commits. It may lag the records emitted
+    /// since (read again by the next owner, never skipped).
+    pub(super) read: Mutex<Vec<(usize, i64)>>,
 }
 
 impl ClientContext for SourceContext {
@@ -59,6 +68,22 @@ impl ClientContext for SourceContext {
     }
 }
 
+impl SourceContext {
+    /// Commits `read` (asynchronously); a failure only means that the next owners read
+    /// those records again.
+    fn commit_read(&self, consumer: &BaseConsumer<Self>) {
+        let read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tpl = TopicPartitionList::new();
+        for &(split, next) in read.iter() {
+            let p = &self.plan.partitions[split];
+            let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(next));
+        }
+        if tpl.count() > 0 {
+            let _ = consumer.commit(&tpl, CommitMode::Async);
+        }
+    }
+}
+
 impl ConsumerContext for SourceContext {
     fn rebalance(
         &self,
@@ -69,7 +94,14 @@ impl ConsumerContext for SourceContext {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         self.rebalanced.store(true, Ordering::Relaxed);
         if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            // Revoked (or a rebalance error): give everything back.
+            // Revoked (or a rebalance error): give everything back, after committing
+            // where the source got to if the job keeps no checkpoints (not if the
+            // partitions were already lost to another member). The commit is
+            // asynchronous: librdkafka lets the member rejoin the group only once its
+            // outstanding commits are answered, so the next owners start from it.
+            if self.commit_on_revoke && !consumer.assignment_lost() {
+                self.commit_read(consumer);
+            }
             let _ = consumer.unassign();
             events.push(Rebalanced::Revoked);
             return;
@@ -193,9 +225,12 @@ impl GroupEnd {
 
 /// Group mode: applies what rebalances (run inside the consumer's poll) did to this
 /// member's partitions, and tells the operators behind the source (in order with the
-/// records); whether anything changed.
+/// records); whether anything changed. A newly assigned partition's fetch queue is
+/// forwarded to `fetch`, if given (librdkafka cleared the forwarding when the partition
+/// was last unassigned).
 pub(super) fn apply_rebalances<T: Data>(
     consumer: &BaseConsumer<SourceContext>,
+    fetch: Option<&FetchQueue>,
     owned: &mut Vec<Owned>,
     out: &mut SourceOutput<Item<T>>,
 ) -> bool {
@@ -215,6 +250,10 @@ pub(super) fn apply_rebalances<T: Data>(
             }
             Rebalanced::Assigned(splits) => {
                 for (split, start) in splits {
+                    if let Some(fetch) = fetch {
+                        let p = &context.plan.partitions[split];
+                        fetch.forward(consumer, &p.topic, p.partition);
+                    }
                     owned.push(Owned {
                         split,
                         next: start.offset(),

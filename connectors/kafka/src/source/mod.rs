@@ -157,8 +157,8 @@ pub struct KafkaPartitions<T> {
     /// Whether the job takes checkpoints (else a group member commits a partition's end
     /// offset as soon as it reaches it, in bounded mode).
     checkpointing: bool,
-    /// Static assignment: the queue the partitions' records are read from in batches
-    /// (declared before the consumer: it is dropped first).
+    /// The queue the partitions' records are read from in batches (declared before the
+    /// consumer: it is dropped first); created at the first poll.
     fetch: Option<FetchQueue>,
     consumer: BaseConsumer<SourceContext>,
     health: Arc<Health>,
@@ -260,6 +260,8 @@ impl<T: Data> KafkaPartitions<T> {
             events: Mutex::new(Vec::new()),
             rebalanced: AtomicBool::new(false),
             committed: Mutex::new(Vec::new()),
+            commit_on_revoke: !checkpointing,
+            read: Mutex::new(Vec::new()),
         };
         let consumer = props
             .create_with_context(context)
@@ -348,12 +350,34 @@ impl<T: Data> KafkaPartitions<T> {
 
     /// Group mode: applies what rebalances did to this member's partitions, and reports
     /// the offsets the group acknowledged since the last call.
-    fn apply_rebalances(&mut self, out: &mut SourceOutput<Item<T>>) -> OpResult {
-        if apply_rebalances(&self.consumer, &mut self.owned, out) {
-            self.last = 0;
+    fn apply_rebalances(&mut self, out: &mut SourceOutput<Item<T>>) {
+        if apply_rebalances(&self.consumer, self.fetch.as_ref(), &mut self.owned, out) {
+            self.forget_last();
         }
         report_committed(&self.consumer, out);
-        Ok(())
+    }
+
+    /// Group mode without checkpoints: tells the consumer's context where the source has
+    /// got to in each partition, for a revocation to commit (see [`SourceContext`]).
+    fn publish_read(&self) {
+        let mut read = self
+            .consumer
+            .context()
+            .read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        read.clear();
+        read.extend(
+            self.owned
+                .iter()
+                .filter_map(|o| o.next.map(|next| (o.split, next))),
+        );
+    }
+
+    /// Forgets the cached partition of the last record (the owned partitions changed).
+    fn forget_last(&mut self) {
+        self.last = 0;
+        self.last_handle = (std::ptr::null(), -1);
     }
 
     /// Bounded mode: the consumer reached the end of partition `partition` (of the owned
@@ -434,7 +458,7 @@ impl<T: Data> KafkaPartitions<T> {
             .map_err(|e| self.failure("cannot commit offsets", e))
     }
 
-    /// Static assignment: reads records from the fetch queue in batches until `max` are
+    /// Reads records from the fetch queue in batches until `max` are
     /// emitted or it is empty, or a fetch error came; returns how many were emitted.
     fn read_batches(
         &mut self,
@@ -542,6 +566,10 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                     .subscribe(&topics)
                     .map_err(|e| self.failure("cannot subscribe", e))?;
                 self.pending = Some(Vec::new());
+                // Assigned partitions are forwarded to it as rebalances are applied.
+                if self.fetch.is_none() {
+                    self.fetch = FetchQueue::new(&self.consumer);
+                }
             }
         } else {
             self.assign_pending(out)?;
@@ -550,6 +578,9 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
         let mut emitted = 0;
         let now = Instant::now();
         let bounded = self.shared.plan.end.is_some();
+        if group && !self.checkpointing {
+            self.publish_read();
+        }
         // Whether the consumer's queue was emptied (statistics, errors, rebalances, and
         // records of partitions not forwarded to the fetch queue).
         let mut drained = false;
@@ -575,8 +606,9 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
             self.health.up();
             // A rebalance served by this poll: its changes go ahead of the message.
             if group && consumer.context().rebalanced.load(Ordering::Relaxed) {
-                apply_rebalances(consumer, &mut self.owned, out);
+                apply_rebalances(consumer, self.fetch.as_ref(), &mut self.owned, out);
                 self.last = 0;
+                self.last_handle = (std::ptr::null(), -1);
             }
             let (topic, partition, offset) =
                 (message.topic(), message.partition(), message.offset());
@@ -607,6 +639,12 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                 emitted += 1;
             }
         }
+        // A rebalance the last poll served (without a record after it) goes ahead of the
+        // fetch queue's records: a revoked partition's records left there are then
+        // dropped, and a new one's fetch queue is forwarded.
+        if group {
+            self.apply_rebalances(out);
+        }
         // Only once the consumer's queue is empty (records that reached it before their
         // partition was forwarded come first), the fetch queue.
         if drained && emitted < max {
@@ -616,9 +654,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                 emitted += read?;
             }
         }
-        if group {
-            self.apply_rebalances(out)?;
-        } else {
+        if !group {
             report_committed(&self.consumer, out);
         }
         let c = &self.shared.config;
