@@ -555,8 +555,8 @@ fn window_latency_and_rills_part_are_measured_from_kafka() {
     );
 }
 
-/// Events written in the binary encoding read back as the same events: q2's and q5's
-/// rows from them equal the generator run's.
+/// Events written in the binary encoding read back as the same events: q0's (every
+/// event), q2's and q5's rows from them equal the generator run's.
 #[test]
 fn binary_events_from_kafka_give_the_generator_runs_rows() {
     let b = TestBroker::shared().brokers();
@@ -577,7 +577,7 @@ fn binary_events_from_kafka_give_the_generator_runs_rows() {
         "--kafka-format",
         "binary",
     ]);
-    for query in ["q2", "q5"] {
+    for query in ["q0", "q2", "q5"] {
         let out = root.join(format!("{query}.csv"));
         bench(&[
             "run",

@@ -171,45 +171,47 @@ pub fn write_events_to_kafka(
         Some(_) => TopicWriter::with_properties(brokers, topic, &[("linger.ms", "2")])?,
         None => TopicWriter::new(brokers, topic)?,
     };
-    let mut line = Vec::with_capacity(1024);
     let start = std::time::Instant::now();
     let start_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let mut max_lag_ns = 0u64;
-    for position in 0..events {
-        let mut timestamp = None;
-        if let Some(rate) = rate {
-            let due_ns = (position as u128 * 1_000_000_000 / rate as u128) as u64;
-            loop {
-                let now = start.elapsed().as_nanos() as u64;
-                if now >= due_ns {
-                    max_lag_ns = max_lag_ns.max(now - due_ns);
-                    break;
-                }
-                if due_ns - now > 200_000 {
-                    std::thread::sleep(Duration::from_nanos(due_ns - now - 100_000));
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            timestamp = Some(((start_unix_ns + due_ns) / 1_000_000) as i64);
-        }
-        let event = config.event(position);
-        line.clear();
-        match format {
-            KafkaFormat::Csv => {
-                event.write_csv(&mut line);
-                while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    line.pop();
+    // The events are made and encoded on a thread of their own, a chunk at a time, ahead
+    // of this one, which only paces and sends: on two cores the generator, the encoder and
+    // librdkafka's calls do not fit on one. Chunks go back to be refilled (no allocation,
+    // no fresh pages, per chunk).
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Chunk>(CHUNKS_AHEAD);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Chunk>();
+    std::thread::scope(|scope| -> Result<(), rill_kafka::Error> {
+        scope.spawn(move || {
+            let mut position = 0;
+            while position < events {
+                let mut chunk = empty_rx.try_recv().unwrap_or_default();
+                chunk.fill(config, position, events.min(position + CHUNK), format);
+                position += chunk.len() as u64;
+                if full_tx.send(chunk).is_err() {
+                    return; // the sender stopped on an error
                 }
             }
-            KafkaFormat::Binary => event.write_binary(&mut line),
+        });
+        let mut position = 0u64;
+        for chunk in full_rx {
+            for (payload, date_time) in chunk.records() {
+                let mut timestamp = date_time;
+                if let Some(rate) = rate {
+                    let due_ns = (position as u128 * 1_000_000_000 / rate as u128) as u64;
+                    max_lag_ns = max_lag_ns.max(wait_until(start, due_ns));
+                    timestamp = ((start_unix_ns + due_ns) / 1_000_000) as i64;
+                }
+                let partition = (position % partitions as u64) as i32;
+                writer.send(partition, Some(timestamp), payload)?;
+                position += 1;
+            }
+            // The generator may have finished: a chunk it will not take is dropped.
+            let _ = empty_tx.send(chunk);
         }
-        let partition = (position % partitions as u64) as i32;
-        let timestamp = timestamp.unwrap_or(event.date_time() as i64);
-        writer.send(partition, Some(timestamp), &line)?;
-    }
+        Ok(())
+    })?;
     writer.flush()?;
     if let Some(rate) = rate {
         // Behind schedule, the events' latency includes the writer's lag: say how much.
@@ -219,6 +221,76 @@ pub fn write_events_to_kafka(
         );
     }
     Ok(partitions)
+}
+
+/// Events per chunk the encoding thread hands to the sending one.
+const CHUNK: u64 = 1024;
+/// Chunks the encoding thread may run ahead.
+const CHUNKS_AHEAD: usize = 8;
+
+/// Consecutive events, encoded: their records back to back, where each ends, and each
+/// event's `date_time`.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    times: Vec<i64>,
+}
+
+impl Chunk {
+    /// Refills the chunk with events `from..to` of `config` in `format`.
+    fn fill(&mut self, config: &GeneratorConfig, from: u64, to: u64, format: KafkaFormat) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.times.clear();
+        for position in from..to {
+            let event = config.event(position);
+            match format {
+                KafkaFormat::Csv => {
+                    event.write_csv(&mut self.bytes);
+                    while self
+                        .bytes
+                        .last()
+                        .is_some_and(|b| *b == b'\n' || *b == b'\r')
+                    {
+                        self.bytes.pop();
+                    }
+                }
+                KafkaFormat::Binary => event.write_binary(&mut self.bytes),
+            }
+            self.ends.push(self.bytes.len());
+            self.times.push(event.date_time() as i64);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Each record with its event's `date_time`, in order.
+    fn records(&self) -> impl Iterator<Item = (&[u8], i64)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .zip(&self.times)
+            .map(|((start, &end), &time)| (&self.bytes[start..end], time))
+    }
+}
+
+/// Waits until `due_ns` after `start` (sleeping, then spinning for the last 200 µs);
+/// returns how late it was then, in ns.
+fn wait_until(start: std::time::Instant, due_ns: u64) -> u64 {
+    loop {
+        let now = start.elapsed().as_nanos() as u64;
+        if now >= due_ns {
+            return now - due_ns;
+        }
+        if due_ns - now > 200_000 {
+            std::thread::sleep(Duration::from_nanos(due_ns - now - 100_000));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 #[cfg(test)]
