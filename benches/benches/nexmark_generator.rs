@@ -1,8 +1,8 @@
 //! The NEXMark generator alone: building events from their positions (`GeneratorConfig::event`,
 //! the per-event cost every NEXMark source pays before rill sees the event) and encoding
-//! them as CSV lines one at a time (`Event::write_csv`, through the csv crate; `rill-bench
-//! generate` reuses one writer per chunk of events, which costs less per event). Throughput
-//! is in events; the mix is NEXMark's 1 person : 3 auctions : 46 bids.
+//! them as CSV lines one at a time (`Event::write_csv`, through the csv crate), and reading
+//! such lines back (`Event::parse_csv`, what `run --kafka` does with each CSV record).
+//! Throughput is in events; the mix is NEXMark's 1 person : 3 auctions : 46 bids.
 //!
 //! `cargo bench -p rill-benches --bench nexmark_generator`
 
@@ -48,6 +48,14 @@ fn generator(c: &mut Criterion) {
                 e.write_csv(&mut out);
             }
             black_box(out.len())
+        })
+    });
+    let lines: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    g.bench_function("parse_csv", |b| {
+        b.iter(|| {
+            for line in &lines {
+                let _ = black_box(Event::parse_csv(line));
+            }
         })
     });
     g.finish();
