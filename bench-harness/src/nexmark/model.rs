@@ -38,7 +38,7 @@ use std::io;
 
 use rill_runtime::rkyv;
 
-use crate::csv_format::{fields, record_writer, CsvLineError, Decimal};
+use crate::csv_format::{fields, push_fields, CsvLineError, Decimal};
 
 /// A person registering to buy or sell.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -183,12 +183,10 @@ impl Event {
     }
 
     /// Appends the event's CSV line and a `'\n'` to `out`; the bytes are exactly those of
-    /// [`Display`](fmt::Display) plus the newline. Writing many events, one
-    /// [`line_writer`](crate::csv_format::line_writer) over the buffer and [`write_record`](Event::write_record) per event
-    /// is cheaper.
+    /// [`Display`](fmt::Display) plus the newline (written without a csv writer unless a
+    /// field needs quoting: [`push_fields`]).
     pub fn write_csv(&self, out: &mut Vec<u8>) {
-        // Writing into a Vec cannot fail.
-        let _ = self.write_record(&mut record_writer(out));
+        self.with_fields(|fields| push_fields(out, fields));
     }
 
     /// Appends the event in the binary encoding: [`BINARY_MAGIC`], then the event's rkyv
@@ -225,10 +223,15 @@ impl Event {
 
     /// Writes the event as one CSV record (fields quoted only where needed).
     pub fn write_record<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
+        self.with_fields(|fields| out.write_record(fields))
+    }
+
+    /// Calls `f` with the event's CSV fields.
+    fn with_fields<R>(&self, f: impl FnOnce(&[&[u8]]) -> R) -> R {
         let n = Decimal::new;
         match self {
-            Event::Person(p) => out.write_record([
-                "person".as_bytes(),
+            Event::Person(p) => f(&[
+                b"person",
                 n(p.id).as_ref(),
                 p.name.as_bytes(),
                 p.email.as_bytes(),
@@ -238,8 +241,8 @@ impl Event {
                 n(p.date_time).as_ref(),
                 p.extra.as_bytes(),
             ]),
-            Event::Auction(a) => out.write_record([
-                "auction".as_bytes(),
+            Event::Auction(a) => f(&[
+                b"auction",
                 n(a.id).as_ref(),
                 a.item_name.as_bytes(),
                 a.description.as_bytes(),
@@ -251,8 +254,8 @@ impl Event {
                 n(a.category).as_ref(),
                 a.extra.as_bytes(),
             ]),
-            Event::Bid(b) => out.write_record([
-                "bid".as_bytes(),
+            Event::Bid(b) => f(&[
+                b"bid",
                 n(b.auction).as_ref(),
                 n(b.bidder).as_ref(),
                 n(b.price).as_ref(),

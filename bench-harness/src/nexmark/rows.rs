@@ -71,6 +71,9 @@ impl Row for Timed {
     fn write_record<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
         self.event.write_record(out)
     }
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        self.event.write_csv(out);
+    }
 }
 
 /// Defines a row struct whose CSV columns are its fields in order, plus the hidden
