@@ -162,7 +162,9 @@ fn exactly_once_from_kafka_survives_sigkills_and_shard_changes() {
     let broker = TestBroker::shared();
     let b = broker.brokers();
     let root = scratch("exactly-once");
-    let events = 200_000;
+    // Enough that a run lasts well past the longest kill delay (1.5 s) on a debug build:
+    // with 200,000 every run ended before its kill once parsing got faster.
+    let events = 500_000;
     generate(&b, "events-q5", events, 4);
     let expected = reference(&root, "q5", events);
     assert!(expected.len() > 20, "{} rows", expected.len());
@@ -193,7 +195,8 @@ fn at_least_once_kafka_sink_loses_no_row_across_sigkills() {
     let broker = TestBroker::shared();
     let b = broker.brokers();
     let root = scratch("sink");
-    let events = 100_000;
+    // As above: runs longer than the kill delays.
+    let events = 250_000;
     generate(&b, "events-q1", events, 4);
     let expected = reference(&root, "q1", events);
     let mut delays = Delays(0x2545_f491_4f6c_dd1d);

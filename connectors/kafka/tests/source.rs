@@ -236,10 +236,37 @@ fn a_broker_that_stays_away_fails_the_job_after_the_broker_timeout() {
     );
 }
 
+/// The group's committed offset of each of `topic`'s first `partitions` partitions, as
+/// `consumer` (a member of the group, or configured with its id) reads them.
+fn committed(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
 #[test]
 fn offsets_of_completed_checkpoints_are_committed_to_the_group() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::ClientConfig;
     use rill_runtime::checkpoint::Checkpointing;
 
     let broker = TestBroker::shared();
@@ -268,19 +295,10 @@ fn offsets_of_completed_checkpoints_are_committed_to_the_group() {
         .set("group.id", "lag-watchers")
         .create()
         .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition("lagging", 0);
-    tpl.add_partition("lagging", 1);
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    let offsets: Vec<i64> = (0..2)
-        .map(
-            |p| match committed.find_partition("lagging", p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                other => panic!("partition {p}: nothing committed ({other:?})"),
-            },
-        )
+    let offsets: Vec<i64> = committed(&consumer, "lagging", 2)
+        .into_iter()
+        .enumerate()
+        .map(|(p, o)| o.unwrap_or_else(|| panic!("partition {p}: nothing committed")))
         .collect();
     // Each partition holds n / 2 records: something was committed, never past the end.
     assert!(
@@ -296,7 +314,7 @@ fn offsets_of_completed_checkpoints_are_committed_to_the_group() {
 #[test]
 fn a_group_member_without_checkpoints_commits_what_it_read_when_a_rebalance_takes_it() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use rdkafka::ClientConfig;
 
     let broker = TestBroker::shared();
     let b = broker.brokers();
@@ -351,20 +369,7 @@ fn a_group_member_without_checkpoints_commits_what_it_read_when_a_rebalance_take
             read_again += 1;
         }
     }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition("handover", 0);
-    tpl.add_partition("handover", 1);
-    let committed = other
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    let offsets: Vec<Option<i64>> = (0..2)
-        .map(
-            |p| match committed.find_partition("handover", p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            },
-        )
-        .collect();
+    let offsets = committed(&other, "handover", 2);
     let report = handle.stop().unwrap();
     drop(report);
     assert_eq!(
