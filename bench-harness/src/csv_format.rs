@@ -78,6 +78,13 @@ pub fn push_fields(out: &mut Vec<u8>, fields: &[&[u8]]) {
     }
 }
 
+/// Removes the line break (`\n`, `\r`) at the end of `line`: a record as one Kafka value.
+pub fn trim_line_end(line: &mut Vec<u8>) {
+    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        line.pop();
+    }
+}
+
 /// One record as a line without its `\n`.
 pub fn record_line<I, T>(record: I) -> String
 where

@@ -20,6 +20,7 @@ use rill_runtime::{Dataflow, Stream};
 use super::generate::KafkaFormat;
 use super::source::{Epoch, SourceStats, Timed};
 use super::{Event, GeneratorConfig};
+use crate::csv_format::trim_line_end;
 
 /// Where `run --kafka` reads its events.
 #[derive(Clone, Debug)]
@@ -248,13 +249,7 @@ impl Chunk {
             match format {
                 KafkaFormat::Csv => {
                     event.write_csv(&mut self.bytes);
-                    while self
-                        .bytes
-                        .last()
-                        .is_some_and(|b| *b == b'\n' || *b == b'\r')
-                    {
-                        self.bytes.pop();
-                    }
+                    trim_line_end(&mut self.bytes);
                 }
                 KafkaFormat::Binary => event.write_binary(&mut self.bytes),
             }

@@ -26,6 +26,7 @@ use super::queries::{self, Query, QueryContext};
 use super::rows::{write_rows, Row};
 use super::source::{Epoch, NexmarkSource, SourceStats, Timed};
 use super::GeneratorConfig;
+use crate::csv_format::trim_line_end;
 use crate::latency::{new_histogram, LatencySummary};
 use crate::signals::SignalStop;
 
@@ -656,9 +657,7 @@ impl SinkParts {
                 config.clone(),
                 move |row: &R, buf| {
                     row.write_csv(buf);
-                    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        buf.pop();
-                    }
+                    trim_line_end(buf);
                 },
             )?);
         }

@@ -291,6 +291,14 @@ impl<T> ExactlyOnceKafkaSink<T> {
         Failure::caused_by(format!("{}: {what}", self.describe()), e)
     }
 
+    /// The commit thread is gone (it ended on a panic): no epoch can commit.
+    fn commit_thread_ended(&self) -> Failure {
+        Failure::new(format!(
+            "{}: cannot commit: the commit thread ended",
+            self.describe()
+        ))
+    }
+
     fn transactional(&self, id: &str) -> Result<TransactionalProducer, Failure> {
         TransactionalProducer::new(
             &self.config.brokers,
@@ -453,12 +461,10 @@ impl<T> ExactlyOnceKafkaSink<T> {
             .committer
             .as_ref()
             .ok_or_else(|| Failure::new("the commit thread was not started"))?;
-        committer.jobs.send(marker).map_err(|_| {
-            Failure::new(format!(
-                "{}: cannot commit: the commit thread ended",
-                self.describe()
-            ))
-        })?;
+        committer
+            .jobs
+            .send(marker)
+            .map_err(|_| self.commit_thread_ended())?;
         self.committing = Some(marker);
         Ok(())
     }
@@ -547,10 +553,7 @@ impl<T> ExactlyOnceKafkaSink<T> {
             Ok(Ok(())) => self.committed(marker),
             Ok(Err(e)) => Err(e),
             Err(mpsc::TryRecvError::Empty) => Ok(()),
-            Err(mpsc::TryRecvError::Disconnected) => Err(Failure::new(format!(
-                "{}: cannot commit: the commit thread ended",
-                self.describe()
-            ))),
+            Err(mpsc::TryRecvError::Disconnected) => Err(self.commit_thread_ended()),
         }
     }
 }

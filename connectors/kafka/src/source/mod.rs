@@ -290,8 +290,8 @@ impl<T: Data> KafkaPartitions<T> {
             pending,
             restored_static: false,
             uncommitted: None,
-            last: 0,
-            last_handle: (std::ptr::null(), -1),
+            last: NO_LAST.0,
+            last_handle: NO_LAST.1,
         })
     }
 
@@ -352,7 +352,7 @@ impl<T: Data> KafkaPartitions<T> {
     /// the offsets the group acknowledged since the last call.
     fn apply_rebalances(&mut self, out: &mut SourceOutput<Item<T>>) {
         if apply_rebalances(&self.consumer, self.fetch.as_ref(), &mut self.owned, out) {
-            self.forget_last();
+            (self.last, self.last_handle) = NO_LAST;
         }
         report_committed(&self.consumer, out);
     }
@@ -372,12 +372,6 @@ impl<T: Data> KafkaPartitions<T> {
                 .iter()
                 .filter_map(|o| o.next.map(|next| (o.split, next))),
         );
-    }
-
-    /// Forgets the cached partition of the last record (the owned partitions changed).
-    fn forget_last(&mut self) {
-        self.last = 0;
-        self.last_handle = (std::ptr::null(), -1);
     }
 
     /// Bounded mode: the consumer reached the end of partition `partition` (of the owned
@@ -607,8 +601,7 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
             // A rebalance served by this poll: its changes go ahead of the message.
             if group && consumer.context().rebalanced.load(Ordering::Relaxed) {
                 apply_rebalances(consumer, self.fetch.as_ref(), &mut self.owned, out);
-                self.last = 0;
-                self.last_handle = (std::ptr::null(), -1);
+                (self.last, self.last_handle) = NO_LAST;
             }
             let (topic, partition, offset) =
                 (message.topic(), message.partition(), message.offset());
@@ -765,6 +758,11 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
         1 << 16
     }
 }
+
+/// `last` and `last_handle` before the first record, and after the owned partitions
+/// changed: no cached partition.
+const NO_LAST: (usize, (*const rdkafka::bindings::rd_kafka_topic_t, i32)) =
+    (0, (std::ptr::null(), -1));
 
 /// The most messages one batch takes from the fetch queue.
 const FETCH_BATCH: usize = 4096;
