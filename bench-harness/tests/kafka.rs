@@ -94,24 +94,78 @@ fn reference(root: &Path, query: &str, events: u64) -> Vec<String> {
     common::output_rows(&path)
 }
 
-/// Runs `command` and SIGKILLs it after `delay`; false if it ended before.
-fn kill_after(mut command: Command, log: &Path, delay: Duration) -> bool {
+/// The newest complete checkpoint's number in `dir` (0 if none).
+fn newest_checkpoint(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().join("MANIFEST").exists())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// When a [`kill_at`] run is SIGKILLed: after it completed this many checkpoints of its
+/// own, and then this long (progress, not time from the start: how long a run takes to
+/// start, join its group or read its first records does not move the kill).
+#[derive(Debug, Clone, Copy)]
+struct KillPoint {
+    checkpoints: u64,
+    after: Duration,
+}
+
+impl Delays {
+    /// A kill point after 1-3 new checkpoints and 0-100 ms more (anywhere in the 40 ms
+    /// checkpoint cycle the runs use: between barriers, in a checkpoint, between a
+    /// completion and a sink's commit).
+    fn kill_point(&mut self) -> KillPoint {
+        KillPoint {
+            checkpoints: self.between(1, 3),
+            after: self.next(0, 100),
+        }
+    }
+}
+
+/// Runs `command`, whose checkpoints go to `checkpoints`, and SIGKILLs it at `at`; false
+/// if it ended (successfully) before.
+fn kill_at(mut command: Command, log: &Path, checkpoints: &Path, at: KillPoint) -> bool {
+    let start = newest_checkpoint(checkpoints);
     let mut child = command
         .stdout(Stdio::null())
         .stderr(fs::File::create(log).unwrap())
         .spawn()
         .expect("rill-bench starts");
-    let deadline = Instant::now() + delay;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(
-                status.success(),
-                "{}",
-                fs::read_to_string(log).unwrap_or_default()
-            );
+    let ended = |child: &mut Child| match child.try_wait().unwrap() {
+        Some(status) => {
+            let log = fs::read_to_string(log).unwrap_or_default();
+            assert!(status.success(), "{status}: {log}");
+            true
+        }
+        None => false,
+    };
+    let limit = Instant::now() + Duration::from_secs(300);
+    while newest_checkpoint(checkpoints) < start + at.checkpoints {
+        if ended(&mut child) {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        if Instant::now() > limit {
+            let _ = child.kill();
+            panic!(
+                "no {} checkpoints in 300 s: {}",
+                at.checkpoints,
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let deadline = Instant::now() + at.after;
+    while Instant::now() < deadline {
+        if ended(&mut child) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
@@ -162,9 +216,8 @@ fn exactly_once_from_kafka_survives_sigkills_and_shard_changes() {
     let broker = TestBroker::shared();
     let b = broker.brokers();
     let root = scratch("exactly-once");
-    // Enough that a run lasts well past the longest kill delay (1.5 s) on a debug build:
-    // with 200,000 every run ended before its kill once parsing got faster.
-    let events = 500_000;
+    // Enough that runs killed after 1-3 checkpoints of their own leave work for the next.
+    let events = 200_000;
     generate(&b, "events-q5", events, 4);
     let expected = reference(&root, "q5", events);
     assert!(expected.len() > 20, "{} rows", expected.len());
@@ -174,7 +227,8 @@ fn exactly_once_from_kafka_survives_sigkills_and_shard_changes() {
     for shards in [2, 1, 3, 2] {
         let mut c = kafka_run(&root, &b, "events-q5", "q5", "exactly-once", shards);
         c.arg("--output-dir").arg(&out);
-        kills += kill_after(c, &root.join("last.log"), delays.next(400, 1500)) as usize;
+        let (log, checkpoints) = (root.join("last.log"), root.join("checkpoints"));
+        kills += kill_at(c, &log, &checkpoints, delays.kill_point()) as usize;
     }
     let mut c = kafka_run(&root, &b, "events-q5", "q5", "exactly-once", 2);
     c.arg("--output-dir").arg(&out);
@@ -195,8 +249,8 @@ fn at_least_once_kafka_sink_loses_no_row_across_sigkills() {
     let broker = TestBroker::shared();
     let b = broker.brokers();
     let root = scratch("sink");
-    // As above: runs longer than the kill delays.
-    let events = 250_000;
+    // As above.
+    let events = 100_000;
     generate(&b, "events-q1", events, 4);
     let expected = reference(&root, "q1", events);
     let mut delays = Delays(0x2545_f491_4f6c_dd1d);
@@ -204,7 +258,8 @@ fn at_least_once_kafka_sink_loses_no_row_across_sigkills() {
     for _ in 0..3 {
         let mut c = kafka_run(&root, &b, "events-q1", "q1", "at-least-once", 2);
         c.args(["--kafka-sink", "rows"]);
-        kills += kill_after(c, &root.join("last.log"), delays.next(400, 1500)) as usize;
+        let (log, checkpoints) = (root.join("last.log"), root.join("checkpoints"));
+        kills += kill_at(c, &log, &checkpoints, delays.kill_point()) as usize;
     }
     let mut c = kafka_run(&root, &b, "events-q1", "q1", "at-least-once", 2);
     c.args(["--kafka-sink", "rows"]);
@@ -312,11 +367,8 @@ fn exactly_once_kafka_sink_writes_every_row_once_across_sigkills_and_the_failpoi
     let mut delays = Delays(0x5851_f42d_4c95_7f2d);
     let mut kills = 0;
     for shards in [1, 2, 3] {
-        kills += kill_after(
-            run(shards),
-            &job.root.join("last.log"),
-            delays.next(300, 900),
-        ) as usize;
+        let (log, checkpoints) = (job.root.join("last.log"), job.root.join("checkpoints"));
+        kills += kill_at(run(shards), &log, &checkpoints, delays.kill_point()) as usize;
     }
     finish(run(3));
     assert!(
@@ -367,10 +419,12 @@ fn kafka_to_rill_to_kafka_to_rill_is_exactly_once_through_crashes_of_both_jobs()
     let mut delays = Delays(0x1405_7b7e_f767_814f);
     let mut kills = 0;
     for shards in [2, 1] {
-        kills += kill_after(
+        let checkpoints = root.join("first").join("checkpoints");
+        kills += kill_at(
             first(shards),
             &root.join("first.log"),
-            delays.next(400, 1200),
+            &checkpoints,
+            delays.kill_point(),
         ) as usize;
     }
     finish(first(2));
@@ -394,10 +448,12 @@ fn kafka_to_rill_to_kafka_to_rill_is_exactly_once_through_crashes_of_both_jobs()
         c
     };
     for shards in [2, 3] {
-        kills += kill_after(
+        let checkpoints = root.join("second").join("checkpoints");
+        kills += kill_at(
             second(shards),
             &root.join("second.log"),
-            delays.next(400, 1200),
+            &checkpoints,
+            delays.kill_point(),
         ) as usize;
     }
     finish(second(2));

@@ -1,7 +1,9 @@
 //! The NEXMark generator alone: building events from their positions (`GeneratorConfig::event`,
 //! the per-event cost every NEXMark source pays before rill sees the event) and encoding
 //! them as CSV lines one at a time (`Event::write_csv`, through the csv crate), and reading
-//! such lines back (`Event::parse_csv`, what `run --kafka` does with each CSV record).
+//! such lines back (`Event::parse_csv`, what `run --kafka` does with each CSV record), and
+//! reading binary records (`Event::parse` of `Event::write_binary`'s bytes: a magic byte
+//! and an rkyv archive, what `run --kafka` does with `generate --kafka-format binary`).
 //! Throughput is in events; the mix is NEXMark's 1 person : 3 auctions : 46 bids.
 //!
 //! `cargo bench -p rill-benches --bench nexmark_generator`
@@ -55,6 +57,21 @@ fn generator(c: &mut Criterion) {
         b.iter(|| {
             for line in &lines {
                 let _ = black_box(Event::parse_csv(line));
+            }
+        })
+    });
+    let records: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| {
+            let mut r = Vec::new();
+            e.write_binary(&mut r);
+            r
+        })
+        .collect();
+    g.bench_function("parse_binary", |b| {
+        b.iter(|| {
+            for record in &records {
+                let _ = black_box(Event::parse(record));
             }
         })
     });

@@ -47,12 +47,17 @@ pub fn committed_rows(dir: &std::path::Path) -> Vec<String> {
 pub struct Delays(pub u64);
 
 impl Delays {
-    /// The next delay, between `min_ms` and `max_ms` inclusive.
-    pub fn next(&mut self, min_ms: u64, max_ms: u64) -> std::time::Duration {
+    /// The next number between `min` and `max` inclusive.
+    pub fn between(&mut self, min: u64, max: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        std::time::Duration::from_millis(min_ms + self.0 % (max_ms - min_ms + 1))
+        min + self.0 % (max - min + 1)
+    }
+
+    /// The next delay, between `min_ms` and `max_ms` inclusive.
+    pub fn next(&mut self, min_ms: u64, max_ms: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(self.between(min_ms, max_ms))
     }
 }
 
