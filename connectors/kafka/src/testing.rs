@@ -90,6 +90,42 @@ pub fn kafka_files() -> KafkaFiles {
     files
 }
 
+/// How a broker's directory in the temporary directory is named: the prefix, then the
+/// launching process's id and a count.
+const BROKER_DIR_PREFIX: &str = "rill-kafka-broker-";
+
+/// Removes the brokers' directories (their logs: gigabytes after a benchmark) that
+/// processes no longer running launched in `tmp`. The wrapper removes its directory when
+/// the launching process ends, however it ends; but when the wrapper itself is killed
+/// (a kill of the whole process group, as a timeout or `pkill -f` does) nothing does:
+/// such leftovers, 35 GB of them, once filled this machine's disk and stopped the broker
+/// a benchmark ran against.
+fn remove_dead_brokers_dirs(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(BROKER_DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_runs(pid) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists (`/proc`: the brokers run on Linux only). A reused id
+/// keeps a dead process's directory until that process is gone too.
+fn process_runs(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
 /// A lock between processes: a directory that one process creates at a time (atomic),
 /// removed on drop; one older than 10 minutes is taken as left by a dead process.
 struct DirLock(PathBuf);
@@ -313,8 +349,9 @@ impl TestBroker {
     fn launch(port: u16, advertised: u16, libs: &Path, archive: ClassArchive<'_>) -> TestBroker {
         static COUNT: AtomicU64 = AtomicU64::new(0);
         let started = Instant::now();
+        remove_dead_brokers_dirs(&std::env::temp_dir());
         let dir = std::env::temp_dir().join(format!(
-            "rill-kafka-broker-{}-{}",
+            "{BROKER_DIR_PREFIX}{}-{}",
             std::process::id(),
             COUNT.fetch_add(1, Ordering::Relaxed)
         ));
@@ -543,5 +580,36 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.state.stop.store(true, Ordering::SeqCst);
         self.cut();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_of_brokers_whose_process_ended_are_removed() {
+        let tmp = std::env::temp_dir().join(format!("rill-broker-dirs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        // A process that has ended, one that runs, this one.
+        let mut ended = Command::new("true").spawn().unwrap();
+        ended.wait().unwrap();
+        let mut running = Command::new("sleep").arg("30").spawn().unwrap();
+        let names = [
+            format!("{BROKER_DIR_PREFIX}{}-0", ended.id()),
+            format!("{BROKER_DIR_PREFIX}{}-3", running.id()),
+            format!("{BROKER_DIR_PREFIX}{}-1", std::process::id()),
+            "rill-kafka-sink-1".to_string(),
+            format!("{BROKER_DIR_PREFIX}x-0"),
+        ];
+        for name in &names {
+            fs::create_dir_all(tmp.join(name).join("logs")).unwrap();
+        }
+        remove_dead_brokers_dirs(&tmp);
+        let left: Vec<bool> = names.iter().map(|n| tmp.join(n).exists()).collect();
+        let _ = running.kill();
+        let _ = running.wait();
+        let _ = fs::remove_dir_all(&tmp);
+        assert_eq!(left, [false, true, true, true, true], "{names:?}");
     }
 }
