@@ -503,16 +503,17 @@ fn latency_from_kafka_is_measured_from_the_intended_send_times() {
         let b = b.clone();
         move || {
             std::thread::sleep(Duration::from_millis(500));
+            // The form: --rate and --seconds (40,000 events).
             bench(&[
                 "generate",
-                "--events",
-                "40000",
-                "--rate",
-                "10k",
                 "--kafka",
                 &b,
                 "--topic",
                 "events-paced",
+                "--rate",
+                "10k",
+                "--seconds",
+                "4",
             ]);
         }
     });
@@ -526,14 +527,8 @@ fn latency_from_kafka_is_measured_from_the_intended_send_times() {
             "--topic",
             "events-paced",
         ])
-        .args([
-            "--kafka-latency",
-            "--seconds",
-            "3",
-            "--shards",
-            "2",
-            "--no-pin",
-        ])
+        // The form: --seconds alone makes it a latency run that stops.
+        .args(["--seconds", "3", "--shards", "2", "--no-pin"])
         .output()
         .expect("rill-bench runs");
     generate.join().unwrap();

@@ -72,6 +72,53 @@ fn bad_flags_get_a_message_not_a_panic() {
             ],
             "/nonexistent/dir/x.csv",
         ),
+        (vec!["run", "--query", "q0", "--from-poll"], "--kafka"),
+        (
+            vec![
+                "run",
+                "--query",
+                "q0",
+                "--kafka",
+                "127.0.0.1:1",
+                "--topic",
+                "t",
+                "--until-end",
+                "--from-poll",
+            ],
+            "--from-poll needs",
+        ),
+        (vec!["generate"], "--events"),
+        (vec!["generate", "--seconds", "2"], "--rate"),
+        (
+            vec![
+                "generate",
+                "--events",
+                "5",
+                "--seconds",
+                "2",
+                "--rate",
+                "10",
+                "--kafka",
+                "127.0.0.1:1",
+                "--topic",
+                "t",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec![
+                "generate",
+                "--seconds",
+                "0",
+                "--rate",
+                "10",
+                "--kafka",
+                "127.0.0.1:1",
+                "--topic",
+                "t",
+            ],
+            "not a positive number of seconds",
+        ),
     ] {
         let o = rill_bench(&args);
         assert!(!o.status.success(), "{args:?} succeeded");

@@ -22,8 +22,11 @@ const MAX_THREADS: usize = 8;
 #[derive(clap::Args, Debug, Clone)]
 pub struct GenerateArgs {
     /// Number of events (positions 0..N-1).
-    #[arg(long)]
-    pub events: u64,
+    #[arg(long, required_unless_present = "seconds")]
+    pub events: Option<u64>,
+    /// With --rate: send for this long (rate x SECONDS events) instead of --events.
+    #[arg(long, requires = "rate", conflicts_with = "events", value_parser = positive_seconds)]
+    pub seconds: Option<f64>,
     /// Generator seed.
     #[arg(long, default_value_t = GeneratorConfig::default().seed)]
     pub seed: u64,
@@ -53,6 +56,26 @@ pub struct GenerateArgs {
     pub kafka_format: KafkaFormat,
 }
 
+/// A positive, finite number of seconds.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
+
+impl GenerateArgs {
+    /// The number of events: --events, or --rate x --seconds (at least one).
+    pub fn event_count(&self) -> u64 {
+        match (self.events, self.rate, self.seconds) {
+            (Some(events), _, _) => events,
+            (None, Some(rate), Some(seconds)) => ((rate as f64 * seconds) as u64).max(1),
+            // clap requires --events unless --seconds, which requires --rate.
+            _ => 0,
+        }
+    }
+}
+
 /// How `generate --kafka` encodes each event.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KafkaFormat {
@@ -80,7 +103,7 @@ pub fn run(args: &GenerateArgs) -> ExitCode {
         }
         return match crate::nexmark::kafka::write_events_to_kafka(
             &config,
-            args.events,
+            args.event_count(),
             brokers,
             topic,
             args.partitions as usize,
@@ -96,9 +119,9 @@ pub fn run(args: &GenerateArgs) -> ExitCode {
     }
     let result = match &args.output {
         Some(path) => File::create(path)
-            .and_then(|file| write_events(&config, args.events, file))
+            .and_then(|file| write_events(&config, args.event_count(), file))
             .map_err(|e| (path.display().to_string(), e)),
-        None => write_events(&config, args.events, io::stdout().lock())
+        None => write_events(&config, args.event_count(), io::stdout().lock())
             .map_err(|e| ("stdout".to_owned(), e)),
     };
     match result {

@@ -48,19 +48,25 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
 }
 
 fn run_once(args: &RunArgs) -> Result<(), ExitCode> {
-    check_seconds(args.seconds)?;
+    check_seconds(args.seconds())?;
     let c = &args.common;
+    let input = args.kafka_input();
+    if args.from_poll && !input.as_ref().is_some_and(|k| k.latency_for.is_some()) {
+        return Err(fail(
+            "--from-poll needs --kafka-latency or --seconds (a latency run from Kafka)",
+        ));
+    }
     c.check_checkpoints(explicit_guarantee()).map_err(fail)?;
     let events = args.events.unwrap_or_else(|| match args.rate {
         Some(rate) => {
-            let seconds = args.seconds + c.warmup as f64 / 1e3;
+            let seconds = args.seconds() + c.warmup as f64 / 1e3;
             ((rate as f64 * seconds) as u64).max(1)
         }
         None => 10_000_000,
     });
     let mut spec = c.spec(events, args.rate, args.output.clone());
     spec.output_dir = args.output_dir.clone();
-    spec.kafka = args.kafka_input();
+    spec.kafka = input;
     spec.kafka_sink = args.kafka_sink.clone();
     spec.metrics_addr = args.metrics_addr.clone();
     spec.stop_on_signal = true;

@@ -211,9 +211,10 @@ pub struct RunArgs {
     /// Open loop at this many events/s over all shards (e.g. 2M); default: unthrottled.
     #[arg(long, value_parser = parse_rate)]
     pub(super) rate: Option<u64>,
-    /// Length of an open-loop run when --events is not given.
-    #[arg(long, default_value_t = 10.0)]
-    pub(super) seconds: f64,
+    /// Length of an open-loop run when --events is not given [default: 10]. With --kafka
+    /// (not --until-end): measure latency for this long, then stop, as --kafka-latency.
+    #[arg(long)]
+    pub(super) seconds: Option<f64>,
     /// Write the result rows as CSV (with a header) into this file.
     #[arg(long)]
     pub(super) output: Option<PathBuf>,
@@ -237,13 +238,15 @@ pub struct RunArgs {
     pub(super) until_end: bool,
     /// Measure latency open loop for --seconds (after --warmup), then stop: from each
     /// record's Kafka timestamp, its intended send time as `generate --kafka --rate`
-    /// writes it (start the run first), to the sink.
+    /// writes it (start the run first), to the sink. (`--kafka B --topic T --seconds S`
+    /// does the same.)
     #[arg(long, requires = "kafka", conflicts_with = "until_end")]
     pub(super) kafka_latency: bool,
-    /// With --kafka-latency: measure from when the source polled each record instead of
-    /// its intended time, i.e. the part of the latency rill adds (windows: from when the
-    /// source polled the first record at or past the window's end).
-    #[arg(long, requires = "kafka_latency")]
+    /// With --kafka-latency (or --kafka and --seconds): measure from when the source
+    /// polled each record instead of its intended time, i.e. the part of the latency rill
+    /// adds (windows: from when the source polled the first record at or past the
+    /// window's end).
+    #[arg(long, requires = "kafka")]
     pub(super) from_poll: bool,
     /// Write the result rows (CSV lines, no header) to this topic on the brokers of
     /// --kafka (created with 4 partitions if missing): exactly once through Kafka
@@ -270,6 +273,17 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// How long an open-loop run (or a latency run from Kafka) lasts, in seconds.
+    pub(super) fn seconds(&self) -> f64 {
+        self.seconds.unwrap_or(10.0)
+    }
+
+    /// Whether the run measures latency from Kafka: --kafka-latency, or --seconds with
+    /// --kafka (an unbounded read; with --until-end, --seconds means nothing).
+    fn kafka_latency(&self) -> bool {
+        self.kafka_latency || (self.seconds.is_some() && !self.until_end)
+    }
+
     /// The Kafka input the flags ask for.
     pub(super) fn kafka_input(&self) -> Option<KafkaInput> {
         Some(KafkaInput {
@@ -280,8 +294,8 @@ impl RunArgs {
             broker_timeout: Duration::from_millis(self.kafka_timeout as u64),
             properties: self.kafka_properties.clone(),
             latency_for: self
-                .kafka_latency
-                .then(|| Duration::from_secs_f64(self.seconds)),
+                .kafka_latency()
+                .then(|| Duration::from_secs_f64(self.seconds())),
             latency_from_poll: self.from_poll,
         })
     }
