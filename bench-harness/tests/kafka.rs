@@ -29,8 +29,29 @@ use common::Delays;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rill-bench");
 
+/// This process's scratch directory for test `name`, empty. The scratch directories of
+/// test processes no longer running go first (a run's are kept for a look until the
+/// next: 7 MB each, 131 of them had piled up in /tmp).
 fn scratch(name: &str) -> PathBuf {
-    let root = std::env::temp_dir().join(format!("rill-kafka-{name}-{}", std::process::id()));
+    let tmp = std::env::temp_dir();
+    for entry in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix("rill-kafka-"))
+        else {
+            continue;
+        };
+        // (The brokers' own directories are the launcher's to remove.)
+        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid.filter(|_| !rest.starts_with("broker-")) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    let root = tmp.join(format!("rill-kafka-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root).unwrap();
     root
