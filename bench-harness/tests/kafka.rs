@@ -565,10 +565,50 @@ fn latency_from_kafka_is_measured_from_the_intended_send_times() {
     // (Durations print as a number and a unit: "1.23 ms".)
     let rows: u64 = row[4].parse().unwrap_or(0);
     assert!(rows > 1000, "{rows} rows: {stdout}");
-    assert!(
-        row[6].parse::<f64>().is_ok_and(|v| v > 0.0) && ["ns", "µs", "ms", "s"].contains(&row[7]),
-        "no latency measured: {stdout}"
+    let end_to_end = ms(row[6], row[7], &stdout);
+    assert!(end_to_end > 0.0, "no latency measured: {stdout}");
+    // And, in the same run, rill's part of it: from each record's poll, so no more than
+    // from its intended time (it was sent, fetched and polled after it) at any percentile,
+    // and less at the median (the producer's 2 ms linger alone comes before the poll).
+    let part: Vec<&str> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rill's part (record polled to sink): "))
+        .unwrap_or_else(|| panic!("no line on rill's part: {stdout}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        (part[0], part[3], part[6]),
+        ("p50", "p95", "p99"),
+        "{stdout}"
     );
+    // (Where each percentile's value is, in that line and in the summary row.)
+    for (label, in_part, in_row) in [("p50", 1, 6), ("p95", 4, 8), ("p99", 7, 10)] {
+        let rill = ms(part[in_part], part[in_part + 1], &stdout);
+        let all = ms(row[in_row], row[in_row + 1], &stdout);
+        let below = if label == "p50" {
+            rill < all
+        } else {
+            rill <= all
+        };
+        assert!(
+            rill > 0.0 && below,
+            "{label}: rill's part {rill} ms of {all} ms: {stdout}"
+        );
+    }
+}
+
+/// A printed duration ("1.23" and "ms") in ms.
+fn ms(value: &str, unit: &str, stdout: &str) -> f64 {
+    let v: f64 = value
+        .parse()
+        .unwrap_or_else(|_| panic!("no duration in {value:?}: {stdout}"));
+    match unit {
+        "ns" => v / 1e6,
+        "µs" => v / 1e3,
+        "ms" => v,
+        "s" => v * 1e3,
+        unit => panic!("unit {unit}: {stdout}"),
+    }
 }
 
 /// `run --kafka-latency` of `query` over `topic` (paced), with `extra` flags: the
@@ -598,17 +638,7 @@ fn kafka_latency_run(brokers: &str, topic: &str, query: &str, extra: &[&str]) ->
         .split_whitespace()
         .collect();
     let rows: u64 = row[4].parse().unwrap_or(0);
-    let p50: f64 = row[6]
-        .parse()
-        .unwrap_or_else(|_| panic!("no latency measured: {stdout}"));
-    let ms = match row[7] {
-        "ns" => p50 / 1e6,
-        "µs" => p50 / 1e3,
-        "ms" => p50,
-        "s" => p50 * 1e3,
-        unit => panic!("unit {unit}: {stdout}"),
-    };
-    (ms, rows)
+    (ms(row[6], row[7], &stdout), rows)
 }
 
 /// Windows from Kafka are measured from when the first record at or past their end was

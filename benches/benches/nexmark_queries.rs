@@ -55,6 +55,7 @@ fn queries(c: &mut Criterion) {
     let events: Vec<Timed> = (0..EVENTS)
         .map(|n| Timed {
             due_ns: n * config.inter_event_ns,
+            polled_ns: n * config.inter_event_ns,
             event: config.event(n),
         })
         .collect();

@@ -101,13 +101,16 @@ pub struct KafkaCounts {
 
 /// The events of `input` as a stream of [`Timed`] events, due at their Kafka timestamps
 /// (latency is measured with [`KafkaInput::latency_for`], when those are the intended
-/// send times of `generate --kafka --rate`).
+/// send times of `generate --kafka --rate`) and, in a latency run, polled when the source
+/// decoded them. `clock` and `poll_clock` note when event time reached each millisecond,
+/// at the due and the poll time.
 pub fn kafka_events(
     df: &mut Dataflow,
     input: &KafkaInput,
     epoch: &Epoch,
     stats: &Arc<SourceStats>,
     clock: Option<Arc<EventClock>>,
+    poll_clock: Option<Arc<EventClock>>,
 ) -> Result<(Stream<Timed>, KafkaCounts), rill_kafka::Error> {
     let mut config = KafkaSourceConfig::new(input.brokers.clone(), &[input.topic.as_str()])
         .start_from(StartFrom::Earliest)
@@ -125,20 +128,34 @@ pub fn kafka_events(
     }
     let (epoch, stats) = (epoch.clone(), stats.clone());
     let from_poll = input.latency_from_poll;
+    let latency_run = input.latency_for.is_some();
     let source = kafka_source(df, "kafka", config, move |r: &KafkaRecord<'_>| {
         // A CSV line or the binary encoding (`generate --kafka-format`).
         let event = Event::parse(r.payload.unwrap_or_default()).map_err(|e| e.to_string())?;
         stats.emitted.fetch_add(1, Ordering::Relaxed);
-        // Due at its Kafka timestamp (the event's time, as `generate --kafka` writes it):
-        // no clock read per record, unless latency is measured from the poll.
-        let due_ns = match from_poll {
+        // Due at its Kafka timestamp (the event's time, as `generate --kafka` writes it);
+        // polled now: one clock read per record, in latency runs only.
+        let intended_ns = epoch.from_unix_ms(r.timestamp.unwrap_or(0));
+        let polled_ns = match latency_run {
             true => epoch.now_ns(),
-            false => epoch.from_unix_ms(r.timestamp.unwrap_or(0)),
+            false => intended_ns,
         };
+        let due_ns = match from_poll {
+            true => polled_ns,
+            false => intended_ns,
+        };
+        let time = event.date_time() as i64;
         if let Some(clock) = &clock {
-            clock.note(event.date_time() as i64, due_ns);
+            clock.note(time, due_ns);
         }
-        Ok::<_, String>(Timed { due_ns, event })
+        if let Some(clock) = &poll_clock {
+            clock.note(time, polled_ns);
+        }
+        Ok::<_, String>(Timed {
+            due_ns,
+            polled_ns,
+            event,
+        })
     })?;
     source.bad_records.discard("kafka (bad records)");
     Ok((

@@ -12,12 +12,21 @@ use rill_runtime::Data;
 use super::source::Timed;
 use crate::csv_format::{line_writer, record_line, record_writer, Decimal};
 
+/// A row's [`Row::polled_ns`] when its input's poll is not known (rill's part of its
+/// latency is then not measured).
+pub const NOT_POLLED: u64 = u64::MAX;
+
 /// A query result row.
 pub trait Row: Data {
     /// The CSV header line (without the line break).
     fn header() -> String;
     /// The moment the row could ideally have been produced, in ns after the run's epoch.
     fn ideal_ns(&self) -> u64;
+    /// When the source read the input that made the row due (rill's part of its latency
+    /// starts there), in ns after the run's epoch: from Kafka, the poll of the record, or
+    /// for a window of the first record at or past its end; else the ideal time;
+    /// [`NOT_POLLED`] if not known.
+    fn polled_ns(&self) -> u64;
     /// Writes the row as one CSV record (fields quoted only where needed).
     fn write_record<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()>;
     /// Appends the row as one CSV line, with its line break.
@@ -68,6 +77,9 @@ impl Row for Timed {
     fn ideal_ns(&self) -> u64 {
         self.due_ns
     }
+    fn polled_ns(&self) -> u64 {
+        self.polled_ns
+    }
     fn write_record<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
         self.event.write_record(out)
     }
@@ -77,7 +89,7 @@ impl Row for Timed {
 }
 
 /// Defines a row struct whose CSV columns are its fields in order, plus the hidden
-/// `ideal_ns`.
+/// `ideal_ns` and `polled_ns`.
 macro_rules! row {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),+ $(,)? }) => {
         $(#[$doc])*
@@ -91,6 +103,8 @@ macro_rules! row {
             )+
             /// When the row could ideally have been produced, in ns after the epoch.
             pub ideal_ns: u64,
+            /// When the source read the input that made the row due ([`Row::polled_ns`]).
+            pub polled_ns: u64,
         }
 
         impl Row for $name {
@@ -99,6 +113,9 @@ macro_rules! row {
             }
             fn ideal_ns(&self) -> u64 {
                 self.ideal_ns
+            }
+            fn polled_ns(&self) -> u64 {
+                self.polled_ns
             }
             fn write_record<W: io::Write>(&self, out: &mut csv::Writer<W>) -> csv::Result<()> {
                 $( Field::write_to(&self.$field, out)?; )+
@@ -171,6 +188,7 @@ mod tests {
             bidder: 1001,
             price: 55,
             ideal_ns: 9,
+            polled_ns: 9,
         }
         .write_csv(&mut line);
         assert_eq!(line, b"0,10000,1007,1001,55\n");

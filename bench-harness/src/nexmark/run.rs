@@ -23,7 +23,7 @@ use rill_runtime::{
 
 use super::kafka::{kafka_events, EventClock, KafkaInput};
 use super::queries::{self, Query, QueryContext};
-use super::rows::{write_rows, Row};
+use super::rows::{write_rows, Row, NOT_POLLED};
 use super::source::{Epoch, NexmarkSource, SourceStats, Timed};
 use super::GeneratorConfig;
 use crate::csv_format::trim_line_end;
@@ -95,6 +95,9 @@ pub struct RunOutcome {
     pub throughput: f64,
     /// Latency per quarter of the run (open loop only).
     pub phases: Option<Box<PhaseHistograms>>,
+    /// A latency run from Kafka from intended times: rill's part of the rows' latency,
+    /// from when the source polled their input to the sink.
+    pub rill_part: Option<Histogram<u64>>,
     /// How late the slowest source emitted its last event.
     pub end_lag: Duration,
     /// The largest lag behind schedule a source saw.
@@ -122,7 +125,18 @@ impl RunOutcome {
             .filter(|h| !h.is_empty())
             .map(|h| LatencySummary::from_histogram(&h))
     }
+
+    /// Percentiles of rill's part ([`RunOutcome::rill_part`]), over the same rows.
+    pub fn rill_part(&self) -> Option<LatencySummary> {
+        self.rill_part
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(LatencySummary::from_histogram)
+    }
 }
+
+/// A histogram the sinks publish into (none until the first publish).
+pub type SharedHistogram = Arc<Mutex<Option<Histogram<u64>>>>;
 
 /// Live figures a watcher can read while the job runs.
 #[derive(Debug, Default)]
@@ -131,6 +145,8 @@ pub struct Live {
     pub sources: Arc<SourceStats>,
     /// Latency published by the sinks so far, per quarter.
     pub latency: Arc<Mutex<Option<Box<PhaseHistograms>>>>,
+    /// Rill's part of it (a latency run from Kafka), published with it.
+    pub rill_part: SharedHistogram,
     /// Rows written so far.
     pub rows: Arc<AtomicU64>,
 }
@@ -148,6 +164,8 @@ struct Latencies {
     warmup_ns: u64,
     local: Box<PhaseHistograms>,
     live: Arc<Mutex<Option<Box<PhaseHistograms>>>>,
+    /// Rill's part (from the input's poll), if measured: here, and published.
+    rill_part: Option<(Histogram<u64>, SharedHistogram)>,
     rows: Arc<AtomicU64>,
     unpublished_rows: u64,
     last_publish: u64,
@@ -178,6 +196,12 @@ impl Latencies {
                 let since = ideal - self.warmup_ns;
                 let phase = bounds.iter().filter(|&&b| since >= b).count();
                 self.local[phase].saturating_record(now.saturating_sub(ideal).max(1));
+                if let Some((h, _)) = &mut self.rill_part {
+                    let polled = row.polled_ns();
+                    if polled != NOT_POLLED {
+                        h.saturating_record(now.saturating_sub(polled).max(1));
+                    }
+                }
             }
         }
         if now.saturating_sub(self.last_publish) >= PUBLISH_NS {
@@ -195,6 +219,14 @@ impl Latencies {
                 s.add(&*l)
                     .map_err(|e| Failure::new(format!("merging histograms: {e:?}")))?;
                 l.reset();
+            }
+            if let Some((local, live)) = &mut self.rill_part {
+                let mut shared = live.lock().unwrap_or_else(|e| e.into_inner());
+                shared
+                    .get_or_insert_with(new_histogram)
+                    .add(&*local)
+                    .map_err(|e| Failure::new(format!("merging histograms: {e:?}")))?;
+                local.reset();
             }
         }
         self.rows.fetch_add(
@@ -337,15 +369,18 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         open_loop_rate(spec),
         live.sources.clone(),
     ));
-    let event_clock = spec
-        .kafka
-        .as_ref()
-        .and_then(|k| k.latency_for)
-        .map(|_| Arc::new(EventClock::default()));
+    let latency_clock = || {
+        spec.kafka
+            .as_ref()
+            .and_then(|k| k.latency_for)
+            .map(|_| Arc::new(EventClock::default()))
+    };
+    let (event_clock, poll_clock) = (latency_clock(), latency_clock());
     let cx = QueryContext {
         window_ms: spec.window_ms,
         slide_ms: spec.slide_ms,
         event_clock: event_clock.clone(),
+        poll_clock: poll_clock.clone(),
         ..QueryContext::new(generator.base_time_ms, epoch.clone())
     };
     let file = match &spec.output {
@@ -373,8 +408,9 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
     let mut bad = None;
     let input = match &spec.kafka {
         Some(k) => {
+            let clocks = (event_clock.clone(), poll_clock.clone());
             let (input, counts) =
-                kafka_events(&mut df, k, &epoch, &live.sources, event_clock.clone())?;
+                kafka_events(&mut df, k, &epoch, &live.sources, clocks.0, clocks.1)?;
             bad = Some(counts.bad);
             input
         }
@@ -407,6 +443,10 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         },
         warmup_ns: spec.warmup.as_nanos() as u64,
         live: live.latency.clone(),
+        // From intended times, rill's part too (from the poll it is the figure itself).
+        rill_part: kafka_latency
+            .filter(|_| spec.kafka.as_ref().is_some_and(|k| !k.latency_from_poll))
+            .map(|_| live.rill_part.clone()),
         rows: live.rows.clone(),
         kafka_sink: match (&spec.kafka_sink, &spec.kafka) {
             (Some(topic), Some(k)) => Some(kafka_sink_config(
@@ -504,6 +544,11 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         elapsed,
         throughput: events as f64 / elapsed.as_secs_f64().max(1e-9),
         phases,
+        rill_part: live
+            .rill_part
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(),
         end_lag: Duration::from_nanos(live.sources.end_lag_ns.load(Ordering::Relaxed)),
         max_lag: Duration::from_nanos(live.sources.max_lag_ns.load(Ordering::Relaxed)),
         report,
@@ -626,6 +671,8 @@ struct SinkParts {
     run_ns: u64,
     warmup_ns: u64,
     live: Arc<Mutex<Option<Box<PhaseHistograms>>>>,
+    /// Where rill's part is published, if measured.
+    rill_part: Option<SharedHistogram>,
     rows: Arc<AtomicU64>,
     kafka_sink: Option<KafkaSinkConfig>,
 }
@@ -639,6 +686,10 @@ impl SinkParts {
             warmup_ns: self.warmup_ns,
             local: phases(),
             live: self.live.clone(),
+            rill_part: self
+                .rill_part
+                .as_ref()
+                .map(|live| (new_histogram(), live.clone())),
             rows: self.rows.clone(),
             unpublished_rows: 0,
             last_publish: 0,
@@ -685,6 +736,7 @@ impl SinkParts {
             run_ns: self.run_ns,
             warmup_ns: self.warmup_ns,
             live: self.live.clone(),
+            rill_part: self.rill_part.clone(),
             rows: self.rows.clone(),
             kafka_sink: None,
         }

@@ -27,6 +27,9 @@ use super::{Event, GeneratorConfig};
 pub struct Timed {
     /// When the event was due (its intended emission time), in ns after the epoch.
     pub due_ns: u64,
+    /// When a source read it, in ns after the epoch: a record's poll from Kafka in a
+    /// latency run (rill's part of the latency starts there), else `due_ns`.
+    pub polled_ns: u64,
     /// The event.
     pub event: Event,
 }
@@ -184,8 +187,10 @@ impl Source<Timed> for NexmarkSource {
                 break;
             }
             split.next += split.of as u64;
+            let due_ns = position.saturating_mul(self.config.inter_event_ns);
             out.give(Timed {
-                due_ns: position.saturating_mul(self.config.inter_event_ns),
+                due_ns,
+                polled_ns: due_ns,
                 event: self.config.event(position),
             });
             self.last = Some(position);

@@ -12,7 +12,8 @@ use super::plots::{plot_run, plot_sweep};
 use super::progress::run_with_progress;
 use super::report::TABLE_HEADER;
 use super::report::{
-    checkpoint_line, dropped_line, fmt_rate, table_row, Level, RunSummary, SweepReport,
+    checkpoint_line, dropped_line, fmt_rate, rill_part_line, table_row, Level, RunSummary,
+    SweepReport,
 };
 use crate::csv_format::record_line;
 use crate::nexmark::queries::Query;
@@ -112,6 +113,9 @@ fn print_run(c: &Common, outcome: &RunOutcome, verdict: Option<&Verdict>) -> Res
     } else {
         println!("{TABLE_HEADER}");
         println!("{}", table_row(outcome));
+        if let Some(line) = rill_part_line(outcome) {
+            println!("{line}");
+        }
         if let Some(line) = dropped_line(outcome) {
             println!("{line}");
         }

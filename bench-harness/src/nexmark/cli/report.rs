@@ -11,6 +11,33 @@ use crate::latency::{fmt_ns, LatencySummary};
 use crate::nexmark::run::RunOutcome;
 use crate::nexmark::sweep::Verdict;
 
+/// Latency percentiles in µs.
+#[derive(Serialize, Clone, Copy, Debug)]
+pub struct PartSummary {
+    /// Median.
+    pub p50_us: f64,
+    /// 95th percentile.
+    pub p95_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p999_us: f64,
+    /// Largest.
+    pub max_us: f64,
+}
+
+impl From<LatencySummary> for PartSummary {
+    fn from(l: LatencySummary) -> Self {
+        PartSummary {
+            p50_us: us(l.p50),
+            p95_us: us(l.p95),
+            p99_us: us(l.p99),
+            p999_us: us(l.p999),
+            max_us: us(l.max),
+        }
+    }
+}
+
 /// One run, as reported in JSON and CSV.
 #[derive(Serialize, Clone, Debug)]
 pub struct RunSummary {
@@ -45,6 +72,9 @@ pub struct RunSummary {
     pub p999_us: Option<f64>,
     /// Largest.
     pub max_us: Option<f64>,
+    /// A latency run from Kafka (from intended times): rill's part of the same rows'
+    /// latency, from the poll of their input to the sink. JSON only.
+    pub rill_part: Option<PartSummary>,
     /// How late the slowest source emitted its last event, in ms.
     pub end_lag_ms: f64,
     /// Whether the generator kept its schedule and latency did not grow (open loop).
@@ -204,6 +234,7 @@ impl RunSummary {
             p99_us: l.map(|l| us(l.p99)),
             p999_us: l.map(|l| us(l.p999)),
             max_us: l.map(|l| us(l.max)),
+            rill_part: o.rill_part().map(PartSummary::from),
             end_lag_ms: o.end_lag.as_secs_f64() * 1e3,
             sustainable: verdict.map(|v| v.sustainable),
             verdict: verdict.map(|v| v.reason.clone()),
@@ -346,6 +377,19 @@ pub(super) fn table_row(o: &RunOutcome) -> String {
             "-".to_string()
         }
     )
+}
+
+/// A line on rill's part of the latency (a latency run from Kafka from intended times).
+pub(super) fn rill_part_line(o: &RunOutcome) -> Option<String> {
+    let l = o.rill_part()?;
+    Some(format!(
+        "rill's part (record polled to sink): p50 {}  p95 {}  p99 {}  p99.9 {}  max {}",
+        fmt_ns(l.p50),
+        fmt_ns(l.p95),
+        fmt_ns(l.p99),
+        fmt_ns(l.p999),
+        fmt_ns(l.max)
+    ))
 }
 
 /// A line on the checkpoints of a run.

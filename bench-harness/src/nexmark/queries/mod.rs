@@ -39,6 +39,9 @@ pub struct QueryContext {
     /// A run from Kafka: when event time reached each millisecond (else event time maps
     /// onto the generator's schedule).
     pub event_clock: Option<Arc<EventClock>>,
+    /// A latency run from Kafka: when the source polled the first record of each
+    /// millisecond of event time (rill's part of a window's latency starts there).
+    pub poll_clock: Option<Arc<EventClock>>,
 }
 
 impl QueryContext {
@@ -50,6 +53,7 @@ impl QueryContext {
             window_ms: 10_000,
             slide_ms: 2_000,
             event_clock: None,
+            poll_clock: None,
         }
     }
 
@@ -63,6 +67,16 @@ impl QueryContext {
         (ms.max(0) as u64)
             .saturating_sub(self.base_ms)
             .saturating_mul(1_000_000)
+    }
+
+    /// When the source polled the first record at or past event time `ms`, in a latency
+    /// run from Kafka (`u64::MAX` if none came yet); else [`QueryContext::event_time_ns`].
+    #[inline]
+    pub fn polled_ns(&self, ms: Timestamp) -> u64 {
+        match &self.poll_clock {
+            Some(clock) => clock.reached(ms).unwrap_or(u64::MAX),
+            None => self.event_time_ns(ms),
+        }
     }
 }
 

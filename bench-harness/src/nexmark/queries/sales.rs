@@ -187,7 +187,7 @@ pub struct AverageState {
     recent: VecDeque<u64>,
 }
 
-type MakeRow<R> = fn(key: u64, avg: u64, ideal_ns: u64) -> R;
+type MakeRow<R> = fn(key: u64, avg: u64, ideal_ns: u64, polled_ns: u64) -> R;
 
 /// Stage two: a running average of sale prices, over all sales or the last `last`.
 pub struct RunningAverage<R> {
@@ -229,7 +229,11 @@ impl<R: Data> ProcessFunction<u64, Sale> for RunningAverage<R> {
                     state.recent.iter().sum::<u64>() / state.recent.len() as u64
                 }
             };
-            let row = (self.row)(key, avg, self.cx.event_time_ns(sale.expires));
+            let (ideal, polled) = (
+                self.cx.event_time_ns(sale.expires),
+                self.cx.polled_ns(sale.expires),
+            );
+            let row = (self.row)(key, avg, ideal, polled);
             cx.emit(row);
         }
     }
@@ -242,10 +246,11 @@ pub fn q4(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q4Row> {
         "q4 average per category",
         move |_| RunningAverage {
             last: None,
-            row: |category, avg_price, ideal_ns| Q4Row {
+            row: |category, avg_price, ideal_ns, polled_ns| Q4Row {
                 category,
                 avg_price,
                 ideal_ns,
+                polled_ns,
             },
             cx: cx.clone(),
         },
@@ -259,10 +264,11 @@ pub fn q6(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q6Row> {
         .key_by(|s: &Sale| s.seller)
         .process("q6 average per seller", move |_| RunningAverage {
             last: Some(10),
-            row: |seller, avg_price, ideal_ns| Q6Row {
+            row: |seller, avg_price, ideal_ns, polled_ns| Q6Row {
                 seller,
                 avg_price,
                 ideal_ns,
+                polled_ns,
             },
             cx: cx.clone(),
         })

@@ -22,6 +22,7 @@ pub fn q1(events: &Stream<Timed>, _cx: &QueryContext) -> Stream<Q1Row> {
             price: b.price * 908 / 1000,
             date_time: b.date_time,
             ideal_ns: t.due_ns,
+            polled_ns: t.polled_ns,
         }),
         _ => None,
     })
@@ -34,6 +35,7 @@ pub fn q2(events: &Stream<Timed>, _cx: &QueryContext) -> Stream<Q2Row> {
             auction: b.auction,
             price: b.price,
             ideal_ns: t.due_ns,
+            polled_ns: t.polled_ns,
         }),
         _ => None,
     })

@@ -58,6 +58,7 @@ pub fn q5(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q5Row> {
                 auction,
                 count,
                 ideal_ns: cx.event_time_ns(w.end),
+                polled_ns: cx.polled_ns(w.end),
             })
         })
 }
@@ -81,6 +82,7 @@ pub fn q7(events: &Stream<Timed>, cx: &QueryContext) -> Stream<Q7Row> {
                 bidder: b.bidder,
                 price: b.price,
                 ideal_ns: cx.event_time_ns(w.end),
+                polled_ns: cx.polled_ns(w.end),
             })
         })
 }
@@ -101,6 +103,7 @@ pub fn q11(events: &Stream<Timed>, cx: &QueryContext) -> Stream<BidderCount> {
             window_start: p.window.start,
             window_end: p.window.end,
             ideal_ns: cx.event_time_ns(p.window.end),
+            polled_ns: cx.polled_ns(p.window.end),
         })
 }
 
@@ -111,11 +114,15 @@ pub fn q12(events: &Stream<Timed>, cx: &QueryContext) -> Stream<BidderCount> {
         .key_by(|b: &BidSummary| b.bidder)
         .window(WindowSpec::processing_time(Windows::tumbling(cx.window_ms)))
         .count("q12 bids per window")
-        .map("q12 rows", move |p: Pane<u64, u64>| BidderCount {
-            bidder: p.key,
-            bid_count: p.value,
-            window_start: p.window.start,
-            window_end: p.window.end,
-            ideal_ns: cx.epoch.from_unix_ms(p.window.end),
+        .map("q12 rows", move |p: Pane<u64, u64>| {
+            let ideal_ns = cx.epoch.from_unix_ms(p.window.end);
+            BidderCount {
+                bidder: p.key,
+                bid_count: p.value,
+                window_start: p.window.start,
+                window_end: p.window.end,
+                ideal_ns,
+                polled_ns: ideal_ns,
+            }
         })
 }
