@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rill_kafka::admin::read_topic;
-use rill_kafka::testing::{read_text_sorted, TestBroker};
+use rill_kafka::testing::{read_text_sorted, remove_dirs_of_ended_processes, TestBroker};
 
 mod common;
 
@@ -34,23 +34,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_rill-bench");
 /// next: 7 MB each, 131 of them had piled up in /tmp).
 fn scratch(name: &str) -> PathBuf {
     let tmp = std::env::temp_dir();
-    for entry in fs::read_dir(&tmp).into_iter().flatten().flatten() {
-        let file_name = entry.file_name();
-        let Some(rest) = file_name
-            .to_str()
-            .and_then(|n| n.strip_prefix("rill-kafka-"))
-        else {
-            continue;
-        };
+    remove_dirs_of_ended_processes(&tmp, |dir| {
+        let rest = dir.strip_prefix("rill-kafka-")?;
         // (The brokers' own directories are the launcher's to remove.)
-        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
-        let Some(pid) = pid.filter(|_| !rest.starts_with("broker-")) else {
-            continue;
-        };
-        if !Path::new("/proc").join(pid.to_string()).exists() {
-            let _ = fs::remove_dir_all(entry.path());
+        if rest.starts_with("broker-") {
+            return None;
         }
-    }
+        rest.rsplit('-').next()?.parse().ok()
+    });
     let root = tmp.join(format!("rill-kafka-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root).unwrap();
@@ -555,13 +546,7 @@ fn latency_from_kafka_is_measured_from_the_intended_send_times() {
     generate.join().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // The summary row: query shards mode events/s rows latency p50 p95 p99 ...
-    let row: Vec<&str> = stdout
-        .lines()
-        .find(|l| l.starts_with("q0"))
-        .unwrap_or_else(|| panic!("no summary row: {stdout}"))
-        .split_whitespace()
-        .collect();
+    let row = summary_row(&stdout, "q0");
     // (Durations print as a number and a unit: "1.23 ms".)
     let rows: u64 = row[4].parse().unwrap_or(0);
     assert!(rows > 1000, "{rows} rows: {stdout}");
@@ -595,6 +580,17 @@ fn latency_from_kafka_is_measured_from_the_intended_send_times() {
             "{label}: rill's part {rill} ms of {all} ms: {stdout}"
         );
     }
+}
+
+/// The fields of `query`'s summary row in `stdout`: query shards mode events/s rows
+/// latency p50 p95 p99 ...
+fn summary_row<'a>(stdout: &'a str, query: &str) -> Vec<&'a str> {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(query))
+        .unwrap_or_else(|| panic!("no summary row: {stdout}"))
+        .split_whitespace()
+        .collect()
 }
 
 /// A printed duration ("1.23" and "ms") in ms.
@@ -631,12 +627,7 @@ fn kafka_latency_run(brokers: &str, topic: &str, query: &str, extra: &[&str]) ->
         .expect("rill-bench runs");
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let row: Vec<&str> = stdout
-        .lines()
-        .find(|l| l.starts_with(query))
-        .unwrap_or_else(|| panic!("no summary row: {stdout}"))
-        .split_whitespace()
-        .collect();
+    let row = summary_row(&stdout, query);
     let rows: u64 = row[4].parse().unwrap_or(0);
     (ms(row[6], row[7], &stdout), rows)
 }

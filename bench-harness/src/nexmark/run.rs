@@ -369,13 +369,14 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         open_loop_rate(spec),
         live.sources.clone(),
     ));
-    let latency_clock = || {
-        spec.kafka
-            .as_ref()
-            .and_then(|k| k.latency_for)
-            .map(|_| Arc::new(EventClock::default()))
-    };
-    let (event_clock, poll_clock) = (latency_clock(), latency_clock());
+    // A latency run from Kafka keeps when event time reached each millisecond; from
+    // intended times also when it was polled (rill's part; measured from the poll, the
+    // two are one clock).
+    let latency_run = spec.kafka.as_ref().filter(|k| k.latency_for.is_some());
+    let event_clock = latency_run.map(|_| Arc::new(EventClock::default()));
+    let poll_clock = latency_run
+        .filter(|k| !k.latency_from_poll)
+        .map(|_| Arc::new(EventClock::default()));
     let cx = QueryContext {
         window_ms: spec.window_ms,
         slide_ms: spec.slide_ms,
@@ -408,9 +409,14 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
     let mut bad = None;
     let input = match &spec.kafka {
         Some(k) => {
-            let clocks = (event_clock.clone(), poll_clock.clone());
-            let (input, counts) =
-                kafka_events(&mut df, k, &epoch, &live.sources, clocks.0, clocks.1)?;
+            let (input, counts) = kafka_events(
+                &mut df,
+                k,
+                &epoch,
+                &live.sources,
+                event_clock.clone(),
+                poll_clock.clone(),
+            )?;
             bad = Some(counts.bad);
             input
         }
@@ -443,10 +449,8 @@ pub fn run(spec: &RunSpec, live: &Live, mut watch: impl FnMut()) -> Result<RunOu
         },
         warmup_ns: spec.warmup.as_nanos() as u64,
         live: live.latency.clone(),
-        // From intended times, rill's part too (from the poll it is the figure itself).
-        rill_part: kafka_latency
-            .filter(|_| spec.kafka.as_ref().is_some_and(|k| !k.latency_from_poll))
-            .map(|_| live.rill_part.clone()),
+        // Measured where polls are kept apart (from the poll it is the figure itself).
+        rill_part: poll_clock.as_ref().map(|_| live.rill_part.clone()),
         rows: live.rows.clone(),
         kafka_sink: match (&spec.kafka_sink, &spec.kafka) {
             (Some(topic), Some(k)) => Some(kafka_sink_config(

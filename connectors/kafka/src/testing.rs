@@ -101,29 +101,29 @@ const BROKER_DIR_PREFIX: &str = "rill-kafka-broker-";
 /// such leftovers, 35 GB of them, once filled this machine's disk and stopped the broker
 /// a benchmark ran against.
 fn remove_dead_brokers_dirs(tmp: &Path) {
+    remove_dirs_of_ended_processes(tmp, |name| {
+        let rest = name.strip_prefix(BROKER_DIR_PREFIX)?;
+        rest.split('-').next()?.parse().ok()
+    });
+}
+
+/// Removes every directory in `tmp` whose name `pid_of` gives the id of a process that
+/// no longer runs (not this one): what tests left behind there (`/proc` tells: the
+/// brokers and tests run on Linux only; a reused id keeps a dead process's directory
+/// until that process is gone too). Names `pid_of` gives no id are left alone.
+pub fn remove_dirs_of_ended_processes(tmp: &Path, pid_of: impl Fn(&str) -> Option<u32>) {
     let Ok(entries) = fs::read_dir(tmp) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(BROKER_DIR_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(&pid_of) else {
             continue;
         };
-        if pid != std::process::id() && !process_runs(pid) {
+        let runs = Path::new("/proc").join(pid.to_string()).exists();
+        if pid != std::process::id() && !runs {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
-}
-
-/// Whether process `pid` exists (`/proc`: the brokers run on Linux only). A reused id
-/// keeps a dead process's directory until that process is gone too.
-fn process_runs(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// A lock between processes: a directory that one process creates at a time (atomic),
