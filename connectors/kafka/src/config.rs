@@ -75,6 +75,9 @@ pub struct KafkaSourceConfig<T> {
     pub(crate) idle_after: Option<Duration>,
     pub(crate) broker_timeout: Duration,
     pub(crate) properties: Vec<(String, String)>,
+    /// Tests: see `SourceContext::assign_delay`.
+    #[cfg(test)]
+    pub(crate) assign_delay: Duration,
 }
 
 impl<T> KafkaSourceConfig<T> {
@@ -93,6 +96,8 @@ impl<T> KafkaSourceConfig<T> {
             idle_after: None,
             broker_timeout: Duration::from_secs(60),
             properties: Vec::new(),
+            #[cfg(test)]
+            assign_delay: Duration::ZERO,
         }
     }
 

@@ -1,114 +1,127 @@
-//! Reading a consumer's records in batches: one queue of the shard's own that the fetch
-//! queues of its partitions are forwarded to, drained with librdkafka's
-//! `rd_kafka_consume_batch_queue` (one call, one application-poll clock read, for up to
-//! a whole batch of records, where `BaseConsumer::poll` costs a call, an event and two
-//! clock reads per record).
+//! Reading a consumer's records in batches, from each partition's own fetch queue,
+//! drained with librdkafka's `rd_kafka_consume_batch_queue` (one call, one
+//! application-poll clock read, for up to a whole batch of records, where
+//! `BaseConsumer::poll` costs a call, an event and two clock reads per record).
 //!
-//! Only the partitions' fetch queues are forwarded: the consumer's own queue keeps
-//! everything else (statistics, client errors, rebalances, commit results), which the
-//! source still serves with `BaseConsumer::poll` as rdkafka's events. (Serving those
-//! through a batch call would run librdkafka's callbacks instead of rdkafka's events: a
-//! rebalance would unassign every partition.) A forwarded fetch queue carries its
-//! partition's records in offset order, and its end-of-partition events and fetch
-//! errors in order with them (as messages whose `err` is set); transaction markers and
-//! the records of aborted transactions never reach the application, as with `poll`.
+//! librdkafka forwards a partition's fetch queue to the consumer's own queue when it
+//! starts fetching the partition, unless the application forwarded that queue itself
+//! before: it then keeps the application's forwarding, even none. The source *detaches*
+//! every partition's fetch queue (forwards it to nowhere) before it assigns the partition
+//! (in a group: in the rebalance callback, before `assign`), so a partition's records,
+//! its end-of-partition events and its fetch errors stay in its own queue, in offset
+//! order, and the source reads each owned partition's queue itself. The consumer's own
+//! queue keeps everything else (statistics, client errors, rebalances, commit results),
+//! which the source still serves with `BaseConsumer::poll` as rdkafka's events. (Serving
+//! those through a batch call would run librdkafka's callbacks instead of rdkafka's
+//! events: a rebalance would unassign every partition.) Transaction markers and the
+//! records of aborted transactions never reach the application, as with `poll`.
 //!
-//! librdkafka forwards a partition's fetch queue to the consumer's queue when it starts
-//! fetching and clears the forwarding when it stops (at an unassignment); a forwarding
-//! the application set is kept at the start. So a static assignment forwards its
-//! partitions once, after assigning them, and a group member forwards each partition a
-//! rebalance gives it when the source applies that rebalance (again after every
-//! reassignment). Records that reached the consumer's queue before the forwarding are
-//! returned by `BaseConsumer::poll`: the source drains that queue before it reads this
-//! one, so a partition's records keep their order. A revoked partition's records still in
-//! this queue are read after the source applied the revocation, and dropped (the
-//! partition's next owner reads them from the committed offset); librdkafka discards the
-//! ones fetched before an unassignment if the partition comes back (their fetch version
-//! is outdated).
+//! Why not one queue for all of a shard's partitions, each forwarded to it once assigned
+//! (the source's first design): a forwarding can only be set after librdkafka knows the partition,
+//! and a group member learns its partitions in the rebalance callback, where librdkafka's
+//! own forwarding to the consumer's queue was the default. Records fetched before the
+//! member forwarded the partition were in the consumer's queue and the later ones in the
+//! shard's; the source could read a later record before an earlier one (measured: a
+//! partition read from offset 5049 to its end, then from 0), or an end-of-partition
+//! event before records, which it then skipped as read. Detaching before the assignment
+//! leaves one queue per partition and no such race. A fetch stop (an unassignment)
+//! clears a queue's forwarding, which is none already; librdkafka's mark that the
+//! application chose the forwarding stays.
+//!
+//! A revoked partition's records still in its queue are dropped when the source applies
+//! the revocation (the partition's next owner reads them from the committed offset);
+//! librdkafka discards the ones fetched before an unassignment if the partition comes
+//! back later (their fetch version is outdated).
 //!
 //! librdkafka 2.12 moves the consumer's position one past an end-of-partition event read
 //! in a batch (confluentinc/librdkafka#4844, fixed after 2.12.1): the source takes a
 //! partition's position at its end from the event's offset instead.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::ptr::NonNull;
 
 use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::types::RDKafkaRespErr;
 
-/// The shard's queue its partitions' fetch queues are forwarded to.
-pub(super) struct FetchQueue {
+/// A handle of one partition's fetch queue, detached from the consumer's queue (see the
+/// module docs). Dropped before the consumer (the holder's field order).
+pub(super) struct PartitionQueue {
     queue: NonNull<rd::rd_kafka_queue_t>,
-    /// The last batch's messages (taken, not yet destroyed: see [`Batch`]).
-    messages: Vec<*mut rd::rd_kafka_message_t>,
 }
 
-impl std::fmt::Debug for FetchQueue {
+impl std::fmt::Debug for PartitionQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FetchQueue").finish_non_exhaustive()
+        f.debug_struct("PartitionQueue").finish_non_exhaustive()
     }
 }
 
-impl FetchQueue {
-    /// A new queue of `consumer` (which must outlive it: declare it after the queue).
-    pub(super) fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<FetchQueue> {
-        // SAFETY: `native_ptr` is the consumer's live `rd_kafka_t`; the new queue holds a
-        // reference to it and is destroyed in `Drop`, before the consumer (the caller's
-        // field order).
-        let queue = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
-        Some(FetchQueue {
-            queue: NonNull::new(queue)?,
-            messages: Vec::new(),
-        })
-    }
-
-    /// Forwards the fetch queue of `topic`/`partition` of `consumer` (assigned to it) to
-    /// this queue; false if librdkafka does not know the partition.
-    pub(super) fn forward<C: ConsumerContext>(
-        &self,
+impl PartitionQueue {
+    /// Detaches the fetch queue of `topic`/`partition` of `consumer` from the consumer's
+    /// queue, for good, and returns a handle of it; `None` if librdkafka refuses the
+    /// partition (it creates the partition's queue if it does not know it yet). Call it
+    /// before the partition is assigned: records fetched before are in the consumer's
+    /// queue.
+    pub(super) fn detach<C: ConsumerContext>(
         consumer: &BaseConsumer<C>,
         topic: &str,
         partition: i32,
-    ) -> bool {
-        let Ok(topic) = CString::new(topic) else {
-            return false;
-        };
+    ) -> Option<PartitionQueue> {
+        let topic = CString::new(topic).ok()?;
         // SAFETY: the consumer's `rd_kafka_t` is live and `topic` a NUL-terminated string
         // that outlives the call; the returned handle (or null) is ours to destroy.
-        let fetch = unsafe {
+        let queue = unsafe {
             rd::rd_kafka_queue_get_partition(
                 consumer.client().native_ptr(),
                 topic.as_ptr(),
                 partition,
             )
         };
-        if fetch.is_null() {
-            return false;
-        }
-        // SAFETY: `fetch` is the live handle just returned and `self.queue` is live (a
-        // queue of the same client). The forwarding holds its own reference to both
-        // queues, so destroying our handle of the fetch queue (not its owner) afterwards
-        // only drops our reference.
-        unsafe {
-            rd::rd_kafka_queue_forward(fetch, self.queue.as_ptr());
-            rd::rd_kafka_queue_destroy(fetch);
-        }
-        true
+        let queue = NonNull::new(queue)?;
+        // SAFETY: `queue` is the live handle just returned. Forwarding it to null marks
+        // the forwarding as the application's (librdkafka then never forwards it to the
+        // consumer's queue) and removes any.
+        unsafe { rd::rd_kafka_queue_forward(queue.as_ptr(), std::ptr::null_mut()) };
+        Some(PartitionQueue { queue })
     }
+}
 
-    /// Takes up to `max` messages that are ready, without waiting. The [`Batch`] hands
-    /// them out and destroys each exactly once when dropped.
-    pub(super) fn take(&mut self, max: usize) -> Batch<'_> {
+impl Drop for PartitionQueue {
+    fn drop(&mut self) {
+        // SAFETY: the handle is live (returned by `rd_kafka_queue_get_partition`,
+        // destroyed only here) and its client still exists (the holder drops it before
+        // the consumer). Destroying a handle drops our reference only: the partition's
+        // queue lives on with its partition.
+        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    }
+}
+
+/// The buffer batches are taken into (one per shard, reused).
+#[derive(Default)]
+pub(super) struct Batches {
+    /// The last batch's messages (taken, not yet destroyed: see [`Batch`]).
+    messages: Vec<*mut rd::rd_kafka_message_t>,
+}
+
+impl std::fmt::Debug for Batches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batches").finish_non_exhaustive()
+    }
+}
+
+impl Batches {
+    /// Takes up to `max` messages that are ready in `queue`, without waiting. The
+    /// [`Batch`] hands them out and destroys each exactly once when dropped.
+    pub(super) fn take(&mut self, queue: &PartitionQueue, max: usize) -> Batch<'_> {
         self.messages.clear();
         self.messages.reserve(max);
-        // SAFETY: `self.queue` is live; the array has room for `max` pointers (reserved
+        // SAFETY: `queue` is live; the array has room for `max` pointers (reserved
         // above), of which librdkafka writes the first `n` (returned) and nothing past
         // them; a zero timeout never blocks. Each message written is ours to destroy
         // (`Batch::drop`).
         let n = unsafe {
             rd::rd_kafka_consume_batch_queue(
-                self.queue.as_ptr(),
+                queue.queue.as_ptr(),
                 0,
                 self.messages.as_mut_ptr(),
                 max,
@@ -121,18 +134,14 @@ impl FetchQueue {
             messages: &mut self.messages,
         }
     }
-}
 
-impl Drop for FetchQueue {
-    fn drop(&mut self) {
-        // SAFETY: the queue is live (created in `new`, destroyed only here) and its
-        // client still exists (the consumer is dropped after this queue). Fetch queues
-        // still forwarded to it hold their own reference.
-        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    /// Drops every message `queue` holds now (a revoked partition's).
+    pub(super) fn purge(&mut self, queue: &PartitionQueue) {
+        while self.take(queue, 1024).len() > 0 {}
     }
 }
 
-/// Messages taken from a [`FetchQueue`]; every one is destroyed when the batch is dropped
+/// Messages taken from a [`PartitionQueue`]; every one is destroyed when the batch is dropped
 /// (also when the source stops half-way through it on an error).
 pub(super) struct Batch<'a> {
     messages: &'a mut Vec<*mut rd::rd_kafka_message_t>,
@@ -176,19 +185,6 @@ impl<'a> Fetched<'a> {
     /// librdkafka's error code (`RD_KAFKA_RESP_ERR_NO_ERROR` for a record).
     pub(super) fn err(&self) -> RDKafkaRespErr {
         self.message.err
-    }
-
-    /// The topic handle: the same pointer for every message of one topic of a consumer.
-    pub(super) fn topic_handle(&self) -> *const rd::rd_kafka_topic_t {
-        self.message.rkt
-    }
-
-    /// The topic's name.
-    pub(super) fn topic(&self) -> &'a str {
-        // SAFETY: a consumed message's topic handle is live as long as the message, and
-        // its name is a NUL-terminated string owned by the handle.
-        let name = unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(self.message.rkt)) };
-        name.to_str().unwrap_or("")
     }
 
     pub(super) fn partition(&self) -> i32 {

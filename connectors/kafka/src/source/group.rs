@@ -14,7 +14,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use rill_runtime::{Data, SourceOutput};
 
-use super::fetch::FetchQueue;
+use super::fetch::{Batches, PartitionQueue};
 use super::{Item, Owned, Start};
 use crate::error::{Error, Result};
 use crate::health::{broker_up, Health};
@@ -54,6 +54,11 @@ pub(super) struct SourceContext {
     /// polled the consumer: what a revocation commits. It may lag the records emitted
     /// since (read again by the next owner, never skipped).
     pub(super) read: Mutex<Vec<(usize, i64)>>,
+    /// Tests: how long the rebalance callback waits after it assigned the partitions
+    /// (librdkafka fetches meanwhile, into the consumer's own queue if the partitions'
+    /// queues were not detached).
+    #[cfg(test)]
+    pub(super) assign_delay: Duration,
 }
 
 impl ClientContext for SourceContext {
@@ -118,7 +123,7 @@ impl ConsumerContext for SourceContext {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        for (topic, partition) in elements {
+        for (topic, partition) in elements.iter().cloned() {
             let Some(split) = self.plan.split_of(&topic, partition) else {
                 continue;
             };
@@ -142,10 +147,19 @@ impl ConsumerContext for SourceContext {
             }
             assigned.push((split, start));
         }
+        // Each partition's records stay in its own fetch queue, which the source reads:
+        // detached before the assignment starts fetching (see `fetch`). A partition
+        // librdkafka refuses here is refused again when the source applies the event,
+        // which then fails.
+        for (topic, partition) in &elements {
+            drop(PartitionQueue::detach(consumer, topic, *partition));
+        }
         let _ = consumer.assign(tpl);
         // A partition this member paused when it finished it before (bounded mode) may
         // come back: it is read again from the committed offset.
         let _ = consumer.resume(tpl);
+        #[cfg(test)]
+        std::thread::sleep(self.assign_delay);
         events.push(Rebalanced::Assigned(assigned));
     }
 
@@ -225,15 +239,15 @@ impl GroupEnd {
 
 /// Group mode: applies what rebalances (run inside the consumer's poll) did to this
 /// member's partitions, and tells the operators behind the source (in order with the
-/// records); whether anything changed. A newly assigned partition's fetch queue is
-/// forwarded to `fetch`, if given (librdkafka cleared the forwarding when the partition
-/// was last unassigned).
+/// records); whether anything changed. A revoked partition's records left in its queue
+/// are dropped; a newly assigned one gets a handle of its queue (detached in the
+/// rebalance callback). An error (why) if librdkafka refuses a partition's queue.
 pub(super) fn apply_rebalances<T: Data>(
     consumer: &BaseConsumer<SourceContext>,
-    fetch: Option<&FetchQueue>,
+    batches: &mut Batches,
     owned: &mut Vec<Owned>,
     out: &mut SourceOutput<Item<T>>,
-) -> bool {
+) -> std::result::Result<bool, String> {
     let context = consumer.context();
     let events = {
         let mut events = context.events.lock().unwrap_or_else(|e| e.into_inner());
@@ -245,20 +259,27 @@ pub(super) fn apply_rebalances<T: Data>(
     for event in events {
         match event {
             Rebalanced::Revoked => {
-                owned.clear();
+                for o in owned.drain(..) {
+                    batches.purge(&o.queue);
+                }
                 out.give(Item::Revoked);
             }
             Rebalanced::Assigned(splits) => {
                 for (split, start) in splits {
-                    if let Some(fetch) = fetch {
-                        let p = &context.plan.partitions[split];
-                        fetch.forward(consumer, &p.topic, p.partition);
-                    }
+                    let p = &context.plan.partitions[split];
+                    let queue = PartitionQueue::detach(consumer, &p.topic, p.partition)
+                        .ok_or_else(|| {
+                            format!(
+                                "librdkafka has no fetch queue for the assigned partition {}/{}",
+                                p.topic, p.partition
+                            )
+                        })?;
                     owned.push(Owned {
                         split,
                         next: start.offset(),
                         clock: PartitionClock::new(now),
                         skip_before: None,
+                        queue,
                     });
                     out.give(Item::Assigned {
                         split: split as u32,
@@ -268,7 +289,7 @@ pub(super) fn apply_rebalances<T: Data>(
             }
         }
     }
-    changed
+    Ok(changed)
 }
 
 /// Reports the offsets the group acknowledged (commit callbacks run inside the poll).

@@ -47,7 +47,7 @@ use crate::watermark::{combine, Combined, PartitionClock};
 mod fetch;
 mod group;
 
-use fetch::FetchQueue;
+use fetch::{Batches, PartitionQueue};
 use group::{apply_rebalances, report_committed, GroupEnd, SourceContext};
 
 /// A record as the decoder sees it.
@@ -138,6 +138,8 @@ struct Owned {
     /// A fresh start at a timestamp: records before it are skipped until the first at or
     /// after it (a broker may answer the time lookup with the start of a batch).
     skip_before: Option<i64>,
+    /// The partition's fetch queue, where its records wait (see `fetch`).
+    queue: PartitionQueue,
 }
 
 /// Settings every shard's instance shares.
@@ -157,13 +159,17 @@ pub struct KafkaPartitions<T> {
     /// Whether the job takes checkpoints (else a group member commits a partition's end
     /// offset as soon as it reaches it, in bounded mode).
     checkpointing: bool,
-    /// The queue the partitions' records are read from in batches (declared before the
-    /// consumer: it is dropped first); created at the first poll.
-    fetch: Option<FetchQueue>,
+    /// The partitions this shard reads, with their fetch queues (declared before the
+    /// consumer: they are dropped first).
+    owned: Vec<Owned>,
     consumer: BaseConsumer<SourceContext>,
     health: Arc<Health>,
     restored: Arc<Mutex<HashMap<usize, i64>>>,
-    owned: Vec<Owned>,
+    /// The buffer records are read into from the partitions' queues.
+    batches: Batches,
+    /// The index into `owned` of the partition whose queue the next poll reads first
+    /// (each poll starts one further, so that a poll's limit starves no partition).
+    first_queue: usize,
     /// Static assignment: the splits to read once the first poll assigns them (a restore
     /// replaces them).
     pending: Option<Vec<(usize, i64)>>,
@@ -171,11 +177,6 @@ pub struct KafkaPartitions<T> {
     restored_static: bool,
     /// The positions of the previous completed checkpoint: committed at the next one.
     uncommitted: Option<Vec<SplitPosition>>,
-    /// The index into `owned` of the last record's partition (records come in runs).
-    last: usize,
-    /// The topic handle and partition of `last` for records read in batches (a handle is
-    /// compared, never dereferenced; null: none yet).
-    last_handle: (*const rdkafka::bindings::rd_kafka_topic_t, i32),
 }
 
 impl<T> std::fmt::Debug for KafkaPartitions<T> {
@@ -262,6 +263,8 @@ impl<T: Data> KafkaPartitions<T> {
             committed: Mutex::new(Vec::new()),
             commit_on_revoke: !checkpointing,
             read: Mutex::new(Vec::new()),
+            #[cfg(test)]
+            assign_delay: shared.config.assign_delay,
         };
         let consumer = props
             .create_with_context(context)
@@ -282,16 +285,15 @@ impl<T: Data> KafkaPartitions<T> {
             shared,
             shard,
             checkpointing,
-            fetch: None,
+            owned: Vec::new(),
             consumer,
             health,
             restored,
-            owned: Vec::new(),
+            batches: Batches::default(),
+            first_queue: 0,
             pending,
             restored_static: false,
             uncommitted: None,
-            last: NO_LAST.0,
-            last_handle: NO_LAST.1,
         })
     }
 
@@ -316,11 +318,15 @@ impl<T: Data> KafkaPartitions<T> {
             let p = &self.shared.plan.partitions[split];
             tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(next))
                 .map_err(|e| self.failure("cannot build the assignment", e))?;
+            // Its records stay in its own queue: detached before it is assigned.
+            let queue = PartitionQueue::detach(&self.consumer, &p.topic, p.partition)
+                .ok_or_else(|| self.no_queue(split))?;
             self.owned.push(Owned {
                 split,
                 next: Some(next),
                 clock: PartitionClock::new(now),
                 skip_before,
+                queue,
             });
             let start = match self.restored_static {
                 true => Start::At(next),
@@ -334,27 +340,27 @@ impl<T: Data> KafkaPartitions<T> {
         self.consumer
             .assign(&tpl)
             .map_err(|e| self.failure("cannot assign the partitions", e))?;
-        // Read the partitions' records in batches (see `fetch`); a partition librdkafka
-        // does not forward stays on the consumer's queue, read by `poll`.
-        if self.fetch.is_none() {
-            self.fetch = FetchQueue::new(&self.consumer);
-        }
-        if let Some(fetch) = &self.fetch {
-            for o in &self.owned {
-                let p = &self.shared.plan.partitions[o.split];
-                fetch.forward(&self.consumer, &p.topic, p.partition);
-            }
-        }
+        #[cfg(test)]
+        std::thread::sleep(self.shared.config.assign_delay);
         Ok(())
+    }
+
+    /// The failure when librdkafka has no fetch queue for split `split`.
+    fn no_queue(&self, split: usize) -> Failure {
+        let p = &self.shared.plan.partitions[split];
+        Failure::new(format!(
+            "Kafka source {}: librdkafka has no fetch queue for partition {}/{}",
+            self.shared.name, p.topic, p.partition
+        ))
     }
 
     /// Group mode: applies what rebalances did to this member's partitions, and reports
     /// the offsets the group acknowledged since the last call.
-    fn apply_rebalances(&mut self, out: &mut SourceOutput<Item<T>>) {
-        if apply_rebalances(&self.consumer, self.fetch.as_ref(), &mut self.owned, out) {
-            (self.last, self.last_handle) = NO_LAST;
-        }
+    fn apply_rebalances(&mut self, out: &mut SourceOutput<Item<T>>) -> OpResult {
+        apply_rebalances(&self.consumer, &mut self.batches, &mut self.owned, out)
+            .map_err(|why| Failure::new(format!("Kafka source {}: {why}", self.shared.name)))?;
         report_committed(&self.consumer, out);
+        Ok(())
     }
 
     /// Group mode without checkpoints: tells the consumer's context where the source has
@@ -374,53 +380,33 @@ impl<T: Data> KafkaPartitions<T> {
         );
     }
 
-    /// Bounded mode: the consumer reached the end of partition `partition` (of the owned
-    /// ones with that number). It is finished if its position is at or past the end
+    /// Bounded mode: the consumer reached the end of owned partition `i`, at `at` (the
+    /// offset it fetches next there: past transaction markers, which a topic written
+    /// with transactions often ends with). It is finished if that is at or past the end
     /// offset seen at the start. (Finishing at the consumer's end rather than exactly at
     /// the start's end offset also copes with brokers whose offset lookup reports less
     /// than the partition holds, as tansu 0.6 does for the last batch; Apache Kafka's is
-    /// exact.) `at`: the topic and offset of the end, if the event said them (read in a
-    /// batch, where the consumer's position is one past it); else the consumer's position
-    /// is asked.
-    fn finish_at_eof(&mut self, partition: i32, at: Option<(&str, i64)>) -> OpResult {
-        let Some(ends) = self.shared.plan.end.clone() else {
+    /// exact.)
+    fn finish_at_eof(&mut self, i: usize, at: i64) -> OpResult {
+        let Some(ends) = &self.shared.plan.end else {
             return Ok(());
         };
-        let group = matches!(self.shared.config.assignment, Assignment::Group(_));
-        let of = self.shared.plan.partitions.len() as u32;
-        let mut finished = Vec::new();
-        let consumer = &self.consumer;
-        for o in &mut self.owned {
-            // The consumer's position passes transaction markers (no records): a topic
-            // written with transactions often ends with one.
-            let id = &self.shared.plan.partitions[o.split];
-            if id.partition == partition {
-                let position = match at {
-                    Some((topic, offset)) => (topic == id.topic).then_some(offset),
-                    None => crate::admin::position_of(consumer, &id.topic, partition),
-                };
-                if let Some(p) = position {
-                    o.next = Some(o.next.map_or(p, |n| n.max(p)));
-                }
-            }
-            let at_end = o.next.is_some_and(|n| n >= ends[o.split]) || o.next.is_none();
-            if self.shared.plan.partitions[o.split].partition == partition
-                && !o.clock.is_finished()
-                && at_end
-            {
-                o.clock.finish();
-                finished.push((o.split, o.next));
-            }
+        let o = &mut self.owned[i];
+        let next = o.next.map_or(at, |n| n.max(at));
+        o.next = Some(next);
+        if o.clock.is_finished() || next < ends[o.split] {
+            return Ok(());
         }
-        for (split, next) in finished {
-            self.pause(split)?;
-            if let (true, false, Some(next)) = (group, self.checkpointing, next) {
-                self.commit(&[SplitPosition {
-                    split: split as u32,
-                    of,
-                    position: next as u64,
-                }])?;
-            }
+        o.clock.finish();
+        let split = o.split;
+        self.pause(split)?;
+        let group = matches!(self.shared.config.assignment, Assignment::Group(_));
+        if group && !self.checkpointing {
+            self.commit(&[SplitPosition {
+                split: split as u32,
+                of: self.shared.plan.partitions.len() as u32,
+                position: next as u64,
+            }])?;
         }
         Ok(())
     }
@@ -452,72 +438,74 @@ impl<T: Data> KafkaPartitions<T> {
             .map_err(|e| self.failure("cannot commit offsets", e))
     }
 
-    /// Reads records from the fetch queue in batches until `max` are
-    /// emitted or it is empty, or a fetch error came; returns how many were emitted.
+    /// Reads records from the owned partitions' queues in batches, each queue until it
+    /// is empty or gave a fetch error, until `max` are emitted; returns how many were.
+    /// Each call starts at the next partition, so that the limit starves none.
     fn read_batches(
         &mut self,
-        fetch: &mut FetchQueue,
         max: usize,
         now: Instant,
         out: &mut SourceOutput<Item<T>>,
     ) -> std::result::Result<usize, Failure> {
+        let mut batches = std::mem::take(&mut self.batches);
+        let n = self.owned.len();
+        let first = self.first_queue % n.max(1);
+        self.first_queue = first + 1;
         let mut emitted = 0;
-        let mut fetch_error = false;
-        while emitted < max && !fetch_error {
-            let batch = fetch.take((max - emitted).min(FETCH_BATCH));
-            if batch.len() == 0 {
+        for i in (first..n).chain(0..first) {
+            let mut fetch_error = false;
+            while emitted < max && !fetch_error {
+                let want = (max - emitted).min(FETCH_BATCH);
+                let batch = batches.take(&self.owned[i].queue, want);
+                let taken = batch.len();
+                let mut records = false;
+                for j in 0..taken {
+                    let m = batch.get(j);
+                    match m.err() {
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {}
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
+                            // The event's offset: the consumer's position is one past it
+                            // after a batch (see `fetch`).
+                            self.finish_at_eof(i, m.offset())?;
+                            continue;
+                        }
+                        code => {
+                            // As from `poll`: fetch errors are transient (librdkafka
+                            // retries), transport errors count towards the broker
+                            // timeout. The rest of the batch is still taken (it is
+                            // consumed).
+                            let e = KafkaError::MessageConsumption(code.into());
+                            self.health.error(&e, "while fetching");
+                            fetch_error = true;
+                            continue;
+                        }
+                    }
+                    records = true;
+                    let owned = &mut self.owned[i];
+                    let record = KafkaRecord {
+                        topic: &self.shared.plan.partitions[owned.split].topic,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: m.timestamp(),
+                        key: m.key(),
+                        payload: m.payload(),
+                    };
+                    if deliver(&self.shared, owned, &record, now, out) {
+                        emitted += 1;
+                    }
+                }
+                if records {
+                    self.health.up();
+                }
+                if taken < want {
+                    break; // the queue is empty
+                }
+            }
+            if emitted >= max {
                 break;
             }
-            let mut records = false;
-            for i in 0..batch.len() {
-                let m = batch.get(i);
-                match m.err() {
-                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {}
-                    RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
-                        // The event's offset: the consumer's position is one past it
-                        // after a batch (see `fetch`).
-                        self.finish_at_eof(m.partition(), Some((m.topic(), m.offset())))?;
-                        continue;
-                    }
-                    code => {
-                        // As from `poll`: fetch errors are transient (librdkafka
-                        // retries), transport errors count towards the broker timeout.
-                        // The rest of the batch is still taken (it is consumed).
-                        let e = KafkaError::MessageConsumption(code.into());
-                        self.health.error(&e, "while fetching");
-                        fetch_error = true;
-                        continue;
-                    }
-                }
-                records = true;
-                let key = (m.topic_handle(), m.partition());
-                if key != self.last_handle || self.last >= self.owned.len() {
-                    let (plan, topic) = (&self.shared.plan, m.topic());
-                    match self.owned.iter().position(|o| holds(plan, o, topic, key.1)) {
-                        Some(j) => {
-                            self.last = j;
-                            self.last_handle = key;
-                        }
-                        None => continue, // not one of this shard's partitions
-                    }
-                }
-                let owned = &mut self.owned[self.last];
-                let record = KafkaRecord {
-                    topic: &self.shared.plan.partitions[owned.split].topic,
-                    partition: key.1,
-                    offset: m.offset(),
-                    timestamp: m.timestamp(),
-                    key: m.key(),
-                    payload: m.payload(),
-                };
-                if deliver(&self.shared, owned, &record, now, out) {
-                    emitted += 1;
-                }
-            }
-            if records {
-                self.health.up();
-            }
         }
+        self.batches = batches;
         Ok(emitted)
     }
 
@@ -560,35 +548,39 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                     .subscribe(&topics)
                     .map_err(|e| self.failure("cannot subscribe", e))?;
                 self.pending = Some(Vec::new());
-                // Assigned partitions are forwarded to it as rebalances are applied.
-                if self.fetch.is_none() {
-                    self.fetch = FetchQueue::new(&self.consumer);
-                }
             }
         } else {
             self.assign_pending(out)?;
         }
         self.check_brokers()?;
-        let mut emitted = 0;
         let now = Instant::now();
         let bounded = self.shared.plan.end.is_some();
         if group && !self.checkpointing {
             self.publish_read();
         }
-        // Whether the consumer's queue was emptied (statistics, errors, rebalances, and
-        // records of partitions not forwarded to the fetch queue).
-        let mut drained = false;
-        while emitted < max {
-            let consumer = &self.consumer;
-            let message = match consumer.poll(Duration::ZERO) {
-                None => {
-                    drained = true;
-                    break;
+        // The consumer's own queue: statistics, errors, rebalances and commit results,
+        // served by the poll. Records and ends of partitions never come here: every
+        // partition's fetch queue was detached before it was assigned (see `fetch`).
+        loop {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => {
+                    return Err(Failure::new(format!(
+                        "Kafka source {}: a record of {}/{} (offset {}) reached the \
+                         consumer's own queue, where the order of a partition's records \
+                         is not kept: its fetch queue was not detached",
+                        self.shared.name,
+                        m.topic(),
+                        m.partition(),
+                        m.offset()
+                    )))
                 }
-                Some(Ok(m)) => m,
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    self.finish_at_eof(partition, None)?;
-                    continue;
+                    return Err(Failure::new(format!(
+                        "Kafka source {}: the end of partition {partition} reached the \
+                         consumer's own queue: its fetch queue was not detached",
+                        self.shared.name
+                    )))
                 }
                 Some(Err(e)) => {
                     // Fetch errors are transient (librdkafka retries); transport errors
@@ -596,57 +588,14 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                     self.health.error(&e, "while fetching");
                     break;
                 }
-            };
-            self.health.up();
-            // A rebalance served by this poll: its changes go ahead of the message.
-            if group && consumer.context().rebalanced.load(Ordering::Relaxed) {
-                apply_rebalances(consumer, self.fetch.as_ref(), &mut self.owned, out);
-                (self.last, self.last_handle) = NO_LAST;
-            }
-            let (topic, partition, offset) =
-                (message.topic(), message.partition(), message.offset());
-            let plan = &self.shared.plan;
-            let hit = self
-                .owned
-                .get(self.last)
-                .is_some_and(|o| holds(plan, o, topic, partition));
-            if !hit {
-                match self
-                    .owned
-                    .iter()
-                    .position(|o| holds(plan, o, topic, partition))
-                {
-                    Some(i) => self.last = i,
-                    None => continue, // a partition revoked since it was fetched
-                }
-            }
-            let record = KafkaRecord {
-                topic,
-                partition,
-                offset,
-                timestamp: message.timestamp().to_millis(),
-                key: message.key(),
-                payload: message.payload(),
-            };
-            if deliver(&self.shared, &mut self.owned[self.last], &record, now, out) {
-                emitted += 1;
             }
         }
-        // A rebalance the last poll served (without a record after it) goes ahead of the
-        // fetch queue's records: a revoked partition's records left there are then
-        // dropped, and a new one's fetch queue is forwarded.
+        // What rebalances did goes ahead of the records read after them: a revoked
+        // partition's records left in its queue are dropped, a new one gets its queue.
         if group {
-            self.apply_rebalances(out);
+            self.apply_rebalances(out)?;
         }
-        // Only once the consumer's queue is empty (records that reached it before their
-        // partition was forwarded come first), the fetch queue.
-        if drained && emitted < max {
-            if let Some(mut fetch) = self.fetch.take() {
-                let read = self.read_batches(&mut fetch, max - emitted, now, out);
-                self.fetch = Some(fetch);
-                emitted += read?;
-            }
-        }
+        let emitted = self.read_batches(max, now, out)?;
         if !group {
             report_committed(&self.consumer, out);
         }
@@ -759,20 +708,8 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
     }
 }
 
-/// `last` and `last_handle` before the first record, and after the owned partitions
-/// changed: no cached partition.
-const NO_LAST: (usize, (*const rdkafka::bindings::rd_kafka_topic_t, i32)) =
-    (0, (std::ptr::null(), -1));
-
-/// The most messages one batch takes from the fetch queue.
+/// The most messages one batch takes from a partition's queue.
 const FETCH_BATCH: usize = 4096;
-
-/// True if `owned` is the split of `topic`'s `partition`.
-#[inline]
-fn holds(plan: &Plan, owned: &Owned, topic: &str, partition: i32) -> bool {
-    let p = &plan.partitions[owned.split];
-    p.partition == partition && p.topic == topic
-}
 
 /// Hands `record` of partition `owned` to `out`, decoded or as a bad record, or skips it
 /// (its partition finished; before the start time): whether it was emitted.
@@ -993,5 +930,56 @@ mod tests {
         assert_eq!(props.get("group.id"), Some("mine"));
         assert_eq!(props.get("session.timeout.ms"), Some("30000"));
         assert_eq!(props.get("client.id"), Some("rill-src-1"));
+    }
+
+    /// Reads a 3-partition topic of `per_partition` records each with `config`, the
+    /// assignment waiting 300 ms after librdkafka was told (so that it fetches before the
+    /// source applies it), on one shard: the (partition, offset) of every record, in the
+    /// order the source emitted them.
+    fn read_slowly_assigned(config: KafkaSourceConfig<(i32, i64)>, name: &str) -> Vec<(i32, i64)> {
+        let mut config = config.until_end(true);
+        config.assign_delay = Duration::from_millis(300);
+        let mut df = Dataflow::new();
+        let source = kafka_source(&mut df, name, config, |r: &KafkaRecord<'_>| {
+            Ok::<_, String>((r.partition, r.offset))
+        })
+        .unwrap();
+        let records = source.records.collect("records");
+        let runtime = rill_runtime::Config::default().shards(1).pin(false);
+        rill_runtime::Runtime::new(runtime)
+            .unwrap()
+            .run(df)
+            .unwrap();
+        records.take()
+    }
+
+    #[test]
+    fn a_partitions_records_come_in_offset_order_however_late_its_assignment_is_applied() {
+        use crate::admin::{ensure_topic, TopicWriter};
+        let broker = crate::testing::TestBroker::shared();
+        let b = broker.brokers();
+        let (topic, partitions, per_partition) = ("assigned-late", 3, 3000);
+        assert_eq!(ensure_topic(&b, topic, partitions).unwrap(), partitions);
+        // Small record batches: a fetch returns part of a partition.
+        let w = TopicWriter::with_properties(&b, topic, &[("batch.num.messages", "100")]).unwrap();
+        for i in 0..per_partition * partitions {
+            w.send((i % partitions) as i32, None, b"x").unwrap();
+        }
+        w.flush().unwrap();
+        let static_ = KafkaSourceConfig::new(b.clone(), &[topic]);
+        let group = KafkaSourceConfig::new(b.clone(), &[topic]).group("assigned-late");
+        for (mode, config) in [("static", static_), ("group", group)] {
+            let got = read_slowly_assigned(config, mode);
+            for p in 0..partitions as i32 {
+                let offsets: Vec<i64> = got.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
+                let expected: Vec<i64> = (0..per_partition as i64).collect();
+                assert!(
+                    offsets == expected,
+                    "{mode}: partition {p} came in this order: {} records, first {:?}",
+                    offsets.len(),
+                    &offsets[..offsets.len().min(5)]
+                );
+            }
+        }
     }
 }
