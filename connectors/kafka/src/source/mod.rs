@@ -559,36 +559,33 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
             self.publish_read();
         }
         // The consumer's own queue: statistics, errors, rebalances and commit results,
-        // served by the poll. Records and ends of partitions never come here: every
-        // partition's fetch queue was detached before it was assigned (see `fetch`).
-        loop {
-            match self.consumer.poll(Duration::ZERO) {
-                None => break,
-                Some(Ok(m)) => {
-                    return Err(Failure::new(format!(
-                        "Kafka source {}: a record of {}/{} (offset {}) reached the \
-                         consumer's own queue, where the order of a partition's records \
-                         is not kept: its fetch queue was not detached",
-                        self.shared.name,
-                        m.topic(),
-                        m.partition(),
-                        m.offset()
-                    )))
-                }
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    return Err(Failure::new(format!(
-                        "Kafka source {}: the end of partition {partition} reached the \
-                         consumer's own queue: its fetch queue was not detached",
-                        self.shared.name
-                    )))
-                }
-                Some(Err(e)) => {
-                    // Fetch errors are transient (librdkafka retries); transport errors
-                    // count towards the broker timeout.
-                    self.health.error(&e, "while fetching");
-                    break;
-                }
+        // served by the poll, one event a call (rdkafka returns `None` after serving a
+        // rebalance or a commit result as well as when the queue is empty). Records and
+        // ends of partitions never come here: every partition's fetch queue was detached
+        // before it was assigned (see `fetch`).
+        match self.consumer.poll(Duration::ZERO) {
+            None => {}
+            Some(Ok(m)) => {
+                return Err(Failure::new(format!(
+                    "Kafka source {}: a record of {}/{} (offset {}) reached the consumer's \
+                     own queue, where the order of a partition's records is not kept: its \
+                     fetch queue was not detached",
+                    self.shared.name,
+                    m.topic(),
+                    m.partition(),
+                    m.offset()
+                )))
             }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                return Err(Failure::new(format!(
+                    "Kafka source {}: the end of partition {partition} reached the \
+                     consumer's own queue: its fetch queue was not detached",
+                    self.shared.name
+                )))
+            }
+            // Fetch errors are transient (librdkafka retries); transport errors count
+            // towards the broker timeout.
+            Some(Err(e)) => self.health.error(&e, "while fetching"),
         }
         // What rebalances did goes ahead of the records read after them: a revoked
         // partition's records left in its queue are dropped, a new one gets its queue.
