@@ -135,9 +135,11 @@ impl Batches {
         }
     }
 
-    /// Drops every message `queue` holds now (a revoked partition's).
+    /// Drops the messages `queue` holds now (a revoked partition's): until a batch comes
+    /// back short, so that a fetch still arriving cannot keep it going.
     pub(super) fn purge(&mut self, queue: &PartitionQueue) {
-        while self.take(queue, 1024).len() > 0 {}
+        const PURGE_BATCH: usize = 1024;
+        while self.take(queue, PURGE_BATCH).len() == PURGE_BATCH {}
     }
 }
 
