@@ -14,7 +14,7 @@
 //! bounded `run --kafka --until-end` with THREADS shards reads them), one record per
 //! `BaseConsumer::poll`; `consume-batch` the same in batches of up to 1,000 records
 //! (`rd_kafka_consume_batch_queue` on the consumer's queue: the fastest a consumer that
-//! counts can read, and the path rill's source takes for a static assignment); both time
+//! counts can read; rill's source makes the same call on each partition's own queue); both time
 //! from the first record to the last. `produce`: one
 //! producer writing RECORDS records of BYTES bytes round-robin over the partitions, then
 //! waiting for every acknowledgement. `latency`: one consumer of every partition from
