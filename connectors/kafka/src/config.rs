@@ -178,6 +178,23 @@ impl<T> KafkaSourceConfig<T> {
                         .into(),
                 ));
             }
+            // The source takes a group's partitions with the eager protocol (all revoked,
+            // then all assigned: `assign`); librdkafka refuses that call under the
+            // incremental ones.
+            for (key, value) in &self.properties {
+                let incremental = match key.as_str() {
+                    "partition.assignment.strategy" => value.contains("cooperative"),
+                    "group.protocol" => value.trim() == "consumer",
+                    _ => false,
+                };
+                if incremental {
+                    return Err(Error::Config(format!(
+                        "{key}={value}: the Kafka source takes a group's partitions with the \
+                         eager rebalance protocol (librdkafka's classic group protocol with the \
+                         range or roundrobin assignor)"
+                    )));
+                }
+            }
         }
         if self.broker_timeout.is_zero() {
             return Err(Error::Config("the broker timeout must be positive".into()));
@@ -297,6 +314,24 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("consumer group"), "{e}");
+        for (key, value) in [
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("group.protocol", "consumer"),
+        ] {
+            let e = ok
+                .clone()
+                .group("g")
+                .property(key, value)
+                .validate()
+                .unwrap_err();
+            assert!(e.to_string().contains("eager"), "{e}");
+        }
+        assert!(ok
+            .clone()
+            .group("g")
+            .property("partition.assignment.strategy", "roundrobin")
+            .validate()
+            .is_ok());
         let e = KafkaSinkConfig::new("a:1", "").validate().unwrap_err();
         assert!(e.to_string().contains("topic"), "{e}");
         let e = KafkaSinkConfig::new("a:1", "t")

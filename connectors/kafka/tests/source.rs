@@ -308,6 +308,59 @@ fn offsets_of_completed_checkpoints_are_committed_to_the_group() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A partition added to a topic while a group member reads it is not in the job's plan
+/// (its splits, checkpoints and partition states): the group gives it to a member, and
+/// the job fails naming it rather than leave it unread by the whole group.
+#[test]
+fn a_partition_added_while_a_group_reads_fails_the_job_with_a_reason() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::ClientConfig;
+
+    let broker = TestBroker::shared();
+    let b = broker.brokers();
+    let n = 100;
+    fill(&b, "growing", 2, n, &[]);
+    let mut df = Dataflow::new();
+    // The member notices the new partition at its next metadata refresh.
+    let config = KafkaSourceConfig::new(b.clone(), &["growing"])
+        .group("growing-members")
+        .property("topic.metadata.refresh.interval.ms", "500");
+    let source = kafka_source(&mut df, "growing", config, parse).unwrap();
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    source.records.inspect("count", move |_, _: &u64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let handle = Runtime::new(two_shards()).unwrap().spawn(df).unwrap();
+    let start = Instant::now();
+    while seen.load(Ordering::Relaxed) < n {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .create()
+        .unwrap();
+    let grow = NewPartitions::new("growing", 3);
+    let results =
+        futures_executor::block_on(admin.create_partitions([&grow], &AdminOptions::new())).unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let start = Instant::now();
+    while !handle.is_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the job went on with a partition it was not planned with"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = handle.join().unwrap_err().to_string();
+    assert!(
+        e.contains("not planned with") && e.contains("growing/2"),
+        "{e}"
+    );
+}
+
 /// A group job without checkpoints commits nothing while it reads (no completed
 /// checkpoint to commit), so a rebalance must commit where it got to: else the partitions'
 /// next owners read them again from the start.

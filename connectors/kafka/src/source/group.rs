@@ -27,8 +27,12 @@ pub(super) const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
 /// A change of a group member's partitions, as the rebalance callback saw it.
 #[derive(Debug)]
 pub(super) enum Rebalanced {
-    /// These partitions (split, where it starts) are now the member's.
-    Assigned(Vec<(usize, Start)>),
+    /// These partitions (split, where it starts) are now the member's; `unplanned`: the
+    /// ones the group gave that the job's plan does not have (`topic/partition`).
+    Assigned {
+        splits: Vec<(usize, Start)>,
+        unplanned: Vec<String>,
+    },
     /// The member no longer owns any partition.
     Revoked,
 }
@@ -41,9 +45,6 @@ pub(super) struct SourceContext {
     /// partitions starts there instead of at the committed offset.
     pub(super) restored: Arc<Mutex<HashMap<usize, i64>>>,
     pub(super) events: Mutex<Vec<Rebalanced>>,
-    /// Set when `events` gets one: checked after every message the poll returns, so that
-    /// no record of a new assignment overtakes it.
-    pub(super) rebalanced: AtomicBool,
     /// Offsets the group acknowledged (split, offset), not yet reported.
     pub(super) committed: Mutex<Vec<(usize, i64)>>,
     /// Whether a revocation commits `read` (a job without checkpoints, whose offsets are
@@ -97,7 +98,6 @@ impl ConsumerContext for SourceContext {
         tpl: &mut TopicPartitionList,
     ) {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        self.rebalanced.store(true, Ordering::Relaxed);
         if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
             // Revoked (or a rebalance error): give everything back, after committing
             // where the source got to if the job keeps no checkpoints (not if the
@@ -118,6 +118,7 @@ impl ConsumerContext for SourceContext {
             .map_err(|e| format!("reading the group's committed offsets failed: {e}"));
         let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
         let mut assigned = Vec::new();
+        let mut unplanned = Vec::new();
         let elements: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -125,6 +126,7 @@ impl ConsumerContext for SourceContext {
             .collect();
         for (topic, partition) in elements.iter().cloned() {
             let Some(split) = self.plan.split_of(&topic, partition) else {
+                unplanned.push(format!("{topic}/{partition}"));
                 continue;
             };
             let group = committed.as_ref().map(|c| {
@@ -160,7 +162,10 @@ impl ConsumerContext for SourceContext {
         let _ = consumer.resume(tpl);
         #[cfg(test)]
         std::thread::sleep(self.assign_delay);
-        events.push(Rebalanced::Assigned(assigned));
+        events.push(Rebalanced::Assigned {
+            splits: assigned,
+            unplanned,
+        });
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
@@ -251,7 +256,6 @@ pub(super) fn apply_rebalances<T: Data>(
     let context = consumer.context();
     let events = {
         let mut events = context.events.lock().unwrap_or_else(|e| e.into_inner());
-        context.rebalanced.store(false, Ordering::Relaxed);
         std::mem::take(&mut *events)
     };
     let now = Instant::now();
@@ -264,7 +268,22 @@ pub(super) fn apply_rebalances<T: Data>(
                 }
                 out.give(Item::Revoked);
             }
-            Rebalanced::Assigned(splits) => {
+            Rebalanced::Assigned { splits, unplanned } => {
+                if !unplanned.is_empty() {
+                    // Reading them would need splits the job's checkpoints and state do
+                    // not have; leaving them unread would leave them unread by the whole
+                    // group (the group gave them to this member).
+                    return Err(format!(
+                        "the group assigned partitions the job was not planned with: {} \
+                         (added after the job started, which found {} partitions of {:?}); \
+                         start the job again without restoring (from the group's committed \
+                         offsets: a restore needs the partitions it was planned with) to read \
+                         them",
+                        unplanned.join(", "),
+                        context.plan.partitions.len(),
+                        topics(&context.plan)
+                    ));
+                }
                 for (split, start) in splits {
                     let p = &context.plan.partitions[split];
                     let queue = PartitionQueue::detach(consumer, &p.topic, p.partition)
@@ -311,4 +330,11 @@ pub(super) fn report_committed<T: Data>(
             offset,
         });
     }
+}
+
+/// The plan's topics, each once, in order.
+fn topics(plan: &Plan) -> Vec<&str> {
+    let mut topics: Vec<&str> = plan.partitions.iter().map(|p| p.topic.as_str()).collect();
+    topics.dedup();
+    topics
 }

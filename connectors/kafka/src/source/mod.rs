@@ -23,7 +23,7 @@
 //! ([`crate::partition_state`]); the plain [`kafka_source`] drops them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -259,7 +259,6 @@ impl<T: Data> KafkaPartitions<T> {
             plan: shared.plan.clone(),
             restored: restored.clone(),
             events: Mutex::new(Vec::new()),
-            rebalanced: AtomicBool::new(false),
             committed: Mutex::new(Vec::new()),
             commit_on_revoke: !checkpointing,
             read: Mutex::new(Vec::new()),
@@ -583,9 +582,9 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
                     self.shared.name
                 )))
             }
-            // Fetch errors are transient (librdkafka retries); transport errors count
-            // towards the broker timeout.
-            Some(Err(e)) => self.health.error(&e, "while fetching"),
+            // Client errors (transport errors count towards the broker timeout;
+            // librdkafka retries all along).
+            Some(Err(e)) => self.health.error(&e, "from the consumer"),
         }
         // What rebalances did goes ahead of the records read after them: a revoked
         // partition's records left in its queue are dropped, a new one gets its queue.
