@@ -291,6 +291,30 @@ fn offsets_of_completed_checkpoints_are_committed_to_the_group() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Spawns a job of `config` (a group member reading `topic`) on `runtime` that counts the
+/// records it reads, and waits until it has read `n`: its handle and its count.
+fn spawn_counting_member(
+    config: KafkaSourceConfig<u64>,
+    topic: &str,
+    runtime: Config,
+    n: u64,
+) -> (rill_runtime::JobHandle, Arc<AtomicU64>) {
+    let mut df = Dataflow::new();
+    let source = kafka_source(&mut df, topic, config, parse).unwrap();
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    source.records.inspect("count", move |_, _: &u64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let handle = Runtime::new(runtime).unwrap().spawn(df).unwrap();
+    let start = Instant::now();
+    while seen.load(Ordering::Relaxed) < n {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (handle, seen)
+}
+
 /// A partition added to a topic while a group member reads it is not in the job's plan
 /// (its splits, checkpoints and partition states): the group gives it to a member, and
 /// the job fails naming it rather than leave it unread by the whole group.
@@ -304,23 +328,11 @@ fn a_partition_added_while_a_group_reads_fails_the_job_with_a_reason() {
     let b = broker.brokers();
     let n = 100;
     fill(&b, "growing", 2, n, &[]);
-    let mut df = Dataflow::new();
     // The member notices the new partition at its next metadata refresh.
     let config = KafkaSourceConfig::new(b.clone(), &["growing"])
         .group("growing-members")
         .property("topic.metadata.refresh.interval.ms", "500");
-    let source = kafka_source(&mut df, "growing", config, parse).unwrap();
-    let seen = Arc::new(AtomicU64::new(0));
-    let counter = seen.clone();
-    source.records.inspect("count", move |_, _: &u64| {
-        counter.fetch_add(1, Ordering::Relaxed);
-    });
-    let handle = Runtime::new(two_shards()).unwrap().spawn(df).unwrap();
-    let start = Instant::now();
-    while seen.load(Ordering::Relaxed) < n {
-        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (handle, _) = spawn_counting_member(config, "growing", two_shards(), n);
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &b)
         .create()
@@ -356,23 +368,11 @@ fn a_group_member_without_checkpoints_commits_what_it_read_when_a_rebalance_take
     let b = broker.brokers();
     let n = 2_000;
     fill(&b, "handover", 2, n, &[]);
-    let mut df = Dataflow::new();
     let config = KafkaSourceConfig::new(b.clone(), &["handover"])
         .group("handover-members")
         .event_time(|v: &u64| *v as i64);
-    let source = kafka_source(&mut df, "handover", config, parse).unwrap();
-    let seen = Arc::new(AtomicU64::new(0));
-    let counter = seen.clone();
-    source.records.inspect("count", move |_, _: &u64| {
-        counter.fetch_add(1, Ordering::Relaxed);
-    });
     let one_shard = Config::default().shards(1).pin(false);
-    let handle = Runtime::new(one_shard).unwrap().spawn(df).unwrap();
-    let start = Instant::now();
-    while seen.load(Ordering::Relaxed) < n {
-        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (handle, seen) = spawn_counting_member(config, "handover", one_shard, n);
     // A second member joins: the range assignor gives it one of the two partitions.
     let other: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &b)
