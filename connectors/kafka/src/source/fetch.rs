@@ -58,31 +58,32 @@ impl std::fmt::Debug for PartitionQueue {
 
 impl PartitionQueue {
     /// Detaches the fetch queue of `topic`/`partition` of `consumer` from the consumer's
-    /// queue, for good, and returns a handle of it; `None` if librdkafka refuses the
-    /// partition (it creates the partition's queue if it does not know it yet). Call it
-    /// before the partition is assigned: records fetched before are in the consumer's
+    /// queue, for good, and returns a handle of it; an error (why) if librdkafka refuses
+    /// the partition (it creates the partition's queue if it does not know it yet). Call
+    /// it before the partition is assigned: records fetched before are in the consumer's
     /// queue.
     pub(super) fn detach<C: ConsumerContext>(
         consumer: &BaseConsumer<C>,
         topic: &str,
         partition: i32,
-    ) -> Option<PartitionQueue> {
-        let topic = CString::new(topic).ok()?;
+    ) -> Result<PartitionQueue, String> {
+        let refused = || format!("librdkafka has no fetch queue for partition {topic}/{partition}");
+        let name = CString::new(topic).map_err(|_| refused())?;
         // SAFETY: the consumer's `rd_kafka_t` is live and `topic` a NUL-terminated string
         // that outlives the call; the returned handle (or null) is ours to destroy.
         let queue = unsafe {
             rd::rd_kafka_queue_get_partition(
                 consumer.client().native_ptr(),
-                topic.as_ptr(),
+                name.as_ptr(),
                 partition,
             )
         };
-        let queue = NonNull::new(queue)?;
+        let queue = NonNull::new(queue).ok_or_else(refused)?;
         // SAFETY: `queue` is the live handle just returned. Forwarding it to null marks
         // the forwarding as the application's (librdkafka then never forwards it to the
         // consumer's queue) and removes any.
         unsafe { rd::rd_kafka_queue_forward(queue.as_ptr(), std::ptr::null_mut()) };
-        Some(PartitionQueue { queue })
+        Ok(PartitionQueue { queue })
     }
 }
 

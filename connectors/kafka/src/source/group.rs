@@ -244,7 +244,7 @@ impl GroupEnd {
 
 /// Group mode: applies what rebalances (run inside the consumer's poll) did to this
 /// member's partitions, and tells the operators behind the source (in order with the
-/// records); whether anything changed. A revoked partition's records left in its queue
+/// records). A revoked partition's records left in its queue
 /// are dropped; a newly assigned one gets a handle of its queue (detached in the
 /// rebalance callback). An error (why) if librdkafka refuses a partition's queue.
 pub(super) fn apply_rebalances<T: Data>(
@@ -252,14 +252,13 @@ pub(super) fn apply_rebalances<T: Data>(
     batches: &mut Batches,
     owned: &mut Vec<Owned>,
     out: &mut SourceOutput<Item<T>>,
-) -> std::result::Result<bool, String> {
+) -> std::result::Result<(), String> {
     let context = consumer.context();
     let events = {
         let mut events = context.events.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *events)
     };
     let now = Instant::now();
-    let changed = !events.is_empty();
     for event in events {
         match event {
             Rebalanced::Revoked => {
@@ -286,13 +285,7 @@ pub(super) fn apply_rebalances<T: Data>(
                 }
                 for (split, start) in splits {
                     let p = &context.plan.partitions[split];
-                    let queue = PartitionQueue::detach(consumer, &p.topic, p.partition)
-                        .ok_or_else(|| {
-                            format!(
-                                "librdkafka has no fetch queue for the assigned partition {}/{}",
-                                p.topic, p.partition
-                            )
-                        })?;
+                    let queue = PartitionQueue::detach(consumer, &p.topic, p.partition)?;
                     owned.push(Owned {
                         split,
                         next: start.offset(),
@@ -308,7 +301,7 @@ pub(super) fn apply_rebalances<T: Data>(
             }
         }
     }
-    Ok(changed)
+    Ok(())
 }
 
 /// Reports the offsets the group acknowledged (commit callbacks run inside the poll).

@@ -319,7 +319,7 @@ impl<T: Data> KafkaPartitions<T> {
                 .map_err(|e| self.failure("cannot build the assignment", e))?;
             // Its records stay in its own queue: detached before it is assigned.
             let queue = PartitionQueue::detach(&self.consumer, &p.topic, p.partition)
-                .ok_or_else(|| self.no_queue(split))?;
+                .map_err(|why| self.failed(why))?;
             self.owned.push(Owned {
                 split,
                 next: Some(next),
@@ -344,20 +344,16 @@ impl<T: Data> KafkaPartitions<T> {
         Ok(())
     }
 
-    /// The failure when librdkafka has no fetch queue for split `split`.
-    fn no_queue(&self, split: usize) -> Failure {
-        let p = &self.shared.plan.partitions[split];
-        Failure::new(format!(
-            "Kafka source {}: librdkafka has no fetch queue for partition {}/{}",
-            self.shared.name, p.topic, p.partition
-        ))
+    /// A failure of this source, for `why`.
+    fn failed(&self, why: String) -> Failure {
+        Failure::new(format!("Kafka source {}: {why}", self.shared.name))
     }
 
     /// Group mode: applies what rebalances did to this member's partitions, and reports
     /// the offsets the group acknowledged since the last call.
     fn apply_rebalances(&mut self, out: &mut SourceOutput<Item<T>>) -> OpResult {
         apply_rebalances(&self.consumer, &mut self.batches, &mut self.owned, out)
-            .map_err(|why| Failure::new(format!("Kafka source {}: {why}", self.shared.name)))?;
+            .map_err(|why| self.failed(why))?;
         report_committed(&self.consumer, out);
         Ok(())
     }
@@ -565,21 +561,19 @@ impl<T: Data> Source<Item<T>> for KafkaPartitions<T> {
         match self.consumer.poll(Duration::ZERO) {
             None => {}
             Some(Ok(m)) => {
-                return Err(Failure::new(format!(
-                    "Kafka source {}: a record of {}/{} (offset {}) reached the consumer's \
-                     own queue, where the order of a partition's records is not kept: its \
-                     fetch queue was not detached",
-                    self.shared.name,
+                return Err(self.failed(format!(
+                    "a record of {}/{} (offset {}) reached the consumer's own queue, where \
+                     the order of a partition's records is not kept: its fetch queue was not \
+                     detached",
                     m.topic(),
                     m.partition(),
                     m.offset()
                 )))
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                return Err(Failure::new(format!(
-                    "Kafka source {}: the end of partition {partition} reached the \
-                     consumer's own queue: its fetch queue was not detached",
-                    self.shared.name
+                return Err(self.failed(format!(
+                    "the end of partition {partition} reached the consumer's own queue: its \
+                     fetch queue was not detached"
                 )))
             }
             // Client errors (transport errors count towards the broker timeout;
